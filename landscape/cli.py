@@ -1,0 +1,259 @@
+"""The ``landscape`` command line: thin click commands over the library (DESIGN §9).
+
+Each command parses options, builds a config, makes one library call and prints. Library errors
+(``LandscapeError``) become one ``Error: ...`` line and exit 1; bad flags exit 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from landscape import __version__
+from landscape.config import (
+    ENGINE_CHOICES,
+    IGNORE_CHOICES,
+    NORM_CHOICES,
+    SPLIT_CHOICES,
+    ComputeConfig,
+    apply_overrides,
+    load_yaml_file,
+    parse_axis,
+)
+from landscape.errors import ConfigError, LandscapeError
+
+
+def _library_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn library errors into ``Error: ...`` (exit 1) without a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except LandscapeError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("Interrupted; points written so far are kept, rerun to resume.", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+class AxisType(click.ParamType):
+    """``MIN:MAX:NUM``, checked at parse time so a malformed grid is a usage error (exit 2)."""
+
+    name = "MIN:MAX:NUM"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        try:
+            parse_axis(value, f"--{param.name}" if param else "axis")
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+        return str(value)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="landscape")
+def main() -> None:
+    """Loss landscapes of trained PyTorch networks (Li et al. 2018 and beyond).
+
+    \b
+    Example:
+      landscape demo --out results/demo
+      landscape compute --model resnet20 --checkpoint model.t7 --data cifar10:DATA \\
+          --direction filter-norm --x=-1:1:51 --y=-1:1:51 --out results/r20.h5
+      landscape plot results/r20.h5 --out results/r20
+    """
+
+
+# --- compute ----------------------------------------------------------------------------------
+
+# flag name → dotted config key; a flag given on the command line wins over the YAML file
+FLAG_KEYS = {
+    "model": "model.name",
+    "checkpoint": "model.checkpoint",
+    "unsafe_pickle": "model.unsafe_pickle",
+    "data": "data.name",
+    "split": "data.split",
+    "max_samples": "data.max_samples",
+    "data_seed": "data.seed",
+    "batch_size": "data.batch_size",
+    "direction": "direction.name",
+    "seed": "direction.seed",
+    "ignore": "direction.ignore",
+    "norm": "direction.norm",
+    "directions": "direction.file",
+    "x": "grid.x",
+    "y": "grid.y",
+    "loss": "eval.loss",
+    "device": "eval.device",
+    "engine": "eval.engine",
+    "out": "out",
+}
+
+
+def build_compute_config(ctx: click.Context, config_file: str | None, model_args: tuple[str, ...]) -> ComputeConfig:
+    """YAML (if any), then every flag the user actually gave, into one ComputeConfig."""
+    raw = load_yaml_file(config_file) if config_file else {}
+    overrides: dict[str, Any] = {}
+    for flag, key in FLAG_KEYS.items():
+        source = ctx.get_parameter_source(flag)
+        if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
+            overrides[key] = ctx.params[flag]
+    if model_args:
+        from landscape.models import parse_model_args
+
+        merged = dict((raw.get("model") or {}).get("args") or {})
+        merged.update(parse_model_args(list(model_args)))
+        overrides["model.args"] = merged
+    return ComputeConfig.from_dict(apply_overrides(raw, overrides))
+
+
+@main.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config; flags override it.")
+@click.option("--model", help="Built-in name (mlp, lenet, resnet20, ...), pkg.module:factory, file.py:factory or a TorchScript file.")
+@click.option("--checkpoint", help="Weights: .pt/.pth/.t7/.ckpt state dict (wrapped or not) or .safetensors.")
+@click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE", help="Keyword argument for the model factory (repeatable).")
+@click.option("--unsafe-pickle", is_flag=True, default=False, help="Allow a pickled whole model (runs code from the file: trusted files only).")
+@click.option("--data", help="digits, cifar10:DIR, mnist:DIR, npz:FILE, pt:FILE or pkg.module:factory.")
+@click.option("--split", type=click.Choice(SPLIT_CHOICES), help="Which split to evaluate on [train].")
+@click.option("--max-samples", type=click.IntRange(min=1), help="Evaluate on N samples (a seeded subset).")
+@click.option("--data-seed", type=int, help="Seed of the --max-samples subset [0].")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Samples per forward pass [500].")
+@click.option("--direction", help="Direction family [filter-norm].")
+@click.option("--seed", type=int, help="Seed of the random directions [0].")
+@click.option("--ignore", type=click.Choice(IGNORE_CHOICES), help="biasbn: biases and BN parameters do not move [biasbn].")
+@click.option("--norm", type=click.Choice(NORM_CHOICES), help="Direction normalization [filter].")
+@click.option("--directions", type=click.Path(dir_okay=False), help="Reuse the directions of an earlier surface file or a Li et al. direction file.")
+@click.option("--x", type=AxisType(), help="x axis as MIN:MAX:NUM, e.g. --x=-1:1:51.")
+@click.option("--y", type=AxisType(), help="y axis as MIN:MAX:NUM; omit for a 1-D surface.")
+@click.option("--loss", help="cross-entropy, mse or pkg.module:fn [cross-entropy].")
+@click.option("--device", help="auto, cpu, cuda, cuda:N or mps [auto].")
+@click.option("--engine", type=click.Choice(ENGINE_CHOICES), help="Point evaluator [auto].")
+@click.option("--out", type=click.Path(dir_okay=False), help="Surface file to write (or resume).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing surface file of another config.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+@click.pass_context
+@_library_errors
+def compute(ctx: click.Context, config_file: str | None, model_args: tuple[str, ...], overwrite: bool, quiet: bool, **_: Any) -> None:
+    """Compute a 1-D or 2-D loss surface around a trained network.
+
+    An existing --out file of the same config is resumed: only missing points are computed.
+
+    \b
+    Example:
+      landscape compute --model mlp --checkpoint mlp.pt --data digits \\
+          --direction filter-norm --x=-1:1:51 --y=-1:1:51 --out results/mlp.h5
+    """
+    from landscape.compute import run_compute
+
+    config = build_compute_config(ctx, config_file, model_args)
+    result = run_compute(config, overwrite=overwrite, progress=None if quiet else _progress_bar)
+    if quiet:
+        return
+    verb = "resumed" if result.resumed else "wrote"
+    click.echo(
+        f"{verb} {result.path}: {result.computed} of {result.total} points computed in "
+        f"{result.seconds:.1f} s ({result.points_per_second:.1f} points/s on {result.device})"
+    )
+    if result.nonfinite:
+        click.echo(f"note: {result.nonfinite} points have a NaN or infinite loss (stored as such)")
+
+
+def _progress_bar(total: int, initial: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="pt",
+        desc="points",
+        file=sys.stderr,
+        disable=not sys.stderr.isatty(),
+        dynamic_ncols=True,
+    )
+
+
+# --- plot / info ------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("surface_file", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for the figures [beside the file].")
+@click.option("--kind", "kinds", multiple=True, help="1d, contour, contourf, heatmap, surface3d (repeatable) [all].")
+@click.option("--log/--linear", "log", default=None, help="Only the log or only the linear scale [both].")
+@click.option("--vmin", type=float, help="Lowest value on the colour scale / contour levels.")
+@click.option("--vmax", type=float, help="Highest value on the colour scale / contour levels.")
+@click.option("--levels", type=click.IntRange(min=2), help="Number of contour levels [30].")
+@click.option("--format", "fmt", default="png", show_default=True, help="png, pdf or svg.")
+@click.option("--dpi", type=click.IntRange(min=30), default=150, show_default=True)
+@_library_errors
+def plot(surface_file: str, out_dir: str | None, kinds: tuple[str, ...], log: bool | None, vmin: float | None, vmax: float | None, levels: int | None, fmt: str, dpi: int) -> None:
+    """Draw curves, contours, heat maps and 3-D views of a surface file.
+
+    Reads landscape files and Li et al.'s reference surface files.
+
+    \b
+    Example:
+      landscape plot results/mlp.h5 --out results/mlp-plots --log
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from landscape.plot import render_all
+    from landscape.store import read_surface
+
+    surface = read_surface(surface_file)
+    scales = ("linear", "log") if log is None else (("log",) if log else ("linear",))
+    target = Path(out_dir) if out_dir else Path(surface_file).parent
+    written = render_all(
+        surface, target, kinds=list(kinds) or None, scales=scales, fmt=fmt,
+        vmin=vmin, vmax=vmax, levels=levels, dpi=dpi,
+    )
+    for path in written:
+        click.echo(str(path))
+
+
+@main.command()
+@click.argument("surface_file", type=click.Path(dir_okay=False))
+@_library_errors
+def info(surface_file: str) -> None:
+    """Print a surface file's grid, completion, extremes and provenance.
+
+    \b
+    Example:
+      landscape info results/mlp.h5
+    """
+    from landscape.info import format_info
+    from landscape.store import read_surface
+
+    click.echo(format_info(read_surface(surface_file)))
+
+
+@main.command()
+@click.option("--out", "out_dir", default="results/demo", show_default=True, type=click.Path(file_okay=False))
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@_library_errors
+def demo(out_dir: str, quiet: bool) -> None:
+    """Train a small MLP on scikit-learn's digits, compute its surface and plot it.
+
+    \b
+    Example:
+      landscape demo --out results/demo
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from landscape.demo import run_demo
+
+    for line in run_demo(Path(out_dir), progress=None if quiet else _progress_bar, log=click.echo):
+        click.echo(line)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

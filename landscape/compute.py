@@ -1,0 +1,193 @@
+"""One ``landscape compute`` run: config → model, data, directions → store → evaluated points."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from landscape import checkpoint, grid, params
+from landscape.config import ComputeConfig
+from landscape.data import EvalData, load_data
+from landscape.directions import DirectionSet, build_directions, load_directions, summarize
+from landscape.engine import ReferenceEvaluator, eval_mode, resolve_device
+from landscape.errors import ConfigError
+from landscape.losses import correct_count, get_loss
+from landscape.models import build_model
+from landscape.store import RunHeader, SurfaceStore, check_resumable
+
+FLUSH_SECONDS = 2.0  # a killed run loses at most this much work
+FLUSH_POINTS = 64
+
+
+class Progress(Protocol):
+    def update(self, n: int) -> None: ...
+    def close(self) -> None: ...
+
+
+ProgressFactory = Callable[[int, int], Progress]  # (total points, points already done)
+
+
+@dataclass
+class RunResult:
+    path: str
+    total: int
+    computed: int  # points evaluated by this run
+    resumed: bool
+    nonfinite: int  # points whose loss is NaN or infinite (stored as such)
+    seconds: float
+    device: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def points_per_second(self) -> float:
+        return self.computed / self.seconds if self.seconds > 0 else math.nan
+
+
+@dataclass
+class Prepared:
+    """Everything loaded for a run, before any file is touched."""
+
+    model: torch.nn.Module
+    centre: OrderedDict[str, torch.Tensor]  # parameters and buffers, on the device
+    theta: OrderedDict[str, torch.Tensor]  # parameters only
+    data: EvalData
+    device: torch.device
+    checkpoint_sha256: str
+    weights_sha256: str
+
+
+def prepare(config: ComputeConfig) -> Prepared:
+    """Load the model (with its checkpoint), the data and the loss; check they fit together."""
+    device = resolve_device(config.eval.device)
+    model = build_model(config.model.name, config.model.args)
+    ckpt_sha = ""
+    if config.model.checkpoint:
+        state = checkpoint.load_state_dict(config.model.checkpoint, unsafe_pickle=config.model.unsafe_pickle)
+        checkpoint.check_finite(state)
+        checkpoint.apply_state_dict(model, state)
+        ckpt_sha = checkpoint.file_sha256(config.model.checkpoint)
+    else:
+        checkpoint.check_finite(model.state_dict())
+    if not any(True for _ in model.parameters()):
+        raise ConfigError(f"model {config.model.name!r} has no parameters; nothing to move along")
+    model = model.to(device)
+    theta = params.parameters_of(model)
+    centre = OrderedDict(theta)
+    centre.update(params.buffers_of(model))
+    data = load_data(config.data)
+    return Prepared(model, centre, theta, data, device, ckpt_sha, weights_sha256(centre))
+
+
+def weights_sha256(state: dict[str, torch.Tensor]) -> str:
+    """A hash of the tensors' names and bytes: identifies the centre θ whatever file it came from."""
+    h = hashlib.sha256()
+    for name, t in state.items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def probe(prep: Prepared, config: ComputeConfig) -> None:
+    """Run one batch at θ so a model/data/loss mismatch fails before the output file is touched."""
+    loss_fn = get_loss(config.eval.loss)
+    x, y = next(iter(prep.data.batches(min(config.data.batch_size, 8), prep.device)))
+    try:
+        with eval_mode(prep.model), torch.inference_mode():
+            logits = torch.func.functional_call(prep.model, prep.centre, (x,))
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"model {config.model.name!r} cannot run on data {config.data.name!r} "
+            f"(inputs of shape {tuple(x.shape[1:])}): {first}; check --model, --model-arg and --data"
+        ) from None
+    try:
+        loss_fn(logits, y)
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise ConfigError(
+            f"loss {config.eval.loss!r} cannot compare the model's outputs {tuple(logits.shape)} "
+            f"with targets {tuple(y.shape)}: {str(exc).splitlines()[0]}; check --loss"
+        ) from None
+
+
+def directions_for(config: ComputeConfig, prep: Prepared, *, resume_from: Path | None) -> DirectionSet:
+    """The run's directions: read back from the file being resumed, from --directions, or built."""
+    count = config.dims
+    if resume_from is not None:
+        return load_directions(str(resume_from), prep.theta, prep.centre, count)
+    if config.direction.file:
+        return load_directions(config.direction.file, prep.theta, prep.centre, count)
+    cpu_theta = OrderedDict((k, v.detach().cpu()) for k, v in prep.theta.items())
+    return build_directions(cpu_theta, config.direction, count)
+
+
+def run_compute(
+    config: ComputeConfig,
+    *,
+    overwrite: bool = False,
+    progress: ProgressFactory | None = None,
+) -> RunResult:
+    """Compute (or resume) the surface described by ``config`` into ``config.out``."""
+    start = time.perf_counter()
+    out = Path(config.out)
+    prep = prepare(config)
+    probe(prep, config)
+    x, y = grid.coordinates(config.grid)
+    extra = {"data": prep.data.describe(), "weights_sha256": prep.weights_sha256}
+    resuming = out.exists() and not overwrite
+    if resuming:  # refuse a file of another run before reading anything from it
+        check_resumable(out, RunHeader(config, x, y, DirectionSet("", []), {}, prep.checkpoint_sha256, extra))
+    directions = directions_for(config, prep, resume_from=out if resuming else None)
+    header = RunHeader(config, x, y, directions, summarize(directions), prep.checkpoint_sha256, extra)
+    with SurfaceStore.open_for_run(out, header, overwrite=overwrite) as store:
+        pending = store.pending()
+        evaluator = ReferenceEvaluator(
+            prep.model,
+            prep.centre,
+            directions.to(prep.device).vectors,
+            lambda: prep.data.batches(config.data.batch_size, prep.device),
+            get_loss(config.eval.loss),
+            correct_count,
+        )
+        total = int(np.prod(store.shape))
+        bar = progress(total, total - len(pending)) if progress else None
+        try:
+            _evaluate_pending(evaluator, store, pending, x, y, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        nonfinite = store.nonfinite_count()
+        resumed = store.resumed
+    seconds = time.perf_counter() - start
+    return RunResult(str(out), total, len(pending), resumed, nonfinite, seconds, str(prep.device))
+
+
+def _evaluate_pending(
+    evaluator: ReferenceEvaluator,
+    store: SurfaceStore,
+    pending: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray | None,
+    bar: Progress | None,
+) -> None:
+    """Evaluate points in order, writing them in blocks of at most FLUSH_POINTS / FLUSH_SECONDS."""
+    block: list[tuple[int, float, float]] = []
+    last = time.perf_counter()
+    for flat in pending:
+        r = evaluator.evaluate(grid.point_coords(int(flat), x, y))
+        block.append((int(flat), r.loss, r.acc))
+        if bar is not None:
+            bar.update(1)
+        if len(block) >= FLUSH_POINTS or time.perf_counter() - last >= FLUSH_SECONDS:
+            store.write_block(*zip(*block))
+            block, last = [], time.perf_counter()
+    if block:
+        store.write_block(*zip(*block))

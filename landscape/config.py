@@ -1,0 +1,298 @@
+"""Typed, frozen run configs. YAML files and CLI flags fill the same objects.
+
+A config is a tree of small dataclasses (one per concern, each with a ``name``). ``from_dict``
+rejects unknown keys and bad values naming the key, so a typo never silently does nothing.
+Flags are applied over the YAML as dotted overrides (``direction.seed=3``): flags win.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar, get_type_hints
+
+import yaml
+
+from landscape.errors import ConfigError
+
+DIRECTION_NAMES = ("filter-norm",)
+IGNORE_CHOICES = ("biasbn", "none")
+NORM_CHOICES = ("filter", "layer", "none")
+SPLIT_CHOICES = ("train", "test")
+ENGINE_CHOICES = ("auto", "reference")
+BN_CHOICES = ("eval",)
+DTYPE_CHOICES = ("float32",)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which network: a built-in name, ``pkg.module:factory``, ``file.py:factory`` or a TorchScript file."""
+
+    name: str
+    checkpoint: str | None = None
+    args: dict[str, Any] = field(default_factory=dict)
+    unsafe_pickle: bool = False
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which samples: ``digits``, ``cifar10:DIR``, ``mnist:DIR``, ``npz:FILE``, ``pt:FILE`` or a factory."""
+
+    name: str
+    split: str = "train"
+    max_samples: int | None = None
+    seed: int = 0  # seeds the permutation whose first max_samples samples are kept
+    batch_size: int = 500
+    normalize: bool = True  # per-channel normalization of image sets (Li et al.'s CIFAR constants)
+
+
+@dataclass(frozen=True)
+class DirectionSpec:
+    """How to build the direction pair, or ``file`` to reuse directions stored in an earlier file."""
+
+    name: str = "filter-norm"
+    seed: int = 0
+    ignore: str = "biasbn"
+    norm: str = "filter"
+    file: str | None = None
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """Axes as ``MIN:MAX:NUM``; no ``y`` means a 1-D surface."""
+
+    x: str = "-1:1:51"
+    y: str | None = None
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """How each point is evaluated."""
+
+    loss: str = "cross-entropy"
+    device: str = "auto"
+    engine: str = "auto"
+    bn: str = "eval"
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class ComputeConfig:
+    """Everything one ``landscape compute`` run needs."""
+
+    model: ModelSpec
+    data: DataSpec
+    out: str
+    direction: DirectionSpec = field(default_factory=DirectionSpec)
+    grid: GridSpec = field(default_factory=GridSpec)
+    eval: EvalSpec = field(default_factory=EvalSpec)
+
+    def __post_init__(self) -> None:
+        _check_choice("direction.name", self.direction.name, DIRECTION_NAMES)
+        _check_choice("direction.ignore", self.direction.ignore, IGNORE_CHOICES)
+        _check_choice("direction.norm", self.direction.norm, NORM_CHOICES)
+        _check_choice("data.split", self.data.split, SPLIT_CHOICES)
+        _check_choice("eval.engine", self.eval.engine, ENGINE_CHOICES)
+        _check_choice("eval.bn", self.eval.bn, BN_CHOICES)
+        _check_choice("eval.dtype", self.eval.dtype, DTYPE_CHOICES)
+        if self.data.batch_size < 1:
+            raise ConfigError(f"data.batch_size must be at least 1, got {self.data.batch_size}")
+        if self.data.max_samples is not None and self.data.max_samples < 1:
+            raise ConfigError(f"data.max_samples must be at least 1, got {self.data.max_samples}")
+        parse_axis(self.grid.x, "grid.x")
+        if self.grid.y is not None:
+            parse_axis(self.grid.y, "grid.y")
+
+    @property
+    def dims(self) -> int:
+        return 1 if self.grid.y is None else 2
+
+    # --- conversion -------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["out"] = d.pop("out")  # groups first, the output last, as in DESIGN §10
+        return d
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ComputeConfig:
+        return _build(cls, data, prefix="")
+
+    @classmethod
+    def from_yaml(cls, text: str) -> ComputeConfig:
+        return cls.from_dict(_load_yaml_mapping(text, "config"))
+
+    @classmethod
+    def from_file(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> ComputeConfig:
+        """Load a YAML config and apply dotted ``overrides`` (flags) on top of it."""
+        raw = load_yaml_file(path)
+        return cls.from_dict(apply_overrides(raw, overrides or {}))
+
+    def value_fingerprint(self) -> dict[str, Any]:
+        """The part of the config that determines the surface's values.
+
+        Two runs with equal fingerprints write the same numbers, so one may resume the other.
+        Where and how fast the points are evaluated (output path, device, engine, data batch size)
+        changes only float rounding and is left out, so a run may resume on another machine.
+        """
+        d = self.to_dict()
+        d.pop("out")
+        d["data"].pop("batch_size")
+        d["eval"].pop("device")
+        d["eval"].pop("engine")
+        return d
+
+
+# --- axes -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One grid axis: ``num`` evenly spaced values from ``lo`` to ``hi`` inclusive."""
+
+    lo: float
+    hi: float
+    num: int
+
+
+def parse_axis(text: str, key: str = "axis") -> Axis:
+    """Parse ``MIN:MAX:NUM`` (e.g. ``-1:1:51``); raise ConfigError naming ``key`` if malformed."""
+    hint = f"{key} must be MIN:MAX:NUM with MIN < MAX and NUM >= 2, e.g. -1:1:51; got {text!r}"
+    parts = str(text).split(":")
+    if len(parts) != 3:
+        raise ConfigError(hint)
+    try:
+        lo, hi = float(parts[0]), float(parts[1])
+        num = int(parts[2])
+    except ValueError:
+        raise ConfigError(hint) from None
+    if not (math.isfinite(lo) and math.isfinite(hi)) or num < 2 or not lo < hi:
+        raise ConfigError(hint)
+    return Axis(lo, hi, num)
+
+
+# --- YAML and overrides --------------------------------------------------------------------------
+
+
+def load_yaml_file(path: str | Path) -> dict[str, Any]:
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist; check the path")
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {exc.strerror}") from None
+    return _load_yaml_mapping(text, str(path))
+
+
+def _load_yaml_mapping(text: str, where: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "syntax error"
+        raise ConfigError(f"{where} is not valid YAML ({first}); fix the syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a YAML mapping of groups (model:, data:, ...)")
+    return data
+
+
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with each ``"group.key": value`` set (flags over YAML)."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    for dotted, value in overrides.items():
+        node = out
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(f"config key {part!r} must be a mapping to set {dotted!r}")
+            else:
+                child = node[part] = dict(child)
+            node = child
+        node[leaf] = value
+    return out
+
+
+T = TypeVar("T")
+
+
+def _build(cls: type[T], data: Any, prefix: str) -> T:
+    """Construct dataclass ``cls`` from a mapping, recursing into nested dataclasses."""
+    where = prefix.rstrip(".") or "config"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {prefix + unknown[0]!r}; known keys of {where}: {', '.join(sorted(known))}"
+        )
+    missing = [
+        f.name
+        for f in fields(cls)  # type: ignore[arg-type]
+        if f.name not in data
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        key = f"{prefix}{missing[0]}"
+        nested = dataclasses.is_dataclass(hints[missing[0]])
+        raise ConfigError(
+            f"missing required config key {key + ('.name' if nested else '')!r}; give it in the YAML "
+            f"file or as a flag (e.g. --{missing[0]})"
+        )
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        hint = hints[name]
+        key = f"{prefix}{name}"
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, prefix=f"{key}.")
+        else:
+            kwargs[name] = _coerce(key, value, hint)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # pragma: no cover - guarded by the unknown-key check
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Check a leaf value against its annotation; YAML already gives the scalar types."""
+    text = str(hint)
+    if value is None:
+        if "None" in text:
+            return None
+        raise ConfigError(f"config key {key!r} must not be empty")
+    if hint is bool or text.startswith("bool"):
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key {key!r} must be true or false, got {value!r}")
+        return value
+    if "int" in text and "str" not in text:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key {key!r} must be an integer, got {value!r}")
+        return value
+    if "dict" in text:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r} must be a mapping, got {value!r}")
+        return dict(value)
+    if "str" in text:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"config key {key!r} must be a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key} must be one of {', '.join(choices)}; got {value!r}")

@@ -1,0 +1,485 @@
+"""Data specs → a deterministic, unshuffled evaluation set.
+
+Accepted specs (``DataSpec.name``):
+
+- ``digits``: scikit-learn's bundled 8×8 digits, flattened to 64 features scaled to [0, 1]. Fixed
+  split: the first 1437 samples (80 %) are ``train``, the remaining 360 are ``test``.
+- ``cifar10:DIR``: the standard python-pickle batches (``data_batch_1..5`` in that order for
+  ``train``, ``test_batch`` for ``test``), read without torchvision; scaled to [0, 1], then, if
+  ``normalize``, per channel with Li et al.'s constants.
+- ``mnist:DIR``: IDX files ``train-images-idx3-ubyte`` ... ``t10k-labels-idx1-ubyte``, gz or not;
+  scaled to [0, 1], then, if ``normalize``, with mean 0.1307 and std 0.3081.
+- ``npz:FILE`` / ``pt:FILE``: arrays ``x`` and ``y`` used as they are (one set: ``split`` ignored).
+- ``pkg.module:factory`` / ``file.py:factory``: ``factory(split=...)`` (or ``factory()``) returning
+  a map-style ``torch.utils.data.Dataset`` of ``(x, y)`` pairs.
+
+``max_samples=N`` keeps the first N indices of ``numpy.random.default_rng(seed).permutation(n)``,
+sorted so that samples stay in file order. No augmentation, no shuffling: every call of
+``EvalData.batches`` yields the same batches in the same order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import inspect
+import math
+import pickle
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from landscape._resolve import is_callable_spec, resolve_callable
+from landscape.config import SPLIT_CHOICES, DataSpec
+from landscape.errors import ConfigError, DataError
+
+ACCEPTED_FORMS = (
+    "digits, cifar10:DIR, mnist:DIR, npz:FILE, pt:FILE, pkg.module:factory, file.py:factory"
+)
+
+DIGITS_TRAIN_SIZE = 1437  # first 80 % of the 1797 bundled digits; the remaining 360 are `test`
+
+# Li et al.'s reference (torchvision Normalize after ToTensor): (x/255 - mean) / std per channel.
+CIFAR10_MEAN = tuple(v / 255.0 for v in (125.3, 123.0, 113.9))
+CIFAR10_STD = tuple(v / 255.0 for v in (63.0, 62.1, 66.7))
+CIFAR10_FILES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def _short_sha256(*buffers: Any) -> str:
+    h = hashlib.sha256()
+    for buf in buffers:
+        h.update(buf)
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class _Raw:
+    """What a file loader returns: the whole split, before subsetting."""
+
+    x: Tensor
+    y: Tensor
+    normalized: bool = False  # whether a normalization was applied
+    one_set: bool = False  # the format has no splits
+    num_classes: int | None = None
+
+
+class EvalData:
+    """A fixed, ordered evaluation set: in-memory tensors or a lazily read factory Dataset.
+
+    Build it with :func:`load_data`. ``info`` is the provenance that :meth:`describe` returns.
+    """
+
+    def __init__(
+        self,
+        *,
+        info: dict[str, Any],
+        x: Tensor | None = None,
+        y: Tensor | None = None,
+        dataset: Dataset | None = None,
+        sample_shape: tuple[int, ...] = (),
+        num_classes: int | None = None,
+    ) -> None:
+        self._x, self._y, self._dataset = x, y, dataset
+        self._info = dict(info)
+        self._on_device: dict[str, tuple[Tensor, Tensor]] = {}
+        self.sample_shape = tuple(sample_shape)
+        self.num_classes = num_classes
+
+    @property
+    def is_tensor_backed(self) -> bool:
+        return self._x is not None
+
+    def __len__(self) -> int:
+        return int(self._info["n"])
+
+    def __repr__(self) -> str:
+        return f"EvalData({self._info['name']!r}, split={self._info['split']!r}, n={len(self)})"
+
+    def batches(
+        self, batch_size: int, device: torch.device | str = "cpu"
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        """Yield ``(x, y)`` batches of at most ``batch_size`` samples on ``device``, always in the
+        same order. Tensor-backed sets are copied to a device once and kept there."""
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+        if self._x is None:
+            yield from self._dataset_batches(batch_size, torch.device(device))
+            return
+        x, y = self._tensors_on(torch.device(device))
+        for start in range(0, len(x), batch_size):
+            yield x[start : start + batch_size], y[start : start + batch_size]
+
+    def tensors(self, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+        """All samples as two tensors ``(x, y)`` on ``device`` (a factory set is collated once)."""
+        device = torch.device(device)
+        if self._x is not None:
+            return self._tensors_on(device)
+        key = str(device)
+        if key not in self._on_device:
+            x, y = next(self._dataset_batches(len(self), torch.device("cpu")))
+            self._on_device[key] = (x.to(device), y.to(device))
+        return self._on_device[key]
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able provenance: spec, split, sizes, subset and content hashes, notes."""
+        if self._x is not None and "data_sha256" not in self._info:
+            x, y = self._x.contiguous(), self._y.contiguous()
+            self._info["data_sha256"] = _short_sha256(
+                x.view(torch.uint8).numpy(), y.view(torch.uint8).numpy()
+            )
+        out = dict(self._info)
+        out["sample_shape"] = list(self.sample_shape)
+        out["num_classes"] = self.num_classes
+        out["notes"] = list(out.get("notes", []))
+        return out
+
+    def _tensors_on(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        key = str(device)
+        if key not in self._on_device:
+            self._on_device[key] = (self._x.to(device), self._y.to(device))
+        return self._on_device[key]
+
+    def _dataset_batches(
+        self, batch_size: int, device: torch.device
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        loader = DataLoader(self._dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+        for x, y in loader:
+            yield torch.as_tensor(x).to(device), torch.as_tensor(y).to(device)
+
+
+# --- public entry points --------------------------------------------------------------------------
+
+
+def load_data(spec: DataSpec, split: str | None = None) -> EvalData:
+    """Resolve ``spec`` to an :class:`EvalData`; ``split`` overrides ``spec.split``."""
+    split = spec.split if split is None else split
+    if split not in SPLIT_CHOICES:
+        raise DataError(f"data split must be one of {', '.join(SPLIT_CHOICES)}; got {split!r}")
+    if spec.max_samples is not None and spec.max_samples < 1:
+        raise DataError(f"data.max_samples must be at least 1, got {spec.max_samples}")
+    kind, arg = _parse_name(spec.name)
+    if kind == "factory":
+        return _load_factory(spec, split)
+    loader = {"digits": _digits, "cifar10": _cifar10, "mnist": _mnist, "npz": _npz, "pt": _pt}
+    raw = loader[kind](arg, split, spec.normalize)
+    _check_pair(raw.x, raw.y, spec.name)
+    return _from_tensors(spec, kind, split, raw)
+
+
+def load_train_data(spec: DataSpec) -> EvalData:
+    """The ``train`` split of the same set (for training scripts and BN recalibration)."""
+    return load_data(dataclasses.replace(spec, split="train"))
+
+
+def select_indices(n: int, max_samples: int | None, seed: int) -> np.ndarray:
+    """The first ``max_samples`` of a seeded permutation of ``range(n)``, sorted; all if None."""
+    if max_samples is None or max_samples >= n:
+        return np.arange(n, dtype=np.int64)
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[:max_samples]).astype(np.int64)
+
+
+def _parse_name(name: str) -> tuple[str, str]:
+    """``(kind, argument)`` for a spec; prefixes win over the ``pkg.module:factory`` form."""
+    if name == "digits":
+        return "digits", ""
+    prefix, sep, rest = name.partition(":")
+    if sep and prefix in ("cifar10", "mnist", "npz", "pt"):
+        if not rest:
+            raise DataError(f"data spec {name!r} needs a path after ':', e.g. {prefix}:data/...")
+        return prefix, str(Path(rest).expanduser())
+    if is_callable_spec(name):
+        return "factory", name
+    raise DataError(f"unknown data spec {name!r}; use one of: {ACCEPTED_FORMS}")
+
+
+# --- subsetting and provenance --------------------------------------------------------------------
+
+
+def _provenance(
+    spec: DataSpec, kind: str, split: str, available: int, idx: np.ndarray, normalized: bool
+) -> dict[str, Any]:
+    notes = []
+    if spec.max_samples is not None and spec.max_samples > available:
+        notes.append(f"max_samples={spec.max_samples} exceeds the {available} available; used all")
+    return {
+        "name": spec.name,
+        "kind": kind,
+        "split": split,
+        "n": len(idx),
+        "available": available,
+        "max_samples": spec.max_samples,
+        "seed": spec.seed,
+        "normalize": normalized,
+        "indices_sha256": _short_sha256(idx.astype("<i8").tobytes()),
+        "notes": notes,
+    }
+
+
+def _from_tensors(spec: DataSpec, kind: str, split: str, raw: _Raw) -> EvalData:
+    """Subset ``raw`` by ``spec.max_samples`` and wrap it with its provenance."""
+    x, y = raw.x, raw.y
+    idx = select_indices(len(x), spec.max_samples, spec.seed)
+    info = _provenance(spec, kind, split, len(x), idx, raw.normalized)
+    if raw.one_set:
+        info["split"] = None
+        info["notes"].insert(0, f"{kind} files hold one set; split {split!r} ignored")
+    num_classes = raw.num_classes
+    if num_classes is None and not torch.is_floating_point(y):
+        num_classes = int(y.max()) + 1  # inferred from the labels of the whole file
+    if len(idx) < len(x):
+        t = torch.from_numpy(idx)
+        x, y = x.index_select(0, t), y.index_select(0, t)
+    return EvalData(info=info, x=x, y=y, sample_shape=tuple(x.shape[1:]), num_classes=num_classes)
+
+
+def _check_pair(x: Tensor, y: Tensor, name: str) -> None:
+    if x.ndim == 0 or y.ndim == 0:
+        raise DataError(f"data {name!r}: x and y must have a sample axis first, not be scalars")
+    if len(x) != len(y):
+        raise DataError(
+            f"data {name!r}: x has {len(x)} samples but y has {len(y)}; they must match"
+        )
+    if len(x) == 0:
+        raise DataError(f"data {name!r} is empty; give a set with at least one sample")
+
+
+# --- digits ---------------------------------------------------------------------------------------
+
+
+def _digits(_: str, split: str, normalize: bool) -> _Raw:
+    """scikit-learn's digits: x = pixel/16 as (N, 64) float32; no further normalization."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.from_numpy((digits.data / 16.0).astype(np.float32))  # (1797, 64)
+    y = torch.from_numpy(digits.target.astype(np.int64))
+    part = slice(0, DIGITS_TRAIN_SIZE) if split == "train" else slice(DIGITS_TRAIN_SIZE, None)
+    return _Raw(x[part].clone(), y[part].clone(), num_classes=10)
+
+
+# --- CIFAR-10 -------------------------------------------------------------------------------------
+
+
+def _cifar10(folder: str, split: str, normalize: bool) -> _Raw:
+    root = _existing_dir(folder, "CIFAR-10", "the extracted cifar-10-batches-py folder")
+    parts = [_read_cifar_batch(root / name) for name in CIFAR10_FILES[split]]
+    data = np.concatenate([p[0] for p in parts])  # (N, 3072) uint8, channel-major rows
+    labels = np.concatenate([p[1] for p in parts])
+    x = torch.from_numpy(data).reshape(-1, 3, 32, 32).to(torch.float32).div(255)  # (N, 3, 32, 32)
+    if normalize:
+        mean = torch.tensor(CIFAR10_MEAN, dtype=torch.float32).view(3, 1, 1)
+        std = torch.tensor(CIFAR10_STD, dtype=torch.float32).view(3, 1, 1)
+        x = x.sub(mean).div(std)
+    return _Raw(x, torch.from_numpy(labels), normalized=normalize, num_classes=10)
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One pickled batch → ``(data (N, 3072) uint8, labels (N,) int64)``; str or bytes keys."""
+    if not path.is_file():
+        raise DataError(
+            f"CIFAR-10 batch file {str(path)!r} is missing; the folder needs data_batch_1..5 and "
+            "test_batch from cifar-10-python.tar.gz"
+        )
+    try:
+        with path.open("rb") as f:
+            raw = pickle.load(f, encoding="latin1")
+    except Exception as exc:  # unpickling can fail in many ways on a foreign file
+        raise DataError(f"CIFAR-10 batch {str(path)!r} cannot be unpickled ({exc})") from None
+    if not isinstance(raw, dict):
+        raise DataError(f"CIFAR-10 batch {str(path)!r} is not a dict of data and labels")
+    batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in raw.items()}
+    if "data" not in batch or "labels" not in batch:
+        raise DataError(
+            f"CIFAR-10 batch {str(path)!r} has no 'data' or 'labels' key (keys: {sorted(batch)})"
+        )
+    data = np.asarray(batch["data"])
+    labels = np.asarray(batch["labels"], dtype=np.int64)
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
+        raise DataError(
+            f"CIFAR-10 batch {str(path)!r}: data of shape {data.shape} and {len(labels)} labels; "
+            "expected (N, 3072) and N labels"
+        )
+    return data.astype(np.uint8, copy=False), labels
+
+
+# --- MNIST ----------------------------------------------------------------------------------------
+
+
+def _mnist(folder: str, split: str, normalize: bool) -> _Raw:
+    root = _existing_dir(folder, "MNIST", "the folder with the IDX files")
+    images_name, labels_name = MNIST_FILES[split]
+    images = _read_idx(_find_idx(root, images_name))
+    labels = _read_idx(_find_idx(root, labels_name))
+    if images.ndim != 3 or labels.ndim != 1:
+        raise DataError(
+            f"MNIST files in {folder!r}: images of shape {images.shape}, labels of shape "
+            f"{labels.shape}; expected (N, H, W) and (N,)"
+        )
+    x = torch.from_numpy(images.astype(np.float32)).unsqueeze(1).div(255)  # (N, 1, 28, 28)
+    if normalize:
+        x = x.sub(MNIST_MEAN).div(MNIST_STD)
+    y = torch.from_numpy(labels.astype(np.int64))
+    return _Raw(x, y, normalized=normalize, num_classes=10)
+
+
+def _find_idx(root: Path, name: str) -> Path:
+    """``name`` or ``name.gz``, also in the ``train-images.idx3-ubyte`` spelling."""
+    dotted = name.replace("-idx", ".idx")
+    for candidate in (name, name + ".gz", dotted, dotted + ".gz"):
+        if (root / candidate).is_file():
+            return root / candidate
+    raise DataError(f"MNIST file {name!r} (or {name}.gz) is missing in {str(root)!r}")
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Parse an IDX file: magic ``0 0 dtype ndim``, ``ndim`` big-endian uint32 sizes, then data."""
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as exc:
+        raise DataError(f"IDX file {str(path)!r} cannot be read ({exc})") from None
+    bad = f"IDX file {str(path)!r} is malformed"
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise DataError(f"{bad}: bad magic number; is it an MNIST IDX file?")
+    ndim, header = raw[3], 4 + 4 * raw[3]
+    if len(raw) < header:
+        raise DataError(f"{bad}: truncated header")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    count = math.prod(dims)
+    if len(raw) - header < count * dtype.itemsize:
+        raise DataError(f"{bad}: holds fewer values than its header's shape {dims}")
+    return np.frombuffer(raw, dtype=dtype, count=count, offset=header).reshape(dims)
+
+
+def _existing_dir(folder: str, what: str, hint: str) -> Path:
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"{what} folder {folder!r} does not exist; give {hint}")
+    return root
+
+
+# --- npz / pt -------------------------------------------------------------------------------------
+
+
+def _npz(file: str, split: str, normalize: bool) -> _Raw:
+    path = _existing_file(file, "npz")
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            found = {k: arrays[k] for k in ("x", "y") if k in arrays.files}
+    except (OSError, ValueError) as exc:
+        raise DataError(f"npz file {file!r} cannot be read ({exc})") from None
+    return _Raw(*_as_xy(found, f"npz file {file!r}"), one_set=True)
+
+
+def _pt(file: str, split: str, normalize: bool) -> _Raw:
+    path = _existing_file(file, "pt")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises several types for foreign or unsafe files
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(
+            f"pt file {file!r} cannot be loaded with weights_only=True ({first}); "
+            "save a plain dict {'x': tensor, 'y': tensor}"
+        ) from None
+    if not isinstance(obj, dict):
+        raise DataError(f"pt file {file!r} holds a {type(obj).__name__}, not a dict with x and y")
+    return _Raw(*_as_xy(obj, f"pt file {file!r}"), one_set=True)
+
+
+def _as_xy(arrays: dict[str, Any], where: str) -> tuple[Tensor, Tensor]:
+    """x as float32 unless already floating; y as int64 if integer, else float as is."""
+    missing = [k for k in ("x", "y") if k not in arrays]
+    if missing:
+        raise DataError(f"{where} has no array {missing[0]!r}; it needs arrays 'x' and 'y'")
+    try:
+        x, y = torch.as_tensor(arrays["x"]), torch.as_tensor(arrays["y"])
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise DataError(f"{where}: x and y must be numeric arrays ({exc})") from None
+    if not torch.is_floating_point(x):
+        x = x.to(torch.float32)
+    if y.dtype == torch.bool or y.is_complex():
+        y = y.to(torch.float32)
+    elif not torch.is_floating_point(y):
+        y = y.to(torch.int64)
+    return x, y
+
+
+def _existing_file(file: str, what: str) -> Path:
+    path = Path(file)
+    if not path.is_file():
+        raise DataError(f"{what} file {file!r} does not exist; check the path after '{what}:'")
+    return path
+
+
+# --- factories ------------------------------------------------------------------------------------
+
+
+def _load_factory(spec: DataSpec, split: str) -> EvalData:
+    """Call a user factory and wrap its map-style Dataset (read lazily, in index order)."""
+    try:
+        factory = resolve_callable(spec.name, "data")
+    except ConfigError as exc:
+        hint = f" (data specs: {ACCEPTED_FORMS})" if "cannot be imported" in str(exc) else ""
+        raise DataError(f"{exc}{hint}") from None
+    if not callable(factory):
+        raise DataError(f"data factory {spec.name!r} is not callable")
+    takes_split = _accepts_split(factory)
+    try:
+        dataset = factory(split=split) if takes_split else factory()
+    except Exception as exc:
+        raise DataError(f"data factory {spec.name!r} raised {type(exc).__name__}: {exc}") from exc
+    n = _dataset_length(dataset, spec.name)
+    first = dataset[0]
+    if not isinstance(first, (tuple, list)) or len(first) != 2:
+        raise DataError(f"data factory {spec.name!r}: items must be (x, y) pairs")
+    idx = select_indices(n, spec.max_samples, spec.seed)
+    info = _provenance(spec, "factory", split, n, idx, normalized=False)
+    if not takes_split:
+        info["split"] = None
+        info["notes"].insert(0, f"factory takes no split argument; split {split!r} ignored")
+    subset = dataset if len(idx) == n else Subset(dataset, idx.tolist())
+    classes = getattr(dataset, "classes", None)
+    return EvalData(
+        info=info,
+        dataset=subset,
+        sample_shape=tuple(torch.as_tensor(first[0]).shape),
+        num_classes=len(classes) if isinstance(classes, (list, tuple)) else None,
+    )
+
+
+def _accepts_split(fn: Any) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "split" or p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _dataset_length(dataset: Any, name: str) -> int:
+    if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+        raise DataError(
+            f"data factory {name!r} returned a {type(dataset).__name__}; it must return a "
+            "map-style torch.utils.data.Dataset with __len__ and __getitem__"
+        )
+    n = len(dataset)
+    if n == 0:
+        raise DataError(f"data factory {name!r} returned an empty dataset")
+    return n

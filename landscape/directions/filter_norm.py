@@ -1,0 +1,68 @@
+"""Filter-normalized Gaussian directions (Li et al. 2018, §4).
+
+Draw ``d ~ N(0, I)`` with the same shapes as θ, then rescale so that every filter of the
+direction has the norm of the matching filter of the weights:
+
+    d[k][i] ← d[k][i] · ‖θ[k][i]‖ / (‖d[k][i]‖ + 1e-10)
+
+which removes the scale invariance of ReLU networks and makes sharpness comparable across nets.
+The Gaussians come from a CPU ``torch.Generator`` seeded with ``seed`` and are drawn for every
+tensor in parameter order (ignored ones too), so a given seed gives the same direction on any
+device and for any ``ignore``/``norm`` setting.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+
+from landscape.config import DirectionSpec
+from landscape.directions.base import DirectionSet, check_not_degenerate
+from landscape.params import has_filters
+
+EPS = 1e-10  # as in the reference code: keeps an all-zero random filter finite
+
+
+def gaussian_like(theta: dict[str, torch.Tensor], gen: torch.Generator) -> OrderedDict[str, torch.Tensor]:
+    """One standard-normal tensor per entry of θ, float32 on CPU, drawn in θ's order."""
+    return OrderedDict(
+        (k, torch.randn(t.shape, generator=gen, dtype=torch.float32)) for k, t in theta.items()
+    )
+
+
+def normalize_direction(
+    d: torch.Tensor, w: torch.Tensor, *, norm: str, ignore: str
+) -> torch.Tensor:
+    """Rescale one tensor ``d`` of a direction against the weights ``w`` (returns a new tensor)."""
+    w = w.detach().to(torch.float32).cpu()
+    if not has_filters(w):
+        if ignore == "biasbn":
+            # biases and BN parameters do not move (the reference default)
+            return torch.zeros_like(d)
+        # 'none': the tensor moves too, normalized as a whole tensor
+        return d if norm == "none" else d * (w.norm() / (d.norm() + EPS))
+    if norm == "filter":
+        # per filter i: d[i] · ‖w[i]‖ / (‖d[i]‖ + ε)
+        shape = (d.shape[0],) + (1,) * (d.ndim - 1)
+        w_norms = w.reshape(w.shape[0], -1).norm(dim=1).reshape(shape)
+        d_norms = d.reshape(d.shape[0], -1).norm(dim=1).reshape(shape)
+        return d * (w_norms / (d_norms + EPS))
+    if norm == "layer":
+        # the whole tensor: d · ‖w‖ / (‖d‖ + ε)
+        return d * (w.norm() / (d.norm() + EPS))
+    return d  # 'none': the raw Gaussian
+
+
+def build_filter_norm(theta: dict[str, torch.Tensor], spec: DirectionSpec, count: int) -> DirectionSet:
+    gen = torch.Generator(device="cpu").manual_seed(spec.seed)
+    vectors = []
+    for axis in "xy"[:count]:
+        raw = gaussian_like(theta, gen)
+        d = OrderedDict(
+            (k, normalize_direction(raw[k], theta[k], norm=spec.norm, ignore=spec.ignore))
+            for k in theta
+        )
+        check_not_degenerate(d, axis)
+        vectors.append(d)
+    return DirectionSet("filter-norm", vectors, {"seed": spec.seed, "ignore": spec.ignore, "norm": spec.norm})

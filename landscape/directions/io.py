@@ -1,0 +1,120 @@
+"""Reuse directions stored in a file: our surface files, or Li et al.'s direction files.
+
+Our files key directions by tensor name (``/directions/x/<name>``). The reference code's
+direction files (groups ``xdirection``/``ydirection``) key them by position: ``0..N-1`` in
+``model.parameters()`` order, or in ``state_dict()`` order for its "states" directions. Those
+are mapped to names by position, with a shape check on every tensor.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from landscape.directions.base import DirectionSet
+from landscape.errors import DirectionError
+
+
+def load_directions(
+    path: str,
+    params: dict[str, torch.Tensor],
+    state: dict[str, torch.Tensor],
+    count: int,
+) -> DirectionSet:
+    """Read ``count`` directions from ``path`` and check them against the model's tensors.
+
+    ``params`` are the model's parameters (``model.parameters()`` order), ``state`` its full
+    state (``state_dict()`` order, parameters and buffers).
+    """
+    if not Path(path).is_file():
+        raise DirectionError(f"direction file {path!r} does not exist; check --directions")
+    try:
+        with h5py.File(path, "r") as f:
+            if "directions" in f:
+                return _read_named(f, path, state, count)
+            if "xdirection" in f:
+                return _read_positional(f, path, params, state, count)
+            if "dir_file" in f:
+                ref = f["dir_file"][()]
+                ref = ref.decode() if isinstance(ref, bytes) else str(ref)
+                raise DirectionError(
+                    f"{path!r} is a reference surface file without directions; pass the direction "
+                    f"file it was made from ({ref}) to --directions"
+                )
+    except OSError as exc:
+        raise DirectionError(f"direction file {path!r} is not a readable HDF5 file ({exc})") from None
+    raise DirectionError(
+        f"{path!r} holds no directions (no /directions group, no xdirection group); "
+        "pass a landscape surface file or a reference direction file"
+    )
+
+
+def _read_named(f: h5py.File, path: str, state: dict[str, torch.Tensor], count: int) -> DirectionSet:
+    group = f["directions"]
+    vectors = []
+    for axis in "xy"[:count]:
+        if axis not in group:
+            raise DirectionError(
+                f"{path!r} has no {axis} direction (it is a 1-D surface); use a 2-D file for --y"
+            )
+        sub = group[axis]
+        names = list(sub.keys())
+        unknown = [n for n in names if n not in state]
+        if unknown:
+            raise DirectionError(
+                f"{path!r}: direction tensors {', '.join(unknown[:5])} are not in the model; "
+                "was it made for another --model?"
+            )
+        vectors.append(OrderedDict((n, _tensor(sub[n], state[n], n, path)) for n in state if n in sub))
+    attrs = {k: _plain(v) for k, v in group.attrs.items()}
+    method = str(attrs.pop("method", "file"))
+    return DirectionSet(method, vectors, {"source": path, "source_method": method})
+
+
+def _read_positional(
+    f: h5py.File,
+    path: str,
+    params: dict[str, torch.Tensor],
+    state: dict[str, torch.Tensor],
+    count: int,
+) -> DirectionSet:
+    vectors = []
+    for axis in "xy"[:count]:
+        key = f"{axis}direction"
+        if key not in f:
+            raise DirectionError(f"{path!r} has no {key} group (a 1-D direction file); drop --y")
+        group = f[key]
+        n = len(group)
+        # the reference stores parameters only ("weights"), or the whole state_dict ("states")
+        order = params if n == len(params) else state if n == len(state) else None
+        if order is None:
+            raise DirectionError(
+                f"{path!r}: {key} has {n} tensors but the model has {len(params)} parameters "
+                f"({len(state)} state tensors); was it made for another --model?"
+            )
+        vectors.append(
+            OrderedDict(
+                (name, _tensor(group[str(i)], order[name], name, path))
+                for i, name in enumerate(order)
+            )
+        )
+    kind = "weights" if len(vectors[0]) == len(params) else "states"
+    return DirectionSet("file", vectors, {"source": path, "source_format": f"li2018-{kind}"})
+
+
+def _tensor(ds: h5py.Dataset, like: torch.Tensor, name: str, path: str) -> torch.Tensor:
+    arr = np.asarray(ds[()])
+    if tuple(arr.shape) != tuple(like.shape):
+        raise DirectionError(
+            f"{path!r}: direction for {name} has shape {tuple(arr.shape)} but the model's tensor "
+            f"has {tuple(like.shape)}; was it made for another --model?"
+        )
+    return torch.from_numpy(arr.astype(np.float32, copy=False)).clone()
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value

@@ -1,0 +1,66 @@
+"""Parameter dicts: the ordered ``name → tensor`` maps that directions and points are made of.
+
+A tensor with ``ndim >= 2`` has *filters*: its slices along dim 0 (a conv's output channels, a
+linear layer's output units). Tensors with ``ndim <= 1`` (biases, BatchNorm weight and bias) have
+none; under ``ignore=biasbn`` directions are zero on them, as in Li et al. (2018).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+
+import torch
+
+TensorDict = Mapping[str, torch.Tensor]
+
+
+def parameters_of(model: torch.nn.Module) -> OrderedDict[str, torch.Tensor]:
+    """The model's parameters in ``model.parameters()`` order, detached (no copy)."""
+    return OrderedDict((name, p.detach()) for name, p in model.named_parameters())
+
+
+def buffers_of(model: torch.nn.Module) -> OrderedDict[str, torch.Tensor]:
+    """The model's buffers (BN running statistics, ...), detached (no copy)."""
+    return OrderedDict((name, b.detach()) for name, b in model.named_buffers())
+
+
+def has_filters(t: torch.Tensor) -> bool:
+    return t.ndim >= 2
+
+
+def filter_norms(t: torch.Tensor) -> torch.Tensor:
+    """‖t[i]‖ for every filter i, shape (n_out,) (float64 for stability)."""
+    return t.detach().reshape(t.shape[0], -1).double().norm(dim=1)
+
+
+def inner(a: TensorDict, b: TensorDict) -> float:
+    """⟨a, b⟩ summed over every tensor, in float64."""
+    return float(sum((a[k].double() * b[k].double()).sum() for k in a))
+
+
+def global_norm(a: TensorDict) -> float:
+    return inner(a, a) ** 0.5
+
+
+def cosine(a: TensorDict, b: TensorDict) -> float:
+    """cos(a, b) = ⟨a, b⟩ / (‖a‖‖b‖); NaN when either is zero."""
+    na, nb = global_norm(a), global_norm(b)
+    return inner(a, b) / (na * nb) if na > 0 and nb > 0 else float("nan")
+
+
+def combine(
+    centre: TensorDict, directions: list[TensorDict], coords: tuple[float, ...]
+) -> OrderedDict[str, torch.Tensor]:
+    """θ + Σ_k c_k·d_k on the tensors the directions cover; every other tensor as it is.
+
+    Returns a new dict; ``centre`` is never written.
+    """
+    out = OrderedDict(centre)
+    for name in directions[0]:
+        v = centre[name]
+        for c, d in zip(coords, directions):
+            if c != 0.0:
+                v = v + c * d[name]
+        out[name] = v
+    return out

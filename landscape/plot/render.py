@@ -1,0 +1,166 @@
+"""Write every applicable figure of one surface to a folder: the caller-side of ``figures``.
+
+File names: ``{stem}_{quantity}_{kind}_{scale}.{fmt}`` (1-D: ``{stem}_{split}_1d_{scale}``),
+with ``stem`` the surface file's stem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from landscape.errors import ConfigError, SurfaceFileError
+from landscape.plot import figures
+from landscape.plot.figures import Levels
+from landscape.surface import Surface
+
+KINDS: tuple[str, ...] = ("1d", "contour", "contourf", "heatmap", "surface3d")
+FORMATS: tuple[str, ...] = ("png", "pdf", "svg")
+SCALES: tuple[str, ...] = ("linear", "log")
+KINDS_2D: tuple[str, ...] = ("contour", "contourf", "heatmap", "surface3d")
+ACC_KINDS: tuple[str, ...] = ("contourf", "heatmap")  # accuracies: linear scale only
+
+
+def _check_choice(name: str, given: Iterable[str], choices: tuple[str, ...]) -> list[str]:
+    """Validate a set of names against the choices; the error lists what is allowed."""
+    picked = list(dict.fromkeys(given))
+    bad = [k for k in picked if k not in choices]
+    if bad:
+        raise ConfigError(
+            f"unknown {name} {', '.join(map(repr, bad))}; choose from {', '.join(choices)}"
+        )
+    return picked
+
+
+def check_format(fmt: str) -> str:
+    """Normalise an output format (``png``, ``.PDF`` ...) or raise ConfigError."""
+    norm = fmt.lower().lstrip(".")
+    if norm not in FORMATS:
+        raise ConfigError(f"unknown figure format {fmt!r}; choose from {', '.join(FORMATS)}")
+    return norm
+
+
+def _has_data(surface: Surface, quantity: str) -> bool:
+    return bool(np.any(np.isfinite(np.asarray(surface.values[quantity], dtype=float))))
+
+
+def _jobs_1d(
+    surface: Surface, scales: list[str], vmin: float | None, vmax: float | None
+) -> list[tuple[str, Callable[[], Figure]]]:
+    """(file name part, figure maker) for each split's curve in each scale."""
+    jobs = []
+    for split in figures.splits(surface):
+        q = f"{split}_loss"
+        if q not in surface.values or not _has_data(surface, q):
+            continue
+        for scale in scales:
+            log = scale == "log"
+
+            def make(s: str = split, lg: bool = log) -> Figure:
+                return figures.curve_1d(surface, s, log=lg, vmin=vmin, vmax=vmax)
+
+            jobs.append((f"{split}_1d_{scale}", make))
+    return jobs
+
+
+def _jobs_2d(
+    surface: Surface,
+    kinds: list[str],
+    scales: list[str],
+    vmin: float | None,
+    vmax: float | None,
+    levels: Levels,
+) -> list[tuple[str, Callable[[], Figure]]]:
+    """(file name part, figure maker) for each quantity × kind × scale that applies.
+
+    ``vmin``/``vmax``/``levels`` are in loss units and apply to losses only; accuracies are
+    drawn over their own range, in percent, linear scale.
+    """
+    jobs = []
+    for q in surface.values:
+        if not q.endswith(("_loss", "_acc")) or not _has_data(surface, q):
+            continue
+        acc = figures.is_accuracy(q)
+        for kind in kinds:
+            if acc and kind not in ACC_KINDS:
+                continue
+            for scale in ["linear"] if acc else scales:
+                rng = {} if acc else {"vmin": vmin, "vmax": vmax}
+                jobs.append((f"{q}_{kind}_{scale}", _maker(surface, q, kind, scale, rng, levels)))
+    return jobs
+
+
+def _maker(
+    surface: Surface, q: str, kind: str, scale: str, rng: dict, levels: Levels
+) -> Callable[[], Figure]:
+    """A deferred call of the figure function for one 2-D kind."""
+    log = scale == "log"
+    if kind in ("contour", "contourf"):
+        lv = None if figures.is_accuracy(q) else levels
+        return lambda: figures.contour(
+            surface, q, log=log, levels=lv, filled=kind == "contourf", **rng
+        )
+    if kind == "heatmap":
+        return lambda: figures.heatmap(surface, q, log=log, **rng)
+    return lambda: figures.surface_3d(surface, q, log=log, **rng)
+
+
+def render_all(
+    surface: Surface,
+    out_dir: str | Path,
+    *,
+    kinds: Iterable[str] | None = None,
+    scales: Iterable[str] = SCALES,
+    fmt: str = "png",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    levels: Levels = None,
+    dpi: int = 150,
+) -> list[Path]:
+    """Write every applicable figure of ``surface`` to ``out_dir`` and return the paths.
+
+    1-D: one loss/accuracy curve per split in each scale. 2-D: for each loss, contour lines,
+    filled contour, heat map and 3-D surface in each scale; for each accuracy, filled contour
+    and heat map (linear). ``kinds`` narrows this to a subset of ``KINDS``. Quantities with no
+    finite value yet are skipped; a surface with nothing to draw raises SurfaceFileError.
+    """
+    fmt = check_format(fmt)
+    picked = _check_choice("plot kind", KINDS if kinds is None else kinds, KINDS)
+    scale_list = _check_choice("scale", scales, SCALES)
+    applicable = ["1d"] if surface.dims == 1 else list(KINDS_2D)
+    picked = [k for k in picked if k in applicable]
+    if not picked:
+        raise ConfigError(
+            f"{surface.path} is {surface.dims}-D: the plot kinds for it are {', '.join(applicable)}"
+        )
+    if not np.any(surface.done):
+        raise SurfaceFileError(
+            f"{surface.path} has no computed points yet; run landscape compute first"
+        )
+    if surface.dims == 1:
+        jobs = _jobs_1d(surface, scale_list, vmin, vmax)
+    else:
+        jobs = _jobs_2d(surface, picked, scale_list, vmin, vmax, levels)
+    if not jobs:
+        raise SurfaceFileError(
+            f"{surface.path} has no finite loss or accuracy to plot "
+            "(every computed value is NaN: did the loss diverge?)"
+        )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = Path(surface.path).stem
+    return [_save(make, out / f"{stem}_{part}.{fmt}", dpi) for part, make in jobs]
+
+
+def _save(make: Callable[[], Figure], path: Path, dpi: int) -> Path:
+    """Build one figure, save it, and close it whatever happens."""
+    fig = make()
+    try:
+        fig.savefig(path, dpi=dpi)
+    finally:
+        plt.close(fig)
+    return path

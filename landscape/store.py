@@ -1,0 +1,335 @@
+"""The surface file: HDF5, schema ``landscape.surface`` version 1 (DESIGN §6).
+
+Layout::
+
+    /                      attrs: schema, schema_version, config (resolved YAML), versions, created,
+                                  checkpoint_sha256, direction, seed, dims, data (JSON provenance)
+    /xcoordinates          (nx,) float64           /ycoordinates (ny,) float64 (2-D only)
+    /<split>_loss          (nx[, ny]) float64      NaN until computed; value[i, j] is at (x[i], y[j])
+    /<split>_acc           (nx[, ny]) float64      fraction correct
+    /done                  (nx[, ny]) bool         a point is done only once its values are written
+    /directions/{x,y}/<tensor name>                the directions themselves, by name
+    /directions            attrs: method, cosine, norms, the method's own figures
+
+Crash safety: a new file is written under a temporary name and renamed into place only once its
+header and directions are complete, so a refused or failed run never damages an existing file.
+Point values go into datasets allocated at creation (contiguous, no resizing), so writing them
+touches no HDF5 metadata; values are flushed before their ``done`` flags, so a kill at any moment
+leaves a readable file in which every point marked done holds its final value.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+import yaml
+
+from landscape import __version__
+from landscape.config import ComputeConfig
+from landscape.directions.base import DirectionSet
+from landscape.errors import ConfigError, SurfaceFileError
+from landscape.surface import Surface
+
+SCHEMA = "landscape.surface"
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class RunHeader:
+    """What a run writes once, before any point: its identity and provenance."""
+
+    config: ComputeConfig
+    x: np.ndarray
+    y: np.ndarray | None
+    directions: DirectionSet
+    direction_attrs: dict[str, Any]
+    checkpoint_sha256: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # data description, device, ...
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.x),) if self.y is None else (len(self.x), len(self.y))
+
+
+class SurfaceStore:
+    """An open surface file that a run writes points into."""
+
+    def __init__(self, path: Path, handle: h5py.File, split: str) -> None:
+        self.path = path
+        self._f = handle
+        self.split = split
+        self.shape = tuple(handle["done"].shape)
+        self.resumed = False
+
+    # --- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open_for_run(cls, path: str | Path, header: RunHeader, *, overwrite: bool = False) -> SurfaceStore:
+        """Create the file for ``header``, or reopen an existing one of the same run to resume.
+
+        An existing file of another run is refused (SurfaceFileError) unless ``overwrite``;
+        with ``overwrite`` it is replaced only once the new file's header is complete.
+        """
+        path = Path(path)
+        if not path.parent.is_dir():
+            raise ConfigError(
+                f"output folder {str(path.parent)!r} does not exist; create it or choose another --out"
+            )
+        if path.exists() and not overwrite:
+            check_resumable(path, header)
+            store = cls(path, _open(path, "r+"), header.config.data.split)
+            store.resumed = True
+            return store
+        _create_atomically(path, header)
+        return cls(path, _open(path, "r+"), header.config.data.split)
+
+    # --- points ----------------------------------------------------------------------------
+
+    def pending(self) -> np.ndarray:
+        """Flat (row-major) indices of the points not done yet, in order."""
+        return np.flatnonzero(~self._f["done"][()].reshape(-1))
+
+    def write_block(self, indices: Sequence[int], losses: Sequence[float], accs: Sequence[float]) -> None:
+        """Write a block of points, then mark them done; each step is flushed to disk."""
+        loss_ds = self._f[f"{self.split}_loss"]
+        acc_ds = self._f[f"{self.split}_acc"]
+        done = self._f["done"]
+        where = [np.unravel_index(int(k), self.shape) for k in indices]
+        for idx, loss, acc in zip(where, losses, accs):
+            loss_ds[idx] = loss
+            acc_ds[idx] = acc
+        self._f.flush()  # values reach the disk before the flags that vouch for them
+        for idx in where:
+            done[idx] = True
+        self._f.flush()
+
+    def nonfinite_count(self) -> int:
+        """Points done whose loss is NaN or infinite (stored as such, never fatal)."""
+        loss = self._f[f"{self.split}_loss"][()]
+        return int(np.sum(self._f["done"][()] & ~np.isfinite(loss)))
+
+    def close(self) -> None:
+        if self._f.id.valid:
+            self._f.close()
+
+    def __enter__(self) -> SurfaceStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --- creating ---------------------------------------------------------------------------------
+
+
+def _create_atomically(path: Path, header: RunHeader) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with h5py.File(tmp, "w") as f:
+            _write_header(f, header)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _write_header(f: h5py.File, h: RunHeader) -> None:
+    cfg = h.config
+    f.attrs.update(
+        {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "config": cfg.to_yaml(),
+            "landscape_version": __version__,
+            "torch_version": torch.__version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "checkpoint_sha256": h.checkpoint_sha256,
+            "direction": h.directions.method,
+            "seed": cfg.direction.seed,
+            "dims": cfg.dims,
+        }
+    )
+    for key, value in h.extra.items():
+        f.attrs[key] = json.dumps(value, sort_keys=True, default=str)
+    f.create_dataset("xcoordinates", data=np.asarray(h.x, dtype=np.float64))
+    if h.y is not None:
+        f.create_dataset("ycoordinates", data=np.asarray(h.y, dtype=np.float64))
+    split = cfg.data.split
+    # data= allocates and fills the storage now, so later point writes change no metadata
+    for name in (f"{split}_loss", f"{split}_acc"):
+        f.create_dataset(name, data=np.full(h.shape, np.nan, dtype=np.float64))
+    f.create_dataset("done", data=np.zeros(h.shape, dtype=bool))
+    _write_directions(f, h.directions, h.direction_attrs)
+
+
+def _write_directions(f: h5py.File, ds: DirectionSet, attrs: dict[str, Any]) -> None:
+    group = f.create_group("directions")
+    for axis, vec in zip("xy", ds.vectors):
+        sub = group.create_group(axis)
+        for name, t in vec.items():
+            sub.create_dataset(name, data=t.detach().cpu().numpy())
+    for key, value in attrs.items():
+        group.attrs[key] = _attr_value(value)
+
+
+def _attr_value(value: Any) -> Any:
+    """HDF5 attributes hold scalars, strings and arrays; anything else is stored as JSON."""
+    if value is None:
+        return "null"
+    if isinstance(value, (bool, int, float, str, np.generic)):
+        return value
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) for v in value):
+        return np.asarray(value, dtype=np.float64)
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+# --- resuming ---------------------------------------------------------------------------------
+
+
+def check_resumable(path: Path, header: RunHeader) -> None:
+    """Refuse to resume ``path`` unless it was made by a run of the same config and checkpoint."""
+    fix = "choose another --out, or pass --overwrite to replace it"
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = dict(f.attrs)
+            shape = tuple(f["done"].shape) if "done" in f else None
+    except OSError:
+        raise SurfaceFileError(f"{str(path)!r} exists but is not a readable HDF5 file; {fix}") from None
+    if attrs.get("schema") != SCHEMA:
+        raise SurfaceFileError(f"{str(path)!r} exists and is not a landscape surface file; {fix}")
+    if int(attrs.get("schema_version", -1)) != SCHEMA_VERSION:
+        raise SurfaceFileError(
+            f"{str(path)!r} has schema version {attrs.get('schema_version')}, this landscape writes "
+            f"{SCHEMA_VERSION}; {fix}"
+        )
+    old = ComputeConfig.from_yaml(_text(attrs["config"]))
+    diff = first_difference(old.value_fingerprint(), header.config.value_fingerprint())
+    if diff is not None:
+        key, was, now = diff
+        raise SurfaceFileError(
+            f"{str(path)!r} was made with a different config ({key}: {was!r} there, {now!r} now); {fix}"
+        )
+    old_weights = json.loads(_text(attrs.get("weights_sha256", "null")))
+    if (
+        _text(attrs.get("checkpoint_sha256", "")) != header.checkpoint_sha256
+        or old_weights != header.extra.get("weights_sha256")
+    ):
+        raise SurfaceFileError(
+            f"{str(path)!r} was made from other weights (checkpoint sha256 differs); {fix}"
+        )
+    if shape != header.shape:
+        raise SurfaceFileError(f"{str(path)!r} has grid shape {shape}, this run {header.shape}; {fix}")
+
+
+def first_difference(a: Any, b: Any, prefix: str = "") -> tuple[str, Any, Any] | None:
+    """The first dotted key at which two nested dicts differ, with both values."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            found = first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
+            if found:
+                return found
+        return None
+    return None if a == b else (prefix.rstrip("."), a, b)
+
+
+def _open(path: Path, mode: str) -> h5py.File:
+    try:
+        return h5py.File(path, mode)
+    except OSError as exc:
+        raise SurfaceFileError(
+            f"cannot open {str(path)!r} ({exc}); is another run writing it? If not, check permissions"
+        ) from None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def read_surface(path: str | Path) -> Surface:
+    """Read a surface file: ours (schema v1) or one of Li et al.'s reference surface files."""
+    path = Path(path)
+    if not path.is_file():
+        raise SurfaceFileError(f"surface file {str(path)!r} does not exist; check the path")
+    try:
+        with h5py.File(path, "r") as f:
+            if _text(f.attrs.get("schema", "")) == SCHEMA:
+                return _read_ours(f, path)
+            if "xcoordinates" in f and any(k.endswith("_loss") for k in f):
+                return _read_reference(f, path)
+    except OSError as exc:
+        raise SurfaceFileError(f"{str(path)!r} is not a readable HDF5 file ({exc})") from None
+    raise SurfaceFileError(
+        f"{str(path)!r} is neither a landscape surface file nor a Li et al. surface file "
+        "(no xcoordinates and *_loss datasets)"
+    )
+
+
+def _read_ours(f: h5py.File, path: Path) -> Surface:
+    version = int(f.attrs.get("schema_version", -1))
+    if version > SCHEMA_VERSION:
+        raise SurfaceFileError(
+            f"{str(path)!r} has schema version {version}; this landscape reads up to "
+            f"{SCHEMA_VERSION}, upgrade landscape"
+        )
+    x = f["xcoordinates"][()]
+    y = f["ycoordinates"][()] if "ycoordinates" in f else None
+    values = {k: f[k][()] for k in f if k.endswith(("_loss", "_acc")) and isinstance(f[k], h5py.Dataset)}
+    attrs = {k: _decode(v) for k, v in f.attrs.items()}
+    dir_attrs = {k: _decode(v) for k, v in f["directions"].attrs.items()} if "directions" in f else {}
+    trajectory = {k: f["trajectory"][k][()] for k in f["trajectory"]} if "trajectory" in f else None
+    return Surface(str(path), x, y, values, f["done"][()], attrs, dir_attrs, "landscape", [], trajectory)
+
+
+def _read_reference(f: h5py.File, path: Path) -> Surface:
+    """Li et al.'s files: -1 means not computed, accuracy in percent, 2-D in meshgrid(x, y) order."""
+    x = f["xcoordinates"][()]
+    y = f["ycoordinates"][()] if "ycoordinates" in f else None
+    notes = ["read from a Li et al. (2018) reference file: -1 read as not computed"]
+    values: dict[str, np.ndarray] = {}
+    for key in f:
+        if not key.endswith(("_loss", "_acc")):
+            continue
+        arr = np.asarray(f[key][()], dtype=np.float64)
+        arr = np.where(arr == -1, np.nan, arr)
+        if y is not None:
+            # stored as meshgrid(x, y): element (i, j) is the point (x[j], y[i]); ours is (x[i], y[j])
+            arr = arr.T
+        if key.endswith("_acc"):
+            arr = arr / 100.0
+        values[key] = arr
+    if y is not None:
+        notes.append("2-D arrays transposed from meshgrid(x, y) order to (x, y) order")
+    if any(k.endswith("_acc") for k in values):
+        notes.append("accuracy converted from percent to a fraction")
+    losses = [v for k, v in values.items() if k.endswith("_loss")]
+    done = np.all([np.isfinite(v) for v in losses], axis=0)
+    attrs: dict[str, Any] = {"schema": "li2018", "dims": 1 if y is None else 2}
+    if "dir_file" in f:
+        attrs["dir_file"] = _text(f["dir_file"][()])
+    return Surface(str(path), x, y, values, done, attrs, {"method": "li2018"}, "li2018", notes)
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def stored_config(surface: Surface) -> dict[str, Any] | None:
+    """The resolved config a landscape surface was made with, as a dict (None for Li's files)."""
+    text = surface.attrs.get("config")
+    return yaml.safe_load(text) if isinstance(text, str) else None

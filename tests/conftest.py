@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny models and data written to real temporary files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+
+matplotlib.use("Agg")
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "li2018-resnet20"
+if not FIXTURES.is_dir():  # CI clones main with shared/ beside it
+    FIXTURES = Path(os.environ.get("LANDSCAPE_FIXTURES", "../shared/fixtures/li2018-resnet20")).resolve()
+
+
+@pytest.fixture(scope="session")
+def li_fixture() -> Path:
+    if not FIXTURES.is_dir():
+        pytest.skip("Li et al. reference fixture folder not found (../shared/fixtures)")
+    return FIXTURES
+
+
+@pytest.fixture
+def tiny_npz(tmp_path: Path) -> Path:
+    """40 samples of 6 features in 3 classes, as npz arrays x, y."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 6)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.5).astype(np.int64)
+    path = tmp_path / "tiny.npz"
+    np.savez(path, x=x, y=y)
+    return path
+
+
+@pytest.fixture
+def tiny_mlp_ckpt(tmp_path: Path) -> Path:
+    """A checkpoint of the built-in mlp shaped for tiny_npz (6 features, 3 classes)."""
+    from landscape.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("mlp", {"in_features": 6, "hidden": 8, "num_classes": 3})
+    path = tmp_path / "tiny_mlp.pt"
+    torch.save({"state_dict": model.state_dict()}, path)
+    return path

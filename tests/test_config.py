@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from landscape.config import ComputeConfig, apply_overrides, parse_axis
+from landscape.errors import ConfigError
+
+BASE = {"model": {"name": "mlp"}, "data": {"name": "digits"}, "out": "s.h5"}
+
+
+def test_yaml_round_trip() -> None:
+    cfg = ComputeConfig.from_dict({**BASE, "grid": {"x": "-1:1:5", "y": "-2:2:3"}})
+    assert ComputeConfig.from_yaml(cfg.to_yaml()) == cfg
+    assert cfg.dims == 2
+    assert list(cfg.to_dict())[-1] == "out"
+
+
+@pytest.mark.parametrize(
+    "text, lo, hi, num", [("-1:1:51", -1.0, 1.0, 51), ("-0.5:1.5:401", -0.5, 1.5, 401), ("0:1e-1:2", 0, 0.1, 2)]
+)
+def test_parse_axis(text: str, lo: float, hi: float, num: int) -> None:
+    ax = parse_axis(text)
+    assert (ax.lo, ax.hi, ax.num) == (lo, hi, num)
+
+
+@pytest.mark.parametrize("bad", ["-1:1", "1:-1:5", "0:0:0", "a:b:c", "-1:1:1", "-1:1:2.5", "nan:1:3", ""])
+def test_malformed_axes_are_refused(bad: str) -> None:
+    with pytest.raises(ConfigError, match="MIN:MAX:NUM"):
+        parse_axis(bad, "grid.x")
+
+
+@pytest.mark.parametrize(
+    "patch, message",
+    [
+        ({"model": {"name": "mlp", "colour": 1}}, "unknown config key 'model.colour'"),
+        ({"modle": {"name": "mlp"}}, "unknown config key 'modle'"),
+        ({"data": {"name": "digits", "batch_size": "big"}}, "'data.batch_size' must be an integer"),
+        ({"data": {"name": "digits", "batch_size": 0}}, "data.batch_size must be at least 1"),
+        ({"direction": {"norm": "weird"}}, "direction.norm must be one of filter, layer, none"),
+        ({"direction": {"ignore": "all"}}, "direction.ignore must be one of"),
+        ({"model": {"name": "mlp", "unsafe_pickle": "yes"}}, "must be true or false"),
+        ({"grid": {"x": "1:-1:5"}}, "grid.x must be MIN:MAX:NUM"),
+        ({"model": "mlp"}, "model must be a mapping"),
+    ],
+)
+def test_bad_values_name_the_key(patch: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        ComputeConfig.from_dict({**BASE, **patch})
+
+
+def test_missing_required_keys_are_named() -> None:
+    with pytest.raises(ConfigError, match="missing required config key 'model.name'"):
+        ComputeConfig.from_dict({"data": {"name": "digits"}, "out": "x.h5"})
+    with pytest.raises(ConfigError, match="missing required config key 'out'"):
+        ComputeConfig.from_dict({"model": {"name": "mlp"}, "data": {"name": "digits"}})
+
+
+def test_overrides_win_and_do_not_mutate() -> None:
+    raw = {**BASE, "direction": {"seed": 1, "norm": "layer"}}
+    merged = apply_overrides(raw, {"direction.seed": 7, "grid.y": "-1:1:3"})
+    cfg = ComputeConfig.from_dict(merged)
+    assert cfg.direction.seed == 7 and cfg.direction.norm == "layer" and cfg.grid.y == "-1:1:3"
+    assert raw["direction"]["seed"] == 1 and "grid" not in raw
+
+
+def test_fingerprint_ignores_where_and_how_fast() -> None:
+    a = ComputeConfig.from_dict(BASE)
+    b = ComputeConfig.from_dict(
+        {**BASE, "out": "other.h5", "data": {"name": "digits", "batch_size": 7}, "eval": {"device": "cpu"}}
+    )
+    c = ComputeConfig.from_dict({**BASE, "direction": {"seed": 3}})
+    assert a.value_fingerprint() == b.value_fingerprint()
+    assert a.value_fingerprint() != c.value_fingerprint()
+
+
+def test_invalid_yaml_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {name: mlp\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        ComputeConfig.from_file(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        ComputeConfig.from_file(tmp_path / "missing.yaml")
+
+
+def test_every_shipped_config_loads() -> None:
+    root = Path(__file__).resolve().parents[1] / "configs"
+    files = sorted(root.glob("**/*.yaml"))
+    assert files, "configs/ holds at least one example"
+    for file in files:
+        cfg = ComputeConfig.from_file(file)
+        assert cfg.direction.name in ("filter-norm",), file

@@ -1,0 +1,305 @@
+"""Plots from analytic surfaces: every kind renders, nothing is blank, x is horizontal."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+from matplotlib.collections import QuadMesh
+from matplotlib.figure import Figure
+
+from landscape.errors import ConfigError, SurfaceFileError
+from landscape.plot import FORMATS, KINDS, contour, curve_1d, heatmap, render_all, surface_3d
+from landscape.surface import Surface
+
+NX, NY = 7, 5  # non-square on purpose: a transposition cannot go unnoticed
+
+
+def bowl(
+    fn=lambda X, Y: X**2 + 2 * Y**2, *, trajectory: bool = False, test: bool = False
+) -> Surface:
+    """A 2-D surface from an analytic loss, values[i, j] = fn(x[i], y[j]), with an accuracy."""
+    x = np.linspace(-1.0, 1.0, NX)
+    y = np.linspace(-0.5, 0.5, NY)
+    X, Y = np.meshgrid(x, y, indexing="ij")
+    loss = fn(X, Y).astype(float)
+    acc = 1.0 / (1.0 + loss)
+    traj = None
+    if trajectory:
+        t = np.linspace(0.0, 1.0, 6)
+        traj = {"x": 0.8 * (1 - t), "y": 0.4 * (1 - t) ** 2, "loss": t}
+    values = {"train_loss": loss, "train_acc": acc}
+    if test:
+        values["test_loss"] = loss + 0.1
+    return Surface(
+        path="/tmp/bowl.h5",
+        x=x,
+        y=y,
+        values=values,
+        done=np.ones((NX, NY), dtype=bool),
+        direction_attrs={"method": "filter"},
+        trajectory=traj,
+    )
+
+
+def parabola() -> Surface:
+    x = np.linspace(-1.0, 1.0, 21)
+    loss = x**2 + 0.05
+    return Surface(
+        path="/tmp/line.h5",
+        x=x,
+        y=None,
+        values={"train_loss": loss, "train_acc": 1 - loss / 2, "test_loss": loss + 0.2},
+        done=np.ones(21, dtype=bool),
+    )
+
+
+def assert_not_blank(png: Path) -> None:
+    img = mpimg.imread(png)[..., :3]
+    assert img.std() > 0.05, f"{png.name} looks blank"
+    colours = np.unique(img.reshape(-1, 3).round(2), axis=0)
+    assert len(colours) > 10, f"{png.name} has only {len(colours)} colours"
+
+
+# ---------------------------------------------------------------------------------------------
+# render_all
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_render_all_2d_writes_every_kind_and_scale(tmp_path: Path, fmt: str) -> None:
+    losses = ("train_loss", "test_loss") if fmt == "png" else ("train_loss",)
+    s = bowl(trajectory=True, test=fmt == "png")
+    paths = render_all(s, tmp_path / "figs", fmt=fmt, dpi=40)
+    names = {p.name for p in paths}
+    for q in losses:
+        for kind in ("contour", "contourf", "heatmap", "surface3d"):
+            for scale in ("linear", "log"):
+                assert f"bowl_{q}_{kind}_{scale}.{fmt}" in names
+    assert f"bowl_train_acc_contourf_linear.{fmt}" in names
+    assert f"bowl_train_acc_heatmap_linear.{fmt}" in names
+    assert len(names) == len(losses) * 4 * 2 + 2
+    for p in paths:
+        assert p.is_file() and p.stat().st_size > 1000
+    if fmt == "png":
+        for p in paths:
+            assert_not_blank(p)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_render_all_1d(tmp_path: Path, fmt: str) -> None:
+    paths = render_all(parabola(), tmp_path, fmt=fmt, dpi=50)
+    assert sorted(p.name for p in paths) == sorted(
+        f"line_{s}_1d_{sc}.{fmt}" for s in ("train", "test") for sc in ("linear", "log")
+    )
+    if fmt == "png":
+        for p in paths:
+            assert_not_blank(p)
+
+
+def test_render_all_kinds_subset_and_linear_only(tmp_path: Path) -> None:
+    s = bowl(test=True)
+    paths = render_all(s, tmp_path, kinds=["heatmap"], scales=["linear"], dpi=40)
+    assert sorted(p.name for p in paths) == [
+        "bowl_test_loss_heatmap_linear.png",
+        "bowl_train_acc_heatmap_linear.png",
+        "bowl_train_loss_heatmap_linear.png",
+    ]
+
+
+def test_render_all_leaves_no_open_figures(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    render_all(bowl(), tmp_path, kinds=["contour"], dpi=40)
+    assert plt.get_fignums() == before
+
+
+def test_bad_format_and_kind_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"png, pdf, svg"):
+        render_all(bowl(), tmp_path, fmt="jpg")
+    with pytest.raises(ConfigError, match=r"'wireframe'.*1d, contour, contourf, heatmap"):
+        render_all(bowl(), tmp_path, kinds=["wireframe"])
+    with pytest.raises(ConfigError, match=r"scale"):
+        render_all(bowl(), tmp_path, scales=["log2"])
+    with pytest.raises(ConfigError, match=r"1-D.*1d"):
+        render_all(parabola(), tmp_path, kinds=["contour"])
+    assert set(KINDS) == {"1d", "contour", "contourf", "heatmap", "surface3d"}
+
+
+def test_empty_surface_raises(tmp_path: Path) -> None:
+    s = bowl()
+    s.values = {q: np.full_like(v, np.nan) for q, v in s.values.items()}
+    s.done[:] = False
+    for call in (
+        lambda: render_all(s, tmp_path),
+        lambda: contour(s),
+        lambda: heatmap(s, "train_loss"),
+        lambda: surface_3d(s, "train_loss"),
+    ):
+        with pytest.raises(SurfaceFileError, match="no computed points yet"):
+            call()
+    line = parabola()
+    line.values = {q: np.full_like(v, np.nan) for q, v in line.values.items()}
+    line.done[:] = False
+    with pytest.raises(SurfaceFileError, match="no computed points yet"):
+        curve_1d(line)
+
+
+def test_unknown_quantity_and_wrong_dims() -> None:
+    with pytest.raises(ConfigError, match="train_loss"):
+        contour(bowl(), "val_loss")
+    with pytest.raises(ConfigError, match="1-D"):
+        curve_1d(bowl())
+    with pytest.raises(ConfigError, match="2-D"):
+        heatmap(parabola(), "train_loss")
+
+
+# ---------------------------------------------------------------------------------------------
+# Orientation: f = x² depends on x only, so values must vary along the horizontal axis
+
+
+def test_heatmap_orientation() -> None:
+    fig = heatmap(bowl(lambda X, Y: X**2), "train_loss")
+    mesh = next(c for c in fig.axes[0].collections if isinstance(c, QuadMesh))
+    coords = mesh.get_coordinates()  # (rows+1, cols+1, 2) cell corners
+    centres_x = (coords[:-1, :-1, 0] + coords[1:, 1:, 0]) / 2
+    values = np.asarray(mesh.get_array()).reshape(centres_x.shape)
+    np.testing.assert_allclose(values, centres_x**2, atol=1e-12)
+    assert values.shape == (NY, NX)  # rows run along y, columns along x
+    assert fig.axes[0].get_xlim()[1] > 0.99  # the x extent is x's range [-1, 1], not y's
+
+
+def test_contour_orientation() -> None:
+    s = bowl(lambda X, Y: X**2)
+    for filled in (False, True):
+        fig = contour(s, "train_loss", filled=filled, levels=[0.1, 0.3, 0.6])
+        cs = fig.axes[0].collections[0]
+        # every vertex on the level-0.3 line sits at x = ±sqrt(0.3), whatever its y
+        paths = cs.get_paths()
+        level_paths = paths[1] if not filled else paths[0]
+        verts = level_paths.vertices
+        if not filled:
+            np.testing.assert_allclose(np.abs(verts[:, 0]), np.sqrt(0.3), atol=0.05)
+        assert np.ptp(verts[:, 1]) > 0.9 * np.ptp(s.y)  # the lines run the full height in y
+    xlim = fig.axes[0].get_xlim()
+    assert xlim[0] <= -0.99 and xlim[1] >= 0.99
+
+
+def test_surface_3d_orientation_and_clipping() -> None:
+    s = bowl(lambda X, Y: X**2)
+    s.values["train_loss"][0, 0] = 1e6  # a spike at (x[0], y[0])
+    fig = surface_3d(s, "train_loss", vmax=2.0)
+    ax = fig.axes[0]
+    assert ax.name == "3d"
+    assert ax.get_zlim()[1] == pytest.approx(2.0)
+    assert ax.get_xlim()[1] >= 0.99 and ax.get_ylim()[1] < 0.9
+
+
+# ---------------------------------------------------------------------------------------------
+# Log scale, holes, trajectory, titles
+
+
+def test_log_is_log10_of_the_data() -> None:
+    fig = heatmap(bowl(), "train_loss", log=True)
+    mesh = next(c for c in fig.axes[0].collections if isinstance(c, QuadMesh))
+    data = np.asarray(mesh.get_array())
+    loss = bowl().values["train_loss"]
+    floor = loss[loss > 0].min()
+    np.testing.assert_allclose(
+        np.sort(data.ravel()), np.sort(np.log10(np.maximum(loss, floor)).ravel())
+    )
+    assert "log10(train_loss)" in fig.axes[1].get_ylabel()  # the colour bar
+
+
+def test_log_levels_are_evenly_spaced_in_log_space() -> None:
+    fig = contour(bowl(lambda X, Y: X**2 + Y**2 + 0.01), filled=True, log=True, levels=11)
+    lv = np.asarray(fig.axes[0].collections[0].levels)
+    np.testing.assert_allclose(np.diff(lv), np.diff(lv)[0])
+    assert lv[0] == pytest.approx(np.log10(0.01), abs=1e-9)
+
+
+@pytest.mark.parametrize("offset", [0.0, -0.5])
+def test_log_with_zeros_and_negatives_does_not_crash(tmp_path: Path, offset: float) -> None:
+    s = bowl(lambda X, Y: X**2 + 2 * Y**2 + offset)  # has an exact 0 or negatives
+    paths = render_all(s, tmp_path, scales=["log"], dpi=30)
+    for p in paths:
+        assert_not_blank(p)
+    line = parabola()
+    line.values["train_loss"] = line.values["train_loss"] - 0.3
+    curve_1d(line, "train", log=True)
+
+
+def test_nan_holes_are_masked(tmp_path: Path) -> None:
+    s = bowl(trajectory=True)
+    for v in s.values.values():
+        v[2:4, 1:3] = np.nan
+    s.done[2:4, 1:3] = False
+    s.values["train_loss"][5, 4] = np.inf
+    paths = render_all(s, tmp_path, kinds=["contour", "contourf", "surface3d"], dpi=40)
+    for p in paths:
+        assert_not_blank(p)
+    fig = heatmap(s, "train_loss")
+    mesh = next(c for c in fig.axes[0].collections if isinstance(c, QuadMesh))
+    assert np.ma.count_masked(mesh.get_array()) == 5
+    line = parabola()
+    line.values["train_loss"][3:6] = np.nan
+    paths = render_all(line, tmp_path / "line", dpi=40)
+    assert all(p.is_file() for p in paths)
+
+
+def test_vmin_vmax_and_levels_are_respected() -> None:
+    fig = contour(bowl(), filled=True, vmin=0.5, vmax=2.0, levels=7)
+    np.testing.assert_allclose(fig.axes[0].collections[0].levels, np.linspace(0.5, 2.0, 7))
+    with pytest.raises(ConfigError, match="vmin"):
+        heatmap(bowl(), "train_loss", vmin=3.0, vmax=1.0)
+
+
+def _trajectory_lines(fig: Figure, s: Surface) -> list:
+    ax = fig.axes[0]
+    return [
+        ln
+        for ln in ax.get_lines()
+        if np.array_equal(ln.get_xdata(), s.trajectory["x"])
+        and np.array_equal(ln.get_ydata(), s.trajectory["y"])
+    ]
+
+
+def test_trajectory_is_drawn_on_2d_plots() -> None:
+    s = bowl(trajectory=True)
+    for fig in (
+        contour(s),
+        contour(s, filled=True),
+        contour(s, log=True),
+        heatmap(s, "train_loss"),
+        heatmap(s, "train_acc"),
+    ):
+        assert len(_trajectory_lines(fig, s)) == 1
+        ends = {ln.get_gid() for ln in fig.axes[0].get_lines()}
+        assert {"traj-start", "traj-end"} <= ends
+    assert not _trajectory_lines(contour(bowl()), s)
+
+
+def test_titles_name_quantity_scale_and_label() -> None:
+    s = bowl(test=True)
+    title = contour(s, "test_loss", log=True).axes[0].get_title()
+    assert "test_loss" in title and "log" in title and s.label in title
+    title = surface_3d(s, "train_loss").axes[0].get_title()
+    assert "train_loss" in title and "linear" in title
+
+
+def test_curve_1d_twin_axes_in_percent() -> None:
+    s = parabola()
+    fig = curve_1d(s, "train")
+    loss_ax, acc_ax = fig.axes[:2]
+    np.testing.assert_allclose(loss_ax.get_lines()[0].get_ydata(), s.values["train_loss"])
+    np.testing.assert_allclose(acc_ax.get_lines()[0].get_ydata(), 100 * s.values["train_acc"])
+    assert "%" in acc_ax.get_ylabel()
+    assert curve_1d(s, log=True).axes[0].get_yscale() == "log"
+    both = curve_1d(s)  # every split when none is named
+    assert len(both.axes[0].get_lines()) == 2
