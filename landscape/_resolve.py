@@ -27,7 +27,9 @@ def resolve_callable(spec: str, what: str) -> Any:
     """Import the object named by ``spec``; ``what`` names its role in error messages."""
     target, _, attr = spec.rpartition(":")
     if not target or not attr:
-        raise ConfigError(f"{what} spec {spec!r} is not of the form pkg.module:name or file.py:name")
+        raise ConfigError(
+            f"{what} spec {spec!r} is not of the form pkg.module:name or file.py:name"
+        )
     module = _load_file(target, what) if target.endswith(".py") else _import(target, what)
     try:
         return getattr(module, attr)

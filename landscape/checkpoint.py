@@ -42,6 +42,8 @@ def load_state_dict(path: str, *, unsafe_pickle: bool = False) -> StateDict:
     ``module.`` / ``_orig_mod.`` prefixes are stripped.
     """
     file = Path(path)
+    if file.is_dir():
+        raise CheckpointError(f"checkpoint {path!r} is a folder; pass the checkpoint file in it")
     if not file.is_file():
         raise CheckpointError(f"checkpoint file {path!r} does not exist; check --checkpoint")
     if file.suffix == ".safetensors":
@@ -70,7 +72,8 @@ def _torch_load(file: Path, unsafe_pickle: bool) -> Any:
                 "or re-save it with torch.save(model.state_dict(), path)"
             ) from None
         raise CheckpointError(
-            f"checkpoint {str(file)!r} cannot be read by torch.load ({_first_line(exc)}); "
+            f"checkpoint {str(file)!r} cannot be read by torch.load "
+            f"({type(exc).__name__}: {_first_line(exc)}); "
             "pass a .pt/.pth/.t7/.ckpt state dict or a .safetensors file"
         ) from None
 

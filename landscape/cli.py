@@ -16,6 +16,7 @@ import click
 
 from landscape import __version__
 from landscape.config import (
+    DIRECTION_NAMES,
     ENGINE_CHOICES,
     IGNORE_CHOICES,
     NORM_CHOICES,
@@ -97,7 +98,9 @@ FLAG_KEYS = {
 }
 
 
-def build_compute_config(ctx: click.Context, config_file: str | None, model_args: tuple[str, ...]) -> ComputeConfig:
+def build_compute_config(
+    ctx: click.Context, config_file: str | None, model_args: tuple[str, ...]
+) -> ComputeConfig:
     """YAML (if any), then every flag the user actually gave, into one ComputeConfig."""
     raw = load_yaml_file(config_file) if config_file else {}
     overrides: dict[str, Any] = {}
@@ -115,32 +118,78 @@ def build_compute_config(ctx: click.Context, config_file: str | None, model_args
 
 
 @main.command()
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML config; flags override it.")
-@click.option("--model", help="Built-in name (mlp, lenet, resnet20, ...), pkg.module:factory, file.py:factory or a TorchScript file.")
-@click.option("--checkpoint", help="Weights: .pt/.pth/.t7/.ckpt state dict (wrapped or not) or .safetensors.")
-@click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE", help="Keyword argument for the model factory (repeatable).")
-@click.option("--unsafe-pickle", is_flag=True, default=False, help="Allow a pickled whole model (runs code from the file: trusted files only).")
-@click.option("--data", help="digits, cifar10:DIR, mnist:DIR, npz:FILE, pt:FILE or pkg.module:factory.")
-@click.option("--split", type=click.Choice(SPLIT_CHOICES), help="Which split to evaluate on [train].")
-@click.option("--max-samples", type=click.IntRange(min=1), help="Evaluate on N samples (a seeded subset).")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="YAML config; flags override it.",
+)
+@click.option(
+    "--model",
+    help="Built-in name (mlp, lenet, resnet20, ...), pkg.module:factory, file.py:factory or a TorchScript file.",
+)
+@click.option(
+    "--checkpoint", help="Weights: .pt/.pth/.t7/.ckpt state dict (wrapped or not) or .safetensors."
+)
+@click.option(
+    "--model-arg",
+    "model_args",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Keyword argument for the model factory (repeatable).",
+)
+@click.option(
+    "--unsafe-pickle",
+    is_flag=True,
+    default=False,
+    help="Allow a pickled whole model (runs code from the file: trusted files only).",
+)
+@click.option(
+    "--data", help="digits, cifar10:DIR, mnist:DIR, npz:FILE, pt:FILE or pkg.module:factory."
+)
+@click.option(
+    "--split", type=click.Choice(SPLIT_CHOICES), help="Which split to evaluate on [train]."
+)
+@click.option(
+    "--max-samples", type=click.IntRange(min=1), help="Evaluate on N samples (a seeded subset)."
+)
 @click.option("--data-seed", type=int, help="Seed of the --max-samples subset [0].")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Samples per forward pass [500].")
-@click.option("--direction", help="Direction family [filter-norm].")
+@click.option(
+    "--direction", type=click.Choice(DIRECTION_NAMES), help="Direction family [filter-norm]."
+)
 @click.option("--seed", type=int, help="Seed of the random directions [0].")
-@click.option("--ignore", type=click.Choice(IGNORE_CHOICES), help="biasbn: biases and BN parameters do not move [biasbn].")
+@click.option(
+    "--ignore",
+    type=click.Choice(IGNORE_CHOICES),
+    help="biasbn: biases and BN parameters do not move [biasbn].",
+)
 @click.option("--norm", type=click.Choice(NORM_CHOICES), help="Direction normalization [filter].")
-@click.option("--directions", type=click.Path(dir_okay=False), help="Reuse the directions of an earlier surface file or a Li et al. direction file.")
+@click.option(
+    "--directions",
+    type=click.Path(dir_okay=False),
+    help="Reuse the directions of an earlier surface file or a Li et al. direction file.",
+)
 @click.option("--x", type=AxisType(), help="x axis as MIN:MAX:NUM, e.g. --x=-1:1:51.")
 @click.option("--y", type=AxisType(), help="y axis as MIN:MAX:NUM; omit for a 1-D surface.")
 @click.option("--loss", help="cross-entropy, mse or pkg.module:fn [cross-entropy].")
 @click.option("--device", help="auto, cpu, cuda, cuda:N or mps [auto].")
 @click.option("--engine", type=click.Choice(ENGINE_CHOICES), help="Point evaluator [auto].")
 @click.option("--out", type=click.Path(dir_okay=False), help="Surface file to write (or resume).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing surface file of another config.")
+@click.option(
+    "--overwrite", is_flag=True, help="Replace an existing surface file of another config."
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @click.pass_context
 @_library_errors
-def compute(ctx: click.Context, config_file: str | None, model_args: tuple[str, ...], overwrite: bool, quiet: bool, **_: Any) -> None:
+def compute(
+    ctx: click.Context,
+    config_file: str | None,
+    model_args: tuple[str, ...],
+    overwrite: bool,
+    quiet: bool,
+    **_: Any,
+) -> None:
     """Compute a 1-D or 2-D loss surface around a trained network.
 
     An existing --out file of the same config is resumed: only missing points are computed.
@@ -184,16 +233,38 @@ def _progress_bar(total: int, initial: int) -> Any:
 
 @main.command()
 @click.argument("surface_file", type=click.Path(dir_okay=False))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for the figures [beside the file].")
-@click.option("--kind", "kinds", multiple=True, help="1d, contour, contourf, heatmap, surface3d (repeatable) [all].")
-@click.option("--log/--linear", "log", default=None, help="Only the log or only the linear scale [both].")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    help="Folder for the figures [beside the file].",
+)
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    help="1d, contour, contourf, heatmap, surface3d (repeatable) [all].",
+)
+@click.option(
+    "--log/--linear", "log", default=None, help="Only the log or only the linear scale [both]."
+)
 @click.option("--vmin", type=float, help="Lowest value on the colour scale / contour levels.")
 @click.option("--vmax", type=float, help="Highest value on the colour scale / contour levels.")
 @click.option("--levels", type=click.IntRange(min=2), help="Number of contour levels [30].")
 @click.option("--format", "fmt", default="png", show_default=True, help="png, pdf or svg.")
 @click.option("--dpi", type=click.IntRange(min=30), default=150, show_default=True)
 @_library_errors
-def plot(surface_file: str, out_dir: str | None, kinds: tuple[str, ...], log: bool | None, vmin: float | None, vmax: float | None, levels: int | None, fmt: str, dpi: int) -> None:
+def plot(
+    surface_file: str,
+    out_dir: str | None,
+    kinds: tuple[str, ...],
+    log: bool | None,
+    vmin: float | None,
+    vmax: float | None,
+    levels: int | None,
+    fmt: str,
+    dpi: int,
+) -> None:
     """Draw curves, contours, heat maps and 3-D views of a surface file.
 
     Reads landscape files and Li et al.'s reference surface files.
@@ -212,8 +283,15 @@ def plot(surface_file: str, out_dir: str | None, kinds: tuple[str, ...], log: bo
     scales = ("linear", "log") if log is None else (("log",) if log else ("linear",))
     target = Path(out_dir) if out_dir else Path(surface_file).parent
     written = render_all(
-        surface, target, kinds=list(kinds) or None, scales=scales, fmt=fmt,
-        vmin=vmin, vmax=vmax, levels=levels, dpi=dpi,
+        surface,
+        target,
+        kinds=list(kinds) or None,
+        scales=scales,
+        fmt=fmt,
+        vmin=vmin,
+        vmax=vmax,
+        levels=levels,
+        dpi=dpi,
     )
     for path in written:
         click.echo(str(path))
@@ -236,7 +314,9 @@ def info(surface_file: str) -> None:
 
 
 @main.command()
-@click.option("--out", "out_dir", default="results/demo", show_default=True, type=click.Path(file_okay=False))
+@click.option(
+    "--out", "out_dir", default="results/demo", show_default=True, type=click.Path(file_okay=False)
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @_library_errors
 def demo(out_dir: str, quiet: bool) -> None:

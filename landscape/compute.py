@@ -24,7 +24,7 @@ from landscape.losses import correct_count, get_loss
 from landscape.models import build_model
 from landscape.store import RunHeader, SurfaceStore, check_resumable
 
-FLUSH_SECONDS = 2.0  # a killed run loses at most this much work
+FLUSH_SECONDS = 1.0  # a killed run loses at most about this much work
 FLUSH_POINTS = 64
 
 
@@ -71,7 +71,9 @@ def prepare(config: ComputeConfig) -> Prepared:
     model = build_model(config.model.name, config.model.args)
     ckpt_sha = ""
     if config.model.checkpoint:
-        state = checkpoint.load_state_dict(config.model.checkpoint, unsafe_pickle=config.model.unsafe_pickle)
+        state = checkpoint.load_state_dict(
+            config.model.checkpoint, unsafe_pickle=config.model.unsafe_pickle
+        )
         checkpoint.check_finite(state)
         checkpoint.apply_state_dict(model, state)
         ckpt_sha = checkpoint.file_sha256(config.model.checkpoint)
@@ -96,13 +98,12 @@ def weights_sha256(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def probe(prep: Prepared, config: ComputeConfig) -> None:
-    """Run one batch at θ so a model/data/loss mismatch fails before the output file is touched."""
-    loss_fn = get_loss(config.eval.loss)
+def probe(evaluator: ReferenceEvaluator, prep: Prepared, config: ComputeConfig) -> None:
+    """Run one small batch at θ so a model/data/loss mismatch fails before any file is written."""
     x, y = next(iter(prep.data.batches(min(config.data.batch_size, 8), prep.device)))
     try:
         with eval_mode(prep.model), torch.inference_mode():
-            logits = torch.func.functional_call(prep.model, prep.centre, (x,))
+            logits = evaluator.forward(prep.centre)(x)
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(
@@ -110,7 +111,7 @@ def probe(prep: Prepared, config: ComputeConfig) -> None:
             f"(inputs of shape {tuple(x.shape[1:])}): {first}; check --model, --model-arg and --data"
         ) from None
     try:
-        loss_fn(logits, y)
+        evaluator.loss_fn(logits, y)
     except (RuntimeError, ValueError, IndexError) as exc:
         raise ConfigError(
             f"loss {config.eval.loss!r} cannot compare the model's outputs {tuple(logits.shape)} "
@@ -118,7 +119,9 @@ def probe(prep: Prepared, config: ComputeConfig) -> None:
         ) from None
 
 
-def directions_for(config: ComputeConfig, prep: Prepared, *, resume_from: Path | None) -> DirectionSet:
+def directions_for(
+    config: ComputeConfig, prep: Prepared, *, resume_from: Path | None
+) -> DirectionSet:
     """The run's directions: read back from the file being resumed, from --directions, or built."""
     count = config.dims
     if resume_from is not None:
@@ -139,24 +142,28 @@ def run_compute(
     start = time.perf_counter()
     out = Path(config.out)
     prep = prepare(config)
-    probe(prep, config)
     x, y = grid.coordinates(config.grid)
     extra = {"data": prep.data.describe(), "weights_sha256": prep.weights_sha256}
     resuming = out.exists() and not overwrite
     if resuming:  # refuse a file of another run before reading anything from it
-        check_resumable(out, RunHeader(config, x, y, DirectionSet("", []), {}, prep.checkpoint_sha256, extra))
+        check_resumable(
+            out, RunHeader(config, x, y, DirectionSet("", []), {}, prep.checkpoint_sha256, extra)
+        )
     directions = directions_for(config, prep, resume_from=out if resuming else None)
-    header = RunHeader(config, x, y, directions, summarize(directions), prep.checkpoint_sha256, extra)
+    evaluator = ReferenceEvaluator(
+        prep.model,
+        prep.centre,
+        directions.to(prep.device).vectors,
+        lambda: prep.data.batches(config.data.batch_size, prep.device),
+        get_loss(config.eval.loss),
+        correct_count,
+    )
+    probe(evaluator, prep, config)
+    header = RunHeader(
+        config, x, y, directions, summarize(directions), prep.checkpoint_sha256, extra
+    )
     with SurfaceStore.open_for_run(out, header, overwrite=overwrite) as store:
         pending = store.pending()
-        evaluator = ReferenceEvaluator(
-            prep.model,
-            prep.centre,
-            directions.to(prep.device).vectors,
-            lambda: prep.data.batches(config.data.batch_size, prep.device),
-            get_loss(config.eval.loss),
-            correct_count,
-        )
         total = int(np.prod(store.shape))
         bar = progress(total, total - len(pending)) if progress else None
         try:
@@ -187,7 +194,7 @@ def _evaluate_pending(
         if bar is not None:
             bar.update(1)
         if len(block) >= FLUSH_POINTS or time.perf_counter() - last >= FLUSH_SECONDS:
-            store.write_block(*zip(*block))
+            store.write_block(*zip(*block, strict=True))
             block, last = [], time.perf_counter()
     if block:
-        store.write_block(*zip(*block))
+        store.write_block(*zip(*block, strict=True))

@@ -31,7 +31,7 @@ def train_mlp(epochs: int = 60, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     model = build_model("mlp", {})
     data = load_data(ComputeConfig.from_dict(_config("unused.h5")).data)
-    x, y = (torch.cat(t) for t in zip(*data.batches(4096, "cpu")))
+    x, y = (torch.cat(t) for t in zip(*data.batches(4096, "cpu"), strict=True))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(seed)
     model.train()
@@ -58,7 +58,9 @@ def run_demo(
     (out_dir / "config.yaml").write_text(config.to_yaml())
     log(f"computing a 51 x 51 filter-normalized surface into {config.out} ...")
     result = run_compute(config, overwrite=True, progress=progress)
-    log(f"{result.total} points in {result.seconds:.1f} s ({result.points_per_second:.0f} points/s)")
+    log(
+        f"{result.total} points in {result.seconds:.1f} s ({result.points_per_second:.0f} points/s)"
+    )
     from landscape.store import read_surface
 
     figures = render_all(read_surface(config.out), out_dir)

@@ -18,7 +18,9 @@ def format_info(surface: Surface) -> str:
     done, total = int(surface.done.sum()), surface.done.size
     lines.append(f"done:        {done} of {total} points ({100.0 * done / total:.1f}%)")
     nonfinite = sum(
-        int(np.sum(surface.done & ~np.isfinite(v))) for q, v in surface.values.items() if q.endswith("_loss")
+        int(np.sum(surface.done & ~np.isfinite(v)))
+        for q, v in surface.values.items()
+        if q.endswith("_loss")
     )
     if nonfinite:
         lines.append(f"non-finite:  {nonfinite} points have a NaN or infinite loss")

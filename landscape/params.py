@@ -59,7 +59,7 @@ def combine(
     out = OrderedDict(centre)
     for name in directions[0]:
         v = centre[name]
-        for c, d in zip(coords, directions):
+        for c, d in zip(coords, directions, strict=True):
             if c != 0.0:
                 v = v + c * d[name]
         out[name] = v

@@ -73,7 +73,9 @@ class SurfaceStore:
     # --- opening ---------------------------------------------------------------------------
 
     @classmethod
-    def open_for_run(cls, path: str | Path, header: RunHeader, *, overwrite: bool = False) -> SurfaceStore:
+    def open_for_run(
+        cls, path: str | Path, header: RunHeader, *, overwrite: bool = False
+    ) -> SurfaceStore:
         """Create the file for ``header``, or reopen an existing one of the same run to resume.
 
         An existing file of another run is refused (SurfaceFileError) unless ``overwrite``;
@@ -98,13 +100,15 @@ class SurfaceStore:
         """Flat (row-major) indices of the points not done yet, in order."""
         return np.flatnonzero(~self._f["done"][()].reshape(-1))
 
-    def write_block(self, indices: Sequence[int], losses: Sequence[float], accs: Sequence[float]) -> None:
+    def write_block(
+        self, indices: Sequence[int], losses: Sequence[float], accs: Sequence[float]
+    ) -> None:
         """Write a block of points, then mark them done; each step is flushed to disk."""
         loss_ds = self._f[f"{self.split}_loss"]
         acc_ds = self._f[f"{self.split}_acc"]
         done = self._f["done"]
         where = [np.unravel_index(int(k), self.shape) for k in indices]
-        for idx, loss, acc in zip(where, losses, accs):
+        for idx, loss, acc in zip(where, losses, accs, strict=True):
             loss_ds[idx] = loss
             acc_ds[idx] = acc
         self._f.flush()  # values reach the disk before the flags that vouch for them
@@ -150,7 +154,7 @@ def _write_header(f: h5py.File, h: RunHeader) -> None:
             "schema_version": SCHEMA_VERSION,
             "config": cfg.to_yaml(),
             "landscape_version": __version__,
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "checkpoint_sha256": h.checkpoint_sha256,
             "direction": h.directions.method,
@@ -173,7 +177,7 @@ def _write_header(f: h5py.File, h: RunHeader) -> None:
 
 def _write_directions(f: h5py.File, ds: DirectionSet, attrs: dict[str, Any]) -> None:
     group = f.create_group("directions")
-    for axis, vec in zip("xy", ds.vectors):
+    for axis, vec in zip("xy", ds.vectors, strict=False):  # 1 or 2 directions
         sub = group.create_group(axis)
         for name, t in vec.items():
             sub.create_dataset(name, data=t.detach().cpu().numpy())
@@ -187,7 +191,11 @@ def _attr_value(value: Any) -> Any:
         return "null"
     if isinstance(value, (bool, int, float, str, np.generic)):
         return value
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) for v in value):
+    if (
+        isinstance(value, (list, tuple))
+        and value
+        and all(isinstance(v, (int, float)) for v in value)
+    ):
         return np.asarray(value, dtype=np.float64)
     return json.dumps(value, sort_keys=True, default=str)
 
@@ -203,7 +211,9 @@ def check_resumable(path: Path, header: RunHeader) -> None:
             attrs = dict(f.attrs)
             shape = tuple(f["done"].shape) if "done" in f else None
     except OSError:
-        raise SurfaceFileError(f"{str(path)!r} exists but is not a readable HDF5 file; {fix}") from None
+        raise SurfaceFileError(
+            f"{str(path)!r} exists but is not a readable HDF5 file; {fix}"
+        ) from None
     if attrs.get("schema") != SCHEMA:
         raise SurfaceFileError(f"{str(path)!r} exists and is not a landscape surface file; {fix}")
     if int(attrs.get("schema_version", -1)) != SCHEMA_VERSION:
@@ -219,15 +229,16 @@ def check_resumable(path: Path, header: RunHeader) -> None:
             f"{str(path)!r} was made with a different config ({key}: {was!r} there, {now!r} now); {fix}"
         )
     old_weights = json.loads(_text(attrs.get("weights_sha256", "null")))
-    if (
-        _text(attrs.get("checkpoint_sha256", "")) != header.checkpoint_sha256
-        or old_weights != header.extra.get("weights_sha256")
-    ):
+    if _text(
+        attrs.get("checkpoint_sha256", "")
+    ) != header.checkpoint_sha256 or old_weights != header.extra.get("weights_sha256"):
         raise SurfaceFileError(
             f"{str(path)!r} was made from other weights (checkpoint sha256 differs); {fix}"
         )
     if shape != header.shape:
-        raise SurfaceFileError(f"{str(path)!r} has grid shape {shape}, this run {header.shape}; {fix}")
+        raise SurfaceFileError(
+            f"{str(path)!r} has grid shape {shape}, this run {header.shape}; {fix}"
+        )
 
 
 def first_difference(a: Any, b: Any, prefix: str = "") -> tuple[str, Any, Any] | None:
@@ -285,11 +296,17 @@ def _read_ours(f: h5py.File, path: Path) -> Surface:
         )
     x = f["xcoordinates"][()]
     y = f["ycoordinates"][()] if "ycoordinates" in f else None
-    values = {k: f[k][()] for k in f if k.endswith(("_loss", "_acc")) and isinstance(f[k], h5py.Dataset)}
+    values = {
+        k: f[k][()] for k in f if k.endswith(("_loss", "_acc")) and isinstance(f[k], h5py.Dataset)
+    }
     attrs = {k: _decode(v) for k, v in f.attrs.items()}
-    dir_attrs = {k: _decode(v) for k, v in f["directions"].attrs.items()} if "directions" in f else {}
+    dir_attrs = (
+        {k: _decode(v) for k, v in f["directions"].attrs.items()} if "directions" in f else {}
+    )
     trajectory = {k: f["trajectory"][k][()] for k in f["trajectory"]} if "trajectory" in f else None
-    return Surface(str(path), x, y, values, f["done"][()], attrs, dir_attrs, "landscape", [], trajectory)
+    return Surface(
+        str(path), x, y, values, f["done"][()], attrs, dir_attrs, "landscape", [], trajectory
+    )
 
 
 def _read_reference(f: h5py.File, path: Path) -> Surface:

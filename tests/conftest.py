@@ -15,7 +15,9 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "li2018-resnet20"
 if not FIXTURES.is_dir():  # CI clones main with shared/ beside it
-    FIXTURES = Path(os.environ.get("LANDSCAPE_FIXTURES", "../shared/fixtures/li2018-resnet20")).resolve()
+    FIXTURES = Path(
+        os.environ.get("LANDSCAPE_FIXTURES", "../shared/fixtures/li2018-resnet20")
+    ).resolve()
 
 
 @pytest.fixture(scope="session")
@@ -37,12 +39,19 @@ def tiny_npz(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def tiny_mlp_ckpt(tmp_path: Path) -> Path:
-    """A checkpoint of the built-in mlp shaped for tiny_npz (6 features, 3 classes)."""
+def tiny_mlp_ckpt(tmp_path: Path, tiny_npz: Path) -> Path:
+    """A checkpoint of the built-in mlp (6 features, 3 classes) trained on tiny_npz."""
     from landscape.models import build_model
 
     torch.manual_seed(0)
     model = build_model("mlp", {"in_features": 6, "hidden": 8, "num_classes": 3})
+    data = np.load(tiny_npz)
+    x, y = torch.from_numpy(data["x"]), torch.from_numpy(data["y"])
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(150):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
     path = tmp_path / "tiny_mlp.pt"
     torch.save({"state_dict": model.state_dict()}, path)
     return path

@@ -18,14 +18,17 @@ def test_yaml_round_trip() -> None:
 
 
 @pytest.mark.parametrize(
-    "text, lo, hi, num", [("-1:1:51", -1.0, 1.0, 51), ("-0.5:1.5:401", -0.5, 1.5, 401), ("0:1e-1:2", 0, 0.1, 2)]
+    "text, lo, hi, num",
+    [("-1:1:51", -1.0, 1.0, 51), ("-0.5:1.5:401", -0.5, 1.5, 401), ("0:1e-1:2", 0, 0.1, 2)],
 )
 def test_parse_axis(text: str, lo: float, hi: float, num: int) -> None:
     ax = parse_axis(text)
     assert (ax.lo, ax.hi, ax.num) == (lo, hi, num)
 
 
-@pytest.mark.parametrize("bad", ["-1:1", "1:-1:5", "0:0:0", "a:b:c", "-1:1:1", "-1:1:2.5", "nan:1:3", ""])
+@pytest.mark.parametrize(
+    "bad", ["-1:1", "1:-1:5", "0:0:0", "a:b:c", "-1:1:1", "-1:1:2.5", "nan:1:3", ""]
+)
 def test_malformed_axes_are_refused(bad: str) -> None:
     with pytest.raises(ConfigError, match="MIN:MAX:NUM"):
         parse_axis(bad, "grid.x")
@@ -51,7 +54,7 @@ def test_bad_values_name_the_key(patch: dict, message: str) -> None:
 
 
 def test_missing_required_keys_are_named() -> None:
-    with pytest.raises(ConfigError, match="missing required config key 'model.name'"):
+    with pytest.raises(ConfigError, match=r"missing required config key 'model\.name'"):
         ComputeConfig.from_dict({"data": {"name": "digits"}, "out": "x.h5"})
     with pytest.raises(ConfigError, match="missing required config key 'out'"):
         ComputeConfig.from_dict({"model": {"name": "mlp"}, "data": {"name": "digits"}})
@@ -68,7 +71,12 @@ def test_overrides_win_and_do_not_mutate() -> None:
 def test_fingerprint_ignores_where_and_how_fast() -> None:
     a = ComputeConfig.from_dict(BASE)
     b = ComputeConfig.from_dict(
-        {**BASE, "out": "other.h5", "data": {"name": "digits", "batch_size": 7}, "eval": {"device": "cpu"}}
+        {
+            **BASE,
+            "out": "other.h5",
+            "data": {"name": "digits", "batch_size": 7},
+            "eval": {"device": "cpu"},
+        }
     )
     c = ComputeConfig.from_dict({**BASE, "direction": {"seed": 3}})
     assert a.value_fingerprint() == b.value_fingerprint()

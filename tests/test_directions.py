@@ -58,7 +58,7 @@ def test_matches_oracle(ignore: str, norm: str) -> None:
     theta = tiny_theta()
     ds = build_directions(theta, DirectionSpec(seed=5, ignore=ignore, norm=norm), 2)
     expected = oracle(theta, 5, ignore, norm, 2)
-    for got, want in zip(ds.vectors, expected):
+    for got, want in zip(ds.vectors, expected, strict=True):
         assert list(got) == list(theta)
         for name in theta:
             np.testing.assert_allclose(got[name].numpy(), want[name], rtol=1e-5, atol=1e-7)
@@ -69,7 +69,9 @@ def test_filter_norms_equal_weight_filter_norms() -> None:
     d = build_directions(theta, DirectionSpec(seed=0), 1).vectors[0]
     for name, w in theta.items():
         if w.ndim >= 2:
-            torch.testing.assert_close(params.filter_norms(d[name]), params.filter_norms(w), rtol=1e-6, atol=0)
+            torch.testing.assert_close(
+                params.filter_norms(d[name]), params.filter_norms(w), rtol=1e-6, atol=0
+            )
         else:
             assert torch.count_nonzero(d[name]) == 0, name  # biasbn ignored by default
 
@@ -105,7 +107,8 @@ def test_summary_records_cosine_and_norms() -> None:
     s = summarize(ds)
     d1, d2 = ds.vectors
     manual = sum(float((d1[k] * d2[k]).sum()) for k in d1) / (
-        sum(float((d1[k] ** 2).sum()) for k in d1) ** 0.5 * sum(float((d2[k] ** 2).sum()) for k in d2) ** 0.5
+        sum(float((d1[k] ** 2).sum()) for k in d1) ** 0.5
+        * sum(float((d2[k] ** 2).sum()) for k in d2) ** 0.5
     )
     assert s["method"] == "filter-norm"
     assert s["cosine"] == pytest.approx(manual, rel=1e-6)
@@ -125,11 +128,24 @@ def test_reference_direction_file_is_filter_normalized(li_fixture) -> None:
     import h5py
 
     state = torch.load(li_fixture / "model_20.t7", weights_only=True)["state_dict"]
-    weights = [v for k, v in state.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    weights = [
+        v
+        for k, v in state.items()
+        if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    ]
     with h5py.File(li_fixture / "directions_2d.h5", "r") as f:
         for i, w in enumerate(weights):
             d = torch.from_numpy(f["xdirection"][str(i)][()])
             if w.ndim >= 2:
-                torch.testing.assert_close(params.filter_norms(d), params.filter_norms(w), rtol=1e-4, atol=1e-6)
+                torch.testing.assert_close(
+                    params.filter_norms(d), params.filter_norms(w), rtol=1e-4, atol=1e-6
+                )
             else:
                 assert torch.count_nonzero(d) == 0
+
+
+def test_every_config_direction_name_has_a_builder() -> None:
+    from landscape.config import DIRECTION_NAMES
+    from landscape.directions import REGISTRY
+
+    assert set(DIRECTION_NAMES) == set(REGISTRY)

@@ -1,4 +1,4 @@
-"""Model zoo and resolver: built-ins forward, Li et al.'s checkpoint fits, factories and programs load."""
+"""Model zoo and resolver: built-ins run, Li et al.'s checkpoint fits, factories load."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ INPUT_SHAPES = {"mlp": (2, 64), "lenet": (2, 1, 28, 28)}  # everything else: (2,
 
 
 def input_for(name: str) -> torch.Tensor:
-    return torch.randn(INPUT_SHAPES.get(name, (2, 3, 32, 32)), generator=torch.Generator().manual_seed(0))
+    return torch.randn(
+        INPUT_SHAPES.get(name, (2, 3, 32, 32)), generator=torch.Generator().manual_seed(0)
+    )
 
 
 def params_and_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -199,13 +201,14 @@ def test_unknown_name_lists_the_choices() -> None:
     for name in BUILTIN_MODELS:
         assert name in message
     assert "pkg.module:factory" in message and "TorchScript" in message and ".pt2" in message
-    with pytest.raises(ConfigError, match="model file 'nope/net.pt' does not exist"):
+    with pytest.raises(ConfigError, match=r"model file 'nope/net\.pt' does not exist"):
         build_model("nope/net.pt")
 
 
 # --- saved programs ------------------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit is deprecated in torch 2.x
 def test_torchscript_round_trip(tmp_path: Path) -> None:
     """A TorchScript model loads as is; torch.func.functional_call refuses jitted modules."""
     torch.manual_seed(0)
@@ -239,10 +242,11 @@ def test_export_program_round_trip(tmp_path: Path) -> None:
         torch.testing.assert_close(torch.func.functional_call(loaded, shifted, (x,)), expected)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_state_dict_file_as_model_is_explained(tmp_path: Path) -> None:
     path = tmp_path / "weights.pt"
     torch.save(build_model("mlp").state_dict(), path)
-    with pytest.raises(ConfigError, match="not a TorchScript file.*--checkpoint"):
+    with pytest.raises(ConfigError, match=r"not a TorchScript file.*--checkpoint"):
         build_model(str(path))
 
 

@@ -23,7 +23,9 @@ REGISTRY: dict[str, Builder] = {
 }
 
 
-def build_directions(theta: dict[str, torch.Tensor], spec: DirectionSpec, count: int) -> DirectionSet:
+def build_directions(
+    theta: dict[str, torch.Tensor], spec: DirectionSpec, count: int
+) -> DirectionSet:
     """Build ``count`` directions of family ``spec.name`` around ``theta``."""
     try:
         builder = REGISTRY[spec.name]

@@ -24,7 +24,9 @@ from landscape.params import has_filters
 EPS = 1e-10  # as in the reference code: keeps an all-zero random filter finite
 
 
-def gaussian_like(theta: dict[str, torch.Tensor], gen: torch.Generator) -> OrderedDict[str, torch.Tensor]:
+def gaussian_like(
+    theta: dict[str, torch.Tensor], gen: torch.Generator
+) -> OrderedDict[str, torch.Tensor]:
     """One standard-normal tensor per entry of θ, float32 on CPU, drawn in θ's order."""
     return OrderedDict(
         (k, torch.randn(t.shape, generator=gen, dtype=torch.float32)) for k, t in theta.items()
@@ -54,7 +56,9 @@ def normalize_direction(
     return d  # 'none': the raw Gaussian
 
 
-def build_filter_norm(theta: dict[str, torch.Tensor], spec: DirectionSpec, count: int) -> DirectionSet:
+def build_filter_norm(
+    theta: dict[str, torch.Tensor], spec: DirectionSpec, count: int
+) -> DirectionSet:
     gen = torch.Generator(device="cpu").manual_seed(spec.seed)
     vectors = []
     for axis in "xy"[:count]:
@@ -65,4 +69,6 @@ def build_filter_norm(theta: dict[str, torch.Tensor], spec: DirectionSpec, count
         )
         check_not_degenerate(d, axis)
         vectors.append(d)
-    return DirectionSet("filter-norm", vectors, {"seed": spec.seed, "ignore": spec.ignore, "norm": spec.norm})
+    return DirectionSet(
+        "filter-norm", vectors, {"seed": spec.seed, "ignore": spec.ignore, "norm": spec.norm}
+    )

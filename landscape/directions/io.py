@@ -46,14 +46,18 @@ def load_directions(
                     f"file it was made from ({ref}) to --directions"
                 )
     except OSError as exc:
-        raise DirectionError(f"direction file {path!r} is not a readable HDF5 file ({exc})") from None
+        raise DirectionError(
+            f"direction file {path!r} is not a readable HDF5 file ({exc})"
+        ) from None
     raise DirectionError(
         f"{path!r} holds no directions (no /directions group, no xdirection group); "
         "pass a landscape surface file or a reference direction file"
     )
 
 
-def _read_named(f: h5py.File, path: str, state: dict[str, torch.Tensor], count: int) -> DirectionSet:
+def _read_named(
+    f: h5py.File, path: str, state: dict[str, torch.Tensor], count: int
+) -> DirectionSet:
     group = f["directions"]
     vectors = []
     for axis in "xy"[:count]:
@@ -69,7 +73,9 @@ def _read_named(f: h5py.File, path: str, state: dict[str, torch.Tensor], count: 
                 f"{path!r}: direction tensors {', '.join(unknown[:5])} are not in the model; "
                 "was it made for another --model?"
             )
-        vectors.append(OrderedDict((n, _tensor(sub[n], state[n], n, path)) for n in state if n in sub))
+        vectors.append(
+            OrderedDict((n, _tensor(sub[n], state[n], n, path)) for n in state if n in sub)
+        )
     attrs = {k: _plain(v) for k, v in group.attrs.items()}
     method = str(attrs.pop("method", "file"))
     return DirectionSet(method, vectors, {"source": path, "source_method": method})
@@ -103,7 +109,7 @@ def _read_positional(
             )
         )
     kind = "weights" if len(vectors[0]) == len(params) else "states"
-    return DirectionSet("file", vectors, {"source": path, "source_format": f"li2018-{kind}"})
+    return DirectionSet("li2018-file", vectors, {"source": path, "source_format": f"li2018-{kind}"})
 
 
 def _tensor(ds: h5py.Dataset, like: torch.Tensor, name: str, path: str) -> torch.Tensor:

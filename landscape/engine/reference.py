@@ -4,11 +4,16 @@ Each point is evaluated with ``torch.func.functional_call(model, θ + a·d1 + b�
 ``torch.inference_mode()``: the weights of a point live in a fresh dict, the caller's model is never
 written. The loss is the exact mean over samples: per-sample losses are summed in float64 and
 divided by N (not a mean of batch means). Accuracy is the fraction of correct top-1 predictions.
+
+TorchScript modules refuse ``functional_call`` ("the stateless API can't be used with Jitted
+modules"); for them the evaluator keeps a private deep copy and writes each point's tensors into
+that copy, so the caller's model is still never touched.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -43,7 +48,11 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but CUDA is not available; use --device cpu")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+    if (
+        device.type == "cuda"
+        and device.index is not None
+        and device.index >= torch.cuda.device_count()
+    ):
         raise ConfigError(
             f"device {name!r} does not exist ({torch.cuda.device_count()} GPUs); pick another index"
         )
@@ -79,6 +88,8 @@ class ReferenceEvaluator:
         correct_fn: CorrectFn,
     ) -> None:
         self.model = model
+        # jitted modules cannot be called functionally: evaluate on a private copy instead
+        self._private = copy.deepcopy(model) if isinstance(model, torch.jit.ScriptModule) else None
         self.centre = centre
         self.directions = list(directions)
         self.batches = batches
@@ -88,10 +99,11 @@ class ReferenceEvaluator:
     def evaluate(self, coords: tuple[float, ...]) -> PointResult:
         """Loss and accuracy at one point; ``coords`` has one entry per direction."""
         point = params.combine(self.centre, self.directions, coords)
+        forward = self.forward(point)
         loss_sum, correct, n, acc_known = 0.0, 0, 0, True
         with eval_mode(self.model), torch.inference_mode():
             for x, y in self.batches():
-                logits = functional_call(self.model, point, (x,))
+                logits = forward(x)
                 loss_sum += float(self.loss_fn(logits, y).double().sum())
                 c = self.correct_fn(logits, y)
                 acc_known = acc_known and c is not None
@@ -100,6 +112,17 @@ class ReferenceEvaluator:
         if n == 0:
             return PointResult(math.nan, math.nan)
         return PointResult(loss_sum / n, correct / n if acc_known else math.nan)
+
+    def forward(self, point: dict[str, torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+        """A function ``x → logits`` of the model at ``point`` (call it in eval mode, no grad)."""
+        if self._private is None:
+            return lambda x: functional_call(self.model, point, (x,))
+        private = self._private
+        with torch.no_grad():
+            for name, t in [*private.named_parameters(), *private.named_buffers()]:
+                t.copy_(point[name])
+        private.eval()
+        return private
 
     def evaluate_many(self, points: Sequence[tuple[float, ...]]) -> list[PointResult]:
         return [self.evaluate(p) for p in points]

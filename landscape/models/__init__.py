@@ -54,7 +54,9 @@ def build_model(name: str, args: dict[str, Any] | None = None) -> nn.Module:
     if is_callable_spec(name):
         factory = resolve_callable(name, "model")
         if not callable(factory):
-            raise ConfigError(f"model spec {name!r} names a {type(factory).__name__}, not a factory")
+            raise ConfigError(
+                f"model spec {name!r} names a {type(factory).__name__}, not a factory"
+            )
         return _call_factory(factory, args, name)
     if Path(name).is_file():
         return _load_program(Path(name), args)
@@ -149,7 +151,10 @@ def _load_exported(path: Path) -> nn.Module:
 
 
 def parse_model_args(pairs: list[str]) -> dict[str, Any]:
-    """Turn ``["hidden=32", "name=foo"]`` into ``{"hidden": 32, "name": "foo"}`` (values as YAML)."""
+    """Turn ``["hidden=32", "name=foo"]`` into ``{"hidden": 32, "name": "foo"}``.
+
+    Each value is read as YAML, so numbers, booleans and lists get their types.
+    """
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")

@@ -27,7 +27,7 @@ STAGE_PLANES = (16, 32, 64)
 class BasicBlock(nn.Module):
     """relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)); ``shortcut=False`` drops the skip."""
 
-    __constants__ = ["has_shortcut"]  # TorchScript then prunes the branch it cannot take
+    __constants__ = ("has_shortcut",)  # TorchScript then prunes the branch it cannot take
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, shortcut: bool = True) -> None:
         super().__init__()

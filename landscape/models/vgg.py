@@ -45,7 +45,9 @@ class VGG(nn.Module):
         return self.classifier(self.fc(out))
 
 
-def _make_features(layers: tuple[int | str, ...], image_size: int) -> tuple[nn.Sequential, int, int]:
+def _make_features(
+    layers: tuple[int | str, ...], image_size: int
+) -> tuple[nn.Sequential, int, int]:
     """Build ``features``; return it with the output channel count and spatial size."""
     modules: list[nn.Module] = []
     channels, size = 3, image_size

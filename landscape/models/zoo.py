@@ -72,7 +72,9 @@ class LeNet(nn.Module):
 def _lenet_side(image_size: int) -> int:
     side = ((image_size - 4) // 2 - 4) // 2
     if side < 1:
-        raise ConfigError(f"model argument image_size must be at least 16 for lenet, got {image_size}")
+        raise ConfigError(
+            f"model argument image_size must be at least 16 for lenet, got {image_size}"
+        )
     return side
 
 
