@@ -109,15 +109,22 @@ def _load_torchscript(file: Path) -> StateDict:
         ) from None
 
 
-def _load_exported(file: Path) -> StateDict:
+def load_exported_module(
+    file: Path, error: type[Exception] = CheckpointError, role: str = "checkpoint"
+) -> nn.Module:
+    """The module of a ``torch.export`` program (``.pt2``); ``error`` names the caller's failure."""
     try:
         program = torch.export.load(str(file))
     except (RuntimeError, ValueError, OSError, KeyError) as exc:
-        raise CheckpointError(
-            f"checkpoint {str(file)!r} is not a torch.export program ({_first_line(exc)}); "
-            "save one with torch.export.save"
+        raise error(
+            f"{role} {str(file)!r} is not a torch.export program ({_first_line(exc)}); "
+            "save one with torch.export.save(torch.export.export(model, args), path)"
         ) from None
-    return dict(program.module().state_dict())
+    return program.module()
+
+
+def _load_exported(file: Path) -> StateDict:
+    return dict(load_exported_module(file).state_dict())
 
 
 def _unwrap(obj: Any, path: str) -> StateDict:

@@ -214,17 +214,20 @@ def compute(
         click.echo(f"note: {result.nonfinite} points have a NaN or infinite loss (stored as such)")
 
 
-def _progress_bar(total: int, initial: int) -> Any:
-    from tqdm.auto import tqdm
+def _progress_bar(total: int, initial: int, *, file: Any = None, force: bool = False) -> Any:
+    """Points done, points/s and time left on stderr; off when stderr is not a terminal."""
+    from tqdm import tqdm
 
+    stream = file or sys.stderr
     return tqdm(
         total=total,
         initial=initial,
         unit="pt",
         desc="points",
-        file=sys.stderr,
-        disable=not sys.stderr.isatty(),
+        file=stream,
+        disable=not (force or stream.isatty()),
         dynamic_ncols=True,
+        mininterval=0.5,
     )
 
 

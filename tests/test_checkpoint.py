@@ -14,14 +14,6 @@ from landscape.checkpoint import apply_state_dict, check_finite, file_sha256, lo
 from landscape.errors import CheckpointError
 from landscape.models import build_model
 
-REPO = Path(__file__).resolve().parents[1]
-FIXTURE_CANDIDATES = [
-    REPO / "shared" / "fixtures" / "li2018-resnet20",
-    REPO / "tests" / "fixtures" / "li2018-resnet20",
-    REPO.parent / "shared" / "fixtures" / "li2018-resnet20",
-]
-LI = next((p for p in FIXTURE_CANDIDATES if (p / "model_20.t7").is_file()), None)
-
 
 class Net(nn.Module):
     """A tiny net with a BN layer (so a num_batches_tracked buffer) for round trips."""
@@ -111,9 +103,8 @@ def test_lightning_prefix_fits_when_unambiguous(tmp_path: Path) -> None:
     assert_same_state(net.state_dict(), state)
 
 
-@pytest.mark.skipif(LI is None, reason="Li et al. fixture not found")
-def test_li_checkpoint_applies_to_resnet20() -> None:
-    state = load_state_dict(str(LI / "model_20.t7"))
+def test_li_checkpoint_applies_to_resnet20(li_fixture: Path) -> None:
+    state = load_state_dict(str(li_fixture / "model_20.t7"))
     check_finite(state)
     model = build_model("resnet20")
     apply_state_dict(model, state)

@@ -15,15 +15,6 @@ from torch import nn
 from landscape.errors import ConfigError
 from landscape.models import BUILTIN_MODELS, build_model, parse_model_args
 
-REPO = Path(__file__).resolve().parents[1]
-FIXTURE_CANDIDATES = [
-    REPO / "shared" / "fixtures" / "li2018-resnet20",
-    REPO / "tests" / "fixtures" / "li2018-resnet20",
-    REPO.parent / "shared" / "fixtures" / "li2018-resnet20",
-]
-LI = next((p for p in FIXTURE_CANDIDATES if (p / "model_20.t7").is_file()), None)
-needs_li = pytest.mark.skipif(LI is None, reason="Li et al. fixture not found")
-
 INPUT_SHAPES = {"mlp": (2, 64), "lenet": (2, 1, 28, 28)}  # everything else: (2, 3, 32, 32)
 
 
@@ -90,31 +81,31 @@ def test_builtin_names_are_forgiving() -> None:
 # --- Li et al.'s reference checkpoint ------------------------------------------------------------
 
 
-@needs_li
-def test_li_checkpoint_loads_strictly_in_direction_order() -> None:
+def test_li_checkpoint_loads_strictly_in_direction_order(li_fixture: Path) -> None:
     import h5py
 
-    state = torch.load(LI / "model_20.t7", map_location="cpu", weights_only=True)["state_dict"]
+    state = torch.load(li_fixture / "model_20.t7", map_location="cpu", weights_only=True)[
+        "state_dict"
+    ]
     model = build_model("resnet20")
     result = model.load_state_dict(state, strict=True)
     assert not result.missing_keys and not result.unexpected_keys
     assert list(model.state_dict()) == list(state)
     # The reference stores directions by position in model.parameters(): 0..64 for ResNet-20.
     shapes = [tuple(p.shape) for p in model.parameters()]
-    with h5py.File(LI / "directions_2d.h5", "r") as f:
+    with h5py.File(li_fixture / "directions_2d.h5", "r") as f:
         assert len(f["xdirection"]) == len(shapes) == 65
         for i, shape in enumerate(shapes):
             assert f["xdirection"][str(i)].shape == shape
             assert f["ydirection"][str(i)].shape == shape
 
 
-@needs_li
-def test_li_resnet20_fits_its_training_set() -> None:
+def test_li_resnet20_fits_its_training_set(li_fixture: Path) -> None:
     """The checkpoint records acc=100 on its 1,000 training images; our resnet20 must agree."""
-    ckpt = torch.load(LI / "model_20.t7", map_location="cpu", weights_only=True)
+    ckpt = torch.load(li_fixture / "model_20.t7", map_location="cpu", weights_only=True)
     model = build_model("resnet20")
     model.load_state_dict(ckpt["state_dict"])
-    x, y = _li_training_set(LI / "cifar-10-batches-py")
+    x, y = _li_training_set(li_fixture / "cifar-10-batches-py")
     with torch.inference_mode():
         correct = (model.eval()(x).argmax(1) == y).sum().item()
     assert 100.0 * correct / len(y) == ckpt["acc"] == 100.0

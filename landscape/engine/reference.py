@@ -67,7 +67,9 @@ def resolve_device(name: str) -> torch.device:
 def eval_mode(model: torch.nn.Module) -> Iterator[None]:
     """Put every submodule in eval mode for the duration, then restore each one's flag."""
     flags = [(m, m.training) for m in model.modules()]
-    model.eval()
+    # torch.export programs fix their mode when exported and refuse eval()/train()
+    with contextlib.suppress(NotImplementedError):
+        model.eval()
     try:
         yield
     finally:

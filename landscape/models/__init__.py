@@ -129,7 +129,9 @@ def _load_program(path: Path, args: dict[str, Any]) -> nn.Module:
             f"drop --model-arg {next(iter(args))}"
         )
     if path.suffix == ".pt2":
-        return _load_exported(path)
+        from landscape.checkpoint import load_exported_module
+
+        return load_exported_module(path, ConfigError, "model file")
     try:
         return torch.jit.load(str(path), map_location="cpu")
     except (RuntimeError, ValueError, OSError) as exc:
@@ -137,17 +139,6 @@ def _load_program(path: Path, args: dict[str, Any]) -> nn.Module:
             f"model file {str(path)!r} is not a TorchScript file ({_first_line(exc)}); "
             "for a state dict, pass a built-in or factory as --model and this file as --checkpoint"
         ) from None
-
-
-def _load_exported(path: Path) -> nn.Module:
-    try:
-        program = torch.export.load(str(path))
-    except (RuntimeError, ValueError, OSError, KeyError) as exc:
-        raise ConfigError(
-            f"model file {str(path)!r} is not a torch.export program ({_first_line(exc)}); "
-            "save one with torch.export.save(torch.export.export(model, args), path)"
-        ) from None
-    return program.module()
 
 
 def parse_model_args(pairs: list[str]) -> dict[str, Any]:
