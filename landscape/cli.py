@@ -89,6 +89,10 @@ FLAG_KEYS = {
     "ignore": "direction.ignore",
     "norm": "direction.norm",
     "directions": "direction.file",
+    "trajectory": "direction.trajectory",
+    "targets": "direction.targets",
+    "states": "direction.states",
+    "hessian_samples": "direction.hessian_samples",
     "x": "grid.x",
     "y": "grid.y",
     "loss": "eval.loss",
@@ -107,7 +111,8 @@ def build_compute_config(
     for flag, key in FLAG_KEYS.items():
         source = ctx.get_parameter_source(flag)
         if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
-            overrides[key] = ctx.params[flag]
+            value = ctx.params[flag]
+            overrides[key] = list(value) if isinstance(value, tuple) else value
     if model_args:
         from landscape.models import parse_model_args
 
@@ -169,6 +174,27 @@ def build_compute_config(
     "--directions",
     type=click.Path(dir_okay=False),
     help="Reuse the directions of an earlier surface file or a Li et al. direction file.",
+)
+@click.option(
+    "--trajectory",
+    multiple=True,
+    metavar="CKPT",
+    help="trajectory: checkpoints in training order (repeat; or a folder or glob); the last is the centre.",
+)
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="CKPT",
+    help="interpolate: B (1-D, a=0 is --checkpoint A, a=1 is B); give B and C for the plane through A, B, C.",
+)
+@click.option(
+    "--states", is_flag=True, default=None, help="interpolate: move BatchNorm buffers too."
+)
+@click.option(
+    "--hessian-samples",
+    type=click.IntRange(min=1),
+    help="hessian: samples the Hessian is taken over [1000].",
 )
 @click.option("--x", type=AxisType(), help="x axis as MIN:MAX:NUM, e.g. --x=-1:1:51.")
 @click.option("--y", type=AxisType(), help="y axis as MIN:MAX:NUM; omit for a 1-D surface.")
@@ -235,7 +261,10 @@ def _progress_bar(total: int, initial: int, *, file: Any = None, force: bool = F
 
 
 @main.command()
-@click.argument("surface_file", type=click.Path(dir_okay=False))
+@click.argument("surface_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--compare", is_flag=True, help="Draw the files side by side on one colour scale and level set."
+)
 @click.option(
     "--out",
     "out_dir",
@@ -258,7 +287,8 @@ def _progress_bar(total: int, initial: int, *, file: Any = None, force: bool = F
 @click.option("--dpi", type=click.IntRange(min=30), default=150, show_default=True)
 @_library_errors
 def plot(
-    surface_file: str,
+    surface_files: tuple[str, ...],
+    compare: bool,
     out_dir: str | None,
     kinds: tuple[str, ...],
     log: bool | None,
@@ -268,13 +298,15 @@ def plot(
     fmt: str,
     dpi: int,
 ) -> None:
-    """Draw curves, contours, heat maps and 3-D views of a surface file.
+    """Draw curves, contours, heat maps and 3-D views of surface files.
 
-    Reads landscape files and Li et al.'s reference surface files.
+    Reads landscape files and Li et al.'s reference surface files. With --compare, several
+    surfaces are drawn side by side on one shared colour scale and level set.
 
     \b
     Example:
       landscape plot results/mlp.h5 --out results/mlp-plots --log
+      landscape plot --compare results/filter-norm.h5 results/pca.h5 --out results/compare
     """
     import matplotlib
 
@@ -282,20 +314,26 @@ def plot(
     from landscape.plot import render_all
     from landscape.store import read_surface
 
-    surface = read_surface(surface_file)
+    surfaces = [read_surface(f) for f in surface_files]
     scales = ("linear", "log") if log is None else (("log",) if log else ("linear",))
-    target = Path(out_dir) if out_dir else Path(surface_file).parent
-    written = render_all(
-        surface,
-        target,
-        kinds=list(kinds) or None,
-        scales=scales,
-        fmt=fmt,
-        vmin=vmin,
-        vmax=vmax,
-        levels=levels,
-        dpi=dpi,
-    )
+    options = {
+        "scales": scales,
+        "fmt": fmt,
+        "vmin": vmin,
+        "vmax": vmax,
+        "levels": levels,
+        "dpi": dpi,
+    }
+    target = Path(out_dir) if out_dir else Path(surface_files[0]).parent
+    chosen = list(kinds) or None
+    if compare:
+        from landscape.plot.compare import render_compare
+
+        written = render_compare(surfaces, target, kinds=chosen, **options)
+    else:
+        written = [
+            path for s in surfaces for path in render_all(s, target, kinds=chosen, **options)
+        ]
     for path in written:
         click.echo(str(path))
 

@@ -7,7 +7,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -17,9 +17,10 @@ import torch
 from landscape import checkpoint, grid, params
 from landscape.config import ComputeConfig
 from landscape.data import EvalData, load_data
-from landscape.directions import DirectionSet, build_directions, load_directions, summarize
+from landscape.directions import DirectionContext, DirectionSet, build, load_directions, summarize
+from landscape.directions.paths import expand_checkpoints
 from landscape.engine import ReferenceEvaluator, eval_mode, resolve_device
-from landscape.errors import ConfigError
+from landscape.errors import ConfigError, DirectionError, LandscapeError
 from landscape.losses import correct_count, get_loss
 from landscape.models import build_model
 from landscape.store import RunHeader, SurfaceStore, check_resumable
@@ -69,14 +70,13 @@ def prepare(config: ComputeConfig) -> Prepared:
     """Load the model (with its checkpoint), the data and the loss; check they fit together."""
     device = resolve_device(config.eval.device)
     model = build_model(config.model.name, config.model.args)
+    ckpt = centre_checkpoint(config)
     ckpt_sha = ""
-    if config.model.checkpoint:
-        state = checkpoint.load_state_dict(
-            config.model.checkpoint, unsafe_pickle=config.model.unsafe_pickle
-        )
+    if ckpt:
+        state = checkpoint.load_state_dict(ckpt, unsafe_pickle=config.model.unsafe_pickle)
         checkpoint.check_finite(state)
         checkpoint.apply_state_dict(model, state)
-        ckpt_sha = checkpoint.file_sha256(config.model.checkpoint)
+        ckpt_sha = checkpoint.file_sha256(ckpt)
     else:
         checkpoint.check_finite(model.state_dict())
     if not any(True for _ in model.parameters()):
@@ -87,6 +87,52 @@ def prepare(config: ComputeConfig) -> Prepared:
     centre.update(params.buffers_of(model))
     data = load_data(config.data)
     return Prepared(model, centre, theta, data, device, ckpt_sha, weights_sha256(centre))
+
+
+def centre_checkpoint(config: ComputeConfig) -> str | None:
+    """The checkpoint at the centre: --checkpoint, or for a trajectory its last checkpoint."""
+    d = config.direction
+    if d.name != "trajectory" or d.file or not d.trajectory:
+        return config.model.checkpoint
+    last = str(expand_checkpoints(d.trajectory)[-1])
+    given = config.model.checkpoint
+    if given and Path(given).resolve() != Path(last).resolve():
+        raise ConfigError(
+            f"--checkpoint {given!r} is not the last trajectory checkpoint {last!r}, which is the "
+            "centre of a trajectory surface; drop --checkpoint or reorder --trajectory"
+        )
+    return last
+
+
+def other_checkpoint_loader(prep: Prepared, config: ComputeConfig) -> Callable[[str], OrderedDict]:
+    """``load_state(path)``: another checkpoint of this architecture, checked against the centre."""
+    reference = OrderedDict((k, v.detach().cpu()) for k, v in prep.centre.items())
+
+    def load_state(path: str) -> OrderedDict[str, torch.Tensor]:
+        try:
+            state = checkpoint.load_state_dict(str(path), unsafe_pickle=config.model.unsafe_pickle)
+            checkpoint.check_finite(state)
+        except LandscapeError as exc:
+            raise DirectionError(str(exc)) from None
+        out = OrderedDict()
+        for name, ref in reference.items():
+            if name not in state:
+                if name.endswith("num_batches_tracked"):
+                    out[name] = ref
+                    continue
+                raise DirectionError(
+                    f"checkpoint {str(path)!r} has no tensor {name}; was it saved from another model?"
+                )
+            t = state[name]
+            if tuple(t.shape) != tuple(ref.shape):
+                raise DirectionError(
+                    f"checkpoint {str(path)!r}: tensor {name} has shape {tuple(t.shape)}, the centre's "
+                    f"{tuple(ref.shape)}; all checkpoints must come from the same architecture"
+                )
+            out[name] = t.detach().cpu().to(ref.dtype)
+        return out
+
+    return load_state
 
 
 def weights_sha256(state: dict[str, torch.Tensor]) -> str:
@@ -128,8 +174,21 @@ def directions_for(
         return load_directions(str(resume_from), prep.theta, prep.centre, count)
     if config.direction.file:
         return load_directions(config.direction.file, prep.theta, prep.centre, count)
-    cpu_theta = OrderedDict((k, v.detach().cpu()) for k, v in prep.theta.items())
-    return build_directions(cpu_theta, config.direction, count)
+    hessian_data = replace(
+        config.data, max_samples=min(config.direction.hessian_samples, len(prep.data))
+    )
+    ctx = DirectionContext(
+        theta=OrderedDict((k, v.detach().cpu().float()) for k, v in prep.theta.items()),
+        spec=config.direction,
+        count=count,
+        state=OrderedDict((k, v.detach().cpu()) for k, v in prep.centre.items()),
+        load_state=other_checkpoint_loader(prep, config),
+        model=prep.model,
+        batches=lambda: load_data(hessian_data).batches(config.data.batch_size, prep.device),
+        loss_fn=get_loss(config.eval.loss),
+        device=prep.device,
+    )
+    return build(ctx)
 
 
 def run_compute(

@@ -17,7 +17,15 @@ import yaml
 
 from landscape.errors import ConfigError
 
-DIRECTION_NAMES = ("filter-norm",)
+DIRECTION_NAMES = (
+    "filter-norm",
+    "qr-orthogonal",
+    "zca",
+    "pca",
+    "trajectory",
+    "interpolate",
+    "hessian",
+)
 IGNORE_CHOICES = ("biasbn", "none")
 NORM_CHOICES = ("filter", "layer", "none")
 SPLIT_CHOICES = ("train", "test")
@@ -50,13 +58,23 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class DirectionSpec:
-    """How to build the direction pair, or ``file`` to reuse directions stored in an earlier file."""
+    """How to build the direction pair, or ``file`` to reuse directions stored in an earlier file.
+
+    ``trajectory``: checkpoints saved during training, in order (files, folders or globs; the last
+    is the centre). ``targets``: the checkpoints B (and C) that ``interpolate`` goes to from the
+    model's checkpoint A. ``states``: interpolation moves BN buffers too. ``hessian_samples``: how
+    many evaluation samples the Hessian is taken over.
+    """
 
     name: str = "filter-norm"
     seed: int = 0
     ignore: str = "biasbn"
     norm: str = "filter"
     file: str | None = None
+    trajectory: list[str] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)
+    states: bool = False
+    hessian_samples: int = 1000
 
 
 @dataclass(frozen=True)
@@ -97,6 +115,7 @@ class ComputeConfig:
         _check_choice("eval.engine", self.eval.engine, ENGINE_CHOICES)
         _check_choice("eval.bn", self.eval.bn, BN_CHOICES)
         _check_choice("eval.dtype", self.eval.dtype, DTYPE_CHOICES)
+        self._check_direction_inputs()
         if self.data.batch_size < 1:
             raise ConfigError(f"data.batch_size must be at least 1, got {self.data.batch_size}")
         if self.data.max_samples is not None and self.data.max_samples < 1:
@@ -108,6 +127,28 @@ class ComputeConfig:
     @property
     def dims(self) -> int:
         return 1 if self.grid.y is None else 2
+
+    def _check_direction_inputs(self) -> None:
+        d = self.direction
+        if d.file:
+            return  # directions come from the file; the family's own inputs are not needed
+        if d.name == "trajectory" and not d.trajectory:
+            raise ConfigError(
+                "direction trajectory needs the training checkpoints: --trajectory CKPT (repeat it, "
+                "or give a folder or a glob; the last is the centre)"
+            )
+        if d.name == "interpolate" and len(d.targets) != self.dims:
+            raise ConfigError(
+                f"direction interpolate on a {self.dims}-D grid needs {self.dims} --target "
+                f"checkpoint{'s' if self.dims == 2 else ''} (got {len(d.targets)}): "
+                "1-D goes from --checkpoint A to --target B; 2-D spans A, B and C"
+            )
+        if d.name == "interpolate" and not self.model.checkpoint:
+            raise ConfigError("direction interpolate starts at --checkpoint A; give --checkpoint")
+        if d.hessian_samples < 1:
+            raise ConfigError(
+                f"direction.hessian_samples must be at least 1, got {d.hessian_samples}"
+            )
 
     # --- conversion -------------------------------------------------------------------------
 
@@ -282,6 +323,14 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"config key {key!r} must be an integer, got {value!r}")
         return value
+    if text.startswith("list"):
+        if isinstance(value, str):
+            return [value]  # one path is a list of one
+        if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, (str, int, float)) for v in value
+        ):
+            raise ConfigError(f"config key {key!r} must be a list of strings, got {value!r}")
+        return [str(v) for v in value]
     if "dict" in text:
         if not isinstance(value, dict):
             raise ConfigError(f"config key {key!r} must be a mapping, got {value!r}")

@@ -173,6 +173,24 @@ def _write_header(f: h5py.File, h: RunHeader) -> None:
         f.create_dataset(name, data=np.full(h.shape, np.nan, dtype=np.float64))
     f.create_dataset("done", data=np.zeros(h.shape, dtype=bool))
     _write_directions(f, h.directions, h.direction_attrs)
+    for group, arrays in (
+        ("trajectory", h.directions.trajectory),
+        ("landmarks", h.directions.landmarks),
+    ):
+        if arrays:
+            _write_arrays(f.create_group(group), arrays)
+
+
+def _write_arrays(group: h5py.Group, arrays: dict[str, Any]) -> None:
+    """Numeric arrays as float64, lists of names as variable-length UTF-8 strings."""
+    for key, value in arrays.items():
+        arr = np.asarray(value)
+        if arr.dtype.kind in "USO":
+            group.create_dataset(
+                key, data=[str(v) for v in arr.tolist()], dtype=h5py.string_dtype()
+            )
+        else:
+            group.create_dataset(key, data=arr.astype(np.float64))
 
 
 def _write_directions(f: h5py.File, ds: DirectionSet, attrs: dict[str, Any]) -> None:
@@ -303,10 +321,29 @@ def _read_ours(f: h5py.File, path: Path) -> Surface:
     dir_attrs = (
         {k: _decode(v) for k, v in f["directions"].attrs.items()} if "directions" in f else {}
     )
-    trajectory = {k: f["trajectory"][k][()] for k in f["trajectory"]} if "trajectory" in f else None
+    trajectory = _read_arrays(f["trajectory"]) if "trajectory" in f else None
+    landmarks = _read_arrays(f["landmarks"]) if "landmarks" in f else None
     return Surface(
-        str(path), x, y, values, f["done"][()], attrs, dir_attrs, "landscape", [], trajectory
+        str(path),
+        x,
+        y,
+        values,
+        f["done"][()],
+        attrs,
+        dir_attrs,
+        "landscape",
+        [],
+        trajectory,
+        landmarks,
     )
+
+
+def _read_arrays(group: h5py.Group) -> dict[str, np.ndarray]:
+    out = {}
+    for key in group:
+        ds = group[key]
+        out[key] = ds.asstr()[()] if h5py.check_string_dtype(ds.dtype) else ds[()]
+    return out
 
 
 def _read_reference(f: h5py.File, path: Path) -> Surface:

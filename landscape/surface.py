@@ -26,7 +26,8 @@ class Surface:
     direction_attrs: dict[str, Any] = field(default_factory=dict)
     source_format: str = "landscape"  # or "li2018" for Li et al.'s reference files
     notes: list[str] = field(default_factory=list)  # conversions applied on read
-    trajectory: dict[str, np.ndarray] | None = None  # optional projected path (x, y, loss)
+    trajectory: dict[str, np.ndarray] | None = None  # projected training path: x, y, labels, loss
+    landmarks: dict[str, np.ndarray] | None = None  # named points on the plane: names, x, y
 
     @property
     def dims(self) -> int:

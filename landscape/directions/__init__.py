@@ -1,39 +1,67 @@
 """Direction families behind one registry ``name → builder`` (DESIGN §3).
 
-A builder takes the centre ``theta`` (parameters by name), the direction spec and the number of
-directions wanted (1 or 2) and returns a :class:`DirectionSet`.
+A builder takes a :class:`DirectionContext` (the centre's tensors, the spec, how many directions,
+and what some families need besides: other checkpoints, the model, data and loss) and returns a
+:class:`DirectionSet`. Every family lives in a module of its own, with its maths in the docstring.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from landscape.config import DirectionSpec
-from landscape.directions.base import DirectionSet, summarize
-from landscape.directions.filter_norm import build_filter_norm
+from landscape.directions.base import DirectionContext, DirectionSet, summarize
 from landscape.directions.io import load_directions
 from landscape.errors import DirectionError
 
-Builder = Callable[["dict[str, torch.Tensor]", DirectionSpec, int], DirectionSet]
+Builder = Callable[[DirectionContext], DirectionSet]
 
-REGISTRY: dict[str, Builder] = {
-    "filter-norm": build_filter_norm,
+# name → "module:function"; imported on first use, so a run pays only for the family it uses
+REGISTRY: dict[str, str] = {
+    "filter-norm": "landscape.directions.filter_norm:build_filter_norm",
+    "qr-orthogonal": "landscape.directions.qr_orthogonal:build_qr_orthogonal",
+    "zca": "landscape.directions.zca:build_zca",
+    "pca": "landscape.directions.pca:build_pca",
+    "trajectory": "landscape.directions.trajectory:build_trajectory",
+    "interpolate": "landscape.directions.interpolate:build_interpolate",
+    "hessian": "landscape.directions.hessian:build_hessian",
 }
 
 
-def build_directions(
-    theta: dict[str, torch.Tensor], spec: DirectionSpec, count: int
-) -> DirectionSet:
-    """Build ``count`` directions of family ``spec.name`` around ``theta``."""
+def builder_for(name: str) -> Builder:
     try:
-        builder = REGISTRY[spec.name]
+        target = REGISTRY[name]
     except KeyError:
         raise DirectionError(
-            f"unknown direction {spec.name!r}; choose one of {', '.join(REGISTRY)}"
+            f"unknown direction {name!r}; choose one of {', '.join(REGISTRY)}"
         ) from None
-    return builder(theta, spec, count)
+    module, _, func = target.partition(":")
+    return getattr(importlib.import_module(module), func)
 
 
-__all__ = ["REGISTRY", "DirectionSet", "build_directions", "load_directions", "summarize"]
+def build(ctx: DirectionContext) -> DirectionSet:
+    """Build ``ctx.count`` directions of family ``ctx.spec.name``."""
+    return builder_for(ctx.spec.name)(ctx)
+
+
+def build_directions(
+    theta: dict[str, torch.Tensor], spec: DirectionSpec, count: int, **context: Any
+) -> DirectionSet:
+    """Build directions around ``theta``; ``context`` fills the other DirectionContext fields."""
+    return build(DirectionContext(theta, spec, count, **context))
+
+
+__all__ = [
+    "REGISTRY",
+    "DirectionContext",
+    "DirectionSet",
+    "build",
+    "build_directions",
+    "builder_for",
+    "load_directions",
+    "summarize",
+]

@@ -1,32 +1,77 @@
-"""The result every direction family returns, and checks they share."""
+"""What every direction family receives (a context) and returns (a DirectionSet)."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from landscape import params
+from landscape.config import DirectionSpec
 from landscape.errors import DirectionError
+
+TensorDict = "OrderedDict[str, torch.Tensor]"
+
+
+@dataclass
+class DirectionContext:
+    """Everything a builder may use. Tensors are on the CPU, float32, in parameter order.
+
+    ``theta`` holds the centre's parameters; ``state`` its parameters and buffers (``state_dict``
+    order). ``load_state(path)`` reads another checkpoint of the same architecture (trajectory,
+    interpolation targets) as a CPU state dict checked name by name and shape by shape against
+    ``state``. ``model``, ``batches`` and ``loss_fn`` are there for families that need the loss
+    itself (hessian): ``batches()`` yields ``(x, y)`` on ``device``.
+    """
+
+    theta: OrderedDict[str, torch.Tensor]
+    spec: DirectionSpec
+    count: int  # 1 or 2 directions
+    state: OrderedDict[str, torch.Tensor] | None = None
+    load_state: Callable[[str], OrderedDict[str, torch.Tensor]] | None = None
+    model: torch.nn.Module | None = None
+    batches: Callable[[], Any] | None = None
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    def __post_init__(self) -> None:
+        if self.state is None:
+            self.state = OrderedDict(self.theta)
+
+    def require(self, what: str) -> Any:
+        """A context member a family cannot work without (e.g. ``load_state`` for trajectory)."""
+        value = getattr(self, what)
+        if value is None:
+            raise DirectionError(
+                f"direction {self.spec.name!r} needs {what}, which this caller did not provide"
+            )
+        return value
 
 
 @dataclass
 class DirectionSet:
     """One or two directions (``vectors[0]`` is x, ``vectors[1]`` is y), each ``name → tensor``.
 
-    ``attrs`` holds the method's own figures (explained variance, eigenvalues, ...); ``summarize``
-    adds the cosine and norms before they are stored.
+    A direction may cover any subset of the model's tensors (buffers too, for "states"); tensors it
+    does not name stay at the centre. ``attrs`` holds the method's own figures (explained variance,
+    eigenvalues, ...), stored as attributes of ``/directions``. ``trajectory`` (projected training
+    path: arrays ``x``, ``y`` and ``labels``) and ``landmarks`` (named points such as interpolation
+    end points: ``names``, ``x``, ``y``) are stored beside the surface and drawn on its plots.
     """
 
     method: str
     vectors: list[OrderedDict[str, torch.Tensor]]
     attrs: dict[str, Any] = field(default_factory=dict)
+    trajectory: dict[str, np.ndarray] | None = None
+    landmarks: dict[str, np.ndarray] | None = None
 
     def to(self, device: torch.device) -> DirectionSet:
         moved = [OrderedDict((k, v.to(device)) for k, v in d.items()) for d in self.vectors]
-        return DirectionSet(self.method, moved, dict(self.attrs))
+        return DirectionSet(self.method, moved, dict(self.attrs), self.trajectory, self.landmarks)
 
 
 def summarize(ds: DirectionSet) -> dict[str, Any]:
@@ -47,3 +92,12 @@ def check_not_degenerate(direction: dict[str, torch.Tensor], label: str) -> None
             f"{label} direction is zero on every tensor (e.g. a model without weight matrices "
             f"under --ignore biasbn); use --ignore none or another model"
         )
+
+
+def moved_names(theta: dict[str, torch.Tensor], ignore: str) -> list[str]:
+    """The tensors a direction may move: those with filters under ``biasbn``, all under ``none``."""
+    return [k for k, t in theta.items() if ignore == "none" or params.has_filters(t)]
+
+
+def zero_direction(theta: dict[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
+    return OrderedDict((k, torch.zeros_like(t, dtype=torch.float32)) for k, t in theta.items())

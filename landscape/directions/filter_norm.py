@@ -17,8 +17,7 @@ from collections import OrderedDict
 
 import torch
 
-from landscape.config import DirectionSpec
-from landscape.directions.base import DirectionSet, check_not_degenerate
+from landscape.directions.base import DirectionContext, DirectionSet, check_not_degenerate
 from landscape.params import has_filters
 
 EPS = 1e-10  # as in the reference code: keeps an all-zero random filter finite
@@ -56,9 +55,8 @@ def normalize_direction(
     return d  # 'none': the raw Gaussian
 
 
-def build_filter_norm(
-    theta: dict[str, torch.Tensor], spec: DirectionSpec, count: int
-) -> DirectionSet:
+def build_filter_norm(ctx: DirectionContext) -> DirectionSet:
+    theta, spec, count = ctx.theta, ctx.spec, ctx.count
     gen = torch.Generator(device="cpu").manual_seed(spec.seed)
     vectors = []
     for axis in "xy"[:count]:

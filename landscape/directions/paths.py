@@ -1,0 +1,43 @@
+"""Checkpoint lists as users give them: files, folders and globs, in training order."""
+
+from __future__ import annotations
+
+import glob
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from landscape.errors import DirectionError
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".t7", ".ckpt", ".safetensors", ".bin")
+
+
+def natural_key(path: Path) -> list[object]:
+    """Sort ``epoch_2`` before ``epoch_10``: digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def expand_checkpoints(items: Sequence[str]) -> list[Path]:
+    """Files as given; a folder's checkpoint files and a glob's matches in natural order."""
+    out: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(
+                (p for p in path.iterdir() if p.suffix in CHECKPOINT_SUFFIXES), key=natural_key
+            )
+            if not found:
+                raise DirectionError(
+                    f"trajectory folder {item!r} holds no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)})"
+                )
+            out.extend(found)
+        elif any(ch in item for ch in "*?["):
+            found = sorted((Path(p) for p in glob.glob(item)), key=natural_key)
+            if not found:
+                raise DirectionError(f"trajectory pattern {item!r} matches no file; check the glob")
+            out.extend(found)
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise DirectionError(f"trajectory checkpoint {item!r} does not exist; check the path")
+    return out
