@@ -174,9 +174,10 @@ def directions_for(
         return load_directions(str(resume_from), prep.theta, prep.centre, count)
     if config.direction.file:
         return load_directions(config.direction.file, prep.theta, prep.centre, count)
-    hessian_data = replace(
-        config.data, max_samples=min(config.direction.hessian_samples, len(prep.data))
-    )
+    data = prep.data
+    if config.direction.name == "hessian":  # the Hessian is taken over a seeded subset, loaded once
+        n = min(config.direction.hessian_samples, len(prep.data))
+        data = load_data(replace(config.data, max_samples=n)) if n < len(prep.data) else prep.data
     ctx = DirectionContext(
         theta=OrderedDict((k, v.detach().cpu().float()) for k, v in prep.theta.items()),
         spec=config.direction,
@@ -184,7 +185,7 @@ def directions_for(
         state=OrderedDict((k, v.detach().cpu()) for k, v in prep.centre.items()),
         load_state=other_checkpoint_loader(prep, config),
         model=prep.model,
-        batches=lambda: load_data(hessian_data).batches(config.data.batch_size, prep.device),
+        batches=lambda: data.batches(config.data.batch_size, prep.device),
         loss_fn=get_loss(config.eval.loss),
         device=prep.device,
     )

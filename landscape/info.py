@@ -77,6 +77,23 @@ def _centre_index(s: Surface) -> int | None:
     return None if iy.size == 0 else int(np.ravel_multi_index((ix[0], iy[0]), s.shape))
 
 
+# Direction attributes every method has; the rest are the method's own figures.
+_COMMON_ATTRS = {
+    "method",
+    "count",
+    "seed",
+    "ignore",
+    "norm",
+    "norm_x",
+    "norm_y",
+    "cosine",
+    "source",
+}
+_SOURCE_KEYS = ("files", "sources", "targets", "checkpoint_files")
+_RAW_WIDTH = 90  # unknown attributes are shown raw, cut to this many characters
+_PAD = " " * 13
+
+
 def _direction_lines(s: Surface) -> list[str]:
     a = s.direction_attrs
     if not a or s.source_format == "li2018":
@@ -86,14 +103,254 @@ def _direction_lines(s: Surface) -> list[str]:
         if key in a:
             parts.append(f"{key}={a[key]}")
     line = [f"directions:  {', '.join(parts)}"]
-    norms = f"|d1|={a['norm_x']:.6g}" if "norm_x" in a else ""
-    if "norm_y" in a:
-        norms += f", |d2|={a['norm_y']:.6g}, cos(d1,d2)={a['cosine']:.3g}"
+    norms = [
+        f"{name}={_num(a[key])}"
+        for key, name in (("norm_x", "|d1|"), ("norm_y", "|d2|"))
+        if key in a
+    ]
+    if "cosine" in a:
+        norms.append(f"cos(d1,d2)={_num(a['cosine'], 3)}")
     if norms:
-        line.append(f"             {norms}")
+        line.append(f"{_PAD}{', '.join(norms)}")
     if "source" in a:
-        line.append(f"             read from {a['source']}")
+        line.append(f"{_PAD}read from {a['source']}")
+    used = set(_COMMON_ATTRS)
+    for section in (_eigen_lines, _explained_lines, _source_lines):
+        line.extend(section(a, used))
+    line.extend(_landmark_lines(s, used))
+    line.extend(_trajectory_lines(s, used))
+    line.extend(_other_lines(a, used))
     return line
+
+
+# --- the methods' own figures -------------------------------------------------------------------
+# Attributes come back from HDF5 as scalars, float arrays, or JSON text (dicts, lists of names);
+# every reader below accepts any of these and leaves what it cannot read to _other_lines.
+
+
+def _parsed(value: Any) -> Any:
+    """A JSON attribute decoded (dicts, lists), anything else as it is."""
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    if isinstance(value, str) and value.strip()[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _numbers(value: Any) -> np.ndarray | None:
+    """A flat float array of a number or a list of numbers; None for anything else."""
+    value = _parsed(value)
+    if isinstance(value, (dict, str, bytes, bool)) or value is None:
+        return None
+    try:
+        arr = np.atleast_1d(np.asarray(value, dtype=float)).ravel()
+    except (TypeError, ValueError):
+        return None
+    return arr if arr.size else None
+
+
+def _num(value: Any, digits: int = 6) -> str:
+    try:
+        return f"{float(value):.{digits}g}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _fraction(v: float) -> str:
+    """A share of variance: in percent when it is a fraction, as a number otherwise."""
+    return f"{100.0 * v:.1f}%" if 0.0 <= v <= 1.0 else f"{v:.4g}"
+
+
+def _eigen_lines(a: dict[str, Any], used: set[str]) -> list[str]:
+    out = []
+    for key in [k for k in a if "eigen" in k.lower()]:
+        values = _numbers(a[key])
+        if values is None:
+            continue
+        used.add(key)
+        text = ", ".join(f"λ{i + 1}={v:.6g}" for i, v in enumerate(values))
+        if values.size > 1 and values[1] != 0:
+            text += f" (λ1/λ2={values[0] / values[1]:.3g})"
+        out.append(f"{'eigenvalues:':<12} {text}" + ("" if key == "eigenvalues" else f" [{key}]"))
+    return out
+
+
+def _explained_lines(a: dict[str, Any], used: set[str]) -> list[str]:
+    out = []
+    for key in [k for k in a if "explained" in k.lower()]:
+        value = _parsed(a[key])
+        text = _per_tensor(value) if isinstance(value, dict) else _components(_numbers(value))
+        if text is None:
+            continue
+        used.add(key)
+        out.append(f"{'explained:':<12} {text} [{key}]")
+    return out
+
+
+def _components(values: np.ndarray | None) -> str | None:
+    """``d1 62.3%, d2 21.0% (together 83.3%)`` for the explained variance of each direction."""
+    if values is None or not np.all(np.isfinite(values)):
+        return None
+    text = ", ".join(f"d{i + 1} {_fraction(v)}" for i, v in enumerate(values))
+    if values.size > 1 and np.all((values >= 0) & (values <= 1)) and values.sum() <= 1 + 1e-9:
+        text += f" (together {_fraction(float(values.sum()))})"
+    return text
+
+
+def _per_tensor(table: dict[str, Any]) -> str | None:
+    """A per-tensor table ``{name: [ev1, ev2]}`` summarized as the mean and min over tensors."""
+    rows = [_numbers(v) for v in table.values()]
+    rows = [r for r in rows if r is not None and np.all(np.isfinite(r))]
+    if not rows:
+        return None
+    width = max(r.size for r in rows)
+    parts = []
+    for j in range(width):
+        col = np.array([r[j] for r in rows if r.size > j])
+        parts.append(f"d{j + 1} mean {_fraction(col.mean())} (min {_fraction(col.min())})")
+    return f"per tensor over {len(rows)} tensors: {', '.join(parts)}"
+
+
+def _names(value: Any) -> list[str] | None:
+    value = _parsed(value)
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple, np.ndarray)) and all(
+        isinstance(v, (str, bytes, np.str_)) for v in value
+    ):
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in value]
+    return None
+
+
+def _few(names: list[str], keep: int = 3) -> str:
+    """The first few and the last of a list of names, e.g. ``a.pt, b.pt, c.pt, …, z.pt``."""
+    if len(names) <= keep + 1:
+        return ", ".join(names)
+    return ", ".join(names[:keep]) + f", … ({len(names) - keep - 1} more), {names[-1]}"
+
+
+def _source_lines(a: dict[str, Any], used: set[str]) -> list[str]:
+    out = []
+    for key in [k for k in _SOURCE_KEYS if k in a]:
+        names = _names(a[key])
+        if not names:
+            continue
+        used.add(key)
+        if key == "targets":  # interpolate: the checkpoints B (and C) reached from A
+            text = ", ".join(f"{p}={n}" for p, n in zip("BCDEFG", names, strict=False))
+        else:
+            text = f"{len(names)} file{'s' * (len(names) != 1)}: {_few(names)}"
+        out.append(f"{'sources:':<12} {text}" + ("" if key == "files" else f" [{key}]"))
+    return out
+
+
+def _landmark_points(s: Surface, a: dict[str, Any]) -> list[str]:
+    """``A (x=0, y=0)`` for each named point: from the landmarks group, or the JSON attribute."""
+    marks = s.landmarks if isinstance(s.landmarks, dict) else _parsed(a.get("landmarks"))
+    if not isinstance(marks, dict):
+        return []
+    xs, ys = _numbers(marks.get("x")), _numbers(marks.get("y"))
+    if xs is None:
+        return []
+    names = _names(marks.get("names")) or []
+    points = []
+    for k, x in enumerate(xs):
+        name = names[k] if k < len(names) else f"P{k + 1}"
+        where = f"x={x:.4g}" + (f", y={ys[k]:.4g}" if ys is not None and k < ys.size else "")
+        points.append(f"{name} ({where})")
+    return points
+
+
+def _landmark_lines(s: Surface, used: set[str]) -> list[str]:
+    if isinstance(_parsed(s.direction_attrs.get("landmarks")), dict):
+        used.add("landmarks")  # the JSON copy of the landmarks group
+    points = _landmark_points(s, s.direction_attrs)
+    return [f"{'landmarks:':<12} {', '.join(points)}"] if points else []
+
+
+def _trajectory_lines(s: Surface, used: set[str]) -> list[str]:
+    """How many checkpoints, the path's extent, and whether the grid covers it."""
+    a = s.direction_attrs
+    traj = s.trajectory if isinstance(s.trajectory, dict) else {}
+    tx, ty = _numbers(traj.get("x")), _numbers(traj.get("y"))
+    ranges = {axis: _numbers(a.get(f"path_{axis}_range")) for axis in "xy"}
+    ranges = {k: r for k, r in ranges.items() if r is not None and r.size == 2}
+    used.update(f"path_{axis}_range" for axis in ranges)
+    for axis, coords in (("x", tx), ("y", ty)):
+        finite = coords[np.isfinite(coords)] if coords is not None else np.empty(0)
+        if finite.size:
+            ranges[axis] = np.array([finite.min(), finite.max()])
+    count = _count(tx, a.get("checkpoints"))
+    if count is None and not ranges:
+        return []
+    if _numbers(a.get("checkpoints")) is not None:
+        used.add("checkpoints")
+    head = f"{count} checkpoint{'s' * (count != 1)}" if count is not None else "path"
+    labels = _names(traj.get("labels"))
+    if labels:
+        head += f" ({labels[0]} … {labels[-1]})" if len(labels) > 1 else f" ({labels[0]})"
+    extent = [f"{axis} in [{r[0]:.4g}, {r[1]:.4g}]" for axis, r in sorted(ranges.items())]
+    out = [f"{'trajectory:':<12} {', '.join([head, *extent])}"]
+    coverage = _coverage(s, ranges)
+    if coverage:
+        out.append(f"{_PAD}{coverage}")
+    suggested = [f"--{axis}={a[f'suggested_{axis}']}" for axis in "xy" if f"suggested_{axis}" in a]
+    used.update(f"suggested_{axis}" for axis in "xy")
+    if suggested:
+        out.append(f"{_PAD}a grid covering it: {' '.join(suggested)}")
+    losses = _numbers(traj.get("loss"))
+    if losses is not None and losses.size and np.all(np.isfinite(losses[[0, -1]])):
+        out.append(f"{_PAD}loss along the path: first {losses[0]:.6g}, last {losses[-1]:.6g}")
+    return out
+
+
+def _count(tx: np.ndarray | None, stored: Any) -> int | None:
+    """Checkpoints on the path: the stored coordinates, or the ``checkpoints`` attribute."""
+    if tx is not None:
+        return int(tx.size)
+    n = _numbers(stored)
+    return int(n[0]) if n is not None and n.size == 1 and np.isfinite(n[0]) else None
+
+
+def _coverage(s: Surface, ranges: dict[str, np.ndarray]) -> str:
+    """Whether the grid holds the whole path, the check before reading a trajectory plot."""
+    axes = {"x": s.x, "y": s.y}
+    outside = []
+    for axis, r in sorted(ranges.items()):
+        grid = axes.get(axis)
+        if grid is None or len(grid) == 0 or not np.all(np.isfinite(r)):
+            continue
+        lo, hi = float(np.min(grid)), float(np.max(grid))
+        if r[0] < lo or r[1] > hi:
+            outside.append(f"--{axis} [{lo:.4g}, {hi:.4g}]")
+    if outside:
+        return f"the path leaves the grid ({', '.join(outside)}): widen the grid to see all of it"
+    return "the grid covers the whole path" if ranges else ""
+
+
+def _other_lines(a: dict[str, Any], used: set[str]) -> list[str]:
+    """Attributes no reader above knows, raw (cut short), so nothing stored is hidden."""
+    out = []
+    for key, value in a.items():
+        if key in used:
+            continue
+        parsed = _parsed(value)
+        if isinstance(parsed, dict):
+            text = f"{{{len(parsed)} entries}}"
+        elif isinstance(value, (float, np.floating)):
+            text = f"{value:.6g}"
+        elif isinstance(value, np.ndarray):
+            text = np.array2string(value, precision=4, threshold=8, separator=", ")
+        else:
+            text = str(value)
+        text = " ".join(text.split())
+        if len(text) > _RAW_WIDTH:
+            text = text[: _RAW_WIDTH - 1] + "…"
+        out.append(f"{_PAD}{key}={text}")
+    return out
 
 
 def _provenance_lines(s: Surface) -> list[str]:

@@ -303,3 +303,62 @@ def test_curve_1d_twin_axes_in_percent() -> None:
     assert curve_1d(s, log=True).axes[0].get_yscale() == "log"
     both = curve_1d(s)  # every split when none is named
     assert len(both.axes[0].get_lines()) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Landmarks and the trajectory's end
+
+
+def _texts(fig: Figure) -> set[str]:
+    """Labels drawn over the plot (landmark names, the trajectory's end), not contour labels."""
+    return {
+        t.get_text().strip()
+        for ax in fig.axes
+        for t in ax.texts
+        if str(t.get_gid()).startswith(("landmark", "traj"))
+    }
+
+
+def test_landmarks_are_drawn_on_2d_plots() -> None:
+    s = bowl()
+    s.landmarks = {
+        "names": np.array(["A", "B", "C"], dtype=object),
+        "x": np.array([0.0, 1.0, 0.4]),
+        "y": np.array([0.0, 0.0, 0.3]),
+    }
+    for fig in (contour(s), contour(s, filled=True, log=True), heatmap(s, "train_acc")):
+        assert {"A", "B", "C"} <= _texts(fig)
+        marks = [ln for ln in fig.axes[0].get_lines() if ln.get_gid() == "landmarks"]
+        assert len(marks) == 1
+        np.testing.assert_allclose(marks[0].get_xdata(), [0.0, 1.0, 0.4])
+        np.testing.assert_allclose(marks[0].get_ydata(), [0.0, 0.0, 0.3])
+    assert not _texts(contour(bowl()))  # nothing stored, nothing drawn
+
+
+def test_landmarks_on_1d_are_labelled_vertical_lines() -> None:
+    s = parabola()
+    s.landmarks = {"names": ["A", "B"], "x": [0.0, 1.0], "y": [0.0, 0.0]}
+    fig = curve_1d(s, "train")
+    assert {"A", "B"} <= _texts(fig)
+    vlines = [ln for ln in fig.axes[0].get_lines() if str(ln.get_gid()).startswith("landmark")]
+    assert sorted(float(ln.get_xdata()[0]) for ln in vlines) == [0.0, 1.0]
+    assert all(np.ptp(ln.get_xdata()) == 0 for ln in vlines)  # vertical
+    legend_labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend_labels == ["train loss", "train acc"]  # landmarks stay out of the legend
+
+
+def test_malformed_landmarks_are_skipped() -> None:
+    s = bowl()
+    s.landmarks = {"names": ["A", "B"], "x": [0.0, np.nan], "y": [0.0, 0.0]}
+    assert _texts(contour(s)) == {"A"}
+    s.landmarks = {"x": "not numbers"}
+    contour(s)
+
+
+def test_trajectory_end_is_labelled() -> None:
+    s = bowl(trajectory=True)
+    s.trajectory["labels"] = np.array([f"runs/epoch{i}.pt" for i in range(6)], dtype=object)
+    ends = [t for t in contour(s).axes[0].texts if t.get_gid() == "traj-end-label"]
+    assert [t.get_text() for t in ends] == ["final (epoch5)"]
+    np.testing.assert_allclose(ends[0].xy, (s.trajectory["x"][-1], s.trajectory["y"][-1]))
+    assert _texts(heatmap(bowl(trajectory=True), "train_loss")) == {"final"}

@@ -1,9 +1,22 @@
 """Figures of loss surfaces (DESIGN.md §7). Functions return matplotlib Figures; ``render_all``
-writes them to files."""
+and ``render_compare`` write them to files."""
 
 from __future__ import annotations
 
-from landscape.plot.figures import contour, curve_1d, heatmap, surface_3d
+from landscape.plot.compare import compare_1d, compare_2d, render_compare
+from landscape.plot.figures import (
+    contour,
+    curve_1d,
+    draw_contour,
+    draw_curve,
+    draw_heatmap,
+    draw_landmarks,
+    draw_surface3d,
+    draw_trajectory,
+    heatmap,
+    prepare,
+    surface_3d,
+)
 from landscape.plot.render import FORMATS, KINDS, SCALES, check_format, render_all
 
 __all__ = [
@@ -11,9 +24,19 @@ __all__ = [
     "KINDS",
     "SCALES",
     "check_format",
+    "compare_1d",
+    "compare_2d",
     "contour",
     "curve_1d",
+    "draw_contour",
+    "draw_curve",
+    "draw_heatmap",
+    "draw_landmarks",
+    "draw_surface3d",
+    "draw_trajectory",
     "heatmap",
+    "prepare",
     "render_all",
+    "render_compare",
     "surface_3d",
 ]

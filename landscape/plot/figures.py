@@ -1,8 +1,12 @@
 """Figures of one surface: 1-D curves, contours, heat maps and 3-D views.
 
-Every function returns a matplotlib ``Figure`` and never saves, shows or closes it: the caller
-names files (``render.render_all``) and closes what it made. Figures are built with
+Every figure function returns a matplotlib ``Figure`` and never saves, shows or closes it: the
+caller names files (``render.render_all``) and closes what it made. Figures are built with
 ``matplotlib.figure.Figure`` directly, so nothing is registered with pyplot's global state.
+
+Each figure is a thin frame around a ``draw_*`` function that draws one panel onto a given Axes
+from a ``Prepared`` quantity (values, colour range, levels); ``compare`` draws several surfaces
+with the same functions on one shared colour range and level set.
 
 Orientation: ``values[q][i, j]`` is at ``(x[i], y[j])``; x is always the horizontal axis.
 Points not computed (NaN) and non-finite values are masked, never drawn as a colour.
@@ -11,11 +15,15 @@ Points not computed (NaN) and non-finite values are masked, never drawn as a col
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.collections import QuadMesh
+from matplotlib.colors import Normalize
+from matplotlib.contour import ContourSet
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from landscape.errors import ConfigError, SurfaceFileError
 from landscape.surface import Surface
@@ -102,18 +110,20 @@ def prepare(
     log: bool = False,
     vmin: float | None = None,
     vmax: float | None = None,
+    floor: float | None = None,
 ) -> Prepared:
     """Values of one quantity in plotted units, masked where not finite, with a colour range.
 
     Accuracies are shown in percent. Under ``log`` the values become ``log10(value)``, values
-    <= 0 clipped to the smallest positive one; ``vmin``/``vmax`` are given in the quantity's own
-    units (loss, or percent for accuracies) and transformed the same way.
+    <= 0 clipped to the smallest positive one (or to ``floor``, given when several surfaces
+    share one scale); ``vmin``/``vmax`` are given in the quantity's own units (loss, or percent
+    for accuracies) and transformed the same way.
     """
     raw = check_computed(surface, quantity)
     if is_accuracy(quantity):
         raw = raw * 100.0
     label = f"{quantity} (%)" if is_accuracy(quantity) else quantity
-    floor = _positive_floor(raw)
+    floor = _positive_floor(raw) if floor is None else float(floor)
     if log:
         raw = _to_log(raw, floor)
         vmin = None if vmin is None else float(_to_log(vmin, floor))
@@ -126,6 +136,31 @@ def prepare(
         raise ConfigError(f"vmin ({vmin}) must be below vmax ({vmax})")
     lo, hi = _spread(lo, hi)
     return Prepared(z, lo, hi, label, "log" if log else "linear", floor)
+
+
+def share(
+    preps: Sequence[Prepared], *, vmin: float | None = None, vmax: float | None = None
+) -> list[Prepared]:
+    """The same quantities on one colour range: the union of their ranges, or ``vmin``/``vmax``.
+
+    ``vmin``/``vmax`` are in the quantity's units and transformed like the values (log10 under a
+    log scale, clipped to the lowest ``floor``). All results carry the same range and floor, so
+    ``contour_levels`` gives every one of them the same levels.
+    """
+    if not preps:
+        raise ConfigError("nothing to put on a shared scale: no surfaces given")
+    floor = min(p.floor for p in preps)
+    log = preps[0].scale == "log"
+
+    def plotted(value: float) -> float:
+        return float(_to_log(value, floor)) if log else float(value)
+
+    lo = min(p.vmin for p in preps) if vmin is None else plotted(vmin)
+    hi = max(p.vmax for p in preps) if vmax is None else plotted(vmax)
+    if hi < lo:
+        raise ConfigError(f"vmin ({vmin}) must be below vmax ({vmax})")
+    lo, hi = _spread(lo, hi)
+    return [replace(p, vmin=lo, vmax=hi, floor=floor) for p in preps]
 
 
 def contour_levels(levels: Levels, prep: Prepared) -> np.ndarray:
@@ -147,11 +182,17 @@ def contour_levels(levels: Levels, prep: Prepared) -> np.ndarray:
     return seq
 
 
+def quantity_floor(surface: Surface, quantity: str) -> float:
+    """The log-scale stand-in for values <= 0: the smallest positive value, in plotted units."""
+    raw = check_computed(surface, quantity)
+    return _positive_floor(raw * 100.0 if is_accuracy(quantity) else raw)
+
+
 # ---------------------------------------------------------------------------------------------
-# Shared drawing helpers
+# Overlays: the training path and named points
 
 
-def _require_dims(surface: Surface, dims: int, what: str) -> None:
+def require_dims(surface: Surface, dims: int, what: str) -> None:
     if surface.dims != dims:
         hint = "use curve_1d (kind 1d)" if surface.dims == 1 else "use a 2-D kind"
         raise ConfigError(
@@ -174,19 +215,234 @@ def _label_axes(ax: Axes) -> None:
     ax.set_ylabel("y (direction 2)")
 
 
-def draw_trajectory(ax: Axes, surface: Surface) -> None:
-    """Draw the projected training path, if stored: a line with markers, start and end marked."""
+def _floats(value: object) -> np.ndarray | None:
+    """A 1-D float array from a stored array or list, or None when it is not numeric."""
+    try:
+        return np.atleast_1d(np.asarray(value, dtype=float)).ravel()
+    except (TypeError, ValueError):
+        return None
+
+
+def _short_name(value: object) -> str:
+    """A checkpoint label fit for a plot: a file's stem, or an integral number without '.0'."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    text = str(value)
+    if "/" in text or "\\" in text or "." in text.rsplit("/", 1)[-1]:
+        from pathlib import PurePath
+
+        text = PurePath(text.replace("\\", "/")).stem or text
+    return text if len(text) <= 24 else text[:23] + "…"
+
+
+def landmark_points(surface: Surface) -> list[tuple[str, float, float | None]]:
+    """The stored landmarks as ``(name, x, y)``; y is None when only x is stored (1-D).
+
+    Malformed entries (non-numeric or non-finite coordinates) are left out; missing names become
+    ``P1``, ``P2``, ...
+    """
+    marks = surface.landmarks
+    if not isinstance(marks, dict) or "x" not in marks:
+        return []
+    xs = _floats(marks["x"])
+    if xs is None:
+        return []
+    ys = _floats(marks["y"]) if "y" in marks else None
+    raw_names = marks.get("names")
+    names = (
+        [str(n) for n in np.atleast_1d(np.asarray(raw_names, dtype=object)).ravel()]
+        if raw_names is not None
+        else []
+    )
+    points = []
+    for k, x in enumerate(xs):
+        y = float(ys[k]) if ys is not None and k < ys.size else None
+        if not np.isfinite(x) or (y is not None and not np.isfinite(y)):
+            continue
+        points.append((names[k] if k < len(names) else f"P{k + 1}", float(x), y))
+    return points
+
+
+def draw_landmarks(ax: Axes, surface: Surface, *, color: str = "black", row: int = 0) -> list[str]:
+    """Draw the named points of ``surface`` (e.g. interpolation end points A, B, C) on ``ax``.
+
+    2-D: a marker and a text label at each ``(x, y)``. 1-D (or points without y): a dotted
+    vertical line at each x, labelled at the top of the axes (``row`` moves the labels down a
+    line, so that several surfaces overlaid on one axes keep theirs apart). Returns the names
+    drawn.
+    """
+    points = landmark_points(surface)
+    if not points:
+        return []
+    if surface.dims == 2 and all(y is not None for _, _, y in points):
+        xs = [x for _, x, _ in points]
+        ys = [y for _, _, y in points]
+        ax.plot(
+            xs,
+            ys,
+            "D",
+            ls="none",
+            mfc="white",
+            mec=color,
+            ms=7,
+            gid="landmarks",
+            label="_landmarks",
+        )
+        for name, x, y in points:
+            ax.annotate(
+                name,
+                (x, y),
+                xytext=(6, 6),
+                textcoords="offset points",
+                fontsize=9,
+                fontweight="bold",
+                color=color,
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.7},
+                gid=f"landmark-{name}",
+            )
+        return [name for name, _, _ in points]
+    for name, x, _ in points:
+        ax.axvline(x, color=color, ls=":", lw=1.0, gid=f"landmark-{name}", label="_landmark")
+        ax.text(
+            x,
+            0.98 - 0.07 * row,
+            f" {name}",
+            transform=ax.get_xaxis_transform(),
+            ha="left",
+            va="top",
+            fontsize=9,
+            fontweight="bold",
+            color=color,
+            gid=f"landmark-{name}",
+        )
+    return [name for name, _, _ in points]
+
+
+def draw_trajectory(ax: Axes, surface: Surface, *, legend: bool = True) -> None:
+    """Draw the projected training path, if stored: a line with markers, start and end marked.
+
+    The end (the final checkpoint, the centre of the plane) is labelled with its checkpoint
+    label when one is stored.
+    """
     traj = surface.trajectory
     if not traj or "x" not in traj or "y" not in traj:
         return
-    tx = np.asarray(traj["x"], dtype=float).ravel()
-    ty = np.asarray(traj["y"], dtype=float).ravel()
-    if tx.size == 0 or tx.size != ty.size:
+    tx, ty = _floats(traj["x"]), _floats(traj["y"])
+    if tx is None or ty is None or tx.size == 0 or tx.size != ty.size:
         return
     ax.plot(tx, ty, "-o", color="tab:red", ms=3, lw=1.2, label="trajectory", gid="trajectory")
     ax.plot(tx[:1], ty[:1], "s", color="white", mec="black", ms=7, label="start", gid="traj-start")
     ax.plot(tx[-1:], ty[-1:], "*", color="gold", mec="black", ms=12, label="end", gid="traj-end")
-    ax.legend(loc="best", fontsize="small", framealpha=0.7)
+    labels = traj.get("labels")
+    flat = [] if labels is None else list(np.atleast_1d(np.asarray(labels, dtype=object)).ravel())
+    text = f"final ({_short_name(flat[-1])})" if len(flat) == tx.size else "final"
+    ax.annotate(
+        text,
+        (tx[-1], ty[-1]),
+        xytext=(8, -12),
+        textcoords="offset points",
+        fontsize=8,
+        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.7},
+        gid="traj-end-label",
+    )
+    if legend:
+        ax.legend(loc="best", fontsize="small", framealpha=0.7)
+
+
+def draw_overlays(ax: Axes, surface: Surface, *, legend: bool = True) -> None:
+    """Everything drawn over a 2-D panel: the training path and the landmarks."""
+    draw_trajectory(ax, surface, legend=legend)
+    draw_landmarks(ax, surface)
+
+
+# ---------------------------------------------------------------------------------------------
+# Panels: one surface drawn onto a given Axes, with given levels / colour range
+
+
+def draw_contour(
+    ax: Axes, surface: Surface, prep: Prepared, levels: np.ndarray, *, filled: bool = False
+) -> ContourSet:
+    """Contour lines (inline labels) or a filled contour of ``prep`` on ``ax``, with overlays.
+
+    Colours map ``[prep.vmin, prep.vmax]``, so panels given the same range and levels are drawn
+    on equal terms. The caller adds a colour bar.
+    """
+    X, Y = _grid(surface)
+    norm = Normalize(prep.vmin, prep.vmax)
+    if filled:
+        cs = ax.contourf(X, Y, prep.z, levels=levels, cmap=CMAP, norm=norm, extend="both")
+    else:
+        cs = ax.contour(X, Y, prep.z, levels=levels, cmap=CMAP, norm=norm, linewidths=0.9)
+        if len(cs.levels):
+            ax.clabel(cs, cs.levels[::2], inline=True, fontsize=7, fmt="%.3g")
+    _label_axes(ax)
+    ax.set_aspect("auto")
+    draw_overlays(ax, surface)
+    return cs
+
+
+def draw_heatmap(ax: Axes, surface: Surface, prep: Prepared) -> QuadMesh:
+    """A heat map of ``prep`` on ``ax`` (colour range ``[prep.vmin, prep.vmax]``), with overlays.
+
+    The mesh is drawn from ``z.T`` so that rows run along y and columns along x; cells are
+    centred on the coordinates, so non-uniform grids are drawn true to scale.
+    """
+    x = np.asarray(surface.x, dtype=float)
+    y = np.asarray(surface.y, dtype=float)
+    # (ny, nx): row j is y[j], column i is x[i]
+    mesh = ax.pcolormesh(
+        x, y, prep.z.T, shading="nearest", cmap=CMAP, vmin=prep.vmin, vmax=prep.vmax
+    )
+    _label_axes(ax)
+    draw_overlays(ax, surface)
+    return mesh
+
+
+def draw_surface3d(ax: Axes, surface: Surface, prep: Prepared) -> object:
+    """A 3-D surface of ``prep`` on a 3-D ``ax``, clipped to and z-limited by the colour range.
+
+    Clipping keeps one spike (a diverged corner of the grid) from flattening the whole view.
+    """
+    X, Y = _grid(surface)
+    z = np.ma.clip(prep.z, prep.vmin, prep.vmax)
+    surf = ax.plot_surface(
+        X, Y, z, cmap=CMAP, vmin=prep.vmin, vmax=prep.vmax, linewidth=0, antialiased=True
+    )
+    ax.set_zlim(prep.vmin, prep.vmax)
+    _label_axes(ax)
+    ax.set_zlabel(prep.label)
+    return surf
+
+
+def draw_curve(
+    ax: Axes,
+    surface: Surface,
+    quantity: str,
+    *,
+    log: bool = False,
+    floor: float | None = None,
+    **style: object,
+) -> Line2D:
+    """One quantity of a 1-D surface against x (accuracies in percent); NaN points leave gaps.
+
+    Under ``log`` values <= 0 are clipped to ``floor`` (default: the smallest positive value) so
+    that a log y-axis, set by the caller, can show them.
+    """
+    y = np.asarray(check_computed(surface, quantity), dtype=float)
+    if is_accuracy(quantity):
+        y = y * 100.0
+    if log:
+        floor = _positive_floor(y) if floor is None else floor
+        with np.errstate(invalid="ignore"):
+            y = np.where(np.isfinite(y), np.maximum(y, floor), np.nan)
+    style = {"marker": ".", **style}
+    (line,) = ax.plot(np.asarray(surface.x, dtype=float), y, **style)
+    return line
+
+
+def colorbar_ticks(levels: np.ndarray) -> np.ndarray:
+    """About eight of the levels, for a colour bar that stays readable."""
+    return levels[:: max(1, len(levels) // 8)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,8 +462,9 @@ def curve_1d(
     ``split`` picks one split (``train``, ``test``, ...); None draws every stored split, solid
     for the first and dashed for the others. ``log`` uses a log y-scale for the loss (values
     <= 0 clipped to the smallest positive loss); ``vmin``/``vmax`` bound the loss axis.
+    Landmarks (e.g. interpolation end points) are drawn as labelled vertical lines.
     """
-    _require_dims(surface, 1, "curve_1d")
+    require_dims(surface, 1, "curve_1d")
     chosen = splits(surface) if split is None else [split]
     losses = [f"{s}_loss" for s in chosen if f"{s}_loss" in surface.values]
     if not losses:
@@ -218,19 +475,19 @@ def curve_1d(
     fig = Figure(figsize=(6.4, 4.4), layout="constrained")
     ax = fig.add_subplot()
     acc_ax = ax.twinx()
-    x = np.asarray(surface.x, dtype=float)
     styles = ["-", "--", ":", "-."]
     for k, s in enumerate(chosen):
-        _draw_split(ax, acc_ax, surface, s, x, log, styles[k % len(styles)])
+        _draw_split(ax, acc_ax, surface, s, log, styles[k % len(styles)])
     if log:
         ax.set_yscale("log")
     ax.set_ylim(bottom=vmin, top=vmax)
+    draw_landmarks(ax, surface, color="0.25")
     ax.set_xlabel("x (direction 1)")
     ax.set_ylabel("loss" + (" (log scale)" if log else ""), color="tab:blue")
     acc_ax.set_ylabel("accuracy (%)", color="tab:red")
     ax.tick_params(axis="y", colors="tab:blue")
     acc_ax.tick_params(axis="y", colors="tab:red")
-    handles = ax.get_lines() + acc_ax.get_lines()
+    handles = [h for h in ax.get_lines() + acc_ax.get_lines() if not h.get_label().startswith("_")]
     labels = [h.get_label() for h in handles]
     fig.legend(handles, labels, loc="outside lower center", ncols=4, fontsize="small")
     name = split if split is not None else ", ".join(chosen)
@@ -239,19 +496,15 @@ def curve_1d(
 
 
 def _draw_split(
-    ax: Axes, acc_ax: Axes, surface: Surface, split: str, x: np.ndarray, log: bool, style: str
+    ax: Axes, acc_ax: Axes, surface: Surface, split: str, log: bool, style: str
 ) -> None:
     """One split's loss on ``ax`` and accuracy (%) on ``acc_ax``; NaN points leave gaps."""
-    loss = np.asarray(surface.values[f"{split}_loss"], dtype=float)
-    if log:
-        floor = _positive_floor(loss)
-        with np.errstate(invalid="ignore"):
-            loss = np.where(np.isfinite(loss), np.maximum(loss, floor), np.nan)
-    ax.plot(x, loss, style, color="tab:blue", marker=".", label=f"{split} loss")
+    draw_curve(
+        ax, surface, f"{split}_loss", log=log, ls=style, color="tab:blue", label=f"{split} loss"
+    )
     acc = surface.values.get(f"{split}_acc")
     if acc is not None and np.any(np.isfinite(acc)):
-        pct = np.asarray(acc, dtype=float) * 100.0
-        acc_ax.plot(x, pct, style, color="tab:red", marker=".", label=f"{split} acc")
+        draw_curve(acc_ax, surface, f"{split}_acc", ls=style, color="tab:red", label=f"{split} acc")
 
 
 def contour(
@@ -269,23 +522,14 @@ def contour(
     Under ``log`` the contours are those of ``log10(quantity)``; ``levels`` (a count or a
     sequence in the quantity's units) default to 30 evenly spaced in the plotted scale.
     """
-    _require_dims(surface, 2, "contour")
+    require_dims(surface, 2, "contour")
     prep = prepare(surface, quantity, log=log, vmin=vmin, vmax=vmax)
     lv = contour_levels(levels, prep)
-    X, Y = _grid(surface)
     fig = Figure(figsize=(6.4, 5.2), layout="constrained")
     ax = fig.add_subplot()
+    cs = draw_contour(ax, surface, prep, lv, filled=filled)
     if filled:
-        cs = ax.contourf(X, Y, prep.z, levels=lv, cmap=CMAP, extend="both")
-        step = max(1, len(lv) // 8)
-        fig.colorbar(cs, ax=ax, label=prep.label, ticks=lv[::step], format="%.3g")
-    else:
-        cs = ax.contour(X, Y, prep.z, levels=lv, cmap=CMAP, linewidths=0.9)
-        if len(cs.levels):
-            ax.clabel(cs, cs.levels[::2], inline=True, fontsize=7, fmt="%.3g")
-    _label_axes(ax)
-    ax.set_aspect("auto")
-    draw_trajectory(ax, surface)
+        fig.colorbar(cs, ax=ax, label=prep.label, ticks=colorbar_ticks(lv), format="%.3g")
     kind = "filled contour" if filled else "contour"
     ax.set_title(_title(prep.label, prep.scale, surface, kind))
     return fig
@@ -299,24 +543,13 @@ def heatmap(
     vmin: float | None = None,
     vmax: float | None = None,
 ) -> Figure:
-    """A heat map (``pcolormesh`` centred on the grid points) with a colour bar.
-
-    The mesh is drawn from ``values.T`` so that rows run along y and columns along x; cells are
-    centred on the coordinates, so non-uniform grids are drawn true to scale.
-    """
-    _require_dims(surface, 2, "heatmap")
+    """A heat map (``pcolormesh`` centred on the grid points) with a colour bar."""
+    require_dims(surface, 2, "heatmap")
     prep = prepare(surface, quantity, log=log, vmin=vmin, vmax=vmax)
     fig = Figure(figsize=(6.4, 5.2), layout="constrained")
     ax = fig.add_subplot()
-    x = np.asarray(surface.x, dtype=float)
-    y = np.asarray(surface.y, dtype=float)
-    # (ny, nx): row j is y[j], column i is x[i]
-    mesh = ax.pcolormesh(
-        x, y, prep.z.T, shading="nearest", cmap=CMAP, vmin=prep.vmin, vmax=prep.vmax
-    )
+    mesh = draw_heatmap(ax, surface, prep)
     fig.colorbar(mesh, ax=ax, label=prep.label)
-    _label_axes(ax)
-    draw_trajectory(ax, surface)
     ax.set_title(_title(prep.label, prep.scale, surface, "heat map"))
     return fig
 
@@ -329,22 +562,12 @@ def surface_3d(
     vmin: float | None = None,
     vmax: float | None = None,
 ) -> Figure:
-    """A 3-D surface coloured by value; values beyond ``[vmin, vmax]`` are clipped to it.
-
-    Clipping keeps one spike (a diverged corner of the grid) from flattening the whole view.
-    """
-    _require_dims(surface, 2, "surface_3d")
+    """A 3-D surface coloured by value; values beyond ``[vmin, vmax]`` are clipped to it."""
+    require_dims(surface, 2, "surface_3d")
     prep = prepare(surface, quantity, log=log, vmin=vmin, vmax=vmax)
-    X, Y = _grid(surface)
-    z = np.ma.clip(prep.z, prep.vmin, prep.vmax)
     fig = Figure(figsize=(7.0, 5.6), layout="constrained")
     ax = fig.add_subplot(projection="3d")
-    surf = ax.plot_surface(
-        X, Y, z, cmap=CMAP, vmin=prep.vmin, vmax=prep.vmax, linewidth=0, antialiased=True
-    )
-    ax.set_zlim(prep.vmin, prep.vmax)
+    surf = draw_surface3d(ax, surface, prep)
     fig.colorbar(surf, ax=ax, shrink=0.6, pad=0.08, label=prep.label)
-    _label_axes(ax)
-    ax.set_zlabel(prep.label)
     ax.set_title(_title(prep.label, prep.scale, surface, "3-D surface"))
     return fig

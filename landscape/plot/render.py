@@ -25,7 +25,7 @@ KINDS_2D: tuple[str, ...] = ("contour", "contourf", "heatmap", "surface3d")
 ACC_KINDS: tuple[str, ...] = ("contourf", "heatmap")  # accuracies: linear scale only
 
 
-def _check_choice(name: str, given: Iterable[str], choices: tuple[str, ...]) -> list[str]:
+def check_choice(name: str, given: Iterable[str], choices: tuple[str, ...]) -> list[str]:
     """Validate a set of names against the choices; the error lists what is allowed."""
     picked = list(dict.fromkeys(given))
     bad = [k for k in picked if k not in choices]
@@ -44,7 +44,8 @@ def check_format(fmt: str) -> str:
     return norm
 
 
-def _has_data(surface: Surface, quantity: str) -> bool:
+def has_data(surface: Surface, quantity: str) -> bool:
+    """True when ``quantity`` has at least one finite value to draw."""
     return bool(np.any(np.isfinite(np.asarray(surface.values[quantity], dtype=float))))
 
 
@@ -55,7 +56,7 @@ def _jobs_1d(
     jobs = []
     for split in figures.splits(surface):
         q = f"{split}_loss"
-        if q not in surface.values or not _has_data(surface, q):
+        if q not in surface.values or not has_data(surface, q):
             continue
         for scale in scales:
             log = scale == "log"
@@ -82,7 +83,7 @@ def _jobs_2d(
     """
     jobs = []
     for q in surface.values:
-        if not q.endswith(("_loss", "_acc")) or not _has_data(surface, q):
+        if not q.endswith(("_loss", "_acc")) or not has_data(surface, q):
             continue
         acc = figures.is_accuracy(q)
         for kind in kinds:
@@ -129,8 +130,8 @@ def render_all(
     finite value yet are skipped; a surface with nothing to draw raises SurfaceFileError.
     """
     fmt = check_format(fmt)
-    picked = _check_choice("plot kind", KINDS if kinds is None else kinds, KINDS)
-    scale_list = _check_choice("scale", scales, SCALES)
+    picked = check_choice("plot kind", KINDS if kinds is None else kinds, KINDS)
+    scale_list = check_choice("scale", scales, SCALES)
     applicable = ["1d"] if surface.dims == 1 else list(KINDS_2D)
     picked = [k for k in picked if k in applicable]
     if not picked:
@@ -153,10 +154,10 @@ def render_all(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = Path(surface.path).stem
-    return [_save(make, out / f"{stem}_{part}.{fmt}", dpi) for part, make in jobs]
+    return [save_figure(make, out / f"{stem}_{part}.{fmt}", dpi) for part, make in jobs]
 
 
-def _save(make: Callable[[], Figure], path: Path, dpi: int) -> Path:
+def save_figure(make: Callable[[], Figure], path: Path, dpi: int) -> Path:
     """Build one figure, save it, and close it whatever happens."""
     fig = make()
     try:
