@@ -196,7 +196,9 @@ def test_blocks_in_any_order_land_at_their_points(tmp_path: Path) -> None:
     with SurfaceStore.open_for_run(out, header(out, x="-1:1:6", y="-1:1:7")) as store:
         order = rng.permutation(42)
         for block in (sorted(order[:17]), list(order[17:30]), sorted(order[30:])):
-            store.write_block([int(k) for k in block], [float(k) for k in block], [k / 42 for k in block])
+            store.write_block(
+                [int(k) for k in block], [float(k) for k in block], [k / 42 for k in block]
+            )
     s = read_surface(out)
     assert s.done.all()
     np.testing.assert_array_equal(s.values["train_loss"].reshape(-1), np.arange(42.0))
