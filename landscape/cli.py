@@ -16,9 +16,13 @@ import click
 
 from landscape import __version__
 from landscape.config import (
+    BN_CHOICES,
+    COMPILE_CHOICES,
     DIRECTION_NAMES,
+    DTYPE_CHOICES,
     ENGINE_CHOICES,
     IGNORE_CHOICES,
+    MEMORY_FORMAT_CHOICES,
     NORM_CHOICES,
     SPLIT_CHOICES,
     ComputeConfig,
@@ -98,6 +102,14 @@ FLAG_KEYS = {
     "loss": "eval.loss",
     "device": "eval.device",
     "engine": "eval.engine",
+    "bn": "eval.bn",
+    "bn_batches": "eval.bn_batches",
+    "dtype": "eval.dtype",
+    "tf32": "eval.tf32",
+    "compile": "eval.compile",
+    "memory_format": "eval.memory_format",
+    "memory_budget": "eval.memory_budget",
+    "threads": "eval.threads",
     "out": "out",
 }
 
@@ -200,7 +212,39 @@ def build_compute_config(
 @click.option("--y", type=AxisType(), help="y axis as MIN:MAX:NUM; omit for a 1-D surface.")
 @click.option("--loss", help="cross-entropy, mse or pkg.module:fn [cross-entropy].")
 @click.option("--device", help="auto, cpu, cuda, cuda:N or mps [auto].")
-@click.option("--engine", type=click.Choice(ENGINE_CHOICES), help="Point evaluator [auto].")
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINE_CHOICES),
+    help="Point evaluator: reference (one point per call), batched (K per call, vmap) or auto (timed) [auto].",
+)
+@click.option(
+    "--bn",
+    type=click.Choice(BN_CHOICES),
+    help="BatchNorm statistics: eval (the checkpoint's), recalibrate (re-estimated at every point), train [eval].",
+)
+@click.option(
+    "--bn-batches", type=click.IntRange(min=1), help="recalibrate: training batches per point [10]."
+)
+@click.option(
+    "--dtype", type=click.Choice(DTYPE_CHOICES), help="Forward-pass precision (autocast) [float32]."
+)
+@click.option("--tf32/--no-tf32", default=None, help="Allow TF32 matmuls on CUDA [no].")
+@click.option(
+    "--compile",
+    type=click.Choice(COMPILE_CHOICES),
+    help="torch.compile: auto pays it only on long runs [auto].",
+)
+@click.option(
+    "--memory-format",
+    type=click.Choice(MEMORY_FORMAT_CHOICES),
+    help="Layout of conv nets [auto: timed].",
+)
+@click.option(
+    "--memory-budget",
+    metavar="BYTES",
+    help="Activation memory of the batched path, e.g. 2GB [auto].",
+)
+@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads [PyTorch's default].")
 @click.option("--out", type=click.Path(dir_okay=False), help="Surface file to write (or resume).")
 @click.option(
     "--overwrite", is_flag=True, help="Replace an existing surface file of another config."

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,6 +22,8 @@ from landscape.data import EvalData, load_data
 from landscape.directions import DirectionContext, DirectionSet, build, load_directions, summarize
 from landscape.directions.paths import expand_checkpoints
 from landscape.engine import ReferenceEvaluator, eval_mode, resolve_device
+from landscape.engine.reference import PointEvaluatorBase
+from landscape.engine.select import EngineRequest, choose_engine, parse_bytes
 from landscape.errors import ConfigError, DirectionError, LandscapeError
 from landscape.losses import correct_count, get_loss
 from landscape.models import build_model
@@ -144,12 +148,16 @@ def weights_sha256(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def probe(evaluator: ReferenceEvaluator, prep: Prepared, config: ComputeConfig) -> None:
+def probe(prep: Prepared, config: ComputeConfig, directions: list[dict[str, torch.Tensor]]) -> None:
     """Run one small batch at θ so a model/data/loss mismatch fails before any file is written."""
     x, y = next(iter(prep.data.batches(min(config.data.batch_size, 8), prep.device)))
+    loss_fn = get_loss(config.eval.loss)
+    plain = ReferenceEvaluator(
+        prep.model, prep.centre, directions, lambda: iter(()), loss_fn, correct_count
+    )
     try:
         with eval_mode(prep.model), torch.inference_mode():
-            logits = evaluator.forward(prep.centre)(x)
+            logits = plain.forward(prep.centre)(x)
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(
@@ -157,7 +165,7 @@ def probe(evaluator: ReferenceEvaluator, prep: Prepared, config: ComputeConfig) 
             f"(inputs of shape {tuple(x.shape[1:])}): {first}; check --model, --model-arg and --data"
         ) from None
     try:
-        evaluator.loss_fn(logits, y)
+        loss_fn(logits, y)
     except (RuntimeError, ValueError, IndexError) as exc:
         raise ConfigError(
             f"loss {config.eval.loss!r} cannot compare the model's outputs {tuple(logits.shape)} "
@@ -210,19 +218,27 @@ def run_compute(
             out, RunHeader(config, x, y, DirectionSet("", []), {}, prep.checkpoint_sha256, extra)
         )
     directions = directions_for(config, prep, resume_from=out if resuming else None)
-    evaluator = ReferenceEvaluator(
+    device_dirs = directions.to(prep.device).vectors
+    probe(prep, config, device_dirs)
+    choice = choose_engine(
         prep.model,
         prep.centre,
-        directions.to(prep.device).vectors,
+        device_dirs,
         lambda: prep.data.batches(config.data.batch_size, prep.device),
         get_loss(config.eval.loss),
         correct_count,
+        engine_request(config, prep),
+        _pending_guess(out, resuming, x, y),
     )
-    probe(evaluator, prep, config)
+    evaluator = choice.evaluator
+    extra["engine"] = choice.report
     header = RunHeader(
         config, x, y, directions, summarize(directions), prep.checkpoint_sha256, extra
     )
-    with SurfaceStore.open_for_run(out, header, overwrite=overwrite) as store:
+    with (
+        SurfaceStore.open_for_run(out, header, overwrite=overwrite) as store,
+        numerics(config, prep.device),
+    ):
         pending = store.pending()
         total = int(np.prod(store.shape))
         bar = progress(total, total - len(pending)) if progress else None
@@ -234,25 +250,94 @@ def run_compute(
         nonfinite = store.nonfinite_count()
         resumed = store.resumed
     seconds = time.perf_counter() - start
-    return RunResult(str(out), total, len(pending), resumed, nonfinite, seconds, str(prep.device))
+    return RunResult(
+        str(out),
+        total,
+        len(pending),
+        resumed,
+        nonfinite,
+        seconds,
+        str(prep.device),
+        {"engine": choice.report},
+    )
+
+
+def engine_request(config: ComputeConfig, prep: Prepared) -> EngineRequest:
+    """The evaluator options the config asks for (BN policy, precision, layout, compile, budget)."""
+    ev = config.eval
+    options: dict[str, Any] = {"bn": ev.bn, "autocast": autocast_dtype(ev.dtype, prep.device)}
+    if ev.bn == "recalibrate":
+        train = load_data(replace(config.data, split="train"))
+        bs, n = config.data.batch_size, ev.bn_batches
+        options["train_batches"] = lambda: itertools.islice(train.batches(bs, prep.device), n)
+    return EngineRequest(
+        engine=ev.engine,
+        compile=ev.compile,
+        memory_format=ev.memory_format,
+        memory_budget=parse_bytes(ev.memory_budget),
+        batch_size=config.data.batch_size,
+        options=options,
+    )
+
+
+def autocast_dtype(name: str, device: torch.device) -> torch.dtype | None:
+    """float32 → no autocast; bfloat16/float16 only where the device runs them."""
+    if name == "float32":
+        return None
+    dtype = getattr(torch, name)
+    if device.type == "cpu" and dtype is torch.float16:
+        raise ConfigError("--dtype float16 needs a GPU; on a CPU use --dtype bfloat16 or float32")
+    if device.type == "cuda" and dtype is torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        raise ConfigError("this GPU does not support bfloat16; use --dtype float16 or float32")
+    return dtype
+
+
+@contextlib.contextmanager
+def numerics(config: ComputeConfig, device: torch.device) -> Iterator[None]:
+    """Threads and TF32 for the run's duration, restored afterwards."""
+    threads = torch.get_num_threads()
+    tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    if config.eval.threads:
+        torch.set_num_threads(config.eval.threads)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = config.eval.tf32
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+
+
+def _pending_guess(out: Path, resuming: bool, x: np.ndarray, y: np.ndarray | None) -> int:
+    """Points this run will evaluate, for the compile decision (a read-only peek when resuming)."""
+    total = len(x) * (1 if y is None else len(y))
+    if not resuming:
+        return total
+    import h5py
+
+    with h5py.File(out, "r") as f:
+        return int((~f["done"][()]).sum())
 
 
 def _evaluate_pending(
-    evaluator: ReferenceEvaluator,
+    evaluator: PointEvaluatorBase,
     store: SurfaceStore,
     pending: np.ndarray,
     x: np.ndarray,
     y: np.ndarray | None,
     bar: Progress | None,
 ) -> None:
-    """Evaluate points in order, writing them in blocks of at most FLUSH_POINTS / FLUSH_SECONDS."""
+    """Evaluate points chunk by chunk (K at a time on the batched path), writing in blocks of at
+    most FLUSH_POINTS points or FLUSH_SECONDS seconds."""
+    chunk = getattr(evaluator, "k", 1)
     block: list[tuple[int, float, float]] = []
     last = time.perf_counter()
-    for flat in pending:
-        r = evaluator.evaluate(grid.point_coords(int(flat), x, y))
-        block.append((int(flat), r.loss, r.acc))
+    for start in range(0, len(pending), chunk):
+        flats = [int(f) for f in pending[start : start + chunk]]
+        results = evaluator.evaluate_block([grid.point_coords(f, x, y) for f in flats])
+        block.extend((f, r.loss, r.acc) for f, r in zip(flats, results, strict=True))
         if bar is not None:
-            bar.update(1)
+            bar.update(len(flats))
         if len(block) >= FLUSH_POINTS or time.perf_counter() - last >= FLUSH_SECONDS:
             store.write_block(*zip(*block, strict=True))
             block, last = [], time.perf_counter()

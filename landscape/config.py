@@ -29,9 +29,11 @@ DIRECTION_NAMES = (
 IGNORE_CHOICES = ("biasbn", "none")
 NORM_CHOICES = ("filter", "layer", "none")
 SPLIT_CHOICES = ("train", "test")
-ENGINE_CHOICES = ("auto", "reference")
-BN_CHOICES = ("eval",)
-DTYPE_CHOICES = ("float32",)
+ENGINE_CHOICES = ("auto", "reference", "batched")
+BN_CHOICES = ("eval", "recalibrate", "train")
+DTYPE_CHOICES = ("float32", "bfloat16", "float16")
+COMPILE_CHOICES = ("auto", "on", "off")
+MEMORY_FORMAT_CHOICES = ("auto", "contiguous", "channels-last")
 
 
 @dataclass(frozen=True)
@@ -87,13 +89,27 @@ class GridSpec:
 
 @dataclass(frozen=True)
 class EvalSpec:
-    """How each point is evaluated."""
+    """How each point is evaluated.
+
+    ``bn``: BatchNorm statistics at each point (eval: the checkpoint's; recalibrate: re-estimated
+    from ``bn_batches`` training batches; train: each batch's own). ``dtype``: autocast precision of
+    the forward pass (the loss is summed in float64). ``tf32``: allow TF32 matmuls on CUDA. The rest
+    changes speed, not values: ``engine``, ``compile``, ``memory_format``, ``memory_budget`` (bytes
+    the batched path may use for activations, e.g. 2GB; auto: half the free GPU memory, 2GB on a
+    CPU) and ``threads`` (intra-op threads; null: PyTorch's default).
+    """
 
     loss: str = "cross-entropy"
     device: str = "auto"
     engine: str = "auto"
     bn: str = "eval"
+    bn_batches: int = 10
     dtype: str = "float32"
+    tf32: bool = False
+    compile: str = "auto"
+    memory_format: str = "auto"
+    memory_budget: str | None = None
+    threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +131,12 @@ class ComputeConfig:
         _check_choice("eval.engine", self.eval.engine, ENGINE_CHOICES)
         _check_choice("eval.bn", self.eval.bn, BN_CHOICES)
         _check_choice("eval.dtype", self.eval.dtype, DTYPE_CHOICES)
+        _check_choice("eval.compile", self.eval.compile, COMPILE_CHOICES)
+        _check_choice("eval.memory_format", self.eval.memory_format, MEMORY_FORMAT_CHOICES)
+        if self.eval.bn_batches < 1:
+            raise ConfigError(f"eval.bn_batches must be at least 1, got {self.eval.bn_batches}")
+        if self.eval.threads is not None and self.eval.threads < 1:
+            raise ConfigError(f"eval.threads must be at least 1, got {self.eval.threads}")
         self._check_direction_inputs()
         if self.data.batch_size < 1:
             raise ConfigError(f"data.batch_size must be at least 1, got {self.data.batch_size}")
@@ -184,8 +206,8 @@ class ComputeConfig:
         d = self.to_dict()
         d.pop("out")
         d["data"].pop("batch_size")
-        d["eval"].pop("device")
-        d["eval"].pop("engine")
+        for key in ("device", "engine", "compile", "memory_format", "memory_budget", "threads"):
+            d["eval"].pop(key)
         return d
 
 

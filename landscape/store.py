@@ -107,13 +107,15 @@ class SurfaceStore:
         loss_ds = self._f[f"{self.split}_loss"]
         acc_ds = self._f[f"{self.split}_acc"]
         done = self._f["done"]
-        where = [np.unravel_index(int(k), self.shape) for k in indices]
-        for idx, loss, acc in zip(where, losses, accs, strict=True):
-            loss_ds[idx] = loss
-            acc_ds[idx] = acc
+        runs = list(_runs(np.asarray(indices, dtype=np.int64), self.shape))
+        loss_arr = np.asarray(losses, dtype=np.float64)
+        acc_arr = np.asarray(accs, dtype=np.float64)
+        for where, part in runs:
+            loss_ds[where] = loss_arr[part]
+            acc_ds[where] = acc_arr[part]
         self._f.flush()  # values reach the disk before the flags that vouch for them
-        for idx in where:
-            done[idx] = True
+        for where, part in runs:
+            done[where] = np.ones(part.stop - part.start, dtype=bool)
         self._f.flush()
 
     def nonfinite_count(self) -> int:
@@ -130,6 +132,24 @@ class SurfaceStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _runs(flat: np.ndarray, shape: tuple[int, ...]):
+    """Split flat indices into runs of consecutive points within one grid row.
+
+    Yields ``(where, part)``: ``where`` indexes the dataset with a slice (one h5py write per
+    run rather than per point), ``part`` the matching slice of the block's values.
+    """
+    ny = shape[-1]
+    start = 0
+    for end in range(1, len(flat) + 1):
+        if end < len(flat) and flat[end] == flat[end - 1] + 1 and flat[end] % ny != 0:
+            continue
+        first = int(flat[start])
+        i, j = divmod(first, ny)
+        span = slice(j, j + end - start)
+        yield ((i, span) if len(shape) == 2 else (span,)), slice(start, end)
+        start = end
 
 
 # --- creating ---------------------------------------------------------------------------------

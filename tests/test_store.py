@@ -187,3 +187,19 @@ def test_sigkill_at_any_moment_leaves_a_consistent_file(tmp_path: Path) -> None:
         if s.done.all():
             break
     assert kills >= 3
+
+
+def test_blocks_in_any_order_land_at_their_points(tmp_path: Path) -> None:
+    """Runs of consecutive points are written as slices; gaps, row ends and shuffles too."""
+    out = tmp_path / "s.h5"
+    rng = np.random.default_rng(0)
+    with SurfaceStore.open_for_run(out, header(out, x="-1:1:6", y="-1:1:7")) as store:
+        order = rng.permutation(42)
+        for block in (sorted(order[:17]), list(order[17:30]), sorted(order[30:])):
+            store.write_block(
+                [int(k) for k in block], [float(k) for k in block], [k / 42 for k in block]
+            )
+    s = read_surface(out)
+    assert s.done.all()
+    np.testing.assert_array_equal(s.values["train_loss"].reshape(-1), np.arange(42.0))
+    np.testing.assert_allclose(s.values["train_acc"].reshape(-1), np.arange(42) / 42)

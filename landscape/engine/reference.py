@@ -5,6 +5,10 @@ Each point is evaluated with ``torch.func.functional_call(model, θ + a·d1 + b�
 written. The loss is the exact mean over samples: per-sample losses are summed in float64 and
 divided by N (not a mean of batch means). Accuracy is the fraction of correct top-1 predictions.
 
+Options that change only speed (channels-last memory format, ``torch.compile``) or precision
+(autocast dtype) and the BatchNorm policy (see ``policies``) are shared with the batched path
+through :class:`PointEvaluatorBase`.
+
 TorchScript modules refuse ``functional_call`` ("the stateless API can't be used with Jitted
 modules"); for them the evaluator keeps a private deep copy and writes each point's tensors into
 that copy, so the caller's model is still never touched.
@@ -15,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -22,10 +27,12 @@ import torch
 from torch.func import functional_call
 
 from landscape import params
+from landscape.engine import policies
 from landscape.errors import ConfigError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 CorrectFn = Callable[[torch.Tensor, torch.Tensor], "int | None"]
+Batches = Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]
 
 
 @dataclass(frozen=True)
@@ -77,36 +84,139 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
             m.training = flag
 
 
-class ReferenceEvaluator:
-    """Evaluate points ``centre + Σ c_k·d_k`` one at a time over a fixed evaluation set."""
+def is_jitted(model: torch.nn.Module) -> bool:
+    return isinstance(model, torch.jit.ScriptModule)
+
+
+def has_conv2d(model: torch.nn.Module) -> bool:
+    return any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+
+
+def to_channels_last(tensors: dict[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
+    """4-D tensors (conv weights) in channels-last layout; elementwise sums keep the layout."""
+    return OrderedDict(
+        (k, v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v)
+        for k, v in tensors.items()
+    )
+
+
+class PointEvaluatorBase:
+    """What both paths share: the model to call, the data, the loss, and the options.
+
+    ``bn`` is the BatchNorm policy (eval, train, recalibrate; recalibrate needs ``train_batches``),
+    ``channels_last`` and ``compile`` change only speed, ``autocast`` (a dtype) the precision of
+    the forward pass; the loss is always summed in float64.
+    """
 
     def __init__(
         self,
         model: torch.nn.Module,
         centre: dict[str, torch.Tensor],
         directions: Sequence[dict[str, torch.Tensor]],
-        batches: Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]],
+        batches: Batches,
         loss_fn: LossFn,
         correct_fn: CorrectFn,
+        *,
+        bn: str = "eval",
+        train_batches: Batches | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
+        autocast: torch.dtype | None = None,
     ) -> None:
+        policies.check_policy(model, bn)
+        if bn == "recalibrate" and train_batches is None:
+            raise ConfigError(
+                "--bn recalibrate needs training batches to re-estimate statistics from"
+            )
         self.model = model
-        # jitted modules cannot be called functionally: evaluate on a private copy instead
-        self._private = copy.deepcopy(model) if isinstance(model, torch.jit.ScriptModule) else None
-        self.centre = centre
-        self.directions = list(directions)
-        self.batches = batches
+        self.bn = bn
+        self.channels_last = channels_last and not is_jitted(model)
+        self.centre = to_channels_last(centre) if self.channels_last else OrderedDict(centre)
+        self.directions = [to_channels_last(d) if self.channels_last else d for d in directions]
+        self._batches = batches
+        self.train_batches = train_batches
         self.loss_fn = loss_fn
         self.correct_fn = correct_fn
+        self.autocast = autocast
+        self.compile = compile and not is_jitted(model)
+        self.bn_names = policies.bn_buffer_names(model) if bn != "eval" else []
+        # the module each forward pass calls: the caller's model, or a private copy
+        if is_jitted(model):
+            self.module = copy.deepcopy(model)
+        elif bn == "train":
+            self.module = policies.batch_stats_model(model)
+        else:
+            self.module = model
+        self._recal_module = policies.recalibration_model(model) if bn == "recalibrate" else None
+
+    # --- data ----------------------------------------------------------------------------------
+
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y in self._batches():
+            if self.channels_last and x.ndim == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, y
+
+    def _train_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        assert self.train_batches is not None  # checked in __init__
+        for x, y in self.train_batches():
+            if self.channels_last and x.ndim == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, y
+
+    # --- one point's tensors -----------------------------------------------------------------
+
+    def point_state(self, coords: tuple[float, ...]) -> OrderedDict[str, torch.Tensor]:
+        """θ + Σ c_k·d_k with the buffers the BN policy calls for."""
+        point = params.combine(self.centre, self.directions, coords)
+        if self.bn == "train":
+            for name in self.bn_names:  # the private copy normalizes with batch statistics
+                point.pop(name, None)
+        elif self.bn == "recalibrate":
+            point.update(
+                policies.recalibrate(self._recal_module, point, self.bn_names, self._train_batches)
+            )
+        return point
+
+    def autocast_context(self) -> contextlib.AbstractContextManager:
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        device_type = next(iter(self.centre.values())).device.type
+        return torch.autocast(device_type, dtype=self.autocast)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "bn": self.bn,
+            "channels_last": self.channels_last,
+            "compile": self.compile,
+            "autocast": str(self.autocast).replace("torch.", "") if self.autocast else None,
+        }
+
+
+class ReferenceEvaluator(PointEvaluatorBase):
+    """Evaluate points ``centre + Σ c_k·d_k`` one at a time over a fixed evaluation set."""
+
+    name = "reference"
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._compiled = None
+        if self.compile:
+
+            def call(point: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+                return functional_call(self.module, point, (x,))
+
+            self._compiled = torch.compile(call, dynamic=False)
 
     def evaluate(self, coords: tuple[float, ...]) -> PointResult:
         """Loss and accuracy at one point; ``coords`` has one entry per direction."""
-        point = params.combine(self.centre, self.directions, coords)
+        point = self.point_state(coords)
         forward = self.forward(point)
         loss_sum, correct, n, acc_known = 0.0, 0, 0, True
-        with eval_mode(self.model), torch.inference_mode():
+        with eval_mode(self.module), torch.inference_mode(), self.autocast_context():
             for x, y in self.batches():
                 logits = forward(x)
-                loss_sum += float(self.loss_fn(logits, y).double().sum())
+                loss_sum += float(self.loss_fn(logits.float(), y).double().sum())
                 c = self.correct_fn(logits, y)
                 acc_known = acc_known and c is not None
                 correct += c or 0
@@ -117,14 +227,23 @@ class ReferenceEvaluator:
 
     def forward(self, point: dict[str, torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
         """A function ``x → logits`` of the model at ``point`` (call it in eval mode, no grad)."""
-        if self._private is None:
-            return lambda x: functional_call(self.model, point, (x,))
-        private = self._private
-        with torch.no_grad():
-            for name, t in [*private.named_parameters(), *private.named_buffers()]:
-                t.copy_(point[name])
-        private.eval()
-        return private
+        if is_jitted(self.model):
+            private = self.module
+            with torch.no_grad():
+                for name, t in [*private.named_parameters(), *private.named_buffers()]:
+                    t.copy_(point[name])
+            private.eval()
+            return private
+        if self._compiled is not None:
+            compiled = self._compiled
+            return lambda x: compiled(point, x)
+        return lambda x: functional_call(self.module, point, (x,))
 
-    def evaluate_many(self, points: Sequence[tuple[float, ...]]) -> list[PointResult]:
+    def evaluate_block(self, points: Sequence[tuple[float, ...]]) -> list[PointResult]:
         return [self.evaluate(p) for p in points]
+
+    # kept for callers of the first API
+    evaluate_many = evaluate_block
+
+    def describe(self) -> dict[str, object]:
+        return {"engine": self.name, **super().describe()}

@@ -1,0 +1,238 @@
+"""Choosing the evaluator: the fastest correct path for this device, model and run (DESIGN §4).
+
+``--engine auto`` builds the candidates (the per-point path in the contiguous and, for conv nets,
+the channels-last layout; the batched path with K points per call), times each on the first few
+data batches, and keeps the fastest. It then compiles with ``torch.compile`` only when the time
+the run is expected to save exceeds, with a margin, what compiling costs on this device; a compile
+that fails falls back to the eager path. Every measurement and decision is returned as a report
+that the surface file records.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from landscape.engine.batched import BatchedEvaluator
+from landscape.engine.reference import (
+    Batches,
+    PointEvaluatorBase,
+    ReferenceEvaluator,
+    eval_mode,
+    has_conv2d,
+    is_jitted,
+)
+from landscape.errors import ConfigError
+
+# what compiling costs, measured on ResNet-20 (CPU: 2 cores; CUDA: one GPU), and what it saves
+COMPILE_SECONDS = {"cpu": 25.0, "cuda": 40.0}
+COMPILE_SPEEDUP = 1.6
+PAYOFF_MARGIN = 1.5
+TIMING_BATCHES = 2
+MAX_K = 64
+
+
+@dataclass
+class EngineChoice:
+    evaluator: PointEvaluatorBase
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EngineRequest:
+    """What the config asks for; ``auto`` lets the selector decide."""
+
+    engine: str = "auto"  # auto | reference | batched
+    compile: str = "auto"  # auto | on | off
+    memory_format: str = "auto"  # auto | contiguous | channels-last
+    memory_budget: int | None = None  # bytes for the batched path's activations
+    batch_size: int = 500
+    options: dict[str, Any] = field(default_factory=dict)  # bn, train_batches, autocast
+
+
+def parse_bytes(text: str | None) -> int | None:
+    """``2GB``, ``512MB``, ``1.5G`` or a plain number of bytes."""
+    if text is None or str(text).strip() in ("", "auto"):
+        return None
+    s = str(text).strip().upper().removesuffix("B")
+    scale = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    try:
+        if s and s[-1] in scale:
+            return int(float(s[:-1]) * scale[s[-1]])
+        return int(float(s))
+    except ValueError:
+        raise ConfigError(
+            f"memory budget must look like 2GB, 512MB or a number of bytes; got {text!r}"
+        ) from None
+
+
+def choose_engine(
+    model: torch.nn.Module,
+    centre: dict[str, torch.Tensor],
+    directions: list[dict[str, torch.Tensor]],
+    batches: Batches,
+    loss_fn: Callable,
+    correct_fn: Callable,
+    request: EngineRequest,
+    pending_points: int,
+) -> EngineChoice:
+    """Build the evaluator the request asks for, timing candidates where it says auto."""
+    device = next(iter(centre.values())).device
+    common = (model, centre, directions)
+    k = batched_k(model, centre, batches, request, device)
+    formats = _formats(model, request)
+    engines = ["reference", "batched"] if request.engine == "auto" else [request.engine]
+    if is_jitted(model):
+        engines, formats = ["reference"], [False]
+    candidates = [(e, cl) for e in engines for cl in formats]
+
+    def make(
+        engine: str, channels_last: bool, data: Batches, compile: bool = False
+    ) -> PointEvaluatorBase:
+        opts = dict(request.options, channels_last=channels_last, compile=compile)
+        if engine == "batched":
+            return BatchedEvaluator(*common, data, loss_fn, correct_fn, k=k, **opts)
+        return ReferenceEvaluator(*common, data, loss_fn, correct_fn, **opts)
+
+    report: dict[str, Any] = {"device": str(device), "k": k, "timings": {}}
+    if len(candidates) > 1:
+        few = _first_batches(batches, TIMING_BATCHES)
+        for engine, cl in candidates:
+            label = f"{engine}{'+channels-last' if cl else ''}"
+            try:
+                seconds = _seconds_per_point(make(engine, cl, few), k if engine == "batched" else 1)
+            except (RuntimeError, NotImplementedError, ValueError) as exc:
+                # e.g. vmap over a torch.export graph: this candidate cannot run on this model
+                report.setdefault("unavailable", {})[label] = str(exc).strip().splitlines()[0][:200]
+                continue
+            report["timings"][label] = seconds
+        if not report["timings"]:
+            raise ConfigError(f"no evaluation path runs this model: {report.get('unavailable')}")
+        best = min(report["timings"], key=report["timings"].get)
+        engine, cl = next(
+            (e, c) for e, c in candidates if f"{e}{'+channels-last' if c else ''}" == best
+        )
+        scale = _batch_count(batches) / TIMING_BATCHES
+        per_point = report["timings"][best] * scale
+    else:
+        engine, cl = candidates[0]
+        per_point = None
+    compile, why = _compile_decision(request.compile, device, per_point, pending_points)
+    report.update(engine=engine, channels_last=cl, compile=compile, compile_reason=why)
+    evaluator = make(engine, cl, batches, compile)
+    if compile:
+        evaluator, report = _checked_compile(evaluator, make, engine, cl, batches, report)
+    report["engine"] = evaluator.name
+    report.update(evaluator.describe())
+    return EngineChoice(evaluator, report)
+
+
+def _formats(model: torch.nn.Module, request: EngineRequest) -> list[bool]:
+    if request.memory_format == "contiguous" or not has_conv2d(model):
+        return [False]
+    if request.memory_format == "channels-last":
+        return [True]
+    return [False, True]
+
+
+def batched_k(
+    model: torch.nn.Module,
+    centre: dict[str, torch.Tensor],
+    batches: Batches,
+    request: EngineRequest,
+    device: torch.device,
+) -> int:
+    """Points per call so that K × batch × activation bytes per sample fits the memory budget."""
+    budget = request.memory_budget
+    if budget is None:
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            budget = int(free * 0.5)
+        else:
+            budget = 2 * 2**30
+    per_sample = activation_bytes_per_sample(model, centre, batches)
+    k = budget // max(1, per_sample * request.batch_size)
+    return int(max(1, min(MAX_K, k)))
+
+
+def activation_bytes_per_sample(
+    model: torch.nn.Module, centre: dict[str, torch.Tensor], batches: Batches
+) -> int:
+    """Bytes of all module outputs for one sample: an upper bound of what a forward keeps alive."""
+    from torch.func import functional_call
+
+    total = 0
+
+    def hook(_m: torch.nn.Module, _i: Any, out: Any) -> None:
+        nonlocal total
+        if isinstance(out, torch.Tensor):
+            total += out[:1].numel() * out.element_size()
+
+    if is_jitted(model):
+        return 4 * 2**20  # cannot hook a TorchScript module: assume 4 MB per sample
+    x, _ = next(iter(batches()))
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    try:
+        with eval_mode(model), torch.inference_mode():
+            functional_call(model, dict(centre), (x[:1],))
+    finally:
+        for h in handles:
+            h.remove()
+    return max(total, 1)
+
+
+def _first_batches(batches: Batches, n: int) -> Batches:
+    return lambda: itertools.islice(batches(), n)
+
+
+def _batch_count(batches: Batches) -> int:
+    return sum(1 for _ in batches())
+
+
+def _seconds_per_point(evaluator: PointEvaluatorBase, k: int) -> float:
+    """Time one chunk of k points after a warm-up chunk; seconds per point."""
+    points = [(0.0,) * len(evaluator.directions)] * k
+    evaluator.evaluate_block(points)  # warm-up: allocations, lazy inits
+    start = time.perf_counter()
+    evaluator.evaluate_block(points)
+    return (time.perf_counter() - start) / k
+
+
+def _compile_decision(
+    asked: str, device: torch.device, per_point: float | None, pending: int
+) -> tuple[bool, str]:
+    if asked in ("on", "off"):
+        return asked == "on", f"--compile {asked}"
+    if device.type not in COMPILE_SECONDS:
+        return False, f"not compiled on {device.type}"
+    if per_point is None:
+        return False, "an explicit engine compiles only with --compile on"
+    saved = pending * per_point * (1 - 1 / COMPILE_SPEEDUP)
+    cost = COMPILE_SECONDS[device.type]
+    verdict = saved > PAYOFF_MARGIN * cost
+    return verdict, f"expected saving {saved:.0f} s vs compile cost ~{cost:.0f} s on {device.type}"
+
+
+def _checked_compile(
+    evaluator: PointEvaluatorBase,
+    make: Callable[..., PointEvaluatorBase],
+    engine: str,
+    cl: bool,
+    batches: Batches,
+    report: dict[str, Any],
+) -> tuple[PointEvaluatorBase, dict[str, Any]]:
+    """Compile on one point now; a compiler that fails here leaves the eager path in place."""
+    start = time.perf_counter()
+    try:
+        evaluator.evaluate_block([(0.0,) * len(evaluator.directions)])
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        report.update(compile=False, compile_error=first[:200])
+        return make(engine, cl, batches, False), report
+    report["compile_seconds"] = round(time.perf_counter() - start, 2)
+    return evaluator, report

@@ -1,0 +1,207 @@
+"""Benchmark: landscape's engine against the plain per-point loop other tools use.
+
+    python scripts/bench.py                       # mlp on digits and resnet20 on synthetic CIFAR
+    python scripts/bench.py --model resnet20 --grid 21 --samples 2000 --device cuda
+
+For each model, in one run and on the same directions and grid:
+1. ``landscape compute`` as a user runs it (``--engine auto``: engine choice, compile and all), timed
+   as a whole, start-up included;
+2. the plain loop of the reference implementations: weights copied into the model in place,
+   ``eval()``, ``no_grad``, NCHW, batch 500, default threads, one point at a time. On large grids it
+   is timed on ``--baseline-points`` points spread over the grid and its rate projected (said so);
+3. a check that both give the same losses (max |Δloss| ≤ 1e-5 relative) on those points;
+4. points/s, achieved GFLOP/s (FLOPs of one forward from ``torch.utils.flop_counter``), the ratio,
+   and the share of this machine's matmul peak, measured here on a large float32 matmul.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from landscape.compute import run_compute
+from landscape.config import ComputeConfig
+from landscape.models import build_model
+from landscape.store import read_surface
+
+PLAIN_BATCH = 500
+
+
+def matmul_peak_gflops(device: torch.device, n: int = 2048, reps: int = 5) -> float:
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    _sync(device)
+    return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def flops_per_sample(model: torch.nn.Module, sample: torch.Tensor) -> float:
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.eval()(sample[:1])
+    return float(counter.get_total_flops())
+
+
+def make_data(name: str, samples: int, folder: Path) -> tuple[str, dict]:
+    """The data spec and model args: digits as shipped, or synthetic CIFAR-shaped arrays."""
+    if name == "mlp":
+        return "digits", {}
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(samples, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, size=samples).astype(np.int64)
+    path = folder / "synthetic_cifar.npz"
+    np.savez(path, x=x, y=y)
+    return f"npz:{path}", {}
+
+
+def plain_loop(model, theta, d1, d2, x, y, points, device) -> tuple[list[float], float]:
+    """What other tools do: copy each point's weights into the model, then a no_grad forward."""
+    model.eval()
+    params = dict(model.named_parameters())
+    losses = []
+    _sync(device)
+    start = time.perf_counter()
+    with torch.no_grad():
+        for a, b in points:
+            for name, p in params.items():
+                p.copy_(theta[name] + a * d1[name] + b * d2[name])
+            total = 0.0
+            for s in range(0, len(y), PLAIN_BATCH):
+                out = model(x[s : s + PLAIN_BATCH])
+                total += torch.nn.functional.cross_entropy(
+                    out, y[s : s + PLAIN_BATCH], reduction="sum"
+                ).item()
+            losses.append(total / len(y))
+    _sync(device)
+    elapsed = time.perf_counter() - start
+    for name, p in params.items():  # leave the model as it was
+        p.data.copy_(theta[name])
+    return losses, elapsed
+
+
+def bench_model(name: str, args: argparse.Namespace, work: Path, peak: float) -> dict:
+    device = torch.device(args.device)
+    data, model_args = make_data(name, args.samples, work)
+    half = 1.0
+    grid = f"{-half}:{half}:{args.grid}"
+    out = work / f"{name}.h5"
+    config = ComputeConfig.from_dict(
+        {
+            "model": {"name": name, "args": model_args},
+            "data": {
+                "name": data,
+                "max_samples": None if name == "mlp" else args.samples,
+                "batch_size": PLAIN_BATCH,
+            },
+            "grid": {"x": grid, "y": grid},
+            "eval": {"device": args.device, "engine": args.engine},
+            "out": str(out),
+        }
+    )
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    result = run_compute(config, overwrite=True)
+    engine_seconds = time.perf_counter() - start
+    surface = read_surface(out)
+
+    # the plain loop on the same model, data, directions and points
+    from landscape.data import load_data
+
+    torch.manual_seed(0)
+    model = build_model(name, model_args).to(device)
+    x, y = (
+        torch.cat(t).to(device) for t in zip(*load_data(config.data).batches(4096), strict=True)
+    )
+    with __import__("h5py").File(out) as f:
+        d1 = {k: torch.from_numpy(f["directions/x"][k][()]).to(device) for k in f["directions/x"]}
+        d2 = {k: torch.from_numpy(f["directions/y"][k][()]).to(device) for k in f["directions/y"]}
+    theta = OrderedDict((k, v.detach().clone()) for k, v in model.named_parameters())
+    total = args.grid**2
+    pick = np.unique(np.linspace(0, total - 1, min(args.baseline_points, total)).astype(int))
+    coords = [(float(surface.x[i // args.grid]), float(surface.y[i % args.grid])) for i in pick]
+    base_losses, base_seconds = plain_loop(model, theta, d1, d2, x, y, coords, device)
+    ours = surface.values["train_loss"].reshape(-1)[pick]
+    rel = np.max(np.abs(ours - np.array(base_losses)) / np.maximum(np.abs(base_losses), 1e-12))
+
+    fps = flops_per_sample(model, x) * len(y)  # FLOPs of one grid point
+    base_rate = len(pick) / base_seconds
+    eng_rate = total / engine_seconds
+    return {
+        "model": name,
+        "device": str(device),
+        "samples": len(y),
+        "grid": f"{args.grid}x{args.grid}",
+        "engine": result.extra["engine"],
+        "engine_points_per_s": eng_rate,
+        "engine_gflops": eng_rate * fps / 1e9,
+        "engine_seconds_whole_run": engine_seconds,
+        "plain_points_per_s": base_rate,
+        "plain_gflops": base_rate * fps / 1e9,
+        "plain_points_timed": len(pick),
+        "ratio": eng_rate / base_rate,
+        "matmul_peak_gflops": peak,
+        "engine_share_of_peak": eng_rate * fps / 1e9 / peak,
+        "max_rel_loss_diff": float(rel),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--model", action="append", choices=["mlp", "resnet20"], help="repeatable [both]"
+    )
+    parser.add_argument("--grid", type=int, default=21, help="points per axis [21]")
+    parser.add_argument(
+        "--samples", type=int, default=2000, help="synthetic CIFAR samples for resnet20 [2000]"
+    )
+    parser.add_argument(
+        "--baseline-points", type=int, default=16, help="points the plain loop is timed on [16]"
+    )
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--engine", default="auto", choices=["auto", "reference", "batched"])
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    peak = matmul_peak_gflops(torch.device(args.device))
+    print(f"matmul peak on {args.device}: {peak:.1f} GFLOP/s (float32 2048x2048, measured now)")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.model or ["mlp", "resnet20"]:
+            row = bench_model(name, args, Path(tmp), peak)
+            rows.append(row)
+            e = row["engine"]
+            print(
+                f"{name:9s} {row['grid']} grid, {row['samples']} samples: engine "
+                f"{row['engine_points_per_s']:.2f} pt/s ({row['engine_gflops']:.1f} GFLOP/s, "
+                f"{100 * row['engine_share_of_peak']:.0f}% of peak, whole run {row['engine_seconds_whole_run']:.1f} s, "
+                f"chose {e.get('engine')} channels_last={e.get('channels_last')} "
+                f"compile={e.get('compile')}) | plain loop "
+                f"{row['plain_points_per_s']:.2f} pt/s ({row['plain_gflops']:.1f} GFLOP/s, timed on "
+                f"{row['plain_points_timed']} points) | ratio {row['ratio']:.2f}x | max rel diff "
+                f"{row['max_rel_loss_diff']:.1e}"
+            )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2, default=str))
+    bad = [r["model"] for r in rows if r["max_rel_loss_diff"] > 1e-5]
+    if bad:
+        print(f"DISAGREE: {bad} differ from the plain loop by more than 1e-5")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

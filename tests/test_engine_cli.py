@@ -1,0 +1,107 @@
+"""Engine options end to end: every path writes the reference's values and records its choice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from landscape.cli import main
+from landscape.store import read_surface
+
+BN_MODEL = """
+import torch
+def make():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(), torch.nn.Dropout(0.3), torch.nn.Linear(8, 3)
+    )
+    net[1].running_mean.uniform_(-0.2, 0.2)
+    return net
+"""
+
+
+def compute(tmp_path: Path, npz: Path, name: str, *extra: str) -> Path:
+    model = tmp_path / "bnnet.py"
+    model.write_text(BN_MODEL)
+    out = tmp_path / f"{name}.h5"
+    args = ["compute", "--model", f"{model}:make", "--data", f"npz:{npz}", "--batch-size", "16",
+            "--x=-1:1:4", "--y=-1:1:3", "--device", "cpu", "--out", str(out), "--quiet", *extra]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.mark.parametrize("bn", ["eval", "train", "recalibrate"])
+def test_engines_agree_for_every_bn_policy(tmp_path: Path, tiny_npz: Path, bn: str) -> None:
+    ref = compute(
+        tmp_path, tiny_npz, f"ref-{bn}", "--engine", "reference", "--bn", bn, "--bn-batches", "2"
+    )
+    bat = compute(
+        tmp_path, tiny_npz, f"bat-{bn}", "--engine", "batched", "--bn", bn, "--bn-batches", "2"
+    )
+    a, b = read_surface(ref), read_surface(bat)
+    np.testing.assert_allclose(b.values["train_loss"], a.values["train_loss"], rtol=1e-5)
+    np.testing.assert_array_equal(b.values["train_acc"], a.values["train_acc"])
+    assert json.loads(b.attrs["engine"])["engine"] == "batched"
+
+
+def test_policies_change_the_values_and_the_fingerprint(tmp_path: Path, tiny_npz: Path) -> None:
+    ev = read_surface(compute(tmp_path, tiny_npz, "ev", "--bn", "eval")).values["train_loss"]
+    tr = read_surface(compute(tmp_path, tiny_npz, "tr", "--bn", "train")).values["train_loss"]
+    assert not np.allclose(ev, tr)
+    out = tmp_path / "ev.h5"  # resuming the eval file under another policy is refused
+    result = CliRunner().invoke(
+        main,
+        ["compute", "--model", f"{tmp_path / 'bnnet.py'}:make", "--data", f"npz:{tiny_npz}", "--batch-size", "16",
+         "--x=-1:1:4", "--y=-1:1:3", "--device", "cpu", "--out", str(out), "--bn", "train"],
+    )  # fmt: skip
+    assert result.exit_code == 1 and "eval.bn" in result.stderr
+
+
+def test_auto_records_its_timings_and_choice(tmp_path: Path, tiny_npz: Path) -> None:
+    s = read_surface(compute(tmp_path, tiny_npz, "auto"))
+    report = json.loads(s.attrs["engine"])
+    assert report["engine"] in ("reference", "batched")
+    assert set(report["timings"]) == {
+        "reference",
+        "batched",
+    }  # no conv layers: no channels-last candidate
+    assert report["compile"] is False and "saving" in report["compile_reason"]
+
+
+def test_resume_under_another_engine_is_allowed(tmp_path: Path, tiny_npz: Path) -> None:
+    """Engine, layout and compile change rounding only: a run may resume with other settings."""
+    first = compute(tmp_path, tiny_npz, "mixed", "--engine", "reference")
+    again = compute(
+        tmp_path, tiny_npz, "mixed", "--engine", "batched", "--memory-format", "contiguous"
+    )
+    assert first == again and read_surface(again).done.all()
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--dtype", "float16"], "float16 needs a GPU"),
+        (["--memory-budget", "lots"], "memory budget must look like"),
+    ],
+)
+def test_bad_engine_options(tmp_path: Path, tiny_npz: Path, args: list[str], fragment: str) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["compute", "--model", "mlp", "--model-arg", "in_features=6", "--model-arg", "num_classes=3",
+         "--data", f"npz:{tiny_npz}", "--x=-1:1:3", "--device", "cpu", "--out", str(tmp_path / "s.h5"), *args],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert result.stderr.count("Error:") == 1 and fragment in result.stderr
+
+
+def test_bfloat16_on_cpu_is_close(tmp_path: Path, tiny_npz: Path) -> None:
+    full = read_surface(compute(tmp_path, tiny_npz, "f32")).values["train_loss"]
+    half = read_surface(compute(tmp_path, tiny_npz, "bf16", "--dtype", "bfloat16")).values[
+        "train_loss"
+    ]
+    np.testing.assert_allclose(half, full, rtol=5e-2)

@@ -1,0 +1,144 @@
+"""Every evaluation path against the reference, for every BatchNorm policy, on tiny models."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from landscape.engine import BatchedEvaluator, ReferenceEvaluator
+from landscape.params import buffers_of, parameters_of
+
+
+class ConvBN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.drop = nn.Dropout(0.5)  # must stay off in every policy
+        self.fc = nn.Linear(4 * 4 * 4, 3)
+        self.bn1d = nn.BatchNorm1d(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn1d(self.fc(self.drop(torch.relu(self.bn(self.conv(x)))).flatten(1)))
+
+
+def mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3))
+
+
+def case(model: nn.Module, shape: tuple[int, ...], seed: int = 0):
+    torch.manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.3, 0.3)
+            m.running_var.uniform_(0.5, 1.5)
+    x = torch.randn(26, *shape)
+    y = torch.randint(0, 3, (26,))
+    xt = torch.randn(30, *shape) * 1.3 + 0.2  # "training" batches for recalibration
+    theta = parameters_of(model)
+    dirs = [
+        {k: torch.randn_like(v) * 0.2 for k, v in theta.items() if v.ndim >= 2} for _ in range(2)
+    ]
+    centre = {**theta, **buffers_of(model)}
+
+    def batches(bs: int = 8):
+        return lambda: ((x[s : s + bs], y[s : s + bs]) for s in range(0, len(y), bs))
+
+    def train_batches():
+        return ((xt[s : s + 10], None) for s in range(0, 30, 10))
+
+    return centre, dirs, batches, train_batches
+
+
+def ce(logits: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return nn.functional.cross_entropy(logits, t, reduction="none")
+
+
+def correct(logits: torch.Tensor, t: torch.Tensor) -> int:
+    return int((logits.argmax(1) == t).sum())
+
+
+POINTS = [(0.0, 0.0), (0.7, -0.3), (-1.0, 1.0), (0.25, 0.5), (1.5, 1.5)]
+
+
+@pytest.mark.parametrize("bn", ["eval", "train", "recalibrate"])
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_batched_matches_reference(bn: str, k: int) -> None:
+    model = ConvBN()
+    centre, dirs, batches, train_batches = case(model, (2, 4, 4))
+    model.train()  # the caller's mode must come back as it was
+    before = {n: t.clone() for n, t in model.state_dict().items()}
+    opts = {"bn": bn, "train_batches": train_batches}
+    ref = ReferenceEvaluator(model, centre, dirs, batches(), ce, correct, **opts)
+    bat = BatchedEvaluator(model, centre, dirs, batches(), ce, correct, k=k, **opts)
+    want = ref.evaluate_block(POINTS)
+    got = bat.evaluate_block(POINTS)
+    for w, g in zip(want, got, strict=True):
+        assert math.isclose(g.loss, w.loss, rel_tol=2e-5), (bn, k, w, g)
+        assert g.acc == w.acc
+    assert model.training
+    for n, t in model.state_dict().items():
+        assert torch.equal(t, before[n]), n
+
+
+def test_policies_differ_and_are_right() -> None:
+    """train uses each batch's statistics; recalibrate uses statistics of the training batches."""
+    model = ConvBN()
+    centre, dirs, _, _ = case(model, (2, 4, 4), seed=1)
+    x = torch.randn(12, 2, 4, 4, generator=torch.Generator().manual_seed(3))
+    target = torch.zeros(12, dtype=torch.long)
+    results = {}
+    for bn in ("eval", "train", "recalibrate"):
+        ev = ReferenceEvaluator(
+            model,
+            centre,
+            dirs,
+            lambda: iter([(x, target)]),
+            ce,
+            correct,
+            bn=bn,
+            train_batches=lambda: iter([(x, None)]),
+        )
+        results[bn] = ev.evaluate((0.0, 0.0)).loss
+    # with recalibration on the very batch evaluated, BN statistics equal that batch's own,
+    # except the unbiased running variance (n/(n-1)) that eval-mode BN then uses
+    assert results["eval"] != pytest.approx(results["train"], rel=1e-3)
+    assert results["recalibrate"] == pytest.approx(results["train"], rel=2e-2)
+    # oracle for train: every BN with batch statistics, dropout off, written by hand
+    with torch.no_grad():
+        h = torch.relu(
+            nn.functional.batch_norm(
+                model.conv(x), None, None, model.bn.weight, model.bn.bias, True
+            )
+        )
+        out = nn.functional.batch_norm(
+            model.fc(h.flatten(1)), None, None, model.bn1d.weight, model.bn1d.bias, True
+        )
+        want = nn.functional.cross_entropy(out, torch.zeros(12, dtype=torch.long)).item()
+    assert results["train"] == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_batched_mlp_without_bn(k: int) -> None:
+    model = mlp()
+    centre, dirs, batches, _ = case(model, (5,))
+    ref = ReferenceEvaluator(model, centre, dirs, batches(), ce, correct).evaluate_block(POINTS)
+    got = BatchedEvaluator(model, centre, dirs, batches(), ce, correct, k=k).evaluate_block(POINTS)
+    for w, g in zip(ref, got, strict=True):
+        assert math.isclose(g.loss, w.loss, rel_tol=1e-5) and g.acc == w.acc
+
+
+def test_channels_last_and_1d_directions_agree() -> None:
+    model = ConvBN()
+    centre, dirs, batches, _ = case(model, (2, 4, 4), seed=2)
+    plain = ReferenceEvaluator(model, centre, dirs[:1], batches(), ce, correct)
+    cl = ReferenceEvaluator(model, centre, dirs[:1], batches(), ce, correct, channels_last=True)
+    bat = BatchedEvaluator(model, centre, dirs[:1], batches(), ce, correct, k=2, channels_last=True)
+    for p in [(0.0,), (0.6,), (-1.2,)]:
+        a, b, c = plain.evaluate(p), cl.evaluate(p), bat.evaluate(p)
+        assert math.isclose(a.loss, b.loss, rel_tol=1e-5) and math.isclose(
+            a.loss, c.loss, rel_tol=1e-5
+        )
