@@ -242,11 +242,13 @@ def run_compute(
         pending = store.pending()
         total = int(np.prod(store.shape))
         bar = progress(total, total - len(pending)) if progress else None
+        eval_start = time.perf_counter()
         try:
             _evaluate_pending(evaluator, store, pending, x, y, bar)
         finally:
             if bar is not None:
                 bar.close()
+        eval_seconds = time.perf_counter() - eval_start
         nonfinite = store.nonfinite_count()
         resumed = store.resumed
     seconds = time.perf_counter() - start
@@ -258,7 +260,7 @@ def run_compute(
         nonfinite,
         seconds,
         str(prep.device),
-        {"engine": choice.report},
+        {"engine": choice.report, "eval_seconds": eval_seconds},
     )
 
 

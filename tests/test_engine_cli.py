@@ -105,3 +105,43 @@ def test_bfloat16_on_cpu_is_close(tmp_path: Path, tiny_npz: Path) -> None:
         "train_loss"
     ]
     np.testing.assert_allclose(half, full, rtol=5e-2)
+
+
+needs_cuda = pytest.mark.skipif(
+    not __import__("torch").cuda.is_available(), reason="no CUDA device"
+)
+
+
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.parametrize("engine", ["reference", "batched"])
+def test_cuda_engines_match_cpu_reference(tmp_path: Path, tiny_npz: Path, engine: str) -> None:
+    cpu = compute(tmp_path, tiny_npz, "cpu", "--engine", "reference")
+    gpu_args = ["--engine", engine, "--device", "cuda", "--out", str(tmp_path / f"gpu-{engine}.h5")]
+    gpu = compute(tmp_path, tiny_npz, f"gpu-{engine}", *gpu_args)
+    np.testing.assert_allclose(
+        read_surface(gpu).values["train_loss"], read_surface(cpu).values["train_loss"], rtol=1e-4
+    )
+
+
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_cuda_reduced_precision_is_close(tmp_path: Path, tiny_npz: Path, dtype: str) -> None:
+    full = compute(
+        tmp_path, tiny_npz, "gf32", "--device", "cuda", "--out", str(tmp_path / "gf32.h5")
+    )
+    half = compute(
+        tmp_path,
+        tiny_npz,
+        dtype,
+        "--device",
+        "cuda",
+        "--dtype",
+        dtype,
+        "--out",
+        str(tmp_path / f"{dtype}.h5"),
+    )
+    np.testing.assert_allclose(
+        read_surface(half).values["train_loss"], read_surface(full).values["train_loss"], rtol=5e-2
+    )

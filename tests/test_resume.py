@@ -37,7 +37,8 @@ def test_killed_run_resumes_to_identical_values(tmp_path: Path, tiny_npz: Path) 
 
     def command(out: Path) -> list[str]:
         return [sys.executable, "-m", "landscape.cli", "compute", "--model", f"{model}:make",
-                "--data", f"npz:{tiny_npz}", "--batch-size", "20", "--x=-1:1:10", "--y=-1:1:12",
+                "--data", f"npz:{tiny_npz}", "--batch-size", "20", "--engine", "reference",
+                "--x=-1:1:10", "--y=-1:1:12",
                 "--out", str(out), "--quiet"]  # fmt: skip
 
     reference = tmp_path / "ref.h5"
