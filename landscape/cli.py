@@ -420,5 +420,84 @@ def demo(out_dir: str, quiet: bool) -> None:
         click.echo(line)
 
 
+# --- sweep ------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("sweep_file", type=click.Path(dir_okay=False))
+@click.option(
+    "--dry-run", is_flag=True, help="List the runs, their status and files; compute nothing."
+)
+@click.option(
+    "--slurm",
+    "slurm_script",
+    type=click.Path(dir_okay=False),
+    help="Write a SLURM job-array script for the runs not complete (configs beside it); compute nothing.",
+)
+@click.option(
+    "--gpus-per-task",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="--slurm: GPUs (and MPI ranks) per run.",
+)
+@click.option("--partition", help="--slurm: the SLURM partition.")
+@click.option(
+    "--time",
+    "time_limit",
+    default="24:00:00",
+    show_default=True,
+    help="--slurm: time limit per run.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace surface files of another config (complete runs are kept).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary lines.")
+@_library_errors
+def sweep(
+    sweep_file: str,
+    dry_run: bool,
+    slurm_script: str | None,
+    gpus_per_task: int,
+    partition: str | None,
+    time_limit: str,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """Run every config of a sweep file (a config plus lists under `sweep:`), in turn.
+
+    The sweep is the cross product of the lists. Complete surface files are skipped and partial
+    ones resumed, so rerunning a sweep finishes it.
+
+    \b
+    Example:
+      landscape sweep configs/li2018/sweep-resnet56.yaml --dry-run
+      landscape sweep configs/li2018/sweep-resnet56.yaml
+      landscape sweep configs/li2018/sweep-resnet56.yaml --slurm jobs/sweep.sh --gpus-per-task 4
+    """
+    from landscape.sweep import expand_sweep, run_sweep, status, write_slurm
+
+    runs = expand_sweep(sweep_file)
+    if dry_run:
+        click.echo(f"{len(runs)} runs in {sweep_file}")
+        for run in runs:
+            click.echo(f"{run.index:3d}  {status(run):8s}  {run.label()}  {run.config.out}")
+        return
+    if slurm_script:
+        path = write_slurm(
+            runs, slurm_script, gpus_per_task=gpus_per_task, partition=partition, time=time_limit
+        )
+        click.echo(f"wrote {path}; submit it with: sbatch {path}")
+        return
+    run_sweep(
+        runs,
+        overwrite=overwrite,
+        progress=None if quiet else _progress_bar,
+        log=None if quiet else click.echo,
+    )
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

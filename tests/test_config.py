@@ -6,6 +6,7 @@ import pytest
 
 from landscape.config import DIRECTION_NAMES, ComputeConfig, apply_overrides, parse_axis
 from landscape.errors import ConfigError
+from landscape.sweep import expand_sweep, is_sweep_file
 
 BASE = {"model": {"name": "mlp"}, "data": {"name": "digits"}, "out": "s.h5"}
 
@@ -97,5 +98,10 @@ def test_every_shipped_config_loads() -> None:
     files = sorted(root.glob("**/*.yaml"))
     assert files, "configs/ holds at least one example"
     for file in files:
+        if is_sweep_file(file):  # a config plus `sweep:` lists: every run it expands to is valid
+            runs = expand_sweep(file)
+            assert runs and all(r.config.direction.name in DIRECTION_NAMES for r in runs), file
+            continue
         cfg = ComputeConfig.from_file(file)
         assert cfg.direction.name in DIRECTION_NAMES, file
+    assert any(is_sweep_file(f) for f in files), "configs/ holds at least one sweep"

@@ -1,0 +1,370 @@
+"""Sweeps: one YAML file that expands to many ``landscape compute`` runs (DESIGN §10).
+
+A sweep file is a normal config plus a ``sweep:`` mapping of dotted keys to lists::
+
+    model: {name: resnet56, checkpoint: "results/li2018/{model.name}.pt"}
+    ...
+    out: results/li2018/sweep/surface.h5
+    sweep:
+      model.name: [resnet56, resnet56-noshort]
+      direction.name: [filter-norm, zca]
+
+It expands to the cross product of the lists, in the order the keys appear (the first key varies
+slowest), each run a validated :class:`ComputeConfig`. ``{dotted.key}`` in any string value is
+replaced by that run's value of a swept key (above: one checkpoint per model). Each run writes
+``<out stem>_<key>=<value>_..._<key>=<value><suffix>`` beside the base ``out``, unless ``out``
+itself holds a placeholder or is swept. Runs are independent surface files, so a sweep resumes
+like a single run: complete files are skipped, partial ones resumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from landscape.config import ComputeConfig, apply_overrides, load_yaml_file
+from landscape.errors import ConfigError, LandscapeError, SurfaceFileError
+
+SWEEP_KEY = "sweep"
+STATUSES = ("complete", "partial", "new", "conflict")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")  # anything else in a value becomes "-" in a file name
+_PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.]+)\}")
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """One point of the sweep: its position, its full config and the swept values it takes."""
+
+    index: int
+    config: ComputeConfig
+    varying: dict[str, Any] = field(default_factory=dict)
+
+    def label(self) -> str:
+        return " ".join(f"{k}={v}" for k, v in self.varying.items())
+
+
+@dataclass
+class SweepOutcome:
+    """What :func:`run_sweep` did with one run: its status before, and the compute result if run."""
+
+    run: SweepRun
+    status: str
+    result: Any = None  # landscape.compute.RunResult, or None when the run was skipped
+
+
+# --- expansion ----------------------------------------------------------------------------------
+
+
+def is_sweep_file(path: str | Path) -> bool:
+    """True if the YAML file has a top-level ``sweep:`` key."""
+    return SWEEP_KEY in load_yaml_file(path)
+
+
+def expand_sweep(path: str | Path) -> list[SweepRun]:
+    """Read a sweep file and return its runs (the cross product of the swept lists)."""
+    try:
+        return expand_sweep_dict(load_yaml_file(path))
+    except ConfigError as exc:
+        raise ConfigError(f"sweep file {str(path)!r}: {exc}") from None
+
+
+def expand_sweep_dict(raw: dict[str, Any]) -> list[SweepRun]:
+    """The runs of an already loaded sweep mapping (a config plus ``sweep:``)."""
+    if SWEEP_KEY not in raw:
+        raise ConfigError(
+            "has no top-level 'sweep:' key; a single config runs with "
+            "`landscape compute --config FILE`"
+        )
+    axes = _sweep_axes(raw[SWEEP_KEY])
+    base = {k: v for k, v in raw.items() if k != SWEEP_KEY}
+    keys = [key for key, _ in axes]
+    runs = []
+    for index, values in enumerate(itertools.product(*(vals for _, vals in axes))):
+        varying = dict(zip(keys, values, strict=True))
+        merged = _fill_placeholders(apply_overrides(base, varying), varying)
+        if "out" not in varying and not _PLACEHOLDER.search(str(base.get("out", ""))):
+            merged["out"] = run_out(str(merged.get("out", "")), varying)
+        try:
+            config = ComputeConfig.from_dict(merged)
+        except ConfigError as exc:
+            where = f"run {index} ({' '.join(f'{k}={v}' for k, v in varying.items())})"
+            raise ConfigError(f"{where}: {exc}") from None
+        runs.append(SweepRun(index, config, varying))
+    _check_distinct_outputs(runs)
+    return runs
+
+
+def _sweep_axes(sweep: Any) -> list[tuple[str, list[Any]]]:
+    if not isinstance(sweep, dict) or not sweep:
+        raise ConfigError(
+            "'sweep' must be a mapping of dotted config keys to lists, e.g. "
+            "sweep: {direction.name: [filter-norm, zca]}"
+        )
+    axes = []
+    for key, values in sweep.items():
+        if not isinstance(key, str) or not all(key.split(".")):
+            raise ConfigError(f"sweep key {key!r} must be a dotted config key like direction.name")
+        if key == SWEEP_KEY or key.startswith(f"{SWEEP_KEY}."):
+            raise ConfigError("a sweep cannot sweep over 'sweep'")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(
+                f"sweep key {key!r} must hold a non-empty list of values, got {values!r}; "
+                f"write e.g. {key}: [a, b]"
+            )
+        texts = [repr(v) for v in values]
+        repeated = next((v for v, t in zip(values, texts, strict=True) if texts.count(t) > 1), None)
+        if repeated is not None:
+            raise ConfigError(f"sweep key {key!r} lists the value {repeated!r} twice")
+        axes.append((key, values))
+    return axes
+
+
+def _fill_placeholders(node: Any, varying: dict[str, Any]) -> Any:
+    """Replace ``{key}`` in every string value by the run's value of swept ``key``."""
+    if isinstance(node, dict):
+        return {k: _fill_placeholders(v, varying) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_fill_placeholders(v, varying) for v in node]
+    if isinstance(node, str):
+
+        def sub(m: re.Match[str]) -> str:
+            return str(varying[m.group(1)]) if m.group(1) in varying else m.group(0)
+
+        return _PLACEHOLDER.sub(sub, node)
+    return node
+
+
+def run_out(base_out: str, varying: dict[str, Any]) -> str:
+    """The file a run writes: ``dir/stem_key=value_key=value.suffix`` from the base ``out``.
+
+    A value is used as written where it is made of letters, digits and ``. _ + -``; otherwise
+    other characters (``/``, spaces, ...) become ``-`` and a short hash of the value is appended,
+    so different values never share a file.
+    """
+    base = Path(base_out or "surface.h5")
+    suffix = base.suffix or ".h5"
+    parts = [f"{key}={_file_safe(value)}" for key, value in varying.items()]
+    return str(base.with_name("_".join([base.stem, *parts]) + suffix))
+
+
+def _file_safe(value: Any) -> str:
+    text = str(value)
+    safe = _UNSAFE.sub("-", text)
+    if safe == text and text:
+        return text
+    return f"{safe}-{hashlib.sha256(text.encode()).hexdigest()[:6]}"
+
+
+def _check_distinct_outputs(runs: list[SweepRun]) -> None:
+    seen: dict[str, SweepRun] = {}
+    for run in runs:
+        key = str(Path(run.config.out).resolve())
+        if key in seen:
+            raise ConfigError(
+                f"runs {seen[key].index} and {run.index} would both write {run.config.out!r}; "
+                "give out a {placeholder} for every swept key, or leave out the placeholders"
+            )
+        seen[key] = run
+
+
+# --- status -------------------------------------------------------------------------------------
+
+
+def status(run: SweepRun) -> str:
+    """``new`` (no file), ``complete`` / ``partial`` (a file of this config, all / some points
+    done) or ``conflict`` (a file of another config or other weights, or not a surface file)."""
+    path = Path(run.config.out)
+    if not path.exists():
+        return "new"
+    from landscape.store import SCHEMA, SCHEMA_VERSION, first_difference
+
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = {k: _text(v) for k, v in f.attrs.items()}
+            done = np.asarray(f["done"][()]) if "done" in f else None
+    except OSError:
+        return "conflict"
+    if attrs.get("schema") != SCHEMA or attrs.get("schema_version") != str(SCHEMA_VERSION):
+        return "conflict"
+    try:
+        old = ComputeConfig.from_yaml(attrs.get("config", ""))
+    except ConfigError:
+        return "conflict"
+    if first_difference(old.value_fingerprint(), run.config.value_fingerprint()) is not None:
+        return "conflict"
+    if done is None or not _same_weights(run.config, attrs.get("checkpoint_sha256", "")):
+        return "conflict"
+    return "complete" if bool(done.all()) else "partial"
+
+
+def _same_weights(config: ComputeConfig, stored_sha: str) -> bool:
+    """False only when the centre checkpoint exists and is not the one the file was made from."""
+    from landscape.checkpoint import file_sha256
+    from landscape.compute import centre_checkpoint
+
+    try:
+        ckpt = centre_checkpoint(config)
+    except LandscapeError:
+        return True  # the run itself reports this
+    if not ckpt or not Path(ckpt).is_file():
+        return True
+    return file_sha256(ckpt) == stored_sha
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return str(value.item())
+    return str(value)
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+def run_sweep(
+    runs: list[SweepRun],
+    *,
+    overwrite: bool = False,
+    progress: Any = None,
+    log: Callable[[str], None] | None = None,
+) -> list[SweepOutcome]:
+    """Compute the runs one after another: complete ones are skipped, partial ones resumed.
+
+    A file of another config (``conflict``) is refused before anything runs unless ``overwrite``,
+    which replaces such files (complete files of this config are still kept). ``progress`` is
+    passed to :func:`landscape.compute.run_compute`; ``log`` gets a line per run as it finishes.
+    """
+    from landscape.compute import run_compute
+
+    statuses = [status(run) for run in runs]
+    conflicts = [r for r, s in zip(runs, statuses, strict=True) if s == "conflict"]
+    if conflicts and not overwrite:
+        raise SurfaceFileError(
+            f"{len(conflicts)} run(s) would replace a file of another config or other weights, "
+            f"first {conflicts[0].config.out!r} (run {conflicts[0].index}); delete or move it, "
+            "or pass --overwrite to replace it"
+        )
+    outcomes = []
+    for run, before in zip(runs, statuses, strict=True):
+        outcome = SweepOutcome(run, before)
+        if before != "complete":
+            Path(run.config.out).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                outcome.result = run_compute(
+                    run.config, overwrite=before == "conflict", progress=progress
+                )
+            except LandscapeError as exc:  # say which run failed; finished runs are kept
+                raise type(exc)(f"run {run.index} ({run.label()}): {exc}") from None
+        outcomes.append(outcome)
+        if log is not None:
+            log(describe_outcome(outcome, len(runs)))
+    return outcomes
+
+
+def describe_outcome(outcome: SweepOutcome, total: int) -> str:
+    """One summary line: ``[i/n] label: skipped (complete) | computed k of m points in s``."""
+    run, result = outcome.run, outcome.result
+    head = f"[{run.index + 1}/{total}] {run.label()}"
+    if result is None:
+        return f"{head}: complete, skipped ({run.config.out})"
+    verb = "resumed" if result.resumed else "wrote"
+    note = f", {result.nonfinite} non-finite" if result.nonfinite else ""
+    return (
+        f"{head}: {verb} {result.path}, {result.computed} of {result.total} points in "
+        f"{result.seconds:.1f} s on {result.device}{note}"
+    )
+
+
+# --- SLURM ----------------------------------------------------------------------------------------
+
+
+def write_slurm(
+    runs: list[SweepRun],
+    script_path: str | Path,
+    *,
+    gpus_per_task: int = 1,
+    partition: str | None = None,
+    time: str = "24:00:00",
+) -> Path:
+    """Write a SLURM job-array script with one task per pending run; return its path.
+
+    Each pending run's resolved config goes to ``<script dir>/sweep_configs/<index>.yaml`` (the
+    sweep's own index, as ``--dry-run`` shows it); array task ``i`` runs config ``i`` with
+    ``gpus_per_task`` MPI ranks. Relative paths in the configs are relative to the current folder,
+    which the job changes to. Resubmitting after a kill or time-out resumes each surface file.
+    """
+    if gpus_per_task < 1:
+        raise ConfigError(f"gpus_per_task must be at least 1, got {gpus_per_task}")
+    statuses = [status(run) for run in runs]
+    conflict = next((r for r, s in zip(runs, statuses, strict=True) if s == "conflict"), None)
+    if conflict is not None:
+        raise SurfaceFileError(
+            f"run {conflict.index} would replace {conflict.config.out!r}, a file of another config "
+            "or other weights; delete or move it before submitting"
+        )
+    pending = [r for r, s in zip(runs, statuses, strict=True) if s != "complete"]
+    if not pending:
+        raise ConfigError(f"all {len(runs)} runs are complete; nothing to submit")
+    script = Path(script_path).resolve()
+    config_dir = script.parent / "sweep_configs"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    for run in pending:
+        (config_dir / f"{run.index:03d}.yaml").write_text(_run_yaml(run))
+        Path(run.config.out).parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(_slurm_text(pending, config_dir, gpus_per_task, partition, time))
+    script.chmod(0o755)
+    return script
+
+
+def _run_yaml(run: SweepRun) -> str:
+    header = f"# sweep run {run.index}: {run.label()}\n" if run.varying else ""
+    return header + run.config.to_yaml()
+
+
+def _slurm_text(
+    pending: list[SweepRun], config_dir: Path, gpus: int, partition: str | None, time: str
+) -> str:
+    q = shlex.quote
+    launch = f"mpiexec -n {gpus} landscape compute" if gpus > 1 else "landscape compute"
+    config = f"{q(str(config_dir))}/$(printf %03d $SLURM_ARRAY_TASK_ID).yaml"
+    lines = [
+        "#!/bin/bash",
+        "#SBATCH --job-name=landscape-sweep",
+        f"#SBATCH --array={array_ranges([r.index for r in pending])}",
+        f"#SBATCH --ntasks={gpus}",
+        f"#SBATCH --gres=gpu:{gpus}",
+        f"#SBATCH --time={time}",
+        *([f"#SBATCH --partition={partition}"] if partition else []),
+        f"#SBATCH --output={q(str(config_dir.parent))}/slurm-%A_%a.out",
+        "#",
+        f"# {len(pending)} loss-landscape surface(s), one per array task, written by",
+        "# `landscape sweep ... --slurm`; submit it with `sbatch THIS_FILE`. A task that is killed",
+        "# or runs out of time resumes its surface file when resubmitted; `landscape sweep",
+        "# SWEEP.yaml --dry-run` shows which runs are complete.",
+        "set -euo pipefail",
+        f"cd {q(str(Path.cwd()))}  # the configs' relative paths are relative to this folder",
+        f"{launch} --config {config} --quiet",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def array_ranges(indices: list[int]) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` → ``0-2,5,7-8`` (SLURM's ``--array`` syntax)."""
+    spans: list[list[int]] = []
+    for i in sorted(indices):
+        if spans and i == spans[-1][1] + 1:
+            spans[-1][1] = i
+        else:
+            spans.append([i, i])
+    return ",".join(f"{a}-{b}" if b > a else f"{a}" for a, b in spans)
