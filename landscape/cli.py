@@ -249,6 +249,13 @@ def build_compute_config(
 @click.option(
     "--overwrite", is_flag=True, help="Replace an existing surface file of another config."
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Local processes sharing the grid (no MPI needed); under mpiexec every rank takes a share instead.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @click.pass_context
 @_library_errors
@@ -257,6 +264,7 @@ def compute(
     config_file: str | None,
     model_args: tuple[str, ...],
     overwrite: bool,
+    workers: int,
     quiet: bool,
     **_: Any,
 ) -> None:
@@ -272,8 +280,9 @@ def compute(
     from landscape.compute import run_compute
 
     config = build_compute_config(ctx, config_file, model_args)
-    result = run_compute(config, overwrite=overwrite, progress=None if quiet else _progress_bar)
-    if quiet:
+    progress = None if quiet else _progress_bar
+    result = run_compute(config, overwrite=overwrite, progress=progress, workers=workers)
+    if quiet or result is None:  # ranks other than 0 print nothing
         return
     verb = "resumed" if result.resumed else "wrote"
     click.echo(

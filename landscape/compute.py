@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from landscape import checkpoint, grid, params
+from landscape import checkpoint, grid, parallel, params
 from landscape.config import ComputeConfig
 from landscape.data import EvalData, load_data
 from landscape.directions import DirectionContext, DirectionSet, build, load_directions, summarize
@@ -70,11 +70,19 @@ class Prepared:
     weights_sha256: str
 
 
-def prepare(config: ComputeConfig) -> Prepared:
-    """Load the model (with its checkpoint), the data and the loss; check they fit together."""
+def prepare(config: ComputeConfig, local_rank: int = 0, local_size: int = 1) -> Prepared:
+    """Load the model (with its checkpoint), the data and the loss; check they fit together.
+
+    With several processes on a machine, each takes its own GPU: ``cuda:{local rank}``.
+    """
     device = resolve_device(config.eval.device)
-    model = build_model(config.model.name, config.model.args)
+    if device.type == "cuda" and local_size > 1 and device.index is None:
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())
     ckpt = centre_checkpoint(config)
+    with torch.random.fork_rng(devices=[]):
+        # without a checkpoint the weights are the factory's initialization: make it reproducible
+        torch.manual_seed(config.direction.seed)
+        model = build_model(config.model.name, config.model.args)
     ckpt_sha = ""
     if ckpt:
         state = checkpoint.load_state_dict(ckpt, unsafe_pickle=config.model.unsafe_pickle)
@@ -205,46 +213,97 @@ def run_compute(
     *,
     overwrite: bool = False,
     progress: ProgressFactory | None = None,
+    workers: int = 1,
+) -> RunResult | None:
+    """Compute (or resume) the surface described by ``config`` into ``config.out``.
+
+    Under ``mpiexec -n P`` (or with ``workers`` > 1 local processes) the pending points are
+    sharded over the processes and rank 0 writes; ranks other than 0 return None.
+    """
+    if parallel.under_mpi():
+        if workers > 1:
+            raise ConfigError("use either mpiexec or --workers, not both")
+        comm: Any = parallel.MPIComm()
+    elif workers > 1:
+        comm = parallel.LocalPool(workers)
+    else:
+        comm = parallel.Serial()
+    if comm.rank != 0:
+        plan = comm.broadcast_plan(None)
+        if plan is not None and plan.error is None:
+            _worker(config, comm.rank, comm.local_rank, comm.local_size, plan, comm)
+        return None
+    try:
+        return _run_root(config, overwrite, progress, comm)
+    finally:
+        if isinstance(comm, parallel.LocalPool):
+            comm.close()
+
+
+def _run_root(
+    config: ComputeConfig, overwrite: bool, progress: ProgressFactory | None, comm: Any
 ) -> RunResult:
-    """Compute (or resume) the surface described by ``config`` into ``config.out``."""
     start = time.perf_counter()
     out = Path(config.out)
-    prep = prepare(config)
-    x, y = grid.coordinates(config.grid)
-    extra = {"data": prep.data.describe(), "weights_sha256": prep.weights_sha256}
-    resuming = out.exists() and not overwrite
-    if resuming:  # refuse a file of another run before reading anything from it
-        check_resumable(
-            out, RunHeader(config, x, y, DirectionSet("", []), {}, prep.checkpoint_sha256, extra)
+    try:
+        prep = prepare(config, comm.local_rank, comm.local_size)
+        x, y = grid.coordinates(config.grid)
+        extra = {"data": prep.data.describe(), "weights_sha256": prep.weights_sha256}
+        resuming = out.exists() and not overwrite
+        if resuming:  # refuse a file of another run before reading anything from it
+            stub = RunHeader(config, x, y, DirectionSet("", []), {}, prep.checkpoint_sha256, extra)
+            check_resumable(out, stub)
+        directions = directions_for(config, prep, resume_from=out if resuming else None)
+        device_dirs = directions.to(prep.device).vectors
+        probe(prep, config, device_dirs)
+        choice = choose_engine(
+            prep.model,
+            prep.centre,
+            device_dirs,
+            lambda: prep.data.batches(config.data.batch_size, prep.device),
+            get_loss(config.eval.loss),
+            correct_count,
+            engine_request(config, prep),
+            _pending_guess(out, resuming, x, y),
         )
-    directions = directions_for(config, prep, resume_from=out if resuming else None)
-    device_dirs = directions.to(prep.device).vectors
-    probe(prep, config, device_dirs)
-    choice = choose_engine(
-        prep.model,
-        prep.centre,
-        device_dirs,
-        lambda: prep.data.batches(config.data.batch_size, prep.device),
-        get_loss(config.eval.loss),
-        correct_count,
-        engine_request(config, prep),
-        _pending_guess(out, resuming, x, y),
-    )
-    evaluator = choice.evaluator
-    extra["engine"] = choice.report
-    header = RunHeader(
-        config, x, y, directions, summarize(directions), prep.checkpoint_sha256, extra
-    )
-    with (
-        SurfaceStore.open_for_run(out, header, overwrite=overwrite) as store,
-        numerics(config, prep.device),
-    ):
+        extra["engine"] = {**choice.report, "processes": comm.size}
+        header = RunHeader(
+            config, x, y, directions, summarize(directions), prep.checkpoint_sha256, extra
+        )
+        store = SurfaceStore.open_for_run(out, header, overwrite=overwrite)
+    except (
+        BaseException
+    ) as exc:  # whatever stops rank 0 here, the other ranks must not wait forever
+        comm.broadcast_plan(parallel.Plan([], {}, error=str(exc) or type(exc).__name__))
+        raise
+    with store, numerics(config, prep.device, comm.local_size):
         pending = store.pending()
+        shares = [pending[r :: comm.size].tolist() for r in range(comm.size)]
+        cpu_dirs = [{k: v.detach().cpu() for k, v in d.items()} for d in directions.vectors]
+        many = comm.size > 1
+        centre = {k: v.detach().cpu() for k, v in prep.centre.items()} if many else None
+        plan = parallel.Plan(
+            shares, choice.report, directions=cpu_dirs if many else None, centre=centre
+        )
+        comm.broadcast_plan(plan)
+        if isinstance(comm, parallel.LocalPool):
+            comm.start(_local_worker, lambda r: (config, r, comm.size, plan))
         total = int(np.prod(store.shape))
         bar = progress(total, total - len(pending)) if progress else None
         eval_start = time.perf_counter()
         try:
-            _evaluate_pending(evaluator, store, pending, x, y, bar)
+            writer = _Writer(store, bar, comm.size)
+
+            def between() -> None:
+                comm.alive_check()
+                _collect(comm, writer, block=False)
+
+            own = np.asarray(shares[0], dtype=np.int64)
+            _evaluate_points(
+                choice.evaluator, own, x, y, writer.add, between if comm.size > 1 else None
+            )
+            writer.flush()
+            _collect(comm, writer)
         finally:
             if bar is not None:
                 bar.close()
@@ -260,8 +319,135 @@ def run_compute(
         nonfinite,
         seconds,
         str(prep.device),
-        {"engine": choice.report, "eval_seconds": eval_seconds},
+        {"engine": extra["engine"], "eval_seconds": eval_seconds},
     )
+
+
+class _Writer:
+    """Rank 0's writes: its own points and the blocks other ranks send, flushed in blocks."""
+
+    def __init__(self, store: SurfaceStore, bar: Progress | None, ranks: int = 1) -> None:
+        self.store, self.bar = store, bar
+        self.block: list[tuple[int, float, float]] = []
+        self.last = time.perf_counter()
+        self.running = set(
+            range(1, ranks)
+        )  # ranks that have not said "done" yet, for the whole run
+
+    def add(self, results: list[tuple[int, float, float]], *, force: bool = False) -> None:
+        self.block.extend(results)
+        if self.bar is not None:
+            self.bar.update(len(results))
+        if (
+            force
+            or len(self.block) >= FLUSH_POINTS
+            or time.perf_counter() - self.last >= FLUSH_SECONDS
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        if self.block:
+            self.store.write_block(*zip(*self.block, strict=True))
+        self.block, self.last = [], time.perf_counter()
+
+
+def _collect(comm: Any, writer: _Writer, *, block: bool = True) -> None:
+    """Rank 0: write what other ranks send; with ``block``, until every one of them is done."""
+    waiting = writer.running  # kept across calls: a "done" seen while draining counts later too
+    while waiting if block else True:
+        got = False
+        for message in comm.messages(block):
+            got = True
+            kind = message[0]
+            if kind == "block":
+                writer.add(message[1], force=True)
+            elif kind == "done":
+                waiting.discard(message[1])
+            elif kind == "error":
+                writer.flush()
+                raise parallel.ParallelError(
+                    f"rank {message[1]} failed: {message[2]}; the points written so far are kept: "
+                    "rerun the same command to resume"
+                )
+        if not block and not got:
+            return
+
+
+def _evaluate_points(
+    evaluator: PointEvaluatorBase,
+    points: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray | None,
+    emit: Callable[[list[tuple[int, float, float]]], None],
+    between: Callable[[], None] | None = None,
+) -> None:
+    """Evaluate points chunk by chunk (K at a time on the batched path), hand each chunk's results
+    to ``emit``, and call ``between`` after each chunk (rank 0 writes what others sent there)."""
+    chunk = getattr(evaluator, "k", 1)
+    for start in range(0, len(points), chunk):
+        flats = [int(f) for f in points[start : start + chunk]]
+        results = evaluator.evaluate_block([grid.point_coords(f, x, y) for f in flats])
+        emit([(f, r.loss, r.acc) for f, r in zip(flats, results, strict=True)])
+        if between is not None:
+            between()
+
+
+def _local_worker(config: ComputeConfig, rank: int, size: int, plan: Any, q: Any) -> None:
+    """Entry point of a ``--workers`` process (spawned: it imports everything afresh)."""
+    _worker(config, rank, rank, size, plan, parallel.QueueSink(q, rank))
+
+
+def _worker(
+    config: ComputeConfig, rank: int, local_rank: int, local_size: int, plan: Any, sink: Any
+) -> None:
+    """A rank other than 0: evaluate its share with rank 0's engine, send results in blocks."""
+    try:
+        prep = prepare(config, local_rank, local_size)
+        for (
+            name,
+            t,
+        ) in plan.centre.items():  # exactly rank 0's weights, whatever this process loaded
+            prep.centre[name] = t.to(prep.device)
+            if name in prep.theta:
+                prep.theta[name] = prep.centre[name]
+        vectors = [{k: v.to(prep.device) for k, v in d.items()} for d in plan.directions]
+        x, y = grid.coordinates(config.grid)
+        e = plan.engine
+        request = engine_request(config, prep)
+        request.engine = e["engine"]
+        request.compile = "on" if e.get("compile") else "off"
+        request.memory_format = "channels-last" if e.get("channels_last") else "contiguous"
+        request.k = e.get("k")
+        choice = choose_engine(
+            prep.model,
+            prep.centre,
+            vectors,
+            lambda: prep.data.batches(config.data.batch_size, prep.device),
+            get_loss(config.eval.loss),
+            correct_count,
+            request,
+            len(plan.shares[rank]),
+        )
+        pending: list[tuple[int, float, float]] = []
+        last = time.perf_counter()
+
+        def emit(results: list[tuple[int, float, float]]) -> None:
+            nonlocal pending, last
+            pending.extend(results)
+            if len(pending) >= FLUSH_POINTS or time.perf_counter() - last >= FLUSH_SECONDS:
+                sink.send(("block", pending))
+                pending, last = [], time.perf_counter()
+
+        with numerics(config, prep.device, local_size):
+            _evaluate_points(
+                choice.evaluator, np.asarray(plan.shares[rank], dtype=np.int64), x, y, emit
+            )
+        if pending:
+            sink.send(("block", pending))
+        sink.send(("done", rank))
+    except Exception as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        sink.send(("error", rank, f"{type(exc).__name__}: {text}"))
 
 
 def engine_request(config: ComputeConfig, prep: Prepared) -> EngineRequest:
@@ -295,12 +481,17 @@ def autocast_dtype(name: str, device: torch.device) -> torch.dtype | None:
 
 
 @contextlib.contextmanager
-def numerics(config: ComputeConfig, device: torch.device) -> Iterator[None]:
-    """Threads and TF32 for the run's duration, restored afterwards."""
+def numerics(config: ComputeConfig, device: torch.device, local_size: int = 1) -> Iterator[None]:
+    """Threads and TF32 for the run's duration, restored afterwards.
+
+    Processes sharing a machine's CPU split its cores (cores // processes on the node each).
+    """
     threads = torch.get_num_threads()
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     if config.eval.threads:
         torch.set_num_threads(config.eval.threads)
+    elif local_size > 1 and device.type == "cpu":
+        torch.set_num_threads(parallel.threads_per_rank(local_size))
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = config.eval.tf32
     try:
@@ -319,29 +510,3 @@ def _pending_guess(out: Path, resuming: bool, x: np.ndarray, y: np.ndarray | Non
 
     with h5py.File(out, "r") as f:
         return int((~f["done"][()]).sum())
-
-
-def _evaluate_pending(
-    evaluator: PointEvaluatorBase,
-    store: SurfaceStore,
-    pending: np.ndarray,
-    x: np.ndarray,
-    y: np.ndarray | None,
-    bar: Progress | None,
-) -> None:
-    """Evaluate points chunk by chunk (K at a time on the batched path), writing in blocks of at
-    most FLUSH_POINTS points or FLUSH_SECONDS seconds."""
-    chunk = getattr(evaluator, "k", 1)
-    block: list[tuple[int, float, float]] = []
-    last = time.perf_counter()
-    for start in range(0, len(pending), chunk):
-        flats = [int(f) for f in pending[start : start + chunk]]
-        results = evaluator.evaluate_block([grid.point_coords(f, x, y) for f in flats])
-        block.extend((f, r.loss, r.acc) for f, r in zip(flats, results, strict=True))
-        if bar is not None:
-            bar.update(len(flats))
-        if len(block) >= FLUSH_POINTS or time.perf_counter() - last >= FLUSH_SECONDS:
-            store.write_block(*zip(*block, strict=True))
-            block, last = [], time.perf_counter()
-    if block:
-        store.write_block(*zip(*block, strict=True))

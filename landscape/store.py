@@ -306,13 +306,27 @@ def _text(value: Any) -> str:
 # --- reading ----------------------------------------------------------------------------------
 
 
+def _open_for_reading(path: Path) -> h5py.File:
+    """Open without HDF5's file lock, so a file can be read while a run is writing it.
+
+    Safe here: a run writes point values into storage allocated at creation and never changes
+    the file's metadata, so a reader sees every point either before or after its write.
+    """
+    try:
+        return h5py.File(path, "r", locking=False)
+    except OSError as exc:
+        if "locking flag" not in str(exc):  # the same process holds it open with the lock
+            raise
+        return h5py.File(path, "r")
+
+
 def read_surface(path: str | Path) -> Surface:
     """Read a surface file: ours (schema v1) or one of Li et al.'s reference surface files."""
     path = Path(path)
     if not path.is_file():
         raise SurfaceFileError(f"surface file {str(path)!r} does not exist; check the path")
     try:
-        with h5py.File(path, "r") as f:
+        with _open_for_reading(path) as f:
             if _text(f.attrs.get("schema", "")) == SCHEMA:
                 return _read_ours(f, path)
             if "xcoordinates" in f and any(k.endswith("_loss") for k in f):

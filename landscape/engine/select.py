@@ -53,6 +53,7 @@ class EngineRequest:
     memory_budget: int | None = None  # bytes for the batched path's activations
     batch_size: int = 500
     options: dict[str, Any] = field(default_factory=dict)  # bn, train_batches, autocast
+    k: int | None = None  # points per batched call; None: from the memory budget
 
 
 def parse_bytes(text: str | None) -> int | None:
@@ -148,6 +149,8 @@ def batched_k(
     device: torch.device,
 ) -> int:
     """Points per call so that K × batch × activation bytes per sample fits the memory budget."""
+    if request.k is not None:
+        return request.k
     budget = request.memory_budget
     if budget is None:
         if device.type == "cuda":

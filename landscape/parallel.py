@@ -1,0 +1,157 @@
+"""Sharding a grid over processes: MPI ranks (``mpiexec -n P``) or local workers (``--workers N``).
+
+One process, rank 0, sets the run up (resume check, directions, engine choice, the file) and is
+the only writer. Every rank evaluates a round-robin share of the pending points and sends its
+results to rank 0 in blocks (a message per block, not a collective per point); rank 0 writes them
+as they arrive, so whatever was computed before a failure is on disk and rerunning the same command
+resumes, under any number of processes. mpi4py is imported only when the process runs under MPI.
+
+Messages from a worker to rank 0: ``("block", [(flat, loss, acc), ...])``, ``("done", rank)`` or
+``("error", rank, text)``.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from landscape.errors import LandscapeError
+
+
+class ParallelError(LandscapeError):
+    """A rank or worker failed; the points written so far are kept."""
+
+
+def under_mpi() -> bool:
+    """True when launched by mpiexec with more than one process (no mpi4py import needed)."""
+    return any(
+        int(os.environ.get(var, "1") or 1) > 1 for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
+    )
+
+
+@dataclass
+class Plan:
+    """What rank 0 tells the others once the file exists: their points and the engine to use."""
+
+    shares: list[list[int]]
+    engine: dict[str, Any]
+    error: str | None = None
+    # CPU tensors by name, so other ranks never open the file, and rank 0's θ with its buffers, so
+    # every rank evaluates exactly the same network whatever it loaded itself
+    directions: list[dict[str, Any]] | None = None
+    centre: dict[str, Any] | None = None
+
+
+class Serial:
+    rank, size, local_rank, local_size = 0, 1, 0, 1
+
+    def broadcast_plan(self, plan: Plan | None) -> Plan | None:
+        return plan
+
+    def send(self, message: tuple) -> None:  # pragma: no cover - a serial run has no workers
+        raise RuntimeError("a serial run has no rank 0 to send to")
+
+    def messages(self, block: bool) -> Iterator[tuple]:
+        return iter(())
+
+    def alive_check(self) -> None:
+        return None
+
+
+class MPIComm:
+    """COMM_WORLD of mpi4py; local rank and size from a shared-memory split (ranks on this node)."""
+
+    TAG = 17
+
+    def __init__(self) -> None:
+        from mpi4py import MPI  # only under mpiexec
+
+        self.MPI = MPI
+        self.comm = MPI.COMM_WORLD
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        node = self.comm.Split_type(MPI.COMM_TYPE_SHARED)
+        self.local_rank, self.local_size = node.Get_rank(), node.Get_size()
+
+    def broadcast_plan(self, plan: Plan | None) -> Plan:
+        return self.comm.bcast(plan, root=0)
+
+    def send(self, message: tuple) -> None:
+        self.comm.send(message, dest=0, tag=self.TAG)
+
+    def messages(self, block: bool) -> Iterator[tuple]:
+        """Rank 0: the messages waiting (or the next one, when ``block``)."""
+        status = self.MPI.Status()
+        if block:
+            yield self.comm.recv(source=self.MPI.ANY_SOURCE, tag=self.TAG, status=status)
+            return
+        while self.comm.Iprobe(source=self.MPI.ANY_SOURCE, tag=self.TAG, status=status):
+            yield self.comm.recv(source=status.Get_source(), tag=self.TAG)
+
+    def alive_check(self) -> None:
+        return None  # mpiexec ends the whole job when a rank dies
+
+
+class LocalPool:
+    """``--workers N``: rank 0 is this process, ranks 1..N-1 are spawned processes."""
+
+    def __init__(self, size: int) -> None:
+        import multiprocessing as mp
+
+        self.ctx = mp.get_context("spawn")
+        self.rank, self.size = 0, size
+        self.local_rank, self.local_size = 0, size
+        self.queue = self.ctx.Queue()
+        self.procs: list[Any] = []
+
+    def start(self, target: Any, args_for_rank: Any) -> None:
+        for r in range(1, self.size):
+            p = self.ctx.Process(target=target, args=(*args_for_rank(r), self.queue), daemon=True)
+            p.start()
+            self.procs.append(p)
+
+    def broadcast_plan(self, plan: Plan | None) -> Plan | None:
+        return plan
+
+    def messages(self, block: bool) -> Iterator[tuple]:
+        while True:
+            try:
+                yield self.queue.get(timeout=1.0) if block else self.queue.get_nowait()
+            except queue.Empty:
+                if block:
+                    self.alive_check()
+                    continue
+                return
+            if block:
+                return
+
+    def alive_check(self) -> None:
+        for r, p in enumerate(self.procs, start=1):
+            if p.exitcode not in (None, 0):
+                raise ParallelError(
+                    f"worker {r} died (exit code {p.exitcode}); the points written so far are kept: "
+                    "rerun the same command to resume"
+                )
+
+    def close(self) -> None:
+        for p in self.procs:
+            if p.is_alive():
+                p.terminate()
+            p.join(timeout=5)
+
+
+class QueueSink:
+    """A local worker's end of the pool's queue."""
+
+    def __init__(self, q: Any, rank: int) -> None:
+        self.q, self.rank = q, rank
+
+    def send(self, message: tuple) -> None:
+        self.q.put(message)
+
+
+def threads_per_rank(local_size: int) -> int:
+    """Ranks sharing a machine split its cores: cores // ranks on this node, at least one."""
+    return max(1, (os.cpu_count() or 1) // max(1, local_size))
