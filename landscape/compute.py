@@ -23,7 +23,7 @@ from landscape.directions import DirectionContext, DirectionSet, build, load_dir
 from landscape.directions.paths import expand_checkpoints
 from landscape.engine import ReferenceEvaluator, eval_mode, resolve_device
 from landscape.engine.reference import PointEvaluatorBase
-from landscape.engine.select import EngineRequest, choose_engine, parse_bytes
+from landscape.engine.select import EngineChoice, EngineRequest, choose_engine, parse_bytes
 from landscape.errors import ConfigError, DirectionError, LandscapeError
 from landscape.losses import correct_count, get_loss
 from landscape.models import build_model
@@ -256,13 +256,10 @@ def _run_root(
         directions = directions_for(config, prep, resume_from=out if resuming else None)
         device_dirs = directions.to(prep.device).vectors
         probe(prep, config, device_dirs)
-        choice = choose_engine(
-            prep.model,
-            prep.centre,
+        choice = _engine_for(
+            prep,
+            config,
             device_dirs,
-            lambda: prep.data.batches(config.data.batch_size, prep.device),
-            get_loss(config.eval.loss),
-            correct_count,
             engine_request(config, prep),
             _pending_guess(out, resuming, x, y),
         )
@@ -403,10 +400,8 @@ def _worker(
     """A rank other than 0: evaluate its share with rank 0's engine, send results in blocks."""
     try:
         prep = prepare(config, local_rank, local_size)
-        for (
-            name,
-            t,
-        ) in plan.centre.items():  # exactly rank 0's weights, whatever this process loaded
+        # exactly rank 0's weights, whatever this process loaded itself
+        for name, t in plan.centre.items():
             prep.centre[name] = t.to(prep.device)
             if name in prep.theta:
                 prep.theta[name] = prep.centre[name]
@@ -418,16 +413,7 @@ def _worker(
         request.compile = "on" if e.get("compile") else "off"
         request.memory_format = "channels-last" if e.get("channels_last") else "contiguous"
         request.k = e.get("k")
-        choice = choose_engine(
-            prep.model,
-            prep.centre,
-            vectors,
-            lambda: prep.data.batches(config.data.batch_size, prep.device),
-            get_loss(config.eval.loss),
-            correct_count,
-            request,
-            len(plan.shares[rank]),
-        )
+        choice = _engine_for(prep, config, vectors, request, len(plan.shares[rank]))
         pending: list[tuple[int, float, float]] = []
         last = time.perf_counter()
 
@@ -448,6 +434,22 @@ def _worker(
     except Exception as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         sink.send(("error", rank, f"{type(exc).__name__}: {text}"))
+
+
+def _engine_for(
+    prep: Prepared, config: ComputeConfig, directions: list, request: EngineRequest, pending: int
+) -> EngineChoice:
+    """The evaluator for this process's model, data and directions, as ``request`` asks."""
+    return choose_engine(
+        prep.model,
+        prep.centre,
+        directions,
+        lambda: prep.data.batches(config.data.batch_size, prep.device),
+        get_loss(config.eval.loss),
+        correct_count,
+        request,
+        pending,
+    )
 
 
 def engine_request(config: ComputeConfig, prep: Prepared) -> EngineRequest:
