@@ -275,13 +275,15 @@ def _run_root(
         raise
     with store, numerics(config, prep.device, comm.local_size):
         pending = store.pending()
-        shares = [pending[r :: comm.size].tolist() for r in range(comm.size)]
-        cpu_dirs = [{k: v.detach().cpu() for k, v in d.items()} for d in directions.vectors]
-        many = comm.size > 1
-        centre = {k: v.detach().cpu() for k, v in prep.centre.items()} if many else None
-        plan = parallel.Plan(
-            shares, choice.report, directions=cpu_dirs if many else None, centre=centre
+        shares = [share.tolist() for share in grid.split_pending(pending, comm.size)]
+        many = comm.size > 1  # other ranks get rank 0's directions and weights in the plan
+        cpu_dirs = (
+            [{k: v.detach().cpu() for k, v in d.items()} for d in directions.vectors]
+            if many
+            else None
         )
+        centre = {k: v.detach().cpu() for k, v in prep.centre.items()} if many else None
+        plan = parallel.Plan(shares, choice.report, directions=cpu_dirs, centre=centre)
         comm.broadcast_plan(plan)
         if isinstance(comm, parallel.LocalPool):
             comm.start(_local_worker, lambda r: (config, r, comm.size, plan))

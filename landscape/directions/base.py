@@ -14,8 +14,6 @@ from landscape import params
 from landscape.config import DirectionSpec
 from landscape.errors import DirectionError
 
-TensorDict = "OrderedDict[str, torch.Tensor]"
-
 
 @dataclass
 class DirectionContext:

@@ -152,14 +152,17 @@ class PointEvaluatorBase:
     # --- data ----------------------------------------------------------------------------------
 
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for x, y in self._batches():
-            if self.channels_last and x.ndim == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            yield x, y
+        return self._in_layout(self._batches())
 
     def _train_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         assert self.train_batches is not None  # checked in __init__
-        for x, y in self.train_batches():
+        return self._in_layout(self.train_batches())
+
+    def _in_layout(
+        self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Image batches in the evaluator's memory layout (channels-last when it is on)."""
+        for x, y in batches:
             if self.channels_last and x.ndim == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, y
@@ -241,9 +244,6 @@ class ReferenceEvaluator(PointEvaluatorBase):
 
     def evaluate_block(self, points: Sequence[tuple[float, ...]]) -> list[PointResult]:
         return [self.evaluate(p) for p in points]
-
-    # kept for callers of the first API
-    evaluate_many = evaluate_block
 
     def describe(self) -> dict[str, object]:
         return {"engine": self.name, **super().describe()}
