@@ -242,7 +242,7 @@ def build_compute_config(
 @click.option(
     "--memory-budget",
     metavar="BYTES",
-    help="Activation memory of the batched path, e.g. 2GB [auto].",
+    help="Activation memory per forward, e.g. 2GB: sets K and caps the batch [auto].",
 )
 @click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads [PyTorch's default].")
 @click.option("--out", type=click.Path(dir_okay=False), help="Surface file to write (or resume).")

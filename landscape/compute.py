@@ -415,6 +415,7 @@ def _worker(
         request.compile = "on" if e.get("compile") else "off"
         request.memory_format = "channels-last" if e.get("channels_last") else "contiguous"
         request.k = e.get("k")
+        request.batch_size = e.get("batch_size", request.batch_size)
         choice = _engine_for(prep, config, vectors, request, len(plan.shares[rank]))
         pending: list[tuple[int, float, float]] = []
         last = time.perf_counter()
@@ -446,7 +447,7 @@ def _engine_for(
         prep.model,
         prep.centre,
         directions,
-        lambda: prep.data.batches(config.data.batch_size, prep.device),
+        lambda n: lambda: prep.data.batches(n, prep.device),
         get_loss(config.eval.loss),
         correct_count,
         request,

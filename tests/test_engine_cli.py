@@ -73,6 +73,20 @@ def test_auto_records_its_timings_and_choice(tmp_path: Path, tiny_npz: Path) -> 
     assert report["compile"] is False and "saving" in report["compile_reason"]
 
 
+def test_memory_budget_sets_the_batch_and_k(tmp_path: Path, tiny_npz: Path) -> None:
+    """A budget too small for one --batch-size batch shrinks the batch; K takes what is left."""
+    per_sample = (8 + 8 + 8 + 8 + 3) * 4  # bytes of every layer's output for one sample
+    want = read_surface(compute(tmp_path, tiny_npz, "wide", "--engine", "batched"))
+    out = compute(tmp_path, tiny_npz, "narrow", "--engine", "batched", "--memory-budget", "1000")
+    got = read_surface(out)
+    report = json.loads(got.attrs["engine"])
+    assert report["batch_size"] == 1000 // per_sample  # 7, not --batch-size 16
+    assert report["k"] == 1000 // (per_sample * report["batch_size"])
+    np.testing.assert_allclose(got.values["train_loss"], want.values["train_loss"], rtol=1e-6)
+    wide = json.loads(want.attrs["engine"])
+    assert wide["batch_size"] == 16 and wide["k"] == 64  # the default 2 GiB fits both
+
+
 def test_resume_under_another_engine_is_allowed(tmp_path: Path, tiny_npz: Path) -> None:
     """Engine, layout and compile change rounding only: a run may resume with other settings."""
     first = compute(tmp_path, tiny_npz, "mixed", "--engine", "reference")

@@ -142,3 +142,22 @@ def test_channels_last_and_1d_directions_agree() -> None:
         assert math.isclose(a.loss, b.loss, rel_tol=1e-5) and math.isclose(
             a.loss, c.loss, rel_tol=1e-5
         )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["reference", "batched"])
+def test_compiled_path_matches_eager_and_compiles_once(engine: str) -> None:
+    """26 samples in batches of 8: the short last batch is padded, so one graph serves them all."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    model = ConvBN()
+    centre, dirs, batches, _ = case(model, (2, 4, 4))
+    eager = ReferenceEvaluator(model, centre, dirs, batches(), ce, correct)
+    cls, kw = (BatchedEvaluator, {"k": 2}) if engine == "batched" else (ReferenceEvaluator, {})
+    fast = cls(model, centre, dirs, batches(), ce, correct, compile=True, channels_last=True, **kw)
+    for w, g in zip(eager.evaluate_block(POINTS), fast.evaluate_block(POINTS), strict=True):
+        assert math.isclose(g.loss, w.loss, rel_tol=1e-5), (w, g)
+        assert g.acc == w.acc
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])

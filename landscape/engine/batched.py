@@ -106,8 +106,8 @@ class BatchedEvaluator(PointEvaluatorBase):
         n, acc_known = 0, True
         with eval_mode(self.module), torch.inference_mode(), self.autocast_context():
             for x, y in self.batches():
-                logits = self._call(stacked, x).float()  # (K, B, classes)
                 b = int(y.shape[0])
+                logits = self._call(stacked, x)[:, :b].float()  # (K, B, classes), padding dropped
                 flat = logits.reshape(k * b, *logits.shape[2:])
                 targets = y.repeat(k, *([1] * (y.ndim - 1)))
                 loss_sum += self.loss_fn(flat, targets).double().view(k, b).sum(1)

@@ -152,7 +152,12 @@ class PointEvaluatorBase:
     # --- data ----------------------------------------------------------------------------------
 
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return self._in_layout(self._batches())
+        """Evaluation batches ``(x, y)`` to feed ``forward``; ``x`` may have padding rows past
+        ``len(y)``, whose outputs the caller drops (see ``_padded``)."""
+        batches = self._batches()
+        if self.compile and self.bn != "train":
+            batches = _padded(batches)
+        return self._in_layout(batches)
 
     def _train_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         assert self.train_batches is not None  # checked in __init__
@@ -196,6 +201,24 @@ class PointEvaluatorBase:
         }
 
 
+def _padded(
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """A short last batch padded with zero samples to the first batch's size.
+
+    A compiled forward is specialized to its input shape: without padding, a data set that is not
+    a multiple of the batch size would compile a second graph for its last batch. Padding is exact
+    for the real rows wherever samples do not interact (eval-mode BN, per-sample layers); the
+    ``train`` BN policy, whose batch statistics would change, never gets here.
+    """
+    full = 0
+    for x, y in batches:
+        full = full or int(x.shape[0])
+        if x.shape[0] < full:
+            x = torch.cat([x, x.new_zeros((full - x.shape[0], *x.shape[1:]))])
+        yield x, y
+
+
 class ReferenceEvaluator(PointEvaluatorBase):
     """Evaluate points ``centre + Σ c_k·d_k`` one at a time over a fixed evaluation set."""
 
@@ -218,7 +241,7 @@ class ReferenceEvaluator(PointEvaluatorBase):
         loss_sum, correct, n, acc_known = 0.0, 0, 0, True
         with eval_mode(self.module), torch.inference_mode(), self.autocast_context():
             for x, y in self.batches():
-                logits = forward(x)
+                logits = forward(x)[: y.shape[0]]  # padding rows dropped
                 loss_sum += float(self.loss_fn(logits.float(), y).double().sum())
                 c = self.correct_fn(logits, y)
                 acc_known = acc_known and c is not None

@@ -35,6 +35,7 @@ COMPILE_SPEEDUP = 1.6
 PAYOFF_MARGIN = 1.5
 TIMING_BATCHES = 1  # one warm-up and one timed pass each: the ranking is clear on one batch
 MAX_K = 64
+DEFAULT_CPU_BUDGET = 2 * 2**30  # bytes of activations when --memory-budget is not given
 
 
 @dataclass
@@ -76,16 +77,21 @@ def choose_engine(
     model: torch.nn.Module,
     centre: dict[str, torch.Tensor],
     directions: list[dict[str, torch.Tensor]],
-    batches: Batches,
+    batches_of: Callable[[int], Batches],
     loss_fn: Callable,
     correct_fn: Callable,
     request: EngineRequest,
     pending_points: int,
 ) -> EngineChoice:
-    """Build the evaluator the request asks for, timing candidates where it says auto."""
+    """Build the evaluator the request asks for, timing candidates where it says auto.
+
+    ``batches_of(n)`` gives the evaluation set in batches of n samples; n and K come from the
+    memory budget (:func:`batch_and_k`).
+    """
     device = next(iter(centre.values())).device
     common = (model, centre, directions)
-    k = batched_k(model, centre, batches, request, device)
+    batch, k = batch_and_k(model, centre, batches_of, request, device)
+    batches = batches_of(batch)
     formats = _formats(model, request)
     engines = ["reference", "batched"] if request.engine == "auto" else [request.engine]
     if is_jitted(model):
@@ -100,7 +106,7 @@ def choose_engine(
             return BatchedEvaluator(*common, data, loss_fn, correct_fn, k=k, **opts)
         return ReferenceEvaluator(*common, data, loss_fn, correct_fn, **opts)
 
-    report: dict[str, Any] = {"device": str(device), "k": k, "timings": {}}
+    report: dict[str, Any] = {"device": str(device), "k": k, "batch_size": batch, "timings": {}}
     if len(candidates) > 1:
         few = _first_batches(batches, TIMING_BATCHES)
         for engine, cl in candidates:
@@ -141,26 +147,34 @@ def _formats(model: torch.nn.Module, request: EngineRequest) -> list[bool]:
     return [False, True]
 
 
-def batched_k(
+def batch_and_k(
     model: torch.nn.Module,
     centre: dict[str, torch.Tensor],
-    batches: Batches,
+    batches_of: Callable[[int], Batches],
     request: EngineRequest,
     device: torch.device,
-) -> int:
-    """Points per call so that K × batch × activation bytes per sample fits the memory budget."""
-    if request.k is not None:
-        return request.k
+) -> tuple[int, int]:
+    """The data batch and the points per batched call, from the memory budget.
+
+    A forward over K points keeps at most K × batch × a bytes of activations alive (a: the bytes
+    of every module output for one sample, an upper bound). ``--batch-size`` is the largest batch;
+    it shrinks when one point's activations would not fit the budget, and K takes what is left:
+
+        batch = min(batch_size, budget // a),    K = clamp(budget // (a · batch), 1, MAX_K)
+    """
+    if request.k is not None:  # a worker repeats rank 0's choice
+        return request.batch_size, request.k
     budget = request.memory_budget
     if budget is None:
         if device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(device)
             budget = int(free * 0.5)
         else:
-            budget = 2 * 2**30
-    per_sample = activation_bytes_per_sample(model, centre, batches)
-    k = budget // max(1, per_sample * request.batch_size)
-    return int(max(1, min(MAX_K, k)))
+            budget = DEFAULT_CPU_BUDGET
+    per_sample = activation_bytes_per_sample(model, centre, batches_of(request.batch_size))
+    batch = int(max(1, min(request.batch_size, budget // per_sample)))
+    k = budget // (per_sample * batch)
+    return batch, int(max(1, min(MAX_K, k)))
 
 
 def activation_bytes_per_sample(
