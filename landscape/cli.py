@@ -7,6 +7,7 @@ Each command parses options, builds a config, makes one library call and prints.
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -391,20 +392,108 @@ def plot(
         click.echo(str(path))
 
 
+class ThresholdType(click.ParamType):
+    """A loss value, or ``+DELTA`` for the centre's loss plus DELTA."""
+
+    name = "LOSS|+DELTA"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[float | None, float | None]:
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip()
+        try:
+            number = float(text)
+        except ValueError:
+            self.fail(f"{value!r} is neither a loss value nor +DELTA (e.g. 0.5 or +1)", param, ctx)
+        return (None, number) if text.startswith("+") else (number, None)
+
+
 @main.command()
 @click.argument("surface_file", type=click.Path(dir_okay=False))
+@click.option(
+    "--epsilon",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Half-width of the ε-sharpness box, in grid coordinates [0.2].",
+)
+@click.option(
+    "--threshold",
+    type=ThresholdType(),
+    help="Basin level: a loss value, or +DELTA above the centre's loss [+1].",
+)
+@click.option(
+    "--fit-radius",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Half-width of the box the quadratic is fitted over [25% of each axis' half-range].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON instead.")
 @_library_errors
-def info(surface_file: str) -> None:
-    """Print a surface file's grid, completion, extremes and provenance.
+def info(
+    surface_file: str,
+    epsilon: float | None,
+    threshold: tuple[float | None, float | None] | None,
+    fit_radius: float | None,
+    as_json: bool,
+) -> None:
+    """Print a surface file's grid, completion, extremes, analysis and provenance.
+
+    The analysis of each loss: ε-sharpness at the centre (Keskar et al. 2017), curvature from a
+    quadratic fit, basin width at a loss threshold and the grid minimum. It is stored in the file
+    when a compute run completes; other options compute it anew.
 
     \b
     Example:
       landscape info results/mlp.h5
+      landscape info results/mlp.h5 --epsilon 0.1 --threshold=+0.5 --json
     """
+    from landscape.analysis import AnalysisOptions, analysis_report
     from landscape.info import format_info
     from landscape.store import read_surface
 
-    click.echo(format_info(read_surface(surface_file)))
+    chosen: dict[str, Any] = {"epsilon": epsilon, "fit_radius": fit_radius}
+    if threshold is not None:
+        chosen["threshold"], rise = threshold
+        chosen["rise"] = rise
+    options = AnalysisOptions(**{k: v for k, v in chosen.items() if v is not None})
+    surface = read_surface(surface_file)
+    if as_json:
+        click.echo(json.dumps(analysis_report(surface, options), indent=2, sort_keys=True))
+    else:
+        click.echo(format_info(surface, options))
+
+
+@main.command()
+@click.argument("surface_file", type=click.Path(dir_okay=False))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="File to write: .vtp (ParaView) or .html (interactive 3-D view, no network needed).",
+)
+@click.option("--quantity", help="What the height is, e.g. test_loss [the first loss].")
+@click.option("--log", is_flag=True, help="Height is log10 of the quantity.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["vtp", "html"]),
+    help="Output format [from the --out extension].",
+)
+@_library_errors
+def export(surface_file: str, out: str, quantity: str | None, log: bool, fmt: str | None) -> None:
+    """Export a surface as ParaView VTK PolyData (.vtp) or a self-contained HTML 3-D view.
+
+    Reads landscape files and Li et al.'s reference surface files. Points not computed are left
+    out (cells with such a corner are skipped; null in the HTML's data).
+
+    \b
+    Example:
+      landscape export results/mlp.h5 --out results/mlp.vtp --log
+      landscape export results/mlp.h5 --out results/mlp.html --quantity train_loss
+    """
+    from landscape.plot.export import export_surface
+    from landscape.store import read_surface
+
+    path = export_surface(read_surface(surface_file), out, quantity=quantity, log=log, fmt=fmt)
+    click.echo(str(path))
 
 
 @main.command()

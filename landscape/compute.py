@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from landscape import checkpoint, grid, parallel, params
+from landscape.analysis import store_analysis
 from landscape.config import ComputeConfig
 from landscape.data import EvalData, load_data
 from landscape.directions import DirectionContext, DirectionSet, build, load_directions, summarize
@@ -309,6 +310,7 @@ def _run_root(
         eval_seconds = time.perf_counter() - eval_start
         nonfinite = store.nonfinite_count()
         resumed = store.resumed
+    store_analysis(out)  # every point is done: sharpness, curvature, basin into /analysis
     seconds = time.perf_counter() - start
     return RunResult(
         str(out),

@@ -7,12 +7,14 @@ from typing import Any
 
 import numpy as np
 
+from landscape.analysis import AnalysisOptions, format_analysis, stored_or_computed
 from landscape.store import stored_config
 from landscape.surface import Surface
 
 
-def format_info(surface: Surface) -> str:
-    """Grid, completion, extremes of every quantity, directions and provenance, one fact a line."""
+def format_info(surface: Surface, options: AnalysisOptions | None = None) -> str:
+    """Grid, completion, extremes of every quantity, the analysis of every loss, directions and
+    provenance, one fact a line. ``options`` sets the analysis' ε, threshold and fit radius."""
     lines = [f"file:        {surface.path}", f"format:      {_format_name(surface)}"]
     lines.append(f"grid:        {_grid_text(surface)}")
     done, total = int(surface.done.sum()), surface.done.size
@@ -26,6 +28,8 @@ def format_info(surface: Surface) -> str:
         lines.append(f"non-finite:  {nonfinite} points have a NaN or infinite loss")
     for q, v in surface.values.items():
         lines.append(f"{q + ':':<12} {_extremes(surface, v)}")
+    for result, stored in stored_or_computed(surface, options).values():
+        lines.extend(format_analysis(result, stored=stored))
     lines.extend(_direction_lines(surface))
     lines.extend(_provenance_lines(surface))
     lines.extend(f"note:        {n}" for n in surface.notes)

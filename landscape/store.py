@@ -10,6 +10,8 @@ Layout::
     /done                  (nx[, ny]) bool         a point is done only once its values are written
     /directions/{x,y}/<tensor name>                the directions themselves, by name
     /directions            attrs: method, cosine, norms, the method's own figures
+    /analysis              attrs: one JSON text per loss quantity (landscape.analysis), written
+                                  once every point is done
 
 Crash safety: a new file is written under a temporary name and renamed into place only once its
 header and directions are complete, so a refused or failed run never damages an existing file.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -357,6 +360,7 @@ def _read_ours(f: h5py.File, path: Path) -> Surface:
     )
     trajectory = _read_arrays(f["trajectory"]) if "trajectory" in f else None
     landmarks = _read_arrays(f["landmarks"]) if "landmarks" in f else None
+    analysis = _read_json_attrs(f["analysis"]) if "analysis" in f else {}
     return Surface(
         str(path),
         x,
@@ -369,6 +373,7 @@ def _read_ours(f: h5py.File, path: Path) -> Surface:
         [],
         trajectory,
         landmarks,
+        analysis,
     )
 
 
@@ -378,6 +383,40 @@ def _read_arrays(group: h5py.Group) -> dict[str, np.ndarray]:
         ds = group[key]
         out[key] = ds.asstr()[()] if h5py.check_string_dtype(ds.dtype) else ds[()]
     return out
+
+
+def _read_json_attrs(group: h5py.Group) -> dict[str, Any]:
+    """Attributes holding JSON text, decoded; one that is not valid JSON is left out."""
+    out = {}
+    for key, value in group.attrs.items():
+        try:
+            out[key] = json.loads(_text(value))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def write_analysis(path: str | Path, texts: dict[str, str]) -> None:
+    """Write ``/analysis`` (one JSON attribute per quantity) into a closed surface file.
+
+    Adding attributes changes HDF5 metadata, which a kill could leave half-written; so the file
+    is copied, changed under a temporary name and renamed into place: any kill leaves either
+    the old file or the new one.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.analysis-{os.getpid()}")
+    try:
+        shutil.copy2(path, tmp)
+        with h5py.File(tmp, "r+") as f:
+            group = f.require_group("analysis")
+            for key in list(group.attrs):
+                del group.attrs[key]
+            for quantity, text in texts.items():
+                group.attrs[quantity] = text
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def _read_reference(f: h5py.File, path: Path) -> Surface:

@@ -28,6 +28,7 @@ class Surface:
     notes: list[str] = field(default_factory=list)  # conversions applied on read
     trajectory: dict[str, np.ndarray] | None = None  # projected training path: x, y, labels, loss
     landmarks: dict[str, np.ndarray] | None = None  # named points on the plane: names, x, y
+    analysis: dict[str, Any] = field(default_factory=dict)  # by quantity, from /analysis
 
     @property
     def dims(self) -> int:
