@@ -91,6 +91,7 @@ FLAG_KEYS = {
     "batch_size": "data.batch_size",
     "direction": "direction.name",
     "seed": "direction.seed",
+    "repeat": "direction.repeat",
     "ignore": "direction.ignore",
     "norm": "direction.norm",
     "directions": "direction.file",
@@ -177,6 +178,13 @@ def build_compute_config(
     "--direction", type=click.Choice(DIRECTION_NAMES), help="Direction family [filter-norm]."
 )
 @click.option("--seed", type=int, help="Seed of the random directions [0].")
+@click.option(
+    "--repeat",
+    type=click.IntRange(min=1),
+    metavar="R",
+    help="R surfaces in one file, along directions of seeds SEED..SEED+R-1; info and plot show "
+    "their mean and spread [1].",
+)
 @click.option(
     "--ignore",
     type=click.Choice(IGNORE_CHOICES),
@@ -286,8 +294,10 @@ def compute(
     if quiet or result is None:  # ranks other than 0 print nothing
         return
     verb = "resumed" if result.resumed else "wrote"
+    repeats = config.direction.repeat
+    each = f" ({repeats} repeats of {result.total // repeats})" if repeats > 1 else ""
     click.echo(
-        f"{verb} {result.path}: {result.computed} of {result.total} points computed in "
+        f"{verb} {result.path}: {result.computed} of {result.total} points{each} computed in "
         f"{result.seconds:.1f} s ({result.points_per_second:.1f} points/s on {result.device})"
     )
     if result.nonfinite:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import itertools
 import math
@@ -23,12 +24,12 @@ from landscape.data import EvalData, load_data
 from landscape.directions import DirectionContext, DirectionSet, build, load_directions, summarize
 from landscape.directions.paths import expand_checkpoints
 from landscape.engine import ReferenceEvaluator, eval_mode, resolve_device
-from landscape.engine.reference import PointEvaluatorBase
+from landscape.engine.reference import PointEvaluatorBase, to_channels_last
 from landscape.engine.select import EngineChoice, EngineRequest, choose_engine, parse_bytes
 from landscape.errors import ConfigError, DirectionError, LandscapeError
 from landscape.losses import correct_count, get_loss
 from landscape.models import build_model
-from landscape.store import RunHeader, SurfaceStore, check_resumable
+from landscape.store import RunHeader, SurfaceStore, check_resumable, done_flags
 
 FLUSH_SECONDS = 1.0  # a killed run loses at most about this much work
 FLUSH_POINTS = 64
@@ -183,12 +184,19 @@ def probe(prep: Prepared, config: ComputeConfig, directions: list[dict[str, torc
 
 
 def directions_for(
-    config: ComputeConfig, prep: Prepared, *, resume_from: Path | None
+    config: ComputeConfig, prep: Prepared, *, resume_from: Path | None, repeat: int = 0
 ) -> DirectionSet:
-    """The run's directions: read back from the file being resumed, from --directions, or built."""
+    """The run's directions: read back from the file being resumed, from --directions, or built.
+
+    Repeat ``r`` of a ``--repeat`` run is built with seed ``direction.seed + r``.
+    """
     count = config.dims
     if resume_from is not None:
-        return load_directions(str(resume_from), prep.theta, prep.centre, count)
+        group = f"repeats/{repeat}/directions" if repeat else "directions"
+        return load_directions(str(resume_from), prep.theta, prep.centre, count, group)
+    if repeat:
+        seed = config.direction.seed + repeat
+        config = replace(config, direction=replace(config.direction, seed=seed))
     if config.direction.file:
         return load_directions(config.direction.file, prep.theta, prep.centre, count)
     data = prep.data
@@ -255,6 +263,10 @@ def _run_root(
             stub = RunHeader(config, x, y, DirectionSet("", []), {}, prep.checkpoint_sha256, extra)
             check_resumable(out, stub)
         directions = directions_for(config, prep, resume_from=out if resuming else None)
+        repeats = [
+            directions_for(config, prep, resume_from=out if resuming else None, repeat=r)
+            for r in range(1, config.direction.repeat)
+        ]
         device_dirs = directions.to(prep.device).vectors
         probe(prep, config, device_dirs)
         choice = _engine_for(
@@ -262,11 +274,11 @@ def _run_root(
             config,
             device_dirs,
             engine_request(config, prep),
-            _pending_guess(out, resuming, x, y),
+            _pending_guess(out, resuming, x, y, config.direction.repeat),
         )
         extra["engine"] = {**choice.report, "processes": comm.size}
         header = RunHeader(
-            config, x, y, directions, summarize(directions), prep.checkpoint_sha256, extra
+            config, x, y, directions, summarize(directions), prep.checkpoint_sha256, extra, repeats
         )
         store = SurfaceStore.open_for_run(out, header, overwrite=overwrite)
     except (
@@ -284,11 +296,14 @@ def _run_root(
             else None
         )
         centre = {k: v.detach().cpu() for k, v in prep.centre.items()} if many else None
-        plan = parallel.Plan(shares, choice.report, directions=cpu_dirs, centre=centre)
+        repeat_dirs = [ds.vectors for ds in repeats]  # CPU tensors, moved when their turn comes
+        plan = parallel.Plan(
+            shares, choice.report, directions=cpu_dirs, centre=centre, repeats=repeat_dirs
+        )
         comm.broadcast_plan(plan)
         if isinstance(comm, parallel.LocalPool):
             comm.start(_local_worker, lambda r: (config, r, comm.size, plan))
-        total = int(np.prod(store.shape))
+        total = store.size  # points over every repeat
         bar = progress(total, total - len(pending)) if progress else None
         eval_start = time.perf_counter()
         try:
@@ -299,9 +314,8 @@ def _run_root(
                 _collect(comm, writer, block=False)
 
             own = np.asarray(shares[0], dtype=np.int64)
-            _evaluate_points(
-                choice.evaluator, own, x, y, writer.add, between if comm.size > 1 else None
-            )
+            along = _repeat_evaluators(choice.evaluator, repeat_dirs, prep.device)
+            _evaluate_points(along, own, x, y, writer.add, between if comm.size > 1 else None)
             writer.flush()
             _collect(comm, writer)
         finally:
@@ -375,7 +389,7 @@ def _collect(comm: Any, writer: _Writer, *, block: bool = True) -> None:
 
 
 def _evaluate_points(
-    evaluator: PointEvaluatorBase,
+    evaluator_for: Callable[[int], PointEvaluatorBase],
     points: np.ndarray,
     x: np.ndarray,
     y: np.ndarray | None,
@@ -383,14 +397,51 @@ def _evaluate_points(
     between: Callable[[], None] | None = None,
 ) -> None:
     """Evaluate points chunk by chunk (K at a time on the batched path), hand each chunk's results
-    to ``emit``, and call ``between`` after each chunk (rank 0 writes what others sent there)."""
-    chunk = getattr(evaluator, "k", 1)
-    for start in range(0, len(points), chunk):
-        flats = [int(f) for f in points[start : start + chunk]]
-        results = evaluator.evaluate_block([grid.point_coords(f, x, y) for f in flats])
-        emit([(f, r.loss, r.acc) for f, r in zip(flats, results, strict=True)])
-        if between is not None:
-            between()
+    to ``emit``, and call ``between`` after each chunk (rank 0 writes what others sent there).
+
+    ``points`` are numbered over every repeat (point k of repeat r is ``r * P + k``); each
+    repeat's points are evaluated in turn by ``evaluator_for(r)``.
+    """
+    size = len(x) * (1 if y is None else len(y))  # P
+    for repeat in np.unique(points // size):
+        evaluator = evaluator_for(int(repeat))
+        mine = points[points // size == repeat]
+        chunk = getattr(evaluator, "k", 1)
+        for start in range(0, len(mine), chunk):
+            flats = [int(f) for f in mine[start : start + chunk]]
+            results = evaluator.evaluate_block([grid.point_coords(f % size, x, y) for f in flats])
+            emit([(f, r.loss, r.acc) for f, r in zip(flats, results, strict=True)])
+            if between is not None:
+                between()
+
+
+def _repeat_evaluators(
+    evaluator: PointEvaluatorBase, repeats: list[list[dict[str, torch.Tensor]]], device: Any
+) -> Callable[[int], PointEvaluatorBase]:
+    """``evaluator_for(r)``: the run's evaluator for repeat 0, the same one along repeat r's
+    directions (``repeats[r - 1]``, moved to ``device`` only when asked for) for the others."""
+
+    def evaluator_for(r: int) -> PointEvaluatorBase:
+        return evaluator if r == 0 else _along(evaluator, repeats[r - 1], device)
+
+    return evaluator_for
+
+
+def _along(
+    evaluator: PointEvaluatorBase, vectors: list[dict[str, torch.Tensor]], device: Any
+) -> PointEvaluatorBase:
+    """The same evaluator (engine, layout, compiled call) moving along other directions.
+
+    Both paths form θ + Σ c_k·d_k from ``evaluator.directions`` at each point, outside any
+    compiled graph, so a shallow copy holding the new tensors evaluates them; the batched path
+    stacks the tensors it moves by name, so the new directions must name the same tensors.
+    """
+    moved = [OrderedDict((k, v.to(device)) for k, v in d.items()) for d in vectors]
+    if [list(d) for d in moved] != [list(d) for d in evaluator.directions]:
+        raise DirectionError("a repeat's directions move other tensors than the first repeat's")
+    other = copy.copy(evaluator)
+    other.directions = [to_channels_last(d) if evaluator.channels_last else d for d in moved]
+    return other
 
 
 def _local_worker(config: ComputeConfig, rank: int, size: int, plan: Any, q: Any) -> None:
@@ -419,6 +470,7 @@ def _worker(
         request.k = e.get("k")
         request.batch_size = e.get("batch_size", request.batch_size)
         choice = _engine_for(prep, config, vectors, request, len(plan.shares[rank]))
+        along = _repeat_evaluators(choice.evaluator, plan.repeats, prep.device)
         pending: list[tuple[int, float, float]] = []
         last = time.perf_counter()
 
@@ -430,9 +482,7 @@ def _worker(
                 pending, last = [], time.perf_counter()
 
         with numerics(config, prep.device, local_size):
-            _evaluate_points(
-                choice.evaluator, np.asarray(plan.shares[rank], dtype=np.int64), x, y, emit
-            )
+            _evaluate_points(along, np.asarray(plan.shares[rank], dtype=np.int64), x, y, emit)
         if pending:
             sink.send(("block", pending))
         sink.send(("done", rank))
@@ -508,12 +558,13 @@ def numerics(config: ComputeConfig, device: torch.device, local_size: int = 1) -
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
 
 
-def _pending_guess(out: Path, resuming: bool, x: np.ndarray, y: np.ndarray | None) -> int:
+def _pending_guess(
+    out: Path, resuming: bool, x: np.ndarray, y: np.ndarray | None, repeats: int
+) -> int:
     """Points this run will evaluate, for the compile decision (a read-only peek when resuming)."""
-    total = len(x) * (1 if y is None else len(y))
     if not resuming:
-        return total
+        return repeats * len(x) * (1 if y is None else len(y))
     import h5py
 
     with h5py.File(out, "r") as f:
-        return int((~f["done"][()]).sum())
+        return int((~done_flags(f)).sum())

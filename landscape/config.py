@@ -34,6 +34,9 @@ BN_CHOICES = ("eval", "recalibrate", "train")
 DTYPE_CHOICES = ("float32", "bfloat16", "float16")
 COMPILE_CHOICES = ("auto", "on", "off")
 MEMORY_FORMAT_CHOICES = ("auto", "contiguous", "channels-last")
+# families whose directions are drawn from the seed; the others do not change with it (zca, pca,
+# trajectory, interpolate) or only through the eigensolver's start vector (hessian)
+SEEDED_DIRECTIONS = ("filter-norm", "qr-orthogonal")
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,8 @@ class DirectionSpec:
     ``trajectory``: checkpoints saved during training, in order (files, folders or globs; the last
     is the centre). ``targets``: the checkpoints B (and C) that ``interpolate`` goes to from the
     model's checkpoint A. ``states``: interpolation moves BN buffers too. ``hessian_samples``: how
-    many evaluation samples the Hessian is taken over.
+    many evaluation samples the Hessian is taken over. ``repeat``: R surfaces in one file, repeat
+    r along directions drawn with seed ``seed + r`` (random families only).
     """
 
     name: str = "filter-norm"
@@ -77,6 +81,7 @@ class DirectionSpec:
     targets: list[str] = field(default_factory=list)
     states: bool = False
     hessian_samples: int = 1000
+    repeat: int = 1
 
 
 @dataclass(frozen=True)
@@ -152,6 +157,7 @@ class ComputeConfig:
 
     def _check_direction_inputs(self) -> None:
         d = self.direction
+        _check_repeat(d)
         if d.file:
             return  # directions come from the file; the family's own inputs are not needed
         if d.name == "trajectory" and not d.trajectory:
@@ -209,6 +215,26 @@ class ComputeConfig:
         for key in ("device", "engine", "compile", "memory_format", "memory_budget", "threads"):
             d["eval"].pop(key)
         return d
+
+
+def _check_repeat(d: DirectionSpec) -> None:
+    """``repeat`` > 1 only where another seed gives other directions."""
+    if d.repeat < 1:
+        raise ConfigError(f"direction.repeat must be at least 1, got {d.repeat}")
+    if d.repeat == 1:
+        return
+    why = None
+    if d.file:
+        why = "directions read from --directions do not depend on the seed"
+    elif d.name == "hessian":
+        why = "hessian's eigenvectors depend on the seed only through the eigensolver's start"
+    elif d.name not in SEEDED_DIRECTIONS:
+        why = f"{d.name}'s directions do not depend on the seed"
+    if why:
+        raise ConfigError(
+            f"--repeat {d.repeat} needs random directions ({' or '.join(SEEDED_DIRECTIONS)}): "
+            f"{why}, so every repeat would be the same surface; drop --repeat"
+        )
 
 
 # --- axes -------------------------------------------------------------------------------------

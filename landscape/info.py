@@ -30,6 +30,7 @@ def format_info(surface: Surface, options: AnalysisOptions | None = None) -> str
         lines.append(f"{q + ':':<12} {_extremes(surface, v)}")
     for result, stored in stored_or_computed(surface, options).values():
         lines.extend(format_analysis(result, stored=stored))
+    lines.extend(_repeat_lines(surface))
     lines.extend(_direction_lines(surface))
     lines.extend(_provenance_lines(surface))
     lines.extend(f"note:        {n}" for n in surface.notes)
@@ -79,6 +80,69 @@ def _centre_index(s: Surface) -> int | None:
         return int(ix[0])
     iy = np.flatnonzero(np.isclose(s.y, 0.0, atol=1e-12))
     return None if iy.size == 0 else int(np.ravel_multi_index((ix[0], iy[0]), s.shape))
+
+
+# --- repeats (--repeat R): does a feature survive another random direction? ----------------------
+
+
+def _repeat_lines(s: Surface) -> list[str]:
+    """Seeds and completion of the repeats; per loss, the mean surface's extremes, the spread
+    over seeds (std, ~0 at the centre, which every repeat shares) and how much each seed's
+    overall range and rise around the centre vary."""
+    if not s.repeats:
+        return []
+    seeds = [s.attrs.get("seed", "?"), *(r.seed for r in s.repeats)]
+    done = [int(s.done.sum()), *(int(r.done.sum()) for r in s.repeats)]
+    out = [
+        f"{'repeats:':<12} {s.repeat_count} surfaces, direction seeds "
+        f"{', '.join(map(str, seeds))} (done {', '.join(map(str, done))} of {s.done.size} points)"
+    ]
+    for q in s.quantities("loss"):
+        stack = s.stacked(q)  # (R, *grid)
+        mean, std = s.repeat_mean_std(q)
+        common = np.isfinite(mean)  # done, and finite, in every repeat
+        if not common.any():
+            out.append(f"{_PAD}{q}: no point is done in every repeat yet")
+            continue
+        out.append(f"{_PAD}{q} mean over seeds: {_extremes(s, mean)}")
+        out.append(f"{_PAD}{q} spread (std over seeds): {_spread_text(s, std)}")
+        out.append(f"{_PAD}{q} per seed: {_per_seed_text(s, stack, common)}")
+    return out
+
+
+def _spread_text(s: Surface, std: np.ndarray) -> str:
+    """The std over seeds at the centre and its largest value, with where."""
+    masked = np.where(np.isfinite(std), std, -np.inf)
+    hi = int(np.argmax(masked))
+    centre = _centre_index(s)
+    known = centre is not None and np.isfinite(std.flat[centre])
+    at_centre = f"{std.flat[centre]:.3g} at the centre, " if known else ""
+    return f"{at_centre}max {std.flat[hi]:.3g} at {_where(s, hi)}"
+
+
+def _per_seed_text(s: Surface, stack: np.ndarray, common: np.ndarray) -> str:
+    """Mean ± std over seeds of each seed's range (max - min over the points every repeat has)
+    and of its rise around the centre (max over the 3-point or 3 x 3 box minus the centre)."""
+    ranges = np.array([v[common].max() - v[common].min() for v in stack])
+    text = f"range (max-min) {_mean_std(ranges)}"
+    centre = _centre_index(s)
+    if centre is not None and common.flat[centre]:
+        box = _centre_box(s, centre) & common
+        rises = np.array([v[box].max() - v.flat[centre] for v in stack])
+        text += f", rise around the centre {_mean_std(rises)}"
+    return text
+
+
+def _centre_box(s: Surface, centre: int) -> np.ndarray:
+    """The centre's grid neighbourhood: itself and the points one step away (diagonals too)."""
+    box = np.zeros(s.shape, dtype=bool)
+    index = np.unravel_index(centre, s.shape)
+    box[tuple(slice(max(0, i - 1), i + 2) for i in index)] = True
+    return box
+
+
+def _mean_std(values: np.ndarray) -> str:
+    return f"{values.mean():.3g} ± {values.std(ddof=1):.2g}"
 
 
 # Direction attributes every method has; the rest are the method's own figures.

@@ -7,7 +7,8 @@ as they arrive, so whatever was computed before a failure is on disk and rerunni
 resumes, under any number of processes. mpi4py is imported only when the process runs under MPI.
 
 Messages from a worker to rank 0: ``("block", [(flat, loss, acc), ...])``, ``("done", rank)`` or
-``("error", rank, text)``.
+``("error", rank, text)``. Points are numbered over every repeat of a ``--repeat`` run (point k of
+repeat r is ``r * P + k``), so shares and blocks mix repeats freely.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import os
 import queue
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from landscape.errors import LandscapeError
@@ -43,6 +44,8 @@ class Plan:
     # every rank evaluates exactly the same network whatever it loaded itself
     directions: list[dict[str, Any]] | None = None
     centre: dict[str, Any] | None = None
+    # --repeat R: the directions of repeats 1..R-1 (CPU tensors, like ``directions``)
+    repeats: list[list[dict[str, Any]]] = field(default_factory=list)
 
 
 class Serial:

@@ -12,12 +12,20 @@ Layout::
     /directions            attrs: method, cosine, norms, the method's own figures
     /analysis              attrs: one JSON text per loss quantity (landscape.analysis), written
                                   once every point is done
+    /repeats/<r>/          only with --repeat R > 1 (root attr repeats=R), for r = 1..R-1: the
+                           surface along directions of seed + r, laid out as the top level
+                           (<split>_loss, <split>_acc, done, directions/{x,y}/<name>; attr seed);
+                           the top level is repeat 0, so readers that know nothing of repeats
+                           read an ordinary surface
 
 Crash safety: a new file is written under a temporary name and renamed into place only once its
 header and directions are complete, so a refused or failed run never damages an existing file.
 Point values go into datasets allocated at creation (contiguous, no resizing), so writing them
 touches no HDF5 metadata; values are flushed before their ``done`` flags, so a kill at any moment
 leaves a readable file in which every point marked done holds its final value.
+
+A run's points are numbered over every repeat: point k of repeat r is ``r * P + k`` (P points per
+grid, k row-major), so repeat 0's numbers are the grid's flat indices.
 """
 
 from __future__ import annotations
@@ -38,9 +46,9 @@ import yaml
 
 from landscape import __version__
 from landscape.config import ComputeConfig
-from landscape.directions.base import DirectionSet
+from landscape.directions.base import DirectionSet, summarize
 from landscape.errors import ConfigError, SurfaceFileError
-from landscape.surface import Surface
+from landscape.surface import Repeat, Surface
 
 SCHEMA = "landscape.surface"
 SCHEMA_VERSION = 1
@@ -57,6 +65,7 @@ class RunHeader:
     direction_attrs: dict[str, Any]
     checkpoint_sha256: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # data description, device, ...
+    repeats: list[DirectionSet] = field(default_factory=list)  # directions of repeats 1..R-1
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -71,6 +80,9 @@ class SurfaceStore:
         self._f = handle
         self.split = split
         self.shape = tuple(handle["done"].shape)
+        self.points = int(np.prod(self.shape))  # P, points per repeat
+        self.repeats = repeat_count(handle)
+        self.size = self.repeats * self.points  # points over every repeat
         self.resumed = False
 
     # --- opening ---------------------------------------------------------------------------
@@ -100,31 +112,38 @@ class SurfaceStore:
     # --- points ----------------------------------------------------------------------------
 
     def pending(self) -> np.ndarray:
-        """Flat (row-major) indices of the points not done yet, in order."""
-        return np.flatnonzero(~self._f["done"][()].reshape(-1))
+        """Indices of the points not done yet, in order, over every repeat (``r * P + k``)."""
+        return np.flatnonzero(~done_flags(self._f).reshape(-1))
 
     def write_block(
         self, indices: Sequence[int], losses: Sequence[float], accs: Sequence[float]
     ) -> None:
         """Write a block of points, then mark them done; each step is flushed to disk."""
-        loss_ds = self._f[f"{self.split}_loss"]
-        acc_ds = self._f[f"{self.split}_acc"]
-        done = self._f["done"]
-        runs = list(_runs(np.asarray(indices, dtype=np.int64), self.shape))
+        flat = np.asarray(indices, dtype=np.int64)
         loss_arr = np.asarray(losses, dtype=np.float64)
         acc_arr = np.asarray(accs, dtype=np.float64)
-        for where, part in runs:
-            loss_ds[where] = loss_arr[part]
-            acc_ds[where] = acc_arr[part]
+        parts = []  # (repeat's group, the block's entries in it, runs of its points)
+        for r in np.unique(flat // self.points):
+            mine = np.flatnonzero(flat // self.points == r)
+            runs = list(_runs(flat[mine] - r * self.points, self.shape))
+            parts.append((repeat_group(self._f, int(r)), mine, runs))
+        for group, mine, runs in parts:
+            for where, part in runs:
+                group[f"{self.split}_loss"][where] = loss_arr[mine][part]
+                group[f"{self.split}_acc"][where] = acc_arr[mine][part]
         self._f.flush()  # values reach the disk before the flags that vouch for them
-        for where, part in runs:
-            done[where] = np.ones(part.stop - part.start, dtype=bool)
+        for group, _, runs in parts:
+            for where, part in runs:
+                group["done"][where] = np.ones(part.stop - part.start, dtype=bool)
         self._f.flush()
 
     def nonfinite_count(self) -> int:
-        """Points done whose loss is NaN or infinite (stored as such, never fatal)."""
-        loss = self._f[f"{self.split}_loss"][()]
-        return int(np.sum(self._f["done"][()] & ~np.isfinite(loss)))
+        """Points done whose loss is NaN or infinite (stored as such, never fatal), all repeats."""
+        count = 0
+        for r in range(self.repeats):
+            group = repeat_group(self._f, r)
+            count += int(np.sum(group["done"][()] & ~np.isfinite(group[f"{self.split}_loss"][()])))
+        return count
 
     def close(self) -> None:
         if self._f.id.valid:
@@ -153,6 +172,21 @@ def _runs(flat: np.ndarray, shape: tuple[int, ...]):
         span = slice(j, j + end - start)
         yield ((i, span) if len(shape) == 2 else (span,)), slice(start, end)
         start = end
+
+
+def repeat_count(f: h5py.File) -> int:
+    """R of a ``--repeat R`` file; 1 for every other file."""
+    return int(f.attrs.get("repeats", 1))
+
+
+def repeat_group(f: h5py.File, r: int) -> h5py.Group:
+    """Where repeat ``r`` lives: the file's top level for 0, ``/repeats/<r>`` for the others."""
+    return f if r == 0 else f[f"repeats/{r}"]
+
+
+def done_flags(f: h5py.File) -> np.ndarray:
+    """The done flags of every repeat, shape ``(R, *grid)``."""
+    return np.stack([repeat_group(f, r)["done"][()] for r in range(repeat_count(f))])
 
 
 # --- creating ---------------------------------------------------------------------------------
@@ -190,18 +224,28 @@ def _write_header(f: h5py.File, h: RunHeader) -> None:
     f.create_dataset("xcoordinates", data=np.asarray(h.x, dtype=np.float64))
     if h.y is not None:
         f.create_dataset("ycoordinates", data=np.asarray(h.y, dtype=np.float64))
-    split = cfg.data.split
-    # data= allocates and fills the storage now, so later point writes change no metadata
-    for name in (f"{split}_loss", f"{split}_acc"):
-        f.create_dataset(name, data=np.full(h.shape, np.nan, dtype=np.float64))
-    f.create_dataset("done", data=np.zeros(h.shape, dtype=bool))
+    _write_points(f, cfg.data.split, h.shape)
     _write_directions(f, h.directions, h.direction_attrs)
+    if h.repeats:
+        f.attrs["repeats"] = 1 + len(h.repeats)
+    for r, ds in enumerate(h.repeats, start=1):
+        group = f.create_group(f"repeats/{r}")
+        group.attrs["seed"] = cfg.direction.seed + r
+        _write_points(group, cfg.data.split, h.shape)
+        _write_directions(group, ds, summarize(ds))
     for group, arrays in (
         ("trajectory", h.directions.trajectory),
         ("landmarks", h.directions.landmarks),
     ):
         if arrays:
             _write_arrays(f.create_group(group), arrays)
+
+
+def _write_points(group: h5py.Group, split: str, shape: tuple[int, ...]) -> None:
+    # data= allocates and fills the storage now, so later point writes change no metadata
+    for name in (f"{split}_loss", f"{split}_acc"):
+        group.create_dataset(name, data=np.full(shape, np.nan, dtype=np.float64))
+    group.create_dataset("done", data=np.zeros(shape, dtype=bool))
 
 
 def _write_arrays(group: h5py.Group, arrays: dict[str, Any]) -> None:
@@ -216,7 +260,7 @@ def _write_arrays(group: h5py.Group, arrays: dict[str, Any]) -> None:
             group.create_dataset(key, data=arr.astype(np.float64))
 
 
-def _write_directions(f: h5py.File, ds: DirectionSet, attrs: dict[str, Any]) -> None:
+def _write_directions(f: h5py.Group, ds: DirectionSet, attrs: dict[str, Any]) -> None:
     group = f.create_group("directions")
     for axis, vec in zip("xy", ds.vectors, strict=False):  # 1 or 2 directions
         sub = group.create_group(axis)
@@ -361,6 +405,7 @@ def _read_ours(f: h5py.File, path: Path) -> Surface:
     trajectory = _read_arrays(f["trajectory"]) if "trajectory" in f else None
     landmarks = _read_arrays(f["landmarks"]) if "landmarks" in f else None
     analysis = _read_json_attrs(f["analysis"]) if "analysis" in f else {}
+    repeats = [_read_repeat(repeat_group(f, r)) for r in range(1, repeat_count(f))]
     return Surface(
         str(path),
         x,
@@ -373,8 +418,15 @@ def _read_ours(f: h5py.File, path: Path) -> Surface:
         [],
         trajectory,
         landmarks,
-        analysis,
+        analysis=analysis,
+        repeats=repeats,
     )
+
+
+def _read_repeat(group: h5py.Group) -> Repeat:
+    values = {k: group[k][()] for k in group if k.endswith(("_loss", "_acc"))}
+    dir_attrs = {k: _decode(v) for k, v in group["directions"].attrs.items()}
+    return Repeat(int(group.attrs["seed"]), values, group["done"][()], dir_attrs)
 
 
 def _read_arrays(group: h5py.Group) -> dict[str, np.ndarray]:

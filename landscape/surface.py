@@ -9,6 +9,16 @@ import numpy as np
 
 
 @dataclass
+class Repeat:
+    """One more surface on the same grid, along directions drawn with another seed (--repeat)."""
+
+    seed: int
+    values: dict[str, np.ndarray]  # the same quantities as the surface's own values
+    done: np.ndarray
+    direction_attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Surface:
     """A loss surface over a 1-D or 2-D grid, in our orientation.
 
@@ -29,6 +39,8 @@ class Surface:
     trajectory: dict[str, np.ndarray] | None = None  # projected training path: x, y, labels, loss
     landmarks: dict[str, np.ndarray] | None = None  # named points on the plane: names, x, y
     analysis: dict[str, Any] = field(default_factory=dict)  # by quantity, from /analysis
+    # repeats 1..R-1 of a --repeat R file (the surface itself is repeat 0); empty otherwise
+    repeats: list[Repeat] = field(default_factory=list)
 
     @property
     def dims(self) -> int:
@@ -37,6 +49,32 @@ class Surface:
     @property
     def shape(self) -> tuple[int, ...]:
         return (len(self.x),) if self.y is None else (len(self.x), len(self.y))
+
+    @property
+    def repeat_count(self) -> int:
+        """R: how many surfaces along directions of different seeds the file holds."""
+        return 1 + len(self.repeats)
+
+    def stacked(self, quantity: str) -> np.ndarray:
+        """``quantity`` of every repeat, shape ``(R, *grid)``; NaN where a repeat is not done."""
+        return np.stack(
+            [
+                np.where(done, np.asarray(values[quantity], dtype=float), np.nan)
+                for values, done in [(self.values, self.done)]
+                + [(r.values, r.done) for r in self.repeats]
+            ]
+        )
+
+    def repeat_mean_std(self, quantity: str) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and spread over the repeats at each point; NaN where a repeat is not done (or
+        its value is NaN).
+
+        The spread is the sample standard deviation, ``sqrt(Σ_r (v_r - mean)² / (R - 1))``.
+        """
+        stack = self.stacked(quantity)
+        if len(stack) < 2:
+            raise ValueError("a surface without repeats has no spread")
+        return stack.mean(axis=0), stack.std(axis=0, ddof=1)
 
     def quantities(self, kind: str) -> list[str]:
         """Names of stored quantities of one kind (``loss`` or ``acc``), e.g. ``train_loss``."""

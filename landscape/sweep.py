@@ -185,12 +185,12 @@ def status(run: SweepRun) -> str:
     path = Path(run.config.out)
     if not path.exists():
         return "new"
-    from landscape.store import SCHEMA, SCHEMA_VERSION, first_difference
+    from landscape.store import SCHEMA, SCHEMA_VERSION, done_flags, first_difference
 
     try:
         with h5py.File(path, "r") as f:
             attrs = {k: _text(v) for k, v in f.attrs.items()}
-            done = np.asarray(f["done"][()]) if "done" in f else None
+            done = done_flags(f) if "done" in f else None  # every repeat's
     except OSError:
         return "conflict"
     if attrs.get("schema") != SCHEMA or attrs.get("schema_version") != str(SCHEMA_VERSION):

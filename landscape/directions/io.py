@@ -24,18 +24,20 @@ def load_directions(
     params: dict[str, torch.Tensor],
     state: dict[str, torch.Tensor],
     count: int,
+    group: str = "directions",
 ) -> DirectionSet:
     """Read ``count`` directions from ``path`` and check them against the model's tensors.
 
     ``params`` are the model's parameters (``model.parameters()`` order), ``state`` its full
-    state (``state_dict()`` order, parameters and buffers).
+    state (``state_dict()`` order, parameters and buffers). ``group``: where in our files the
+    directions are (``repeats/<r>/directions`` for a repeat of a ``--repeat`` run).
     """
     if not Path(path).is_file():
         raise DirectionError(f"direction file {path!r} does not exist; check --directions")
     try:
         with h5py.File(path, "r") as f:
-            if "directions" in f:
-                return _read_named(f, path, state, count)
+            if group in f:
+                return _read_named(f[group], path, state, count)
             if "xdirection" in f:
                 return _read_positional(f, path, params, state, count)
             if "dir_file" in f:
@@ -56,9 +58,8 @@ def load_directions(
 
 
 def _read_named(
-    f: h5py.File, path: str, state: dict[str, torch.Tensor], count: int
+    group: h5py.Group, path: str, state: dict[str, torch.Tensor], count: int
 ) -> DirectionSet:
-    group = f["directions"]
     vectors = []
     for axis in "xy"[:count]:
         if axis not in group:

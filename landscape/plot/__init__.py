@@ -18,6 +18,7 @@ from landscape.plot.figures import (
     surface_3d,
 )
 from landscape.plot.render import FORMATS, KINDS, SCALES, check_format, render_all
+from landscape.plot.repeats import mean_surface, repeat_curves, spread_map
 
 __all__ = [
     "FORMATS",
@@ -35,8 +36,11 @@ __all__ = [
     "draw_surface3d",
     "draw_trajectory",
     "heatmap",
+    "mean_surface",
     "prepare",
     "render_all",
     "render_compare",
+    "repeat_curves",
+    "spread_map",
     "surface_3d",
 ]

@@ -1,7 +1,9 @@
 """Write every applicable figure of one surface to a folder: the caller-side of ``figures``.
 
 File names: ``{stem}_{quantity}_{kind}_{scale}.{fmt}`` (1-D: ``{stem}_{split}_1d_{scale}``),
-with ``stem`` the surface file's stem.
+with ``stem`` the surface file's stem. A ``--repeat`` file adds the mean over its seeds, named as
+its own figures with a ``_mean`` suffix (1-D: every seed's curve, the mean and a ±1 std band), and
+per quantity a spread map ``{stem}_{quantity}_heatmap_linear_std``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from landscape.errors import ConfigError, SurfaceFileError
-from landscape.plot import figures
+from landscape.plot import figures, repeats
 from landscape.plot.figures import Levels
 from landscape.surface import Surface
 
@@ -95,6 +97,40 @@ def _jobs_2d(
     return jobs
 
 
+def _jobs_repeats(
+    surface: Surface,
+    kinds: list[str],
+    scales: list[str],
+    vmin: float | None,
+    vmax: float | None,
+    levels: Levels,
+) -> list[tuple[str, Callable[[], Figure]]]:
+    """The mean over the seeds (``..._mean``) and, in 2-D, each quantity's spread map (``_std``).
+
+    Only points done in every repeat are drawn; nothing when there is none yet.
+    """
+    mean = repeats.mean_surface(surface)
+    if not np.any(mean.done):
+        return []
+    if surface.dims == 1:
+        jobs = []
+        for part, _ in _jobs_1d(mean, scales, vmin, vmax):
+            split, scale = part.split("_1d_")
+
+            def make(s: str = split, lg: bool = scale == "log") -> Figure:
+                return repeats.repeat_curves(surface, s, log=lg, vmin=vmin, vmax=vmax)
+
+            jobs.append((f"{part}_mean", make))
+        return jobs
+    jobs = [
+        (f"{part}_mean", make) for part, make in _jobs_2d(mean, kinds, scales, vmin, vmax, levels)
+    ]
+    for q in surface.values:
+        if q.endswith(("_loss", "_acc")) and has_data(mean, q):
+            jobs.append((f"{q}_heatmap_linear_std", lambda q=q: repeats.spread_map(surface, q)))
+    return jobs
+
+
 def _maker(
     surface: Surface, q: str, kind: str, scale: str, rng: dict, levels: Levels
 ) -> Callable[[], Figure]:
@@ -146,6 +182,8 @@ def render_all(
         jobs = _jobs_1d(surface, scale_list, vmin, vmax)
     else:
         jobs = _jobs_2d(surface, picked, scale_list, vmin, vmax, levels)
+    if jobs and surface.repeats:
+        jobs += _jobs_repeats(surface, picked, scale_list, vmin, vmax, levels)
     if not jobs:
         raise SurfaceFileError(
             f"{surface.path} has no finite loss or accuracy to plot "
