@@ -321,6 +321,96 @@ def _progress_bar(total: int, initial: int, *, file: Any = None, force: bool = F
     )
 
 
+# --- curvature --------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("surface_file", type=click.Path(dir_okay=False))
+@click.option(
+    "--x", type=AxisType(), help="x axis as MIN:MAX:NUM [11 points over the surface's x range]."
+)
+@click.option(
+    "--y", type=AxisType(), help="y axis as MIN:MAX:NUM [11 points over the surface's y range]."
+)
+@click.option(
+    "--samples",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="Samples the Hessian is taken over (a seeded subset of the surface's own).",
+)
+@click.option(
+    "--tol",
+    type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+    default=1e-3,
+    show_default=True,
+    help="eigsh tolerance: relative accuracy of λmax and of λmax − λmin.",
+)
+@click.option(
+    "--ignore",
+    type=click.Choice(IGNORE_CHOICES),
+    default="none",
+    show_default=True,
+    help="none: Hessian over every parameter; biasbn: over weights with filters only (Li et al.'s code).",
+)
+@click.option(
+    "--checkpoint", help="The surface's checkpoint, if it has moved (must hold the same weights)."
+)
+@click.option("--device", help="auto, cpu, cuda, cuda:N or mps [the surface's].")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    help="Curvature file to write (or resume) [SURFACE_curvature.h5 beside the surface].",
+)
+@click.option(
+    "--overwrite", is_flag=True, help="Replace an existing curvature file of other settings."
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+@_library_errors
+def curvature(
+    surface_file: str,
+    x: str | None,
+    y: str | None,
+    samples: int,
+    tol: float,
+    ignore: str,
+    checkpoint: str | None,
+    device: str | None,
+    out: str | None,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """Map |λmin/λmax| of the Hessian over a surface's plane (Li et al. 2018, Fig. 7).
+
+    At each point of a coarse grid on the surface's plane, the largest and smallest eigenvalues
+    of the Hessian of the loss, rebuilt from the surface file's model, checkpoint, data, loss and
+    directions. Near 0: locally convex; large: significant negative curvature. An existing --out
+    file of the same settings is resumed. Plot it with `landscape plot`.
+
+    \b
+    Example:
+      landscape curvature results/mlp.h5 --x=-1:1:11 --y=-1:1:11 --samples 500
+      landscape plot results/mlp_curvature.h5
+    """
+    from landscape.curvature import CurvatureSpec, run_curvature
+
+    spec = CurvatureSpec(surface_file, x, y, samples, tol, ignore, checkpoint, device, out)
+    progress = None if quiet else _progress_bar
+    result = run_curvature(spec, overwrite=overwrite, progress=progress)
+    if quiet:
+        return
+    verb = "resumed" if result.resumed else "wrote"
+    click.echo(
+        f"{verb} {result.path}: {result.computed} of {result.total} points computed in "
+        f"{result.seconds:.1f} s ({result.hvps} Hessian-vector products on {result.device})"
+    )
+    if result.failed:
+        click.echo(
+            f"note: {result.failed} points have NaN eigenvalues (a non-finite loss, or eigsh did "
+            "not converge: try a larger --tol)"
+        )
+
+
 # --- plot / info ------------------------------------------------------------------------------
 
 
@@ -365,7 +455,8 @@ def plot(
     """Draw curves, contours, heat maps and 3-D views of surface files.
 
     Reads landscape files and Li et al.'s reference surface files. With --compare, several
-    surfaces are drawn side by side on one shared colour scale and level set.
+    surfaces are drawn side by side on one shared colour scale and level set. A curvature file
+    (landscape curvature) gives heat maps of |λmin/λmax|, λmin and λmax.
 
     \b
     Example:
@@ -378,7 +469,8 @@ def plot(
     from landscape.plot import render_all
     from landscape.store import read_surface
 
-    surfaces = [read_surface(f) for f in surface_files]
+    curvature_files = _curvature_files(surface_files, compare, kinds, log, vmin, levels)
+    surfaces = [read_surface(f) for f in surface_files if f not in curvature_files]
     scales = ("linear", "log") if log is None else (("log",) if log else ("linear",))
     options = {
         "scales": scales,
@@ -398,6 +490,12 @@ def plot(
         written = [
             path for s in surfaces for path in render_all(s, target, kinds=chosen, **options)
         ]
+    if curvature_files:
+        from landscape.curvature_store import read_curvature
+        from landscape.plot.curvature import render_curvature
+
+        for f in curvature_files:
+            written += render_curvature(read_curvature(f), target, fmt=fmt, dpi=dpi, vmax=vmax)
     for path in written:
         click.echo(str(path))
 
@@ -416,6 +514,26 @@ class ThresholdType(click.ParamType):
         except ValueError:
             self.fail(f"{value!r} is neither a loss value nor +DELTA (e.g. 0.5 or +1)", param, ctx)
         return (None, number) if text.startswith("+") else (number, None)
+
+
+def _curvature_files(
+    files: tuple[str, ...],
+    compare: bool,
+    kinds: tuple[str, ...],
+    log: bool | None,
+    vmin: float | None,
+    levels: int | None,
+) -> list[str]:
+    """The curvature files among ``files``; their figures take only --out/--format/--dpi/--vmax."""
+    from landscape.curvature_store import is_curvature_file
+
+    found = [f for f in files if is_curvature_file(f)]
+    if found and (compare or kinds or log is not None or vmin is not None or levels is not None):
+        raise click.UsageError(
+            f"{found[0]} is a curvature file: its plots take --out, --format, --dpi and --vmax "
+            "(the top of the |λmin/λmax| colour scale) only"
+        )
+    return found
 
 
 @main.command()
@@ -444,7 +562,7 @@ def info(
     fit_radius: float | None,
     as_json: bool,
 ) -> None:
-    """Print a surface file's grid, completion, extremes, analysis and provenance.
+    """Print a surface (or curvature) file's grid, completion, extremes, analysis and provenance.
 
     The analysis of each loss: ε-sharpness at the centre (Keskar et al. 2017), curvature from a
     quadratic fit, basin width at a loss threshold and the grid minimum. It is stored in the file
@@ -456,8 +574,13 @@ def info(
       landscape info results/mlp.h5 --epsilon 0.1 --threshold=+0.5 --json
     """
     from landscape.analysis import AnalysisOptions, analysis_report
-    from landscape.info import format_info
+    from landscape.curvature_store import is_curvature_file, read_curvature
+    from landscape.info import format_curvature_info, format_info
     from landscape.store import read_surface
+
+    if is_curvature_file(surface_file):
+        click.echo(format_curvature_info(read_curvature(surface_file)))
+        return
 
     chosen: dict[str, Any] = {"epsilon": epsilon, "fit_radius": fit_radius}
     if threshold is not None:

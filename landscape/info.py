@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from landscape.analysis import AnalysisOptions, format_analysis, stored_or_computed
+from landscape.curvature_store import CurvatureMap
 from landscape.store import stored_config
 from landscape.surface import Surface
 
@@ -449,3 +450,37 @@ def _data_text(described: Any, cfg: dict[str, Any]) -> str:
         n = d.get("n")
         return f"{_get(cfg, 'data', 'name')} ({_get(cfg, 'data', 'split')} split, {n} samples)"
     return str(_get(cfg, "data", "name"))
+
+
+# --- curvature files ----------------------------------------------------------------------------
+
+
+def format_curvature_info(curv: CurvatureMap) -> str:
+    """A curvature file (``landscape curvature``): grid, completion, each map's extremes, settings."""
+    a = curv.attrs
+    done, total = int(curv.done.sum()), curv.done.size
+    lines = [
+        f"file:        {curv.path}",
+        f"format:      landscape curvature map, schema version {a.get('schema_version')}",
+        f"grid:        {_grid_text(curv)}",
+        f"done:        {done} of {total} points ({100.0 * done / total:.1f}%)",
+    ]
+    if curv.failed:
+        lines.append(
+            f"failed:      {curv.failed} points have NaN eigenvalues (non-finite loss or no "
+            "convergence)"
+        )
+    for q, v in curv.maps.items():
+        lines.append(f"{q + ':':<12} {_extremes(curv, v)}")
+    data = _parsed(a.get("data"))
+    where = f"{data.get('name')}" if isinstance(data, dict) else "?"
+    lines += [
+        f"hessian:     over {a.get('samples')} samples of {where}, {a.get('moved_parameters')} "
+        f"parameters (--ignore {a.get('ignore')}), tol {_num(a.get('tol'), 3)}, "
+        f"{int(curv.hvps.sum())} Hessian-vector products",
+        f"source:      {a.get('source')} (created {a.get('source_created')})",
+        f"checkpoint:  sha256 {str(a.get('checkpoint_sha256') or '-')[:16]}",
+        f"created:     {a.get('created')} with landscape {a.get('landscape_version')}, "
+        f"torch {a.get('torch_version')}, on {a.get('device')}",
+    ]
+    return "\n".join(lines)

@@ -34,7 +34,7 @@ import datetime as _dt
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,10 +193,18 @@ def done_flags(f: h5py.File) -> np.ndarray:
 
 
 def _create_atomically(path: Path, header: RunHeader) -> None:
+    create_atomically(path, lambda f: _write_header(f, header))
+
+
+def create_atomically(path: Path, write: Callable[[h5py.File], None]) -> None:
+    """Create ``path`` whole or not at all: ``write`` fills a temporary file, renamed into place.
+
+    An existing file at ``path`` is replaced only once the new one is complete.
+    """
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with h5py.File(tmp, "w") as f:
-            _write_header(f, header)
+            write(f)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -353,7 +361,7 @@ def _text(value: Any) -> str:
 # --- reading ----------------------------------------------------------------------------------
 
 
-def _open_for_reading(path: Path) -> h5py.File:
+def open_for_reading(path: Path) -> h5py.File:
     """Open without HDF5's file lock, so a file can be read while a run is writing it.
 
     Safe here: a run writes point values into storage allocated at creation and never changes
@@ -373,7 +381,7 @@ def read_surface(path: str | Path) -> Surface:
     if not path.is_file():
         raise SurfaceFileError(f"surface file {str(path)!r} does not exist; check the path")
     try:
-        with _open_for_reading(path) as f:
+        with open_for_reading(path) as f:
             if _text(f.attrs.get("schema", "")) == SCHEMA:
                 return _read_ours(f, path)
             if "xcoordinates" in f and any(k.endswith("_loss") for k in f):

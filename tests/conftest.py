@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+
+# idle OpenMP threads sleep instead of spinning: on a machine whose cores other processes share
+# (CI runners, parallel test runs), spinning threads slowed tests 20-50x
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from pathlib import Path
 
 import matplotlib
