@@ -651,6 +651,141 @@ def demo(out_dir: str, quiet: bool) -> None:
         click.echo(line)
 
 
+# --- inspect ----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--model",
+    required=True,
+    help="Built-in name (mlp, lenet, resnet20, ...), pkg.module:factory, file.py:factory or a TorchScript file.",
+)
+@click.option(
+    "--model-arg",
+    "model_args",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Keyword argument for the model factory (repeatable).",
+)
+@click.option(
+    "--checkpoint",
+    help="Weights to inspect [the initialization, seeded by --seed; with --checkpoints, the last].",
+)
+@click.option(
+    "--unsafe-pickle",
+    is_flag=True,
+    help="Allow a pickled whole model (runs code from the file: trusted files only).",
+)
+@click.option(
+    "--data",
+    required=True,
+    help="digits, cifar10:DIR, mnist:DIR, npz:FILE, pt:FILE or pkg.module:factory.",
+)
+@click.option("--split", type=click.Choice(SPLIT_CHOICES), default="train", show_default=True)
+@click.option(
+    "--max-samples",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Samples run through the model (a seeded subset).",
+)
+@click.option("--data-seed", type=int, default=0, show_default=True, help="Seed of that subset.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="Samples per forward pass; saturation is measured on the first batch.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initialization.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option(
+    "--checkpoints",
+    multiple=True,
+    metavar="CKPT",
+    help="Checkpoints saved during training, in order (repeat; or a folder or glob): how far "
+    "each layer moved from the first; flags layers that did not learn.",
+)
+@click.option(
+    "--epsilon",
+    type=click.FloatRange(0, 0.5, min_open=True, max_open=True),
+    default=1e-3,
+    show_default=True,
+    help="Saturation: a softmax output within epsilon of 0 or 1 is saturated.",
+)
+@click.option(
+    "--json", "json_file", type=click.Path(dir_okay=False), help="Write the report as JSON."
+)
+@click.option(
+    "--plots",
+    "plots_dir",
+    type=click.Path(file_okay=False),
+    help="Folder for weight, activation and checkpoint figures (PNG).",
+)
+@click.option("--no-fail", is_flag=True, help="Exit 0 even when an error is found.")
+@click.pass_context
+@_library_errors
+def inspect(
+    ctx: click.Context,
+    model: str,
+    model_args: tuple[str, ...],
+    checkpoint: str | None,
+    unsafe_pickle: bool,
+    data: str,
+    split: str,
+    max_samples: int,
+    data_seed: int,
+    batch_size: int,
+    seed: int,
+    device: str,
+    checkpoints: tuple[str, ...],
+    epsilon: float,
+    json_file: str | None,
+    plots_dir: str | None,
+    no_fail: bool,
+) -> None:
+    """Diagnose a network before or after training, like a linter.
+
+    Per layer: weight statistics, activation scale and dead ReLU units. Checks: units that
+    never break symmetry (symmetry), dead ReLUs (dead-units), a saturated softmax on the first
+    batch (saturation), activations growing with depth (activation-growth) and, with
+    --checkpoints, layers that did not move during training (not-learning). Exits 3 when a
+    finding of severity error is present (--no-fail: always 0).
+
+    \b
+    Example:
+      landscape inspect --model mlp --data digits --json report.json --plots plots/
+      landscape inspect --model resnet20 --checkpoint r20.t7 --data cifar10:DATA --split test
+      landscape inspect --model mlp --data digits --checkpoints 'runs/mlp/epoch*.pt'
+    """
+    from landscape.config import DataSpec, ModelSpec
+    from landscape.inspect import InspectConfig, format_report, run_inspect, write_json
+    from landscape.models import parse_model_args
+
+    config = InspectConfig(
+        model=ModelSpec(model, checkpoint, parse_model_args(list(model_args)), unsafe_pickle),
+        data=DataSpec(data, split, max_samples, data_seed, batch_size),
+        checkpoints=checkpoints,
+        epsilon=epsilon,
+        seed=seed,
+        device=device,
+    )
+    report = run_inspect(config)
+    click.echo(format_report(report))
+    if json_file:
+        click.echo(f"wrote {write_json(report, json_file)}")
+    if plots_dir:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from landscape.inspect.plots import render_plots
+
+        for path in render_plots(report, plots_dir):
+            click.echo(f"wrote {path}")
+    if report.has_errors and not no_fail:
+        ctx.exit(3)
+
+
 # --- sweep ------------------------------------------------------------------------------------
 
 

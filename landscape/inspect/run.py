@@ -1,0 +1,194 @@
+"""One ``landscape inspect`` run: load the model and data as ``compute`` does, then diagnose."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import glob
+import platform
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from landscape import __version__
+from landscape.compute import Prepared, other_checkpoint_loader, prepare
+from landscape.config import ComputeConfig, DataSpec, DirectionSpec, EvalSpec, ModelSpec
+from landscape.directions.paths import CHECKPOINT_SUFFIXES, natural_key
+from landscape.errors import ConfigError
+from landscape.inspect.activations import (
+    ForwardResult,
+    dead_unit_findings,
+    depth_scale,
+    growth_findings,
+    run_forward,
+)
+from landscape.inspect.report import Report
+from landscape.inspect.saturation import saturation_findings, softmax_saturation
+from landscape.inspect.training import checkpoint_movement, not_learning_findings
+from landscape.inspect.weights import LayerReport, layer_report, layers_of, symmetry_findings
+
+SKIPPED_ACTIVATIONS = (
+    "dead-units and activation-growth: the model's layers cannot be hooked (a TorchScript or "
+    "torch.export program runs its own code), so only weight statistics, symmetry and "
+    "saturation were checked; pass the model as a factory to check its activations"
+)
+SKIPPED_SATURATION = (
+    "saturation: the model's output on the first batch is not (batch, classes) logits"
+)
+
+
+@dataclass(frozen=True)
+class InspectConfig:
+    """What to inspect: a model (at a checkpoint or at its seeded initialization) on data.
+
+    ``checkpoints``: checkpoints saved during training, in order (files, folders or globs); the
+    last is inspected when ``model.checkpoint`` is not given.
+    """
+
+    model: ModelSpec
+    data: DataSpec
+    checkpoints: tuple[str, ...] = ()
+    epsilon: float = 1e-3
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.epsilon < 0.5:
+            raise ConfigError(f"epsilon must be in (0, 0.5), got {self.epsilon}")
+
+
+def run_inspect(config: InspectConfig) -> Report:
+    """Load the model, the data and the checkpoints; run every check; return the report."""
+    files = expand_checkpoints(config.checkpoints)
+    if len(files) == 1:
+        raise ConfigError(
+            "--checkpoints needs at least two checkpoints to compare (the first is the start)"
+        )
+    model_spec = config.model
+    if files and not model_spec.checkpoint:
+        model_spec = dataclasses.replace(model_spec, checkpoint=str(files[-1]))
+    compute_config = ComputeConfig(
+        model=model_spec,
+        data=config.data,
+        out="",  # nothing is written; the config only carries what prepare() loads
+        direction=DirectionSpec(seed=config.seed),
+        eval=EvalSpec(device=config.device),
+    )
+    prep = prepare(compute_config)
+    batches = prep.data.batches(config.data.batch_size, prep.device)
+    report = inspect_model(
+        prep.model, batches, epsilon=config.epsilon, trained=bool(model_spec.checkpoint)
+    )
+    if files:
+        load = other_checkpoint_loader(prep, compute_config)
+        states = [load(str(f)) for f in files]
+        report.checkpoints = checkpoint_movement(layers_of(prep.model), states, files)
+        report.findings += not_learning_findings(report.checkpoints)
+    report.provenance = _provenance(config, model_spec, prep)
+    return report
+
+
+def inspect_model(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    epsilon: float = 1e-3,
+    trained: bool = False,
+) -> Report:
+    """Weight statistics, symmetry, and one forward pass over ``batches`` for the activation
+    checks. The model is left as it was (weights, buffers, training flags, no hooks)."""
+    layers = layers_of(model)
+    reports = [layer_report(layer) for layer in layers]
+    findings = symmetry_findings(layers)
+    fwd = _forward(model, batches)
+    skipped = [] if fwd.hooked else [SKIPPED_ACTIVATIONS]
+    filter_layers = {r.name for r in reports if r.has_filters}
+    scale = depth_scale(fwd.records, filter_layers, fwd.input_rms) if fwd.hooked else []
+    if fwd.hooked:
+        _attach_activations(reports, fwd)
+        findings += dead_unit_findings(fwd.records, fwd.samples)
+        findings += growth_findings(scale, fwd.records, trained)
+    sat = softmax_saturation(fwd.first_output, fwd.first_targets, epsilon)
+    if sat is None:
+        skipped.append(SKIPPED_SATURATION)
+    findings += saturation_findings(sat, trained)
+    return Report(reports, fwd.records, scale, sat, findings, fwd.samples, skipped)
+
+
+def _forward(
+    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
+) -> ForwardResult:
+    try:
+        return run_forward(model, batches)
+    except (RuntimeError, ValueError, TypeError, IndexError, AssertionError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"the model cannot run on the data: {first}; check --model, --model-arg and --data "
+            "(a torch.export program may need the --batch-size it was exported with)"
+        ) from None
+
+
+def _attach_activations(reports: list[LayerReport], fwd: ForwardResult) -> None:
+    """Each layer's output RMS and the dead share of the first ReLU that follows it."""
+    by_layer = {r.name: r for r in reports}
+    for rec in fwd.records:
+        target = by_layer.get(rec.layer or "")
+        if target is None:
+            continue
+        if rec.role == "layer" and rec.name == target.name:
+            target.output_rms = rec.rms
+        if rec.role == "relu" and target.dead_fraction is None:
+            target.dead_fraction = rec.dead_fraction
+
+
+def expand_checkpoints(items: Iterable[str]) -> list[Path]:
+    """Files as given; a folder's checkpoint files and a glob's matches in natural order."""
+    out: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = [p for p in path.iterdir() if p.suffix in CHECKPOINT_SUFFIXES]
+            if not found:
+                raise ConfigError(
+                    f"--checkpoints folder {item!r} holds no checkpoint files "
+                    f"({', '.join(CHECKPOINT_SUFFIXES)})"
+                )
+            out.extend(sorted(found, key=natural_key))
+        elif any(ch in item for ch in "*?["):
+            found = sorted((Path(p) for p in glob.glob(item)), key=natural_key)
+            if not found:
+                raise ConfigError(f"--checkpoints pattern {item!r} matches no file; check the glob")
+            out.extend(found)
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise ConfigError(f"--checkpoints file {item!r} does not exist; check the path")
+    return out
+
+
+def _provenance(config: InspectConfig, model_spec: ModelSpec, prep: Prepared) -> dict[str, Any]:
+    return {
+        "model": {
+            "name": model_spec.name,
+            "args": dict(model_spec.args),
+            "checkpoint": model_spec.checkpoint,
+            "checkpoint_sha256": prep.checkpoint_sha256 or None,
+            "seed": None if model_spec.checkpoint else config.seed,
+        },
+        "data": prep.data.describe(),
+        "device": str(prep.device),
+        "epsilon": config.epsilon,
+        "landscape_version": __version__,
+        "torch_version": torch.__version__,
+        "numpy_version": np.__version__,
+        "python_version": platform.python_version(),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+__all__ = ["InspectConfig", "expand_checkpoints", "inspect_model", "run_inspect"]
