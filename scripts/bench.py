@@ -7,11 +7,14 @@ For each model, in one run and on the same directions and grid:
 1. ``landscape compute`` as a user runs it (``--engine auto``: engine choice, compile and all), timed
    as a whole, start-up included;
 2. the plain loop of the reference implementations: weights copied into the model in place,
-   ``eval()``, ``no_grad``, NCHW, batch 500, default threads, one point at a time. On large grids it
-   is timed on ``--baseline-points`` points spread over the grid and its rate projected (said so);
+   ``eval()``, ``no_grad``, NCHW, batch 500, default threads, one point at a time, after one
+   untimed warm-up point. It is timed on ``--baseline-points`` points spread over the grid, half
+   before and half after the engine's run (a slow or fast spell of a shared machine then weighs on
+   both sides), and its rate projected to the whole grid;
 3. a check that both give the same losses (max |Δloss| ≤ 1e-5) on those points;
 4. points/s, achieved GFLOP/s (FLOPs of one forward from ``torch.utils.flop_counter``), the ratio,
-   and the share of this machine's matmul peak, measured here on a large float32 matmul.
+   and the share of this machine's matmul peak, measured here on a large float32 matmul (best of
+   3). oneDNN's direct convolutions can beat that matmul, so the share can exceed 100%.
 """
 
 from __future__ import annotations
@@ -139,6 +142,7 @@ def bench_model(name: str, args: argparse.Namespace, work: Path, peak: float) ->
     # the plain loop is timed in two halves, before and after the engine's run, so that a slow
     # or fast spell of this shared machine weighs on both sides of the ratio alike
     first = len(coords) // 2
+    plain_loop(model, theta, d1, d2, x, y, coords[:1], device)  # warm-up, untimed
     losses_a, seconds_a = plain_loop(model, theta, d1, d2, x, y, coords[:first], device)
     torch.manual_seed(0)
     start = time.perf_counter()
@@ -149,8 +153,8 @@ def bench_model(name: str, args: argparse.Namespace, work: Path, peak: float) ->
 
     surface = read_surface(out)
     with h5py.File(out, "r") as f:  # both sides evaluated the same directions
-        for name, d in d1.items():
-            assert np.array_equal(f["directions/x"][name][()], d.cpu().numpy()), name
+        for tensor, d in d1.items():
+            assert np.array_equal(f["directions/x"][tensor][()], d.cpu().numpy()), tensor
     ours = surface.values["train_loss"].reshape(-1)[pick]
     diff = np.abs(ours - np.array(base_losses))
     rel = np.max(diff / np.maximum(np.abs(base_losses), 1e-12))
