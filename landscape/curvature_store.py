@@ -30,7 +30,14 @@ import torch
 
 from landscape import __version__
 from landscape.errors import ConfigError, SurfaceFileError
-from landscape.store import create_atomically, first_difference, open_for_reading
+from landscape.store import (
+    RESUME_FIX,
+    create_atomically,
+    existing_file,
+    first_difference,
+    open_for_reading,
+)
+from landscape.surface import OnGrid
 
 SCHEMA = "landscape.curvature"
 SCHEMA_VERSION = 1
@@ -45,7 +52,7 @@ SETTINGS = (
     "directions_sha256",
     "source_fingerprint",
 )
-_FIX = "choose another --out, or pass --overwrite to replace it"
+_FIX = RESUME_FIX
 
 
 @dataclass
@@ -79,7 +86,7 @@ class CurvatureHeader:
 
 
 @dataclass
-class CurvatureMap:
+class CurvatureMap(OnGrid):
     """A curvature file read back: ``maps[q][i, j]`` is quantity ``q`` at ``(x[i], y[j])``."""
 
     path: str
@@ -89,14 +96,6 @@ class CurvatureMap:
     hvps: np.ndarray
     done: np.ndarray
     attrs: dict[str, Any]
-
-    @property
-    def dims(self) -> int:
-        return 1 if self.y is None else 2
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (len(self.x),) if self.y is None else (len(self.x), len(self.y))
 
     @property
     def failed(self) -> int:
@@ -219,22 +218,12 @@ def _plain(value: Any) -> Any:
 
 def check_resumable(path: Path, header: CurvatureHeader) -> None:
     """Refuse to resume ``path`` unless it is a curvature file of the same grid and settings."""
-    try:
-        with h5py.File(path, "r") as f:
-            attrs = {k: _plain(v) for k, v in f.attrs.items()}
-            x = f["xcoordinates"][()] if "xcoordinates" in f else None
-            y = f["ycoordinates"][()] if "ycoordinates" in f else None
-    except OSError:
-        raise SurfaceFileError(
-            f"{str(path)!r} exists but is not a readable HDF5 file; {_FIX}"
-        ) from None
-    if attrs.get("schema") != SCHEMA:
-        raise SurfaceFileError(f"{str(path)!r} exists and is not a curvature file; {_FIX}")
-    if int(attrs.get("schema_version", -1)) != SCHEMA_VERSION:
-        raise SurfaceFileError(
-            f"{str(path)!r} has curvature schema version {attrs.get('schema_version')}, this "
-            f"landscape writes {SCHEMA_VERSION}; {_FIX}"
-        )
+
+    def axes(f: h5py.File) -> tuple[np.ndarray | None, np.ndarray | None]:
+        return tuple(f[k][()] if k in f else None for k in ("xcoordinates", "ycoordinates"))
+
+    raw, (x, y) = existing_file(path, SCHEMA, SCHEMA_VERSION, "curvature", axes)
+    attrs = {k: _plain(v) for k, v in raw.items()}
     if not _same_axis(x, header.x) or not _same_axis(y, header.y):
         raise SurfaceFileError(f"{str(path)!r} has another grid than this run; {_FIX}")
     for key in SETTINGS:

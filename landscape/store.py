@@ -296,24 +296,41 @@ def _attr_value(value: Any) -> Any:
 # --- resuming ---------------------------------------------------------------------------------
 
 
-def check_resumable(path: Path, header: RunHeader) -> None:
-    """Refuse to resume ``path`` unless it was made by a run of the same config and checkpoint."""
-    fix = "choose another --out, or pass --overwrite to replace it"
+RESUME_FIX = "choose another --out, or pass --overwrite to replace it"
+
+
+def existing_file(
+    path: Path, schema: str, version: int, kind: str, read: Callable[[h5py.File], Any]
+) -> tuple[dict[str, Any], Any]:
+    """The root attributes of an existing ``schema`` file of ``version``, and ``read(file)``;
+    a ``SurfaceFileError`` naming the problem when the file is unreadable or of another kind."""
     try:
         with h5py.File(path, "r") as f:
-            attrs = dict(f.attrs)
-            shape = tuple(f["done"].shape) if "done" in f else None
+            attrs, extra = dict(f.attrs), read(f)
     except OSError:
         raise SurfaceFileError(
-            f"{str(path)!r} exists but is not a readable HDF5 file; {fix}"
+            f"{str(path)!r} exists but is not a readable HDF5 file; {RESUME_FIX}"
         ) from None
-    if attrs.get("schema") != SCHEMA:
-        raise SurfaceFileError(f"{str(path)!r} exists and is not a landscape surface file; {fix}")
-    if int(attrs.get("schema_version", -1)) != SCHEMA_VERSION:
+    if _text(attrs.get("schema", "")) != schema:
+        raise SurfaceFileError(f"{str(path)!r} exists and is not a {kind} file; {RESUME_FIX}")
+    if int(attrs.get("schema_version", -1)) != version:
         raise SurfaceFileError(
-            f"{str(path)!r} has schema version {attrs.get('schema_version')}, this landscape writes "
-            f"{SCHEMA_VERSION}; {fix}"
+            f"{str(path)!r} has {kind} schema version {attrs.get('schema_version')}, this "
+            f"landscape writes {version}; {RESUME_FIX}"
         )
+    return attrs, extra
+
+
+def check_resumable(path: Path, header: RunHeader) -> None:
+    """Refuse to resume ``path`` unless it was made by a run of the same config and checkpoint."""
+    fix = RESUME_FIX
+    attrs, shape = existing_file(
+        path,
+        SCHEMA,
+        SCHEMA_VERSION,
+        "landscape surface",
+        lambda f: tuple(f["done"].shape) if "done" in f else None,
+    )
     old = ComputeConfig.from_yaml(_text(attrs["config"]))
     diff = first_difference(old.value_fingerprint(), header.config.value_fingerprint())
     if diff is not None:

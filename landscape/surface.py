@@ -8,6 +8,21 @@ from typing import Any
 import numpy as np
 
 
+class OnGrid:
+    """What a value map over the axes ``x`` and ``y`` (None in 1-D) knows of its grid."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+
+    @property
+    def dims(self) -> int:
+        return 1 if self.y is None else 2
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.x),) if self.y is None else (len(self.x), len(self.y))
+
+
 @dataclass
 class Repeat:
     """One more surface on the same grid, along directions drawn with another seed (--repeat)."""
@@ -19,7 +34,7 @@ class Repeat:
 
 
 @dataclass
-class Surface:
+class Surface(OnGrid):
     """A loss surface over a 1-D or 2-D grid, in our orientation.
 
     ``values[q][i]`` (1-D) or ``values[q][i, j]`` (2-D) is quantity ``q`` at ``(x[i], y[j])``.
@@ -41,14 +56,6 @@ class Surface:
     analysis: dict[str, Any] = field(default_factory=dict)  # by quantity, from /analysis
     # repeats 1..R-1 of a --repeat R file (the surface itself is repeat 0); empty otherwise
     repeats: list[Repeat] = field(default_factory=list)
-
-    @property
-    def dims(self) -> int:
-        return 1 if self.y is None else 2
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (len(self.x),) if self.y is None else (len(self.x), len(self.y))
 
     @property
     def repeat_count(self) -> int:

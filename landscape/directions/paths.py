@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from landscape.errors import DirectionError
+from landscape.errors import DirectionError, LandscapeError
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".t7", ".ckpt", ".safetensors", ".bin")
 
@@ -17,8 +17,15 @@ def natural_key(path: Path) -> list[object]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
 
 
-def expand_checkpoints(items: Sequence[str]) -> list[Path]:
-    """Files as given; a folder's checkpoint files and a glob's matches in natural order."""
+def expand_checkpoints(
+    items: Sequence[str],
+    what: str = "trajectory",
+    error: type[LandscapeError] = DirectionError,
+) -> list[Path]:
+    """Files as given; a folder's checkpoint files and a glob's matches in natural order.
+
+    ``what`` names the option in messages; ``error`` is the exception a bad item raises.
+    """
     out: list[Path] = []
     for item in items:
         path = Path(item)
@@ -27,17 +34,18 @@ def expand_checkpoints(items: Sequence[str]) -> list[Path]:
                 (p for p in path.iterdir() if p.suffix in CHECKPOINT_SUFFIXES), key=natural_key
             )
             if not found:
-                raise DirectionError(
-                    f"trajectory folder {item!r} holds no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)})"
+                raise error(
+                    f"{what} folder {item!r} holds no checkpoint files "
+                    f"({', '.join(CHECKPOINT_SUFFIXES)})"
                 )
             out.extend(found)
         elif any(ch in item for ch in "*?["):
             found = sorted((Path(p) for p in glob.glob(item)), key=natural_key)
             if not found:
-                raise DirectionError(f"trajectory pattern {item!r} matches no file; check the glob")
+                raise error(f"{what} pattern {item!r} matches no file; check the glob")
             out.extend(found)
         elif path.is_file():
             out.append(path)
         else:
-            raise DirectionError(f"trajectory checkpoint {item!r} does not exist; check the path")
+            raise error(f"{what} file {item!r} does not exist; check the path")
     return out

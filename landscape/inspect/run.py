@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import glob
 import platform
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from torch import nn
 from landscape import __version__
 from landscape.compute import Prepared, other_checkpoint_loader, prepare
 from landscape.config import ComputeConfig, DataSpec, DirectionSpec, EvalSpec, ModelSpec
-from landscape.directions.paths import CHECKPOINT_SUFFIXES, natural_key
+from landscape.directions import paths
 from landscape.errors import ConfigError
 from landscape.inspect.activations import (
     ForwardResult,
@@ -147,28 +146,9 @@ def _attach_activations(reports: list[LayerReport], fwd: ForwardResult) -> None:
 
 
 def expand_checkpoints(items: Iterable[str]) -> list[Path]:
-    """Files as given; a folder's checkpoint files and a glob's matches in natural order."""
-    out: list[Path] = []
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            found = [p for p in path.iterdir() if p.suffix in CHECKPOINT_SUFFIXES]
-            if not found:
-                raise ConfigError(
-                    f"--checkpoints folder {item!r} holds no checkpoint files "
-                    f"({', '.join(CHECKPOINT_SUFFIXES)})"
-                )
-            out.extend(sorted(found, key=natural_key))
-        elif any(ch in item for ch in "*?["):
-            found = sorted((Path(p) for p in glob.glob(item)), key=natural_key)
-            if not found:
-                raise ConfigError(f"--checkpoints pattern {item!r} matches no file; check the glob")
-            out.extend(found)
-        elif path.is_file():
-            out.append(path)
-        else:
-            raise ConfigError(f"--checkpoints file {item!r} does not exist; check the path")
-    return out
+    """``--checkpoints`` items: files as given, a folder's checkpoints and a glob's matches in
+    natural order."""
+    return paths.expand_checkpoints(list(items), "--checkpoints", ConfigError)
 
 
 def _provenance(config: InspectConfig, model_spec: ModelSpec, prep: Prepared) -> dict[str, Any]:
