@@ -655,6 +655,7 @@ def demo(out_dir: str, quiet: bool) -> None:
 
 
 @main.command()
+@click.argument("more_checkpoints", nargs=-1, metavar="[CKPT]...", type=click.Path())
 @click.option(
     "--model",
     required=True,
@@ -703,8 +704,8 @@ def demo(out_dir: str, quiet: bool) -> None:
     "--checkpoints",
     multiple=True,
     metavar="CKPT",
-    help="Checkpoints saved during training, in order (repeat; or a folder or glob): how far "
-    "each layer moved from the first; flags layers that did not learn.",
+    help="Checkpoints saved during training, in order (--checkpoints A B C, a folder or a glob): "
+    "how far each layer moved from the first; flags layers that did not learn.",
 )
 @click.option(
     "--epsilon",
@@ -727,6 +728,7 @@ def demo(out_dir: str, quiet: bool) -> None:
 @_library_errors
 def inspect(
     ctx: click.Context,
+    more_checkpoints: tuple[str, ...],
     model: str,
     model_args: tuple[str, ...],
     checkpoint: str | None,
@@ -757,8 +759,15 @@ def inspect(
       landscape inspect --model mlp --data digits --json report.json --plots plots/
       landscape inspect --model resnet20 --checkpoint r20.t7 --data cifar10:DATA --split test
       landscape inspect --model mlp --data digits --checkpoints 'runs/mlp/epoch*.pt'
+      landscape inspect --model mlp --data digits --checkpoints e1.pt e5.pt e10.pt
     """
     from landscape.config import DataSpec, ModelSpec
+
+    if more_checkpoints and not checkpoints:  # the files after --checkpoints A belong to it
+        raise click.UsageError(
+            f"unexpected argument {more_checkpoints[0]!r}; checkpoints go after --checkpoints"
+        )
+    checkpoints = checkpoints + more_checkpoints
     from landscape.inspect import InspectConfig, format_report, run_inspect, write_json
     from landscape.models import parse_model_args
 

@@ -497,6 +497,12 @@ def test_cli_checkpoints_flag_layers_that_did_not_learn(tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "r.json").read_text())
     assert code == 3 and len(doc["checkpoints"]["files"]) == 3
     assert doc["checkpoints"]["layers"][0]["relative_change"] == [0.0, 0.0, 0.0]
+    listed = [str(tmp_path / f"epoch{k}.pt") for k in range(3)]  # --checkpoints A B C
+    code, _, _ = invoke(*args, "--checkpoints", *listed, "--json", str(tmp_path / "r2.json"))
+    doc = json.loads((tmp_path / "r2.json").read_text())
+    assert code == 3 and doc["checkpoints"]["files"] == listed
+    code, _, err = invoke(*args, listed[0])  # a file without --checkpoints is a usage error
+    assert code == 2 and "go after --checkpoints" in err
 
 
 @pytest.mark.parametrize(
