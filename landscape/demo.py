@@ -1,7 +1,8 @@
 """``landscape demo``: the whole pipeline on built-in data, in seconds, with nothing to download.
 
 Trains the built-in ``mlp`` on scikit-learn's bundled digits, saves the checkpoint, computes a
-2-D filter-normalized surface around it and draws every plot into one folder.
+2-D filter-normalized surface around it and draws every plot into one folder, with an
+interactive 3-D view (``surface.html``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from landscape.config import ComputeConfig
 from landscape.data import load_data
 from landscape.models import build_model
 from landscape.plot import render_all
+from landscape.plot.export import export_surface
 
 DEMO_CONFIG = {
     "model": {"name": "mlp", "checkpoint": None},
@@ -63,8 +65,10 @@ def run_demo(
     )
     from landscape.store import read_surface
 
-    figures = render_all(read_surface(config.out), out_dir)
-    return [str(ckpt), str(out_dir / "config.yaml"), config.out, *map(str, figures)]
+    surface = read_surface(config.out)
+    figures = render_all(surface, out_dir)
+    view = export_surface(surface, out_dir / "surface.html", log=True)  # opens with no network
+    return [str(ckpt), str(out_dir / "config.yaml"), config.out, *map(str, figures), str(view)]
 
 
 def _config(out: str, checkpoint: str | None = None) -> dict:
