@@ -241,6 +241,33 @@ def test_healthy_models_have_no_findings(digits) -> None:
         assert inspect_model(model, digits).findings == []
 
 
+def test_batchnorm_uses_batch_statistics_at_initialization() -> None:
+    """At initialization BN's running statistics are the defaults (0, 1), not what its conv makes;
+    the forward normalizes with each batch's statistics, as training does, on a private copy."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten())
+    with torch.no_grad():
+        for t in net[0].parameters():  # running statistics (0, 1) would leave the output ~1e-3
+            t.mul_(1e-3)
+    x = torch.randn(32, 3, 6, 6)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    batch = [(x, torch.zeros(32, dtype=torch.long))]
+
+    def bn_rms(report) -> float:
+        return next(a.rms for a in report.activations if a.name == "1")
+
+    init = inspect_model(net, batch, trained=False)
+    assert "batch" in (init.batchnorm or "")
+    with torch.no_grad():  # oracle: per-channel standardized conv output has RMS 1 (γ=1, β=0)
+        y = net[0](x)
+        z = (y - y.mean((0, 2, 3), keepdim=True)) / torch.sqrt(y.var((0, 2, 3), False, True) + 1e-5)
+    assert math.isclose(bn_rms(init), float(z.pow(2).mean().sqrt()), rel_tol=1e-4)
+    trained = inspect_model(net, batch, trained=True)
+    assert "running" in (trained.batchnorm or "") and bn_rms(trained) < 0.01
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    assert inspect_model(mlp(), [(x.flatten(1)[:, :64], batch[0][1])]).batchnorm is None
+
+
 # --- saturation ---------------------------------------------------------------------------------
 
 

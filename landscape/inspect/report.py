@@ -38,6 +38,7 @@ class Report:
     samples: int  # samples run through the model
     skipped: list[str] = field(default_factory=list)
     checkpoints: Movement | None = None
+    batchnorm: str | None = None  # which statistics BN layers used in the forward; None: no BN
     provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -57,6 +58,7 @@ class Report:
             saturation=self.saturation.to_dict() if self.saturation else None,
             checkpoints=self.checkpoints.to_dict() if self.checkpoints else None,
             skipped=list(self.skipped),
+            batchnorm=self.batchnorm,
         )
         return _json_safe(out)
 
@@ -100,6 +102,7 @@ def format_report(report: Report) -> str:
     lines += [*_table(report), ""]
     lines += _summaries(report)
     lines += [f"skipped: {s}" for s in report.skipped]
+    lines += [f"batchnorm: {report.batchnorm}"] if report.batchnorm else []
     lines += ["", *_findings(report.findings)]
     return "\n".join(lines)
 

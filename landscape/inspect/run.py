@@ -18,6 +18,8 @@ from landscape import __version__
 from landscape.compute import Prepared, other_checkpoint_loader, prepare
 from landscape.config import ComputeConfig, DataSpec, DirectionSpec, EvalSpec, ModelSpec
 from landscape.directions import paths
+from landscape.engine import policies
+from landscape.engine.reference import is_jitted
 from landscape.errors import ConfigError
 from landscape.inspect.activations import (
     ForwardResult,
@@ -104,7 +106,18 @@ def inspect_model(
     layers = layers_of(model)
     reports = [layer_report(layer) for layer in layers]
     findings = symmetry_findings(layers)
-    fwd = _forward(model, batches)
+    batchnorm = None
+    forward_model = model
+    if policies.bn_modules(model) and not is_jitted(model):
+        if trained:
+            batchnorm = "running statistics of the checkpoint (eval mode)"
+        else:
+            # an initialization's running statistics are the defaults (mean 0, variance 1), not
+            # what its layers produce: training normalizes with each batch's statistics, so the
+            # activation checks do too, on a private copy that tracks nothing
+            batchnorm = "each batch's statistics (an initialization: as during training)"
+            forward_model = policies.batch_stats_model(model)
+    fwd = _forward(forward_model, batches)
     skipped = [] if fwd.hooked else [SKIPPED_ACTIVATIONS]
     filter_layers = {r.name for r in reports if r.has_filters}
     scale = depth_scale(fwd.records, filter_layers, fwd.input_rms) if fwd.hooked else []
@@ -116,7 +129,9 @@ def inspect_model(
     if sat is None:
         skipped.append(SKIPPED_SATURATION)
     findings += saturation_findings(sat, trained)
-    return Report(reports, fwd.records, scale, sat, findings, fwd.samples, skipped)
+    report = Report(reports, fwd.records, scale, sat, findings, fwd.samples, skipped)
+    report.batchnorm = batchnorm
+    return report
 
 
 def _forward(
