@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from landscape.analysis import AnalysisOptions, format_analysis, stored_or_computed
+from landscape.analysis import AnalysisOptions, analyse, format_analysis, stored_or_computed
 from landscape.curvature_store import CurvatureMap
 from landscape.store import stored_config
 from landscape.surface import Surface
@@ -31,7 +32,7 @@ def format_info(surface: Surface, options: AnalysisOptions | None = None) -> str
         lines.append(f"{q + ':':<12} {_extremes(surface, v)}")
     for result, stored in stored_or_computed(surface, options).values():
         lines.extend(format_analysis(result, stored=stored))
-    lines.extend(_repeat_lines(surface))
+    lines.extend(_repeat_lines(surface, options))
     lines.extend(_direction_lines(surface))
     lines.extend(_provenance_lines(surface))
     lines.extend(f"note:        {n}" for n in surface.notes)
@@ -86,10 +87,10 @@ def _centre_index(s: Surface) -> int | None:
 # --- repeats (--repeat R): does a feature survive another random direction? ----------------------
 
 
-def _repeat_lines(s: Surface) -> list[str]:
+def _repeat_lines(s: Surface, options: AnalysisOptions | None = None) -> list[str]:
     """Seeds and completion of the repeats; per loss, the mean surface's extremes, the spread
-    over seeds (std, ~0 at the centre, which every repeat shares) and how much each seed's
-    overall range and rise around the centre vary."""
+    over seeds (std, ~0 at the centre, which every repeat shares), how much each seed's overall
+    range and rise around the centre vary, and each seed's analysis as mean ± std over seeds."""
     if not s.repeats:
         return []
     seeds = [s.attrs.get("seed", "?"), *(r.seed for r in s.repeats)]
@@ -108,7 +109,32 @@ def _repeat_lines(s: Surface) -> list[str]:
         out.append(f"{_PAD}{q} mean over seeds: {_extremes(s, mean)}")
         out.append(f"{_PAD}{q} spread (std over seeds): {_spread_text(s, std)}")
         out.append(f"{_PAD}{q} per seed: {_per_seed_text(s, stack, common)}")
+        numbers = _per_seed_analysis(s, q, options)
+        if numbers:
+            out.append(f"{_PAD}{q} per seed: {numbers}")
     return out
+
+
+def _per_seed_analysis(s: Surface, q: str, options: AnalysisOptions | None) -> str | None:
+    """ε-sharpness, the fitted curvature's eigenvalues and the basin's size of every seed's
+    surface, as mean ± std over seeds: the numbers a user quotes, and how much they owe to the
+    directions drawn."""
+    seeds = [s, *(replace(s, values=r.values, done=r.done, repeats=[]) for r in s.repeats)]
+    results = [analyse(one, q, options) for one in seeds]
+    parts = []
+    sharp = [r.sharpness.value for r in results if r.sharpness]
+    if len(sharp) == len(results):
+        parts.append(f"ε-sharpness {_mean_std(np.array(sharp))}")
+    curv = [r.curvature.eigenvalues for r in results if r.curvature]
+    if len(curv) == len(results):
+        eig = np.array(curv)
+        names = ["curvature"] if eig.shape[1] == 1 else ["largest curvature", "smallest"]
+        parts += [f"{n} {_mean_std(eig[:, k])}" for k, n in enumerate(names)]
+    size = [r.basin.diameter or r.basin.width_x for r in results if r.basin]
+    if len(size) == len(results):
+        label = "basin width" if s.dims == 1 else "basin diameter"
+        parts.append(f"{label} {_mean_std(np.array(size))}")
+    return ", ".join(parts) or None
 
 
 def _spread_text(s: Surface, std: np.ndarray) -> str:

@@ -286,6 +286,24 @@ def test_info_shows_the_repeats_block() -> None:
     assert not any("train_acc mean" in ln for ln in lines)  # losses only: keep it short
 
 
+def test_info_gives_each_seeds_analysis_as_mean_and_spread() -> None:
+    """Seed r's surface is the bowl 1 + h_r(x² + y²)/2 with h_r = 1, 2, 3: the fitted curvatures
+    are h_r (2 ± 1), and the ε-sharpness 100·(h_r·0.2²)/(1 + 1) = 2·h_r (4 ± 2)."""
+    x = y = np.linspace(-1, 1, 21)
+    done = np.ones((21, 21), dtype=bool)
+
+    def bowl(h: float) -> dict[str, np.ndarray]:
+        return {"train_loss": 1.0 + 0.5 * h * np.add.outer(x**2, y**2)}
+
+    s = Surface(
+        "/tmp/bowls.h5", x, y, bowl(1), done, {"schema_version": 1, "seed": 0},
+        {"method": "filter-norm"}, repeats=[Repeat(1, bowl(2), done), Repeat(2, bowl(3), done)],
+    )  # fmt: skip
+    line = next(ln for ln in format_info(s).splitlines() if "ε-sharpness" in ln and "±" in ln)
+    assert "train_loss per seed: ε-sharpness 4 ± 2, largest curvature 2 ± 1, smallest 2 ± 1" in line
+    assert "basin diameter" in line
+
+
 def test_info_on_a_computed_file(tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path) -> None:
     args = cli_args(tmp_path, tiny_npz, tiny_mlp_ckpt, "r.h5", "--repeat", "3")
     assert CliRunner().invoke(main, args).exit_code == 0
