@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ import torch
 import yaml
 
 from landscape import __version__
+from landscape._files import replaced_atomically
 from landscape.config import ComputeConfig
 from landscape.directions.base import DirectionSet, summarize
 from landscape.errors import ConfigError, SurfaceFileError
@@ -201,14 +201,8 @@ def create_atomically(path: Path, write: Callable[[h5py.File], None]) -> None:
 
     An existing file at ``path`` is replaced only once the new one is complete.
     """
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with replaced_atomically(path) as tmp, h5py.File(tmp, "w") as f:
+        write(f)
 
 
 def _write_header(f: h5py.File, h: RunHeader) -> None:
@@ -481,8 +475,7 @@ def write_analysis(path: str | Path, texts: dict[str, str]) -> None:
     the old file or the new one.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.analysis-{os.getpid()}")
-    try:
+    with replaced_atomically(path, "analysis") as tmp:
         shutil.copy2(path, tmp)
         with h5py.File(tmp, "r+") as f:
             group = f.require_group("analysis")
@@ -490,10 +483,6 @@ def write_analysis(path: str | Path, texts: dict[str, str]) -> None:
                 del group.attrs[key]
             for quantity, text in texts.items():
                 group.attrs[quantity] = text
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _read_reference(f: h5py.File, path: Path) -> Surface:

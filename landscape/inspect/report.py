@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from landscape._files import replaced_atomically
 from landscape.errors import ConfigError
 from landscape.inspect.activations import ActivationStats
 from landscape.inspect.findings import Finding, severity_counts, sort_findings
@@ -80,10 +79,8 @@ def write_json(report: Report, path: str | Path) -> Path:
     text = json.dumps(report.to_dict(), indent=2, allow_nan=False)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        with os.fdopen(fd, "w") as f:
-            f.write(text + "\n")
-        os.replace(tmp, target)
+        with replaced_atomically(target) as tmp:
+            tmp.write_text(text + "\n")
     except OSError as exc:
         raise ConfigError(
             f"cannot write the JSON report {str(path)!r} ({exc.strerror}); check --json"

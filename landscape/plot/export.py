@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import html
 import json
-import os
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
+from landscape._files import replaced_atomically
 from landscape.errors import ConfigError
 from landscape.plot.figures import is_accuracy, prepare
 from landscape.surface import Surface
@@ -74,18 +74,9 @@ def export_surface(
         raise ConfigError(f"--out {str(out)!r} is the surface file itself; choose another name")
     quantity = quantity or default_quantity(surface)
     text = vtp_text(surface, quantity, log) if kind == "vtp" else html_text(surface, quantity, log)
-    _write_atomically(out, text)
-    return out
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with replaced_atomically(out) as tmp:
         tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    return out
 
 
 def _log10(values: np.ndarray) -> np.ndarray:
