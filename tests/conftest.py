@@ -60,3 +60,27 @@ def tiny_mlp_ckpt(tmp_path: Path, tiny_npz: Path) -> Path:
     path = tmp_path / "tiny_mlp.pt"
     torch.save({"state_dict": model.state_dict()}, path)
     return path
+
+
+@pytest.fixture
+def slow_model(tmp_path: Path) -> Path:
+    """A model file (``PATH:make``) for tiny_npz whose every forward sleeps 20 ms, so a run
+    killed at a random moment stops mid-grid."""
+    path = tmp_path / "slow.py"
+    path.write_text(
+        """
+import time, torch
+class Slow(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc1 = torch.nn.Linear(6, 8)
+        self.fc2 = torch.nn.Linear(8, 3)
+    def forward(self, x):
+        time.sleep(0.02)  # make each point take a while, so kills land mid-run
+        return self.fc2(torch.relu(self.fc1(x)))
+def make():
+    return Slow()
+"""
+    )
+    return path

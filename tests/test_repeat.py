@@ -376,26 +376,11 @@ def test_plots_of_a_plain_surface_have_no_mean(tmp_path: Path) -> None:
         repeat_curves(s)
 
 
-SLOW_MODEL = """
-import time, torch
-class Slow(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.fc1 = torch.nn.Linear(6, 8)
-        self.fc2 = torch.nn.Linear(8, 3)
-    def forward(self, x):
-        time.sleep(0.02)
-        return self.fc2(torch.relu(self.fc1(x)))
-def make():
-    return Slow()
-"""
-
-
 @pytest.mark.slow
-def test_killed_repeat_run_resumes_to_identical_values(tmp_path: Path, tiny_npz: Path) -> None:
-    model = tmp_path / "slow.py"
-    model.write_text(SLOW_MODEL)
+def test_killed_repeat_run_resumes_to_identical_values(
+    tmp_path: Path, tiny_npz: Path, slow_model: Path
+) -> None:
+    model = slow_model
 
     def command(out: Path) -> list[str]:
         return [sys.executable, "-m", "landscape.cli", "compute", "--model", f"{model}:make",
