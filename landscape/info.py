@@ -8,7 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from landscape.analysis import AnalysisOptions, analyse, format_analysis, stored_or_computed
+from landscape.analysis import (
+    AnalysisOptions,
+    SurfaceAnalysis,
+    analyse,
+    format_analysis,
+    stored_or_computed,
+)
 from landscape.curvature_store import CurvatureMap
 from landscape.store import stored_config
 from landscape.surface import Surface
@@ -30,9 +36,11 @@ def format_info(surface: Surface, options: AnalysisOptions | None = None) -> str
         lines.append(f"non-finite:  {nonfinite} points have a NaN or infinite loss")
     for q, v in surface.values.items():
         lines.append(f"{q + ':':<12} {_extremes(surface, v)}")
-    for result, stored in stored_or_computed(surface, options).values():
+    analyses = stored_or_computed(surface, options)
+    for result, stored in analyses.values():
         lines.extend(format_analysis(result, stored=stored))
-    lines.extend(_repeat_lines(surface, options))
+    first = {q: result for q, (result, _) in analyses.items()}
+    lines.extend(_repeat_lines(surface, first, options))
     lines.extend(_direction_lines(surface))
     lines.extend(_provenance_lines(surface))
     lines.extend(f"note:        {n}" for n in surface.notes)
@@ -87,7 +95,9 @@ def _centre_index(s: Surface) -> int | None:
 # --- repeats (--repeat R): does a feature survive another random direction? ----------------------
 
 
-def _repeat_lines(s: Surface, options: AnalysisOptions | None = None) -> list[str]:
+def _repeat_lines(
+    s: Surface, first: dict[str, SurfaceAnalysis], options: AnalysisOptions | None = None
+) -> list[str]:
     """Seeds and completion of the repeats; per loss, the mean surface's extremes, the spread
     over seeds (std, ~0 at the centre, which every repeat shares), how much each seed's overall
     range and rise around the centre vary, and each seed's analysis as mean ± std over seeds."""
@@ -109,18 +119,20 @@ def _repeat_lines(s: Surface, options: AnalysisOptions | None = None) -> list[st
         out.append(f"{_PAD}{q} mean over seeds: {_extremes(s, mean)}")
         out.append(f"{_PAD}{q} spread (std over seeds): {_spread_text(s, std)}")
         out.append(f"{_PAD}{q} per seed: {_per_seed_text(s, stack, common)}")
-        numbers = _per_seed_analysis(s, q, options)
+        numbers = _per_seed_analysis(s, q, first[q], options)
         if numbers:
             out.append(f"{_PAD}{q} per seed: {numbers}")
     return out
 
 
-def _per_seed_analysis(s: Surface, q: str, options: AnalysisOptions | None) -> str | None:
+def _per_seed_analysis(
+    s: Surface, q: str, first: SurfaceAnalysis, options: AnalysisOptions | None
+) -> str | None:
     """ε-sharpness, the fitted curvature's eigenvalues and the basin's size of every seed's
     surface, as mean ± std over seeds: the numbers a user quotes, and how much they owe to the
-    directions drawn."""
-    seeds = [s, *(replace(s, values=r.values, done=r.done, repeats=[]) for r in s.repeats)]
-    results = [analyse(one, q, options) for one in seeds]
+    directions drawn. ``first`` is repeat 0's analysis, already made for the block above."""
+    others = (replace(s, values=r.values, done=r.done, repeats=[]) for r in s.repeats)
+    results = [first, *(analyse(one, q, options) for one in others)]
     parts = []
     sharp = [r.sharpness.value for r in results if r.sharpness]
     if len(sharp) == len(results):
