@@ -182,7 +182,8 @@ def apply_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) -> Non
     keys all carry one extra leading component (Lightning's ``model.``) and fit without it, it is
     dropped.
     """
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    own = model.state_dict()
+    expected = {k: tuple(v.shape) for k, v in own.items()}
     state = _fit_prefix(dict(state), expected)
     problems = _mismatches(state, expected)
     if problems:
@@ -191,7 +192,26 @@ def apply_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) -> Non
             + "; ".join(problems)
             + "; is --model right (and its --model-arg values)?"
         )
+    _check_kinds(state, own)
     model.load_state_dict(state, strict=False)  # strictness was checked above
+
+
+def _check_kinds(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor]) -> None:
+    """Refuse integer or bool tensors where the model holds floating point ones.
+
+    ``load_state_dict`` would cast them silently (a bool checkpoint becomes weights of 0 and 1),
+    which is never a trained network: the file is not the checkpoint it claims to be.
+    """
+    for name, t in state.items():
+        mine = own.get(name)
+        if mine is None or t.dtype == mine.dtype:
+            continue
+        if mine.is_floating_point() and not (t.is_floating_point() or t.is_complex()):
+            raise CheckpointError(
+                f"checkpoint tensor {name} {_shape(tuple(t.shape))} is {str(t.dtype)[6:]}, but "
+                f"the model's is {str(mine.dtype)[6:]}: casting it would give made-up weights; "
+                "is this the right checkpoint (saved with model.state_dict())?"
+            )
 
 
 def _mismatches(state: StateDict, expected: dict[str, tuple[int, ...]]) -> list[str]:

@@ -43,6 +43,13 @@ def _library_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except LandscapeError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # a file problem no library check foresaw: still one line
+            from landscape._files import os_error_text
+
+            where = f" {exc.filename!r}" if getattr(exc, "filename", None) else ""
+            raise click.ClickException(
+                f"cannot read or write{where} ({os_error_text(exc)}); check the paths given"
+            ) from None
         except KeyboardInterrupt:
             click.echo("Interrupted; points written so far are kept, rerun to resume.", err=True)
             sys.exit(130)
@@ -286,9 +293,15 @@ def compute(
       landscape compute --model mlp --checkpoint mlp.pt --data digits \\
           --direction filter-norm --x=-1:1:51 --y=-1:1:51 --out results/mlp.h5
     """
-    from landscape.compute import run_compute
+    from landscape.compute import random_initialization, run_compute
 
     config = build_compute_config(ctx, config_file, model_args)
+    if random_initialization(config) and _is_rank_zero():
+        click.echo(
+            f"warning: no --checkpoint: evaluating a random initialization of "
+            f"{config.model.name!r} (seed {config.direction.seed}), not a trained network",
+            err=True,
+        )
     progress = None if quiet else _progress_bar
     result = run_compute(config, overwrite=overwrite, progress=progress, workers=workers)
     if quiet or result is None:  # ranks other than 0 print nothing
@@ -302,6 +315,13 @@ def compute(
     )
     if result.nonfinite:
         click.echo(f"note: {result.nonfinite} points have a NaN or infinite loss (stored as such)")
+
+
+def _is_rank_zero() -> bool:
+    """False in the MPI ranks other than 0 (their output would repeat rank 0's)."""
+    import os
+
+    return all(os.environ.get(v, "0") == "0" for v in ("PMI_RANK", "OMPI_COMM_WORLD_RANK"))
 
 
 def _progress_bar(total: int, initial: int, *, file: Any = None, force: bool = False) -> Any:
@@ -365,6 +385,25 @@ def _progress_bar(total: int, initial: int, *, file: Any = None, force: bool = F
 @click.option(
     "--overwrite", is_flag=True, help="Replace an existing curvature file of other settings."
 )
+@click.option(
+    "--model",
+    help="The surface's model spec, given again: needed when the file names pkg.module:factory "
+    "or file.py:factory (a file's config never runs code by itself).",
+)
+@click.option("--data", help="The surface's data spec, given again (as --model, for a factory).")
+@click.option(
+    "--loss", help="The surface's loss spec, given again (as --model, for pkg.module:fn)."
+)
+@click.option(
+    "--trust-config",
+    is_flag=True,
+    help="Run the code the file's stored config names (factories, losses): trusted files only.",
+)
+@click.option(
+    "--unsafe-pickle",
+    is_flag=True,
+    help="Allow a pickled whole model as the checkpoint (runs code from it: trusted files only).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @_library_errors
 def curvature(
@@ -378,6 +417,11 @@ def curvature(
     device: str | None,
     out: str | None,
     overwrite: bool,
+    model: str | None,
+    data: str | None,
+    loss: str | None,
+    trust_config: bool,
+    unsafe_pickle: bool,
     quiet: bool,
 ) -> None:
     """Map |λmin/λmax| of the Hessian over a surface's plane (Li et al. 2018, Fig. 7).
@@ -387,14 +431,20 @@ def curvature(
     directions. Near 0: locally convex; large: significant negative curvature. An existing --out
     file of the same settings is resumed. Plot it with `landscape plot`.
 
+    The file's stored config is read as data: a model, data or loss it names as
+    pkg.module:name or file.py:name runs only when given again (--model, --data, --loss) or
+    with --trust-config, and a pickled whole model only with --unsafe-pickle.
+
     \b
     Example:
       landscape curvature results/mlp.h5 --x=-1:1:11 --y=-1:1:11 --samples 500
       landscape plot results/mlp_curvature.h5
     """
     from landscape.curvature import CurvatureSpec, run_curvature
+    from landscape.trust import Given
 
-    spec = CurvatureSpec(surface_file, x, y, samples, tol, ignore, checkpoint, device, out)
+    given = Given(model, data, loss, trust_config, unsafe_pickle)
+    spec = CurvatureSpec(surface_file, x, y, samples, tol, ignore, checkpoint, device, out, given)
     progress = None if quiet else _progress_bar
     result = run_curvature(spec, overwrite=overwrite, progress=progress)
     if quiet:

@@ -18,15 +18,15 @@ import numpy as np
 import torch
 
 from landscape import checkpoint, grid, parallel, params
-from landscape.analysis import store_analysis
+from landscape._files import Output
 from landscape.config import ComputeConfig
-from landscape.data import EvalData, load_data
+from landscape.data import EvalData, check_finite_samples, load_data
 from landscape.directions import DirectionContext, DirectionSet, build, load_directions, summarize
 from landscape.directions.paths import expand_checkpoints
 from landscape.engine import ReferenceEvaluator, eval_mode, resolve_device
 from landscape.engine.reference import PointEvaluatorBase, to_channels_last
 from landscape.engine.select import EngineChoice, EngineRequest, choose_engine, parse_bytes
-from landscape.errors import ConfigError, DirectionError, LandscapeError
+from landscape.errors import ConfigError, DataError, DirectionError, LandscapeError
 from landscape.losses import correct_count, get_loss
 from landscape.models import build_model
 from landscape.store import RunHeader, SurfaceStore, check_resumable, done_flags
@@ -118,6 +118,16 @@ def centre_checkpoint(config: ComputeConfig) -> str | None:
     return last
 
 
+def random_initialization(config: ComputeConfig) -> bool:
+    """True when the run evaluates the model's seeded random initialization: no checkpoint, and
+    a model that is built (a saved TorchScript or torch.export program carries its weights)."""
+    try:
+        checkpoint = centre_checkpoint(config)
+    except ConfigError:
+        return False  # the run itself reports this
+    return not checkpoint and not Path(config.model.name).is_file()
+
+
 def other_checkpoint_loader(prep: Prepared, config: ComputeConfig) -> Callable[[str], OrderedDict]:
     """``load_state(path)``: another checkpoint of this architecture, checked against the centre."""
     reference = OrderedDict((k, v.detach().cpu()) for k, v in prep.centre.items())
@@ -174,6 +184,10 @@ def probe(prep: Prepared, config: ComputeConfig, directions: list[dict[str, torc
             f"model {config.model.name!r} cannot run on data {config.data.name!r} "
             f"(inputs of shape {tuple(x.shape[1:])}): {first}; check --model, --model-arg and --data"
         ) from None
+    if not prep.data.is_tensor_backed:  # tensor sets were checked whole when loaded
+        check_finite_samples(x, y, config.data.name)
+    if config.eval.loss == "cross-entropy":
+        check_label_range(prep.data, y, logits, config.data.name)
     try:
         loss_fn(logits, y)
     except (RuntimeError, ValueError, IndexError) as exc:
@@ -181,6 +195,21 @@ def probe(prep: Prepared, config: ComputeConfig, directions: list[dict[str, torc
             f"loss {config.eval.loss!r} cannot compare the model's outputs {tuple(logits.shape)} "
             f"with targets {tuple(y.shape)}: {str(exc).splitlines()[0]}; check --loss"
         ) from None
+
+
+def check_label_range(data: EvalData, y: torch.Tensor, logits: torch.Tensor, name: str) -> None:
+    """Class labels must index the model's outputs: name both ranges when they do not."""
+    if y.is_floating_point() or logits.ndim < 2:
+        return
+    labels = data.tensors("cpu")[1] if data.is_tensor_backed else y
+    lo, hi, classes = int(labels.min()), int(labels.max()), int(logits.shape[1])
+    if lo >= 0 and hi < classes:
+        return
+    raise DataError(
+        f"data {name!r} has class labels {lo}..{hi}, but the model has {classes} outputs, so "
+        f"labels must be 0..{classes - 1}: check --data, or give the model {hi + 1} outputs "
+        f"(for a built-in model: --model-arg num_classes={hi + 1})"
+    )
 
 
 def directions_for(
@@ -253,18 +282,20 @@ def _run_root(
     config: ComputeConfig, overwrite: bool, progress: ProgressFactory | None, comm: Any
 ) -> RunResult:
     start = time.perf_counter()
-    out = Path(config.out)
+    output = None
     try:
+        # held from before the first read of the file to its last write: one run per file
+        output = Output(config.out, overwrite)
+        x, y = grid.coordinates(config.grid, repeats=config.direction.repeat)
         prep = prepare(config, comm.local_rank, comm.local_size)
-        x, y = grid.coordinates(config.grid)
         extra = {"data": prep.data.describe(), "weights_sha256": prep.weights_sha256}
-        resuming = out.exists() and not overwrite
-        if resuming:  # refuse a file of another run before reading anything from it
-            stub = RunHeader(config, x, y, DirectionSet("", []), {}, prep.checkpoint_sha256, extra)
-            check_resumable(out, stub)
-        directions = directions_for(config, prep, resume_from=out if resuming else None)
+        # the file whose points this run resumes (refused if of another run), read before
+        # anything is built: its directions are the run's
+        stub = RunHeader(config, x, y, DirectionSet("", []), {}, prep.checkpoint_sha256, extra)
+        source = output.existing(lambda p: check_resumable(p, stub))
+        directions = directions_for(config, prep, resume_from=source)
         repeats = [
-            directions_for(config, prep, resume_from=out if resuming else None, repeat=r)
+            directions_for(config, prep, resume_from=source, repeat=r)
             for r in range(1, config.direction.repeat)
         ]
         device_dirs = directions.to(prep.device).vectors
@@ -274,18 +305,41 @@ def _run_root(
             config,
             device_dirs,
             engine_request(config, prep),
-            _pending_guess(out, resuming, x, y, config.direction.repeat),
+            _pending_guess(source, x, y, config.direction.repeat),
         )
         extra["engine"] = {**choice.report, "processes": comm.size}
         header = RunHeader(
             config, x, y, directions, summarize(directions), prep.checkpoint_sha256, extra, repeats
         )
-        store = SurfaceStore.open_for_run(out, header, overwrite=overwrite)
+        store = SurfaceStore.open_for_run(output, header)
     except (
         BaseException
     ) as exc:  # whatever stops rank 0 here, the other ranks must not wait forever
+        if output is not None:
+            output.close()
         comm.broadcast_plan(parallel.Plan([], {}, error=str(exc) or type(exc).__name__))
         raise
+    try:
+        return _evaluate_run(
+            config, comm, prep, store, choice, directions, repeats, progress, start
+        )
+    finally:
+        output.close()
+
+
+def _evaluate_run(
+    config: ComputeConfig,
+    comm: Any,
+    prep: Prepared,
+    store: SurfaceStore,
+    choice: EngineChoice,
+    directions: DirectionSet,
+    repeats: list[DirectionSet],
+    progress: ProgressFactory | None,
+    start: float,
+) -> RunResult:
+    """Rank 0 with the file open: share the pending points out, evaluate its own, write all."""
+    x, y = grid.coordinates(config.grid)
     with store, numerics(config, prep.device, comm.local_size):
         pending = store.pending()
         shares = [share.tolist() for share in grid.split_pending(pending, comm.size)]
@@ -324,17 +378,17 @@ def _run_root(
         eval_seconds = time.perf_counter() - eval_start
         nonfinite = store.nonfinite_count()
         resumed = store.resumed
-    store_analysis(out)  # every point is done: sharpness, curvature, basin into /analysis
+    # closing the complete file wrote its analysis and, under --overwrite, replaced the old one
     seconds = time.perf_counter() - start
     return RunResult(
-        str(out),
+        str(store.path),
         total,
         len(pending),
         resumed,
         nonfinite,
         seconds,
         str(prep.device),
-        {"engine": extra["engine"], "eval_seconds": eval_seconds},
+        {"engine": choice.report | {"processes": comm.size}, "eval_seconds": eval_seconds},
     )
 
 
@@ -446,6 +500,7 @@ def _along(
 
 def _local_worker(config: ComputeConfig, rank: int, size: int, plan: Any, q: Any) -> None:
     """Entry point of a ``--workers`` process (spawned: it imports everything afresh)."""
+    parallel.exit_with_parent()
     _worker(config, rank, rank, size, plan, parallel.QueueSink(q, rank))
 
 
@@ -558,13 +613,11 @@ def numerics(config: ComputeConfig, device: torch.device, local_size: int = 1) -
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
 
 
-def _pending_guess(
-    out: Path, resuming: bool, x: np.ndarray, y: np.ndarray | None, repeats: int
-) -> int:
+def _pending_guess(source: Path | None, x: np.ndarray, y: np.ndarray | None, repeats: int) -> int:
     """Points this run will evaluate, for the compile decision (a read-only peek when resuming)."""
-    if not resuming:
+    if source is None:
         return repeats * len(x) * (1 if y is None else len(y))
     import h5py
 
-    with h5py.File(out, "r") as f:
+    with h5py.File(source, "r") as f:
         return int((~done_flags(f)).sum())

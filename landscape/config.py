@@ -190,6 +190,12 @@ class ComputeConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ComputeConfig:
+        grid = data.get("grid") if isinstance(data, dict) else None
+        if isinstance(grid, dict) and grid.get("y") is not None and grid.get("x") is None:
+            raise ConfigError(
+                "grid.y (--y) is given without grid.x (--x); give both axes, e.g. "
+                "--x=-1:1:51 --y=-1:1:51 (or only --x for a 1-D surface)"
+            )
         return _build(cls, data, prefix="")
 
     @classmethod
@@ -208,10 +214,13 @@ class ComputeConfig:
         Two runs with equal fingerprints write the same numbers, so one may resume the other.
         Where and how fast the points are evaluated (output path, device, engine, data batch size)
         changes only float rounding and is left out, so a run may resume on another machine.
+        The checkpoint's path is information only: its content is compared by hash (the file's
+        ``checkpoint_sha256``), so the same file by another path (absolute, moved) resumes.
         """
         d = self.to_dict()
         d.pop("out")
         d["data"].pop("batch_size")
+        d["model"].pop("checkpoint")
         for key in ("device", "engine", "compile", "memory_format", "memory_budget", "threads"):
             d["eval"].pop(key)
         return d
@@ -262,6 +271,11 @@ def parse_axis(text: str, key: str = "axis") -> Axis:
         raise ConfigError(hint) from None
     if not (math.isfinite(lo) and math.isfinite(hi)) or num < 2 or not lo < hi:
         raise ConfigError(hint)
+    if not math.isfinite(hi - lo):  # linspace would give inf steps and NaN coordinates
+        raise ConfigError(
+            f"{key} spans {lo:g} to {hi:g}, wider than float64 can hold (MAX - MIN overflows); "
+            "use a narrower range"
+        )
     return Axis(lo, hi, num)
 
 

@@ -11,9 +11,9 @@ and the ratio ``|λmin / λmax|``. A convex region has ``λmin ≥ 0`` or ``λmi
 (yellow), i.e. the surface's convex look in the plane hides non-convexity in other directions.
 
 Everything is rebuilt from the surface file: its stored config gives the model, checkpoint, data
-and loss, its ``/directions`` the plane, and the checkpoint is checked against the file's weights
-hash. The Hessian is taken over a seeded subset of ``samples`` of the surface's own samples, in
-eval mode (BatchNorm uses the checkpoint's statistics, as ``--bn eval`` surfaces do), with respect
+and loss (read as data: a spec in it that runs code must be given again, ``landscape.trust``),
+its ``/directions`` the plane, and the checkpoint is checked against the file's weights hash.
+The Hessian is taken over a seeded subset of ``samples`` of the surface's own samples, in eval mode (BatchNorm uses the checkpoint's statistics, as ``--bn eval`` surfaces do), with respect
 to every parameter (``ignore="none"``) or, as the reference code does, the tensors with filters
 only (``ignore="biasbn"``; the others stay at the point). Buffers move only where the surface's
 directions move them.
@@ -36,10 +36,11 @@ about as many).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ import torch
 from scipy.sparse.linalg import ArpackError, LinearOperator, eigsh
 
 from landscape import grid, params
+from landscape._files import Output
 from landscape.compute import (
     Prepared,
     ProgressFactory,
@@ -67,6 +69,7 @@ from landscape.errors import CheckpointError, ConfigError, DirectionError, Surfa
 from landscape.losses import get_loss
 from landscape.store import read_surface, stored_config
 from landscape.surface import Surface
+from landscape.trust import Given, from_stored
 
 GRID_POINTS = 11  # default points per axis, over the surface's own range
 SAMPLES = 500
@@ -91,6 +94,8 @@ class CurvatureSpec:
     checkpoint: str | None = None  # the surface's checkpoint, if it has moved
     device: str | None = None  # None: the surface's
     out: str | None = None  # None: <surface stem>_curvature.h5 beside the surface
+    # specs given again on the command line, and the opt-ins: the file's config runs no code
+    given: Given = field(default_factory=Given)
 
 
 @dataclass
@@ -132,29 +137,32 @@ def run_curvature(
     harms an existing file.
     """
     start = time.perf_counter()
-    out = output_path(spec)
-    plane = load_plane(spec)
-    with CurvatureStore.open_for_run(out, plane.header, overwrite=overwrite) as store:
-        pending = store.pending()
-        failed_before = store.failed_count()
-        total = int(np.prod(store.shape))
-        bar = progress(total, total - len(pending)) if progress else None
-        try:
-            hvps = _compute_points(store, pending, plane, spec.tol, bar)
-        finally:
-            if bar is not None:
-                bar.close()
-        failed = store.failed_count() - failed_before
-        resumed = store.resumed
+    # the output is checked and locked before any work, and held until its last write
+    with contextlib.closing(Output(output_path(spec), overwrite)) as output:
+        plane = load_plane(spec)
+        with CurvatureStore.open_for_run(output, plane.header) as store:
+            pending = store.pending()
+            failed_before = store.failed_count()
+            total = int(np.prod(store.shape))
+            bar = progress(total, total - len(pending)) if progress else None
+            try:
+                hvps = _compute_points(store, pending, plane, spec.tol, bar)
+            finally:
+                if bar is not None:
+                    bar.close()
+            failed = store.failed_count() - failed_before
+            resumed = store.resumed
     seconds = time.perf_counter() - start
     device = str(plane.prep.device)
-    return CurvatureResult(str(out), total, len(pending), resumed, failed, hvps, seconds, device)
+    return CurvatureResult(
+        str(store.path), total, len(pending), resumed, failed, hvps, seconds, device
+    )
 
 
 def output_path(spec: CurvatureSpec) -> Path:
     """``spec.out``, or ``<surface stem>_curvature.h5`` beside the surface; never the surface."""
-    out = Path(spec.out) if spec.out else default_out(spec.surface)
-    if out.resolve() == Path(spec.surface).resolve():
+    out = Path(spec.out) if spec.out is not None else default_out(spec.surface)
+    if str(out).strip() and out.resolve() == Path(spec.surface).resolve():
         raise ConfigError("--out is the surface file itself; choose another --out")
     return out
 
@@ -247,8 +255,12 @@ def read_source(path: str) -> Surface:
 
 
 def rebuild_config(source: Surface, spec: CurvatureSpec) -> ComputeConfig:
-    """The surface's config, at its centre checkpoint, with its directions read from the file."""
-    config = ComputeConfig.from_dict(stored_config(source))
+    """The surface's config, at its centre checkpoint, with its directions read from the file.
+
+    The stored config is data: a model, data or loss spec in it that runs code is refused
+    unless the user gives it again or trusts the file (``landscape.trust``).
+    """
+    config = from_stored(ComputeConfig.from_dict(stored_config(source)), spec.given, spec.surface)
     if spec.checkpoint and not Path(spec.checkpoint).is_file():
         raise CheckpointError(f"--checkpoint {spec.checkpoint!r} does not exist; check the path")
     checkpoint = spec.checkpoint or centre_checkpoint(config)

@@ -29,13 +29,17 @@ import numpy as np
 import torch
 
 from landscape import __version__
-from landscape.errors import ConfigError, SurfaceFileError
+from landscape._files import Output, check_input, os_error_text
+from landscape.errors import SurfaceFileError
 from landscape.store import (
     RESUME_FIX,
+    DamagedData,
+    checksummed,
     create_atomically,
     existing_file,
     first_difference,
     open_for_reading,
+    read_values,
 )
 from landscape.surface import OnGrid
 
@@ -110,28 +114,33 @@ class CurvatureStore:
         self.path, self._f = path, handle
         self.shape = tuple(handle["done"].shape)
         self.resumed = False
+        self.output: Output | None = None
+        self.owned = False  # the store took the output's lock itself, and releases it
 
     @classmethod
     def open_for_run(
-        cls, path: str | Path, header: CurvatureHeader, *, overwrite: bool = False
+        cls, path: str | Path | Output, header: CurvatureHeader, *, overwrite: bool = False
     ) -> CurvatureStore:
         """Create the file, or reopen one of the same settings to resume its missing points.
 
-        An existing file of other settings is refused unless ``overwrite``; then it is replaced
-        only once the new file's header is complete.
+        ``path`` is a file name or an ``Output`` the caller holds. An existing file of other
+        settings is refused unless ``overwrite``; then it is replaced only once the new file is
+        complete (``Output``).
         """
-        path = Path(path)
-        if not path.parent.is_dir():
-            raise ConfigError(
-                f"output folder {str(path.parent)!r} does not exist; create it or choose another --out"
+        owned = not isinstance(path, Output)
+        output = Output(path, overwrite) if owned else path
+        try:
+            where = output.open(
+                lambda p: check_resumable(p, header),
+                lambda p: create_atomically(p, lambda f: _write_header(f, header)),
             )
-        if path.exists() and not overwrite:
-            check_resumable(path, header)
-            store = cls(path, _open_writable(path))
-            store.resumed = True
-            return store
-        create_atomically(path, lambda f: _write_header(f, header))
-        return cls(path, _open_writable(path))
+            store = cls(where, _open_writable(where))
+        except BaseException:
+            if owned:
+                output.close()
+            raise
+        store.output, store.owned, store.resumed = output, owned, output.resumed
+        return store
 
     def pending(self) -> np.ndarray:
         """Flat (row-major) indices of the points not done yet, in order."""
@@ -146,20 +155,35 @@ class CurvatureStore:
             "lambda_max": point.lambda_max,
             "loss": point.loss,
         }
-        for name, value in values.items():
-            self._f[name][where] = value
-        self._f["hvps"][where] = point.hvps
-        self._f.flush()  # values reach the disk before the flag that vouches for them
-        self._f["done"][where] = True
-        self._f.flush()
+        try:
+            for name, value in values.items():
+                self._f[name][where] = value
+            self._f["hvps"][where] = point.hvps
+            self._f.flush()  # values reach the disk before the flag that vouches for them
+            self._f["done"][where] = True
+            self._f.flush()
+        except OSError as exc:
+            raise SurfaceFileError(
+                f"cannot write to {str(self.path)!r} ({os_error_text(exc)}); the points written "
+                "before are kept: fix that and rerun the same command to resume"
+            ) from None
 
     def failed_count(self) -> int:
         done = self._f["done"][()]
         return int(np.sum(done & ~np.isfinite(self._f["lambda_max"][()])))
 
     def close(self) -> None:
-        if self._f.id.valid:
-            self._f.close()
+        """Close the file; a complete run under ``--overwrite`` then replaces the old file."""
+        try:
+            if self._f.id.valid:
+                complete = not len(self.pending())
+                self._f.close()
+                if complete and self.output is not None:
+                    self.output.commit()
+                    self.path = self.output.final
+        finally:
+            if self.owned and self.output is not None:
+                self.output.close()
 
     def __enter__(self) -> CurvatureStore:
         return self
@@ -190,14 +214,14 @@ def _write_header(f: h5py.File, h: CurvatureHeader) -> None:
     for key, value in {**h.provenance, **h.settings}.items():
         attrs[key] = _attr(value)
     f.attrs.update(attrs)
-    f.create_dataset("xcoordinates", data=np.asarray(h.x, dtype=np.float64))
+    checksummed(f, "xcoordinates", np.asarray(h.x, dtype=np.float64))
     if h.y is not None:
-        f.create_dataset("ycoordinates", data=np.asarray(h.y, dtype=np.float64))
+        checksummed(f, "ycoordinates", np.asarray(h.y, dtype=np.float64))
     # data= allocates the storage now, so later point writes change no metadata
     for name in MAPS:
-        f.create_dataset(name, data=np.full(h.shape, np.nan, dtype=np.float64))
-    f.create_dataset("hvps", data=np.zeros(h.shape, dtype=np.int64))
-    f.create_dataset("done", data=np.zeros(h.shape, dtype=bool))
+        checksummed(f, name, np.full(h.shape, np.nan, dtype=np.float64))
+    checksummed(f, "hvps", np.zeros(h.shape, dtype=np.int64))
+    checksummed(f, "done", np.zeros(h.shape, dtype=bool))
 
 
 def _attr(value: Any) -> Any:
@@ -250,6 +274,8 @@ def _same_axis(stored: np.ndarray | None, new: np.ndarray | None) -> bool:
 
 def is_curvature_file(path: str | Path) -> bool:
     """True when ``path`` is a readable HDF5 file of the curvature schema (False otherwise)."""
+    if not Path(path).is_file():  # a FIFO would block the open for ever
+        return False
     try:
         with open_for_reading(Path(path)) as f:
             return _plain(f.attrs.get("schema", "")) == SCHEMA
@@ -259,9 +285,7 @@ def is_curvature_file(path: str | Path) -> bool:
 
 def read_curvature(path: str | Path) -> CurvatureMap:
     """Read a curvature file (also while a run is writing it)."""
-    path = Path(path)
-    if not path.is_file():
-        raise SurfaceFileError(f"curvature file {str(path)!r} does not exist; check the path")
+    path = check_input(path, "curvature file")
     try:
         with open_for_reading(path) as f:
             attrs = {k: _plain(v) for k, v in f.attrs.items()}
@@ -272,9 +296,15 @@ def read_curvature(path: str | Path) -> CurvatureMap:
                     f"{str(path)!r} has curvature schema version {attrs['schema_version']}; this "
                     f"landscape reads up to {SCHEMA_VERSION}, upgrade landscape"
                 )
-            x = f["xcoordinates"][()]
-            y = f["ycoordinates"][()] if "ycoordinates" in f else None
-            maps = {name: f[name][()] for name in MAPS}
-            return CurvatureMap(str(path), x, y, maps, f["hvps"][()], f["done"][()], attrs)
+            x = read_values(f["xcoordinates"])
+            y = read_values(f["ycoordinates"]) if "ycoordinates" in f else None
+            maps = {name: read_values(f[name]) for name in MAPS}
+            hvps, done = read_values(f["hvps"]), read_values(f["done"])
+            return CurvatureMap(str(path), x, y, maps, hvps, done, attrs)
+    except DamagedData as exc:
+        raise SurfaceFileError(
+            f"{str(path)!r} is damaged: a block of {exc.name} fails its checksum; restore a "
+            "copy, or recompute it with --overwrite"
+        ) from None
     except OSError as exc:
         raise SurfaceFileError(f"{str(path)!r} is not a readable HDF5 file ({exc})") from None

@@ -5,7 +5,8 @@ Accepted specs (``DataSpec.name``):
 - ``digits``: scikit-learn's bundled 8×8 digits, flattened to 64 features scaled to [0, 1]. Fixed
   split: the first 1437 samples (80 %) are ``train``, the remaining 360 are ``test``.
 - ``cifar10:DIR``: the standard python-pickle batches (``data_batch_1..5`` in that order for
-  ``train``, ``test_batch`` for ``test``), read without torchvision; scaled to [0, 1], then, if
+  ``train``, ``test_batch`` for ``test``), read without torchvision and with a restricted
+  unpickler (plain data and numpy arrays only, never code); scaled to [0, 1], then, if
   ``normalize``, per channel with Li et al.'s constants.
 - ``mnist:DIR``: IDX files ``train-images-idx3-ubyte`` ... ``t10k-labels-idx1-ubyte``, gz or not;
   scaled to [0, 1], then, if ``normalize``, with mean 0.1307 and std 0.3081.
@@ -25,7 +26,6 @@ import gzip
 import hashlib
 import inspect
 import math
-import pickle
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,6 +38,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from landscape._resolve import is_callable_spec, resolve_callable
+from landscape._safe_pickle import RefusedGlobal, load_data_pickle
 from landscape.config import SPLIT_CHOICES, DataSpec
 from landscape.errors import ConfigError, DataError
 
@@ -245,7 +246,24 @@ def _from_tensors(spec: DataSpec, kind: str, split: str, raw: _Raw) -> EvalData:
     if len(idx) < len(x):
         t = torch.from_numpy(idx)
         x, y = x.index_select(0, t), y.index_select(0, t)
+    check_finite_samples(x, y, spec.name)
     return EvalData(info=info, x=x, y=y, sample_shape=tuple(x.shape[1:]), num_classes=num_classes)
+
+
+def check_finite_samples(x: Tensor, y: Tensor, name: str) -> None:
+    """DataError when floating inputs or targets hold NaN or infinity: every loss would be NaN
+    and the surface would only show it as a blank plot."""
+    for what, t in (("inputs", x), ("targets", y)):
+        if not t.is_floating_point():
+            continue
+        bad = ~torch.isfinite(t.reshape(len(t), -1)).all(dim=1)
+        if bool(bad.any()):
+            first = int(bad.nonzero()[0, 0])
+            raise DataError(
+                f"data {name!r} holds NaN or infinite {what} in {int(bad.sum())} of {len(t)} "
+                f"samples (the first is sample {first} of the evaluation set); every loss on "
+                "them would be NaN: clean the data (or leave those samples out)"
+            )
 
 
 def _check_pair(x: Tensor, y: Tensor, name: str) -> None:
@@ -298,7 +316,13 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         )
     try:
         with path.open("rb") as f:
-            raw = pickle.load(f, encoding="latin1")
+            raw = load_data_pickle(f)
+    except RefusedGlobal as exc:
+        raise DataError(
+            f"CIFAR-10 batch {str(path)!r} asks to call {exc.qualified}, which is code, not data: a "
+            "CIFAR batch holds only dicts, lists, strings, numbers and numpy arrays; refusing to "
+            "unpickle it (replace the file with one from cifar-10-python.tar.gz)"
+        ) from None
     except Exception as exc:  # unpickling can fail in many ways on a foreign file
         raise DataError(f"CIFAR-10 batch {str(path)!r} cannot be unpickled ({exc})") from None
     if not isinstance(raw, dict):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from landscape._files import writable_folder
 from landscape.compute import ProgressFactory, run_compute
 from landscape.config import ComputeConfig
 from landscape.data import load_data
@@ -52,7 +53,7 @@ def run_demo(
     log: Callable[[str], None] = print,
 ) -> list[str]:
     """Train, compute and plot into ``out_dir``; return the paths written."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    writable_folder(out_dir)
     log("training the built-in mlp on scikit-learn's digits ...")
     ckpt = out_dir / "mlp_digits.pt"
     torch.save({"state_dict": train_mlp().state_dict()}, ckpt)

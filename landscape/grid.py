@@ -2,19 +2,70 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from landscape.config import GridSpec, parse_axis
+from landscape.errors import ConfigError
+
+# what a run holds in memory per grid point: float64 loss and accuracy and a bool flag, each in
+# the new file's arrays and in its in-memory image, plus the pending list (int64) and reads back
+BYTES_PER_POINT = 64
 
 
-def coordinates(spec: GridSpec) -> tuple[np.ndarray, np.ndarray | None]:
-    """The x (and y) coordinates of a grid spec: ``linspace(MIN, MAX, NUM)`` per axis."""
+def coordinates(spec: GridSpec, repeats: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
+    """The x (and y) coordinates of a grid spec: ``linspace(MIN, MAX, NUM)`` per axis.
+
+    A grid whose values (``repeats`` surfaces of it) cannot fit in this machine's memory is
+    refused before anything is allocated.
+    """
     ax = parse_axis(spec.x, "grid.x")
+    ay = parse_axis(spec.y, "grid.y") if spec.y is not None else None
+    check_fits(ax.num, ay.num if ay else None, repeats)
     x = np.linspace(ax.lo, ax.hi, ax.num)
-    if spec.y is None:
+    if ay is None:
         return x, None
-    ay = parse_axis(spec.y, "grid.y")
     return x, np.linspace(ay.lo, ay.hi, ay.num)
+
+
+def check_fits(nx: int, ny: int | None, repeats: int = 1) -> None:
+    """ConfigError when the grid's values would not fit in the memory available now."""
+    points = nx * (ny or 1) * repeats
+    need = points * BYTES_PER_POINT
+    have = available_memory()
+    if have is None or need <= have:
+        return
+    shape = f"{nx} × {ny}" if ny else f"{nx}"
+    times = f", {repeats} repeats" if repeats > 1 else ""
+    raise ConfigError(
+        f"the grid ({shape}{times}) has {points:,} points; holding their values takes about "
+        f"{_bytes(need)} of memory, more than the {_bytes(have)} available; use fewer points "
+        "(NUM in --x MIN:MAX:NUM and --y)"
+    )
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux MemAvailable), None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} PB"  # pragma: no cover
 
 
 def point_coords(flat: int, x: np.ndarray, y: np.ndarray | None) -> tuple[float, ...]:

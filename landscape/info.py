@@ -467,12 +467,27 @@ def _provenance_lines(s: Surface) -> list[str]:
     cfg = stored_config(s) or {}
     out = [
         f"created:     {a.get('created')} with landscape {a.get('landscape_version')}, torch {a.get('torch_version')}",
-        f"model:       {_get(cfg, 'model', 'name')}, checkpoint {_get(cfg, 'model', 'checkpoint')}",
+        f"model:       {_get(cfg, 'model', 'name')}, {_weights_text(cfg)}",
         f"checkpoint:  sha256 {str(a.get('checkpoint_sha256') or '-')[:16]}",
         f"data:        {_data_text(a.get('data'), cfg)}",
         f"loss:        {_get(cfg, 'eval', 'loss')}, bn={_get(cfg, 'eval', 'bn')}",
     ]
     return out
+
+
+def _weights_text(cfg: dict[str, Any]) -> str:
+    """Where the centre's weights came from: the checkpoint, or a seeded random initialization."""
+    checkpoint = _get(cfg, "model", "checkpoint")
+    trajectory = _get(cfg, "direction", "trajectory")
+    if checkpoint or (_get(cfg, "direction", "name") == "trajectory" and trajectory):
+        return f"checkpoint {checkpoint or trajectory[-1]}"
+    from landscape._resolve import is_callable_spec
+    from landscape.models import is_builtin
+
+    name = str(_get(cfg, "model", "name"))
+    if not (is_builtin(name) or is_callable_spec(name)):
+        return "weights of the saved program"  # a TorchScript or torch.export file
+    return f"random initialization (seed {_get(cfg, 'direction', 'seed')}), no checkpoint"
 
 
 def _get(cfg: dict[str, Any], group: str, key: str) -> Any:

@@ -145,6 +145,28 @@ class LocalPool:
             p.join(timeout=5)
 
 
+def exit_with_parent() -> None:
+    """In a ``--workers`` process: exit as soon as the process that started it is gone.
+
+    A SIGKILLed parent runs no clean-up, so without this its workers (and, through them,
+    multiprocessing's resource tracker) would compute for a dead run for ever. A daemon thread
+    waits on the parent's sentinel, which becomes ready when the parent exits for any reason.
+    """
+    import multiprocessing as mp
+    import multiprocessing.connection
+    import threading
+
+    parent = mp.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)  # no clean-up to do: rank 0 owns the file, and it is gone
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 class QueueSink:
     """A local worker's end of the pool's queue."""
 

@@ -10,19 +10,29 @@ Layout::
     /done                  (nx[, ny]) bool         a point is done only once its values are written
     /directions/{x,y}/<tensor name>                the directions themselves, by name
     /directions            attrs: method, cosine, norms, the method's own figures
-    /analysis              attrs: one JSON text per loss quantity (landscape.analysis), written
-                                  once every point is done
+    /analysis/<quantity>   (ANALYSIS_BYTES,) uint8: one JSON text per loss quantity
+                           (landscape.analysis), NUL-padded; reserved when the file is created and
+                           filled once every point is done (files of earlier versions: attrs)
     /repeats/<r>/          only with --repeat R > 1 (root attr repeats=R), for r = 1..R-1: the
                            surface along directions of seed + r, laid out as the top level
                            (<split>_loss, <split>_acc, done, directions/{x,y}/<name>; attr seed);
                            the top level is repeat 0, so readers that know nothing of repeats
                            read an ordinary surface
 
-Crash safety: a new file is written under a temporary name and renamed into place only once its
-header and directions are complete, so a refused or failed run never damages an existing file.
-Point values go into datasets allocated at creation (contiguous, no resizing), so writing them
-touches no HDF5 metadata; values are flushed before their ``done`` flags, so a kill at any moment
-leaves a readable file in which every point marked done holds its final value.
+Crash safety: a new file is built in memory (HDF5's core driver) and written to a temporary name
+with plain writes, renamed into place only once complete, so a refused or failed run (a full disk
+included) never damages an existing file nor leaves a stray one. Point values go into datasets
+allocated at creation (no resizing), so writing them touches no HDF5 metadata and needs no new
+disk space; values are flushed before their ``done`` flags, so a kill at any moment leaves a
+readable file in which every point marked done holds its final value. The analysis is written
+into space reserved at creation, so finishing a run needs no copy of the file either.
+
+Integrity: value datasets (coordinates, values, ``done``, directions, analysis) are chunked with
+HDF5's fletcher32 checksum, so a damaged block is an error on read, not a wrong number. Files
+written before (contiguous, no checksum) read as they are.
+
+One writer: a run holds ``_files.OutputLock`` on the file while it writes; with ``--overwrite`` it
+writes ``.NAME.partial`` beside an existing file and renames it over that file once complete.
 
 A run's points are numbered over every repeat: point k of repeat r is ``r * P + k`` (P points per
 grid, k row-major), so repeat 0's numbers are the grid's flat indices.
@@ -31,8 +41,11 @@ grid, k row-major), so repeat 0's numbers are the grid's flat indices.
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import json
+import os
 import shutil
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,14 +57,23 @@ import torch
 import yaml
 
 from landscape import __version__
-from landscape._files import replaced_atomically
+from landscape._files import (
+    Output,
+    check_input,
+    os_error_text,
+    replaced_atomically,
+    write_bytes_atomically,
+)
 from landscape.config import ComputeConfig
 from landscape.directions.base import DirectionSet, summarize
-from landscape.errors import ConfigError, SurfaceFileError
+from landscape.errors import SurfaceFileError
 from landscape.surface import Repeat, Surface
 
 SCHEMA = "landscape.surface"
 SCHEMA_VERSION = 1
+ANALYSIS_BYTES = 1 << 16  # reserved per loss quantity; an analysis is a few KiB of JSON
+CHUNK_VALUES = 4096  # values per chunk of a checksummed dataset (32 KiB of float64)
+READ_ATTEMPTS = 3
 
 
 @dataclass
@@ -84,30 +106,35 @@ class SurfaceStore:
         self.repeats = repeat_count(handle)
         self.size = self.repeats * self.points  # points over every repeat
         self.resumed = False
+        self.output: Output | None = None
+        self.owned = False  # the store took the output's lock itself, and releases it
 
     # --- opening ---------------------------------------------------------------------------
 
     @classmethod
     def open_for_run(
-        cls, path: str | Path, header: RunHeader, *, overwrite: bool = False
+        cls, path: str | Path | Output, header: RunHeader, *, overwrite: bool = False
     ) -> SurfaceStore:
         """Create the file for ``header``, or reopen an existing one of the same run to resume.
 
-        An existing file of another run is refused (SurfaceFileError) unless ``overwrite``;
-        with ``overwrite`` it is replaced only once the new file's header is complete.
+        ``path`` is a file name, or an ``Output`` the caller already holds (its lock taken
+        before it read anything). An existing file of another run is refused
+        (SurfaceFileError) unless ``overwrite``; with ``overwrite`` it is replaced only once the
+        new file is complete (``Output``).
         """
-        path = Path(path)
-        if not path.parent.is_dir():
-            raise ConfigError(
-                f"output folder {str(path.parent)!r} does not exist; create it or choose another --out"
+        owned = not isinstance(path, Output)
+        output = Output(path, overwrite) if owned else path
+        try:
+            where = output.open(
+                lambda p: check_resumable(p, header), lambda p: _create_atomically(p, header)
             )
-        if path.exists() and not overwrite:
-            check_resumable(path, header)
-            store = cls(path, _open(path, "r+"), header.config.data.split)
-            store.resumed = True
-            return store
-        _create_atomically(path, header)
-        return cls(path, _open(path, "r+"), header.config.data.split)
+            store = cls(where, _open(where, "r+"), header.config.data.split)
+        except BaseException:
+            if owned:
+                output.close()
+            raise
+        store.output, store.owned, store.resumed = output, owned, output.resumed
+        return store
 
     # --- points ----------------------------------------------------------------------------
 
@@ -127,15 +154,21 @@ class SurfaceStore:
             mine = np.flatnonzero(flat // self.points == r)
             runs = list(_runs(flat[mine] - r * self.points, self.shape))
             parts.append((repeat_group(self._f, int(r)), mine, runs))
-        for group, mine, runs in parts:
-            for where, part in runs:
-                group[f"{self.split}_loss"][where] = loss_arr[mine][part]
-                group[f"{self.split}_acc"][where] = acc_arr[mine][part]
-        self._f.flush()  # values reach the disk before the flags that vouch for them
-        for group, _, runs in parts:
-            for where, part in runs:
-                group["done"][where] = np.ones(part.stop - part.start, dtype=bool)
-        self._f.flush()
+        try:
+            for group, mine, runs in parts:
+                for where, part in runs:
+                    group[f"{self.split}_loss"][where] = loss_arr[mine][part]
+                    group[f"{self.split}_acc"][where] = acc_arr[mine][part]
+            self._f.flush()  # values reach the disk before the flags that vouch for them
+            for group, _, runs in parts:
+                for where, part in runs:
+                    group["done"][where] = np.ones(part.stop - part.start, dtype=bool)
+            self._f.flush()
+        except OSError as exc:
+            raise SurfaceFileError(
+                f"cannot write points to {str(self.path)!r} ({os_error_text(exc)}); the points "
+                "written before are kept: fix that and rerun the same command to resume"
+            ) from None
 
     def nonfinite_count(self) -> int:
         """Points done whose loss is NaN or infinite (stored as such, never fatal), all repeats."""
@@ -146,8 +179,25 @@ class SurfaceStore:
         return count
 
     def close(self) -> None:
-        if self._f.id.valid:
-            self._f.close()
+        """Close the file. A complete run gets its analysis (written in place) and, under
+        ``--overwrite``, replaces the old file; then the lock is released (if the store took it)."""
+        try:
+            if self._f.id.valid:
+                complete = not len(self.pending())
+                self._f.close()
+                if complete:
+                    self._complete()
+        finally:
+            if self.owned and self.output is not None:
+                self.output.close()
+
+    def _complete(self) -> None:
+        from landscape.analysis import store_analysis
+
+        store_analysis(self.path)  # sharpness, curvature, basin into /analysis
+        if self.output is not None:
+            self.output.commit()
+            self.path = self.output.final
 
     def __enter__(self) -> SurfaceStore:
         return self
@@ -196,13 +246,52 @@ def _create_atomically(path: Path, header: RunHeader) -> None:
     create_atomically(path, lambda f: _write_header(f, header))
 
 
-def create_atomically(path: Path, write: Callable[[h5py.File], None]) -> None:
-    """Create ``path`` whole or not at all: ``write`` fills a temporary file, renamed into place.
+_images = itertools.count()
 
-    An existing file at ``path`` is replaced only once the new one is complete.
+
+def create_atomically(path: Path, write: Callable[[h5py.File], None]) -> None:
+    """Create ``path`` whole or not at all: ``write`` fills an HDF5 file in memory, whose bytes
+    go to a temporary file with plain writes, renamed into place.
+
+    HDF5 writing to a disk that fills up fails in its metadata cache (tracebacks, then a crash
+    on close); a plain write fails with ENOSPC, the temporary file is removed and ``path`` is
+    as it was. An existing file at ``path`` is replaced only once the new one is complete.
     """
-    with replaced_atomically(path) as tmp, h5py.File(tmp, "w") as f:
+    name = f"landscape-image-{os.getpid()}-{next(_images)}.h5"  # no file: backing_store=False
+    with h5py.File(name, "w", driver="core", backing_store=False) as f:
         write(f)
+        f.flush()
+        image = f.id.get_file_image()
+    try:
+        write_bytes_atomically(path, image)
+    except OSError as exc:
+        raise SurfaceFileError(
+            f"cannot write {str(path)!r} ({os_error_text(exc)}); nothing was written: free "
+            "some space or choose another --out"
+        ) from None
+
+
+def checksummed(group: h5py.Group, name: str, data: np.ndarray, **kwargs: Any) -> h5py.Dataset:
+    """A dataset of ``data``, chunked with the fletcher32 checksum: a damaged chunk fails to
+    read instead of giving wrong values. Its storage is allocated and filled now, so later
+    writes of the same shape change no metadata."""
+    data = np.asarray(data)
+    chunks = _chunks(data.shape)
+    if chunks is None:  # a scalar or an empty array cannot be chunked
+        return group.create_dataset(name, data=data, **kwargs)
+    return group.create_dataset(name, data=data, chunks=chunks, fletcher32=True, **kwargs)
+
+
+def _chunks(shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """About CHUNK_VALUES values a chunk: whole rows of a grid, as many as fit."""
+    if not shape or 0 in shape:
+        return None
+    if len(shape) == 1:
+        return (min(shape[0], CHUNK_VALUES),)
+    rest = int(np.prod(shape[1:]))
+    if rest > CHUNK_VALUES:  # a row alone is larger: cut the last axis
+        return (1,) * (len(shape) - 1) + (min(shape[-1], CHUNK_VALUES),)
+    return (max(1, min(shape[0], CHUNK_VALUES // rest)), *shape[1:])
 
 
 def _write_header(f: h5py.File, h: RunHeader) -> None:
@@ -223,11 +312,14 @@ def _write_header(f: h5py.File, h: RunHeader) -> None:
     )
     for key, value in h.extra.items():
         f.attrs[key] = json.dumps(value, sort_keys=True, default=str)
-    f.create_dataset("xcoordinates", data=np.asarray(h.x, dtype=np.float64))
+    checksummed(f, "xcoordinates", np.asarray(h.x, dtype=np.float64))
     if h.y is not None:
-        f.create_dataset("ycoordinates", data=np.asarray(h.y, dtype=np.float64))
+        checksummed(f, "ycoordinates", np.asarray(h.y, dtype=np.float64))
     _write_points(f, cfg.data.split, h.shape)
     _write_directions(f, h.directions, h.direction_attrs)
+    # room for the analysis of each loss, filled in place once every point is done
+    analysis = f.create_group("analysis")
+    checksummed(analysis, f"{cfg.data.split}_loss", np.zeros(ANALYSIS_BYTES, dtype=np.uint8))
     if h.repeats:
         f.attrs["repeats"] = 1 + len(h.repeats)
     for r, ds in enumerate(h.repeats, start=1):
@@ -246,8 +338,8 @@ def _write_header(f: h5py.File, h: RunHeader) -> None:
 def _write_points(group: h5py.Group, split: str, shape: tuple[int, ...]) -> None:
     # data= allocates and fills the storage now, so later point writes change no metadata
     for name in (f"{split}_loss", f"{split}_acc"):
-        group.create_dataset(name, data=np.full(shape, np.nan, dtype=np.float64))
-    group.create_dataset("done", data=np.zeros(shape, dtype=bool))
+        checksummed(group, name, np.full(shape, np.nan, dtype=np.float64))
+    checksummed(group, "done", np.zeros(shape, dtype=bool))
 
 
 def _write_arrays(group: h5py.Group, arrays: dict[str, Any]) -> None:
@@ -259,7 +351,7 @@ def _write_arrays(group: h5py.Group, arrays: dict[str, Any]) -> None:
                 key, data=[str(v) for v in arr.tolist()], dtype=h5py.string_dtype()
             )
         else:
-            group.create_dataset(key, data=arr.astype(np.float64))
+            checksummed(group, key, arr.astype(np.float64))
 
 
 def _write_directions(f: h5py.Group, ds: DirectionSet, attrs: dict[str, Any]) -> None:
@@ -267,7 +359,7 @@ def _write_directions(f: h5py.Group, ds: DirectionSet, attrs: dict[str, Any]) ->
     for axis, vec in zip("xy", ds.vectors, strict=False):  # 1 or 2 directions
         sub = group.create_group(axis)
         for name, t in vec.items():
-            sub.create_dataset(name, data=t.detach().cpu().numpy())
+            checksummed(sub, name, t.detach().cpu().numpy())
     for key, value in attrs.items():
         group.attrs[key] = _attr_value(value)
 
@@ -388,15 +480,18 @@ def open_for_reading(path: Path) -> h5py.File:
 
 def read_surface(path: str | Path) -> Surface:
     """Read a surface file: ours (schema v1) or one of Li et al.'s reference surface files."""
-    path = Path(path)
-    if not path.is_file():
-        raise SurfaceFileError(f"surface file {str(path)!r} does not exist; check the path")
+    path = check_input(path, "surface file")
     try:
         with open_for_reading(path) as f:
             if _text(f.attrs.get("schema", "")) == SCHEMA:
                 return _read_ours(f, path)
             if "xcoordinates" in f and any(k.endswith("_loss") for k in f):
                 return _read_reference(f, path)
+    except DamagedData as exc:
+        raise SurfaceFileError(
+            f"{str(path)!r} is damaged: a block of {exc.name} fails its checksum (the file was "
+            "changed on disk or in transfer); restore a copy, or recompute it with --overwrite"
+        ) from None
     except OSError as exc:
         raise SurfaceFileError(f"{str(path)!r} is not a readable HDF5 file ({exc})") from None
     raise SurfaceFileError(
@@ -412,10 +507,12 @@ def _read_ours(f: h5py.File, path: Path) -> Surface:
             f"{str(path)!r} has schema version {version}; this landscape reads up to "
             f"{SCHEMA_VERSION}, upgrade landscape"
         )
-    x = f["xcoordinates"][()]
-    y = f["ycoordinates"][()] if "ycoordinates" in f else None
+    x = read_values(f["xcoordinates"])
+    y = read_values(f["ycoordinates"]) if "ycoordinates" in f else None
     values = {
-        k: f[k][()] for k in f if k.endswith(("_loss", "_acc")) and isinstance(f[k], h5py.Dataset)
+        k: read_values(f[k])
+        for k in f
+        if k.endswith(("_loss", "_acc")) and isinstance(f[k], h5py.Dataset)
     }
     attrs = {k: _decode(v) for k, v in f.attrs.items()}
     dir_attrs = (
@@ -423,14 +520,14 @@ def _read_ours(f: h5py.File, path: Path) -> Surface:
     )
     trajectory = _read_arrays(f["trajectory"]) if "trajectory" in f else None
     landmarks = _read_arrays(f["landmarks"]) if "landmarks" in f else None
-    analysis = _read_json_attrs(f["analysis"]) if "analysis" in f else {}
+    analysis = _read_analysis(f["analysis"]) if "analysis" in f else {}
     repeats = [_read_repeat(repeat_group(f, r)) for r in range(1, repeat_count(f))]
     return Surface(
         str(path),
         x,
         y,
         values,
-        f["done"][()],
+        read_values(f["done"]),
         attrs,
         dir_attrs,
         "landscape",
@@ -443,38 +540,81 @@ def _read_ours(f: h5py.File, path: Path) -> Surface:
 
 
 def _read_repeat(group: h5py.Group) -> Repeat:
-    values = {k: group[k][()] for k in group if k.endswith(("_loss", "_acc"))}
+    values = {k: read_values(group[k]) for k in group if k.endswith(("_loss", "_acc"))}
     dir_attrs = {k: _decode(v) for k, v in group["directions"].attrs.items()}
-    return Repeat(int(group.attrs["seed"]), values, group["done"][()], dir_attrs)
+    return Repeat(int(group.attrs["seed"]), values, read_values(group["done"]), dir_attrs)
+
+
+class DamagedData(OSError):
+    """A dataset's chunk failed its fletcher32 checksum."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def read_values(ds: h5py.Dataset) -> np.ndarray:
+    """A dataset's values; ``DamagedData`` naming it when a chunk fails its checksum.
+
+    A reader may catch a chunk in the middle of a running writer's write (a read does not wait
+    for a write to the same pages), so a failed checksum is read again before it counts.
+    """
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            return ds[()]
+        except OSError as exc:
+            if not (ds.fletcher32 or "filter" in str(exc).lower()):
+                raise
+            if attempt == READ_ATTEMPTS - 1:
+                raise DamagedData(ds.name.lstrip("/")) from None
+            time.sleep(0.05)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _read_arrays(group: h5py.Group) -> dict[str, np.ndarray]:
     out = {}
     for key in group:
         ds = group[key]
-        out[key] = ds.asstr()[()] if h5py.check_string_dtype(ds.dtype) else ds[()]
+        out[key] = ds.asstr()[()] if h5py.check_string_dtype(ds.dtype) else read_values(ds)
     return out
 
 
-def _read_json_attrs(group: h5py.Group) -> dict[str, Any]:
-    """Attributes holding JSON text, decoded; one that is not valid JSON is left out."""
-    out = {}
-    for key, value in group.attrs.items():
+def _read_analysis(group: h5py.Group) -> dict[str, Any]:
+    """The stored analysis by quantity: reserved byte datasets (NUL-padded JSON) or, in files of
+    earlier versions, JSON attributes. One not (yet) written, damaged or not valid JSON is left
+    out: ``info`` then computes it from the values."""
+    texts = {key: _text(value) for key, value in group.attrs.items()}
+    for key, ds in group.items():
         try:
-            out[key] = json.loads(_text(value))
+            texts[key] = bytes(ds[()]).rstrip(b"\0").decode()
+        except (OSError, UnicodeDecodeError):
+            continue
+    out = {}
+    for key, text in texts.items():
+        try:
+            out[key] = json.loads(text)
         except json.JSONDecodeError:
             continue
     return out
 
 
 def write_analysis(path: str | Path, texts: dict[str, str]) -> None:
-    """Write ``/analysis`` (one JSON attribute per quantity) into a closed surface file.
+    """Write ``/analysis`` (one JSON text per quantity) into a closed surface file.
 
-    Adding attributes changes HDF5 metadata, which a kill could leave half-written; so the file
-    is copied, changed under a temporary name and renamed into place: any kill leaves either
-    the old file or the new one.
+    Files of this version reserve the space when they are created: the text is written into it
+    in place, with no change of HDF5 metadata and no new disk space (a kill mid-write leaves a
+    text that does not parse, which readers leave out). A text too long for it is not stored
+    (``info`` computes it anew). Files of earlier versions have no such space: adding
+    attributes changes metadata, which a kill could leave half-written, so that file is copied,
+    changed under a temporary name and renamed into place.
     """
     path = Path(path)
+    with h5py.File(path, "r+") as f:
+        group = f.get("analysis")
+        if group is not None and all(isinstance(group.get(q), h5py.Dataset) for q in texts):
+            for quantity, text in texts.items():
+                _write_text(group[quantity], text)
+            return
     with replaced_atomically(path, "analysis") as tmp:
         shutil.copy2(path, tmp)
         with h5py.File(tmp, "r+") as f:
@@ -483,6 +623,15 @@ def write_analysis(path: str | Path, texts: dict[str, str]) -> None:
                 del group.attrs[key]
             for quantity, text in texts.items():
                 group.attrs[quantity] = text
+
+
+def _write_text(ds: h5py.Dataset, text: str) -> None:
+    raw = text.encode()
+    if len(raw) > ds.shape[0]:
+        return  # not stored: computed anew when read
+    buf = np.zeros(ds.shape[0], dtype=np.uint8)
+    buf[: len(raw)] = np.frombuffer(raw, dtype=np.uint8)
+    ds[...] = buf
 
 
 def _read_reference(f: h5py.File, path: Path) -> Surface:

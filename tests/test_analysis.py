@@ -282,15 +282,18 @@ def info(*args: str) -> str:
 def test_analysis_stored_in_the_file_and_shown_by_info(tmp_path: Path) -> None:
     h = np.diag([8.0, 3.0])
     path = write_bowl_file(tmp_path / "bowl.h5", h)
-    with h5py.File(path) as f:
+    with h5py.File(path, "r+") as f:
         before = f["train_loss"][()]
+        # the complete store wrote it when it closed, into the space reserved at creation
+        stored = json.loads(bytes(f["analysis/train_loss"][()]).rstrip(b"\0"))
+        f["analysis/train_loss"][...] = 0  # as if it had not been written yet
     assert store_analysis(path) is True
     assert store_analysis(path) is False  # the same analysis: nothing rewritten
     s = read_surface(path)
     np.testing.assert_array_equal(s.values["train_loss"], before)
     assert s.done.all() and s.attrs["schema_version"] == 1
     with h5py.File(path) as f:
-        stored = json.loads(f["analysis"].attrs["train_loss"])
+        assert json.loads(bytes(f["analysis/train_loss"][()]).rstrip(b"\0")) == stored
     assert stored == s.analysis["train_loss"] == json.loads(analyse(s, "train_loss").to_json())
     np.testing.assert_allclose(stored["curvature"]["hessian"], h, atol=1e-9)
     assert not list(tmp_path.glob(".*"))  # no temporary file left behind
@@ -311,10 +314,27 @@ def test_partial_file_gets_no_stored_analysis_but_info_computes_it(tmp_path: Pat
     path = write_bowl_file(tmp_path / "part.h5", np.diag([8.0, 3.0]), complete=False)
     assert store_analysis(path) is False
     with h5py.File(path) as f:
-        assert "analysis" not in f
+        assert not f["analysis/train_loss"][()].any()  # reserved, not written
+    assert read_surface(path).analysis == {}
     text = info(str(path))
     assert "100 of 1681 points" in text and "(computed from the values)" in text
     assert "sharpness:   not available (the centre (x=0, y=0) is not computed)" in text
+
+
+def test_analysis_of_earlier_files_is_read_from_attributes(tmp_path: Path) -> None:
+    """Files written before the analysis had reserved space hold it as JSON attributes; storing
+    it into such a file still works (by a copy renamed into place)."""
+    path = write_bowl_file(tmp_path / "old.h5", np.diag([8.0, 3.0]))
+    with h5py.File(path, "r+") as f:
+        text = bytes(f["analysis/train_loss"][()]).rstrip(b"\0").decode()
+        del f["analysis"]
+        f.create_group("analysis").attrs["train_loss"] = text
+    assert read_surface(path).analysis["train_loss"] == json.loads(text)
+    with h5py.File(path, "r+") as f:
+        del f["analysis"]
+    assert store_analysis(path) is True
+    assert read_surface(path).analysis["train_loss"] == json.loads(text)
+    assert not list(tmp_path.glob(".*"))
 
 
 def test_info_bad_threshold_is_a_usage_error(tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ def test_missing_required_keys_are_named() -> None:
 
 def test_overrides_win_and_do_not_mutate() -> None:
     raw = {**BASE, "direction": {"seed": 1, "norm": "layer"}}
-    merged = apply_overrides(raw, {"direction.seed": 7, "grid.y": "-1:1:3"})
+    merged = apply_overrides(raw, {"direction.seed": 7, "grid.x": "-2:2:5", "grid.y": "-1:1:3"})
     cfg = ComputeConfig.from_dict(merged)
     assert cfg.direction.seed == 7 and cfg.direction.norm == "layer" and cfg.grid.y == "-1:1:3"
     assert raw["direction"]["seed"] == 1 and "grid" not in raw

@@ -36,6 +36,10 @@ def write_tiny_cifar(folder: Path, per_batch: int = 20, seed: int = 0) -> Path:
     return folder
 
 
+# the tool through the interpreter running the tests: a bare `landscape` is on no fresh PATH
+LANDSCAPE = (sys.executable, "-m", "landscape")
+
+
 def run(*cmd: str) -> str:
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -57,7 +61,7 @@ def test_train_compute_plot(tmp_path: Path) -> None:
 
     surface = tmp_path / "s.h5"
     run(
-        "landscape", "compute", "--config", str(ROOT / "configs" / "li2018" / "resnet56.yaml"),
+        *LANDSCAPE, "compute", "--config", str(ROOT / "configs" / "li2018" / "resnet56.yaml"),
         "--model", "resnet20", "--checkpoint", str(ckpt), "--data", f"cifar10:{data}",
         "--x=-1:1:3", "--y=-1:1:3", "--device", "cpu", "--engine", "reference", "--compile", "off",
         "--out", str(surface), "--quiet",
@@ -67,7 +71,7 @@ def test_train_compute_plot(tmp_path: Path) -> None:
     assert np.isfinite(s.values["train_loss"]).all() and np.isfinite(s.values["train_acc"]).all()
     assert s.attrs["direction"] == "filter-norm"
 
-    figures = run("landscape", "plot", str(surface), "--out", str(tmp_path / "plots"))
+    figures = run(*LANDSCAPE, "plot", str(surface), "--out", str(tmp_path / "plots"))
     files = [Path(line) for line in figures.splitlines() if line.strip()]
     assert files and all(f.is_file() and f.stat().st_size > 0 for f in files)
 

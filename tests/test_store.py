@@ -103,14 +103,24 @@ def test_other_config_is_refused_and_file_kept(tmp_path: Path, change: dict, mes
     assert out.read_bytes() == before
 
 
-def test_overwrite_replaces(tmp_path: Path) -> None:
+def test_overwrite_replaces_only_once_complete(tmp_path: Path) -> None:
     out = tmp_path / "s.h5"
     with SurfaceStore.open_for_run(out, header(out)) as store:
         store.write_block([0], [1.0], [1.0])
+    old = out.read_bytes()
     with SurfaceStore.open_for_run(out, header(out, seed=2), overwrite=True) as store:
         assert not store.resumed and len(store.pending()) == 15
-    assert read_surface(out).attrs["seed"] == 2
-    assert not list(tmp_path.glob(".*tmp*"))
+        store.write_block([0, 1], [2.0, 2.0], [1.0, 1.0])  # then the run is stopped
+    assert out.read_bytes() == old  # the old file is untouched until the new one is complete
+    partial = tmp_path / ".s.h5.partial"
+    assert read_surface(partial).attrs["seed"] == 2
+    with SurfaceStore.open_for_run(out, header(out, seed=2), overwrite=True) as store:
+        assert store.resumed and len(store.pending()) == 13  # the same --overwrite run resumes
+        rest = [int(k) for k in store.pending()]
+        store.write_block(rest, [3.0] * 13, [1.0] * 13)
+    s = read_surface(out)
+    assert s.attrs["seed"] == 2 and s.done.all() and s.values["train_loss"][0, 0] == 2.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5"]  # no partial, lock or temp
 
 
 def test_foreign_files_refused(tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ ACCEPTED_FORMS = (
     "a TorchScript file, or a torch.export program (.pt2)"
 )
 
-__all__ = ["BUILTIN_MODELS", "build_model", "parse_model_args"]
+__all__ = ["BUILTIN_MODELS", "build_model", "is_builtin", "parse_model_args"]
 
 
 def build_model(name: str, args: dict[str, Any] | None = None) -> nn.Module:
@@ -61,6 +61,11 @@ def build_model(name: str, args: dict[str, Any] | None = None) -> nn.Module:
     if Path(name).is_file():
         return _load_program(Path(name), args)
     raise ConfigError(_unknown_message(name))
+
+
+def is_builtin(name: str) -> bool:
+    """True for a built-in model name (in any of the spellings ``build_model`` accepts)."""
+    return _builtin_key(name) is not None
 
 
 def _builtin_key(name: str) -> str | None:

@@ -23,6 +23,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
+from landscape._files import writable_folder
 from landscape.errors import ConfigError, SurfaceFileError
 from landscape.plot import figures
 from landscape.plot.figures import CMAP, Levels, Prepared
@@ -319,6 +320,5 @@ def render_compare(
             f"figure of kind {', '.join(picked)} in scale {', '.join(scale_list)} "
             "(accuracies are drawn in linear scale only)"
         )
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_folder(out_dir)
     return [save_figure(make, out / f"compare_{part}.{fmt}", dpi) for part, make in jobs]

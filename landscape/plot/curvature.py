@@ -19,6 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 
+from landscape._files import writable_folder
 from landscape.curvature_store import CurvatureMap
 from landscape.errors import ConfigError, SurfaceFileError
 from landscape.plot.figures import CMAP
@@ -145,8 +146,7 @@ def render_curvature(
     """
     fmt = check_format(fmt)
     _values(curv, "lambda_max")  # fail before making the folder when there is nothing to draw
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_folder(out_dir)
     stem = Path(curv.path).stem
     if curv.dims == 1:
         return [save_figure(lambda: curvature_1d(curv), out / f"{stem}_curvature_1d.{fmt}", dpi)]

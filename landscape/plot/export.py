@@ -22,7 +22,7 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
-from landscape._files import replaced_atomically
+from landscape._files import check_output, os_error_text, write_bytes_atomically
 from landscape.errors import ConfigError
 from landscape.plot.figures import is_accuracy, prepare
 from landscape.surface import Surface
@@ -64,18 +64,19 @@ def export_surface(
     fmt: str | None = None,
 ) -> Path:
     """Write ``surface`` as ``.vtp`` or ``.html`` (format from ``fmt`` or the extension)."""
-    out = Path(out)
+    out = check_output(out)
     kind = export_format(out, fmt)
-    if not out.parent.is_dir():
-        raise ConfigError(
-            f"output folder {str(out.parent)!r} does not exist; create it or choose another --out"
-        )
     if out.exists() and out.resolve() == Path(surface.path).resolve():
         raise ConfigError(f"--out {str(out)!r} is the surface file itself; choose another name")
     quantity = quantity or default_quantity(surface)
     text = vtp_text(surface, quantity, log) if kind == "vtp" else html_text(surface, quantity, log)
-    with replaced_atomically(out) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    try:
+        write_bytes_atomically(out, text.encode("utf-8"))
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write {str(out)!r} ({os_error_text(exc)}); nothing was written: choose "
+            "another --out"
+        ) from None
     return out
 
 
@@ -228,8 +229,11 @@ def view_data(surface: Surface, quantity: str, log: bool = False) -> dict:
 def html_text(surface: Surface, quantity: str, log: bool = False) -> str:
     """One HTML file that draws the surface with no network: data as JSON, an inline renderer."""
     data = view_data(surface, quantity, log)
-    # "</" inside a script element would end it; "<\/" is the same JSON string
-    payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    # inside a <script> element "</script>" ends it and "<!--" changes how it is parsed: write
+    # every <, > and & as a JSON escape (the same string to JSON.parse, no markup to the page)
+    payload = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        payload = payload.replace(char, escape)
     title = html.escape(f"{data['file']}: {data['label']}")
     hint = "drag to rotate, wheel to zoom" if surface.y is not None else "hover for values"
     return _PAGE.format(title=title, hint=hint, payload=payload, script=_SCRIPT)

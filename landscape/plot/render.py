@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from landscape._files import writable_folder
 from landscape.errors import ConfigError, SurfaceFileError
 from landscape.plot import figures, repeats
 from landscape.plot.figures import Levels
@@ -189,8 +190,7 @@ def render_all(
             f"{surface.path} has no finite loss or accuracy to plot "
             "(every computed value is NaN: did the loss diverge?)"
         )
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_folder(out_dir)
     stem = Path(surface.path).stem
     return [save_figure(make, out / f"{stem}_{part}.{fmt}", dpi) for part, make in jobs]
 
