@@ -13,9 +13,10 @@ and the ratio ``|λmin / λmax|``. A convex region has ``λmin ≥ 0`` or ``λmi
 Everything is rebuilt from the surface file: its stored config gives the model, checkpoint, data
 and loss (read as data: a spec in it that runs code must be given again, ``landscape.trust``),
 its ``/directions`` the plane, and the checkpoint is checked against the file's weights hash.
-The Hessian is taken over a seeded subset of ``samples`` of the surface's own samples, in eval mode (BatchNorm uses the checkpoint's statistics, as ``--bn eval`` surfaces do), with respect
-to every parameter (``ignore="none"``) or, as the reference code does, the tensors with filters
-only (``ignore="biasbn"``; the others stay at the point). Buffers move only where the surface's
+The Hessian is taken over a seeded subset of ``samples`` of the surface's own samples, in eval
+mode (BatchNorm uses the checkpoint's statistics, as ``--bn eval`` surfaces do), with respect to
+every parameter (``ignore="none"``) or, as the reference code does, the tensors with filters only
+(``ignore="biasbn"``; the others stay at the point). Buffers move only where the surface's
 directions move them.
 
 Eigenvalues come from Hessian-vector products (``directions.hessian.HessianOperator``, double
