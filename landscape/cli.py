@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from landscape.config import (
     load_yaml_file,
     parse_axis,
 )
-from landscape.errors import ConfigError, LandscapeError
+from landscape.errors import ConfigError, LandscapeError, LandscapeWarning
 
 
 def _library_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -40,7 +41,10 @@ def _library_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", LandscapeWarning)
+                warnings.showwarning = _show_warning
+                return func(*args, **kwargs)
         except LandscapeError as exc:
             raise click.ClickException(str(exc)) from None
         except OSError as exc:  # a file problem no library check foresaw: still one line
@@ -55,6 +59,14 @@ def _library_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(130)
 
     return wrapper
+
+
+def _show_warning(message: Any, category: type, *_: Any, **__: Any) -> None:
+    """The library's warnings as ``warning: ...`` lines on stderr (others as Python prints them)."""
+    if issubclass(category, LandscapeWarning):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        click.echo(warnings.formatwarning(message, category, *_, **__).rstrip(), err=True)
 
 
 class AxisType(click.ParamType):
@@ -293,15 +305,9 @@ def compute(
       landscape compute --model mlp --checkpoint mlp.pt --data digits \\
           --direction filter-norm --x=-1:1:51 --y=-1:1:51 --out results/mlp.h5
     """
-    from landscape.compute import random_initialization, run_compute
+    from landscape.compute import run_compute
 
     config = build_compute_config(ctx, config_file, model_args)
-    if random_initialization(config) and _is_rank_zero():
-        click.echo(
-            f"warning: no --checkpoint: evaluating a random initialization of "
-            f"{config.model.name!r} (seed {config.direction.seed}), not a trained network",
-            err=True,
-        )
     progress = None if quiet else _progress_bar
     result = run_compute(config, overwrite=overwrite, progress=progress, workers=workers)
     if quiet or result is None:  # ranks other than 0 print nothing
@@ -315,13 +321,6 @@ def compute(
     )
     if result.nonfinite:
         click.echo(f"note: {result.nonfinite} points have a NaN or infinite loss (stored as such)")
-
-
-def _is_rank_zero() -> bool:
-    """False in the MPI ranks other than 0 (their output would repeat rank 0's)."""
-    import os
-
-    return all(os.environ.get(v, "0") == "0" for v in ("PMI_RANK", "OMPI_COMM_WORLD_RANK"))
 
 
 def _progress_bar(total: int, initial: int, *, file: Any = None, force: bool = False) -> Any:

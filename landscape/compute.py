@@ -8,6 +8,7 @@ import hashlib
 import itertools
 import math
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -26,7 +27,13 @@ from landscape.directions.paths import expand_checkpoints
 from landscape.engine import ReferenceEvaluator, eval_mode, resolve_device
 from landscape.engine.reference import PointEvaluatorBase, to_channels_last
 from landscape.engine.select import EngineChoice, EngineRequest, choose_engine, parse_bytes
-from landscape.errors import ConfigError, DataError, DirectionError, LandscapeError
+from landscape.errors import (
+    ConfigError,
+    DataError,
+    DirectionError,
+    LandscapeError,
+    LandscapeWarning,
+)
 from landscape.losses import correct_count, get_loss
 from landscape.models import build_model
 from landscape.store import RunHeader, SurfaceStore, check_resumable, done_flags
@@ -300,6 +307,13 @@ def _run_root(
         ]
         device_dirs = directions.to(prep.device).vectors
         probe(prep, config, device_dirs)
+        if random_initialization(config):
+            warnings.warn(
+                f"no --checkpoint: evaluating a random initialization of {config.model.name!r} "
+                f"(seed {config.direction.seed}), not a trained network",
+                LandscapeWarning,
+                stacklevel=2,
+            )
         choice = _engine_for(
             prep,
             config,

@@ -26,3 +26,7 @@ class DirectionError(LandscapeError):
 
 class SurfaceFileError(LandscapeError):
     """A surface file is unreadable, of another schema, or belongs to another config."""
+
+
+class LandscapeWarning(UserWarning):
+    """Something the user should know that does not stop the run (the CLI prints ``warning: ...``)."""

@@ -185,7 +185,11 @@ def status(run: SweepRun) -> str:
     path = Path(run.config.out)
     if not path.exists():
         return "new"
+    from landscape._files import not_regular
     from landscape.store import SCHEMA, SCHEMA_VERSION, done_flags, first_difference
+
+    if not_regular(path):  # a FIFO would block the open for ever; compute refuses these
+        return "conflict"
 
     try:
         with h5py.File(path, "r") as f:

@@ -1,0 +1,639 @@
+"""Files we are handed run no code; results survive --overwrite, full disks and second runs.
+
+Each test reproduces one item of the security issue as an attacker or an unlucky user would:
+a crafted surface file, a CIFAR batch that pickles a call, a SIGKILL mid-run, two runs on one
+file, a full or read-only file system, a FIFO and a device node as --out, a killed parent of
+--workers, and input that used to give silently wrong numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from landscape.cli import main
+from landscape.store import read_surface
+
+MLP = ["--model", "mlp", "--model-arg", "in_features=6", "--model-arg", "hidden=8",
+       "--model-arg", "num_classes=3"]  # fmt: skip
+LANDSCAPE = [sys.executable, "-m", "landscape"]
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def one_error_line(code: int, stderr: str) -> str:
+    """The run failed with exactly one ``Error: ...`` line and no traceback."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code == 1, stderr
+    assert len(lines) == 1 and lines[0].startswith("Error: "), stderr
+    return lines[0]
+
+
+def surface(tmp_path: Path, npz: Path, ckpt: Path, name: str = "s.h5", *extra: str) -> Path:
+    out = tmp_path / name
+    code, _, err = run(
+        "compute", *MLP, "--checkpoint", str(ckpt), "--data", f"npz:{npz}",
+        "--x=-1:1:3", "--y=-1:1:3", "--engine", "reference", "--out", str(out), "--quiet", *extra,
+    )  # fmt: skip
+    assert code == 0, err
+    return out
+
+
+def set_stored_config(path: Path, change) -> None:
+    with h5py.File(path, "r+") as f:
+        cfg = yaml.safe_load(f.attrs["config"])
+        change(cfg)
+        f.attrs["config"] = yaml.safe_dump(cfg, sort_keys=False)
+
+
+class Evil:
+    """Unpickling this runs ``os.system(command)``."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+# --- 1. a surface file's stored config runs no code ---------------------------------------------
+
+
+def test_curvature_refuses_a_stored_model_that_runs_code(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    path = surface(tmp_path, tiny_npz, tiny_mlp_ckpt)
+    marker = tmp_path / "pwned"
+
+    def evil(cfg):
+        cfg["model"] = {"name": "os:system", "args": {"command": f"touch {marker}"}}
+
+    set_stored_config(path, evil)
+    line = one_error_line(*run("curvature", str(path), "--x=-1:1:2", "--y=-1:1:2")[::2])
+    assert "'os:system', which imports and runs Python code" in line
+    assert "--model os:system" in line and "--trust-config" in line
+    assert not marker.exists()
+    for command in (["info", str(path)], ["plot", str(path), "--out", str(tmp_path / "p")],
+                    ["export", str(path), "--out", str(tmp_path / "s.html")]):  # fmt: skip
+        code, _, err = run(*command)
+        assert code == 0, err
+    assert not marker.exists()
+    assert not (tmp_path / "s_curvature.h5").exists()
+
+
+def test_a_factory_named_by_the_file_runs_only_when_given_again(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    marker = tmp_path / "factory-ran"
+    factory = tmp_path / "net.py"
+    factory.write_text(
+        "from pathlib import Path\n"
+        "from landscape.models import build_model\n"
+        f"def make(**kw):\n    Path({str(marker)!r}).touch()\n    return build_model('mlp', kw)\n"
+    )
+    path = surface(tmp_path, tiny_npz, tiny_mlp_ckpt)
+    set_stored_config(path, lambda cfg: cfg["model"].update(name=f"{factory}:make"))
+    args = ["curvature", str(path), "--x=-1:1:2", "--y=-1:1:2", "--samples", "20", "--quiet"]
+    line = one_error_line(*run(*args)[::2])
+    assert f"--model {factory}:make" in line and not marker.exists()
+    code, _, err = run(*args, "--model", f"{factory}:make")
+    assert code == 0, err
+    assert marker.exists()  # the user said so: the factory ran, and the map was computed
+    marker.unlink()
+    code, _, err = run(*args, "--trust-config", "--out", str(tmp_path / "c2.h5"))
+    assert code == 0, err
+    assert marker.exists()
+
+
+def test_a_stored_unsafe_pickle_is_not_honoured(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    path = surface(tmp_path, tiny_npz, tiny_mlp_ckpt)
+    marker = tmp_path / "unpickled"
+    bomb = tmp_path / "bomb.pt"
+    torch.save(Evil(f"touch {marker}"), bomb)
+
+    def evil(cfg):
+        cfg["model"].update(checkpoint=str(bomb), unsafe_pickle=True)
+
+    set_stored_config(path, evil)
+    line = one_error_line(*run("curvature", str(path), "--x=-1:1:2", "--y=-1:1:2")[::2])
+    assert "pickled Python objects" in line and "--unsafe-pickle" in line
+    assert not marker.exists()
+
+
+# --- 2. data folders are read as data ---------------------------------------------------------
+
+
+def write_cifar(folder: Path, poison: str | None = None) -> Path:
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {
+            "data": rng.integers(0, 256, size=(4, 3072), dtype=np.uint8),
+            "labels": rng.integers(0, 10, size=4).tolist(),
+            "batch_label": "training batch",
+        }
+        if poison and name == "data_batch_2":
+            batch["filenames"] = Evil(poison)
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f, protocol=2)
+    return folder
+
+
+def test_a_cifar_batch_that_pickles_a_call_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    data = write_cifar(tmp_path / "cifar", poison=f"touch {marker}")
+    for command in (
+        ["compute", "--model", "resnet20", "--data", f"cifar10:{data}", "--x=-1:1:2",
+         "--out", str(tmp_path / "s.h5")],
+        ["inspect", "--model", "resnet20", "--data", f"cifar10:{data}"],
+    ):  # fmt: skip
+        line = one_error_line(*run(*command)[::2])
+        assert "data_batch_2" in line and "system, which is code, not data" in line
+    assert not marker.exists()
+    assert not (tmp_path / "s.h5").exists()
+
+
+def test_plain_cifar_batches_still_read(tmp_path: Path) -> None:
+    from landscape.config import DataSpec
+    from landscape.data import load_data
+
+    data = load_data(DataSpec(f"cifar10:{write_cifar(tmp_path / 'cifar')}"))
+    assert len(data) == 20 and data.describe()["sample_shape"] == [3, 32, 32]
+
+
+# --- 3, 4. --overwrite replaces only complete files; one run per file ----------------------------
+
+
+def slow_compute(model: Path, npz: Path, out: Path, *extra: str) -> list[str]:
+    return [*LANDSCAPE, "compute", "--model", f"{model}:make", "--data", f"npz:{npz}",
+            "--batch-size", "20", "--engine", "reference", "--x=-1:1:10", "--y=-1:1:10",
+            "--out", str(out), "--quiet", *extra]  # fmt: skip
+
+
+def wait_for(check, timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting")
+
+
+def points_done(path: Path) -> int:
+    return int(read_surface(path).done.sum()) if path.exists() else 0
+
+
+@pytest.mark.slow
+def test_a_killed_overwrite_run_keeps_the_old_file_and_resumes(
+    tmp_path: Path, tiny_npz: Path, slow_model: Path
+) -> None:
+    out = tmp_path / "s.h5"
+    subprocess.run(slow_compute(slow_model, tiny_npz, out, "--seed", "0"), check=True)
+    old = out.read_bytes()
+    partial = tmp_path / ".s.h5.partial"
+    command = slow_compute(slow_model, tiny_npz, out, "--seed", "1", "--overwrite")
+    proc = subprocess.Popen(command)
+    wait_for(lambda: points_done(partial) >= 3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert out.read_bytes() == old  # the complete old surface is untouched
+    assert 3 <= points_done(partial) < 100
+    done = subprocess.run(command, capture_output=True, text=True)  # the same command again
+    assert done.returncode == 0, done.stderr
+    s = read_surface(out)
+    assert s.attrs["seed"] == 1 and s.done.all() and "train_loss" in s.analysis
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".s.h5")) == []
+
+
+@pytest.mark.slow
+def test_a_second_run_on_a_live_output_is_refused(
+    tmp_path: Path, tiny_npz: Path, slow_model: Path
+) -> None:
+    out = tmp_path / "s.h5"
+    big = ("--x=-1:1:20", "--y=-1:1:20")  # long enough to outlive two refused runs
+    first = subprocess.Popen(slow_compute(slow_model, tiny_npz, out, *big))
+    try:
+        wait_for(lambda: out.exists() and (tmp_path / ".s.h5.lock").exists())
+        for extra in ([], ["--overwrite"]):
+            second = subprocess.run(
+                slow_compute(slow_model, tiny_npz, out, *big, *extra),
+                capture_output=True,
+                text=True,
+            )
+            line = one_error_line(second.returncode, second.stderr)
+            assert f"is being written by another run (pid {first.pid} on " in line
+            assert "--overwrite" not in line
+        first.send_signal(signal.SIGKILL)  # the holder dies: its lock goes with it
+        first.wait()
+        third = subprocess.run(slow_compute(slow_model, tiny_npz, out, *big), capture_output=True)
+        assert third.returncode == 0, third.stderr
+        assert read_surface(out).done.all()
+        assert not (tmp_path / ".s.h5.lock").exists()
+    finally:
+        first.kill()
+
+
+def test_lock_is_exclusive_within_a_process_and_released(tmp_path: Path) -> None:
+    from landscape._files import OutputBusy, OutputLock
+
+    target = tmp_path / "s.h5"
+    with OutputLock(target) as lock:
+        assert f"pid {os.getpid()} on " in lock.path.read_text()
+        with pytest.raises(OutputBusy, match=rf"pid {os.getpid()} on "):
+            OutputLock(target).acquire()
+    assert not lock.path.exists()
+    OutputLock(target).acquire().release()
+
+
+# --- 5. a full disk ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def small_filesystem(where: Path, size: str, options: str = "") -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``where`` (root only); skips the test where none can be."""
+    where.mkdir()
+    if shutil.which("mount") is None or os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    opts = f"size={size}" + (f",{options}" if options else "")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)],
+                             capture_output=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill(folder: Path) -> None:
+    """Fill the file system of ``folder`` to the last byte."""
+    with contextlib.suppress(OSError), open(folder / "filler", "wb", buffering=0) as f:
+        while True:
+            f.write(b"\0" * 4096)
+
+
+def test_a_full_disk_is_one_error_and_leaves_nothing(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    with small_filesystem(tmp_path / "full", "64k") as disk:
+        command = [*LANDSCAPE, "compute", *MLP, "--checkpoint", str(tiny_mlp_ckpt),
+                   "--data", f"npz:{tiny_npz}", "--x=-1:1:5", "--y=-1:1:5",
+                   "--out", str(disk / "s.h5")]  # fmt: skip
+        fill(disk)
+        (disk / "filler").unlink()
+        (disk / "big").write_bytes(b"\0" * 40_000)  # leave room for less than the file
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        line = one_error_line(done.returncode, done.stderr)
+        assert "No space left on device" in line and "nothing was written" in line
+        assert sorted(p.name for p in disk.iterdir()) == ["big"]
+
+
+def test_injected_enospc_is_one_error(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where no tmpfs can be mounted: the same failure, injected into the file's writes."""
+    from landscape import _files
+
+    def no_space(fd, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(_files.os, "write", no_space)
+    code, _, err = run("compute", *MLP, "--checkpoint", str(tiny_mlp_ckpt),
+                       "--data", f"npz:{tiny_npz}", "--x=-1:1:3", "--out", str(tmp_path / "s.h5"))  # fmt: skip
+    assert "No space left on device" in one_error_line(code, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.npz", "tiny_mlp.pt"]
+
+
+@pytest.mark.slow
+def test_resuming_on_a_full_disk_finishes_the_run(
+    tmp_path: Path, tiny_npz: Path, slow_model: Path
+) -> None:
+    with small_filesystem(tmp_path / "disk", "2m") as disk:
+        out = disk / "s.h5"
+        command = slow_compute(slow_model, tiny_npz, out)
+        proc = subprocess.Popen(command)
+        wait_for(lambda: points_done(out) >= 3)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        fill(disk)  # the kill left the lock file: the next run takes it over
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        s = read_surface(out)
+        assert s.done.all() and "train_loss" in s.analysis  # finished with no byte to spare
+        assert sorted(p.name for p in disk.iterdir()) == ["filler", "s.h5"]
+
+
+# --- 6. outputs that cannot be written ------------------------------------------------------------
+
+
+def chattr(flag: str, path: Path) -> None:
+    if shutil.which("chattr") is None or os.geteuid() != 0:
+        pytest.skip("chattr needs root")
+    done = subprocess.run(["chattr", flag, str(path)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"chattr is not supported here: {done.stderr.decode().strip()}")
+
+
+def test_unwritable_outputs_are_one_error(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    path = surface(tmp_path, tiny_npz, tiny_mlp_ckpt)
+    before = path.read_bytes()
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    chattr("+i", locked)
+    try:
+        compute = ["compute", *MLP, "--checkpoint", str(tiny_mlp_ckpt), "--data",
+                   f"npz:{tiny_npz}", "--x=-1:1:3"]  # fmt: skip
+        line = one_error_line(*run(*compute, "--out", str(locked / "s.h5"))[::2])
+        assert "cannot write into folder" in line and "immutable" in line
+        line = one_error_line(*run("plot", str(path), "--out", str(locked / "plots"))[::2])
+        assert "cannot create folder" in line
+        line = one_error_line(*run("export", str(path), "--out", str(locked / "s.vtp"))[::2])
+        assert "cannot write into folder" in line
+        chattr("+i", path)
+        try:
+            line = one_error_line(*run(*compute, "--y=-1:1:3", "--seed", "5", "--overwrite",
+                                       "--out", str(path))[::2])  # fmt: skip
+            assert "cannot be written" in line
+        finally:
+            chattr("-i", path)
+        assert path.read_bytes() == before
+    finally:
+        chattr("-i", locked)
+    line = one_error_line(*run(*compute, "--out", "")[::2])
+    assert "--out is empty" in line
+
+
+def test_a_read_only_file_system_is_one_error(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    path = surface(tmp_path, tiny_npz, tiny_mlp_ckpt)
+    with small_filesystem(tmp_path / "ro", "1m", "ro") as ro:
+        line = one_error_line(*run("compute", *MLP, "--checkpoint", str(tiny_mlp_ckpt),
+                                   "--data", f"npz:{tiny_npz}", "--x=-1:1:3",
+                                   "--out", str(ro / "s.h5"))[::2])  # fmt: skip
+        assert "read-only file system" in line
+        line = one_error_line(*run("plot", str(path), "--out", str(ro))[::2])
+        assert "read-only file system" in line
+        line = one_error_line(*run("export", str(path), "--out", str(ro / "s.html"))[::2])
+        assert "read-only file system" in line
+
+
+def test_fifo_and_device_outputs_are_refused(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    fifo = tmp_path / "pipe.h5"
+    os.mkfifo(fifo)
+    compute = [*LANDSCAPE, "compute", *MLP, "--checkpoint", str(tiny_mlp_ckpt),
+               "--data", f"npz:{tiny_npz}", "--x=-1:1:3"]  # fmt: skip
+    for command in ([*compute, "--out", str(fifo)], [*LANDSCAPE, "info", str(fifo)],
+                    [*LANDSCAPE, "plot", str(fifo)]):  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)  # no hang
+        assert "a FIFO (named pipe), not a file" in one_error_line(done.returncode, done.stderr)
+    done = subprocess.run([*compute, "--out", "/dev/null", "--overwrite"], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert "is a character device" in one_error_line(done.returncode, done.stderr)
+    assert Path("/dev/null").is_char_device()
+
+
+# --- 7. --workers die with their parent ---------------------------------------------------------
+
+
+def children(pid: int) -> set[int]:
+    """Every live descendant of ``pid`` (from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {c for c, p in parents.items() if p in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_workers_exit_when_their_parent_is_killed(
+    tmp_path: Path, tiny_npz: Path, slow_model: Path
+) -> None:
+    out = tmp_path / "s.h5"
+    command = slow_compute(slow_model, tiny_npz, out, "--x=-1:1:20", "--y=-1:1:20")
+    proc = subprocess.Popen([*command, "--workers", "3"])
+    try:
+        wait_for(lambda: points_done(out) >= 2 and len(children(proc.pid)) >= 2, timeout=120)
+        workers = children(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        wait_for(lambda: not any(alive(p) for p in workers), timeout=30)
+    finally:
+        proc.kill()
+        for pid in children(proc.pid):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+# --- 8. input that gave silently wrong numbers ----------------------------------------------------
+
+
+def test_integer_or_bool_checkpoint_tensors_are_refused(tmp_path: Path, tiny_npz: Path) -> None:
+    from landscape.models import build_model
+
+    model = build_model("mlp", {"in_features": 6, "hidden": 8, "num_classes": 3})
+    state = {k: (v > 0) for k, v in model.state_dict().items()}
+    ckpt = tmp_path / "bool.pt"
+    torch.save(state, ckpt)
+    line = one_error_line(*run("compute", *MLP, "--checkpoint", str(ckpt), "--data",
+                               f"npz:{tiny_npz}", "--x=-1:1:3",
+                               "--out", str(tmp_path / "s.h5"))[::2])  # fmt: skip
+    assert "tensor layers.0.weight (8, 6) is bool, but the model's is float32" in line
+
+
+def test_grid_mistakes_are_refused(tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path) -> None:
+    base = ["compute", *MLP, "--checkpoint", str(tiny_mlp_ckpt), "--data", f"npz:{tiny_npz}",
+            "--out", str(tmp_path / "s.h5")]  # fmt: skip
+    line = one_error_line(*run(*base, "--y=-1:1:3")[::2])
+    assert "--y) is given without grid.x (--x)" in line
+    code, _, err = run(*base, "--x=-1e308:1e308:3")
+    assert code == 2 and "wider than float64 can hold" in err and "Traceback" not in err
+    line = one_error_line(*run(*base, "--x=-1:1:3000000", "--y=-1:1:3000000")[::2])
+    assert "has 9,000,000,000,000 points" in line and "of memory, more than the" in line
+    assert not (tmp_path / "s.h5").exists()
+
+
+def test_labels_out_of_range_name_both_ranges(tmp_path: Path, tiny_mlp_ckpt: Path) -> None:
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "twelve.npz"
+    np.savez(npz, x=rng.normal(size=(30, 6)).astype(np.float32), y=np.arange(30) % 13)
+    line = one_error_line(*run("compute", *MLP, "--checkpoint", str(tiny_mlp_ckpt),
+                               "--data", f"npz:{npz}", "--x=-1:1:3",
+                               "--out", str(tmp_path / "s.h5"))[::2])  # fmt: skip
+    assert "has class labels 0..12, but the model has 3 outputs" in line
+    assert "--model-arg num_classes=13" in line and "--loss" not in line
+
+
+def test_nan_in_the_data_is_named(tmp_path: Path, tiny_mlp_ckpt: Path) -> None:
+    x = np.random.default_rng(0).normal(size=(30, 6)).astype(np.float32)
+    x[7, 2] = np.nan
+    npz = tmp_path / "nan.npz"
+    np.savez(npz, x=x, y=np.arange(30) % 3)
+    line = one_error_line(*run("compute", *MLP, "--checkpoint", str(tiny_mlp_ckpt),
+                               "--data", f"npz:{npz}", "--x=-1:1:3",
+                               "--out", str(tmp_path / "s.h5"))[::2])  # fmt: skip
+    assert "holds NaN or infinite inputs in 1 of 30 samples (the first is sample 7" in line
+
+
+def test_a_random_initialization_is_said(tmp_path: Path, tiny_npz: Path) -> None:
+    out = tmp_path / "s.h5"
+    code, _, err = run("compute", *MLP, "--data", f"npz:{tiny_npz}", "--x=-1:1:3", "--seed",
+                       "4", "--out", str(out), "--quiet")  # fmt: skip
+    assert code == 0
+    assert err.strip() == (
+        "warning: no --checkpoint: evaluating a random initialization of 'mlp' (seed 4), "
+        "not a trained network"
+    )
+    code, text, _ = run("info", str(out))
+    assert "model:       mlp, random initialization (seed 4), no checkpoint" in text
+
+
+# --- 9. damaged values are an error, not a number -------------------------------------------------
+
+
+def test_a_damaged_value_block_is_an_error(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    path = surface(tmp_path, tiny_npz, tiny_mlp_ckpt)
+    with h5py.File(path, "r") as f:
+        ds = f["train_loss"]
+        assert ds.fletcher32 and ds.chunks is not None
+        chunk = ds.id.get_chunk_info(0)
+    raw = bytearray(path.read_bytes())
+    raw[chunk.byte_offset + 3] ^= 0x40  # one flipped bit inside the first value
+    path.write_bytes(bytes(raw))
+    for command in (["info", str(path)], ["plot", str(path)], ["curvature", str(path)]):
+        line = one_error_line(*run(*command)[::2])
+        assert "is damaged: a block of train_loss fails its checksum" in line
+
+
+def test_files_without_checksums_still_read(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    path = surface(tmp_path, tiny_npz, tiny_mlp_ckpt)
+    expected = read_surface(path).values["train_loss"]
+    with h5py.File(path, "r+") as f:  # as files of earlier versions: contiguous, no filter
+        for name in ("train_loss", "train_acc", "done", "xcoordinates", "ycoordinates"):
+            data = f[name][()]
+            del f[name]
+            f.create_dataset(name, data=data)
+    np.testing.assert_array_equal(read_surface(path).values["train_loss"], expected)
+
+
+# --- 10. the HTML view escapes what it embeds -----------------------------------------------------
+
+
+def test_html_export_escapes_markup_in_names(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    path = surface(tmp_path, tiny_npz, tiny_mlp_ckpt)
+    name = "x<!--<script>&_loss"
+    with h5py.File(path, "r+") as f:
+        f[name] = f["train_loss"][()]
+    from landscape.plot.export import html_text
+
+    page = html_text(read_surface(path), name)
+    start = page.index('id="surface-data">') + len('id="surface-data">')
+    payload = page[start : page.index("</script>", start)]
+    assert "<" not in payload and ">" not in payload and "&" not in payload
+    assert json.loads(payload)["label"].startswith(name)
+    assert page.count("<!--") == 0
+
+
+# --- 11. resume by content, not by the checkpoint's spelling --------------------------------------
+
+
+def test_resume_accepts_the_same_checkpoint_by_another_path(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    base = ["compute", *MLP, "--data", f"npz:{tiny_npz}", "--x=-1:1:3", "--out", "s.h5"]
+    code, _, err = run(*base, "--checkpoint", tiny_mlp_ckpt.name, "--quiet")
+    assert code == 0, err
+    code, out, err = run(*base, "--checkpoint", str(tiny_mlp_ckpt.resolve()))
+    assert code == 0, err
+    assert out.startswith("resumed s.h5: 0 of 3 points")
+    other = tmp_path / "other.pt"
+    state = torch.load(tiny_mlp_ckpt, weights_only=True)
+    state["state_dict"]["layers.0.bias"] += 1
+    torch.save(state, other)
+    line = one_error_line(*run(*base, "--checkpoint", str(other))[::2])
+    assert "was made from other weights" in line
+
+
+def test_sweep_reads_a_crafted_file_as_data(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    path = surface(tmp_path, tiny_npz, tiny_mlp_ckpt, "run.h5")
+    marker = tmp_path / "pwned"
+
+    def evil(cfg):
+        cfg["model"] = {"name": "os:system", "args": {"command": f"touch {marker}"}}
+        cfg["data"]["name"] = f"{tmp_path / 'evil.py'}:load"
+
+    set_stored_config(path, evil)
+    (tmp_path / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    os.mkfifo(tmp_path / "fifo.h5")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        yaml.safe_dump(
+            {
+                "model": {
+                    "name": "mlp",
+                    "checkpoint": str(tiny_mlp_ckpt),
+                    "args": {"in_features": 6, "hidden": 8, "num_classes": 3},
+                },
+                "data": {"name": f"npz:{tiny_npz}"},
+                "grid": {"x": "-1:1:3", "y": "-1:1:3"},
+                "out": str(tmp_path / "unused.h5"),
+                "sweep": {"out": [str(path), str(tmp_path / "fifo.h5")]},
+            }
+        )
+    )
+    code, text, err = run("sweep", str(sweep), "--dry-run")
+    assert code == 0, err
+    assert text.count("conflict") == 2 and not marker.exists()
+    line = one_error_line(*run("sweep", str(sweep))[::2])
+    assert "would replace a file of another config" in line and not marker.exists()
