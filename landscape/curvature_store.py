@@ -34,6 +34,7 @@ from landscape.errors import SurfaceFileError
 from landscape.store import (
     RESUME_FIX,
     DamagedData,
+    RunFile,
     checksummed,
     create_atomically,
     existing_file,
@@ -107,15 +108,12 @@ class CurvatureMap(OnGrid):
         return int(np.sum(self.done & ~np.isfinite(self.maps["lambda_max"])))
 
 
-class CurvatureStore:
+class CurvatureStore(RunFile):
     """An open curvature file that a run writes points into."""
 
     def __init__(self, path: Path, handle: h5py.File) -> None:
-        self.path, self._f = path, handle
+        super().__init__(path, handle)
         self.shape = tuple(handle["done"].shape)
-        self.resumed = False
-        self.output: Output | None = None
-        self.owned = False  # the store took the output's lock itself, and releases it
 
     @classmethod
     def open_for_run(
@@ -127,20 +125,12 @@ class CurvatureStore:
         settings is refused unless ``overwrite``; then it is replaced only once the new file is
         complete (``Output``).
         """
-        owned = not isinstance(path, Output)
-        output = Output(path, overwrite) if owned else path
-        try:
-            where = output.open(
-                lambda p: check_resumable(p, header),
-                lambda p: create_atomically(p, lambda f: _write_header(f, header)),
-            )
-            store = cls(where, _open_writable(where))
-        except BaseException:
-            if owned:
-                output.close()
-            raise
-        store.output, store.owned, store.resumed = output, owned, output.resumed
-        return store
+        return cls._open_run(
+            path,
+            overwrite,
+            lambda p: check_resumable(p, header),
+            lambda p: create_atomically(p, lambda f: _write_header(f, header)),
+        )
 
     def pending(self) -> np.ndarray:
         """Flat (row-major) indices of the points not done yet, in order."""
@@ -171,35 +161,6 @@ class CurvatureStore:
     def failed_count(self) -> int:
         done = self._f["done"][()]
         return int(np.sum(done & ~np.isfinite(self._f["lambda_max"][()])))
-
-    def close(self) -> None:
-        """Close the file; a complete run under ``--overwrite`` then replaces the old file."""
-        try:
-            if self._f.id.valid:
-                complete = not len(self.pending())
-                self._f.close()
-                if complete and self.output is not None:
-                    self.output.commit()
-                    self.path = self.output.final
-        finally:
-            if self.owned and self.output is not None:
-                self.output.close()
-
-    def __enter__(self) -> CurvatureStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _open_writable(path: Path) -> h5py.File:
-    try:
-        return h5py.File(path, "r+")
-    except OSError as exc:
-        raise SurfaceFileError(
-            f"cannot open {str(path)!r} ({exc}); is another curvature run writing it? "
-            "If not, check permissions"
-        ) from None
 
 
 def _write_header(f: h5py.File, h: CurvatureHeader) -> None:

@@ -94,22 +94,80 @@ class RunHeader:
         return (len(self.x),) if self.y is None else (len(self.x), len(self.y))
 
 
-class SurfaceStore:
+class RunFile:
+    """An open result file that one run writes: the part surface and curvature stores share.
+
+    The run's ``Output`` (its lock, and under ``--overwrite`` the partial file) is the caller's
+    when it passes one in, else taken and released by the store. Closing a complete file runs
+    ``_complete`` (the analysis, the rename over the old file).
+    """
+
+    def __init__(self, path: Path, handle: h5py.File) -> None:
+        self.path, self._f = path, handle
+        self.resumed = False
+        self.output: Output | None = None
+        self.owned = False  # the store took the output's lock itself, and releases it
+
+    @classmethod
+    def _open_run(
+        cls,
+        path: str | Path | Output,
+        overwrite: bool,
+        check: Callable[[Path], None],
+        create: Callable[[Path], None],
+        **kwargs: Any,
+    ) -> Any:
+        """Resume the file ``check`` accepts, or ``create`` one, and open it for writing."""
+        owned = not isinstance(path, Output)
+        output = Output(path, overwrite) if owned else path
+        try:
+            where = output.open(check, create)
+            store = cls(where, _open(where, "r+"), **kwargs)
+        except BaseException:
+            if owned:
+                output.close()
+            raise
+        store.output, store.owned, store.resumed = output, owned, output.resumed
+        return store
+
+    def pending(self) -> np.ndarray:  # pragma: no cover - each store says what is pending
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close the file; a complete one is completed; then the lock is released (if owned)."""
+        try:
+            if self._f.id.valid:
+                complete = not len(self.pending())
+                self._f.close()
+                if complete:
+                    self._complete()
+        finally:
+            if self.owned and self.output is not None:
+                self.output.close()
+
+    def _complete(self) -> None:
+        """Under ``--overwrite``, the complete partial file replaces the old one."""
+        if self.output is not None:
+            self.output.commit()
+            self.path = self.output.final
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SurfaceStore(RunFile):
     """An open surface file that a run writes points into."""
 
     def __init__(self, path: Path, handle: h5py.File, split: str) -> None:
-        self.path = path
-        self._f = handle
+        super().__init__(path, handle)
         self.split = split
         self.shape = tuple(handle["done"].shape)
         self.points = int(np.prod(self.shape))  # P, points per repeat
         self.repeats = repeat_count(handle)
         self.size = self.repeats * self.points  # points over every repeat
-        self.resumed = False
-        self.output: Output | None = None
-        self.owned = False  # the store took the output's lock itself, and releases it
-
-    # --- opening ---------------------------------------------------------------------------
 
     @classmethod
     def open_for_run(
@@ -122,19 +180,13 @@ class SurfaceStore:
         (SurfaceFileError) unless ``overwrite``; with ``overwrite`` it is replaced only once the
         new file is complete (``Output``).
         """
-        owned = not isinstance(path, Output)
-        output = Output(path, overwrite) if owned else path
-        try:
-            where = output.open(
-                lambda p: check_resumable(p, header), lambda p: _create_atomically(p, header)
-            )
-            store = cls(where, _open(where, "r+"), header.config.data.split)
-        except BaseException:
-            if owned:
-                output.close()
-            raise
-        store.output, store.owned, store.resumed = output, owned, output.resumed
-        return store
+        return cls._open_run(
+            path,
+            overwrite,
+            lambda p: check_resumable(p, header),
+            lambda p: _create_atomically(p, header),
+            split=header.config.data.split,
+        )
 
     # --- points ----------------------------------------------------------------------------
 
@@ -178,32 +230,11 @@ class SurfaceStore:
             count += int(np.sum(group["done"][()] & ~np.isfinite(group[f"{self.split}_loss"][()])))
         return count
 
-    def close(self) -> None:
-        """Close the file. A complete run gets its analysis (written in place) and, under
-        ``--overwrite``, replaces the old file; then the lock is released (if the store took it)."""
-        try:
-            if self._f.id.valid:
-                complete = not len(self.pending())
-                self._f.close()
-                if complete:
-                    self._complete()
-        finally:
-            if self.owned and self.output is not None:
-                self.output.close()
-
     def _complete(self) -> None:
         from landscape.analysis import store_analysis
 
-        store_analysis(self.path)  # sharpness, curvature, basin into /analysis
-        if self.output is not None:
-            self.output.commit()
-            self.path = self.output.final
-
-    def __enter__(self) -> SurfaceStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        store_analysis(self.path)  # sharpness, curvature, basin into /analysis, in place
+        super()._complete()
 
 
 def _runs(flat: np.ndarray, shape: tuple[int, ...]):
@@ -453,7 +484,8 @@ def _open(path: Path, mode: str) -> h5py.File:
         return h5py.File(path, mode)
     except OSError as exc:
         raise SurfaceFileError(
-            f"cannot open {str(path)!r} ({exc}); is another run writing it? If not, check permissions"
+            f"cannot open {str(path)!r} for writing ({os_error_text(exc)}); check its permissions "
+            "(a program other than landscape may hold it open)"
         ) from None
 
 

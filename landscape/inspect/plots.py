@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from landscape.errors import ConfigError
+from landscape._files import writable_folder
 from landscape.inspect.activations import ActivationStats
 from landscape.inspect.report import Report
 from landscape.inspect.training import Movement
@@ -95,13 +95,7 @@ def _histogram_grid(panels: list[tuple[str, Histogram, str]], title: str) -> Fig
 
 def render_plots(report: Report, out_dir: str | Path, dpi: int = 120) -> list[Path]:
     """Write the report's figures into ``out_dir`` (created); return the paths written."""
-    folder = Path(out_dir)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot create the plot folder {str(folder)!r} ({exc.strerror}); check --plots"
-        ) from None
+    folder = writable_folder(out_dir, "--plots")
     jobs = []
     for page, chunk in enumerate(_chunks(report.layers), start=1):
         jobs.append((_page_name("weights", page), lambda c=chunk: weight_histograms(c)))
