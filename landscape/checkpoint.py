@@ -7,9 +7,11 @@ run arbitrary code.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import pickle
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +51,7 @@ def load_state_dict(path: str, *, unsafe_pickle: bool = False) -> StateDict:
     if file.suffix == ".safetensors":
         state = _load_safetensors(file)
     elif file.suffix == ".pt2":
-        state = _load_exported(file)
+        state = _load_exported(file, unsafe_pickle)
     elif _is_torchscript_archive(file):
         state = _load_torchscript(file)
     else:
@@ -109,12 +111,47 @@ def _load_torchscript(file: Path) -> StateDict:
         ) from None
 
 
-def load_exported_module(
-    file: Path, error: type[Exception] = CheckpointError, role: str = "checkpoint"
-) -> nn.Module:
-    """The module of a ``torch.export`` program (``.pt2``); ``error`` names the caller's failure."""
+@contextlib.contextmanager
+def _weights_only_torch_load() -> Iterator[None]:
+    """Every ``torch.load`` inside the block reads with ``weights_only=True``.
+
+    ``torch.export.load`` unpickles a program's weights and constants with
+    ``weights_only=False`` (and falls back to it when a restricted load fails), so a ``.pt2``
+    file can run any code it names; under this guard such a file fails to load instead.
+    """
+    real = torch.load
+
+    def restricted(*args: Any, weights_only: Any = None, **kwargs: Any) -> Any:
+        return real(*args, weights_only=True, **kwargs)
+
+    torch.load = restricted
     try:
-        program = torch.export.load(str(file))
+        yield
+    finally:
+        torch.load = real
+
+
+def load_exported_module(
+    file: Path,
+    error: type[Exception] = CheckpointError,
+    role: str = "checkpoint",
+    *,
+    unsafe_pickle: bool = False,
+) -> nn.Module:
+    """The module of a ``torch.export`` program (``.pt2``); ``error`` names the caller's failure.
+
+    Its pickled parts are read with ``weights_only=True`` unless ``unsafe_pickle``.
+    """
+    guard = contextlib.nullcontext() if unsafe_pickle else _weights_only_torch_load()
+    try:
+        with guard:
+            program = torch.export.load(str(file))
+    except pickle.UnpicklingError:
+        raise error(
+            f"{role} {str(file)!r} is a torch.export program whose pickled parts hold Python "
+            "objects, not only tensors (loading them runs code); pass --unsafe-pickle only if "
+            "you trust the file"
+        ) from None
     except (RuntimeError, ValueError, OSError, KeyError) as exc:
         raise error(
             f"{role} {str(file)!r} is not a torch.export program ({_first_line(exc)}); "
@@ -123,8 +160,8 @@ def load_exported_module(
     return program.module()
 
 
-def _load_exported(file: Path) -> StateDict:
-    return dict(load_exported_module(file).state_dict())
+def _load_exported(file: Path, unsafe_pickle: bool) -> StateDict:
+    return dict(load_exported_module(file, unsafe_pickle=unsafe_pickle).state_dict())
 
 
 def _unwrap(obj: Any, path: str) -> StateDict:

@@ -91,7 +91,9 @@ def prepare(config: ComputeConfig, local_rank: int = 0, local_size: int = 1) -> 
     with torch.random.fork_rng(devices=[]):
         # without a checkpoint the weights are the factory's initialization: make it reproducible
         torch.manual_seed(config.direction.seed)
-        model = build_model(config.model.name, config.model.args)
+        model = build_model(
+            config.model.name, config.model.args, unsafe_pickle=config.model.unsafe_pickle
+        )
     ckpt_sha = ""
     if ckpt:
         state = checkpoint.load_state_dict(ckpt, unsafe_pickle=config.model.unsafe_pickle)
@@ -185,7 +187,7 @@ def probe(prep: Prepared, config: ComputeConfig, directions: list[dict[str, torc
     try:
         with eval_mode(prep.model), torch.inference_mode():
             logits = plain.forward(prep.centre)(x)
-    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+    except (RuntimeError, ValueError, TypeError, IndexError, AssertionError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(
             f"model {config.model.name!r} cannot run on data {config.data.name!r} "

@@ -183,6 +183,48 @@ def test_plain_cifar_batches_still_read(tmp_path: Path) -> None:
     assert len(data) == 20 and data.describe()["sample_shape"] == [3, 32, 32]
 
 
+def poisoned_program(path: Path, command: str) -> Path:
+    """A ``torch.export`` program whose first weight is a pickle that runs ``command``."""
+    import io
+    import zipfile
+
+    from landscape.models import build_model
+
+    model = build_model("mlp", {"in_features": 6, "hidden": 8, "num_classes": 3}).eval()
+    clean = path.with_name("clean.pt2")
+    batch = ({0: torch.export.Dim("batch")},)  # any batch size
+    torch.export.save(torch.export.export(model, (torch.zeros(2, 6),), dynamic_shapes=batch), clean)
+    with zipfile.ZipFile(clean) as z:
+        items = [(info, z.read(info.filename)) for info in z.infolist()]
+    config_name = next(i.filename for i, _ in items if i.filename.endswith("weights_config.json"))
+    config = json.loads(dict((i.filename, d) for i, d in items)[config_name])
+    first = next(iter(config["config"].values()))
+    first["use_pickle"] = True  # torch.export.load then unpickles it with weights_only=False
+    bomb = io.BytesIO()
+    torch.save(Evil(command), bomb)
+    with zipfile.ZipFile(path, "w") as z:
+        for info, data in items:
+            if info.filename == config_name:
+                data = json.dumps(config).encode()
+            elif info.filename.endswith("/" + first["path_name"]):
+                data = bomb.getvalue()
+            z.writestr(info, data)
+    return path
+
+
+def test_an_exported_program_that_pickles_a_call_is_refused(tmp_path: Path, tiny_npz: Path) -> None:
+    marker = tmp_path / "pwned"
+    program = poisoned_program(tmp_path / "evil.pt2", f"touch {marker}")
+    for model in (["--model", str(program)], [*MLP, "--checkpoint", str(program)]):
+        line = one_error_line(*run("compute", *model, "--data", f"npz:{tiny_npz}", "--x=-1:1:3",
+                                   "--out", str(tmp_path / "s.h5"))[::2])  # fmt: skip
+        assert "pickled parts hold Python objects" in line and "--unsafe-pickle" in line
+    assert not marker.exists()
+    code, _, err = run("compute", "--model", str(tmp_path / "clean.pt2"), "--data",
+                       f"npz:{tiny_npz}", "--x=-1:1:3", "--out", str(tmp_path / "s.h5"))  # fmt: skip
+    assert code == 0, err
+
+
 # --- 3, 4. --overwrite replaces only complete files; one run per file ----------------------------
 
 

@@ -45,8 +45,13 @@ ACCEPTED_FORMS = (
 __all__ = ["BUILTIN_MODELS", "build_model", "is_builtin", "parse_model_args"]
 
 
-def build_model(name: str, args: dict[str, Any] | None = None) -> nn.Module:
-    """Build the model named by ``name`` with keyword ``args``; raise ConfigError if impossible."""
+def build_model(
+    name: str, args: dict[str, Any] | None = None, *, unsafe_pickle: bool = False
+) -> nn.Module:
+    """Build the model named by ``name`` with keyword ``args``; raise ConfigError if impossible.
+
+    A ``torch.export`` program's pickled parts are read as tensors only unless ``unsafe_pickle``.
+    """
     args = dict(args or {})
     builtin = _builtin_key(name)
     if builtin is not None:
@@ -59,7 +64,7 @@ def build_model(name: str, args: dict[str, Any] | None = None) -> nn.Module:
             )
         return _call_factory(factory, args, name)
     if Path(name).is_file():
-        return _load_program(Path(name), args)
+        return _load_program(Path(name), args, unsafe_pickle)
     raise ConfigError(_unknown_message(name))
 
 
@@ -126,7 +131,7 @@ def _check_arguments(factory: ModelFactory, args: dict[str, Any], name: str) -> 
         raise ConfigError(f"model {name!r}: {exc}; pass it with --model-arg KEY=VALUE") from None
 
 
-def _load_program(path: Path, args: dict[str, Any]) -> nn.Module:
+def _load_program(path: Path, args: dict[str, Any], unsafe_pickle: bool = False) -> nn.Module:
     """Load a saved program: ``.pt2`` via torch.export, anything else as TorchScript."""
     if args:
         raise ConfigError(
@@ -136,7 +141,7 @@ def _load_program(path: Path, args: dict[str, Any]) -> nn.Module:
     if path.suffix == ".pt2":
         from landscape.checkpoint import load_exported_module
 
-        return load_exported_module(path, ConfigError, "model file")
+        return load_exported_module(path, ConfigError, "model file", unsafe_pickle=unsafe_pickle)
     try:
         return torch.jit.load(str(path), map_location="cpu")
     except (RuntimeError, ValueError, OSError) as exc:
