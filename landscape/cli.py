@@ -69,6 +69,35 @@ def _show_warning(message: Any, category: type, *_: Any, **__: Any) -> None:
         click.echo(warnings.formatwarning(message, category, *_, **__).rstrip(), err=True)
 
 
+class FileList(click.Option):
+    """A repeatable option that also takes several values at once: ``--trajectory A B C``.
+
+    What a shell makes of ``--trajectory runs/*.pt``: every argument after the option up to the
+    next one that starts with ``-`` is one of its values (``--trajectory A --trajectory B``
+    still works).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("multiple", True)
+        super().__init__(*args, **kwargs)
+
+    def add_to_parser(self, parser: Any, ctx: click.Context) -> None:
+        super().add_to_parser(parser, ctx)
+        for name in self.opts:
+            option = parser._long_opt.get(name) or parser._short_opt.get(name)
+            if option is not None:
+                option.process = _greedy(option.process)
+
+
+def _greedy(process: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+    def take_all(value: Any, state: Any) -> None:
+        process(value, state)
+        while state.rargs and not state.rargs[0].startswith("-"):
+            process(state.rargs.pop(0), state)
+
+    return take_all
+
+
 class AxisType(click.ParamType):
     """``MIN:MAX:NUM``, checked at parse time so a malformed grid is a usage error (exit 2)."""
 
@@ -217,16 +246,16 @@ def build_compute_config(
 )
 @click.option(
     "--trajectory",
-    multiple=True,
-    metavar="CKPT",
-    help="trajectory: checkpoints in training order (repeat; or a folder or glob); the last is the centre.",
+    cls=FileList,
+    metavar="CKPT...",
+    help="trajectory: checkpoints in training order (--trajectory A B C, a folder or a glob); the last is the centre.",
 )
 @click.option(
     "--target",
     "targets",
-    multiple=True,
-    metavar="CKPT",
-    help="interpolate: B (1-D, a=0 is --checkpoint A, a=1 is B); give B and C for the plane through A, B, C.",
+    cls=FileList,
+    metavar="CKPT...",
+    help="interpolate: B (1-D, a=0 is --checkpoint A, a=1 is B); --target B C for the plane through A, B, C.",
 )
 @click.option(
     "--states", is_flag=True, default=None, help="interpolate: move BatchNorm buffers too."
@@ -704,7 +733,6 @@ def demo(out_dir: str, quiet: bool) -> None:
 
 
 @main.command()
-@click.argument("more_checkpoints", nargs=-1, metavar="[CKPT]...", type=click.Path())
 @click.option(
     "--model",
     required=True,
@@ -751,8 +779,8 @@ def demo(out_dir: str, quiet: bool) -> None:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option(
     "--checkpoints",
-    multiple=True,
-    metavar="CKPT",
+    cls=FileList,
+    metavar="CKPT...",
     help="Checkpoints saved during training, in order (--checkpoints A B C, a folder or a glob): "
     "how far each layer moved from the first; flags layers that did not learn.",
 )
@@ -777,7 +805,6 @@ def demo(out_dir: str, quiet: bool) -> None:
 @_library_errors
 def inspect(
     ctx: click.Context,
-    more_checkpoints: tuple[str, ...],
     model: str,
     model_args: tuple[str, ...],
     checkpoint: str | None,
@@ -811,12 +838,6 @@ def inspect(
       landscape inspect --model mlp --data digits --checkpoints e1.pt e5.pt e10.pt
     """
     from landscape.config import DataSpec, ModelSpec
-
-    if more_checkpoints and not checkpoints:  # the files after --checkpoints A belong to it
-        raise click.UsageError(
-            f"unexpected argument {more_checkpoints[0]!r}; checkpoints go after --checkpoints"
-        )
-    checkpoints = checkpoints + more_checkpoints
     from landscape.inspect import InspectConfig, format_report, run_inspect, write_json
     from landscape.models import parse_model_args
 

@@ -236,7 +236,10 @@ def directions_for(
         seed = config.direction.seed + repeat
         config = replace(config, direction=replace(config.direction, seed=seed))
     if config.direction.file:
-        return load_directions(config.direction.file, prep.theta, prep.centre, count)
+        order = list(prep.model.state_dict())  # a reference "states" file's order
+        return load_directions(
+            config.direction.file, prep.theta, prep.centre, count, state_order=order
+        )
     data = prep.data
     if config.direction.name == "hessian":  # the Hessian is taken over a seeded subset, loaded once
         n = min(config.direction.hessian_samples, len(prep.data))

@@ -7,13 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import h5py
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
-from landscape.cli import main
+from landscape.cli import FileList, main
 from landscape.store import read_surface
 
 TINY = [
@@ -323,3 +324,53 @@ def test_plot_reads_li_reference_surface(tmp_path: Path, li_fixture: Path) -> No
     assert len(text.splitlines()) == 2  # linear and log
     code, text, _ = run("info", str(li_fixture / "surface_2d_11x11.h5"))
     assert code == 0 and "Li et al." in text and "transposed" in text and "11 x 11" in text
+
+
+def test_list_options_take_several_files_after_one_flag(tmp_path: Path) -> None:
+    """``--trajectory runs/*.pt`` as a shell expands it: A B C after one flag, then more flags."""
+    files = [str(tmp_path / f"e{k}.pt") for k in range(3)]
+    seen = {}
+
+    @click.command()
+    @click.option("--trajectory", cls=FileList)
+    @click.option("--target", "targets", cls=FileList)
+    @click.option("--x")
+    @click.pass_context
+    def probe(ctx: click.Context, **_: object) -> None:
+        seen.update(ctx.params)
+
+    result = CliRunner().invoke(
+        probe, ["--trajectory", *files, "--x=-1:1:3", "--target", "B", "C", "--target", "D"]
+    )
+    assert result.exit_code == 0, result.output
+    assert seen["trajectory"] == tuple(files) and seen["targets"] == ("B", "C", "D")
+    assert seen["x"] == "-1:1:3"
+
+
+def test_compute_trajectory_of_files_after_one_flag(tmp_path: Path, tiny_npz: Path) -> None:
+    from landscape.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("mlp", {"in_features": 6, "hidden": 8, "num_classes": 3})
+    files = []
+    for k in range(4):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+        files.append(str(tmp_path / f"epoch{k}.pt"))
+        torch.save(model.state_dict(), files[-1])
+    out = tmp_path / "t.h5"
+    result = CliRunner().invoke(main, [
+        "compute", "--model", "mlp", "--model-arg", "in_features=6", "--model-arg", "hidden=8",
+        "--model-arg", "num_classes=3", "--data", f"npz:{tiny_npz}", "--direction", "trajectory",
+        "--trajectory", *files, "--x=-1:1:3", "--y=-1:1:3", "--out", str(out), "--quiet",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert list(read_surface(out).trajectory["labels"]) == [Path(f).name for f in files]
+
+
+def test_python_dash_m_landscape_runs_the_cli() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "landscape", "--version"], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stdout.startswith("landscape, version ")

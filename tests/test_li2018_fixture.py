@@ -102,3 +102,71 @@ def test_direction_file_of_wrong_model_is_refused(
          "--directions", str(li_fixture / "surface_1d_11.h5"), "--x=-1:1:3", "--out", str(tmp_path / "s.h5")],
     )  # fmt: skip
     assert result.exit_code == 1 and "direction file it was made from" in result.stderr
+
+
+BN_NET = """
+import torch
+def make():
+    return torch.nn.Sequential(
+        torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(), torch.nn.Linear(8, 3)
+    )
+"""
+
+
+@pytest.mark.parametrize("counters", [True, False])
+def test_states_direction_files_are_read(tmp_path: Path, tiny_npz: Path, counters: bool) -> None:
+    """A direction file in the layout of the reference's ``--dir_type states``: one dataset per
+    ``state_dict()`` entry in its order, BatchNorm statistics and (from PyTorch 0.4.1 on) the
+    ``num_batches_tracked`` scalars included. At a = 1 the loss is that of the network whose state
+    dict is θ + d, every running statistic moved along its own entry (the oracle: plain
+    ``load_state_dict`` and a forward in eval mode)."""
+    import h5py
+    import torch
+    import torch.nn.functional as F
+
+    (tmp_path / "bn.py").write_text(BN_NET)
+    namespace: dict = {}
+    exec(BN_NET, namespace)
+    torch.manual_seed(0)
+    net = namespace["make"]()
+    data = np.load(tiny_npz)
+    x, y = torch.from_numpy(data["x"]), torch.from_numpy(data["y"])
+    net.train()
+    for _ in range(3):  # running statistics that are not the defaults
+        net(x)
+    ckpt = tmp_path / "bn.pt"
+    torch.save(net.state_dict(), ckpt)
+    state = net.state_dict()
+    g = torch.Generator().manual_seed(1)
+    entries = [
+        (k, v) for k, v in state.items() if counters or not k.endswith("num_batches_tracked")
+    ]
+    steps = {k: 0.1 * torch.randn(v.shape, generator=g) for k, v in entries}
+    for k in steps:
+        if k.endswith("running_var"):
+            steps[k] = steps[k].abs()  # keep the variance positive at a = 1
+        if k.endswith("num_batches_tracked"):
+            steps[k] = torch.tensor(5.0)  # a counter: must be ignored
+    path = tmp_path / "states.h5"
+    with h5py.File(path, "w") as f:
+        group = f.create_group("xdirection")
+        for i, (k, _) in enumerate(entries):
+            group[str(i)] = steps[k].numpy()
+
+    out = tmp_path / "s.h5"
+    result = CliRunner().invoke(main, [
+        "compute", "--model", f"{tmp_path / 'bn.py'}:make", "--checkpoint", str(ckpt),
+        "--data", f"npz:{tiny_npz}", "--directions", str(path), "--x=0:1:2", "--out", str(out),
+        "--quiet",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    moved = {
+        k: v + steps[k] if k in steps and not k.endswith("num_batches_tracked") else v
+        for k, v in state.items()
+    }
+    oracle = namespace["make"]()
+    oracle.load_state_dict(moved)
+    with torch.no_grad():
+        expected = float(F.cross_entropy(oracle.eval()(x), y, reduction="sum")) / len(x)
+    s = read_surface(out)
+    np.testing.assert_allclose(s.values["train_loss"][1], expected, rtol=1e-5)

@@ -2,8 +2,12 @@
 
 Our files key directions by tensor name (``/directions/x/<name>``). The reference code's
 direction files (groups ``xdirection``/``ydirection``) key them by position: ``0..N-1`` in
-``model.parameters()`` order, or in ``state_dict()`` order for its "states" directions. Those
-are mapped to names by position, with a shape check on every tensor.
+``model.parameters()`` order ("weights"), or in ``model.state_dict()`` order for its "states"
+directions (``--dir_type states``): one dataset per state-dict entry, parameters interleaved with
+the BatchNorm running means and variances and, from PyTorch 0.4.1 on, the ``num_batches_tracked``
+scalars (shape ``()``). Those are mapped to names by position, with a shape check on every tensor;
+parameters then move along their entries and running statistics along theirs, as the reference
+evaluates a states direction, and ``num_batches_tracked`` (a counter, not a statistic) is ignored.
 """
 
 from __future__ import annotations
@@ -25,12 +29,14 @@ def load_directions(
     state: dict[str, torch.Tensor],
     count: int,
     group: str = "directions",
+    state_order: list[str] | None = None,
 ) -> DirectionSet:
     """Read ``count`` directions from ``path`` and check them against the model's tensors.
 
     ``params`` are the model's parameters (``model.parameters()`` order), ``state`` its full
-    state (``state_dict()`` order, parameters and buffers). ``group``: where in our files the
-    directions are (``repeats/<r>/directions`` for a repeat of a ``--repeat`` run).
+    state (parameters and buffers) by name; ``state_order`` the names in ``state_dict()`` order,
+    which a reference "states" file follows (default: ``state``'s own order). ``group``: where in
+    our files the directions are (``repeats/<r>/directions`` for a repeat of a ``--repeat`` run).
     """
     if not Path(path).is_file():
         raise DirectionError(f"direction file {path!r} does not exist; check --directions")
@@ -39,7 +45,8 @@ def load_directions(
             if group in f:
                 return _read_named(f[group], path, state, count)
             if "xdirection" in f:
-                return _read_positional(f, path, params, state, count)
+                order = list(state) if state_order is None else state_order
+                return _read_positional(f, path, params, state, order, count)
             if "dir_file" in f:
                 ref = f["dir_file"][()]
                 ref = ref.decode() if isinstance(ref, bytes) else str(ref)
@@ -87,30 +94,42 @@ def _read_positional(
     path: str,
     params: dict[str, torch.Tensor],
     state: dict[str, torch.Tensor],
+    state_order: list[str],
     count: int,
 ) -> DirectionSet:
-    vectors = []
+    # the reference stores parameters only ("weights") or the whole state_dict ("states"), the
+    # latter with or without the num_batches_tracked counters (PyTorch >= 0.4.1 has them)
+    layouts = {
+        "weights": list(params),
+        "states": list(state_order),
+        "states-without-counters": [n for n in state_order if not _is_counter(n)],
+    }
+    vectors, kind = [], None
     for axis in "xy"[:count]:
         key = f"{axis}direction"
         if key not in f:
             raise DirectionError(f"{path!r} has no {key} group (a 1-D direction file); drop --y")
         group = f[key]
         n = len(group)
-        # the reference stores parameters only ("weights"), or the whole state_dict ("states")
-        order = params if n == len(params) else state if n == len(state) else None
-        if order is None:
+        kind = next((k for k, names in layouts.items() if len(names) == n), None)
+        if kind is None:
             raise DirectionError(
                 f"{path!r}: {key} has {n} tensors but the model has {len(params)} parameters "
-                f"({len(state)} state tensors); was it made for another --model?"
+                f"({len(layouts['states'])} state-dict entries); was it made for another --model?"
             )
         vectors.append(
             OrderedDict(
-                (name, _tensor(group[str(i)], order[name], name, path))
-                for i, name in enumerate(order)
+                (name, _tensor(group[str(i)], state[name], name, path))
+                for i, name in enumerate(layouts[kind])
+                if not _is_counter(name)  # a count of batches seen: nothing to move along
             )
         )
-    kind = "weights" if len(vectors[0]) == len(params) else "states"
-    return DirectionSet("li2018-file", vectors, {"source": path, "source_format": f"li2018-{kind}"})
+    source = "li2018-weights" if kind == "weights" else "li2018-states"
+    return DirectionSet("li2018-file", vectors, {"source": path, "source_format": source})
+
+
+def _is_counter(name: str) -> bool:
+    return name.rsplit(".", 1)[-1] == "num_batches_tracked"
 
 
 def _tensor(ds: h5py.Dataset, like: torch.Tensor, name: str, path: str) -> torch.Tensor:
