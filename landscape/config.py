@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
@@ -282,6 +283,52 @@ def parse_axis(text: str, key: str = "axis") -> Axis:
 # --- YAML and overrides --------------------------------------------------------------------------
 
 
+class ConfigLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` without YAML 1.1's surprises, as YAML 1.2 reads plain scalars.
+
+    YAML 1.1 reads an unquoted grid ``x: -1:1:51`` as the base-60 integer -3711, ``on``/``off``/
+    ``yes``/``no`` as booleans (so ``compile: off`` would be False, not the choice "off"), ``010``
+    as 8 and ``1e-3`` as a string. Here a plain scalar is a boolean only when it is true or
+    false, an integer only in decimal (or 0x/0o/0b), a float in decimal or exponent notation
+    (and .inf, .nan), and a string otherwise.
+    """
+
+
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if not tag.endswith((":bool", ":int", ":float"))]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_RESOLVE = (
+    ("tag:yaml.org,2002:bool", r"true|True|TRUE|false|False|FALSE", "tTfF"),
+    (
+        "tag:yaml.org,2002:int",
+        r"[-+]?[0-9][0-9_]*|0x[0-9a-fA-F_]+|0o[0-7_]+|0b[01_]+",
+        "-+0123456789",
+    ),
+    (
+        "tag:yaml.org,2002:float",
+        r"[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)",
+        "-+0123456789.",
+    ),
+)
+for _tag, _pattern, _first in _RESOLVE:
+    ConfigLoader.add_implicit_resolver(_tag, re.compile(f"^(?:{_pattern})$"), list(_first))
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
+    text = loader.construct_scalar(node).replace("_", "")
+    return int(text, 0) if text[:2].lower() in ("0x", "0o", "0b") else int(text, 10)
+
+
+ConfigLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text with :class:`ConfigLoader` (safe: plain data only, never objects)."""
+    return yaml.load(text, Loader=ConfigLoader)
+
+
 def load_yaml_file(path: str | Path) -> dict[str, Any]:
     file = Path(path)
     if not file.is_file():
@@ -295,7 +342,7 @@ def load_yaml_file(path: str | Path) -> dict[str, Any]:
 
 def _load_yaml_mapping(text: str, where: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "syntax error"
         raise ConfigError(f"{where} is not valid YAML ({first}); fix the syntax") from None
@@ -388,19 +435,25 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     if text.startswith("list"):
         if isinstance(value, str):
             return [value]  # one path is a list of one
-        if not isinstance(value, (list, tuple)) or not all(
-            isinstance(v, (str, int, float)) for v in value
-        ):
-            raise ConfigError(f"config key {key!r} must be a list of strings, got {value!r}")
-        return [str(v) for v in value]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(
+                f"config key {key!r} must be a list of strings, got {value!r}; quote entries "
+                "that YAML reads as numbers"
+            )
+        return list(value)
     if "dict" in text:
         if not isinstance(value, dict):
             raise ConfigError(f"config key {key!r} must be a mapping, got {value!r}")
         return dict(value)
     if "str" in text:
-        if isinstance(value, (dict, list)):
+        if isinstance(value, (bool, int, float)):  # never silently a number's spelling
+            raise ConfigError(
+                f"config key {key!r} must be a string, but YAML read {value!r} as a "
+                f'{type(value).__name__}; quote it, e.g. {key.rsplit(".", 1)[-1]}: "..."'
+            )
+        if not isinstance(value, str):
             raise ConfigError(f"config key {key!r} must be a string, got {value!r}")
-        return str(value)
+        return value
     return value
 
 

@@ -54,7 +54,6 @@ from typing import Any
 import h5py
 import numpy as np
 import torch
-import yaml
 
 from landscape import __version__
 from landscape._files import (
@@ -64,7 +63,7 @@ from landscape._files import (
     replaced_atomically,
     write_bytes_atomically,
 )
-from landscape.config import ComputeConfig
+from landscape.config import ComputeConfig, load_yaml
 from landscape.directions.base import DirectionSet, summarize
 from landscape.errors import SurfaceFileError
 from landscape.surface import Repeat, Surface
@@ -706,4 +705,4 @@ def _decode(value: Any) -> Any:
 def stored_config(surface: Surface) -> dict[str, Any] | None:
     """The resolved config a landscape surface was made with, as a dict (None for Li's files)."""
     text = surface.attrs.get("config")
-    return yaml.safe_load(text) if isinstance(text, str) else None
+    return load_yaml(text) if isinstance(text, str) else None

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,31 @@ def test_every_shipped_config_loads() -> None:
         cfg = ComputeConfig.from_file(file)
         assert cfg.direction.name in DIRECTION_NAMES, file
     assert any(is_sweep_file(f) for f in files), "configs/ holds at least one sweep"
+
+
+def test_yaml_reads_grids_and_choices_as_written(tmp_path: Path) -> None:
+    """YAML 1.1 would read ``-1:1:51`` as the base-60 integer -3711 and ``off`` as False."""
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "model: {name: mlp}\ndata: {name: digits, max_samples: 010}\nout: s.h5\n"
+        "grid: {x: -1:1:51, y: 0:2:3}\neval: {compile: off, memory_format: auto}\n"
+    )
+    cfg = ComputeConfig.from_file(path)
+    assert cfg.grid.x == "-1:1:51" and cfg.grid.y == "0:2:3"
+    assert cfg.eval.compile == "off" and cfg.data.max_samples == 10
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("model: {name: 56}", "'model.name' must be a string, but YAML read 56 as a int"),
+        ("model: {name: mlp, checkpoint: 1.5}", "'model.checkpoint' must be a string"),
+        ("model: {name: mlp}\ndirection: {trajectory: [a.pt, 2]}", "must be a list of strings"),
+    ],
+)
+def test_a_string_field_never_takes_a_number(tmp_path: Path, text: str, fragment: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(f"{text}\ndata: {{name: digits}}\nout: s.h5\n")
+    with pytest.raises(ConfigError, match=re.escape(fragment)) as err:
+        ComputeConfig.from_file(path)
+    assert "quote" in str(err.value)

@@ -20,6 +20,7 @@ import yaml
 from torch import nn
 
 from landscape._resolve import is_callable_spec, resolve_callable
+from landscape.config import load_yaml
 from landscape.errors import ConfigError
 from landscape.models import resnet, vgg, zoo
 
@@ -165,7 +166,7 @@ def parse_model_args(pairs: list[str]) -> dict[str, Any]:
         if key in out:
             raise ConfigError(f"model argument {key!r} is given twice; pass it once")
         try:
-            out[key] = yaml.safe_load(text)
+            out[key] = load_yaml(text)
         except yaml.YAMLError:
             raise ConfigError(
                 f"model argument {key!r} has a value that is not valid YAML: {text!r}; quote it"
