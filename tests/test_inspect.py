@@ -274,7 +274,7 @@ def test_batchnorm_uses_batch_statistics_at_initialization() -> None:
 def test_truncated_normal_saturates_and_glorot_does_not(digits) -> None:
     wide = inspect_model(mlp(trunc_normal(0.5), depth=3, width=128), digits)
     assert wide.saturation.share > 0.9
-    assert "saturation" in checks(wide, "warning")
+    assert "saturation" in checks(wide, "error")  # before training, from 90 %
     glorot = inspect_model(mlp(nn.init.xavier_normal_, depth=3, width=128), digits)
     assert glorot.saturation.share < 0.01 and "saturation" not in checks(glorot)
     assert glorot.saturation.samples == 100  # the first batch only
@@ -308,6 +308,46 @@ def test_confident_and_right_after_training_is_not_flagged() -> None:
     assert saturation_findings(wrong, trained=True)[0].severity == "warning"
 
 
+INIT_NET = """
+import torch
+from landscape.models import build_model
+INITS = {{
+    "trunc": lambda w: torch.nn.init.trunc_normal_(w, std=0.5, a=-1.0, b=1.0),
+    "glorot": torch.nn.init.xavier_normal_,
+    "kaiming": lambda w: torch.nn.init.kaiming_normal_(w, nonlinearity="relu"),
+}}
+def make(init="{init}"):
+    model = build_model("mlp", {{"hidden": 512, "depth": 2}})
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear):
+            INITS[init](m.weight)
+            torch.nn.init.zeros_(m.bias)
+    return model
+"""
+
+
+@pytest.mark.parametrize(("init", "code"), [("trunc", 3), ("glorot", 0), ("kaiming", 0)])
+def test_the_two_hidden_layer_network_of_the_seeds_fails(
+    tmp_path: Path, init: str, code: int
+) -> None:
+    """At initialization (no checkpoint), truncated normal std 0.5, two hidden layers of 512
+    on digits: 97 % of the softmax outputs saturated and the hidden RMS ×3.4 then ×6.5; the
+    linter must exit 3. Glorot and Kaiming networks of the same shape are clean."""
+    factory = tmp_path / "net.py"
+    factory.write_text(INIT_NET.format(init=init))
+    report = tmp_path / "r.json"
+    result = CliRunner().invoke(main, [
+        "inspect", "--model", f"{factory}:make", "--data", "digits", "--max-samples", "500",
+        "--json", str(report),
+    ])  # fmt: skip
+    assert result.exit_code == code, result.output
+    found = {(f["check"], f["severity"]) for f in json.loads(report.read_text())["findings"]}
+    if code:
+        assert {("saturation", "error"), ("activation-growth", "warning")} <= found
+    else:
+        assert not found
+
+
 # --- activation growth --------------------------------------------------------------------------
 
 
@@ -326,7 +366,8 @@ def test_too_large_std_grows_and_kaiming_does_not(digits) -> None:
 
 def test_growth_runs_need_several_consecutive_layers() -> None:
     scale = [(str(k), v) for k, v in enumerate([1, 2, 4, 3, 6, 12, 24, 30])]
-    assert _growth_runs(scale) == [(4, 6)]  # ×2 three times in a row; the first run is two long
+    assert _growth_runs(scale) == [(1, 2), (4, 6)]  # ×2 twice, then three times in a row
+    assert _growth_runs([("in", 1.0), ("a", 2.0), ("b", 1.9), ("c", 3.0)]) == []  # lone ratios
     assert _growth_runs([("a", 1.0), ("b", 0.0), ("c", 5.0), ("d", 50.0)]) == []
 
 
