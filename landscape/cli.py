@@ -922,13 +922,15 @@ def sweep(
       landscape sweep configs/li2018/sweep-resnet56.yaml
       landscape sweep configs/li2018/sweep-resnet56.yaml --slurm jobs/sweep.sh --gpus-per-task 4
     """
-    from landscape.sweep import expand_sweep, run_sweep, status, write_slurm
+    from landscape.sweep import expand_sweep, missing_input, run_sweep, status, write_slurm
 
     runs = expand_sweep(sweep_file)
     if dry_run:
         click.echo(f"{len(runs)} runs in {sweep_file}")
         for run in runs:
-            click.echo(f"{run.index:3d}  {status(run):8s}  {run.label()}  {run.config.out}")
+            state = status(run)
+            why = f"  ({missing_input(run.config)})" if state == "missing" else ""
+            click.echo(f"{run.index:3d}  {state:8s}  {run.label()}  {run.config.out}{why}")
         return
     if slurm_script:
         path = write_slurm(

@@ -213,18 +213,34 @@ class ComputeConfig:
         """The part of the config that determines the surface's values.
 
         Two runs with equal fingerprints write the same numbers, so one may resume the other.
-        Where and how fast the points are evaluated (output path, device, engine, data batch size)
-        changes only float rounding and is left out, so a run may resume on another machine.
+        Where and how fast the points are evaluated (output path, device, engine, and under
+        ``bn: eval`` the data batch size) changes only float rounding and is left out, so a run
+        may resume on another machine. Under ``bn: train`` and ``bn: recalibrate`` the batch size
+        decides which samples make each batch's statistics, so it is kept.
         The checkpoint's path is information only: its content is compared by hash (the file's
         ``checkpoint_sha256``), so the same file by another path (absolute, moved) resumes.
         """
         d = self.to_dict()
         d.pop("out")
-        d["data"].pop("batch_size")
+        if self.eval.bn == "eval":  # under train and recalibrate the batches are the statistics
+            d["data"].pop("batch_size")
         d["model"].pop("checkpoint")
         for key in ("device", "engine", "compile", "memory_format", "memory_budget", "threads"):
             d["eval"].pop(key)
         return d
+
+
+def surface_identity(config: ComputeConfig) -> dict[str, Any]:
+    """``value_fingerprint`` less the settings that cannot change this config's values: the
+    direction seed of a family that does not draw from it (zca, pca, trajectory, interpolate,
+    hessian up to its eigensolver's start, directions read from a file), and the data seed
+    when every sample is used. Two configs with equal identities compute the same surface."""
+    d = config.value_fingerprint()
+    if config.direction.file or config.direction.name not in SEEDED_DIRECTIONS:
+        d["direction"].pop("seed")
+    if config.data.max_samples is None:
+        d["data"].pop("seed")
+    return d
 
 
 def _check_repeat(d: DirectionSpec) -> None:

@@ -454,10 +454,13 @@ def check_resumable(path: Path, header: RunHeader) -> None:
         raise SurfaceFileError(
             f"{str(path)!r} was made with a different config ({key}: {was!r} there, {now!r} now); {fix}"
         )
+    # the weights are compared by their hash when the caller has loaded them (compute), else by
+    # the checkpoint file's hash alone (sweep status, which loads no model)
     old_weights = json.loads(_text(attrs.get("weights_sha256", "null")))
-    if _text(
-        attrs.get("checkpoint_sha256", "")
-    ) != header.checkpoint_sha256 or old_weights != header.extra.get("weights_sha256"):
+    other_file = _text(attrs.get("checkpoint_sha256", "")) != header.checkpoint_sha256
+    if other_file or (
+        "weights_sha256" in header.extra and old_weights != header.extra["weights_sha256"]
+    ):
         raise SurfaceFileError(
             f"{str(path)!r} was made from other weights (checkpoint sha256 differs); {fix}"
         )

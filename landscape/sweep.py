@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import re
 import shlex
 from collections.abc import Callable
@@ -31,11 +32,11 @@ from typing import Any
 import h5py
 import numpy as np
 
-from landscape.config import ComputeConfig, apply_overrides, load_yaml_file
+from landscape.config import ComputeConfig, apply_overrides, load_yaml_file, surface_identity
 from landscape.errors import ConfigError, LandscapeError, SurfaceFileError
 
 SWEEP_KEY = "sweep"
-STATUSES = ("complete", "partial", "new", "conflict")
+STATUSES = ("complete", "partial", "new", "conflict", "missing")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")  # anything else in a value becomes "-" in a file name
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.]+)\}")
 
@@ -100,6 +101,7 @@ def expand_sweep_dict(raw: dict[str, Any]) -> list[SweepRun]:
             raise ConfigError(f"{where}: {exc}") from None
         runs.append(SweepRun(index, config, varying))
     _check_distinct_outputs(runs)
+    _check_distinct_surfaces(runs)
     return runs
 
 
@@ -164,6 +166,32 @@ def _file_safe(value: Any) -> str:
     return f"{safe}-{hashlib.sha256(text.encode()).hexdigest()[:6]}"
 
 
+def _check_distinct_surfaces(runs: list[SweepRun]) -> None:
+    """Refuse runs that would compute the same surface, e.g. a seed swept for a family whose
+    directions do not depend on it: the sweep would spend its time on copies."""
+    seen: dict[str, SweepRun] = {}
+    for run in runs:
+        key = json.dumps(surface_identity(run.config), sort_keys=True, default=str)
+        if key in seen:
+            first = seen[key]
+            raise ConfigError(
+                f"runs {first.index} ({first.label()}) and {run.index} ({run.label()}) would "
+                f"compute the same surface: {_why_same(first, run)}; drop that key from the "
+                "sweep, or sweep a setting that changes the surface"
+            )
+        seen[key] = run
+
+
+def _why_same(a: SweepRun, b: SweepRun) -> str:
+    differ = [k for k in a.varying if a.varying[k] != b.varying.get(k)]
+    keys = ", ".join(differ) or "nothing"
+    if any(k.startswith("direction.seed") for k in differ):
+        return f"{keys} does not change {a.config.direction.name}'s directions"
+    if "data.seed" in differ:
+        return f"{keys} changes nothing when every sample is used (no data.max_samples)"
+    return f"they differ only in {keys}, which does not change the values"
+
+
 def _check_distinct_outputs(runs: list[SweepRun]) -> None:
     seen: dict[str, SweepRun] = {}
     for run in runs:
@@ -180,48 +208,78 @@ def _check_distinct_outputs(runs: list[SweepRun]) -> None:
 
 
 def status(run: SweepRun) -> str:
-    """``new`` (no file), ``complete`` / ``partial`` (a file of this config, all / some points
-    done) or ``conflict`` (a file of another config or other weights, or not a surface file)."""
+    """``missing`` (an input file the run needs is not there: ``missing_input`` says which),
+    ``new`` (no file), ``complete`` / ``partial`` (a file of this config and checkpoint, all /
+    some points done) or ``conflict`` (a file of another config or other weights, or not a
+    surface file). The file is judged by compute's own resume check."""
+    if missing_input(run.config) is not None:
+        return "missing"
     path = Path(run.config.out)
     if not path.exists():
         return "new"
     from landscape._files import not_regular
-    from landscape.store import SCHEMA, SCHEMA_VERSION, done_flags, first_difference
+    from landscape.store import check_resumable, done_flags
 
     if not_regular(path):  # a FIFO would block the open for ever; compute refuses these
         return "conflict"
-
     try:
+        check_resumable(path, _stub_header(run.config))
         with h5py.File(path, "r") as f:
-            attrs = {k: _text(v) for k, v in f.attrs.items()}
-            done = done_flags(f) if "done" in f else None  # every repeat's
-    except OSError:
-        return "conflict"
-    if attrs.get("schema") != SCHEMA or attrs.get("schema_version") != str(SCHEMA_VERSION):
-        return "conflict"
-    try:
-        old = ComputeConfig.from_yaml(attrs.get("config", ""))
-    except ConfigError:
-        return "conflict"
-    if first_difference(old.value_fingerprint(), run.config.value_fingerprint()) is not None:
-        return "conflict"
-    if done is None or not _same_weights(run.config, attrs.get("checkpoint_sha256", "")):
+            done = done_flags(f)  # every repeat's
+    except (LandscapeError, OSError, KeyError):
         return "conflict"
     return "complete" if bool(done.all()) else "partial"
 
 
-def _same_weights(config: ComputeConfig, stored_sha: str) -> bool:
-    """False only when the centre checkpoint exists and is not the one the file was made from."""
+def _stub_header(config: ComputeConfig) -> Any:
+    """What compute's resume check compares, short of loading the model: config, grid shape
+    and the checkpoint file's hash (the weights' own hash needs the model; compute checks it)."""
     from landscape.checkpoint import file_sha256
     from landscape.compute import centre_checkpoint
+    from landscape.directions.base import DirectionSet
+    from landscape.grid import coordinates
+    from landscape.store import RunHeader
+
+    ckpt = centre_checkpoint(config)
+    x, y = coordinates(config.grid)
+    sha = file_sha256(ckpt) if ckpt else ""
+    return RunHeader(config, x, y, DirectionSet("", []), {}, sha, {})
+
+
+def missing_input(config: ComputeConfig) -> str | None:
+    """The first file or folder the run reads that is not there, as a phrase; None if all are.
+
+    Checked without loading anything: the centre checkpoint (or trajectory), targets, a
+    directions file, a model or data file, a data folder.
+    """
+    from landscape.compute import centre_checkpoint
+    from landscape.data import _parse_name
 
     try:
         ckpt = centre_checkpoint(config)
-    except LandscapeError:
-        return True  # the run itself reports this
-    if not ckpt or not Path(ckpt).is_file():
-        return True
-    return file_sha256(ckpt) == stored_sha
+    except LandscapeError as exc:  # a trajectory glob that matches nothing, ...
+        return str(exc)
+    d = config.direction
+    wanted = [("checkpoint", ckpt), ("directions file", d.file)]
+    wanted += [("target", t) for t in (d.targets if d.name == "interpolate" else [])]
+    name = config.model.name
+    if ":" in name and name.rsplit(":", 1)[0].endswith(".py"):
+        wanted.append(("model file", name.rsplit(":", 1)[0]))
+    try:
+        kind, arg = _parse_name(config.data.name)
+    except LandscapeError as exc:
+        return str(exc)
+    if kind in ("cifar10", "mnist"):
+        if not Path(arg).is_dir():
+            return f"data folder {arg} not found"
+    elif kind in ("npz", "pt"):
+        wanted.append(("data file", arg))
+    elif kind == "factory" and arg.rsplit(":", 1)[0].endswith(".py"):
+        wanted.append(("data file", arg.rsplit(":", 1)[0]))
+    for what, path in wanted:
+        if path and not Path(path).exists():
+            return f"{what} {path} not found"
+    return None
 
 
 def _text(value: Any) -> str:
@@ -251,6 +309,13 @@ def run_sweep(
     from landscape.compute import run_compute
 
     statuses = [status(run) for run in runs]
+    missing = [r for r, s in zip(runs, statuses, strict=True) if s == "missing"]
+    if missing:
+        raise ConfigError(
+            f"{len(missing)} run(s) cannot start, first run {missing[0].index} "
+            f"({missing[0].label()}): {missing_input(missing[0].config)}; fix the path, or "
+            "leave the run out of the sweep (`landscape sweep FILE --dry-run` lists them all)"
+        )
     conflicts = [r for r, s in zip(runs, statuses, strict=True) if s == "conflict"]
     if conflicts and not overwrite:
         raise SurfaceFileError(

@@ -134,3 +134,16 @@ def test_a_string_field_never_takes_a_number(tmp_path: Path, text: str, fragment
     with pytest.raises(ConfigError, match=re.escape(fragment)) as err:
         ComputeConfig.from_file(path)
     assert "quote" in str(err.value)
+
+
+@pytest.mark.parametrize(("bn", "same"), [("eval", True), ("train", False), ("recalibrate", False)])
+def test_batch_size_is_part_of_the_surface_under_batch_statistics(bn: str, same: bool) -> None:
+    """Under --bn train (each batch's statistics) and --bn recalibrate (which samples re-estimate
+    them) the batch size changes the values, so a resume with another one is refused."""
+    a, b = (
+        ComputeConfig.from_dict(
+            {**BASE, "data": {"name": "digits", "batch_size": n}, "eval": {"bn": bn}}
+        )
+        for n in (100, 500)
+    )
+    assert (a.value_fingerprint() == b.value_fingerprint()) == same

@@ -400,3 +400,16 @@ def test_checkpoint_of_another_shape_names_the_tensor(tmp_path: Path, tiny_npz: 
     assert "tensor layers.0.weight has shape (9, 6)" in result.output
     assert "same architecture" in result.output
     assert not (tmp_path / "x.h5").exists()
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi"), [(-0.3, 12.7), (0.0, 1.0), (-5e-4, 3e-3), (-2.0, 0.0), (0.1, 0.2), (-37.2, 81.9)]
+)
+def test_suggested_axis_covers_the_path_and_holds_zero(lo: float, hi: float) -> None:
+    from landscape.config import parse_axis
+    from landscape.directions.trajectory import suggested_axis
+
+    axis = parse_axis(suggested_axis(lo, hi))
+    x = np.linspace(axis.lo, axis.hi, axis.num)
+    assert x.min() < min(lo, 0.0) and x.max() > max(hi, 0.0) and 13 <= axis.num <= 32
+    assert np.abs(x).min() <= 1e-12 * (axis.hi - axis.lo)  # the centre is a grid point

@@ -648,7 +648,7 @@ def test_resume_accepts_the_same_checkpoint_by_another_path(
 def test_sweep_reads_a_crafted_file_as_data(
     tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
 ) -> None:
-    path = surface(tmp_path, tiny_npz, tiny_mlp_ckpt, "run.h5")
+    path = surface(tmp_path, tiny_npz, tiny_mlp_ckpt, "run0.h5")
     marker = tmp_path / "pwned"
 
     def evil(cfg):
@@ -657,7 +657,7 @@ def test_sweep_reads_a_crafted_file_as_data(
 
     set_stored_config(path, evil)
     (tmp_path / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
-    os.mkfifo(tmp_path / "fifo.h5")
+    os.mkfifo(tmp_path / "run1.h5")
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(
         yaml.safe_dump(
@@ -669,8 +669,8 @@ def test_sweep_reads_a_crafted_file_as_data(
                 },
                 "data": {"name": f"npz:{tiny_npz}"},
                 "grid": {"x": "-1:1:3", "y": "-1:1:3"},
-                "out": str(tmp_path / "unused.h5"),
-                "sweep": {"out": [str(path), str(tmp_path / "fifo.h5")]},
+                "out": str(tmp_path / "run{direction.seed}.h5"),
+                "sweep": {"direction.seed": [0, 1]},
             }
         )
     )

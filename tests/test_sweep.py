@@ -191,9 +191,39 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
 
 def test_cli_failing_run_is_named(tmp_path: Path, tiny_sweep: Path) -> None:
     raw = yaml.safe_load(tiny_sweep.read_text())
-    raw["model"]["checkpoint"] = str(tmp_path / "missing.pt")
+    raw["model"]["checkpoint"] = str(tmp_path / "garbage.pt")
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
     code, _, err = cli("sweep", str(write(tmp_path, raw)), "-q")
-    assert code == 1 and err.startswith("Error: run 0 (direction.seed=0): checkpoint file")
+    assert code == 1 and err.startswith("Error: run 0 (direction.seed=0): checkpoint ")
+
+
+def test_runs_that_cannot_start_are_listed_and_refused(tmp_path: Path, tiny_sweep: Path) -> None:
+    raw = yaml.safe_load(tiny_sweep.read_text())
+    raw["model"]["checkpoint"] = str(tmp_path / "{direction.seed}.pt")
+    torch.save({}, tmp_path / "0.pt")  # run 0 has its checkpoint, run 1 has none
+    path = write(tmp_path, raw)
+    code, out, _ = cli("sweep", str(path), "--dry-run")
+    lines = out.splitlines()[1:]
+    assert code == 0 and "new" in lines[0]
+    assert "missing" in lines[1] and f"(checkpoint {tmp_path / '1.pt'} not found)" in lines[1]
+    code, _, err = cli("sweep", str(path), "-q")
+    assert code == 1 and "1 run(s) cannot start, first run 1 (direction.seed=1)" in err
+    assert not list(tmp_path.glob("*.h5"))  # refused before any run started
+
+
+@pytest.mark.parametrize(
+    ("sweep", "why"),
+    [
+        ({"direction.name": ["pca"], "direction.seed": [0, 1]}, "does not change pca's directions"),
+        ({"data.seed": [0, 1]}, "changes nothing when every sample is used"),
+    ],
+)
+def test_runs_that_would_compute_the_same_surface_are_refused(
+    tmp_path: Path, sweep: dict, why: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(why)):
+        expand_sweep(write(tmp_path, {**BASE, "sweep": sweep}))
+    expand_sweep(write(tmp_path, {**BASE, "sweep": {"direction.seed": [0, 1]}}))  # filter-norm
 
 
 def test_cli_help_has_example() -> None:

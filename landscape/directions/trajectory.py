@@ -33,6 +33,7 @@ so the path can be drawn on the surface with its losses.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from pathlib import Path
 
@@ -208,11 +209,24 @@ def _attrs(
 
 
 def suggested_axis(lo: float, hi: float, num: int = 31, margin: float = 0.25) -> str:
-    """A ``MIN:MAX:NUM`` axis covering ``[lo, hi]`` (and 0) with ``margin`` of the span each side."""
+    """A ``MIN:MAX:NUM`` axis covering ``[lo, hi]`` and 0 with ``margin`` of the span each side,
+    about ``num`` points, with 0 one of them (the centre θ is then a grid point).
+
+    The step is a round number (1, 2, 2.5 or 5 × 10^k) and both ends are whole multiples of it,
+    so ``linspace(MIN, MAX, NUM)`` passes through 0.
+    """
     lo, hi = min(lo, 0.0), max(hi, 0.0)
     pad = margin * (hi - lo) if hi > lo else 1.0
-    return f"{_round(lo - pad)}:{_round(hi + pad)}:{num}"
+    step = _round_step((hi - lo + 2 * pad) / (num - 1))
+    first, last = math.floor((lo - pad) / step), math.ceil((hi + pad) / step)
+    return f"{_text(first * step)}:{_text(last * step)}:{last - first + 1}"
 
 
-def _round(v: float) -> str:
-    return f"{v:.3g}"
+def _round_step(raw: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 (× 10^k) at least ``raw``."""
+    power = 10.0 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw * (1 - 1e-9))
+
+
+def _text(v: float) -> str:
+    return f"{v:.6g}"
