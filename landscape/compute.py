@@ -21,7 +21,7 @@ import torch
 from landscape import checkpoint, grid, parallel, params
 from landscape._files import Output
 from landscape.config import ComputeConfig
-from landscape.data import EvalData, check_finite_samples, load_data
+from landscape.data import EvalData, load_data
 from landscape.directions import DirectionContext, DirectionSet, build, load_directions, summarize
 from landscape.directions.paths import expand_checkpoints
 from landscape.engine import ReferenceEvaluator, eval_mode, resolve_device
@@ -193,8 +193,6 @@ def probe(prep: Prepared, config: ComputeConfig, directions: list[dict[str, torc
             f"model {config.model.name!r} cannot run on data {config.data.name!r} "
             f"(inputs of shape {tuple(x.shape[1:])}): {first}; check --model, --model-arg and --data"
         ) from None
-    if not prep.data.is_tensor_backed:  # tensor sets were checked whole when loaded
-        check_finite_samples(x, y, config.data.name)
     if config.eval.loss == "cross-entropy":
         check_label_range(prep.data, y, logits, config.data.name)
     try:
@@ -210,7 +208,7 @@ def check_label_range(data: EvalData, y: torch.Tensor, logits: torch.Tensor, nam
     """Class labels must index the model's outputs: name both ranges when they do not."""
     if y.is_floating_point() or logits.ndim < 2:
         return
-    labels = data.tensors("cpu")[1] if data.is_tensor_backed else y
+    labels = data.tensors("cpu")[1]  # the whole set's labels, not only the probe batch's
     lo, hi, classes = int(labels.min()), int(labels.max()), int(logits.shape[1])
     if lo >= 0 and hi < classes:
         return

@@ -12,7 +12,8 @@ Accepted specs (``DataSpec.name``):
   scaled to [0, 1], then, if ``normalize``, with mean 0.1307 and std 0.3081.
 - ``npz:FILE`` / ``pt:FILE``: arrays ``x`` and ``y`` used as they are (one set: ``split`` ignored).
 - ``pkg.module:factory`` / ``file.py:factory``: ``factory(split=...)`` (or ``factory()``) returning
-  a map-style ``torch.utils.data.Dataset`` of ``(x, y)`` pairs.
+  a map-style ``torch.utils.data.Dataset`` of ``(x, y)`` pairs, read once into tensors (its
+  transforms run once per sample, not once per grid point).
 
 ``max_samples=N`` keeps the first N indices of ``numpy.random.default_rng(seed).permutation(n)``,
 sorted so that samples stay in file order. No augmentation, no shuffling: every call of
@@ -80,7 +81,7 @@ class _Raw:
 
 
 class EvalData:
-    """A fixed, ordered evaluation set: in-memory tensors or a lazily read factory Dataset.
+    """A fixed, ordered evaluation set held as two tensors (a factory's Dataset is read once).
 
     Build it with :func:`load_data`. ``info`` is the provenance that :meth:`describe` returns.
     """
@@ -89,21 +90,16 @@ class EvalData:
         self,
         *,
         info: dict[str, Any],
-        x: Tensor | None = None,
-        y: Tensor | None = None,
-        dataset: Dataset | None = None,
+        x: Tensor,
+        y: Tensor,
         sample_shape: tuple[int, ...] = (),
         num_classes: int | None = None,
     ) -> None:
-        self._x, self._y, self._dataset = x, y, dataset
+        self._x, self._y = x, y
         self._info = dict(info)
         self._on_device: dict[str, tuple[Tensor, Tensor]] = {}
         self.sample_shape = tuple(sample_shape)
         self.num_classes = num_classes
-
-    @property
-    def is_tensor_backed(self) -> bool:
-        return self._x is not None
 
     def __len__(self) -> int:
         return int(self._info["n"])
@@ -115,30 +111,23 @@ class EvalData:
         self, batch_size: int, device: torch.device | str = "cpu"
     ) -> Iterator[tuple[Tensor, Tensor]]:
         """Yield ``(x, y)`` batches of at most ``batch_size`` samples on ``device``, always in the
-        same order. Tensor-backed sets are copied to a device once and kept there."""
+        same order. The set is copied to a device once and kept there."""
         if batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
-        if self._x is None:
-            yield from self._dataset_batches(batch_size, torch.device(device))
-            return
-        x, y = self._tensors_on(torch.device(device))
+        x, y = self.tensors(device)
         for start in range(0, len(x), batch_size):
             yield x[start : start + batch_size], y[start : start + batch_size]
 
     def tensors(self, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
-        """All samples as two tensors ``(x, y)`` on ``device`` (a factory set is collated once)."""
-        device = torch.device(device)
-        if self._x is not None:
-            return self._tensors_on(device)
-        key = str(device)
+        """All samples as two tensors ``(x, y)`` on ``device``."""
+        key = str(torch.device(device))
         if key not in self._on_device:
-            x, y = next(self._dataset_batches(len(self), torch.device("cpu")))
-            self._on_device[key] = (x.to(device), y.to(device))
+            self._on_device[key] = (self._x.to(device), self._y.to(device))
         return self._on_device[key]
 
     def describe(self) -> dict[str, Any]:
         """JSON-able provenance: spec, split, sizes, subset and content hashes, notes."""
-        if self._x is not None and "data_sha256" not in self._info:
+        if "data_sha256" not in self._info:
             x, y = self._x.contiguous(), self._y.contiguous()
             self._info["data_sha256"] = _short_sha256(
                 x.view(torch.uint8).numpy(), y.view(torch.uint8).numpy()
@@ -148,19 +137,6 @@ class EvalData:
         out["num_classes"] = self.num_classes
         out["notes"] = list(out.get("notes", []))
         return out
-
-    def _tensors_on(self, device: torch.device) -> tuple[Tensor, Tensor]:
-        key = str(device)
-        if key not in self._on_device:
-            self._on_device[key] = (self._x.to(device), self._y.to(device))
-        return self._on_device[key]
-
-    def _dataset_batches(
-        self, batch_size: int, device: torch.device
-    ) -> Iterator[tuple[Tensor, Tensor]]:
-        loader = DataLoader(self._dataset, batch_size=batch_size, shuffle=False, num_workers=0)
-        for x, y in loader:
-            yield torch.as_tensor(x).to(device), torch.as_tensor(y).to(device)
 
 
 # --- public entry points --------------------------------------------------------------------------
@@ -480,13 +456,49 @@ def _load_factory(spec: DataSpec, split: str) -> EvalData:
         info["split"] = None
         info["notes"].insert(0, f"factory takes no split argument; split {split!r} ignored")
     subset = dataset if len(idx) == n else Subset(dataset, idx.tolist())
+    x, y = _materialize(subset, first, spec.name)
+    check_finite_samples(x, y, spec.name)
     classes = getattr(dataset, "classes", None)
     return EvalData(
         info=info,
-        dataset=subset,
-        sample_shape=tuple(torch.as_tensor(first[0]).shape),
+        x=x,
+        y=y,
+        sample_shape=tuple(x.shape[1:]),
         num_classes=len(classes) if isinstance(classes, (list, tuple)) else None,
     )
+
+
+def _materialize(dataset: Dataset, first: Any, name: str) -> tuple[Tensor, Tensor]:
+    """Read a map-style Dataset once, in index order, into two tensors.
+
+    A factory's Dataset may decode files and apply transforms at every ``__getitem__``
+    (torchvision's CIFAR10 does); read through a DataLoader at every grid point it would be
+    decoded once per point, 2,601 times on a 51 × 51 grid. Its samples are fixed (no
+    augmentation on an evaluation set), so they are read once, here, as the built-in readers do.
+    """
+    from landscape.grid import available_memory
+
+    x0, y0 = (torch.as_tensor(v) for v in first)
+    need = len(dataset) * (x0.element_size() * x0.numel() + y0.element_size() * y0.numel())
+    have = available_memory()
+    if have is not None and 2 * need > have:  # the batches and their concatenation
+        raise DataError(
+            f"data factory {name!r}: its {len(dataset)} samples take about {need / 1e9:.2f} GB "
+            f"as tensors, more than half of the {have / 1e9:.2f} GB of memory available; "
+            "evaluate on fewer samples (--max-samples N, a seeded subset)"
+        )
+    xs, ys = [], []
+    loader = DataLoader(dataset, batch_size=256, shuffle=False, num_workers=0)
+    try:
+        for x, y in loader:
+            xs.append(torch.as_tensor(x))
+            ys.append(torch.as_tensor(y))
+    except Exception as exc:
+        raise DataError(
+            f"data factory {name!r}: reading its samples failed ({type(exc).__name__}: {exc}); "
+            "items must be (x, y) pairs of tensors or numbers of one shape"
+        ) from None
+    return torch.cat(xs), torch.cat(ys)
 
 
 def _accepts_split(fn: Any) -> bool:

@@ -6,6 +6,7 @@ import gzip
 import json
 import pickle
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -403,3 +404,55 @@ def test_prefix_without_path_and_bad_split():
         load_data(DataSpec("cifar10:"))
     with pytest.raises(DataError, match="train, test"):
         load_data(DataSpec("digits", split="validation"))
+
+
+COUNTING_SOURCE = """
+import torch
+from torch.utils.data import Dataset
+
+READS = []
+
+
+class Decoding(Dataset):
+    '''Like torchvision's CIFAR10 with transforms: work at every __getitem__.'''
+
+    def __len__(self):
+        return 40
+
+    def __getitem__(self, i):
+        READS.append(i)
+        g = torch.Generator().manual_seed(i)
+        return torch.randn(6, generator=g), i % 3
+
+
+def make(split="train"):
+    return Decoding()
+"""
+
+
+def test_a_factory_dataset_is_read_once_for_the_whole_grid(tmp_path: Path) -> None:
+    import warnings
+
+    from landscape.compute import run_compute
+    from landscape.config import ComputeConfig
+
+    source = tmp_path / "decoding.py"
+    source.write_text(COUNTING_SOURCE)
+    config = ComputeConfig.from_dict(
+        {
+            "model": {"name": "mlp", "args": {"in_features": 6, "hidden": 8, "num_classes": 3}},
+            "data": {"name": f"{source}:make", "batch_size": 7},
+            "grid": {"x": "-1:1:3", "y": "-1:1:3"},
+            "eval": {"engine": "reference", "compile": "off", "device": "cpu"},
+            "out": str(tmp_path / "s.h5"),
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no checkpoint: a random initialization
+        run_compute(config)
+    module = next(
+        m for name, m in sys.modules.items() if name.startswith("_landscape_user_")
+        and getattr(m, "__file__", "") == str(source)
+    )  # fmt: skip
+    # each sample decoded once (the first once more, to check its shape), not once a point
+    assert sorted(set(module.READS)) == list(range(40)) and len(module.READS) == 41
