@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -353,20 +355,76 @@ def compute(
 
 
 def _progress_bar(total: int, initial: int, *, file: Any = None, force: bool = False) -> Any:
-    """Points done, points/s and time left on stderr; off when stderr is not a terminal."""
+    """Points done, points/s and time left on stderr: a bar on a terminal, else (a Slurm log,
+    nohup) a line every PROGRESS_SECONDS."""
     from tqdm import tqdm
 
     stream = file or sys.stderr
+    if not (force or stream.isatty()):
+        return LineProgress(total, initial, stream)
     return tqdm(
         total=total,
         initial=initial,
         unit="pt",
         desc="points",
         file=stream,
-        disable=not (force or stream.isatty()),
         dynamic_ncols=True,
         mininterval=0.5,
     )
+
+
+PROGRESS_SECONDS = 30.0
+
+
+class LineProgress:
+    """Progress for a log file: ``points 120/441 (27%), 3.1 points/s, 1m44s left`` at most
+    every ``every`` seconds (a bar's carriage returns make a log unreadable)."""
+
+    def __init__(
+        self,
+        total: int,
+        initial: int,
+        stream: Any,
+        every: float = PROGRESS_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.total, self.done, self.stream, self.every, self.clock = (
+            total,
+            initial,
+            stream,
+            every,
+            clock,
+        )
+        self.first = initial
+        self.start = self.last = clock()
+
+    def update(self, n: int) -> None:
+        self.done += n
+        now = self.clock()
+        if now - self.last >= self.every:
+            self.last = now
+            print(self.line(now), file=self.stream, flush=True)
+
+    def line(self, now: float) -> str:
+        rate = (self.done - self.first) / max(now - self.start, 1e-9)
+        left = (self.total - self.done) / rate if rate > 0 else float("inf")
+        share = 100.0 * self.done / max(self.total, 1)
+        return (
+            f"points {self.done}/{self.total} ({share:.0f}%), {rate:.3g} points/s, "
+            f"{_duration(left)} left"
+        )
+
+    def close(self) -> None:
+        return None  # the command's summary line follows
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "unknown time"
+    seconds = round(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
 # --- curvature --------------------------------------------------------------------------------

@@ -141,6 +141,23 @@ def test_cli_progress_bar_shows_rate_and_time_left() -> None:
     assert "15/100" in text and "pt/s" in text and "<" in text  # elapsed<remaining
 
 
+def test_progress_in_a_log_is_a_line_every_30_seconds() -> None:
+    """stderr that is not a terminal (a Slurm log, nohup): lines, not a bar, every ~30 s."""
+    from landscape.cli import PROGRESS_SECONDS, LineProgress, _progress_bar
+
+    assert isinstance(_progress_bar(10, 0, file=io.StringIO()), LineProgress)
+    now = [0.0]
+    stream = io.StringIO()
+    bar = LineProgress(441, 21, stream, clock=lambda: now[0])
+    for _ in range(20):  # 20 points in 40 s: one line, at 30 s (the next would be at 60 s)
+        now[0] += 2.0
+        bar.update(1)
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert PROGRESS_SECONDS == 30.0 and len(lines) == 1
+    assert lines[0] == "points 36/441 (8%), 0.5 points/s, 13m30s left"
+
+
 def test_max_samples_subset_is_recorded(tmp_path: Path, tiny_npz: Path) -> None:
     r = run_compute(config(tmp_path, tiny_npz, data={"max_samples": 10, "seed": 4}))
     s = read_surface(r.path)
