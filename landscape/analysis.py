@@ -28,6 +28,7 @@ coefficients ``a``, ``b``), so with filter-normalized directions ``a = 0.2`` mov
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
@@ -438,6 +439,68 @@ def _cell_sizes(axis: np.ndarray) -> np.ndarray:
     return np.abs(np.diff(edges))
 
 
+FINE_POINTS = 1200  # at most this many fine points per axis for the interpolated area
+
+
+def interpolated_area(
+    axes: list[np.ndarray],
+    f: np.ndarray,
+    region: np.ndarray,
+    threshold: float,
+    at: tuple[int, ...],
+) -> float:
+    """The area of the basin ``f ≤ threshold`` around grid point ``at``, from the bilinear
+    interpolant of ``f``: the same linear interpolation between grid points that the widths use.
+
+    Counting whole grid cells would floor the area at one cell (a basin narrower than the grid
+    spacing would still get a cell's diameter, coarser than its interpolated widths). Instead
+    the region's bounding box, one grid cell wider on every side, is cut into ``k × k`` sub-cells
+    per grid cell; the sub-cells whose interpolated value at their centre is ≤ ``threshold``
+    and which connect to the centre's sub-cell are summed. Points not computed count as outside.
+    """
+    from scipy.interpolate import RegularGridInterpolator
+
+    rows, cols = np.nonzero(region)
+    i0, i1 = max(int(rows.min()) - 1, 0), min(int(rows.max()) + 1, f.shape[0] - 1)
+    j0, j1 = max(int(cols.min()) - 1, 0), min(int(cols.max()) + 1, f.shape[1] - 1)
+    x, y = axes[0][i0 : i1 + 1], axes[1][j0 : j1 + 1]
+    if len(x) < 2 or len(y) < 2:  # a grid of one row or column: whole cells
+        cells = np.outer(_cell_sizes(axes[0]), _cell_sizes(axes[1]))
+        return float(cells[region].sum())
+    sub = f[i0 : i1 + 1, j0 : j1 + 1]
+    finite = np.isfinite(sub)
+    above = max(threshold, float(sub[finite].max())) + 1.0 + abs(threshold)
+    sub = np.where(finite, sub, above)  # not computed: outside, and finite to interpolate
+    k = max(2, min(16, FINE_POINTS // max(len(x), len(y))))
+    fx, wx = _fine_cells(x, k)
+    fy, wy = _fine_cells(y, k)
+    order = np.argsort(x), np.argsort(y)
+    values = RegularGridInterpolator((x[order[0]], y[order[1]]), sub[np.ix_(*order)])(
+        np.stack(np.meshgrid(fx, fy, indexing="ij"), axis=-1)
+    )
+    inside = values <= threshold
+    if not inside.any():  # narrower than a sub-cell: the sub-cell at the centre bounds it
+        return float(
+            wx[np.argmin(np.abs(fx - axes[0][at[0]]))] * wy[np.argmin(np.abs(fy - axes[1][at[1]]))]
+        )
+    labels, _ = ndimage.label(inside)
+    cx = int(np.argmin(np.abs(fx - axes[0][at[0]])))
+    cy = int(np.argmin(np.abs(fy - axes[1][at[1]])))
+    if not inside[cx, cy]:  # the centre sits on a sub-cell corner: take its nearest inside one
+        near = np.argwhere(inside)
+        cx, cy = near[np.argmin(np.hypot(fx[near[:, 0]] - fx[cx], fy[near[:, 1]] - fy[cy]))]
+    mask = labels == labels[cx, cy]
+    return float(np.outer(wx, wy)[mask].sum())
+
+
+def _fine_cells(axis: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centres and widths of ``k`` equal sub-cells in every interval between grid points."""
+    edges = np.concatenate(
+        [np.linspace(a, b, k + 1)[:-1] for a, b in itertools.pairwise(axis)] + [axis[-1:]]
+    )
+    return (edges[1:] + edges[:-1]) / 2.0, np.abs(np.diff(edges))
+
+
 def basin(
     axes: list[np.ndarray],
     f: np.ndarray,
@@ -462,8 +525,7 @@ def basin(
     result: dict[str, Any] = {}
     if f.ndim == 2:
         (ext_y, width_y, open_y) = measured[1]
-        cells = np.outer(_cell_sizes(axes[0]), _cell_sizes(axes[1]))
-        area = float(cells[region].sum())
+        area = interpolated_area(axes, f, region, t, centre.index)
         # open: the region reaches the edge, or a neighbour of it is not computed
         grown = ndimage.binary_dilation(region) & ~region
         edge = (

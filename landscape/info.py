@@ -25,8 +25,7 @@ def format_info(surface: Surface, options: AnalysisOptions | None = None) -> str
     provenance, one fact a line. ``options`` sets the analysis' ε, threshold and fit radius."""
     lines = [f"file:        {surface.path}", f"format:      {_format_name(surface)}"]
     lines.append(f"grid:        {_grid_text(surface)}")
-    done, total = int(surface.done.sum()), surface.done.size
-    lines.append(f"done:        {done} of {total} points ({100.0 * done / total:.1f}%)")
+    lines.append(f"done:        {_done_text(surface)}")
     nonfinite = sum(
         int(np.sum(surface.done & ~np.isfinite(v)))
         for q, v in surface.values.items()
@@ -488,6 +487,17 @@ def _weights_text(cfg: dict[str, Any]) -> str:
     if not (is_builtin(name) or is_callable_spec(name)):
         return "weights of the saved program"  # a TorchScript or torch.export file
     return f"random initialization (seed {_get(cfg, 'direction', 'seed')}), no checkpoint"
+
+
+def _done_text(surface: Surface) -> str:
+    """Points done over every repeat of a ``--repeat`` file, and each repeat's count."""
+    dones = [surface.done] + [r.done for r in surface.repeats]
+    done, total = sum(int(d.sum()) for d in dones), sum(d.size for d in dones)
+    text = f"{done} of {total} points ({100.0 * done / total:.1f}%)"
+    if len(dones) > 1:
+        each = ", ".join(str(int(d.sum())) for d in dones)
+        text += f" over {len(dones)} repeats ({each} of {surface.done.size} each)"
+    return text
 
 
 def _get(cfg: dict[str, Any], group: str, key: str) -> Any:

@@ -376,3 +376,20 @@ def test_compute_run_stores_its_analysis(tmp_path: Path, tiny_npz: Path) -> None
         float(s.values["train_loss"][2, 2])
     )
     assert "(stored in the file)" in info(result.path)
+
+
+def test_a_basin_narrower_than_a_cell_gets_a_diameter_as_fine_as_its_widths() -> None:
+    """Only the centre of an 11 × 11 grid (spacing 0.2) is below the threshold: counting whole
+    cells gave a diameter of one cell (0.2257), coarser than the interpolated widths. The area
+    comes from the same linear interpolation as the widths, so the diameter lies between them."""
+    x = y = np.linspace(-1.0, 1.0, 11)
+    f = bowl_values(x, y, np.diag([400.0, 8000.0]))  # half-widths by interpolation ≪ 0.2
+    b = analyse(as_surface(x, y, f), "train_loss").basin
+    assert b.points == 1 and b.width_x < 0.2 and b.width_y < b.width_x
+    assert b.width_y <= b.diameter <= b.width_x
+    # on a fine grid the same bowl's diameter is the ellipse's, 2·sqrt(2/sqrt(h1·h2))
+    fine = np.linspace(-0.2, 0.2, 201)
+    b = analyse(
+        as_surface(fine, fine, bowl_values(fine, fine, np.diag([400.0, 8000.0]))), "train_loss"
+    ).basin
+    assert b.diameter == pytest.approx(2 * math.sqrt(2 / math.sqrt(400.0 * 8000.0)), rel=0.02)

@@ -286,6 +286,16 @@ def test_info_shows_the_repeats_block() -> None:
     assert not any("train_acc mean" in ln for ln in lines)  # losses only: keep it short
 
 
+def test_info_counts_the_points_of_every_repeat() -> None:
+    """Mid-run, repeat 0 complete and a later seed at 7 of 15: not "done 15 of 15 (100%)"."""
+    s = surface_with_repeats()
+    partial = s.done.copy()
+    partial.reshape(-1)[7:] = False
+    s.repeats[1] = Repeat(9, s.repeats[1].values, partial)
+    done = next(ln for ln in format_info(s).splitlines() if ln.startswith("done:"))
+    assert done == "done:        37 of 45 points (82.2%) over 3 repeats (15, 15, 7 of 15 each)"
+
+
 def test_info_gives_each_seeds_analysis_as_mean_and_spread() -> None:
     """Seed r's surface is the bowl 1 + h_r(x² + y²)/2 with h_r = 1, 2, 3: the fitted curvatures
     are h_r (2 ± 1), and the ε-sharpness 100·(h_r·0.2²)/(1 + 1) = 2·h_r (4 ± 2)."""
