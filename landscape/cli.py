@@ -149,6 +149,7 @@ FLAG_KEYS = {
     "targets": "direction.targets",
     "states": "direction.states",
     "hessian_samples": "direction.hessian_samples",
+    "orthogonal_to_weights": "direction.orthogonal_to_weights",
     "x": "grid.x",
     "y": "grid.y",
     "loss": "eval.loss",
@@ -261,6 +262,13 @@ def build_compute_config(
 )
 @click.option(
     "--states", is_flag=True, default=None, help="interpolate: move BatchNorm buffers too."
+)
+@click.option(
+    "--orthogonal-to-weights",
+    is_flag=True,
+    default=None,
+    help="zca, pca: remove each filter's component along the weights before normalizing "
+    "(info warns when a direction is aligned with them).",
 )
 @click.option(
     "--hessian-samples",

@@ -23,6 +23,7 @@ from landscape._files import Output
 from landscape.config import ComputeConfig
 from landscape.data import EvalData, load_data
 from landscape.directions import DirectionContext, DirectionSet, build, load_directions, summarize
+from landscape.directions.base import alignment_warning, weight_alignment
 from landscape.directions.paths import expand_checkpoints
 from landscape.engine import ReferenceEvaluator, eval_mode, resolve_device
 from landscape.engine.reference import PointEvaluatorBase, to_channels_last
@@ -233,6 +234,14 @@ def directions_for(
     if repeat:
         seed = config.direction.seed + repeat
         config = replace(config, direction=replace(config.direction, seed=seed))
+    built = _build_directions(config, prep)
+    built.attrs.update(weight_alignment(built, prep.centre))  # cos(d, θ), which info reports
+    return built
+
+
+def _build_directions(config: ComputeConfig, prep: Prepared) -> DirectionSet:
+    """The family's directions from the run's weights, data and loss (or --directions FILE)."""
+    count = config.dims
     if config.direction.file:
         order = list(prep.model.state_dict())  # a reference "states" file's order
         return load_directions(
@@ -310,6 +319,9 @@ def _run_root(
         ]
         device_dirs = directions.to(prep.device).vectors
         probe(prep, config, device_dirs)
+        aligned = alignment_warning({"method": directions.method, **directions.attrs})
+        if aligned and source is None:
+            warnings.warn(aligned, LandscapeWarning, stacklevel=2)
         if random_initialization(config):
             warnings.warn(
                 f"no --checkpoint: evaluating a random initialization of {config.model.name!r} "

@@ -38,6 +38,8 @@ MEMORY_FORMAT_CHOICES = ("auto", "contiguous", "channels-last")
 # families whose directions are drawn from the seed; the others do not change with it (zca, pca,
 # trajectory, interpolate) or only through the eigensolver's start vector (hessian)
 SEEDED_DIRECTIONS = ("filter-norm", "qr-orthogonal")
+# families built from the weights themselves, which can be aligned with them
+WEIGHT_DERIVED = ("zca", "pca")
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ class DirectionSpec:
     model's checkpoint A. ``states``: interpolation moves BN buffers too. ``hessian_samples``: how
     many evaluation samples the Hessian is taken over. ``repeat``: R surfaces in one file, repeat
     r along directions drawn with seed ``seed + r`` (random families only).
+    ``orthogonal_to_weights`` (zca, pca): each filter's component along the weights' own filter
+    is removed before normalizing, so the pair does not mostly rescale the weights.
     """
 
     name: str = "filter-norm"
@@ -83,6 +87,7 @@ class DirectionSpec:
     states: bool = False
     hessian_samples: int = 1000
     repeat: int = 1
+    orthogonal_to_weights: bool = False  # zca, pca: each filter's component along θ removed
 
 
 @dataclass(frozen=True)
@@ -174,6 +179,11 @@ class ComputeConfig:
             )
         if d.name == "interpolate" and not self.model.checkpoint:
             raise ConfigError("direction interpolate starts at --checkpoint A; give --checkpoint")
+        if d.orthogonal_to_weights and d.name not in WEIGHT_DERIVED:
+            raise ConfigError(
+                f"direction.orthogonal_to_weights is for the directions derived from the weights "
+                f"({', '.join(WEIGHT_DERIVED)}); {d.name}'s are not, drop it"
+            )
         if d.hessian_samples < 1:
             raise ConfigError(
                 f"direction.hessian_samples must be at least 1, got {d.hessian_samples}"

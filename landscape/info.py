@@ -16,6 +16,7 @@ from landscape.analysis import (
     stored_or_computed,
 )
 from landscape.curvature_store import CurvatureMap
+from landscape.directions.base import alignment_warning
 from landscape.store import stored_config
 from landscape.surface import Surface
 
@@ -193,6 +194,9 @@ _COMMON_ATTRS = {
     "norm_x",
     "norm_y",
     "cosine",
+    "cos_theta_x",
+    "cos_theta_y",
+    "orthogonal_to_weights",
     "source",
 }
 _SOURCE_KEYS = ("files", "sources", "targets", "checkpoint_files")
@@ -216,8 +220,16 @@ def _direction_lines(s: Surface) -> list[str]:
     ]
     if "cosine" in a:
         norms.append(f"cos(d1,d2)={_num(a['cosine'], 3)}")
+    norms += [
+        f"cos({name},θ)={_num(a[key], 3)}"
+        for key, name in (("cos_theta_x", "d1"), ("cos_theta_y", "d2"))
+        if key in a
+    ]
     if norms:
         line.append(f"{_PAD}{', '.join(norms)}")
+    warning = alignment_warning(a)
+    if warning:
+        line.append(f"{_PAD}warning: {warning}")
     if "source" in a:
         line.append(f"{_PAD}read from {a['source']}")
     used = set(_COMMON_ATTRS)

@@ -318,3 +318,67 @@ def test_compute_cli(name: str, tmp_path: Path, tiny_npz: Path) -> None:
 def test_summary_cosine_is_zero() -> None:
     for name in FAMILIES:
         assert abs(summarize(build(name))["cosine"]) < 1e-6
+
+
+# --- alignment with the weights ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["zca", "pca"])
+def test_orthogonal_to_weights_removes_each_filters_component(name: str) -> None:
+    theta = tiny_theta()
+    ds = build(name, theta, orthogonal_to_weights=True)
+    for k, w in theta.items():
+        if w.ndim < 2:
+            continue
+        rows = w.reshape(w.shape[0], -1).double()
+        d1, d2 = (d[k].reshape(w.shape[0], -1).double() for d in ds.vectors)
+        for d in (d1, d2):
+            np.testing.assert_allclose((d * rows).sum(1), 0.0, atol=1e-5)  # ⊥ each own filter
+            live = d.norm(dim=1) > 0
+            np.testing.assert_allclose(d.norm(dim=1)[live], rows.norm(dim=1)[live], rtol=1e-5)
+        np.testing.assert_allclose((d1 * d2).sum(1), 0.0, atol=1e-5)  # the pair still ⊥
+    assert ds.attrs["orthogonal_to_weights"] is True
+
+
+BN_ALIGNED = """
+import torch
+def make():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(6, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU(), torch.nn.Linear(16, 3)
+    )
+    with torch.no_grad():  # weights dominated by one rank-1 pattern, as trained layers often are
+        for layer in (net[0], net[3]):
+            u, v = torch.randn(layer.weight.shape[0]), torch.randn(layer.weight.shape[1])
+            layer.weight.copy_(torch.outer(u, v) + 0.05 * torch.randn_like(layer.weight))
+    return net
+"""
+
+
+def test_info_warns_when_a_direction_is_aligned_with_the_weights(
+    tmp_path: Path, tiny_npz: Path
+) -> None:
+    (tmp_path / "bn.py").write_text(BN_ALIGNED)
+    base = ["compute", "--model", f"{tmp_path / 'bn.py'}:make", "--data", f"npz:{tiny_npz}",
+            "--x=-1:1:3", "--y=-1:1:3", "--quiet"]  # fmt: skip
+
+    def cos_and_info(out: str, *extra: str) -> tuple[dict, str, str]:
+        result = CliRunner().invoke(main, [*base, "--out", str(tmp_path / out), *extra])
+        assert result.exit_code == 0, result.output
+        text = CliRunner().invoke(main, ["info", str(tmp_path / out)]).stdout
+        return read_surface(tmp_path / out).direction_attrs, text, result.stderr
+
+    attrs, text, err = cos_and_info("pca.h5", "--direction", "pca")
+    assert attrs["cos_theta_x"] > 0.9  # d1 ≈ the weights' own rank-1 part
+    assert "cos(d1,θ)=0.9" in text and "d1 (cos 0.9" in text
+    assert "largely aligned with the weights θ" in text and "--orthogonal-to-weights" in text
+    assert "largely aligned" in err  # compute says so too
+    attrs, text, _ = cos_and_info("pca-orth.h5", "--direction", "pca", "--orthogonal-to-weights")
+    assert abs(attrs["cos_theta_x"]) < 1e-5 and abs(attrs["cos_theta_y"]) < 1e-5
+    assert "largely aligned" not in text
+    attrs, text, _ = cos_and_info("fn.h5", "--direction", "filter-norm")
+    assert abs(attrs["cos_theta_x"]) < 0.3 and "largely aligned" not in text
+    result = CliRunner().invoke(
+        main, [*base, "--out", str(tmp_path / "x.h5"), "--orthogonal-to-weights"]
+    )
+    assert result.exit_code == 1 and "derived from the weights (zca, pca)" in result.stderr

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from landscape import params
-from landscape.config import DirectionSpec
+from landscape.config import WEIGHT_DERIVED, DirectionSpec
 from landscape.errors import DirectionError
 
 
@@ -81,6 +81,48 @@ def summarize(ds: DirectionSet) -> dict[str, Any]:
         out["cosine"] = params.cosine(ds.vectors[0], ds.vectors[1])
     out.update(ds.attrs)
     return out
+
+
+ALIGNED = 0.3  # |cos(d, θ)| from which a direction mostly rescales the weights (info warns)
+
+
+def weight_alignment(ds: DirectionSet, state: dict[str, torch.Tensor]) -> dict[str, float]:
+    """``cos_theta_x`` (and ``_y``): cos(d, θ) over the tensors each direction moves.
+
+    A random filter-normalized direction is nearly orthogonal to θ (|cos| ~ 1/sqrt(n)); one
+    derived from the weights can be largely aligned with them (zca, pca), and moving along θ
+    itself only rescales the weights, which BatchNorm in eval mode turns into an exploding loss.
+    """
+    out = {}
+    for axis, d in zip("xy", ds.vectors, strict=False):
+        theta = {k: state[k].detach().cpu() for k in d if k in state}
+        moved = {k: v.detach().cpu() for k, v in d.items() if k in theta}
+        out[f"cos_theta_{axis}"] = params.cosine(moved, theta)
+    return out
+
+
+def alignment_warning(attrs: dict[str, Any]) -> str | None:
+    """A warning when d1 or d2 is largely aligned with the weights (|cos(d, θ)| ≥ ALIGNED);
+    ``attrs`` are the directions' stored attributes (``method``, ``cos_theta_x``, ...)."""
+    aligned = [
+        (name, float(attrs[key]))
+        for key, name in (("cos_theta_x", "d1"), ("cos_theta_y", "d2"))
+        if key in attrs and np.isfinite(float(attrs[key])) and abs(float(attrs[key])) >= ALIGNED
+    ]
+    if not aligned:
+        return None
+    which = " and ".join(f"{name} (cos {value:.2f})" for name, value in aligned)
+    verb = "is" if len(aligned) == 1 else "are"
+    fix = (
+        "recompute with --orthogonal-to-weights"
+        if attrs.get("method") in WEIGHT_DERIVED and not attrs.get("orthogonal_to_weights")
+        else "compare with a filter-norm surface"
+    )
+    return (
+        f"{which} {verb} largely aligned with the weights θ: moving along it mostly rescales "
+        "them (with BatchNorm in eval mode an exploding loss), so the picture shows a change of "
+        f"scale more than the loss's shape; {fix}"
+    )
 
 
 def check_not_degenerate(direction: dict[str, torch.Tensor], label: str) -> None:

@@ -25,7 +25,9 @@ The method is deterministic: ``seed`` is unused. Figures stored with the directi
 variance ``[σ_1²/Σσ², σ_2²/Σσ²]`` of every moved tensor (``pca_explained_variance``, name → pair),
 and over all moved tensors together ``[Σ_k σ_1,k² / Σ_k ‖W_k‖², Σ_k σ_2,k² / Σ_k ‖W_k‖²]``
 (``pca_explained_variance_total``: the share of the weights' squared norm that d1, d2 capture).
-All linear algebra is in float64 on the CPU; the vectors are returned as float32.
+With ``orthogonal_to_weights`` each filter's component along the weights' own filter is removed
+before the scaling (``without_weights``), so the pair shows the loss's shape rather than a change
+of the weights' scale. All linear algebra is in float64 on the CPU; the vectors are float32.
 """
 
 from __future__ import annotations
@@ -61,6 +63,32 @@ def finish(raw: torch.Tensor, w: torch.Tensor, *, norm: str, ignore: str) -> tor
     raw = torch.where((rows <= ZERO_TOL * rows.max()).unsqueeze(1), 0.0, raw)
     d = normalize_direction(raw.reshape(w.shape), w, norm=norm, ignore=ignore)
     return d.to(torch.float32)
+
+
+def without_weights(raws: list[torch.Tensor], w: torch.Tensor) -> list[torch.Tensor]:
+    """Raw ``(n_out, m)`` directions with each filter's component along the weights' own filter
+    removed (``--orthogonal-to-weights``), the pair then made orthogonal again filter by filter:
+
+        d[i] ← d[i] − ⟨d[i], W[i]⟩ / ‖W[i]‖² · W[i]        d2[i] ← d2[i] − ⟨d2[i], d1[i]⟩ / ‖d1[i]‖² · d1[i]
+
+    zca's and pca's directions come from the weights, so they can be largely aligned with them
+    (cos(d1, θ) = 0.85 for zca on a trained ResNet-56): moving along such a direction mostly
+    rescales every filter, which eval-mode BatchNorm turns into an exploding loss, a change of
+    scale rather than the loss's shape. Both steps keep every filter orthogonal to W[i]
+    (d1[i] and d2[i] both are), so the pair stays orthogonal to the weights.
+    """
+    W = as_matrix(w)
+    out = [_minus_projection(d, W) for d in raws]
+    if len(out) == 2:
+        out[1] = _minus_projection(out[1], out[0])
+    return out
+
+
+def _minus_projection(d: torch.Tensor, onto: torch.Tensor) -> torch.Tensor:
+    """Each row of ``d`` without its component along the same row of ``onto`` (zero rows: none)."""
+    sq = onto.square().sum(dim=1, keepdim=True)
+    coef = torch.where(sq > 0, (d * onto).sum(dim=1, keepdim=True) / sq, 0.0)
+    return d - coef * onto
 
 
 def check_moves(d: dict[str, torch.Tensor], names: list[str], axis: str, why: str) -> None:
@@ -105,6 +133,8 @@ def build_pca(ctx: DirectionContext) -> DirectionSet:
         var = [float(c.square().sum()) for c in comps]  # ‖σ_j u_j v_jᵀ‖² = σ_j²
         explained[k] = [v / energy if energy > 0 else 0.0 for v in var]
         top, total = [t + v for t, v in zip(top, var, strict=True)], total + energy
+        if spec.orthogonal_to_weights:
+            comps = without_weights(comps[:count], theta[k])
         for d, raw in zip(vectors, comps, strict=False):
             d[k] = finish(raw, theta[k], norm=spec.norm, ignore=spec.ignore)
     why = ["every moved tensor is zero", "every moved tensor has rank < 2 (no second component)"]
@@ -116,5 +146,6 @@ def build_pca(ctx: DirectionContext) -> DirectionSet:
         "seed_used": False,  # deterministic: derived from the weights
         "pca_explained_variance": explained,
         "pca_explained_variance_total": [t / total if total > 0 else 0.0 for t in top],
+        "orthogonal_to_weights": spec.orthogonal_to_weights,
     }
     return DirectionSet("pca", [OrderedDict(v) for v in vectors], attrs)

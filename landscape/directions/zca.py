@@ -26,6 +26,9 @@ Then per filter: remove from ``d2[k][i]`` its projection on ``d1[k][i]``,
 is orthogonal filter by filter (hence globally) and filter-normalized. A filter whose component is
 ~0 (below 1e-6 of the tensor's largest) stays exactly 0.
 
+With ``orthogonal_to_weights`` each filter's component along the weights' own filter is removed
+from both before the scaling (``pca.without_weights``, which keeps the pair orthogonal).
+
 Edge cases: with one filter (``n_out == 1``) the centred ``W_c`` is zero and so is d1 on that
 tensor; with ``m == 1`` the same holds for d2. The method is deterministic: ``seed`` is unused.
 Figures stored: the ε rule and every moved tensor's ``[ε, ε']`` (``zca_eps``). All linear algebra
@@ -39,7 +42,7 @@ from collections import OrderedDict
 import torch
 
 from landscape.directions.base import DirectionContext, DirectionSet, moved_names, zero_direction
-from landscape.directions.pca import as_matrix, check_moves, finish
+from landscape.directions.pca import as_matrix, check_moves, finish, without_weights
 
 EPS_SCALE = 1e-5  # ε = EPS_SCALE · trace(Σ) / dim(Σ)
 
@@ -80,7 +83,8 @@ def build_zca(ctx: DirectionContext) -> DirectionSet:
             continue
         d1, d2, eps1, eps2 = zca_pair(theta[k])
         eps[k] = [eps1, eps2]
-        for d, raw in zip(vectors, (d1, d2), strict=False):
+        raws = without_weights([d1, d2], theta[k]) if spec.orthogonal_to_weights else [d1, d2]
+        for d, raw in zip(vectors, raws, strict=False):
             d[k] = finish(raw, theta[k], norm=spec.norm, ignore=spec.ignore)
     why = [
         "every moved tensor has identical filters (or one filter): nothing to whiten",
@@ -94,5 +98,6 @@ def build_zca(ctx: DirectionContext) -> DirectionSet:
         "seed_used": False,  # deterministic: derived from the weights
         "zca_eps_rule": "eps = 1e-5 * trace(Sigma) / dim(Sigma), per covariance",
         "zca_eps": eps,  # tensor name → [ε of d1's Σ (m×m), ε' of d2's Σ' (n_out×n_out)]
+        "orthogonal_to_weights": spec.orthogonal_to_weights,
     }
     return DirectionSet("zca", [OrderedDict(v) for v in vectors], attrs)
