@@ -866,6 +866,13 @@ def demo(out_dir: str, quiet: bool) -> None:
     type=click.Path(file_okay=False),
     help="Folder for weight, activation and checkpoint figures (PNG).",
 )
+@click.option(
+    "--tensorboard",
+    "tensorboard_dir",
+    type=click.Path(file_okay=False),
+    help="Folder for TensorBoard events: weight histograms per layer (one step per checkpoint "
+    "with --checkpoints) and activation histograms; needs landscape[tensorboard].",
+)
 @click.option("--no-fail", is_flag=True, help="Exit 0 even when an error is found.")
 @click.pass_context
 @_library_errors
@@ -886,6 +893,7 @@ def inspect(
     epsilon: float,
     json_file: str | None,
     plots_dir: str | None,
+    tensorboard_dir: str | None,
     no_fail: bool,
 ) -> None:
     """Diagnose a network before or after training, like a linter.
@@ -902,6 +910,7 @@ def inspect(
       landscape inspect --model resnet20 --checkpoint r20.t7 --data cifar10:DATA --split test
       landscape inspect --model mlp --data digits --checkpoints 'runs/mlp/epoch*.pt'
       landscape inspect --model mlp --data digits --checkpoints e1.pt e5.pt e10.pt
+      landscape inspect --model mlp --data digits --checkpoints 'runs/*.pt' --tensorboard tb/
     """
     from landscape.config import DataSpec, ModelSpec
     from landscape.inspect import InspectConfig, format_report, run_inspect, write_json
@@ -914,6 +923,7 @@ def inspect(
         epsilon=epsilon,
         seed=seed,
         device=device,
+        tensorboard=tensorboard_dir,
     )
     report = run_inspect(config)
     click.echo(format_report(report))
@@ -927,6 +937,10 @@ def inspect(
 
         for path in render_plots(report, plots_dir):
             click.echo(f"wrote {path}")
+    if tensorboard_dir:
+        click.echo(
+            f"wrote TensorBoard events to {tensorboard_dir} (tensorboard --logdir {tensorboard_dir})"
+        )
     if report.has_errors and not no_fail:
         ctx.exit(3)
 

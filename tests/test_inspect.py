@@ -626,3 +626,57 @@ def test_cli_one_checkpoint_in_a_series_is_an_error(tmp_path: Path) -> None:
     torch.save(mlp().state_dict(), tmp_path / "a.pt")
     code, _, err = invoke("--model", "mlp", *DIGITS, "--checkpoints", str(tmp_path / "a.pt"))
     assert code == 1 and "at least two checkpoints" in err
+
+
+# --- TensorBoard ----------------------------------------------------------------------------------
+
+
+def read_events(folder: Path):
+    accumulator = pytest.importorskip(
+        "tensorboard.backend.event_processing.event_accumulator"
+    ).EventAccumulator(str(folder), size_guidance={"histograms": 0, "tensors": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def test_tensorboard_histograms_one_step_per_checkpoint(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model("mlp", {"hidden": 16, "depth": 1})
+    files = []
+    for k in range(3):  # a training run: each checkpoint's weights scaled by 1 + k
+        state = {n: t * (1 + k) for n, t in model.state_dict().items()}
+        files.append(str(tmp_path / f"epoch{k}.pt"))
+        torch.save(state, files[-1])
+    board = tmp_path / "tb"
+    code, text, err = invoke(
+        "--model", "mlp", "--model-arg", "hidden=16", "--model-arg", "depth=1", *DIGITS,
+        "--checkpoints", *files, "--tensorboard", str(board), "--no-fail",
+    )  # fmt: skip
+    assert code == 0, err
+    assert f"wrote TensorBoard events to {board}" in text
+    events = read_events(board)
+    tags = events.Tags()["histograms"]
+    assert {"weights/layers.0/weight", "weights/layers.0/bias", "weights/layers.2/weight"} <= set(
+        tags
+    )
+    assert any(t.startswith("activations/") for t in tags)
+    steps = events.Histograms("weights/layers.0/weight")
+    assert [e.step for e in steps] == [0, 1, 2]
+    w = model.state_dict()["layers.0.weight"].double()
+    for k, e in enumerate(steps):  # each step holds that checkpoint's values
+        assert e.histogram_value.num == w.numel()
+        assert e.histogram_value.sum == pytest.approx(float(w.sum()) * (1 + k), rel=1e-5, abs=1e-6)
+        assert e.histogram_value.max == pytest.approx(float(w.max()) * (1 + k), rel=1e-6)
+    assert [
+        e.step for e in events.Histograms(next(t for t in tags if t.startswith("activations/")))
+    ] == [2]
+
+
+def test_tensorboard_without_checkpoints_is_one_step(tmp_path: Path) -> None:
+    board = tmp_path / "tb"
+    code, _, err = invoke(
+        "--model", "mlp", "--model-arg", "hidden=16", *DIGITS, "--tensorboard", str(board)
+    )
+    assert code == 0, err
+    steps = read_events(board).Histograms("weights/layers.0/weight")
+    assert [e.step for e in steps] == [0] and steps[0].histogram_value.num == 16 * 64

@@ -57,6 +57,7 @@ class InspectConfig:
     epsilon: float = 1e-3
     seed: int = 0
     device: str = "auto"
+    tensorboard: str | None = None  # a folder for TensorBoard histogram events
 
     def __post_init__(self) -> None:
         if not 0 < self.epsilon < 0.5:
@@ -85,12 +86,20 @@ def run_inspect(config: InspectConfig) -> Report:
     report = inspect_model(
         prep.model, batches, epsilon=config.epsilon, trained=bool(model_spec.checkpoint)
     )
+    states = []
     if files:
         load = other_checkpoint_loader(prep, compute_config)
         states = [load(str(f)) for f in files]
         report.checkpoints = checkpoint_movement(layers_of(prep.model), states, files)
         report.findings += not_learning_findings(report.checkpoints)
     report.provenance = _provenance(config, model_spec, prep)
+    if config.tensorboard:
+        from landscape.inspect.tensorboard import write_events
+
+        steps = list(zip([str(f) for f in files], states, strict=True)) or [
+            (model_spec.checkpoint or f"initialization (seed {config.seed})", prep.centre)
+        ]
+        write_events(config.tensorboard, layers_of(prep.model), steps, report.activations)
     return report
 
 
