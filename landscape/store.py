@@ -471,10 +471,18 @@ def check_resumable(path: Path, header: RunHeader) -> None:
 
 
 def first_difference(a: Any, b: Any, prefix: str = "") -> tuple[str, Any, Any] | None:
-    """The first dotted key at which two nested dicts differ, with both values."""
+    """The first dotted key at which two nested dicts differ, with both values. Keys both hold
+    are compared first, at every depth: a key that exists under one setting only (the batch
+    size under --bn train) is named only when no setting that both hold differs."""
+    return _difference(a, b, prefix, missing=False) or _difference(a, b, prefix, missing=True)
+
+
+def _difference(a: Any, b: Any, prefix: str, missing: bool) -> tuple[str, Any, Any] | None:
     if isinstance(a, dict) and isinstance(b, dict):
         for key in list(a) + [k for k in b if k not in a]:
-            found = first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
+            if not missing and (key not in a or key not in b):
+                continue
+            found = _difference(a.get(key), b.get(key), f"{prefix}{key}.", missing)
             if found:
                 return found
         return None

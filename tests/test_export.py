@@ -207,9 +207,11 @@ def test_html_markup_in_names_stays_text(tmp_path: Path) -> None:
 
 NODE_STUB = """
 const data = process.argv[2], code = require("fs").readFileSync(process.argv[3], "utf8");
-const calls = {}, handlers = {}, readout = {textContent: ""};
+const calls = {}, handlers = {}, readout = {textContent: ""}, log = [];
 const ctx = new Proxy({}, {
-  get(t, k) { return k in t ? t[k] : () => { calls[k] = (calls[k] || 0) + 1; }; },
+  get(t, k) {
+    return k in t ? t[k] : (...args) => { calls[k] = (calls[k] || 0) + 1; log.push([k, args]); };
+  },
   set(t, k, v) { t[k] = v; return true; },
 });
 const canvas = {width: 960, height: 640, getContext: () => ctx,
@@ -220,6 +222,13 @@ global.document = {getElementById: (id) =>
 global.window = {requestAnimationFrame: (f) => f()};
 new Function(code)();
 const first = Object.assign({}, calls);
+const texts = log.filter((c) => c[0] === "fillText").map((c) => String(c[1][0]));
+let strokes = [], path = [];  // lineTo calls of each beginPath ... stroke
+for (const [name] of log) {
+  if (name === "beginPath") { path = []; }
+  if (name === "lineTo") { path.push(1); }
+  if (name === "stroke") { strokes.push(path.length); }
+}
 const seen = [];
 for (let x = 0; x < 960; x += 40) {
   for (let y = 0; y < 640; y += 40) {
@@ -231,7 +240,8 @@ for (const name of ["mousedown", "mouseup", "dblclick"]) {
   if (handlers[name]) { handlers[name]({clientX: 100, clientY: 100}); }
 }
 if (handlers.wheel) { handlers.wheel({deltaY: -120, preventDefault() {}}); }
-console.log(JSON.stringify({first: first, seen: seen, handlers: Object.keys(handlers)}));
+console.log(JSON.stringify({first: first, seen: seen, handlers: Object.keys(handlers), texts: texts,
+  strokes: strokes}));
 """
 
 
@@ -264,9 +274,15 @@ def test_html_script_runs_in_node(tmp_path: Path, dims: int) -> None:
             i = int(np.argmin(np.abs(X - float(fields["x"]))))
             j = int(np.argmin(np.abs(Y - float(fields["y"]))))
             assert float(fields["train_loss"]) == s.values["train_loss"][i, j], text
+        # axes with their names and ticked values, drawn after (over) the surface
+        assert {"x (direction 1)", "y (direction 2)", "train_loss"} <= set(report["texts"])
+        assert {"-1", "0", "1"} <= set(report["texts"]) or {"-2", "0", "2"} <= set(report["texts"])
     else:
-        assert report["first"]["lineTo"] == 3  # x[0..3] drawn in one stroke, x[4] not computed
+        assert max(report["strokes"]) == 3  # x[0..3] drawn in one stroke, x[4] not computed
         assert "x=0  train_loss=21" in report["seen"]
+        assert "x (direction 1)" in report["texts"] and "0" in report["texts"]
+    numbers = [t for t in report["texts"] if t.replace(".", "").replace("-", "").isdigit()]
+    assert len(numbers) >= 8  # tick values on the axes and the colour bar
 
 
 # --- files and the command line ----------------------------------------------------------------

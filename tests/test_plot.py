@@ -6,6 +6,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import itertools
 from pathlib import Path
 
 import matplotlib.image as mpimg
@@ -214,7 +215,12 @@ def test_log_is_log10_of_the_data() -> None:
     np.testing.assert_allclose(
         np.sort(data.ravel()), np.sort(np.log10(np.maximum(loss, floor)).ravel())
     )
-    assert "log10(train_loss)" in fig.axes[1].get_ylabel()  # the colour bar
+    bar = fig.axes[1]  # the colour bar: named in loss units, ticks at 1, 2, 5 × 10^k losses
+    assert bar.get_ylabel() == "train_loss (log scale)"
+    fig.canvas.draw()
+    shown = [t.get_text() for t in bar.get_yticklabels() if t.get_text()]
+    assert shown and all(float(t) > 0 for t in shown)
+    assert {float(t) for t in shown} <= {m * 10.0**k for k in range(-6, 3) for m in (1, 2, 3, 5)}
 
 
 def test_log_levels_are_evenly_spaced_in_log_space() -> None:
@@ -255,7 +261,10 @@ def test_nan_holes_are_masked(tmp_path: Path) -> None:
 
 def test_vmin_vmax_and_levels_are_respected() -> None:
     fig = contour(bowl(), filled=True, vmin=0.5, vmax=2.0, levels=7)
-    np.testing.assert_allclose(fig.axes[0].collections[0].levels, np.linspace(0.5, 2.0, 7))
+    lv = np.asarray(fig.axes[0].collections[0].levels)
+    assert len(lv) == 7 and lv[0] == 0.5 and lv[-1] == 2.0 and np.all(np.diff(lv) > 0)
+    fig = contour(bowl(), filled=True, levels=[0.5, 1.0, 1.5])  # given levels, as given
+    np.testing.assert_allclose(fig.axes[0].collections[0].levels, [0.5, 1.0, 1.5])
     with pytest.raises(ConfigError, match="vmin"):
         heatmap(bowl(), "train_loss", vmin=3.0, vmax=1.0)
 
@@ -288,9 +297,9 @@ def test_trajectory_is_drawn_on_2d_plots() -> None:
 def test_titles_name_quantity_scale_and_label() -> None:
     s = bowl(test=True)
     title = contour(s, "test_loss", log=True).axes[0].get_title()
-    assert "test_loss" in title and "log" in title and s.label in title
+    assert title == "test_loss, contour (log scale)\nbowl.h5, filter directions"
     title = surface_3d(s, "train_loss").axes[0].get_title()
-    assert "train_loss" in title and "linear" in title
+    assert title.startswith("train_loss, 3-D surface (linear scale)\n")
 
 
 def test_curve_1d_twin_axes_in_percent() -> None:
@@ -302,7 +311,7 @@ def test_curve_1d_twin_axes_in_percent() -> None:
     assert "%" in acc_ax.get_ylabel()
     assert curve_1d(s, log=True).axes[0].get_yscale() == "log"
     both = curve_1d(s)  # every split when none is named
-    assert len(both.axes[0].get_lines()) == 2
+    assert len([ln for ln in both.axes[0].get_lines() if ln.get_gid() != "centre"]) == 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,3 +371,130 @@ def test_trajectory_end_is_labelled() -> None:
     assert [t.get_text() for t in ends] == ["final (epoch5)"]
     np.testing.assert_allclose(ends[0].xy, (s.trajectory["x"][-1], s.trajectory["y"][-1]))
     assert _texts(heatmap(bowl(trajectory=True), "train_loss")) == {"final"}
+
+
+# ---------------------------------------------------------------------------------------------
+# As a reader sees them: the trained point, loss units, a resolved basin, readable labels
+
+
+def fine_bowl(fn=lambda X, Y: 0.001 + 2 * X**2 + 6 * Y**2 + 2 * X**2 * Y**2, n: int = 41):
+    """The demo's shape: 0.001 at the centre rising to about 10 at the corners."""
+    x = np.linspace(-1.0, 1.0, n)
+    X, Y = np.meshgrid(x, x, indexing="ij")
+    loss = fn(X, Y)
+    return Surface("/tmp/fine.h5", x, x, {"train_loss": loss}, np.ones_like(loss, bool),
+                   direction_attrs={"method": "filter-norm"})  # fmt: skip
+
+
+def test_the_trained_point_is_marked_on_every_plot() -> None:
+    s = bowl()
+    for fig in (contour(s), contour(s, filled=True), heatmap(s, "train_loss"),
+                surface_3d(s, "train_loss"), curve_1d(parabola())):  # fmt: skip
+        ax = fig.axes[0]
+        centre = [ln for ln in ax.get_lines() if ln.get_gid() == "centre"]
+        assert len(centre) == 1, fig.axes[0].get_title()
+        xs = np.asarray(centre[0].get_xdata(), dtype=float)
+        assert np.all(xs == 0.0)
+
+
+def test_log_contour_labels_are_losses_not_exponents() -> None:
+    s = fine_bowl()
+    fig = contour(s, log=True)
+    labels = [float(t.get_text()) for t in fig.axes[0].texts if t.get_gid() is None]
+    assert len(labels) >= 4
+    assert all(0.001 <= v <= 11 for v in labels)  # loss values; log10 exponents would be < 0
+
+
+def test_linear_contours_resolve_the_basin() -> None:
+    """Evenly spaced levels left everything below a tenth of the range as one blank region."""
+    s = fine_bowl()
+    levels = np.asarray(contour(s).axes[0].collections[0].levels)
+    low, top = float(np.min(s.values["train_loss"])), float(np.max(s.values["train_loss"]))
+    evenly = np.sum(np.linspace(low, top, 30)[1:-1] < 0.1 * top)  # 2 lines in the basin
+    assert np.sum(levels < 0.1 * top) >= 2 * evenly + 2
+
+
+def test_contour_labels_are_inside_and_apart() -> None:
+    fig = contour(fine_bowl())
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    box = ax.get_window_extent()
+    texts = [t for t in ax.texts if t.get_gid() is None]
+    assert len(texts) >= 5
+    extents = [t.get_window_extent() for t in texts]
+    for e in extents:  # nothing cut off at the frame
+        assert box.x0 <= e.x0 and e.x1 <= box.x1 and box.y0 <= e.y0 and e.y1 <= box.y1
+    centres = np.array([[(e.x0 + e.x1) / 2, (e.y0 + e.y1) / 2] for e in extents])
+    gaps = np.linalg.norm(centres[:, None] - centres[None], axis=-1) + np.eye(len(centres)) * 1e9
+    assert gaps.min() > 0.08 * box.width  # not crowded at the centre
+
+
+def test_3d_ticks_do_not_run_together() -> None:
+    fig = surface_3d(fine_bowl(), "train_loss")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
+        assert len(axis.get_majorticklocs()) <= 7
+    for get in (ax.get_xticklabels, ax.get_yticklabels):
+        boxes = [t.get_window_extent() for t in get() if t.get_text()]
+        for a, b in itertools.pairwise(boxes):
+            assert not a.overlaps(b)
+    log = surface_3d(fine_bowl(), "train_loss", log=True)
+    log.canvas.draw()
+    shown = [t.get_text() for t in log.axes[0].get_zticklabels() if t.get_text()]
+    assert shown and all(float(v) > 0 for v in shown)  # losses on the z axis
+
+
+def test_an_exploding_surface_is_clipped_and_says_so() -> None:
+    """0.28 at the centre, millions at the corners (a ResNet-56 without skips)."""
+    s = fine_bowl(lambda X, Y: 0.28 + np.expm1(10.7 * np.hypot(X, Y)))
+    fig = contour(s, filled=True)
+    notes = [t.get_text() for t in fig.axes[0].texts if t.get_gid() == "clip-note"]
+    assert len(notes) == 1 and "clipped at" in notes[0] and "--vmax" in notes[0]
+    clim = fig.axes[0].collections[0].get_clim()
+    top = float(np.max(s.values["train_loss"]))
+    assert clim[1] < 1e-3 * top
+    inside = s.values["train_loss"] <= clim[1]
+    assert 0.2 <= inside.mean() <= 0.5  # the basin and its walls get the colours
+    kept = contour(s, filled=True, vmax=top)  # --vmax overrides the clip
+    assert not [t for t in kept.axes[0].texts if t.get_gid() == "clip-note"]
+    for easy in (fine_bowl(), bowl()):  # ordinary surfaces are drawn in full
+        assert not [
+            t for t in contour(easy, filled=True).axes[0].texts if t.get_gid() == "clip-note"
+        ]
+
+
+def test_trajectory_planes_keep_an_equal_aspect_or_say_so() -> None:
+    x, y = np.linspace(-5, 30, 15), np.linspace(-4, 6, 9)
+    X, Y = np.meshgrid(x, y, indexing="ij")
+    traj = {"x": np.array([28.0, 10.0, 0.0]), "y": np.array([5.0, 1.0, 0.0])}
+    s = Surface("/tmp/t.h5", x, y, {"train_loss": 0.1 + 0.002 * X**2 + 0.05 * Y**2},
+                np.ones(X.shape, bool), direction_attrs={"method": "trajectory"}, trajectory=traj)  # fmt: skip
+    ax = contour(s).axes[0]
+    assert ax.get_aspect() == 1.0
+    s.y = np.linspace(-0.4, 0.6, 9)  # 35 against 1: not to one scale, and the panel says so
+    ax = heatmap(s, "train_loss").axes[0]
+    assert ax.get_aspect() == "auto"
+    assert any(t.get_gid() == "aspect-note" for t in ax.texts)
+
+
+def test_titles_name_the_model_the_data_and_the_directions_once(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from landscape.cli import main
+    from landscape.store import read_surface
+
+    out = tmp_path / "run.h5"
+    result = CliRunner().invoke(main, [
+        "compute", "--model", "mlp", "--model-arg", "in_features=6", "--model-arg", "hidden=8",
+        "--model-arg", "num_classes=3", "--checkpoint", str(tiny_mlp_ckpt),
+        "--data", f"npz:{tiny_npz}", "--x=-1:1:3", "--y=-1:1:3", "--out", str(out), "--quiet",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    title = contour(read_surface(out), log=True, filled=True).axes[0].get_title()
+    assert (
+        title == "train_loss, filled contour (log scale)\nmlp on tiny.npz, filter-norm directions"
+    )
+    assert "run.h5" not in title and title.count("log") == 1

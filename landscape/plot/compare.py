@@ -174,7 +174,8 @@ def compare_2d(
     for s in surfaces:
         figures.require_dims(s, 2, f"compare {kind}")
     preps = shared_prepare(surfaces, quantity, log=log, vmin=vmin, vmax=vmax)
-    lv = figures.contour_levels(levels, preps[0])
+    pooled = np.concatenate([p.z.compressed() for p in preps])
+    lv = figures.contour_levels(levels, preps[0], pooled)
     fig = _figure(len(surfaces), kind == "surface3d")
     axes = _panels(fig, len(surfaces), kind == "surface3d")
     drawn = []
@@ -190,7 +191,7 @@ def compare_2d(
     _one_legend(fig, axes)
     _shared_colorbar(fig, axes, kind, drawn[0], preps[0], lv)
     scale = preps[0].scale
-    fig.suptitle(f"{preps[0].label} {KIND_NAMES[kind]}, {scale} scale (one shared colour scale)")
+    fig.suptitle(f"{preps[0].label}, {KIND_NAMES[kind]} ({scale} scale, one colour scale for all)")
     return fig
 
 
@@ -198,16 +199,12 @@ def _shared_colorbar(
     fig: Figure, axes: Sequence[Axes], kind: str, first: object, prep: Prepared, lv: np.ndarray
 ) -> None:
     """One colour bar for every panel: they share norm and levels, so any panel's will do."""
-    if kind == "contourf":
-        fig.colorbar(
-            first, ax=axes, label=prep.label, ticks=figures.colorbar_ticks(lv), format="%.3g"
-        )
-    elif kind == "contour":
-        fig.colorbar(first, ax=axes, label=prep.label, format="%.3g")
+    if kind in ("contour", "contourf"):
+        figures.colour_bar(fig, first, prep, ax=axes)
     else:
         mappable = ScalarMappable(Normalize(prep.vmin, prep.vmax), cmap=CMAP)
         shrink = 0.7 if kind == "surface3d" else 1.0
-        fig.colorbar(mappable, ax=axes, label=prep.label, shrink=shrink)
+        figures.colour_bar(fig, mappable, prep, ax=axes, shrink=shrink)
 
 
 def compare_1d(

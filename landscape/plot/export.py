@@ -91,7 +91,8 @@ def _log10(values: np.ndarray) -> np.ndarray:
 def _plotted(surface: Surface, quantity: str, log: bool) -> tuple[np.ndarray, str]:
     """The quantity in plotted units (log10, percent for accuracies), NaN where not computed."""
     prep = prepare(surface, quantity, log=log)  # raises for an unknown or empty quantity
-    return np.ma.filled(prep.z.astype(np.float64), np.nan), prep.label
+    label = f"log10({prep.label})" if log else prep.label
+    return np.ma.filled(prep.z.astype(np.float64), np.nan), label
 
 
 # --- VTK XML PolyData ---------------------------------------------------------------------------
@@ -213,7 +214,8 @@ def view_data(surface: Surface, quantity: str, log: bool = False) -> dict:
     return {
         "file": Path(surface.path).name,
         "quantity": quantity,
-        "label": label,
+        "label": label,  # the plotted values: log10(train_loss) under log
+        "axis_label": f"{quantity} (log scale)" if log else label,  # ticks show the values
         "scale": "log" if log else "linear",
         "x": np.asarray(surface.x, dtype=np.float64).tolist(),
         "y": None if surface.y is None else np.asarray(surface.y, dtype=np.float64).tolist(),
@@ -292,6 +294,23 @@ _SCRIPT = r"""
   function num(v) {
     return v === null ? "not computed" : String(Number(v.toPrecision(6)));
   }
+  // ticks: about n round values (1, 2, 5 x 10^k steps) from a to b
+  function nice(a, b, n) {
+    var span = b - a;
+    if (!(span > 0)) { return [a]; }
+    var step = Math.pow(10, Math.floor(Math.log10(span / n))), r = span / n / step;
+    step *= r >= 7.5 ? 10 : r >= 3.5 ? 5 : r >= 1.5 ? 2 : 1;
+    var out = [];
+    for (var v = Math.ceil(a / step - 1e-9) * step; v <= b + 1e-9 * step; v += step) {
+      out.push(Math.abs(v) < 1e-9 * step ? 0 : v);
+    }
+    return out;
+  }
+  function tickText(v) { return String(Number(v.toPrecision(3))); }
+  // a plotted value as the quantity's own: under log, 10^v (0.001, not -3)
+  function valueText(v) {
+    return data.scale === "log" ? String(Number(Math.pow(10, v).toPrecision(2))) : tickText(v);
+  }
   function redraw() {
     if (pending) { return; }
     pending = true;
@@ -307,15 +326,23 @@ _SCRIPT = r"""
     ctx.fillText(s, x, y);
   }
   function colourbar() {
-    var x = W - 60, top = 60, h = H - 120, steps = 64;
+    var x = W - 110, top = 70, h = H - 140, steps = 64;
     for (var s = 0; s < steps; s++) {
       ctx.fillStyle = colour(hi - (s + 0.5) / steps * span);
       ctx.fillRect(x, top + s * h / steps, 16, h / steps + 1);
     }
     ctx.font = "12px sans-serif";
-    text(num(hi), x + 8, top - 8, "center");
-    text(num(lo), x + 8, top + h + 18, "center");
-    text(data.label, x + 8, top - 26, "center");
+    ctx.strokeStyle = "#222";
+    ctx.lineWidth = 1;
+    nice(lo, hi, 6).forEach(function (v) {
+      var y = top + (hi - v) / span * h;
+      ctx.beginPath();
+      ctx.moveTo(x + 16, y);
+      ctx.lineTo(x + 21, y);
+      ctx.stroke();
+      text(valueText(v), x + 24, y + 4, "left");
+    });
+    text(data.axis_label, x + 8, top - 14, "center");
   }
 
   if (data.y === null) { curve(); } else { surface(); }
@@ -333,12 +360,16 @@ _SCRIPT = r"""
       ctx.lineWidth = 1;
       ctx.strokeRect(L, T, R - L, B - T);
       ctx.font = "12px sans-serif";
-      text(num(x0), L, B + 18, "left");
-      text(num(x1), R, B + 18, "right");
-      text("x (direction 1)", (L + R) / 2, B + 36, "center");
-      text(num(hi), L - 6, T + 4, "right");
-      text(num(lo), L - 6, B, "right");
-      text(data.label, L, T - 12, "left");
+      nice(x0, x1, 8).forEach(function (v) {
+        text(tickText(v), px(v), B + 18, "center");
+        ctx.beginPath(); ctx.moveTo(px(v), B); ctx.lineTo(px(v), B + 5); ctx.stroke();
+      });
+      text("x (direction 1)", (L + R) / 2, B + 38, "center");
+      nice(lo, hi, 6).forEach(function (v) {
+        text(valueText(v), L - 8, py(v) + 4, "right");
+        ctx.beginPath(); ctx.moveTo(L - 5, py(v)); ctx.lineTo(L, py(v)); ctx.stroke();
+      });
+      text(data.axis_label, L, T - 12, "left");
       ctx.strokeStyle = colour(lo + 0.35 * span);
       ctx.lineWidth = 2;
       ctx.beginPath();
@@ -401,17 +432,64 @@ _SCRIPT = r"""
       var cp = Math.cos(view.pitch), sp = Math.sin(view.pitch);
       var s = 0.3 * Math.min(W, H) * view.zoom;
       var xr = p[0] * cy - p[1] * sy, yr = p[0] * sy + p[1] * cy;
-      return [W / 2 - 30 + s * xr, H / 2 - s * (p[2] * cp + yr * sp), p[2] * sp - yr * cp];
+      return [W / 2 - 60 + s * xr, H / 2 - s * (p[2] * cp + yr * sp), p[2] * sp - yr * cp];
     }
-    function axis(from, to, label, end) {
-      var p = project(from), q = project(to);
-      ctx.strokeStyle = "#888";
-      ctx.lineWidth = 1;
+    function line(a, b, style) {
+      var p = project(a), q = project(b);
+      ctx.strokeStyle = style;
       ctx.beginPath();
       ctx.moveTo(p[0], p[1]);
       ctx.lineTo(q[0], q[1]);
       ctx.stroke();
-      text(label + " " + end, q[0], q[1] - 4, "center");
+    }
+    // an axis along the floor edge from a to b (model space), ticked at the data values vs,
+    // placed at model position at(v); tick labels pushed outward (a model-space direction)
+    function axis(vs, at, outward, label, format) {
+      ctx.lineWidth = 1;
+      line(at(vs[0]), at(vs[vs.length - 1]), "#444");
+      vs.forEach(function (v) {
+        var p = at(v), tip = [p[0] + 0.04 * outward[0], p[1] + 0.04 * outward[1], p[2]];
+        var where = project([p[0] + 0.16 * outward[0], p[1] + 0.16 * outward[1], p[2]]);
+        line(p, tip, "#444");
+        text(format(v), where[0], where[1] + 4, "center");
+      });
+      var mid = at((vs[0] + vs[vs.length - 1]) / 2);
+      var spot = project([mid[0] + 0.42 * outward[0], mid[1] + 0.42 * outward[1], mid[2]]);
+      text(label, spot[0], spot[1] + 4, "center");
+    }
+    function nearest(candidates) {  // the candidate point nearest the eye (largest depth)
+      return candidates.reduce(function (a, b) { return project(b)[2] > project(a)[2] ? b : a; });
+    }
+    function axes() {
+      ctx.font = "12px sans-serif";
+      var gx = nice(xs[0], xs[nx - 1], 5), gy = nice(ys[0], ys[ny - 1], 5);
+      var ey = nearest([[0, -1, -0.6], [0, 1, -0.6]])[1];  // the x axis on the front edge
+      var ex = nearest([[-1, 0, -0.6], [1, 0, -0.6]])[0];  // the y axis on its front edge
+      axis(gx, function (v) { return [scaled(v, xs[0], xs[nx - 1]), ey, -0.6]; }, [0, ey, 0],
+        "x (direction 1)", tickText);
+      axis(gy, function (v) { return [ex, scaled(v, ys[0], ys[ny - 1]), -0.6]; }, [ex, 0, 0],
+        "y (direction 2)", tickText);
+      // z: on the floor corner drawn furthest left, labels left of it
+      var corners = [[-1, -1], [-1, 1], [1, -1], [1, 1]];
+      var c = corners.reduce(function (a, b) {
+        return project([b[0], b[1], 0])[0] < project([a[0], a[1], 0])[0] ? b : a;
+      });
+      var zt = nice(lo, hi, 5);
+      line([c[0], c[1], -0.6], [c[0], c[1], 0.6], "#444");
+      zt.forEach(function (v) {
+        var p = project([c[0], c[1], 1.2 * (v - lo) / span - 0.6]);
+        ctx.beginPath(); ctx.moveTo(p[0] - 5, p[1]); ctx.lineTo(p[0], p[1]); ctx.stroke();
+        text(valueText(v), p[0] - 8, p[1] + 4, "right");
+      });
+      var top = project([c[0], c[1], 0.6]);
+      text(data.axis_label, top[0], top[1] - 12, "center");
+    }
+    function floor() {  // the box's floor, behind everything
+      ctx.lineWidth = 1;
+      var f = [[-1, -1], [1, -1], [1, 1], [-1, 1], [-1, -1]];
+      for (var n = 0; n < 4; n++) {
+        line([f[n][0], f[n][1], -0.6], [f[n + 1][0], f[n + 1][1], -0.6], "#ccc");
+      }
     }
     draw = function () {
       ctx.clearRect(0, 0, W, H);
@@ -421,10 +499,7 @@ _SCRIPT = r"""
         q.depth = (screen[q.k[0]][2] + screen[q.k[1]][2] + screen[q.k[2]][2] + screen[q.k[3]][2]) / 4;
       }
       order = quads.slice().sort(function (u, w) { return u.depth - w.depth; });
-      ctx.font = "12px sans-serif";
-      axis([-1, -1, -0.6], [1, -1, -0.6], "x", num(xs[nx - 1]));
-      axis([-1, -1, -0.6], [-1, 1, -0.6], "y", num(ys[ny - 1]));
-      axis([-1, -1, -0.6], [-1, -1, 0.6], data.label, num(hi));
+      floor();
       ctx.lineWidth = 0.6;
       for (var m = 0; m < order.length; m++) {
         var c = order[m].k, fill = colour(order[m].v);
@@ -437,6 +512,7 @@ _SCRIPT = r"""
         ctx.fill();
         ctx.stroke();
       }
+      axes();  // after the surface, so that no part of it hides an axis, a tick or a label
       colourbar();
     };
     function inside(m, a, b, c) {  // is m in the triangle abc (either winding)?

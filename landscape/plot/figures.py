@@ -14,6 +14,9 @@ Points not computed (NaN) and non-finite values are masked, never drawn as a col
 
 from __future__ import annotations
 
+import contextlib
+import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -41,9 +44,19 @@ class Prepared:
     z: np.ma.MaskedArray  # (nx, ny) or (nx,), in plotted units (log10 or percent applied)
     vmin: float
     vmax: float
-    label: str  # what the values are, e.g. "log10(train_loss)" or "train_acc (%)"
+    label: str  # what the values are, in their own units: "train_loss", "train_acc (%)"
     scale: str  # "linear" or "log"
     floor: float  # under log: the stand-in for values <= 0 (plotted units before log10)
+    clipped_from: float | None = None  # the largest value, when the default range was clipped
+
+    @property
+    def axis_label(self) -> str:
+        """The colour bar's or z axis' label: the quantity and, under log, the scale."""
+        return f"{self.label} (log scale)" if self.scale == "log" else self.label
+
+    def text(self, value: float) -> str:
+        """A plotted value as the quantity's own value: ``10**v`` under log (0.001, not -3)."""
+        return f"{10.0**value:.2g}" if self.scale == "log" else f"{value:.3g}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,14 +141,41 @@ def prepare(
         raw = _to_log(raw, floor)
         vmin = None if vmin is None else float(_to_log(vmin, floor))
         vmax = None if vmax is None else float(_to_log(vmax, floor))
-        label = f"log10({label})"
     z = np.ma.masked_invalid(raw)
     lo = float(z.min()) if vmin is None else float(vmin)
     hi = float(z.max()) if vmax is None else float(vmax)
+    clipped = None
+    if vmax is None and not log and not is_accuracy(quantity):
+        top = robust_top(z.compressed())
+        if top < hi:
+            clipped, hi = hi, max(top, lo)
     if hi < lo:
         raise ConfigError(f"vmin ({vmin}) must be below vmax ({vmax})")
     lo, hi = _spread(lo, hi)
-    return Prepared(z, lo, hi, label, "log" if log else "linear", floor)
+    return Prepared(z, lo, hi, label, "log" if log else "linear", floor, clipped)
+
+
+CLIP_RATIO = 50.0  # range / (median − min) above which the linear colour range is clipped
+CLIP_QUANTILE = 0.25  # ... to this quantile of the values
+
+
+def robust_top(values: np.ndarray) -> float:
+    """The top of a linear colour range that shows the basin: the largest value, unless the
+    surface explodes, i.e. its range exceeds CLIP_RATIO × (median − min); then the
+    CLIP_QUANTILE-th quantile (a quarter of the plane lies below it).
+
+    A ResNet-56 without skip connections rises from 0.28 at the centre to 3.5e6 at the corners
+    (range / (median − min) ≈ 640): on a linear scale to the maximum everything but the corners
+    is one colour and the 3-D view is flat. Trained networks with skips stay below the ratio
+    (the demo's MLP 8.5, Li et al.'s ResNet-20 over [-1, 1]² 34), so they are drawn in full.
+    The log scale always shows the whole range; ``--vmax`` overrides the clip.
+    """
+    if values.size == 0:
+        return math.inf
+    lo, med, hi = float(values.min()), float(np.median(values)), float(values.max())
+    if med <= lo or hi - lo <= CLIP_RATIO * (med - lo):
+        return hi
+    return float(np.quantile(values, CLIP_QUANTILE))
 
 
 def share(
@@ -163,16 +203,20 @@ def share(
     return [replace(p, vmin=lo, vmax=hi, floor=floor) for p in preps]
 
 
-def contour_levels(levels: Levels, prep: Prepared) -> np.ndarray:
+def contour_levels(levels: Levels, prep: Prepared, values: np.ndarray | None = None) -> np.ndarray:
     """Contour levels in plotted units: a count, a sequence (in the quantity's units), or 30.
 
     A sequence given under a log scale is transformed with ``log10`` (values <= 0 clipped to
-    ``prep.floor``) so that the user names levels in loss units whichever scale is drawn.
+    ``prep.floor``) so that the user names levels in loss units whichever scale is drawn. A
+    count gives equal-area levels on a linear scale (``area_levels``; ``values``: several
+    surfaces' values, for one shared set), evenly spaced ones on a log scale.
     """
     if levels is None or isinstance(levels, (int, np.integer)):
         count = DEFAULT_LEVELS if levels is None else int(levels)
         if count < 2:
             raise ConfigError(f"levels must be at least 2, got {count}")
+        if prep.scale == "linear":
+            return area_levels(prep, count, values)
         return np.linspace(prep.vmin, prep.vmax, count)
     seq = np.unique(np.asarray(list(levels), dtype=float))
     if seq.size < 1 or not np.all(np.isfinite(seq)):
@@ -180,6 +224,28 @@ def contour_levels(levels: Levels, prep: Prepared) -> np.ndarray:
     if prep.scale == "log":
         seq = np.unique(_to_log(seq, prep.floor))
     return seq
+
+
+def area_levels(prep: Prepared, count: int, values: np.ndarray | None = None) -> np.ndarray:
+    """``count`` linear-scale levels that split the plane into bands of equal area: quantiles of
+    the values in the colour range, rounded to two significant digits.
+
+    Evenly spaced levels put most lines where the loss is large: a surface that rises from 0.001
+    to 8 had no line below 0.585, so its whole basin was one blank region. Equal-area bands give
+    the basin as many lines as any other part of the plane. ``values``: several surfaces' values
+    together (one level set for ``plot --compare``); default the prepared ones.
+    """
+    z = prep.z.compressed() if values is None else np.asarray(values, dtype=float)
+    z = z[np.isfinite(z) & (z >= prep.vmin) & (z <= prep.vmax)]
+    even = np.linspace(prep.vmin, prep.vmax, count)
+    if z.size < count:
+        return even
+    inner = np.quantile(z, np.linspace(0.0, 1.0, count)[1:-1])
+    rounded = np.unique([float(f"{v:.2g}") for v in inner])
+    rounded = rounded[(rounded > prep.vmin) & (rounded < prep.vmax)]
+    if rounded.size < count // 2:  # a nearly flat surface: its quantiles coincide
+        return even
+    return np.concatenate([[prep.vmin], rounded, [prep.vmax]])
 
 
 def quantity_floor(surface: Surface, quantity: str) -> float:
@@ -201,8 +267,47 @@ def require_dims(surface: Surface, dims: int, what: str) -> None:
 
 
 def _title(quantity: str, scale: str, surface: Surface, kind: str = "") -> str:
-    head = f"{quantity} {kind}".strip()
-    return f"{head}, {scale} scale\n{surface.label}"
+    """``train_loss, filled contour (log scale)`` over ``mlp on digits (train), filter-norm
+    directions``: the quantity, the figure and the scale, then what the surface is of, each
+    named once."""
+    head = f"{quantity}, {kind}" if kind else quantity
+    return f"{head} ({scale} scale)\n{describe(surface)}"
+
+
+def describe(surface: Surface) -> str:
+    """The model, the data and the direction family of a surface, for a title."""
+    from pathlib import PurePath
+
+    from landscape.store import stored_config
+
+    method = surface.direction_attrs.get("method") or surface.attrs.get("direction") or "?"
+    if surface.source_format == "li2018":
+        return f"Li et al. (2018) reference surface {PurePath(surface.path).name}"
+    cfg = stored_config(surface)
+    if not cfg:  # a surface made in memory, or a file without its config
+        return f"{PurePath(surface.path).name}, {method} directions"
+    model = _spec_name(str((cfg.get("model") or {}).get("name", "?")))
+    data = cfg.get("data") or {}
+    split = data.get("split")
+    with contextlib.suppress(ValueError, AttributeError):  # formats with one set: no split
+        split = json.loads(str(surface.attrs.get("data"))).get("split", split)
+    where = _spec_name(str(data.get("name", "?"))) + (f" ({split})" if split else "")
+    return f"{model} on {where}, {method} directions"
+
+
+def _spec_name(spec: str) -> str:
+    """A spec short enough for a title: ``cifar10:/data/cifar-10-batches-py`` → ``cifar10``,
+    ``npz:/runs/x/set.npz`` → ``set.npz``, ``/runs/net.py:make`` → ``net.py:make``."""
+    from pathlib import PurePath
+
+    prefix, sep, rest = spec.partition(":")
+    if sep and prefix in ("cifar10", "mnist"):
+        return prefix
+    if sep and prefix in ("npz", "pt"):
+        return PurePath(rest).name
+    if sep and prefix.endswith(".py"):
+        return f"{PurePath(prefix).name}:{rest}"
+    return PurePath(spec).name if "/" in spec else spec
 
 
 def _grid(surface: Surface) -> tuple[np.ndarray, np.ndarray]:
@@ -350,9 +455,164 @@ def draw_trajectory(ax: Axes, surface: Surface, *, legend: bool = True) -> None:
 
 
 def draw_overlays(ax: Axes, surface: Surface, *, legend: bool = True) -> None:
-    """Everything drawn over a 2-D panel: the training path and the landmarks."""
+    """Everything drawn over a 2-D panel: the trained point, the training path, the landmarks."""
+    if not surface.trajectory:  # a trajectory marks its final checkpoint, the centre, itself
+        draw_centre(ax, surface)
     draw_trajectory(ax, surface, legend=legend)
     draw_landmarks(ax, surface)
+
+
+def has_centre(surface: Surface) -> bool:
+    """Whether the grid's range holds the centre (0, 0), the trained weights θ."""
+    inside = float(np.min(surface.x)) <= 0.0 <= float(np.max(surface.x))
+    if surface.y is not None:
+        inside &= float(np.min(surface.y)) <= 0.0 <= float(np.max(surface.y))
+    return bool(inside)
+
+
+def draw_centre(ax: Axes, surface: Surface) -> None:
+    """Mark the trained point θ at (0, 0), as the curvature maps do: a white plus, labelled."""
+    if not has_centre(surface):
+        return
+    ax.plot([0.0], [0.0], "P", ms=10, mfc="white", mec="black", gid="centre", label="_centre")
+    ax.annotate(
+        "θ",
+        (0.0, 0.0),
+        xytext=(7, 5),
+        textcoords="offset points",
+        fontsize=10,
+        fontweight="bold",
+        bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7},
+        gid="centre-label",
+    )
+
+
+def draw_centre_1d(ax: Axes, surface: Surface) -> None:
+    """1-D: a dotted line at x = 0, labelled θ (unless a landmark, e.g. interpolation's A, is
+    there already)."""
+    if not has_centre(surface) or any(x == 0.0 for _, x, _ in landmark_points(surface)):
+        return
+    ax.axvline(0.0, color="0.25", ls=":", lw=1.0, gid="centre", label="_centre")
+    ax.text(0.0, 0.98, " θ", transform=ax.get_xaxis_transform(), ha="left", va="top",
+            fontsize=10, fontweight="bold", color="0.25", gid="centre-label")  # fmt: skip
+
+
+def equal_aspect(surface: Surface) -> bool:
+    """Whether a 2-D panel keeps x and y to one scale: a trajectory's plane (parameter units)
+    whose axes' spans are within a factor of four of each other."""
+    if not surface.trajectory or surface.y is None:
+        return False
+    wx = float(np.ptp(np.asarray(surface.x, dtype=float)))
+    wy = float(np.ptp(np.asarray(surface.y, dtype=float)))
+    return wx > 0 and wy > 0 and 0.25 <= wx / wy <= 4.0
+
+
+def panel_size(surface: Surface) -> tuple[float, float]:
+    """The figure size of a one-panel 2-D figure: taller or flatter for an equal aspect."""
+    if not equal_aspect(surface):
+        return (6.4, 5.2)
+    ratio = float(np.ptp(surface.y)) / float(np.ptp(surface.x))
+    return (6.4, min(7.5, max(3.0, 1.4 + 4.6 * ratio)))
+
+
+def set_aspect(ax: Axes, surface: Surface) -> None:
+    """Equal aspect for surfaces in parameter units (a trajectory's plane), so distances and
+    angles read true, unless one axis is over four times the other; then the panel says so."""
+    if equal_aspect(surface):
+        ax.set_aspect("equal", adjustable="box")
+        return
+    ax.set_aspect("auto")
+    if not surface.trajectory:
+        return
+    ax.text(0.99, 0.01, "x and y not to the same scale", transform=ax.transAxes, ha="right",
+            va="bottom", fontsize=7, color="0.3", gid="aspect-note")  # fmt: skip
+
+
+def clip_note(ax: Axes, prep: Prepared) -> None:
+    """Say in the panel that the default colour range was clipped, and how to change it."""
+    if prep.clipped_from is None:
+        return
+    ax.text(
+        0.01,
+        0.01,
+        f"colour range clipped at {prep.text(prep.vmax)} (max {prep.clipped_from:.3g}): "
+        "--vmax to change; the log scale shows all",
+        transform=ax.transAxes,
+        fontsize=7,
+        bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.6", "alpha": 0.85},
+        gid="clip-note",
+    )
+
+
+def value_ticks(prep: Prepared) -> np.ndarray | None:
+    """Colour bar ticks: under log, at 1, 2, 5 × 10^k losses within the range (about eight);
+    linear: None, matplotlib's own."""
+    if prep.scale != "log":
+        return None
+    for mantissas in ((1.0,), (1.0, 3.0), (1.0, 2.0, 5.0)):
+        ticks = [
+            math.log10(m) + k
+            for k in range(math.floor(prep.vmin) - 1, math.ceil(prep.vmax) + 1)
+            for m in mantissas
+            if prep.vmin <= math.log10(m) + k <= prep.vmax
+        ]
+        if len(ticks) >= 4 or (mantissas == (1.0, 2.0, 5.0) and len(ticks) >= 2):
+            return np.asarray(ticks[:: max(1, len(ticks) // 9 + 1)] if len(ticks) > 10 else ticks)
+    return np.linspace(prep.vmin, prep.vmax, 5)
+
+
+def colour_bar(fig: Figure, mappable: object, prep: Prepared, **kwargs: object) -> object:
+    """A colour bar labelled in the quantity's own units (log scale: 0.001, 0.01, ...)."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    ticks = value_ticks(prep)
+    if isinstance(mappable, ContourSet) and mappable.filled:
+        kwargs.setdefault("spacing", "proportional")  # the bar in value units, not per band
+    return fig.colorbar(
+        mappable,
+        label=prep.axis_label,
+        ticks=ticks if ticks is not None else MaxNLocator(8),
+        format=FuncFormatter(lambda v, _: prep.text(v)),
+        **kwargs,
+    )
+
+
+def label_contours(
+    ax: Axes,
+    cs: ContourSet,
+    prep: Prepared,
+    most: int = 9,
+    avoid: Sequence[tuple[float, float]] = (),
+) -> None:
+    """Inline labels on about ``most`` of the lines, each placed away from the panel's edges (so
+    none is cut off), from the labels already placed (so the centre is not crowded) and from the
+    points in ``avoid`` (the centre's marker)."""
+    levels = list(cs.levels)
+    paths = cs.get_paths()
+    if not levels or len(paths) != len(levels):
+        return
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    picked: list[float] = []
+    where = [((px - x0) / (x1 - x0), (py - y0) / (y1 - y0)) for px, py in avoid]
+    kept = len(where)
+    for k in range(0, len(levels), max(1, math.ceil(len(levels) / most))):
+        pts = paths[k].vertices
+        if len(pts) == 0:
+            continue
+        u, v = (pts[:, 0] - x0) / (x1 - x0), (pts[:, 1] - y0) / (y1 - y0)
+        edge = np.minimum.reduce([u, 1.0 - u, v, 1.0 - v])  # 0 at the frame
+        apart = np.full(len(pts), 1.0)
+        for pu, pv in where:
+            apart = np.minimum(apart, np.hypot(u - pu, v - pv))
+        score = np.minimum(edge, 0.5 * apart)
+        best = int(np.argmax(score))
+        if edge[best] < 0.06:  # the line only runs along the frame: no room for a label
+            continue
+        picked.append(levels[k])
+        where.append((u[best], v[best]))
+    if picked:
+        positions = [(x0 + pu * (x1 - x0), y0 + pv * (y1 - y0)) for pu, pv in where[kept:]]
+        ax.clabel(cs, picked, inline=True, fontsize=7, fmt=prep.text, manual=positions)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,13 +631,16 @@ def draw_contour(
     norm = Normalize(prep.vmin, prep.vmax)
     if filled:
         cs = ax.contourf(X, Y, prep.z, levels=levels, cmap=CMAP, norm=norm, extend="both")
-    else:
-        cs = ax.contour(X, Y, prep.z, levels=levels, cmap=CMAP, norm=norm, linewidths=0.9)
-        if len(cs.levels):
-            ax.clabel(cs, cs.levels[::2], inline=True, fontsize=7, fmt="%.3g")
+    else:  # lines at the range's ends would be single points (the minimum, a corner)
+        inner = levels[(levels > prep.vmin) & (levels < prep.vmax)]
+        lines = inner if inner.size else levels
+        cs = ax.contour(X, Y, prep.z, levels=lines, cmap=CMAP, norm=norm, linewidths=0.9)
     _label_axes(ax)
-    ax.set_aspect("auto")
+    set_aspect(ax, surface)
+    if not filled:
+        label_contours(ax, cs, prep, avoid=[(0.0, 0.0)] if has_centre(surface) else [])
     draw_overlays(ax, surface)
+    clip_note(ax, prep)
     return cs
 
 
@@ -394,7 +657,9 @@ def draw_heatmap(ax: Axes, surface: Surface, prep: Prepared) -> QuadMesh:
         x, y, prep.z.T, shading="nearest", cmap=CMAP, vmin=prep.vmin, vmax=prep.vmax
     )
     _label_axes(ax)
+    set_aspect(ax, surface)
     draw_overlays(ax, surface)
+    clip_note(ax, prep)
     return mesh
 
 
@@ -403,14 +668,33 @@ def draw_surface3d(ax: Axes, surface: Surface, prep: Prepared) -> object:
 
     Clipping keeps one spike (a diverged corner of the grid) from flattening the whole view.
     """
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
     X, Y = _grid(surface)
     z = np.ma.clip(prep.z, prep.vmin, prep.vmax)
+    ax.computed_zorder = False  # draw the centre's marker over the surface
     surf = ax.plot_surface(
         X, Y, z, cmap=CMAP, vmin=prep.vmin, vmax=prep.vmax, linewidth=0, antialiased=True
     )
     ax.set_zlim(prep.vmin, prep.vmax)
-    _label_axes(ax)
-    ax.set_zlabel(prep.label)
+    # five ticks an axis, small, so that neighbouring labels never run together; the axis
+    # labels sit clear of them
+    for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
+        axis.set_major_locator(MaxNLocator(5))
+    ticks = value_ticks(prep)
+    if ticks is not None:
+        ax.set_zticks(ticks[:: max(1, math.ceil(len(ticks) / 5))])
+    ax.zaxis.set_major_formatter(FuncFormatter(lambda v, _: prep.text(v)))
+    ax.tick_params(labelsize=8, pad=1)
+    ax.set_xlabel("x (direction 1)", labelpad=6)
+    ax.set_ylabel("y (direction 2)", labelpad=6)
+    ax.set_zlabel(prep.axis_label, labelpad=8)
+    if has_centre(surface):
+        i, j = int(np.argmin(np.abs(surface.x))), int(np.argmin(np.abs(surface.y)))
+        z0 = z[i, j]
+        if z0 is not np.ma.masked:
+            ax.plot([0.0], [0.0], [float(z0)], "P", ms=9, mfc="white", mec="black", zorder=10,
+                    gid="centre")  # fmt: skip
     return surf
 
 
@@ -438,11 +722,6 @@ def draw_curve(
     style = {"marker": ".", **style}
     (line,) = ax.plot(np.asarray(surface.x, dtype=float), y, **style)
     return line
-
-
-def colorbar_ticks(levels: np.ndarray) -> np.ndarray:
-    """About eight of the levels, for a colour bar that stays readable."""
-    return levels[:: max(1, len(levels) // 8)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -482,6 +761,7 @@ def curve_1d(
         ax.set_yscale("log")
     ax.set_ylim(bottom=vmin, top=vmax)
     draw_landmarks(ax, surface, color="0.25")
+    draw_centre_1d(ax, surface)
     ax.set_xlabel("x (direction 1)")
     ax.set_ylabel("loss" + (" (log scale)" if log else ""), color="tab:blue")
     acc_ax.set_ylabel("accuracy (%)", color="tab:red")
@@ -491,7 +771,7 @@ def curve_1d(
     labels = [h.get_label() for h in handles]
     fig.legend(handles, labels, loc="outside lower center", ncols=4, fontsize="small")
     name = split if split is not None else ", ".join(chosen)
-    ax.set_title(_title(name, "log" if log else "linear", surface, "loss / accuracy"))
+    ax.set_title(_title(f"{name} loss and accuracy", "log" if log else "linear", surface))
     return fig
 
 
@@ -525,11 +805,11 @@ def contour(
     require_dims(surface, 2, "contour")
     prep = prepare(surface, quantity, log=log, vmin=vmin, vmax=vmax)
     lv = contour_levels(levels, prep)
-    fig = Figure(figsize=(6.4, 5.2), layout="constrained")
+    fig = Figure(figsize=panel_size(surface), layout="constrained")
     ax = fig.add_subplot()
     cs = draw_contour(ax, surface, prep, lv, filled=filled)
     if filled:
-        fig.colorbar(cs, ax=ax, label=prep.label, ticks=colorbar_ticks(lv), format="%.3g")
+        colour_bar(fig, cs, prep, ax=ax)
     kind = "filled contour" if filled else "contour"
     ax.set_title(_title(prep.label, prep.scale, surface, kind))
     return fig
@@ -546,10 +826,10 @@ def heatmap(
     """A heat map (``pcolormesh`` centred on the grid points) with a colour bar."""
     require_dims(surface, 2, "heatmap")
     prep = prepare(surface, quantity, log=log, vmin=vmin, vmax=vmax)
-    fig = Figure(figsize=(6.4, 5.2), layout="constrained")
+    fig = Figure(figsize=panel_size(surface), layout="constrained")
     ax = fig.add_subplot()
     mesh = draw_heatmap(ax, surface, prep)
-    fig.colorbar(mesh, ax=ax, label=prep.label)
+    colour_bar(fig, mesh, prep, ax=ax)
     ax.set_title(_title(prep.label, prep.scale, surface, "heat map"))
     return fig
 
@@ -568,6 +848,9 @@ def surface_3d(
     fig = Figure(figsize=(7.0, 5.6), layout="constrained")
     ax = fig.add_subplot(projection="3d")
     surf = draw_surface3d(ax, surface, prep)
-    fig.colorbar(surf, ax=ax, shrink=0.6, pad=0.08, label=prep.label)
+    colour_bar(fig, surf, prep, ax=ax, shrink=0.6, pad=0.1)
+    if prep.clipped_from is not None:
+        fig.text(0.01, 0.01, f"z clipped at {prep.text(prep.vmax)} (max {prep.clipped_from:.3g}): "
+                 "--vmax to change", fontsize=7, gid="clip-note")  # fmt: skip
     ax.set_title(_title(prep.label, prep.scale, surface, "3-D surface"))
     return fig

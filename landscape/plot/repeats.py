@@ -18,6 +18,7 @@ from landscape.errors import ConfigError
 from landscape.plot.figures import (
     _positive_floor,
     _title,
+    colour_bar,
     draw_heatmap,
     draw_landmarks,
     is_accuracy,
@@ -74,8 +75,8 @@ def spread_map(surface: Surface, quantity: str = "train_loss") -> Figure:
     fig = Figure(figsize=(6.4, 5.2), layout="constrained")
     ax = fig.add_subplot()
     mesh = draw_heatmap(ax, derived, prep)
-    fig.colorbar(mesh, ax=ax, label=prep.label)
-    ax.set_title(_title(prep.label, prep.scale, derived))
+    colour_bar(fig, mesh, prep, ax=ax)
+    ax.set_title(_title(prep.label, prep.scale, derived, "heat map"))
     return fig
 
 
