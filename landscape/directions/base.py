@@ -120,8 +120,8 @@ def alignment_warning(attrs: dict[str, Any]) -> str | None:
     )
     return (
         f"{which} {verb} largely aligned with the weights θ: moving along it mostly rescales "
-        "them (with BatchNorm in eval mode an exploding loss), so the picture shows a change of "
-        f"scale more than the loss's shape; {fix}"
+        "them (which normalization layers undo, and eval-mode BatchNorm turns into an exploding "
+        f"loss), so read the picture as a change of scale as much as the loss's shape; {fix}"
     )
 
 

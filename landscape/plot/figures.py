@@ -525,7 +525,8 @@ def set_aspect(ax: Axes, surface: Surface) -> None:
     if not surface.trajectory:
         return
     ax.text(0.99, 0.01, "x and y not to the same scale", transform=ax.transAxes, ha="right",
-            va="bottom", fontsize=7, color="0.3", gid="aspect-note")  # fmt: skip
+            va="bottom", fontsize=7, color="0.3", gid="aspect-note",
+            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8})  # fmt: skip
 
 
 def clip_note(ax: Axes, prep: Prepared) -> None:
