@@ -1,10 +1,14 @@
-"""One ``landscape compute`` run: config → model, data, directions → store → evaluated points."""
+"""One ``landscape compute`` run: a session (model, data, loss) and a config → directions →
+store → evaluated points.
+
+``run_compute(config)`` loads the session from the config's strings (the CLI, YAML, sweeps);
+``run_surface(config, session)`` is the same run on a session built from objects (the Python API).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import itertools
 import math
 import time
@@ -18,25 +22,20 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from landscape import checkpoint, grid, parallel, params
+from landscape import grid, parallel
 from landscape._files import Output
 from landscape.config import ComputeConfig
-from landscape.data import EvalData, load_data
 from landscape.directions import DirectionContext, DirectionSet, build, load_directions, summarize
 from landscape.directions.base import alignment_warning, weight_alignment
-from landscape.directions.paths import expand_checkpoints
-from landscape.engine import ReferenceEvaluator, eval_mode, resolve_device
 from landscape.engine.reference import PointEvaluatorBase, to_channels_last
 from landscape.engine.select import EngineChoice, EngineRequest, choose_engine, parse_bytes
 from landscape.errors import (
     ConfigError,
-    DataError,
     DirectionError,
-    LandscapeError,
     LandscapeWarning,
 )
-from landscape.losses import correct_count, get_loss
-from landscape.models import build_model
+from landscape.losses import correct_count
+from landscape.session import Session, random_initialization
 from landscape.store import RunHeader, SurfaceStore, check_resumable, done_flags
 
 FLUSH_SECONDS = 1.0  # a killed run loses at most about this much work
@@ -67,157 +66,9 @@ class RunResult:
         return self.computed / self.seconds if self.seconds > 0 else math.nan
 
 
-@dataclass
-class Prepared:
-    """Everything loaded for a run, before any file is touched."""
-
-    model: torch.nn.Module
-    centre: OrderedDict[str, torch.Tensor]  # parameters and buffers, on the device
-    theta: OrderedDict[str, torch.Tensor]  # parameters only
-    data: EvalData
-    device: torch.device
-    checkpoint_sha256: str
-    weights_sha256: str
-
-
-def prepare(config: ComputeConfig, local_rank: int = 0, local_size: int = 1) -> Prepared:
-    """Load the model (with its checkpoint), the data and the loss; check they fit together.
-
-    With several processes on a machine, each takes its own GPU: ``cuda:{local rank}``.
-    """
-    device = resolve_device(config.eval.device)
-    if device.type == "cuda" and local_size > 1 and device.index is None:
-        device = torch.device("cuda", local_rank % torch.cuda.device_count())
-    ckpt = centre_checkpoint(config)
-    with torch.random.fork_rng(devices=[]):
-        # without a checkpoint the weights are the factory's initialization: make it reproducible
-        torch.manual_seed(config.direction.seed)
-        model = build_model(
-            config.model.name, config.model.args, unsafe_pickle=config.model.unsafe_pickle
-        )
-    ckpt_sha = ""
-    if ckpt:
-        state = checkpoint.load_state_dict(ckpt, unsafe_pickle=config.model.unsafe_pickle)
-        checkpoint.check_finite(state)
-        checkpoint.apply_state_dict(model, state)
-        ckpt_sha = checkpoint.file_sha256(ckpt)
-    else:
-        checkpoint.check_finite(model.state_dict())
-    if not any(True for _ in model.parameters()):
-        raise ConfigError(f"model {config.model.name!r} has no parameters; nothing to move along")
-    model = model.to(device)
-    theta = params.parameters_of(model)
-    centre = OrderedDict(theta)
-    centre.update(params.buffers_of(model))
-    data = load_data(config.data)
-    return Prepared(model, centre, theta, data, device, ckpt_sha, weights_sha256(centre))
-
-
-def centre_checkpoint(config: ComputeConfig) -> str | None:
-    """The checkpoint at the centre: --checkpoint, or for a trajectory its last checkpoint."""
-    d = config.direction
-    if d.name != "trajectory" or d.file or not d.trajectory:
-        return config.model.checkpoint
-    last = str(expand_checkpoints(d.trajectory)[-1])
-    given = config.model.checkpoint
-    if given and Path(given).resolve() != Path(last).resolve():
-        raise ConfigError(
-            f"--checkpoint {given!r} is not the last trajectory checkpoint {last!r}, which is the "
-            "centre of a trajectory surface; drop --checkpoint or reorder --trajectory"
-        )
-    return last
-
-
-def random_initialization(config: ComputeConfig) -> bool:
-    """True when the run evaluates the model's seeded random initialization: no checkpoint, and
-    a model that is built (a saved TorchScript or torch.export program carries its weights)."""
-    try:
-        checkpoint = centre_checkpoint(config)
-    except ConfigError:
-        return False  # the run itself reports this
-    return not checkpoint and not Path(config.model.name).is_file()
-
-
-def other_checkpoint_loader(prep: Prepared, config: ComputeConfig) -> Callable[[str], OrderedDict]:
-    """``load_state(path)``: another checkpoint of this architecture, checked against the centre."""
-    reference = OrderedDict((k, v.detach().cpu()) for k, v in prep.centre.items())
-
-    def load_state(path: str) -> OrderedDict[str, torch.Tensor]:
-        try:
-            state = checkpoint.load_state_dict(str(path), unsafe_pickle=config.model.unsafe_pickle)
-            checkpoint.check_finite(state)
-        except LandscapeError as exc:
-            raise DirectionError(str(exc)) from None
-        out = OrderedDict()
-        for name, ref in reference.items():
-            if name not in state:
-                if name.endswith("num_batches_tracked"):
-                    out[name] = ref
-                    continue
-                raise DirectionError(
-                    f"checkpoint {str(path)!r} has no tensor {name}; was it saved from another model?"
-                )
-            t = state[name]
-            if tuple(t.shape) != tuple(ref.shape):
-                raise DirectionError(
-                    f"checkpoint {str(path)!r}: tensor {name} has shape {tuple(t.shape)}, the centre's "
-                    f"{tuple(ref.shape)}; all checkpoints must come from the same architecture"
-                )
-            out[name] = t.detach().cpu().to(ref.dtype)
-        return out
-
-    return load_state
-
-
-def weights_sha256(state: dict[str, torch.Tensor]) -> str:
-    """A hash of the tensors' names and bytes: identifies the centre θ whatever file it came from."""
-    h = hashlib.sha256()
-    for name, t in state.items():
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def probe(prep: Prepared, config: ComputeConfig, directions: list[dict[str, torch.Tensor]]) -> None:
-    """Run one small batch at θ so a model/data/loss mismatch fails before any file is written."""
-    x, y = next(iter(prep.data.batches(min(config.data.batch_size, 8), prep.device)))
-    loss_fn = get_loss(config.eval.loss)
-    plain = ReferenceEvaluator(
-        prep.model, prep.centre, directions, lambda: iter(()), loss_fn, correct_count
-    )
-    try:
-        with eval_mode(prep.model), torch.inference_mode():
-            logits = plain.forward(prep.centre)(x)
-    except (RuntimeError, ValueError, TypeError, IndexError, AssertionError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(
-            f"model {config.model.name!r} cannot run on data {config.data.name!r} "
-            f"(inputs of shape {tuple(x.shape[1:])}): {first}; check --model, --model-arg and --data"
-        ) from None
-    if config.eval.loss == "cross-entropy":
-        check_label_range(prep.data, y, logits, config.data.name)
-    try:
-        loss_fn(logits, y)
-    except (RuntimeError, ValueError, IndexError) as exc:
-        raise ConfigError(
-            f"loss {config.eval.loss!r} cannot compare the model's outputs {tuple(logits.shape)} "
-            f"with targets {tuple(y.shape)}: {str(exc).splitlines()[0]}; check --loss"
-        ) from None
-
-
-def check_label_range(data: EvalData, y: torch.Tensor, logits: torch.Tensor, name: str) -> None:
-    """Class labels must index the model's outputs: name both ranges when they do not."""
-    if y.is_floating_point() or logits.ndim < 2:
-        return
-    labels = data.tensors("cpu")[1]  # the whole set's labels, not only the probe batch's
-    lo, hi, classes = int(labels.min()), int(labels.max()), int(logits.shape[1])
-    if lo >= 0 and hi < classes:
-        return
-    raise DataError(
-        f"data {name!r} has class labels {lo}..{hi}, but the model has {classes} outputs, so "
-        f"labels must be 0..{classes - 1}: check --data, or give the model {hi + 1} outputs "
-        f"(for a built-in model: --model-arg num_classes={hi + 1})"
-    )
+# the loading and hashing a run needs live in landscape.session; these names stay importable here
+Prepared = Session
+prepare = Session.from_config
 
 
 def directions_for(
@@ -249,17 +100,16 @@ def _build_directions(config: ComputeConfig, prep: Prepared) -> DirectionSet:
         )
     data = prep.data
     if config.direction.name == "hessian":  # the Hessian is taken over a seeded subset, loaded once
-        n = min(config.direction.hessian_samples, len(prep.data))
-        data = load_data(replace(config.data, max_samples=n)) if n < len(prep.data) else prep.data
+        data = prep.subset(min(config.direction.hessian_samples, len(prep.data)))
     ctx = DirectionContext(
         theta=OrderedDict((k, v.detach().cpu().float()) for k, v in prep.theta.items()),
         spec=config.direction,
         count=count,
         state=OrderedDict((k, v.detach().cpu()) for k, v in prep.centre.items()),
-        load_state=other_checkpoint_loader(prep, config),
+        load_state=prep.load_state,
         model=prep.model,
         batches=lambda: data.batches(config.data.batch_size, prep.device),
-        loss_fn=get_loss(config.eval.loss),
+        loss_fn=prep.loss_fn,
         device=prep.device,
     )
     return build(ctx)
@@ -291,14 +141,33 @@ def run_compute(
             _worker(config, comm.rank, comm.local_rank, comm.local_size, plan, comm)
         return None
     try:
-        return _run_root(config, overwrite, progress, comm)
+        return _run_root(config, None, overwrite, progress, comm)
     finally:
         if isinstance(comm, parallel.LocalPool):
             comm.close()
 
 
+def run_surface(
+    config: ComputeConfig,
+    session: Session,
+    *,
+    overwrite: bool = False,
+    progress: ProgressFactory | None = None,
+    directions: DirectionSet | None = None,
+) -> RunResult:
+    """Compute (or resume) ``config``'s surface on an already loaded ``session``, in this
+    process. ``directions``: given ones instead of the config's family (the Python API's
+    ``directions=``). The config's model and data specs are only recorded, never resolved."""
+    return _run_root(config, session, overwrite, progress, parallel.Serial(), directions)
+
+
 def _run_root(
-    config: ComputeConfig, overwrite: bool, progress: ProgressFactory | None, comm: Any
+    config: ComputeConfig,
+    session: Session | None,
+    overwrite: bool,
+    progress: ProgressFactory | None,
+    comm: Any,
+    given: DirectionSet | None = None,
 ) -> RunResult:
     start = time.perf_counter()
     output = None
@@ -306,19 +175,27 @@ def _run_root(
         # held from before the first read of the file to its last write: one run per file
         output = Output(config.out, overwrite)
         x, y = grid.coordinates(config.grid, repeats=config.direction.repeat)
-        prep = prepare(config, comm.local_rank, comm.local_size)
+        prep = session or Session.from_config(config, comm.local_rank, comm.local_size)
         extra = {"data": prep.data.describe(), "weights_sha256": prep.weights_sha256}
         # the file whose points this run resumes (refused if of another run), read before
         # anything is built: its directions are the run's
         stub = RunHeader(config, x, y, DirectionSet("", []), {}, prep.checkpoint_sha256, extra)
         source = output.existing(lambda p: check_resumable(p, stub))
-        directions = directions_for(config, prep, resume_from=source)
+        if given is not None and source is None:
+            directions = given
+            directions.attrs.update(weight_alignment(given, prep.centre))
+        else:
+            directions = directions_for(config, prep, resume_from=source)
         repeats = [
             directions_for(config, prep, resume_from=source, repeat=r)
             for r in range(1, config.direction.repeat)
         ]
         device_dirs = directions.to(prep.device).vectors
-        probe(prep, config, device_dirs)
+        prep.probe(
+            device_dirs,
+            config.data.batch_size,
+            (config.model.name, config.data.name, config.eval.loss),
+        )
         aligned = alignment_warning({"method": directions.method, **directions.attrs})
         if aligned and source is None:
             warnings.warn(aligned, LandscapeWarning, stacklevel=2)
@@ -538,7 +415,7 @@ def _worker(
 ) -> None:
     """A rank other than 0: evaluate its share with rank 0's engine, send results in blocks."""
     try:
-        prep = prepare(config, local_rank, local_size)
+        prep = Session.from_config(config, local_rank, local_size)
         # exactly rank 0's weights, whatever this process loaded itself
         for name, t in plan.centre.items():
             prep.centre[name] = t.to(prep.device)
@@ -584,7 +461,7 @@ def _engine_for(
         prep.centre,
         directions,
         lambda n: lambda: prep.data.batches(n, prep.device),
-        get_loss(config.eval.loss),
+        prep.loss_fn,
         correct_count,
         request,
         pending,
@@ -596,7 +473,7 @@ def engine_request(config: ComputeConfig, prep: Prepared) -> EngineRequest:
     ev = config.eval
     options: dict[str, Any] = {"bn": ev.bn, "autocast": autocast_dtype(ev.dtype, prep.device)}
     if ev.bn == "recalibrate":
-        train = load_data(replace(config.data, split="train"))
+        train = prep.train_data()
         bs, n = config.data.batch_size, ev.bn_batches
         options["train_batches"] = lambda: itertools.islice(train.batches(bs, prep.device), n)
     return EngineRequest(

@@ -51,23 +51,17 @@ from scipy.sparse.linalg import ArpackError, LinearOperator, eigsh
 
 from landscape import grid, params
 from landscape._files import Output
-from landscape.compute import (
-    Prepared,
-    ProgressFactory,
-    centre_checkpoint,
-    prepare,
-    probe,
-    weights_sha256,
-)
+from landscape.compute import ProgressFactory
 from landscape.config import IGNORE_CHOICES, ComputeConfig, GridSpec
 from landscape.curvature_store import CurvatureHeader, CurvatureStore, PointCurvature
-from landscape.data import EvalData, load_data
+from landscape.data import EvalData
 from landscape.directions import load_directions
 from landscape.directions.base import moved_names
 from landscape.directions.hessian import MAX_RESTARTS, HessianOperator
 from landscape.engine import eval_mode
 from landscape.errors import CheckpointError, ConfigError, DirectionError, SurfaceFileError
 from landscape.losses import get_loss
+from landscape.session import Session, centre_checkpoint, weights_sha256
 from landscape.store import read_surface, stored_config
 from landscape.surface import Surface
 from landscape.trust import Given, from_stored
@@ -121,7 +115,7 @@ def default_out(surface: str | Path) -> Path:
 class Plane:
     """A run's inputs, loaded and checked: the model at θ, the plane, the Hessian's samples."""
 
-    prep: Prepared
+    prep: Session
     vectors: list[dict[str, torch.Tensor]]  # d1 (and d2), on the device
     names: list[str]  # the parameters the Hessian is taken over
     batches: list[Batch]  # the Hessian's samples, on the device
@@ -174,12 +168,14 @@ def load_plane(spec: CurvatureSpec) -> Plane:
     source = read_source(spec.surface)
     config = rebuild_config(source, spec)
     x, y = curvature_grid(source, spec)
-    prep = prepare(config)
+    prep = Session.from_config(config)
     check_same_weights(source, prep, config.model.checkpoint)
     check_bn(config, prep)
     directions = load_directions(spec.surface, prep.theta, prep.centre, source.dims)
     vectors = directions.to(prep.device).vectors
-    probe(prep, config, vectors)
+    prep.probe(
+        vectors, config.data.batch_size, (config.model.name, config.data.name, config.eval.loss)
+    )
     names = moved_names(prep.theta, spec.ignore)
     data = hessian_data(config, prep, spec.samples)
     settings = {
@@ -290,7 +286,7 @@ def curvature_grid(source: Surface, spec: CurvatureSpec) -> tuple[np.ndarray, np
     return grid.coordinates(GridSpec(x=axis(spec.x, source.x), y=y))
 
 
-def check_same_weights(source: Surface, prep: Prepared, checkpoint: str | None) -> None:
+def check_same_weights(source: Surface, prep: Session, checkpoint: str | None) -> None:
     """Refuse a checkpoint whose weights are not those the surface was computed at."""
     stored = _json(source.attrs.get("weights_sha256"))
     if stored:
@@ -314,7 +310,7 @@ def _json(value: Any) -> Any:
         return value
 
 
-def check_bn(config: ComputeConfig, prep: Prepared) -> None:
+def check_bn(config: ComputeConfig, prep: Session) -> None:
     """The Hessian is taken in eval mode: a BatchNorm model's surface must be ``--bn eval``."""
     has_bn = any(k.endswith("running_mean") for k in prep.centre)
     if has_bn and config.eval.bn != "eval":
@@ -324,10 +320,10 @@ def check_bn(config: ComputeConfig, prep: Prepared) -> None:
         )
 
 
-def hessian_data(config: ComputeConfig, prep: Prepared, samples: int) -> EvalData:
+def hessian_data(config: ComputeConfig, prep: Session, samples: int) -> EvalData:
     """The first ``samples`` of the surface's seeded permutation: a subset of its own samples."""
     n = min(samples, len(prep.data))
-    return load_data(replace(config.data, max_samples=n)) if n < len(prep.data) else prep.data
+    return prep.subset(n)
 
 
 def source_fingerprint(config: ComputeConfig) -> dict[str, Any]:

@@ -125,6 +125,21 @@ class EvalData:
             self._on_device[key] = (self._x.to(device), self._y.to(device))
         return self._on_device[key]
 
+    def subset(self, n: int, seed: int = 0) -> EvalData:
+        """The first ``n`` samples of this set's seeded permutation, in set order (as
+        ``max_samples`` picks them from a file)."""
+        idx = select_indices(len(self), n, seed)
+        if len(idx) == len(self):
+            return self
+        t = torch.from_numpy(idx)
+        info = dict(self._info, n=len(idx), max_samples=n, seed=seed)
+        info["indices_sha256"] = _short_sha256(idx.astype("<i8").tobytes())
+        info.pop("data_sha256", None)
+        x, y = self._x.index_select(0, t), self._y.index_select(0, t)
+        return EvalData(
+            info=info, x=x, y=y, sample_shape=self.sample_shape, num_classes=self.num_classes
+        )
+
     def describe(self) -> dict[str, Any]:
         """JSON-able provenance: spec, split, sizes, subset and content hashes, notes."""
         if "data_sha256" not in self._info:
@@ -156,6 +171,58 @@ def load_data(spec: DataSpec, split: str | None = None) -> EvalData:
     raw = loader[kind](arg, split, spec.normalize)
     _check_pair(raw.x, raw.y, spec.name)
     return _from_tensors(spec, kind, split, raw)
+
+
+IN_MEMORY = "in-memory"  # the data spec recorded for objects handed to the Python API
+
+
+def as_eval_data(data: Any, *, max_samples: int | None = None, seed: int = 0) -> EvalData:
+    """An evaluation set from objects: an :class:`EvalData`, a ``(x, y)`` pair of tensors or
+    arrays, a map-style Dataset of ``(x, y)`` items, a DataLoader or any iterable of ``(x, y)``
+    batches; read once into tensors, in order. ``max_samples``: a seeded subset, as for files.
+
+    Inputs keep their dtype (integer token ids stay integer); integer labels become int64.
+    """
+    if isinstance(data, EvalData):
+        return data if max_samples is None else data.subset(max_samples, seed)
+    if isinstance(data, (tuple, list)) and len(data) == 2 and not _is_pair_list(data):
+        x, y = (v if isinstance(v, Tensor) else torch.as_tensor(np.asarray(v)) for v in data)
+        kind = "tensors"
+    elif hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, list):
+        if len(data) == 0:
+            raise DataError("the dataset is empty; give a set with at least one sample")
+        x, y = _materialize(data, data[0], "the dataset")
+        kind = "dataset"
+    else:
+        x, y = _collect_batches(data)
+        kind = "batches"
+    x, y = x.detach().cpu(), y.detach().cpu()
+    if not torch.is_floating_point(y) and y.dtype != torch.bool:
+        y = y.to(torch.int64)
+    _check_pair(x, y, IN_MEMORY)
+    check_finite_samples(x, y, IN_MEMORY)
+    spec = DataSpec(f"{IN_MEMORY}:{kind}", max_samples=max_samples, seed=seed)
+    result = _from_tensors(spec, kind, "train", _Raw(x, y))
+    result._info["split"] = None  # objects have no splits
+    return result
+
+
+def _is_pair_list(data: Any) -> bool:
+    """A list of two ``(x, y)`` batches rather than one ``(x, y)`` pair."""
+    return all(isinstance(item, (tuple, list)) and len(item) == 2 for item in data)
+
+
+def _collect_batches(batches: Any) -> tuple[Tensor, Tensor]:
+    """Concatenate an iterable of ``(x, y)`` batches (a DataLoader, a generator, a list)."""
+    try:
+        pairs = [(torch.as_tensor(x), torch.as_tensor(y)) for x, y in batches]
+    except (TypeError, ValueError) as exc:
+        raise DataError(
+            f"data must be (x, y) tensors, a Dataset, a DataLoader or (x, y) batches ({exc})"
+        ) from None
+    if not pairs:
+        raise DataError("the data yielded no batches; give at least one (x, y) batch")
+    return torch.cat([x for x, _ in pairs]), torch.cat([y for _, y in pairs])
 
 
 def load_train_data(spec: DataSpec) -> EvalData:

@@ -75,6 +75,11 @@ class _CheckedLoss:
         return f"loss({self.spec!r})"
 
 
+def checked_loss(fn: LossFn, spec: str) -> LossFn:
+    """``fn`` whose output is checked to be one loss per sample at every call; ``spec`` names it."""
+    return _CheckedLoss(fn, spec)
+
+
 def get_loss(name: str) -> LossFn:
     """``cross-entropy``, ``mse``, or ``pkg.module:fn`` / ``file.py:fn`` returning shape (B,)."""
     if name == "cross-entropy":

@@ -235,9 +235,9 @@ def _stub_header(config: ComputeConfig) -> Any:
     """What compute's resume check compares, short of loading the model: config, grid shape
     and the checkpoint file's hash (the weights' own hash needs the model; compute checks it)."""
     from landscape.checkpoint import file_sha256
-    from landscape.compute import centre_checkpoint
     from landscape.directions.base import DirectionSet
     from landscape.grid import coordinates
+    from landscape.session import centre_checkpoint
     from landscape.store import RunHeader
 
     ckpt = centre_checkpoint(config)
@@ -252,8 +252,8 @@ def missing_input(config: ComputeConfig) -> str | None:
     Checked without loading anything: the centre checkpoint (or trajectory), targets, a
     directions file, a model or data file, a data folder.
     """
-    from landscape.compute import centre_checkpoint
     from landscape.data import _parse_name
+    from landscape.session import centre_checkpoint
 
     try:
         ckpt = centre_checkpoint(config)

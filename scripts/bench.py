@@ -31,9 +31,10 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from landscape.compute import directions_for, prepare, run_compute
+from landscape.compute import directions_for, run_compute
 from landscape.config import ComputeConfig
 from landscape.grid import coordinates as grid_coordinates
+from landscape.session import Session
 from landscape.store import read_surface
 
 PLAIN_BATCH = 500
@@ -129,7 +130,7 @@ def bench_model(name: str, args: argparse.Namespace, work: Path, peak: float) ->
     )
     # the plain loop's model, data and directions: what `compute` builds from the same config
     torch.manual_seed(0)
-    prep = prepare(config)
+    prep = Session.from_config(config)
     d1, d2 = directions_for(config, prep, resume_from=None).to(device).vectors
     model = prep.model.to(device)
     x, y = (torch.cat(t).to(device) for t in zip(*prep.data.batches(4096), strict=True))

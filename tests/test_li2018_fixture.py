@@ -13,12 +13,12 @@ import pytest
 from click.testing import CliRunner
 
 from landscape.cli import main
-from landscape.compute import prepare
 from landscape.config import ComputeConfig
 from landscape.data import load_data
 from landscape.directions import load_directions
 from landscape.engine import ReferenceEvaluator
 from landscape.losses import correct_count, get_loss
+from landscape.session import Session
 from landscape.store import read_surface
 
 RTOL = 1e-5  # the bar: the reference values to within 1e-5 relative
@@ -55,7 +55,7 @@ def test_2d_points_reproduced(li_fixture: Path) -> None:
             "out": "unused.h5",
         }
     )
-    prep = prepare(cfg)
+    prep = Session.from_config(cfg)
     ds = load_directions(str(li_fixture / "directions_2d.h5"), prep.theta, prep.centre, 2)
     data = load_data(cfg.data)
     ev = ReferenceEvaluator(

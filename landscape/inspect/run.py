@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 from landscape import __version__
-from landscape.compute import Prepared, other_checkpoint_loader, prepare
 from landscape.config import ComputeConfig, DataSpec, DirectionSpec, EvalSpec, ModelSpec
 from landscape.directions import paths
 from landscape.engine import policies
@@ -32,6 +31,7 @@ from landscape.inspect.report import Report
 from landscape.inspect.saturation import saturation_findings, softmax_saturation
 from landscape.inspect.training import checkpoint_movement, not_learning_findings
 from landscape.inspect.weights import LayerReport, layer_report, layers_of, symmetry_findings
+from landscape.session import Session
 
 SKIPPED_ACTIVATIONS = (
     "dead-units and activation-growth: the model's layers cannot be hooked (a TorchScript or "
@@ -81,15 +81,14 @@ def run_inspect(config: InspectConfig) -> Report:
         direction=DirectionSpec(seed=config.seed),
         eval=EvalSpec(device=config.device),
     )
-    prep = prepare(compute_config)
+    prep = Session.from_config(compute_config)
     batches = prep.data.batches(config.data.batch_size, prep.device)
     report = inspect_model(
         prep.model, batches, epsilon=config.epsilon, trained=bool(model_spec.checkpoint)
     )
     states = []
     if files:
-        load = other_checkpoint_loader(prep, compute_config)
-        states = [load(str(f)) for f in files]
+        states = [prep.load_state(str(f)) for f in files]
         report.checkpoints = checkpoint_movement(layers_of(prep.model), states, files)
         report.findings += not_learning_findings(report.checkpoints)
     report.provenance = _provenance(config, model_spec, prep)
@@ -175,7 +174,7 @@ def expand_checkpoints(items: Iterable[str]) -> list[Path]:
     return paths.expand_checkpoints(list(items), "--checkpoints", ConfigError)
 
 
-def _provenance(config: InspectConfig, model_spec: ModelSpec, prep: Prepared) -> dict[str, Any]:
+def _provenance(config: InspectConfig, model_spec: ModelSpec, prep: Session) -> dict[str, Any]:
     return {
         "model": {
             "name": model_spec.name,

@@ -1,0 +1,325 @@
+"""What one process loads for a run: the model at θ, the data, the loss, and how to load the rest.
+
+A :class:`Session` is built either from a config's strings (:meth:`Session.from_config`, what the
+CLI, YAML and sweeps do) or from objects (:meth:`Session.from_objects`, what the Python API does:
+an ``nn.Module`` and tensors, a Dataset, a DataLoader or batches). Everything after it, compute,
+curvature and inspect, works on the session alone, so an in-memory model and a checkpoint file go
+through the same code. The caller's model is never changed: a session holds its own copy.
+
+Besides θ (``theta``: parameters; ``centre``: parameters and buffers) a session knows how to load
+another checkpoint of the same architecture checked against θ (``load_state``: trajectories and
+interpolation targets), a seeded subset of its data (``subset``: the Hessian's samples) and
+training batches for ``--bn recalibrate`` (``train_data``).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from landscape import checkpoint, params
+from landscape.config import ComputeConfig
+from landscape.data import EvalData, as_eval_data, load_data
+from landscape.directions.paths import expand_checkpoints
+from landscape.engine import ReferenceEvaluator, eval_mode, resolve_device
+from landscape.errors import ConfigError, DataError, DirectionError, LandscapeError
+from landscape.losses import LossFn, correct_count, get_loss
+from landscape.models import build_model
+
+StateDict = OrderedDict[str, torch.Tensor]
+
+
+@dataclass
+class Session:
+    """Everything loaded for a run on one process, before any file is touched."""
+
+    model: torch.nn.Module
+    centre: StateDict  # parameters and buffers, on the device
+    theta: StateDict  # parameters only
+    data: EvalData
+    device: torch.device
+    checkpoint_sha256: str
+    weights_sha256: str
+    loss_fn: LossFn
+    load_state: Callable[[Any], StateDict]  # a path, a state dict or a model → checked state
+    subset: Callable[[int], EvalData]  # the first n samples of the data's seeded permutation
+    train_data: Callable[[], EvalData]  # the samples --bn recalibrate re-estimates statistics on
+
+    # --- built from strings ---------------------------------------------------------------------
+
+    @classmethod
+    def from_config(
+        cls, config: ComputeConfig, local_rank: int = 0, local_size: int = 1
+    ) -> Session:
+        """Load the model (with its checkpoint), the data and the loss a config names.
+
+        With several processes on a machine, each takes its own GPU: ``cuda:{local rank}``.
+        """
+        device = resolve_device(config.eval.device)
+        if device.type == "cuda" and local_size > 1 and device.index is None:
+            device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        model, ckpt_sha = _model_at_centre(config)
+        data = load_data(config.data)
+
+        def subset(n: int) -> EvalData:
+            return load_data(replace(config.data, max_samples=n)) if n < len(data) else data
+
+        return cls._assemble(
+            model,
+            data,
+            device,
+            ckpt_sha,
+            get_loss(config.eval.loss),
+            config.model.unsafe_pickle,
+            subset,
+            lambda: load_data(replace(config.data, split="train")),
+        )
+
+    # --- built from objects ---------------------------------------------------------------------
+
+    @classmethod
+    def from_objects(
+        cls,
+        model: torch.nn.Module,
+        data: Any,
+        *,
+        loss: str | LossFn = "cross-entropy",
+        device: str | torch.device = "auto",
+        max_samples: int | None = None,
+        data_seed: int = 0,
+        train_data: Any = None,
+    ) -> Session:
+        """A session on an in-memory model and data: ``data`` is a ``(x, y)`` pair of tensors or
+        arrays, a map-style Dataset, a DataLoader or an iterable of ``(x, y)`` batches. The model is
+        copied (the caller's is never changed); ``train_data`` (default: ``data``) is what
+        ``bn="recalibrate"`` re-estimates BatchNorm statistics on."""
+        if not isinstance(model, torch.nn.Module):
+            raise ConfigError(f"model must be a torch.nn.Module, got a {type(model).__name__}")
+        evaluation = as_eval_data(data, max_samples=max_samples, seed=data_seed)
+        training = evaluation if train_data is None else as_eval_data(train_data)
+        private = copy.deepcopy(model)
+        checkpoint.check_finite(private.state_dict())
+
+        def subset(n: int) -> EvalData:
+            return evaluation.subset(n, data_seed) if n < len(evaluation) else evaluation
+
+        return cls._assemble(
+            private,
+            evaluation,
+            resolve_device(str(device)),
+            "",
+            loss_function(loss),
+            False,
+            subset,
+            lambda: training,
+        )
+
+    @classmethod
+    def _assemble(
+        cls,
+        model: torch.nn.Module,
+        data: EvalData,
+        device: torch.device,
+        ckpt_sha: str,
+        loss_fn: LossFn,
+        unsafe_pickle: bool,
+        subset: Callable[[int], EvalData],
+        train_data: Callable[[], EvalData],
+    ) -> Session:
+        if not any(True for _ in model.parameters()):
+            raise ConfigError("the model has no parameters; there is nothing to move along")
+        model = model.to(device)
+        theta = params.parameters_of(model)
+        centre = OrderedDict(theta)
+        centre.update(params.buffers_of(model))
+        load_state = state_loader(centre, unsafe_pickle)
+        return cls(
+            model,
+            centre,
+            theta,
+            data,
+            device,
+            ckpt_sha,
+            weights_sha256(centre),
+            loss_fn,
+            load_state,
+            subset,
+            train_data,
+        )
+
+    # --- checks ---------------------------------------------------------------------------------
+
+    def probe(
+        self,
+        directions: list[dict[str, torch.Tensor]],
+        batch_size: int,
+        names: tuple[str, str, str],
+    ) -> None:
+        """Run one small batch at θ so that a model/data/loss mismatch fails before any file is
+        written. ``names``: the specs the messages name (``model``, ``data``, ``loss``)."""
+        model_name, data_name, loss_name = names
+        x, y = next(iter(self.data.batches(min(batch_size, 8), self.device)))
+        plain = ReferenceEvaluator(
+            self.model, self.centre, directions, lambda: iter(()), self.loss_fn, correct_count
+        )
+        try:
+            with eval_mode(self.model), torch.inference_mode():
+                logits = plain.forward(self.centre)(x)
+        except (RuntimeError, ValueError, TypeError, IndexError, AssertionError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(
+                f"model {model_name!r} cannot run on data {data_name!r} "
+                f"(inputs of shape {tuple(x.shape[1:])}): {first}; check --model, --model-arg and "
+                "--data"
+            ) from None
+        if loss_name == "cross-entropy":
+            check_label_range(self.data, y, logits, data_name)
+        try:
+            self.loss_fn(logits, y)
+        except (RuntimeError, ValueError, IndexError) as exc:
+            raise ConfigError(
+                f"loss {loss_name!r} cannot compare the model's outputs {tuple(logits.shape)} "
+                f"with targets {tuple(y.shape)}: {str(exc).splitlines()[0]}; check --loss"
+            ) from None
+
+
+# --- the model at the centre -------------------------------------------------------------------
+
+
+def _model_at_centre(config: ComputeConfig) -> tuple[torch.nn.Module, str]:
+    """The model a config names at its centre checkpoint, and the checkpoint file's hash."""
+    ckpt = centre_checkpoint(config)
+    with torch.random.fork_rng(devices=[]):
+        # without a checkpoint the weights are the factory's initialization: make it reproducible
+        torch.manual_seed(config.direction.seed)
+        model = build_model(
+            config.model.name, config.model.args, unsafe_pickle=config.model.unsafe_pickle
+        )
+    if not ckpt:
+        checkpoint.check_finite(model.state_dict())
+        return model, ""
+    state = checkpoint.load_state_dict(ckpt, unsafe_pickle=config.model.unsafe_pickle)
+    checkpoint.check_finite(state)
+    checkpoint.apply_state_dict(model, state)
+    return model, checkpoint.file_sha256(ckpt)
+
+
+def centre_checkpoint(config: ComputeConfig) -> str | None:
+    """The checkpoint at the centre: --checkpoint, or for a trajectory its last checkpoint."""
+    d = config.direction
+    if d.name != "trajectory" or d.file or not d.trajectory:
+        return config.model.checkpoint
+    last = str(expand_checkpoints(d.trajectory)[-1])
+    given = config.model.checkpoint
+    if given and Path(given).resolve() != Path(last).resolve():
+        raise ConfigError(
+            f"--checkpoint {given!r} is not the last trajectory checkpoint {last!r}, which is the "
+            "centre of a trajectory surface; drop --checkpoint or reorder --trajectory"
+        )
+    return last
+
+
+def random_initialization(config: ComputeConfig) -> bool:
+    """True when the run evaluates the model's seeded random initialization: no checkpoint, and
+    a model that is built (a saved TorchScript or torch.export program carries its weights)."""
+    if config.model.name.startswith(IN_MEMORY):
+        return False  # the caller's own weights
+    try:
+        ckpt = centre_checkpoint(config)
+    except ConfigError:
+        return False  # the run itself reports this
+    return not ckpt and not Path(config.model.name).is_file()
+
+
+IN_MEMORY = "in-memory:"  # the spec a config records for an object handed to the Python API
+
+
+def state_loader(centre: StateDict, unsafe_pickle: bool = False) -> Callable[[Any], StateDict]:
+    """``load_state(item)``: another checkpoint of this architecture, checked against the centre.
+
+    ``item`` is a checkpoint file, a state dict, or a model of the same architecture.
+    """
+    reference = OrderedDict((k, v.detach().cpu()) for k, v in centre.items())
+
+    def load_state(item: Any) -> StateDict:
+        what = _describe(item)
+        try:
+            if isinstance(item, torch.nn.Module):
+                state = dict(item.state_dict())
+            elif isinstance(item, Mapping):
+                state = checkpoint.strip_prefixes(dict(item))
+            else:
+                state = checkpoint.load_state_dict(str(item), unsafe_pickle=unsafe_pickle)
+            checkpoint.check_finite(state)
+        except LandscapeError as exc:
+            raise DirectionError(str(exc)) from None
+        out = OrderedDict()
+        for name, ref in reference.items():
+            if name not in state:
+                if name.endswith("num_batches_tracked"):
+                    out[name] = ref
+                    continue
+                raise DirectionError(
+                    f"{what} has no tensor {name}; was it saved from another model?"
+                )
+            t = state[name]
+            if tuple(t.shape) != tuple(ref.shape):
+                raise DirectionError(
+                    f"{what}: tensor {name} has shape {tuple(t.shape)}, the centre's "
+                    f"{tuple(ref.shape)}; all checkpoints must come from the same architecture"
+                )
+            out[name] = t.detach().cpu().to(ref.dtype)
+        return out
+
+    return load_state
+
+
+def _describe(item: Any) -> str:
+    if isinstance(item, torch.nn.Module):
+        return f"model {type(item).__name__}"
+    if isinstance(item, Mapping):
+        return "state dict"
+    return f"checkpoint {str(item)!r}"
+
+
+def weights_sha256(state: dict[str, torch.Tensor]) -> str:
+    """A hash of the tensors' names and bytes: identifies the centre θ whatever file it came from."""
+    h = hashlib.sha256()
+    for name, t in state.items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def loss_function(loss: str | LossFn) -> LossFn:
+    """A loss name (``cross-entropy``, ``mse``, ``pkg.module:fn``) or a callable returning one
+    loss per sample, checked for that shape on every call."""
+    if isinstance(loss, str):
+        return get_loss(loss)
+    if not callable(loss):
+        raise ConfigError(f"loss must be a name or a callable, got a {type(loss).__name__}")
+    from landscape.losses import checked_loss
+
+    return checked_loss(loss, getattr(loss, "__name__", "the loss"))
+
+
+def check_label_range(data: EvalData, y: torch.Tensor, logits: torch.Tensor, name: str) -> None:
+    """Class labels must index the model's outputs: name both ranges when they do not."""
+    if y.is_floating_point() or logits.ndim < 2:
+        return
+    labels = data.tensors("cpu")[1]  # the whole set's labels, not only the probe batch's
+    lo, hi, classes = int(labels.min()), int(labels.max()), int(logits.shape[1])
+    if lo >= 0 and hi < classes:
+        return
+    raise DataError(
+        f"data {name!r} has class labels {lo}..{hi}, but the model has {classes} outputs, so "
+        f"labels must be 0..{classes - 1}: check --data, or give the model {hi + 1} outputs "
+        f"(for a built-in model: --model-arg num_classes={hi + 1})"
+    )
