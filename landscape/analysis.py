@@ -573,7 +573,7 @@ def stored_or_computed(
     points; otherwise (or when it cannot be read) the analysis is computed now.
     """
     options = options or AnalysisOptions()
-    stored = surface.analysis
+    stored = surface.stored_analysis
     out = {}
     for q in surface.quantities("loss"):
         try:
@@ -610,7 +610,7 @@ def store_analysis(path: str | Path) -> bool:
     if not surface.done.all():
         return False
     texts = {q: a.to_json() for q, a in analyse_all(surface).items()}
-    if {q: json.loads(t) for q, t in texts.items()} == surface.analysis:
+    if {q: json.loads(t) for q, t in texts.items()} == surface.stored_analysis:
         return False
     write_analysis(path, texts)
     return True

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from landscape import grid, parallel
+from landscape._callable import api_callable
 from landscape._files import Output
 from landscape.config import ComputeConfig
 from landscape.directions import DirectionContext, DirectionSet, build, load_directions, summarize
@@ -527,3 +528,6 @@ def _pending_guess(source: Path | None, x: np.ndarray, y: np.ndarray | None, rep
 
     with h5py.File(source, "r") as f:
         return int((~done_flags(f)).sum())
+
+
+api_callable(__name__, "compute")  # landscape.compute(model, data, ...) is the API's compute

@@ -28,6 +28,8 @@ DIRECTION_NAMES = (
     "hessian",
 )
 IGNORE_CHOICES = ("biasbn", "none")
+# the spec a config records for an object handed to the Python API (provenance, never resolved)
+IN_MEMORY = "in-memory:"
 NORM_CHOICES = ("filter", "layer", "none")
 SPLIT_CHOICES = ("train", "test")
 ENGINE_CHOICES = ("auto", "reference", "batched")

@@ -50,6 +50,7 @@ import torch
 from scipy.sparse.linalg import ArpackError, LinearOperator, eigsh
 
 from landscape import grid, params
+from landscape._callable import api_callable
 from landscape._files import Output
 from landscape.compute import ProgressFactory
 from landscape.config import IGNORE_CHOICES, ComputeConfig, GridSpec
@@ -131,10 +132,22 @@ def run_curvature(
     Everything is loaded and checked before the output file is touched, so bad input never
     harms an existing file.
     """
+    return run_curvature_on(spec, None, overwrite=overwrite, progress=progress)
+
+
+def run_curvature_on(
+    spec: CurvatureSpec,
+    session: Session | None,
+    *,
+    overwrite: bool = False,
+    progress: ProgressFactory | None = None,
+) -> CurvatureResult:
+    """``run_curvature`` with the surface's model and data given as a loaded ``session`` (the
+    Python API's in-memory objects) instead of rebuilt from the file's config; ``None``: rebuilt."""
     start = time.perf_counter()
     # the output is checked and locked before any work, and held until its last write
     with contextlib.closing(Output(output_path(spec), overwrite)) as output:
-        plane = load_plane(spec)
+        plane = load_plane(spec, session)
         with CurvatureStore.open_for_run(output, plane.header) as store:
             pending = store.pending()
             failed_before = store.failed_count()
@@ -162,13 +175,18 @@ def output_path(spec: CurvatureSpec) -> Path:
     return out
 
 
-def load_plane(spec: CurvatureSpec) -> Plane:
-    """Rebuild the surface's model, checkpoint, data, loss and plane, checking they fit."""
+def load_plane(spec: CurvatureSpec, session: Session | None = None) -> Plane:
+    """Rebuild the surface's model, checkpoint, data, loss and plane (or take the model, data
+    and loss from ``session``), checking they fit."""
     _check_spec(spec)
     source = read_source(spec.surface)
-    config = rebuild_config(source, spec)
+    if session is None:
+        config = rebuild_config(source, spec)
+        prep = Session.from_config(config)
+    else:  # the stored config is only read for its settings (batch size, BN policy, names)
+        config = ComputeConfig.from_dict(stored_config(source))
+        prep = session
     x, y = curvature_grid(source, spec)
-    prep = Session.from_config(config)
     check_same_weights(source, prep, config.model.checkpoint)
     check_bn(config, prep)
     directions = load_directions(spec.surface, prep.theta, prep.centre, source.dims)
@@ -401,3 +419,6 @@ def _top_eigenvalue(
         linear, k=1, which="LA", tol=tol, v0=v0, maxiter=MAX_RESTARTS, return_eigenvectors=False
     )
     return float(values[0])
+
+
+api_callable(__name__, "curvature")  # landscape.curvature(model, data, ...) is the API's curvature

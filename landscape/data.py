@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from landscape._resolve import is_callable_spec, resolve_callable
 from landscape._safe_pickle import RefusedGlobal, load_data_pickle
-from landscape.config import SPLIT_CHOICES, DataSpec
+from landscape.config import IN_MEMORY, SPLIT_CHOICES, DataSpec
 from landscape.errors import ConfigError, DataError
 
 ACCEPTED_FORMS = (
@@ -173,9 +173,6 @@ def load_data(spec: DataSpec, split: str | None = None) -> EvalData:
     return _from_tensors(spec, kind, split, raw)
 
 
-IN_MEMORY = "in-memory"  # the data spec recorded for objects handed to the Python API
-
-
 def as_eval_data(data: Any, *, max_samples: int | None = None, seed: int = 0) -> EvalData:
     """An evaluation set from objects: an :class:`EvalData`, a ``(x, y)`` pair of tensors or
     arrays, a map-style Dataset of ``(x, y)`` items, a DataLoader or any iterable of ``(x, y)``
@@ -199,9 +196,9 @@ def as_eval_data(data: Any, *, max_samples: int | None = None, seed: int = 0) ->
     x, y = x.detach().cpu(), y.detach().cpu()
     if not torch.is_floating_point(y) and y.dtype != torch.bool:
         y = y.to(torch.int64)
-    _check_pair(x, y, IN_MEMORY)
-    check_finite_samples(x, y, IN_MEMORY)
-    spec = DataSpec(f"{IN_MEMORY}:{kind}", max_samples=max_samples, seed=seed)
+    _check_pair(x, y, "in-memory")
+    check_finite_samples(x, y, "in-memory")
+    spec = DataSpec(f"{IN_MEMORY}{kind}", max_samples=max_samples, seed=seed)
     result = _from_tensors(spec, kind, "train", _Raw(x, y))
     result._info["split"] = None  # objects have no splits
     return result

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from landscape import checkpoint, params
-from landscape.config import ComputeConfig
+from landscape.config import IN_MEMORY, ComputeConfig
 from landscape.data import EvalData, as_eval_data, load_data
 from landscape.directions.paths import expand_checkpoints
 from landscape.engine import ReferenceEvaluator, eval_mode, resolve_device
@@ -236,9 +236,6 @@ def random_initialization(config: ComputeConfig) -> bool:
     except ConfigError:
         return False  # the run itself reports this
     return not ckpt and not Path(config.model.name).is_file()
-
-
-IN_MEMORY = "in-memory:"  # the spec a config records for an object handed to the Python API
 
 
 def state_loader(centre: StateDict, unsafe_pickle: bool = False) -> Callable[[Any], StateDict]:

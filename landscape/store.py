@@ -576,9 +576,31 @@ def _read_ours(f: h5py.File, path: Path) -> Surface:
         [],
         trajectory,
         landmarks,
-        analysis=analysis,
+        stored_analysis=analysis,
         repeats=repeats,
     )
+
+
+def read_directions(path: str | Path, group: str = "directions") -> list[dict[str, torch.Tensor]]:
+    """The directions of one of our surface files: ``[d1]`` or ``[d1, d2]``, each a dict tensor
+    name → CPU tensor (``group``: ``repeats/<r>/directions`` for a repeat)."""
+    path = check_input(path, "surface file")
+    try:
+        with open_for_reading(path) as f:
+            if group not in f:
+                return []
+            return [
+                {
+                    name: torch.from_numpy(np.array(read_values(ds)))
+                    for name, ds in f[group][axis].items()
+                }
+                for axis in "xy"
+                if axis in f[group]
+            ]
+    except DamagedData as exc:
+        raise SurfaceFileError(
+            f"{str(path)!r} is damaged: a block of {exc.name} fails its checksum"
+        ) from None
 
 
 def _read_repeat(group: h5py.Group) -> Repeat:

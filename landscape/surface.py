@@ -53,7 +53,7 @@ class Surface(OnGrid):
     notes: list[str] = field(default_factory=list)  # conversions applied on read
     trajectory: dict[str, np.ndarray] | None = None  # projected training path: x, y, labels, loss
     landmarks: dict[str, np.ndarray] | None = None  # named points on the plane: names, x, y
-    analysis: dict[str, Any] = field(default_factory=dict)  # by quantity, from /analysis
+    stored_analysis: dict[str, Any] = field(default_factory=dict)  # by quantity, /analysis
     # repeats 1..R-1 of a --repeat R file (the surface itself is repeat 0); empty otherwise
     repeats: list[Repeat] = field(default_factory=list)
 
@@ -82,6 +82,66 @@ class Surface(OnGrid):
         if len(stack) < 2:
             raise ValueError("a surface without repeats has no spread")
         return stack.mean(axis=0), stack.std(axis=0, ddof=1)
+
+    # --- the Python API's view: numpy values, the directions, save, plot, analysis -----------
+
+    @property
+    def loss(self) -> np.ndarray:
+        """The loss at every point, shape ``(nx, ny)`` or ``(nx,)`` (NaN where not computed)."""
+        return self._first("loss")
+
+    @property
+    def acc(self) -> np.ndarray:
+        """The accuracy (a fraction) at every point, shaped like ``loss``."""
+        return self._first("acc")
+
+    def _first(self, kind: str) -> np.ndarray:
+        names = self.quantities(kind)
+        if not names:
+            raise KeyError(f"{self.path} holds no {kind} values")
+        return np.asarray(self.values[names[0]], dtype=float)
+
+    @property
+    def directions(self) -> list[dict[str, Any]]:
+        """``[d1]`` or ``[d1, d2]``: each a dict parameter name → tensor, read from the file
+        (empty for Li et al.'s surface files, which keep their directions elsewhere)."""
+        if self.source_format != "landscape":
+            return []
+        from landscape.store import read_directions
+
+        return read_directions(self.path)
+
+    def save(self, path: str) -> str:
+        """Write this surface's file to ``path`` (the same file ``landscape compute`` writes;
+        ``landscape info`` and ``plot`` read it). Returns the path."""
+        from pathlib import Path
+
+        from landscape._files import check_output, write_bytes_atomically
+
+        out = check_output(path, "path")
+        if out.exists() and out.resolve() == Path(self.path).resolve():
+            return str(out)
+        write_bytes_atomically(out, Path(self.path).read_bytes())
+        return str(out)
+
+    def plot(self, out_dir: str, **options: Any) -> list[str]:
+        """The CLI's figures (``landscape plot``) into ``out_dir``; ``options`` as
+        ``render_all`` takes them (``kinds``, ``scales``, ``fmt``, ``vmin``, ``vmax``, ...)."""
+        import matplotlib
+
+        matplotlib.use("Agg")  # files, never a window
+        from landscape.plot import render_all
+
+        return [str(p) for p in render_all(self, out_dir, **options)]
+
+    def analysis(self, **options: Any) -> dict[str, Any]:
+        """The numbers ``landscape info`` prints for every loss, ``{quantity: {"sharpness": ...,
+        "curvature": ..., "basin": ..., "minimum": ..., ...}}``: stored in the file when the run
+        completed, computed anew for other ``options`` (``epsilon``, ``threshold``, ``rise``,
+        ``fit_radius``, as ``AnalysisOptions`` takes them)."""
+        from landscape.analysis import AnalysisOptions, analysis_report
+
+        return analysis_report(self, AnalysisOptions(**options) if options else None)["analysis"]
 
     def quantities(self, kind: str) -> list[str]:
         """Names of stored quantities of one kind (``loss`` or ``acc``), e.g. ``train_loss``."""

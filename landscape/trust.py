@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from landscape._resolve import is_callable_spec
-from landscape.config import ComputeConfig
+from landscape.config import IN_MEMORY, ComputeConfig
 from landscape.errors import ConfigError
 
 ROLES = ("model", "data", "loss")  # the spec fields a user may give again, by flag name
@@ -53,6 +53,12 @@ def from_stored(config: ComputeConfig, given: Given, source: str) -> ComputeConf
     """
     for role in ROLES:
         stored, now = spec_of(config, role), getattr(given, role)
+        if now is None and stored.startswith(IN_MEMORY):
+            raise ConfigError(
+                f"{source!r} was computed on an in-memory {role} handed to the Python API "
+                f"({stored}); give it again with --{role} (and --checkpoint), or call "
+                "landscape.curvature(model, data, surface) in Python"
+            )
         if now is None and runs_code(stored) and not given.trust_config:
             raise ConfigError(
                 f"{source!r} names the {role} {stored!r}, which imports and runs Python code; a "

@@ -294,7 +294,9 @@ def test_analysis_stored_in_the_file_and_shown_by_info(tmp_path: Path) -> None:
     assert s.done.all() and s.attrs["schema_version"] == 1
     with h5py.File(path) as f:
         assert json.loads(bytes(f["analysis/train_loss"][()]).rstrip(b"\0")) == stored
-    assert stored == s.analysis["train_loss"] == json.loads(analyse(s, "train_loss").to_json())
+    assert (
+        stored == s.stored_analysis["train_loss"] == json.loads(analyse(s, "train_loss").to_json())
+    )
     np.testing.assert_allclose(stored["curvature"]["hessian"], h, atol=1e-9)
     assert not list(tmp_path.glob(".*"))  # no temporary file left behind
 
@@ -315,7 +317,7 @@ def test_partial_file_gets_no_stored_analysis_but_info_computes_it(tmp_path: Pat
     assert store_analysis(path) is False
     with h5py.File(path) as f:
         assert not f["analysis/train_loss"][()].any()  # reserved, not written
-    assert read_surface(path).analysis == {}
+    assert read_surface(path).stored_analysis == {}
     text = info(str(path))
     assert "100 of 1681 points" in text and "(computed from the values)" in text
     assert "sharpness:   not available (the centre (x=0, y=0) is not computed)" in text
@@ -329,11 +331,11 @@ def test_analysis_of_earlier_files_is_read_from_attributes(tmp_path: Path) -> No
         text = bytes(f["analysis/train_loss"][()]).rstrip(b"\0").decode()
         del f["analysis"]
         f.create_group("analysis").attrs["train_loss"] = text
-    assert read_surface(path).analysis["train_loss"] == json.loads(text)
+    assert read_surface(path).stored_analysis["train_loss"] == json.loads(text)
     with h5py.File(path, "r+") as f:
         del f["analysis"]
     assert store_analysis(path) is True
-    assert read_surface(path).analysis["train_loss"] == json.loads(text)
+    assert read_surface(path).stored_analysis["train_loss"] == json.loads(text)
     assert not list(tmp_path.glob(".*"))
 
 
@@ -370,9 +372,9 @@ def test_compute_run_stores_its_analysis(tmp_path: Path, tiny_npz: Path) -> None
     )
     result = run_compute(cfg)
     s = read_surface(result.path)
-    assert s.done.all() and set(s.analysis) == {"train_loss"}
-    assert s.analysis["train_loss"] == json.loads(analyse(s, "train_loss").to_json())
-    assert s.analysis["train_loss"]["centre"]["value"] == pytest.approx(
+    assert s.done.all() and set(s.stored_analysis) == {"train_loss"}
+    assert s.stored_analysis["train_loss"] == json.loads(analyse(s, "train_loss").to_json())
+    assert s.stored_analysis["train_loss"]["centre"]["value"] == pytest.approx(
         float(s.values["train_loss"][2, 2])
     )
     assert "(stored in the file)" in info(result.path)

@@ -24,4 +24,6 @@ def test_demo_trains_computes_and_plots(tmp_path: Path) -> None:
     assert mpimg.imread(pngs[0]).std() > 0.05
     view = (tmp_path / "surface.html").read_text()
     assert "<canvas" in view and "http" not in view  # the 3-D view is self-contained
-    assert s.analysis["train_loss"]["minimum"]["distance"] == 0  # analysis stored in the file
+    assert (
+        s.stored_analysis["train_loss"]["minimum"]["distance"] == 0
+    )  # analysis stored in the file

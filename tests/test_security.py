@@ -266,7 +266,7 @@ def test_a_killed_overwrite_run_keeps_the_old_file_and_resumes(
     done = subprocess.run(command, capture_output=True, text=True)  # the same command again
     assert done.returncode == 0, done.stderr
     s = read_surface(out)
-    assert s.attrs["seed"] == 1 and s.done.all() and "train_loss" in s.analysis
+    assert s.attrs["seed"] == 1 and s.done.all() and "train_loss" in s.stored_analysis
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".s.h5")) == []
 
 
@@ -384,7 +384,7 @@ def test_resuming_on_a_full_disk_finishes_the_run(
         done = subprocess.run(command, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         s = read_surface(out)
-        assert s.done.all() and "train_loss" in s.analysis  # finished with no byte to spare
+        assert s.done.all() and "train_loss" in s.stored_analysis  # finished with no byte to spare
         assert sorted(p.name for p in disk.iterdir()) == ["filler", "s.h5"]
 
 

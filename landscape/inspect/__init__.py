@@ -11,13 +11,19 @@ Per layer: weight and bias statistics and histograms. Checks, each a ``Finding``
 
 ``run_inspect(InspectConfig)`` loads everything as ``compute`` does; ``inspect_model(model,
 batches)`` diagnoses a model in memory and leaves it unchanged.
+
+The package itself is callable: ``landscape.inspect(model, data)`` is the Python API's
+``landscape.api.inspect`` (the name serves both the package and the function).
 """
 
 from __future__ import annotations
 
+from landscape._callable import api_callable
 from landscape.inspect.findings import CHECKS, SEVERITIES, Finding
 from landscape.inspect.report import Report, format_report, write_json
 from landscape.inspect.run import InspectConfig, expand_checkpoints, inspect_model, run_inspect
+
+api_callable(__name__, "inspect")  # landscape.inspect(model, data) is the API's inspect
 
 __all__ = [
     "CHECKS",

@@ -1,0 +1,178 @@
+"""The Python API on objects: an in-memory model gives the CLI's surface on its checkpoint."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch.utils.data import DataLoader, TensorDataset
+
+import landscape
+from landscape.cli import main
+from landscape.errors import CheckpointError, ConfigError, SurfaceFileError
+from landscape.models import build_model
+
+ARGS = {"in_features": 6, "hidden": 8, "num_classes": 3}
+MLP = ["--model", "mlp", "--model-arg", "in_features=6", "--model-arg", "hidden=8",
+       "--model-arg", "num_classes=3"]  # fmt: skip
+
+
+def trained(tiny_mlp_ckpt: Path) -> torch.nn.Module:
+    model = build_model("mlp", ARGS)
+    model.load_state_dict(torch.load(tiny_mlp_ckpt, weights_only=True)["state_dict"])
+    return model
+
+
+def tensors(tiny_npz: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    data = np.load(tiny_npz)
+    return torch.from_numpy(data["x"]), torch.from_numpy(data["y"])
+
+
+def cli_surface(tmp_path: Path, npz: Path, ckpt: Path, *extra: str) -> landscape.Surface:
+    out = tmp_path / "cli.h5"
+    result = CliRunner().invoke(main, [
+        "compute", *MLP, "--checkpoint", str(ckpt), "--data", f"npz:{npz}", "--x=-1:1:5",
+        "--y=-1:1:4", "--engine", "reference", "--out", str(out), "--quiet", *extra,
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return landscape.load(out)
+
+
+@pytest.mark.parametrize("direction", ["filter-norm", "pca"])
+def test_an_in_memory_model_gives_the_cli_surface(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path, direction: str
+) -> None:
+    model = trained(tiny_mlp_ckpt)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    s = landscape.compute(
+        model, tensors(tiny_npz), x=(-1, 1, 5), y="-1:1:4", direction=direction, seed=0,
+        engine="reference", progress=False,
+    )  # fmt: skip
+    ref = cli_surface(tmp_path, tiny_npz, tiny_mlp_ckpt, "--direction", direction)
+    np.testing.assert_array_equal(s.x, ref.x)
+    np.testing.assert_array_equal(s.y, ref.y)
+    assert s.loss.shape == (5, 4) and s.acc.shape == (5, 4)
+    np.testing.assert_allclose(s.loss, ref.loss, rtol=1e-6)
+    np.testing.assert_allclose(s.acc, ref.acc, rtol=1e-6)
+    for mine, theirs in zip(s.directions, ref.directions, strict=True):
+        assert mine.keys() == theirs.keys()
+        for name in mine:
+            torch.testing.assert_close(mine[name], theirs[name])
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # unchanged
+    assert s.analysis()["train_loss"]["minimum"]["value"] == pytest.approx(float(np.min(s.loss)))
+
+
+def test_save_plot_and_the_cli_reads_the_file(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    s = landscape.compute(trained(tiny_mlp_ckpt), tensors(tiny_npz), x=(-1, 1, 3), y=(-1, 1, 3),
+                          progress=False)  # fmt: skip
+    saved = s.save(str(tmp_path / "s.h5"))
+    result = CliRunner().invoke(main, ["info", saved])
+    assert result.exit_code == 0, result.output
+    assert "model:       in-memory:MLP" in result.stdout and "in-memory:tensors" in result.stdout
+    figures = s.plot(str(tmp_path / "plots"), kinds=["contour"], scales=["log"])
+    assert [Path(f).name for f in figures] == ["surface_train_loss_contour_log.png"]
+    np.testing.assert_array_equal(landscape.load(saved).loss, s.loss)
+
+
+def test_data_as_a_dataset_a_loader_or_batches_give_one_surface(
+    tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    x, y = tensors(tiny_npz)
+    model = trained(tiny_mlp_ckpt)
+    kinds = [(x, y), (x.numpy(), y.numpy()), TensorDataset(x, y),
+             DataLoader(TensorDataset(x, y), batch_size=7), [(x[:20], y[:20]), (x[20:], y[20:])]]  # fmt: skip
+    losses = [
+        landscape.compute(model, data, x=(-1, 1, 3), engine="reference", progress=False).loss
+        for data in kinds
+    ]
+    for other in losses[1:]:
+        np.testing.assert_allclose(other, losses[0], rtol=1e-6)
+
+
+def test_out_writes_while_computing_and_resumes(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    out = tmp_path / "run.h5"
+    model, data = trained(tiny_mlp_ckpt), tensors(tiny_npz)
+    first = landscape.compute(model, data, x=(-1, 1, 3), out=out, progress=False)
+    assert Path(first.path) == out and first.done.all()
+    again = landscape.compute(model, data, x=(-1, 1, 3), out=out, progress=False)
+    np.testing.assert_array_equal(again.loss, first.loss)
+    other = trained(tiny_mlp_ckpt)
+    with torch.no_grad():
+        other.layers[0].bias.add_(1.0)
+    with pytest.raises(SurfaceFileError, match="other weights"):
+        landscape.compute(other, data, x=(-1, 1, 3), out=out, progress=False)
+
+
+def test_given_directions_a_callable_loss_and_a_trajectory_of_state_dicts(
+    tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    model, data = trained(tiny_mlp_ckpt), tensors(tiny_npz)
+    d1 = {"layers.0.weight": torch.ones(8, 6)}
+    s = landscape.compute(model, data, x=(0, 1, 2), directions=[d1], progress=False)
+    moved = trained(tiny_mlp_ckpt)
+    with torch.no_grad():
+        moved.layers[0].weight.add_(1.0)
+    xs, ys = data
+    expected = float(torch.nn.functional.cross_entropy(moved(xs), ys))
+    assert s.loss[1] == pytest.approx(expected, rel=1e-5)
+    assert s.directions[0]["layers.0.weight"].sum() == 48
+
+    def per_sample_mse(outputs, targets):
+        return (outputs - torch.nn.functional.one_hot(targets, 3)).square().mean(dim=1)
+
+    s = landscape.compute(model, data, x=(-1, 1, 3), loss=per_sample_mse, progress=False)
+    assert np.isfinite(s.loss).all()
+
+    torch.manual_seed(1)
+    path = []
+    for _ in range(4):  # a made-up training run ending at the model
+        state = {k: v + 0.1 * torch.randn_like(v) for k, v in model.state_dict().items()}
+        path.append(state)
+    s = landscape.compute(model, data, x=(-1, 1, 3), y=(-1, 1, 3), direction="trajectory",
+                          trajectory=path, progress=False)  # fmt: skip
+    assert len(s.trajectory["x"]) == 5  # the four states and the model, its end
+    assert s.trajectory["x"][-1] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_inspect_and_curvature_on_objects(tiny_npz: Path, tiny_mlp_ckpt: Path) -> None:
+    model, data = trained(tiny_mlp_ckpt), tensors(tiny_npz)
+    report = landscape.inspect(model, data, trained=True)
+    assert not report.has_errors and report.layers[0].name == "layers.0"
+    s = landscape.compute(model, data, x=(-1, 1, 3), y=(-1, 1, 3), progress=False)
+    curv = landscape.curvature(
+        model, data, s, x=(-1, 1, 2), y=(-1, 1, 2), samples=20, progress=False
+    )
+    assert curv.done.all() and np.isfinite(curv.maps["ratio"]).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other = build_model("mlp", ARGS)  # another initialization: not the surface's weights
+    with pytest.raises(CheckpointError, match="other weights"):
+        landscape.curvature(other, data, s, samples=20, progress=False)
+
+
+def test_bad_objects_are_named(tiny_npz: Path, tiny_mlp_ckpt: Path) -> None:
+    model, data = trained(tiny_mlp_ckpt), tensors(tiny_npz)
+    with pytest.raises(ConfigError, match=r"must be a torch\.nn\.Module"):
+        landscape.compute("mlp", data)
+    with pytest.raises(ConfigError, match=r"\(min, max, num\)"):
+        landscape.compute(model, data, x=(1, 2))
+    with pytest.raises(ConfigError, match="which the model does not have"):
+        landscape.compute(model, data, directions=[{"nope": torch.ones(1)}], progress=False)
+
+
+def test_the_cli_refuses_to_rebuild_an_in_memory_run(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    s = landscape.compute(trained(tiny_mlp_ckpt), tensors(tiny_npz), x=(-1, 1, 3), y=(-1, 1, 3),
+                          out=tmp_path / "s.h5", progress=False)  # fmt: skip
+    result = CliRunner().invoke(main, ["curvature", s.path])
+    assert result.exit_code == 1
+    assert "computed on an in-memory model handed to the Python API" in result.stderr
