@@ -40,6 +40,7 @@ from landscape.session import Session, random_initialization
 from landscape.store import RunHeader, SurfaceStore, check_resumable, done_flags
 
 FLUSH_SECONDS = 1.0  # a killed run loses at most about this much work
+Done = tuple[int, dict[str, float]]  # an evaluated point: its number and its quantities
 FLUSH_POINTS = 64
 
 
@@ -304,13 +305,13 @@ class _Writer:
 
     def __init__(self, store: SurfaceStore, bar: Progress | None, ranks: int = 1) -> None:
         self.store, self.bar = store, bar
-        self.block: list[tuple[int, float, float]] = []
+        self.block: list[Done] = []
         self.last = time.perf_counter()
         self.running = set(
             range(1, ranks)
         )  # ranks that have not said "done" yet, for the whole run
 
-    def add(self, results: list[tuple[int, float, float]], *, force: bool = False) -> None:
+    def add(self, results: list[Done], *, force: bool = False) -> None:
         self.block.extend(results)
         if self.bar is not None:
             self.bar.update(len(results))
@@ -323,7 +324,8 @@ class _Writer:
 
     def flush(self) -> None:
         if self.block:
-            self.store.write_block(*zip(*self.block, strict=True))
+            indices, values = zip(*self.block, strict=True)
+            self.store.write_block(indices, values)
         self.block, self.last = [], time.perf_counter()
 
 
@@ -354,7 +356,7 @@ def _evaluate_points(
     points: np.ndarray,
     x: np.ndarray,
     y: np.ndarray | None,
-    emit: Callable[[list[tuple[int, float, float]]], None],
+    emit: Callable[[list[Done]], None],
     between: Callable[[], None] | None = None,
 ) -> None:
     """Evaluate points chunk by chunk (K at a time on the batched path), hand each chunk's results
@@ -371,7 +373,7 @@ def _evaluate_points(
         for start in range(0, len(mine), chunk):
             flats = [int(f) for f in mine[start : start + chunk]]
             results = evaluator.evaluate_block([grid.point_coords(f % size, x, y) for f in flats])
-            emit([(f, r.loss, r.acc) for f, r in zip(flats, results, strict=True)])
+            emit([(f, r.values) for f, r in zip(flats, results, strict=True)])
             if between is not None:
                 between()
 
@@ -433,10 +435,10 @@ def _worker(
         request.batch_size = e.get("batch_size", request.batch_size)
         choice = _engine_for(prep, config, vectors, request, len(plan.shares[rank]))
         along = _repeat_evaluators(choice.evaluator, plan.repeats, prep.device)
-        pending: list[tuple[int, float, float]] = []
+        pending: list[Done] = []
         last = time.perf_counter()
 
-        def emit(results: list[tuple[int, float, float]]) -> None:
+        def emit(results: list[Done]) -> None:
             nonlocal pending, last
             pending.extend(results)
             if len(pending) >= FLUSH_POINTS or time.perf_counter() - last >= FLUSH_SECONDS:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from landscape import quantities
 from landscape.analysis import (
     AnalysisOptions,
     SurfaceAnalysis,
@@ -30,12 +31,13 @@ def format_info(surface: Surface, options: AnalysisOptions | None = None) -> str
     nonfinite = sum(
         int(np.sum(surface.done & ~np.isfinite(v)))
         for q, v in surface.values.items()
-        if q.endswith("_loss")
+        if quantities.kind_of(q) == "loss"
     )
     if nonfinite:
         lines.append(f"non-finite:  {nonfinite} points have a NaN or infinite loss")
     for q, v in surface.values.items():
         lines.append(f"{q + ':':<12} {_extremes(surface, v)}")
+    lines.extend(_noise_lines(surface))
     analyses = stored_or_computed(surface, options)
     for result, stored in analyses.values():
         lines.extend(format_analysis(result, stored=stored))
@@ -499,6 +501,26 @@ def _weights_text(cfg: dict[str, Any]) -> str:
     if not (is_builtin(name) or is_callable_spec(name)):
         return "weights of the saved program"  # a TorchScript or torch.export file
     return f"random initialization (seed {_get(cfg, 'direction', 'seed')}), no checkpoint"
+
+
+def _noise_lines(surface: Surface) -> list[str]:
+    """Each loss's standard error at the centre, where the file holds it (``<split>_loss_se``)."""
+    out = []
+    for q in surface.quantities("loss"):
+        bar = quantities.error_of(q)
+        if bar not in surface.values:
+            continue
+        at = tuple(
+            int(np.argmin(np.abs(np.asarray(a)))) for a in (surface.x, surface.y) if a is not None
+        )
+        value, se = float(surface.values[q][at]), float(surface.values[bar][at])
+        if not (np.isfinite(value) and np.isfinite(se)):
+            continue
+        out.append(
+            f"noise:       {q} at the centre {value:.6g} ± {se:.2g} (standard error of the mean "
+            "over the samples); losses closer than about 2 s.e. differ within sampling noise"
+        )
+    return out
 
 
 def _done_text(surface: Surface) -> str:

@@ -46,7 +46,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,7 @@ import h5py
 import numpy as np
 import torch
 
-from landscape import __version__
+from landscape import __version__, quantities
 from landscape._files import (
     Output,
     check_input,
@@ -194,22 +194,35 @@ class SurfaceStore(RunFile):
         return np.flatnonzero(~done_flags(self._f).reshape(-1))
 
     def write_block(
-        self, indices: Sequence[int], losses: Sequence[float], accs: Sequence[float]
+        self,
+        indices: Sequence[int],
+        values: Sequence[Mapping[str, float]] | Sequence[float],
+        accs: Sequence[float] | None = None,
     ) -> None:
-        """Write a block of points, then mark them done; each step is flushed to disk."""
+        """Write a block of points (each point's quantities by suffix, ``quantities.TABLE``; or
+        ``(indices, losses, accs)``, the loss and accuracy alone), then mark them done; each step
+        is flushed to disk. A quantity the file has no dataset for (a file written before it
+        existed) is left out; one a point does not give is NaN."""
+        if accs is not None:
+            values = [{"loss": lo, "acc": ac} for lo, ac in zip(values, accs, strict=True)]
         flat = np.asarray(indices, dtype=np.int64)
-        loss_arr = np.asarray(losses, dtype=np.float64)
-        acc_arr = np.asarray(accs, dtype=np.float64)
         parts = []  # (repeat's group, the block's entries in it, runs of its points)
         for r in np.unique(flat // self.points):
             mine = np.flatnonzero(flat // self.points == r)
             runs = list(_runs(flat[mine] - r * self.points, self.shape))
             parts.append((repeat_group(self._f, int(r)), mine, runs))
+        columns = {
+            q.suffix: np.asarray([v.get(q.suffix, np.nan) for v in values], dtype=np.float64)
+            for q in quantities.TABLE
+        }
         try:
             for group, mine, runs in parts:
-                for where, part in runs:
-                    group[f"{self.split}_loss"][where] = loss_arr[mine][part]
-                    group[f"{self.split}_acc"][where] = acc_arr[mine][part]
+                for suffix, column in columns.items():
+                    name = f"{self.split}_{suffix}"
+                    if name not in group:
+                        continue
+                    for where, part in runs:
+                        group[name][where] = column[mine][part]
             self._f.flush()  # values reach the disk before the flags that vouch for them
             for group, _, runs in parts:
                 for where, part in runs:
@@ -367,7 +380,7 @@ def _write_header(f: h5py.File, h: RunHeader) -> None:
 
 def _write_points(group: h5py.Group, split: str, shape: tuple[int, ...]) -> None:
     # data= allocates and fills the storage now, so later point writes change no metadata
-    for name in (f"{split}_loss", f"{split}_acc"):
+    for name in quantities.dataset_names(split):
         checksummed(group, name, np.full(shape, np.nan, dtype=np.float64))
     checksummed(group, "done", np.zeros(shape, dtype=bool))
 
@@ -527,7 +540,7 @@ def read_surface(path: str | Path) -> Surface:
         with open_for_reading(path) as f:
             if _text(f.attrs.get("schema", "")) == SCHEMA:
                 return _read_ours(f, path)
-            if "xcoordinates" in f and any(k.endswith("_loss") for k in f):
+            if "xcoordinates" in f and any(quantities.kind_of(k) == "loss" for k in f):
                 return _read_reference(f, path)
     except DamagedData as exc:
         raise SurfaceFileError(
@@ -552,9 +565,7 @@ def _read_ours(f: h5py.File, path: Path) -> Surface:
     x = read_values(f["xcoordinates"])
     y = read_values(f["ycoordinates"]) if "ycoordinates" in f else None
     values = {
-        k: read_values(f[k])
-        for k in f
-        if k.endswith(("_loss", "_acc")) and isinstance(f[k], h5py.Dataset)
+        k: read_values(f[k]) for k in f if quantities.is_value(k) and isinstance(f[k], h5py.Dataset)
     }
     attrs = {k: _decode(v) for k, v in f.attrs.items()}
     dir_attrs = (
@@ -604,7 +615,7 @@ def read_directions(path: str | Path, group: str = "directions") -> list[dict[st
 
 
 def _read_repeat(group: h5py.Group) -> Repeat:
-    values = {k: read_values(group[k]) for k in group if k.endswith(("_loss", "_acc"))}
+    values = {k: read_values(group[k]) for k in group if quantities.is_value(k)}
     dir_attrs = {k: _decode(v) for k, v in group["directions"].attrs.items()}
     return Repeat(int(group.attrs["seed"]), values, read_values(group["done"]), dir_attrs)
 
@@ -705,21 +716,21 @@ def _read_reference(f: h5py.File, path: Path) -> Surface:
     notes = ["read from a Li et al. (2018) reference file: -1 read as not computed"]
     values: dict[str, np.ndarray] = {}
     for key in f:
-        if not key.endswith(("_loss", "_acc")):
+        if quantities.kind_of(key) not in ("loss", "acc"):
             continue
         arr = np.asarray(f[key][()], dtype=np.float64)
         arr = np.where(arr == -1, np.nan, arr)
         if y is not None:
             # stored as meshgrid(x, y): element (i, j) is the point (x[j], y[i]); ours is (x[i], y[j])
             arr = arr.T
-        if key.endswith("_acc"):
+        if quantities.kind_of(key) == "acc":
             arr = arr / 100.0
         values[key] = arr
     if y is not None:
         notes.append("2-D arrays transposed from meshgrid(x, y) order to (x, y) order")
-    if any(k.endswith("_acc") for k in values):
+    if any(quantities.kind_of(k) == "acc" for k in values):
         notes.append("accuracy converted from percent to a fraction")
-    losses = [v for k, v in values.items() if k.endswith("_loss")]
+    losses = [v for k, v in values.items() if quantities.kind_of(k) == "loss"]
     done = np.all([np.isfinite(v) for v in losses], axis=0)
     attrs: dict[str, Any] = {"schema": "li2018", "dims": 1 if y is None else 2}
     if "dir_file" in f:

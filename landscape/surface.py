@@ -144,8 +144,10 @@ class Surface(OnGrid):
         return analysis_report(self, AnalysisOptions(**options) if options else None)["analysis"]
 
     def quantities(self, kind: str) -> list[str]:
-        """Names of stored quantities of one kind (``loss`` or ``acc``), e.g. ``train_loss``."""
-        return [q for q in self.values if q.endswith(f"_{kind}")]
+        """Names of stored quantities of one kind (``loss``, ``acc`` or ``se``), e.g. ``train_loss``."""
+        from landscape.quantities import kind_of
+
+        return [q for q in self.values if kind_of(q) == kind]
 
     @property
     def label(self) -> str:

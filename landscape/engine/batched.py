@@ -18,7 +18,6 @@ convolution weights becomes a grouped convolution, which measured slower than th
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -28,6 +27,7 @@ from torch.func import functional_call, vmap
 from landscape.engine import policies
 from landscape.engine.reference import PointEvaluatorBase, PointResult, eval_mode, is_jitted
 from landscape.errors import ConfigError
+from landscape.quantities import PointStats
 
 
 class BatchedEvaluator(PointEvaluatorBase):
@@ -101,26 +101,17 @@ class BatchedEvaluator(PointEvaluatorBase):
         if self.bn == "recalibrate":
             stacked.update(self._recalibrated(chunk))
         k = len(chunk)
-        loss_sum = torch.zeros(k, dtype=torch.float64, device=device)
-        correct = torch.zeros(k, dtype=torch.float64, device=device)
-        n, acc_known = 0, True
+        stats = PointStats.zeros(k, device)
         with eval_mode(self.module), torch.inference_mode(), self.autocast_context():
             for x, y in self.batches():
                 b = int(y.shape[0])
                 logits = self._call(stacked, x)[:, :b].float()  # (K, B, classes), padding dropped
                 flat = logits.reshape(k * b, *logits.shape[2:])
                 targets = y.repeat(k, *([1] * (y.ndim - 1)))
-                loss_sum += self.loss_fn(flat, targets).double().view(k, b).sum(1)
                 mask = _correct_mask(flat, targets)
-                acc_known = acc_known and mask is not None
-                if mask is not None:
-                    correct += mask.view(k, b).double().sum(1)
-                n += b
-        if n == 0:
-            return [PointResult(math.nan, math.nan)] * k
-        losses = (loss_sum / n).tolist()
-        accs = (correct / n).tolist() if acc_known else [math.nan] * k
-        return [PointResult(lo, ac) for lo, ac in zip(losses, accs, strict=True)]
+                correct = None if mask is None else mask.view(k, b).double().sum(1)
+                stats.add(self.loss_fn(flat, targets).view(k, b), correct)
+        return [PointResult(v) for v in stats.values()]
 
     def describe(self) -> dict[str, object]:
         return {"engine": self.name, "k": self.k, **super().describe()}

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from torch.func import functional_call
 from landscape import params
 from landscape.engine import policies
 from landscape.errors import ConfigError
+from landscape.quantities import PointStats
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 CorrectFn = Callable[[torch.Tensor, torch.Tensor], "int | None"]
@@ -37,8 +37,19 @@ Batches = Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]
 
 @dataclass(frozen=True)
 class PointResult:
-    loss: float  # mean loss over the evaluation set (NaN/inf are kept as they are)
-    acc: float  # fraction correct in [0, 1]; NaN when targets are not class labels
+    """One point's quantities by suffix (``landscape.quantities.TABLE``): ``loss``, the mean over
+    the evaluation set (NaN/inf kept as they are), ``acc``, the fraction correct (NaN when the
+    targets are not class labels), ``loss_se``, the mean's standard error, ..."""
+
+    values: dict[str, float]
+
+    @property
+    def loss(self) -> float:
+        return self.values["loss"]
+
+    @property
+    def acc(self) -> float:
+        return self.values["acc"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -238,18 +249,14 @@ class ReferenceEvaluator(PointEvaluatorBase):
         """Loss and accuracy at one point; ``coords`` has one entry per direction."""
         point = self.point_state(coords)
         forward = self.forward(point)
-        loss_sum, correct, n, acc_known = 0.0, 0, 0, True
+        stats = PointStats.zeros(1)
         with eval_mode(self.module), torch.inference_mode(), self.autocast_context():
             for x, y in self.batches():
                 logits = forward(x)[: y.shape[0]]  # padding rows dropped
-                loss_sum += float(self.loss_fn(logits.float(), y).double().sum())
+                losses = self.loss_fn(logits.float(), y).detach().cpu().view(1, -1)
                 c = self.correct_fn(logits, y)
-                acc_known = acc_known and c is not None
-                correct += c or 0
-                n += int(y.shape[0])
-        if n == 0:
-            return PointResult(math.nan, math.nan)
-        return PointResult(loss_sum / n, correct / n if acc_known else math.nan)
+                stats.add(losses, None if c is None else [c])
+        return PointResult(stats.values()[0])
 
     def forward(self, point: dict[str, torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
         """A function ``x → logits`` of the model at ``point`` (call it in eval mode, no grad)."""

@@ -23,6 +23,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
+from landscape import quantities
 from landscape._files import writable_folder
 from landscape.errors import ConfigError, SurfaceFileError
 from landscape.plot import figures
@@ -30,6 +31,7 @@ from landscape.plot.figures import CMAP, Levels, Prepared
 from landscape.plot.render import (
     KINDS,
     KINDS_2D,
+    PLOTTED,
     SCALES,
     check_choice,
     check_format,
@@ -76,7 +78,9 @@ def common_quantities(surfaces: Sequence[Surface]) -> list[str]:
             raise SurfaceFileError(
                 f"{s.path} has no computed points yet; run landscape compute first"
             )
-        available.append([q for q in s.values if q.endswith(("_loss", "_acc")) and has_data(s, q)])
+        available.append(
+            [q for q in s.values if quantities.kind_of(q) in PLOTTED and has_data(s, q)]
+        )
     common = [q for q in available[0] if all(q in a for a in available[1:])]
     if not common:
         listing = "; ".join(

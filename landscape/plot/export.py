@@ -22,6 +22,7 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
+from landscape import quantities
 from landscape._files import check_output, os_error_text, write_bytes_atomically
 from landscape.errors import ConfigError
 from landscape.plot.figures import is_accuracy, prepare
@@ -161,7 +162,7 @@ def vtp_text(surface: Surface, quantity: str, log: bool = False) -> str:
     for q, v in surface.values.items():
         v = np.asarray(v, dtype=np.float64)
         arrays.append(_data_array("Float64", q, _numbers(v[keep])))
-        if q.endswith("_loss"):
+        if quantities.kind_of(q) == "loss":
             arrays.append(_data_array("Float64", f"log10_{q}", _numbers(_log10(v)[keep])))
     scalars = f"log10_{quantity}" if log and not is_accuracy(quantity) else quantity
     cells = "Polys" if surface.y is not None else "Lines"

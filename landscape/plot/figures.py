@@ -28,6 +28,7 @@ from matplotlib.contour import ContourSet
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from landscape import quantities
 from landscape.errors import ConfigError, SurfaceFileError
 from landscape.surface import Surface
 
@@ -65,16 +66,16 @@ class Prepared:
 
 def is_accuracy(quantity: str) -> bool:
     """True for accuracy quantities (``*_acc``), which are plotted in percent."""
-    return quantity.endswith("_acc")
+    return quantities.kind_of(quantity) == "acc"
 
 
 def splits(surface: Surface) -> list[str]:
     """The splits stored in a surface, in file order: ``train_loss`` → ``train``."""
     names: list[str] = []
     for q in surface.values:
-        split = q.rsplit("_", 1)[0]
-        if q.endswith(("_loss", "_acc")) and split not in names:
-            names.append(split)
+        found = quantities.parse(q)
+        if found is not None and found[0] not in names:
+            names.append(found[0])
     return names
 
 
@@ -562,6 +563,26 @@ def value_ticks(prep: Prepared) -> np.ndarray | None:
     return np.linspace(prep.vmin, prep.vmax, 5)
 
 
+def draw_error_band(ax: Axes, surface: Surface, quantity: str, line: Line2D, log: bool) -> None:
+    """Shade ±2 standard errors of ``quantity`` around its curve, where the file holds them:
+    two points whose bands overlap differ within sampling noise."""
+    bar = quantities.error_of(quantity)
+    if bar is None or bar not in surface.values:
+        return
+    y = np.asarray(surface.values[quantity], dtype=float)
+    se = np.asarray(surface.values[bar], dtype=float)
+    if not np.any(np.isfinite(se)):
+        return
+    lower, upper = y - 2 * se, y + 2 * se
+    if log:
+        lower = np.maximum(lower, _positive_floor(y))
+    band = ax.fill_between(
+        np.asarray(surface.x, dtype=float), lower, upper, color=line.get_color(), alpha=0.18,
+        lw=0, label=f"{line.get_label()} ± 2 s.e.",
+    )  # fmt: skip
+    band.set_gid("error-band")
+
+
 def colour_bar(fig: Figure, mappable: object, prep: Prepared, **kwargs: object) -> object:
     """A colour bar labelled in the quantity's own units (log scale: 0.001, 0.01, ...)."""
     from matplotlib.ticker import FuncFormatter, MaxNLocator
@@ -780,9 +801,10 @@ def _draw_split(
     ax: Axes, acc_ax: Axes, surface: Surface, split: str, log: bool, style: str
 ) -> None:
     """One split's loss on ``ax`` and accuracy (%) on ``acc_ax``; NaN points leave gaps."""
-    draw_curve(
+    line = draw_curve(
         ax, surface, f"{split}_loss", log=log, ls=style, color="tab:blue", label=f"{split} loss"
     )
+    draw_error_band(ax, surface, f"{split}_loss", line, log)
     acc = surface.values.get(f"{split}_acc")
     if acc is not None and np.any(np.isfinite(acc)):
         draw_curve(acc_ax, surface, f"{split}_acc", ls=style, color="tab:red", label=f"{split} acc")

@@ -15,11 +15,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from landscape import quantities
 from landscape._files import writable_folder
 from landscape.errors import ConfigError, SurfaceFileError
 from landscape.plot import figures, repeats
 from landscape.plot.figures import Levels
 from landscape.surface import Surface
+
+# the kinds of quantity drawn as maps of their own; an error bar (loss_se) is drawn with its loss
+PLOTTED = ("loss", "acc")
 
 KINDS: tuple[str, ...] = ("1d", "contour", "contourf", "heatmap", "surface3d")
 FORMATS: tuple[str, ...] = ("png", "pdf", "svg")
@@ -86,7 +90,7 @@ def _jobs_2d(
     """
     jobs = []
     for q in surface.values:
-        if not q.endswith(("_loss", "_acc")) or not has_data(surface, q):
+        if quantities.kind_of(q) not in PLOTTED or not has_data(surface, q):
             continue
         acc = figures.is_accuracy(q)
         for kind in kinds:
@@ -127,7 +131,7 @@ def _jobs_repeats(
         (f"{part}_mean", make) for part, make in _jobs_2d(mean, kinds, scales, vmin, vmax, levels)
     ]
     for q in surface.values:
-        if q.endswith(("_loss", "_acc")) and has_data(mean, q):
+        if quantities.kind_of(q) in PLOTTED and has_data(mean, q):
             jobs.append((f"{q}_heatmap_linear_std", lambda q=q: repeats.spread_map(surface, q)))
     return jobs
 
