@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from landscape import grid, parallel
+from landscape import families, grid, parallel
 from landscape._callable import api_callable
 from landscape._files import Output
 from landscape.config import ComputeConfig
@@ -101,8 +101,9 @@ def _build_directions(config: ComputeConfig, prep: Prepared) -> DirectionSet:
             config.direction.file, prep.theta, prep.centre, count, state_order=order
         )
     data = prep.data
-    if config.direction.name == "hessian":  # the Hessian is taken over a seeded subset, loaded once
-        data = prep.subset(min(config.direction.hessian_samples, len(prep.data)))
+    take = families.family(config.direction.name).subset(config.direction)
+    if take is not None:  # the family works on a seeded subset (the Hessian's), loaded once
+        data = prep.subset(min(take, len(prep.data)))
     ctx = DirectionContext(
         theta=OrderedDict((k, v.detach().cpu().float()) for k, v in prep.theta.items()),
         spec=config.direction,

@@ -16,17 +16,11 @@ from typing import Any, TypeVar, get_type_hints
 
 import yaml
 
+from landscape import families
 from landscape.errors import ConfigError
 
-DIRECTION_NAMES = (
-    "filter-norm",
-    "qr-orthogonal",
-    "zca",
-    "pca",
-    "trajectory",
-    "interpolate",
-    "hessian",
-)
+# the families' names and facets come from their registry (landscape.families)
+DIRECTION_NAMES = families.NAMES
 IGNORE_CHOICES = ("biasbn", "none")
 # the spec a config records for an object handed to the Python API (provenance, never resolved)
 IN_MEMORY = "in-memory:"
@@ -37,11 +31,8 @@ BN_CHOICES = ("eval", "recalibrate", "train")
 DTYPE_CHOICES = ("float32", "bfloat16", "float16")
 COMPILE_CHOICES = ("auto", "on", "off")
 MEMORY_FORMAT_CHOICES = ("auto", "contiguous", "channels-last")
-# families whose directions are drawn from the seed; the others do not change with it (zca, pca,
-# trajectory, interpolate) or only through the eigensolver's start vector (hessian)
-SEEDED_DIRECTIONS = ("filter-norm", "qr-orthogonal")
-# families built from the weights themselves, which can be aligned with them
-WEIGHT_DERIVED = ("zca", "pca")
+SEEDED_DIRECTIONS = families.SEEDED  # another seed gives other directions
+WEIGHT_DERIVED = families.FROM_WEIGHTS  # built from the weights themselves
 
 
 @dataclass(frozen=True)
@@ -166,29 +157,18 @@ class ComputeConfig:
     def _check_direction_inputs(self) -> None:
         d = self.direction
         _check_repeat(d)
-        if d.file:
-            return  # directions come from the file; the family's own inputs are not needed
-        if d.name == "trajectory" and not d.trajectory:
-            raise ConfigError(
-                "direction trajectory needs the training checkpoints: --trajectory CKPT (repeat it, "
-                "or give a folder or a glob; the last is the centre)"
-            )
-        if d.name == "interpolate" and len(d.targets) != self.dims:
-            raise ConfigError(
-                f"direction interpolate on a {self.dims}-D grid needs {self.dims} --target "
-                f"checkpoint{'s' if self.dims == 2 else ''} (got {len(d.targets)}): "
-                "1-D goes from --checkpoint A to --target B; 2-D spans A, B and C"
-            )
-        if d.name == "interpolate" and not self.model.checkpoint:
-            raise ConfigError("direction interpolate starts at --checkpoint A; give --checkpoint")
-        if d.orthogonal_to_weights and d.name not in WEIGHT_DERIVED:
-            raise ConfigError(
-                f"direction.orthogonal_to_weights is for the directions derived from the weights "
-                f"({', '.join(WEIGHT_DERIVED)}); {d.name}'s are not, drop it"
-            )
         if d.hessian_samples < 1:
             raise ConfigError(
                 f"direction.hessian_samples must be at least 1, got {d.hessian_samples}"
+            )
+        if d.file:
+            return  # directions come from the file; the family's own inputs are not needed
+        family = families.family(d.name)
+        family.check(d, self.dims, bool(self.model.checkpoint))
+        if d.orthogonal_to_weights and not family.from_weights:
+            raise ConfigError(
+                f"direction.orthogonal_to_weights is for the directions derived from the weights "
+                f"({', '.join(WEIGHT_DERIVED)}); {d.name}'s are not, drop it"
             )
 
     # --- conversion -------------------------------------------------------------------------
@@ -262,12 +242,11 @@ def _check_repeat(d: DirectionSpec) -> None:
     if d.repeat == 1:
         return
     why = None
+    family = families.FAMILIES.get(d.name)
     if d.file:
         why = "directions read from --directions do not depend on the seed"
-    elif d.name == "hessian":
-        why = "hessian's eigenvectors depend on the seed only through the eigensolver's start"
-    elif d.name not in SEEDED_DIRECTIONS:
-        why = f"{d.name}'s directions do not depend on the seed"
+    elif family is not None and not family.seeded:
+        why = family.seed_note or f"{d.name}'s directions do not depend on the seed"
     if why:
         raise ConfigError(
             f"--repeat {d.repeat} needs random directions ({' or '.join(SEEDED_DIRECTIONS)}): "

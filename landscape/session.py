@@ -24,10 +24,9 @@ from typing import Any
 
 import torch
 
-from landscape import checkpoint, params
+from landscape import checkpoint, families, params
 from landscape.config import IN_MEMORY, ComputeConfig
 from landscape.data import EvalData, as_eval_data, load_data
-from landscape.directions.paths import expand_checkpoints
 from landscape.engine import ReferenceEvaluator, eval_mode, resolve_device
 from landscape.errors import ConfigError, DataError, DirectionError, LandscapeError
 from landscape.losses import LossFn, correct_count, get_loss
@@ -214,9 +213,10 @@ def _model_at_centre(config: ComputeConfig) -> tuple[torch.nn.Module, str]:
 def centre_checkpoint(config: ComputeConfig) -> str | None:
     """The checkpoint at the centre: --checkpoint, or for a trajectory its last checkpoint."""
     d = config.direction
-    if d.name != "trajectory" or d.file or not d.trajectory:
+    centre = None if d.file else families.family(d.name).centre
+    last = centre(d) if centre is not None else None
+    if last is None:
         return config.model.checkpoint
-    last = str(expand_checkpoints(d.trajectory)[-1])
     given = config.model.checkpoint
     if given and Path(given).resolve() != Path(last).resolve():
         raise ConfigError(

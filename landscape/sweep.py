@@ -32,6 +32,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from landscape import families
 from landscape.config import ComputeConfig, apply_overrides, load_yaml_file, surface_identity
 from landscape.errors import ConfigError, LandscapeError, SurfaceFileError
 
@@ -261,7 +262,7 @@ def missing_input(config: ComputeConfig) -> str | None:
         return str(exc)
     d = config.direction
     wanted = [("checkpoint", ckpt), ("directions file", d.file)]
-    wanted += [("target", t) for t in (d.targets if d.name == "interpolate" else [])]
+    wanted += families.family(d.name).files(d) if not d.file else []
     name = config.model.name
     if ":" in name and name.rsplit(":", 1)[0].endswith(".py"):
         wanted.append(("model file", name.rsplit(":", 1)[0]))

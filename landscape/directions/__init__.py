@@ -17,19 +17,13 @@ from landscape.config import DirectionSpec
 from landscape.directions.base import DirectionContext, DirectionSet, summarize
 from landscape.directions.io import load_directions
 from landscape.errors import DirectionError
+from landscape.families import FAMILIES
 
 Builder = Callable[[DirectionContext], DirectionSet]
 
-# name → "module:function"; imported on first use, so a run pays only for the family it uses
-REGISTRY: dict[str, str] = {
-    "filter-norm": "landscape.directions.filter_norm:build_filter_norm",
-    "qr-orthogonal": "landscape.directions.qr_orthogonal:build_qr_orthogonal",
-    "zca": "landscape.directions.zca:build_zca",
-    "pca": "landscape.directions.pca:build_pca",
-    "trajectory": "landscape.directions.trajectory:build_trajectory",
-    "interpolate": "landscape.directions.interpolate:build_interpolate",
-    "hessian": "landscape.directions.hessian:build_hessian",
-}
+# name → "module:function" from the families' registry; imported on first use, so a run pays
+# only for the family it uses
+REGISTRY: dict[str, str] = {name: f.builder for name, f in FAMILIES.items()}
 
 
 def builder_for(name: str) -> Builder:

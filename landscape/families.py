@@ -1,0 +1,132 @@
+"""The direction families, each declaring everything about itself in one place (DESIGN §3).
+
+A :class:`Family` says where its builder lives (imported on first use), whether its directions
+are drawn from the seed, whether they come from the weights themselves (so that
+``orthogonal_to_weights`` applies), which inputs it needs and how a config is checked for them,
+which checkpoint is its centre, which files it reads (so that a sweep can say a run cannot start)
+and how many of the evaluation samples it takes over (the Hessian's subset). ``config``,
+``session``, ``compute``, ``sweep`` and the CLI derive their lists and special cases from
+``FAMILIES``; adding a family is one module with its builder and one entry here.
+
+This module imports nothing heavy (no torch): the config layer reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from landscape.errors import ConfigError
+
+Check = Callable[[Any, int, bool], None]  # (direction spec, dims, has a checkpoint) → raise
+
+
+def _no_check(spec: Any, dims: int, has_checkpoint: bool) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    builder: str  # "module:function", imported on first use
+    summary: str  # one line, for --help and the README table
+    seeded: bool = False  # another seed gives other directions (so --repeat makes sense)
+    from_weights: bool = False  # derived from θ itself: orthogonal_to_weights applies
+    check: Check = _no_check  # the config gives what the family needs
+    # the checkpoint at the centre, when the family's inputs fix it (a trajectory's last)
+    centre: Callable[[Any], str | None] | None = None
+    # (what, path) of the files it reads besides the centre
+    files: Callable[[Any], list[tuple[str, str]]] = lambda spec: []
+    subset: Callable[[Any], int | None] = lambda spec: None  # samples it takes over, if fewer
+    seed_note: str | None = None  # why another seed is no other surface, when not seeded
+
+
+def _check_trajectory(spec: Any, dims: int, has_checkpoint: bool) -> None:
+    if not spec.trajectory:
+        raise ConfigError(
+            "direction trajectory needs the training checkpoints: --trajectory CKPT (repeat it, "
+            "or give a folder or a glob; the last is the centre)"
+        )
+
+
+def _trajectory_centre(spec: Any) -> str | None:
+    from landscape.directions.paths import expand_checkpoints
+
+    return str(expand_checkpoints(spec.trajectory)[-1]) if spec.trajectory else None
+
+
+def _check_interpolate(spec: Any, dims: int, has_checkpoint: bool) -> None:
+    if len(spec.targets) != dims:
+        raise ConfigError(
+            f"direction interpolate on a {dims}-D grid needs {dims} --target "
+            f"checkpoint{'s' if dims == 2 else ''} (got {len(spec.targets)}): "
+            "1-D goes from --checkpoint A to --target B; 2-D spans A, B and C"
+        )
+    if not has_checkpoint:
+        raise ConfigError("direction interpolate starts at --checkpoint A; give --checkpoint")
+
+
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in (
+        Family(
+            "filter-norm",
+            "landscape.directions.filter_norm:build_filter_norm",
+            "Gaussians rescaled filter by filter to the weights' norms (Li et al. 2018)",
+            seeded=True,
+        ),
+        Family(
+            "qr-orthogonal",
+            "landscape.directions.qr_orthogonal:build_qr_orthogonal",
+            "Gaussians made orthonormal by QR, then filter-normalized",
+            seeded=True,
+        ),
+        Family(
+            "zca",
+            "landscape.directions.zca:build_zca",
+            "ZCA-whitened projections of the weights themselves",
+            from_weights=True,
+        ),
+        Family(
+            "pca",
+            "landscape.directions.pca:build_pca",
+            "the first and second principal components of every weight matrix",
+            from_weights=True,
+        ),
+        Family(
+            "trajectory",
+            "landscape.directions.trajectory:build_trajectory",
+            "PCA of a training trajectory; its last checkpoint is the centre",
+            check=_check_trajectory,
+            centre=_trajectory_centre,  # expanding the list also finds a missing checkpoint
+        ),
+        Family(
+            "interpolate",
+            "landscape.directions.interpolate:build_interpolate",
+            "from --checkpoint A to --target B (and the plane through A, B and C)",
+            check=_check_interpolate,
+            files=lambda spec: [("target", t) for t in spec.targets],
+        ),
+        Family(
+            "hessian",
+            "landscape.directions.hessian:build_hessian",
+            "top Hessian eigenvectors from Hessian-vector products",
+            subset=lambda spec: spec.hessian_samples,
+            seed_note="hessian's eigenvectors depend on the seed only through the eigensolver's start",
+        ),
+    )
+}
+NAMES: tuple[str, ...] = tuple(FAMILIES)
+SEEDED: tuple[str, ...] = tuple(n for n, f in FAMILIES.items() if f.seeded)
+FROM_WEIGHTS: tuple[str, ...] = tuple(n for n, f in FAMILIES.items() if f.from_weights)
+
+
+def family(name: str) -> Family:
+    """The family named ``name``; ConfigError listing the others for an unknown one."""
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown direction {name!r}; choose one of {', '.join(FAMILIES)}"
+        ) from None
