@@ -130,14 +130,7 @@ def run_compute(
     Under ``mpiexec -n P`` (or with ``workers`` > 1 local processes) the pending points are
     sharded over the processes and rank 0 writes; ranks other than 0 return None.
     """
-    if parallel.under_mpi():
-        if workers > 1:
-            raise ConfigError("use either mpiexec or --workers, not both")
-        comm: Any = parallel.MPIComm()
-    elif workers > 1:
-        comm = parallel.LocalPool(workers)
-    else:
-        comm = parallel.Serial()
+    comm = parallel.communicator(workers)
     if comm.rank != 0:
         plan = comm.broadcast_plan(None)
         if plan is not None and plan.error is None:
@@ -146,8 +139,7 @@ def run_compute(
     try:
         return _run_root(config, None, overwrite, progress, comm)
     finally:
-        if isinstance(comm, parallel.LocalPool):
-            comm.close()
+        comm.close()
 
 
 def run_surface(
@@ -226,7 +218,7 @@ def _run_root(
     ) as exc:  # whatever stops rank 0 here, the other ranks must not wait forever
         if output is not None:
             output.close()
-        comm.broadcast_plan(parallel.Plan([], {}, error=str(exc) or type(exc).__name__))
+        comm.broadcast_plan(parallel.Plan([], None, error=str(exc) or type(exc).__name__))
         raise
     try:
         return _evaluate_run(
@@ -261,11 +253,10 @@ def _evaluate_run(
         centre = {k: v.detach().cpu() for k, v in prep.centre.items()} if many else None
         repeat_dirs = [ds.vectors for ds in repeats]  # CPU tensors, moved when their turn comes
         plan = parallel.Plan(
-            shares, choice.report, directions=cpu_dirs, centre=centre, repeats=repeat_dirs
+            shares, choice.settings, directions=cpu_dirs, centre=centre, repeats=repeat_dirs
         )
         comm.broadcast_plan(plan)
-        if isinstance(comm, parallel.LocalPool):
-            comm.start(_local_worker, lambda r: (config, r, comm.size, plan))
+        comm.start(_local_worker, lambda r: (config, r, comm.size, plan))  # local workers only
         total = store.size  # points over every repeat
         bar = progress(total, total - len(pending)) if progress else None
         eval_start = time.perf_counter()
@@ -337,16 +328,15 @@ def _collect(comm: Any, writer: _Writer, *, block: bool = True) -> None:
         got = False
         for message in comm.messages(block):
             got = True
-            kind = message[0]
-            if kind == "block":
-                writer.add(message[1], force=True)
-            elif kind == "done":
-                waiting.discard(message[1])
-            elif kind == "error":
+            if isinstance(message, parallel.Block):
+                writer.add(message.points, force=True)
+            elif isinstance(message, parallel.Finished):
+                waiting.discard(message.rank)
+            elif isinstance(message, parallel.Failed):
                 writer.flush()
                 raise parallel.ParallelError(
-                    f"rank {message[1]} failed: {message[2]}; the points written so far are kept: "
-                    "rerun the same command to resume"
+                    f"rank {message.rank} failed: {message.text}; the points written so far are "
+                    "kept: rerun the same command to resume"
                 )
         if not block and not got:
             return
@@ -427,13 +417,7 @@ def _worker(
                 prep.theta[name] = prep.centre[name]
         vectors = [{k: v.to(prep.device) for k, v in d.items()} for d in plan.directions]
         x, y = grid.coordinates(config.grid)
-        e = plan.engine
-        request = engine_request(config, prep)
-        request.engine = e["engine"]
-        request.compile = "on" if e.get("compile") else "off"
-        request.memory_format = "channels-last" if e.get("channels_last") else "contiguous"
-        request.k = e.get("k")
-        request.batch_size = e.get("batch_size", request.batch_size)
+        request = plan.engine.pin(engine_request(config, prep))  # rank 0's choice, not re-timed
         choice = _engine_for(prep, config, vectors, request, len(plan.shares[rank]))
         along = _repeat_evaluators(choice.evaluator, plan.repeats, prep.device)
         pending: list[Done] = []
@@ -443,17 +427,17 @@ def _worker(
             nonlocal pending, last
             pending.extend(results)
             if len(pending) >= FLUSH_POINTS or time.perf_counter() - last >= FLUSH_SECONDS:
-                sink.send(("block", pending))
+                sink.send(parallel.Block(rank, pending))
                 pending, last = [], time.perf_counter()
 
         with numerics(config, prep.device, local_size):
             _evaluate_points(along, np.asarray(plan.shares[rank], dtype=np.int64), x, y, emit)
         if pending:
-            sink.send(("block", pending))
-        sink.send(("done", rank))
+            sink.send(parallel.Block(rank, pending))
+        sink.send(parallel.Finished(rank))
     except Exception as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        sink.send(("error", rank, f"{type(exc).__name__}: {text}"))
+        sink.send(parallel.Failed(rank, f"{type(exc).__name__}: {text}"))
 
 
 def _engine_for(

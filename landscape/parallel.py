@@ -6,9 +6,11 @@ results to rank 0 in blocks (a message per block, not a collective per point); r
 as they arrive, so whatever was computed before a failure is on disk and rerunning the same command
 resumes, under any number of processes. mpi4py is imported only when the process runs under MPI.
 
-Messages from a worker to rank 0: ``("block", [(flat, loss, acc), ...])``, ``("done", rank)`` or
-``("error", rank, text)``. Points are numbered over every repeat of a ``--repeat`` run (point k of
-repeat r is ``r * P + k``), so shares and blocks mix repeats freely.
+Messages from a worker to rank 0 are declared below: ``Block`` (evaluated points, each
+``(flat, {quantity: value})``), ``Finished`` and ``Failed``. Points are numbered over every repeat
+of a ``--repeat`` run (point k of repeat r is ``r * P + k``), so shares and blocks mix repeats
+freely. Every communicator (``Serial``, ``MPIComm``, ``LocalPool``) has the same methods, so the
+run never asks which one it has.
 """
 
 from __future__ import annotations
@@ -26,6 +28,35 @@ class ParallelError(LandscapeError):
     """A rank or worker failed; the points written so far are kept."""
 
 
+# --- messages from a worker to rank 0 -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Block:
+    """Points a worker evaluated: ``(flat, {quantity: value})`` each."""
+
+    rank: int
+    points: list[tuple[int, dict[str, float]]]
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The worker evaluated its whole share."""
+
+    rank: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The worker stopped on an error (its text)."""
+
+    rank: int
+    text: str
+
+
+Message = Block | Finished | Failed
+
+
 def under_mpi() -> bool:
     """True when launched by mpiexec with more than one process (no mpi4py import needed)."""
     return any(
@@ -38,7 +69,7 @@ class Plan:
     """What rank 0 tells the others once the file exists: their points and the engine to use."""
 
     shares: list[list[int]]
-    engine: dict[str, Any]
+    engine: Any  # engine.select.EngineSettings: rank 0's choice, used as it is
     error: str | None = None
     # CPU tensors by name, so other ranks never open the file, and rank 0's θ with its buffers, so
     # every rank evaluates exactly the same network whatever it loaded itself
@@ -49,19 +80,38 @@ class Plan:
 
 
 class Serial:
+    """One process: no one to share with."""
+
     rank, size, local_rank, local_size = 0, 1, 0, 1
 
     def broadcast_plan(self, plan: Plan | None) -> Plan | None:
         return plan
 
-    def send(self, message: tuple) -> None:  # pragma: no cover - a serial run has no workers
+    def start(self, target: Any, args_for_rank: Any) -> None:
+        return None  # no worker processes to start
+
+    def send(self, message: Message) -> None:  # pragma: no cover - a serial run has no workers
         raise RuntimeError("a serial run has no rank 0 to send to")
 
-    def messages(self, block: bool) -> Iterator[tuple]:
+    def messages(self, block: bool) -> Iterator[Message]:
         return iter(())
 
     def alive_check(self) -> None:
         return None
+
+    def close(self) -> None:
+        return None
+
+
+def communicator(workers: int = 1) -> Serial | MPIComm | LocalPool:
+    """The run's communicator: MPI ranks under mpiexec, ``workers`` local processes, or one."""
+    if under_mpi():
+        if workers > 1:
+            from landscape.errors import ConfigError
+
+            raise ConfigError("use either mpiexec or --workers, not both")
+        return MPIComm()
+    return LocalPool(workers) if workers > 1 else Serial()
 
 
 class MPIComm:
@@ -81,10 +131,13 @@ class MPIComm:
     def broadcast_plan(self, plan: Plan | None) -> Plan:
         return self.comm.bcast(plan, root=0)
 
-    def send(self, message: tuple) -> None:
+    def start(self, target: Any, args_for_rank: Any) -> None:
+        return None  # mpiexec started every rank
+
+    def send(self, message: Message) -> None:
         self.comm.send(message, dest=0, tag=self.TAG)
 
-    def messages(self, block: bool) -> Iterator[tuple]:
+    def messages(self, block: bool) -> Iterator[Message]:
         """Rank 0: the messages waiting (or the next one, when ``block``)."""
         status = self.MPI.Status()
         if block:
@@ -95,6 +148,9 @@ class MPIComm:
 
     def alive_check(self) -> None:
         return None  # mpiexec ends the whole job when a rank dies
+
+    def close(self) -> None:
+        return None
 
 
 class LocalPool:
@@ -118,7 +174,7 @@ class LocalPool:
     def broadcast_plan(self, plan: Plan | None) -> Plan | None:
         return plan
 
-    def messages(self, block: bool) -> Iterator[tuple]:
+    def messages(self, block: bool) -> Iterator[Message]:
         while True:
             try:
                 yield self.queue.get(timeout=1.0) if block else self.queue.get_nowait()
@@ -173,7 +229,7 @@ class QueueSink:
     def __init__(self, q: Any, rank: int) -> None:
         self.q, self.rank = q, rank
 
-    def send(self, message: tuple) -> None:
+    def send(self, message: Message) -> None:
         self.q.put(message)
 
 

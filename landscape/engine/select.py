@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -38,10 +38,33 @@ MAX_K = 64
 DEFAULT_CPU_BUDGET = 2 * 2**30  # bytes of activations when --memory-budget is not given
 
 
+@dataclass(frozen=True)
+class EngineSettings:
+    """What the selector chose, for other processes to use as it is (picklable, no timing)."""
+
+    engine: str  # reference | batched
+    compile: bool
+    channels_last: bool
+    k: int | None  # points per batched call
+    batch_size: int
+
+    def pin(self, request: EngineRequest) -> EngineRequest:
+        """``request`` with every choice fixed to these settings: nothing is timed again."""
+        return replace(
+            request,
+            engine=self.engine,
+            compile="on" if self.compile else "off",
+            memory_format="channels-last" if self.channels_last else "contiguous",
+            k=self.k,
+            batch_size=self.batch_size,
+        )
+
+
 @dataclass
 class EngineChoice:
     evaluator: PointEvaluatorBase
     report: dict[str, Any] = field(default_factory=dict)
+    settings: EngineSettings | None = None
 
 
 @dataclass
@@ -136,7 +159,10 @@ def choose_engine(
         evaluator, report = _checked_compile(evaluator, make, engine, cl, batches, report)
     report["engine"] = evaluator.name
     report.update(evaluator.describe())
-    return EngineChoice(evaluator, report)
+    settings = EngineSettings(
+        evaluator.name, bool(report.get("compile")), bool(evaluator.channels_last), k, batch
+    )
+    return EngineChoice(evaluator, report, settings)
 
 
 def _formats(model: torch.nn.Module, request: EngineRequest) -> list[bool]:
