@@ -43,10 +43,6 @@ from landscape._safe_pickle import RefusedGlobal, load_data_pickle
 from landscape.config import IN_MEMORY, SPLIT_CHOICES, DataSpec
 from landscape.errors import ConfigError, DataError
 
-ACCEPTED_FORMS = (
-    "digits, cifar10:DIR, mnist:DIR, npz:FILE, pt:FILE, pkg.module:factory, file.py:factory"
-)
-
 DIGITS_TRAIN_SIZE = 1437  # first 80 % of the 1797 bundled digits; the remaining 360 are `test`
 
 # Li et al.'s reference (torchvision Normalize after ToTensor): (x/255 - mean) / std per channel.
@@ -164,11 +160,10 @@ def load_data(spec: DataSpec, split: str | None = None) -> EvalData:
         raise DataError(f"data split must be one of {', '.join(SPLIT_CHOICES)}; got {split!r}")
     if spec.max_samples is not None and spec.max_samples < 1:
         raise DataError(f"data.max_samples must be at least 1, got {spec.max_samples}")
-    kind, arg = _parse_name(spec.name)
+    kind, arg = parse_spec(spec.name)
     if kind == "factory":
         return _load_factory(spec, split)
-    loader = {"digits": _digits, "cifar10": _cifar10, "mnist": _mnist, "npz": _npz, "pt": _pt}
-    raw = loader[kind](arg, split, spec.normalize)
+    raw = FORMATS[kind].loader(arg, split, spec.normalize)
     _check_pair(raw.x, raw.y, spec.name)
     return _from_tensors(spec, kind, split, raw)
 
@@ -235,18 +230,31 @@ def select_indices(n: int, max_samples: int | None, seed: int) -> np.ndarray:
     return np.sort(perm[:max_samples]).astype(np.int64)
 
 
-def _parse_name(name: str) -> tuple[str, str]:
-    """``(kind, argument)`` for a spec; prefixes win over the ``pkg.module:factory`` form."""
-    if name == "digits":
-        return "digits", ""
+def parse_spec(name: str) -> tuple[str, str]:
+    """``(format, argument)`` for a spec (``("cifar10", "data/cifar")``, ``("factory", spec)``);
+    a registered prefix wins over the ``pkg.module:factory`` form."""
     prefix, sep, rest = name.partition(":")
-    if sep and prefix in ("cifar10", "mnist", "npz", "pt"):
+    fmt = FORMATS.get(prefix)
+    if fmt is not None and fmt.takes is None and not sep:
+        return prefix, ""
+    if fmt is not None and fmt.takes is not None and sep:
         if not rest:
             raise DataError(f"data spec {name!r} needs a path after ':', e.g. {prefix}:data/...")
         return prefix, str(Path(rest).expanduser())
     if is_callable_spec(name):
         return "factory", name
     raise DataError(f"unknown data spec {name!r}; use one of: {ACCEPTED_FORMS}")
+
+
+def input_path(name: str) -> tuple[str, str] | None:
+    """``(what, path)`` of the folder or file a spec reads (``("data folder", DIR)``), without
+    reading it; None when it reads none (``digits``, a module factory)."""
+    kind, arg = parse_spec(name)
+    if kind == "factory":
+        file = arg.rsplit(":", 1)[0]
+        return ("data file", file) if file.endswith(".py") else None
+    takes = FORMATS[kind].takes
+    return None if takes is None else (f"data {takes}", arg)
 
 
 # --- subsetting and provenance --------------------------------------------------------------------
@@ -491,6 +499,30 @@ def _existing_file(file: str, what: str) -> Path:
     if not path.is_file():
         raise DataError(f"{what} file {file!r} does not exist; check the path after '{what}:'")
     return path
+
+
+# --- the registry of formats: prefix → loader -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Format:
+    """A data format: ``prefix:ARG`` read by ``loader(arg, split, normalize)``."""
+
+    loader: Any  # (arg, split, normalize) -> _Raw
+    takes: str | None  # "folder" or "file" (the ARG after the prefix); None: no argument
+    form: str  # how the spec is written, for messages and --help
+
+
+FORMATS: dict[str, Format] = {
+    "digits": Format(_digits, None, "digits"),
+    "cifar10": Format(_cifar10, "folder", "cifar10:DIR"),
+    "mnist": Format(_mnist, "folder", "mnist:DIR"),
+    "npz": Format(_npz, "file", "npz:FILE"),
+    "pt": Format(_pt, "file", "pt:FILE"),
+}
+ACCEPTED_FORMS = ", ".join(
+    [f.form for f in FORMATS.values()] + ["pkg.module:factory", "file.py:factory"]
+)
 
 
 # --- factories ------------------------------------------------------------------------------------

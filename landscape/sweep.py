@@ -253,7 +253,7 @@ def missing_input(config: ComputeConfig) -> str | None:
     Checked without loading anything: the centre checkpoint (or trajectory), targets, a
     directions file, a model or data file, a data folder.
     """
-    from landscape.data import _parse_name
+    from landscape.data import input_path
     from landscape.session import centre_checkpoint
 
     try:
@@ -267,16 +267,11 @@ def missing_input(config: ComputeConfig) -> str | None:
     if ":" in name and name.rsplit(":", 1)[0].endswith(".py"):
         wanted.append(("model file", name.rsplit(":", 1)[0]))
     try:
-        kind, arg = _parse_name(config.data.name)
+        data = input_path(config.data.name)
     except LandscapeError as exc:
         return str(exc)
-    if kind in ("cifar10", "mnist"):
-        if not Path(arg).is_dir():
-            return f"data folder {arg} not found"
-    elif kind in ("npz", "pt"):
-        wanted.append(("data file", arg))
-    elif kind == "factory" and arg.rsplit(":", 1)[0].endswith(".py"):
-        wanted.append(("data file", arg.rsplit(":", 1)[0]))
+    if data is not None:
+        wanted.append(data)
     for what, path in wanted:
         if path and not Path(path).exists():
             return f"{what} {path} not found"
