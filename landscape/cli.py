@@ -127,6 +127,60 @@ def main() -> None:
     """
 
 
+def model_and_data_options(
+    *,
+    checkpoint: str,
+    samples: str,
+    batch: str,
+    defaults: dict[str, Any] | None = None,
+    required: bool = False,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The model and data options that compute and inspect share, declared once: --model,
+    --model-arg, --checkpoint, --unsafe-pickle, --data, --split, --max-samples, --data-seed,
+    --batch-size. ``defaults``: shown defaults (compute has none: its YAML may fill them)."""
+    given = defaults or {}
+
+    def default(name: str) -> dict[str, Any]:
+        return {"default": given[name], "show_default": True} if name in given else {}
+
+    options = [
+        click.option("--model", required=required, help=MODEL_HELP),
+        click.option(
+            "--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
+            help="Keyword argument for the model factory (repeatable).",
+        ),
+        click.option("--checkpoint", help=checkpoint),
+        click.option(
+            "--unsafe-pickle", is_flag=True, default=False,
+            help="Allow a pickled whole model (runs code from the file: trusted files only).",
+        ),
+        click.option("--data", required=required, help=DATA_HELP),
+        click.option(
+            "--split", type=click.Choice(SPLIT_CHOICES), help="Which split to evaluate on [train].",
+            **default("split"),
+        ),
+        click.option("--max-samples", type=click.IntRange(min=1), help=samples, **default("max_samples")),
+        click.option(
+            "--data-seed", type=int, help="Seed of the --max-samples subset [0].", **default("data_seed")
+        ),
+        click.option("--batch-size", type=click.IntRange(min=1), help=batch, **default("batch_size")),
+    ]  # fmt: skip
+
+    def apply(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
+
+
+MODEL_HELP = (
+    "Built-in name (mlp, lenet, resnet20, ...), pkg.module:factory, file.py:factory or a "
+    "TorchScript file."
+)
+DATA_HELP = "digits, cifar10:DIR, mnist:DIR, npz:FILE, pt:FILE or pkg.module:factory."
+
+
 # --- compute ----------------------------------------------------------------------------------
 
 # flag name → dotted config key; a flag given on the command line wins over the YAML file
@@ -194,37 +248,11 @@ def build_compute_config(
     type=click.Path(dir_okay=False),
     help="YAML config; flags override it.",
 )
-@click.option(
-    "--model",
-    help="Built-in name (mlp, lenet, resnet20, ...), pkg.module:factory, file.py:factory or a TorchScript file.",
+@model_and_data_options(
+    checkpoint="Weights: .pt/.pth/.t7/.ckpt state dict (wrapped or not) or .safetensors.",
+    samples="Evaluate on N samples (a seeded subset).",
+    batch="Samples per forward pass [500].",
 )
-@click.option(
-    "--checkpoint", help="Weights: .pt/.pth/.t7/.ckpt state dict (wrapped or not) or .safetensors."
-)
-@click.option(
-    "--model-arg",
-    "model_args",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Keyword argument for the model factory (repeatable).",
-)
-@click.option(
-    "--unsafe-pickle",
-    is_flag=True,
-    default=False,
-    help="Allow a pickled whole model (runs code from the file: trusted files only).",
-)
-@click.option(
-    "--data", help="digits, cifar10:DIR, mnist:DIR, npz:FILE, pt:FILE or pkg.module:factory."
-)
-@click.option(
-    "--split", type=click.Choice(SPLIT_CHOICES), help="Which split to evaluate on [train]."
-)
-@click.option(
-    "--max-samples", type=click.IntRange(min=1), help="Evaluate on N samples (a seeded subset)."
-)
-@click.option("--data-seed", type=int, help="Seed of the --max-samples subset [0].")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Samples per forward pass [500].")
 @click.option(
     "--direction", type=click.Choice(DIRECTION_NAMES), help="Direction family [filter-norm]."
 )
@@ -799,47 +827,13 @@ def demo(out_dir: str, quiet: bool) -> None:
 
 
 @main.command()
-@click.option(
-    "--model",
+@model_and_data_options(
+    checkpoint="Weights to inspect [the initialization, seeded by --seed; with --checkpoints, the "
+    "last].",
+    samples="Samples run through the model (a seeded subset).",
+    batch="Samples per forward pass; saturation is measured on the first batch.",
+    defaults={"split": "train", "max_samples": 1000, "data_seed": 0, "batch_size": 500},
     required=True,
-    help="Built-in name (mlp, lenet, resnet20, ...), pkg.module:factory, file.py:factory or a TorchScript file.",
-)
-@click.option(
-    "--model-arg",
-    "model_args",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Keyword argument for the model factory (repeatable).",
-)
-@click.option(
-    "--checkpoint",
-    help="Weights to inspect [the initialization, seeded by --seed; with --checkpoints, the last].",
-)
-@click.option(
-    "--unsafe-pickle",
-    is_flag=True,
-    help="Allow a pickled whole model (runs code from the file: trusted files only).",
-)
-@click.option(
-    "--data",
-    required=True,
-    help="digits, cifar10:DIR, mnist:DIR, npz:FILE, pt:FILE or pkg.module:factory.",
-)
-@click.option("--split", type=click.Choice(SPLIT_CHOICES), default="train", show_default=True)
-@click.option(
-    "--max-samples",
-    type=click.IntRange(min=1),
-    default=1000,
-    show_default=True,
-    help="Samples run through the model (a seeded subset).",
-)
-@click.option("--data-seed", type=int, default=0, show_default=True, help="Seed of that subset.")
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=500,
-    show_default=True,
-    help="Samples per forward pass; saturation is measured on the first batch.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initialization.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
