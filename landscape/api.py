@@ -178,7 +178,7 @@ def curvature(
     and data it was computed on (checked by the weights' hash). Returns the curvature map
     (``maps["ratio"]``, ``maps["lambda_min"]``, ``maps["lambda_max"]``, ``x``, ``y``)."""
     from landscape.curvature import CurvatureSpec, run_curvature_on
-    from landscape.curvature_store import read_curvature
+    from landscape.store.curvature import read_curvature
 
     path = str(surface.path if isinstance(surface, Surface) else surface)
     session = Session.from_objects(model, data, loss=loss, device=device)

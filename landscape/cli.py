@@ -663,8 +663,8 @@ def plot(
             path for s in surfaces for path in render_all(s, target, kinds=chosen, **options)
         ]
     if curvature_files:
-        from landscape.curvature_store import read_curvature
         from landscape.plot.curvature import render_curvature
+        from landscape.store.curvature import read_curvature
 
         for f in curvature_files:
             written += render_curvature(read_curvature(f), target, fmt=fmt, dpi=dpi, vmax=vmax)
@@ -697,7 +697,7 @@ def _curvature_files(
     levels: int | None,
 ) -> list[str]:
     """The curvature files among ``files``; their figures take only --out/--format/--dpi/--vmax."""
-    from landscape.curvature_store import is_curvature_file
+    from landscape.store.curvature import is_curvature_file
 
     found = [f for f in files if is_curvature_file(f)]
     if found and (compare or kinds or log is not None or vmin is not None or levels is not None):
@@ -746,9 +746,9 @@ def info(
       landscape info results/mlp.h5 --epsilon 0.1 --threshold=+0.5 --json
     """
     from landscape.analysis import AnalysisOptions, analysis_report
-    from landscape.curvature_store import is_curvature_file, read_curvature
     from landscape.info import format_curvature_info, format_info
     from landscape.store import read_surface
+    from landscape.store.curvature import is_curvature_file, read_curvature
 
     if is_curvature_file(surface_file):
         click.echo(format_curvature_info(read_curvature(surface_file)))

@@ -38,7 +38,6 @@ about as many).
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -54,7 +53,6 @@ from landscape._callable import api_callable
 from landscape._files import Output
 from landscape.compute import ProgressFactory
 from landscape.config import IGNORE_CHOICES, ComputeConfig, GridSpec
-from landscape.curvature_store import CurvatureHeader, CurvatureStore, PointCurvature
 from landscape.data import EvalData
 from landscape.directions import load_directions
 from landscape.directions.base import moved_names
@@ -64,6 +62,8 @@ from landscape.errors import CheckpointError, ConfigError, DirectionError, Surfa
 from landscape.losses import get_loss
 from landscape.session import Session, centre_checkpoint, weights_sha256
 from landscape.store import read_surface, stored_config
+from landscape.store.codec import parsed as _json
+from landscape.store.curvature import CurvatureHeader, CurvatureStore, PointCurvature
 from landscape.surface import Surface
 from landscape.trust import Given, from_stored
 
@@ -319,13 +319,6 @@ def check_same_weights(source: Surface, prep: Session, checkpoint: str | None) -
             f"(sha256 {now[:12] or '-'} here, {stored[:12] or '-'} in the file); pass the "
             "surface's own checkpoint with --checkpoint PATH"
         )
-
-
-def _json(value: Any) -> Any:
-    try:
-        return json.loads(value) if isinstance(value, str) else value
-    except json.JSONDecodeError:
-        return value
 
 
 def check_bn(config: ComputeConfig, prep: Session) -> None:

@@ -16,9 +16,10 @@ from landscape.analysis import (
     format_analysis,
     stored_or_computed,
 )
-from landscape.curvature_store import CurvatureMap
 from landscape.directions.base import alignment_warning
 from landscape.store import stored_config
+from landscape.store.codec import parsed as _parsed
+from landscape.store.curvature import CurvatureMap
 from landscape.surface import Surface
 
 
@@ -246,18 +247,6 @@ def _direction_lines(s: Surface) -> list[str]:
 # --- the methods' own figures -------------------------------------------------------------------
 # Attributes come back from HDF5 as scalars, float arrays, or JSON text (dicts, lists of names);
 # every reader below accepts any of these and leaves what it cannot read to _other_lines.
-
-
-def _parsed(value: Any) -> Any:
-    """A JSON attribute decoded (dicts, lists), anything else as it is."""
-    if isinstance(value, bytes):
-        value = value.decode(errors="replace")
-    if isinstance(value, str) and value.strip()[:1] in ("{", "["):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
 
 
 def _numbers(value: Any) -> np.ndarray | None:

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-import numpy as np
 
 from landscape import families
 from landscape.config import ComputeConfig, apply_overrides, load_yaml_file, surface_identity
@@ -276,14 +275,6 @@ def missing_input(config: ComputeConfig) -> str | None:
         if path and not Path(path).exists():
             return f"{what} {path} not found"
     return None
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.generic):
-        return str(value.item())
-    return str(value)
 
 
 # --- running ------------------------------------------------------------------------------------

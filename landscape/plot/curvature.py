@@ -20,10 +20,10 @@ from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 
 from landscape._files import writable_folder
-from landscape.curvature_store import CurvatureMap
 from landscape.errors import ConfigError, SurfaceFileError
 from landscape.plot.figures import CMAP
 from landscape.plot.render import check_format, save_figure
+from landscape.store.curvature import CurvatureMap
 
 TITLES = {
     "ratio": "|λmin / λmax|",
