@@ -7,20 +7,16 @@ store → evaluated points.
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import itertools
 import math
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import torch
 
 from landscape import families, grid, parallel
 from landscape._callable import api_callable
@@ -28,20 +24,22 @@ from landscape._files import Output
 from landscape.config import ComputeConfig
 from landscape.directions import DirectionContext, DirectionSet, build, load_directions, summarize
 from landscape.directions.base import alignment_warning, weight_alignment
-from landscape.engine.reference import PointEvaluatorBase, to_channels_last
-from landscape.engine.select import EngineChoice, EngineRequest, choose_engine, parse_bytes
+from landscape.engine.select import EngineChoice
 from landscape.errors import (
-    ConfigError,
-    DirectionError,
     LandscapeWarning,
 )
-from landscape.losses import correct_count
+from landscape.evaluation import (
+    FLUSH_POINTS,
+    FLUSH_SECONDS,
+    Done,
+    engine_for,
+    engine_request,
+    evaluate_points,
+    numerics,
+    repeat_evaluators,
+)
 from landscape.session import Session, random_initialization
 from landscape.store import RunHeader, SurfaceStore, check_resumable, done_flags
-
-FLUSH_SECONDS = 1.0  # a killed run loses at most about this much work
-Done = tuple[int, dict[str, float]]  # an evaluated point: its number and its quantities
-FLUSH_POINTS = 64
 
 
 class Progress(Protocol):
@@ -134,7 +132,7 @@ def run_compute(
     if comm.rank != 0:
         plan = comm.broadcast_plan(None)
         if plan is not None and plan.error is None:
-            _worker(config, comm.rank, comm.local_rank, comm.local_size, plan, comm)
+            parallel.worker(config, comm.rank, comm.local_rank, comm.local_size, plan, comm)
         return None
     try:
         return _run_root(config, None, overwrite, progress, comm)
@@ -201,7 +199,7 @@ def _run_root(
                 LandscapeWarning,
                 stacklevel=2,
             )
-        choice = _engine_for(
+        choice = engine_for(
             prep,
             config,
             device_dirs,
@@ -256,7 +254,9 @@ def _evaluate_run(
             shares, choice.settings, directions=cpu_dirs, centre=centre, repeats=repeat_dirs
         )
         comm.broadcast_plan(plan)
-        comm.start(_local_worker, lambda r: (config, r, comm.size, plan))  # local workers only
+        comm.start(
+            parallel.local_worker, lambda r: (config, r, comm.size, plan)
+        )  # local workers only
         total = store.size  # points over every repeat
         bar = progress(total, total - len(pending)) if progress else None
         eval_start = time.perf_counter()
@@ -265,13 +265,13 @@ def _evaluate_run(
 
             def between() -> None:
                 comm.alive_check()
-                _collect(comm, writer, block=False)
+                parallel.collect(comm, writer, block=False)
 
             own = np.asarray(shares[0], dtype=np.int64)
-            along = _repeat_evaluators(choice.evaluator, repeat_dirs, prep.device)
-            _evaluate_points(along, own, x, y, writer.add, between if comm.size > 1 else None)
+            along = repeat_evaluators(choice.evaluator, repeat_dirs, prep.device)
+            evaluate_points(along, own, x, y, writer.add, between if comm.size > 1 else None)
             writer.flush()
-            _collect(comm, writer)
+            parallel.collect(comm, writer)
         finally:
             if bar is not None:
                 bar.close()
@@ -319,192 +319,6 @@ class _Writer:
             indices, values = zip(*self.block, strict=True)
             self.store.write_block(indices, values)
         self.block, self.last = [], time.perf_counter()
-
-
-def _collect(comm: Any, writer: _Writer, *, block: bool = True) -> None:
-    """Rank 0: write what other ranks send; with ``block``, until every one of them is done."""
-    waiting = writer.running  # kept across calls: a "done" seen while draining counts later too
-    while waiting if block else True:
-        got = False
-        for message in comm.messages(block):
-            got = True
-            if isinstance(message, parallel.Block):
-                writer.add(message.points, force=True)
-            elif isinstance(message, parallel.Finished):
-                waiting.discard(message.rank)
-            elif isinstance(message, parallel.Failed):
-                writer.flush()
-                raise parallel.ParallelError(
-                    f"rank {message.rank} failed: {message.text}; the points written so far are "
-                    "kept: rerun the same command to resume"
-                )
-        if not block and not got:
-            return
-
-
-def _evaluate_points(
-    evaluator_for: Callable[[int], PointEvaluatorBase],
-    points: np.ndarray,
-    x: np.ndarray,
-    y: np.ndarray | None,
-    emit: Callable[[list[Done]], None],
-    between: Callable[[], None] | None = None,
-) -> None:
-    """Evaluate points chunk by chunk (K at a time on the batched path), hand each chunk's results
-    to ``emit``, and call ``between`` after each chunk (rank 0 writes what others sent there).
-
-    ``points`` are numbered over every repeat (point k of repeat r is ``r * P + k``); each
-    repeat's points are evaluated in turn by ``evaluator_for(r)``.
-    """
-    size = len(x) * (1 if y is None else len(y))  # P
-    for repeat in np.unique(points // size):
-        evaluator = evaluator_for(int(repeat))
-        mine = points[points // size == repeat]
-        chunk = getattr(evaluator, "k", 1)
-        for start in range(0, len(mine), chunk):
-            flats = [int(f) for f in mine[start : start + chunk]]
-            results = evaluator.evaluate_block([grid.point_coords(f % size, x, y) for f in flats])
-            emit([(f, r.values) for f, r in zip(flats, results, strict=True)])
-            if between is not None:
-                between()
-
-
-def _repeat_evaluators(
-    evaluator: PointEvaluatorBase, repeats: list[list[dict[str, torch.Tensor]]], device: Any
-) -> Callable[[int], PointEvaluatorBase]:
-    """``evaluator_for(r)``: the run's evaluator for repeat 0, the same one along repeat r's
-    directions (``repeats[r - 1]``, moved to ``device`` only when asked for) for the others."""
-
-    def evaluator_for(r: int) -> PointEvaluatorBase:
-        return evaluator if r == 0 else _along(evaluator, repeats[r - 1], device)
-
-    return evaluator_for
-
-
-def _along(
-    evaluator: PointEvaluatorBase, vectors: list[dict[str, torch.Tensor]], device: Any
-) -> PointEvaluatorBase:
-    """The same evaluator (engine, layout, compiled call) moving along other directions.
-
-    Both paths form θ + Σ c_k·d_k from ``evaluator.directions`` at each point, outside any
-    compiled graph, so a shallow copy holding the new tensors evaluates them; the batched path
-    stacks the tensors it moves by name, so the new directions must name the same tensors.
-    """
-    moved = [OrderedDict((k, v.to(device)) for k, v in d.items()) for d in vectors]
-    if [list(d) for d in moved] != [list(d) for d in evaluator.directions]:
-        raise DirectionError("a repeat's directions move other tensors than the first repeat's")
-    other = copy.copy(evaluator)
-    other.directions = [to_channels_last(d) if evaluator.channels_last else d for d in moved]
-    return other
-
-
-def _local_worker(config: ComputeConfig, rank: int, size: int, plan: Any, q: Any) -> None:
-    """Entry point of a ``--workers`` process (spawned: it imports everything afresh)."""
-    parallel.exit_with_parent()
-    _worker(config, rank, rank, size, plan, parallel.QueueSink(q, rank))
-
-
-def _worker(
-    config: ComputeConfig, rank: int, local_rank: int, local_size: int, plan: Any, sink: Any
-) -> None:
-    """A rank other than 0: evaluate its share with rank 0's engine, send results in blocks."""
-    try:
-        prep = Session.from_config(config, local_rank, local_size)
-        # exactly rank 0's weights, whatever this process loaded itself
-        for name, t in plan.centre.items():
-            prep.centre[name] = t.to(prep.device)
-            if name in prep.theta:
-                prep.theta[name] = prep.centre[name]
-        vectors = [{k: v.to(prep.device) for k, v in d.items()} for d in plan.directions]
-        x, y = grid.coordinates(config.grid)
-        request = plan.engine.pin(engine_request(config, prep))  # rank 0's choice, not re-timed
-        choice = _engine_for(prep, config, vectors, request, len(plan.shares[rank]))
-        along = _repeat_evaluators(choice.evaluator, plan.repeats, prep.device)
-        pending: list[Done] = []
-        last = time.perf_counter()
-
-        def emit(results: list[Done]) -> None:
-            nonlocal pending, last
-            pending.extend(results)
-            if len(pending) >= FLUSH_POINTS or time.perf_counter() - last >= FLUSH_SECONDS:
-                sink.send(parallel.Block(rank, pending))
-                pending, last = [], time.perf_counter()
-
-        with numerics(config, prep.device, local_size):
-            _evaluate_points(along, np.asarray(plan.shares[rank], dtype=np.int64), x, y, emit)
-        if pending:
-            sink.send(parallel.Block(rank, pending))
-        sink.send(parallel.Finished(rank))
-    except Exception as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        sink.send(parallel.Failed(rank, f"{type(exc).__name__}: {text}"))
-
-
-def _engine_for(
-    prep: Prepared, config: ComputeConfig, directions: list, request: EngineRequest, pending: int
-) -> EngineChoice:
-    """The evaluator for this process's model, data and directions, as ``request`` asks."""
-    return choose_engine(
-        prep.model,
-        prep.centre,
-        directions,
-        lambda n: lambda: prep.data.batches(n, prep.device),
-        prep.loss_fn,
-        correct_count,
-        request,
-        pending,
-    )
-
-
-def engine_request(config: ComputeConfig, prep: Prepared) -> EngineRequest:
-    """The evaluator options the config asks for (BN policy, precision, layout, compile, budget)."""
-    ev = config.eval
-    options: dict[str, Any] = {"bn": ev.bn, "autocast": autocast_dtype(ev.dtype, prep.device)}
-    if ev.bn == "recalibrate":
-        train = prep.train_data()
-        bs, n = config.data.batch_size, ev.bn_batches
-        options["train_batches"] = lambda: itertools.islice(train.batches(bs, prep.device), n)
-    return EngineRequest(
-        engine=ev.engine,
-        compile=ev.compile,
-        memory_format=ev.memory_format,
-        memory_budget=parse_bytes(ev.memory_budget),
-        batch_size=config.data.batch_size,
-        options=options,
-    )
-
-
-def autocast_dtype(name: str, device: torch.device) -> torch.dtype | None:
-    """float32 → no autocast; bfloat16/float16 only where the device runs them."""
-    if name == "float32":
-        return None
-    dtype = getattr(torch, name)
-    if device.type == "cpu" and dtype is torch.float16:
-        raise ConfigError("--dtype float16 needs a GPU; on a CPU use --dtype bfloat16 or float32")
-    if device.type == "cuda" and dtype is torch.bfloat16 and not torch.cuda.is_bf16_supported():
-        raise ConfigError("this GPU does not support bfloat16; use --dtype float16 or float32")
-    return dtype
-
-
-@contextlib.contextmanager
-def numerics(config: ComputeConfig, device: torch.device, local_size: int = 1) -> Iterator[None]:
-    """Threads and TF32 for the run's duration, restored afterwards.
-
-    Processes sharing a machine's CPU split its cores (cores // processes on the node each).
-    """
-    threads = torch.get_num_threads()
-    tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    if config.eval.threads:
-        torch.set_num_threads(config.eval.threads)
-    elif local_size > 1 and device.type == "cpu":
-        torch.set_num_threads(parallel.threads_per_rank(local_size))
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = config.eval.tf32
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
 
 
 def _pending_guess(source: Path | None, x: np.ndarray, y: np.ndarray | None, repeats: int) -> int:

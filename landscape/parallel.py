@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import queue
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -236,3 +237,81 @@ class QueueSink:
 def threads_per_rank(local_size: int) -> int:
     """Ranks sharing a machine split its cores: cores // ranks on this node, at least one."""
     return max(1, (os.cpu_count() or 1) // max(1, local_size))
+
+
+# --- the runtime: rank 0 collecting, the other ranks evaluating -----------------------------------
+
+
+def collect(comm: Any, writer: Any, *, block: bool = True) -> None:
+    """Rank 0: write what other ranks send; with ``block``, until every one of them is done."""
+    waiting = writer.running  # kept across calls: a "done" seen while draining counts later too
+    while waiting if block else True:
+        got = False
+        for message in comm.messages(block):
+            got = True
+            if isinstance(message, Block):
+                writer.add(message.points, force=True)
+            elif isinstance(message, Finished):
+                waiting.discard(message.rank)
+            elif isinstance(message, Failed):
+                writer.flush()
+                raise ParallelError(
+                    f"rank {message.rank} failed: {message.text}; the points written so far are "
+                    "kept: rerun the same command to resume"
+                )
+        if not block and not got:
+            return
+
+
+def local_worker(config: Any, rank: int, size: int, plan: Any, q: Any) -> None:
+    """Entry point of a ``--workers`` process (spawned: it imports everything afresh)."""
+    exit_with_parent()
+    worker(config, rank, rank, size, plan, QueueSink(q, rank))
+
+
+def worker(config: Any, rank: int, local_rank: int, local_size: int, plan: Any, sink: Any) -> None:
+    """A rank other than 0: evaluate its share with rank 0's engine, send results in blocks."""
+    import numpy as np
+
+    from landscape import grid
+    from landscape.evaluation import (
+        FLUSH_POINTS,
+        FLUSH_SECONDS,
+        engine_for,
+        engine_request,
+        evaluate_points,
+        numerics,
+        repeat_evaluators,
+    )
+    from landscape.session import Session
+
+    try:
+        prep = Session.from_config(config, local_rank, local_size)
+        # exactly rank 0's weights, whatever this process loaded itself
+        for name, t in plan.centre.items():
+            prep.centre[name] = t.to(prep.device)
+            if name in prep.theta:
+                prep.theta[name] = prep.centre[name]
+        vectors = [{k: v.to(prep.device) for k, v in d.items()} for d in plan.directions]
+        x, y = grid.coordinates(config.grid)
+        request = plan.engine.pin(engine_request(config, prep))  # rank 0's choice, not re-timed
+        choice = engine_for(prep, config, vectors, request, len(plan.shares[rank]))
+        along = repeat_evaluators(choice.evaluator, plan.repeats, prep.device)
+        pending: list[Any] = []
+        last = time.perf_counter()
+
+        def emit(results: list[Any]) -> None:
+            nonlocal pending, last
+            pending.extend(results)
+            if len(pending) >= FLUSH_POINTS or time.perf_counter() - last >= FLUSH_SECONDS:
+                sink.send(Block(rank, pending))
+                pending, last = [], time.perf_counter()
+
+        with numerics(config, prep.device, local_size):
+            evaluate_points(along, np.asarray(plan.shares[rank], dtype=np.int64), x, y, emit)
+        if pending:
+            sink.send(Block(rank, pending))
+        sink.send(Finished(rank))
+    except Exception as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        sink.send(Failed(rank, f"{type(exc).__name__}: {text}"))

@@ -1,0 +1,157 @@
+"""Evaluating a run's points: the engine a config asks for, threads and precision, and the loop
+that evaluates shares of points (one repeat after another) and hands their results on.
+
+Used by rank 0 (``landscape.compute``) and by every other rank or worker
+(``landscape.parallel.worker``) alike, so that all of them evaluate the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import itertools
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from landscape import grid, parallel
+from landscape.config import ComputeConfig
+from landscape.engine.reference import PointEvaluatorBase, to_channels_last
+from landscape.engine.select import EngineChoice, EngineRequest, choose_engine, parse_bytes
+from landscape.errors import ConfigError, DirectionError
+from landscape.losses import correct_count
+from landscape.session import Session
+
+FLUSH_SECONDS = 1.0  # a killed run loses at most about this much work
+
+
+FLUSH_POINTS = 64
+
+
+Done = tuple[int, dict[str, float]]  # an evaluated point: its number and its quantities
+
+
+def engine_for(
+    prep: Session, config: ComputeConfig, directions: list, request: EngineRequest, pending: int
+) -> EngineChoice:
+    """The evaluator for this process's model, data and directions, as ``request`` asks."""
+    return choose_engine(
+        prep.model,
+        prep.centre,
+        directions,
+        lambda n: lambda: prep.data.batches(n, prep.device),
+        prep.loss_fn,
+        correct_count,
+        request,
+        pending,
+    )
+
+
+def engine_request(config: ComputeConfig, prep: Session) -> EngineRequest:
+    """The evaluator options the config asks for (BN policy, precision, layout, compile, budget)."""
+    ev = config.eval
+    options: dict[str, Any] = {"bn": ev.bn, "autocast": autocast_dtype(ev.dtype, prep.device)}
+    if ev.bn == "recalibrate":
+        train = prep.train_data()
+        bs, n = config.data.batch_size, ev.bn_batches
+        options["train_batches"] = lambda: itertools.islice(train.batches(bs, prep.device), n)
+    return EngineRequest(
+        engine=ev.engine,
+        compile=ev.compile,
+        memory_format=ev.memory_format,
+        memory_budget=parse_bytes(ev.memory_budget),
+        batch_size=config.data.batch_size,
+        options=options,
+    )
+
+
+def autocast_dtype(name: str, device: torch.device) -> torch.dtype | None:
+    """float32 → no autocast; bfloat16/float16 only where the device runs them."""
+    if name == "float32":
+        return None
+    dtype = getattr(torch, name)
+    if device.type == "cpu" and dtype is torch.float16:
+        raise ConfigError("--dtype float16 needs a GPU; on a CPU use --dtype bfloat16 or float32")
+    if device.type == "cuda" and dtype is torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        raise ConfigError("this GPU does not support bfloat16; use --dtype float16 or float32")
+    return dtype
+
+
+@contextlib.contextmanager
+def numerics(config: ComputeConfig, device: torch.device, local_size: int = 1) -> Iterator[None]:
+    """Threads and TF32 for the run's duration, restored afterwards.
+
+    Processes sharing a machine's CPU split its cores (cores // processes on the node each).
+    """
+    threads = torch.get_num_threads()
+    tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    if config.eval.threads:
+        torch.set_num_threads(config.eval.threads)
+    elif local_size > 1 and device.type == "cpu":
+        torch.set_num_threads(parallel.threads_per_rank(local_size))
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = config.eval.tf32
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+
+
+def evaluate_points(
+    evaluator_for: Callable[[int], PointEvaluatorBase],
+    points: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray | None,
+    emit: Callable[[list[Done]], None],
+    between: Callable[[], None] | None = None,
+) -> None:
+    """Evaluate points chunk by chunk (K at a time on the batched path), hand each chunk's results
+    to ``emit``, and call ``between`` after each chunk (rank 0 writes what others sent there).
+
+    ``points`` are numbered over every repeat (point k of repeat r is ``r * P + k``); each
+    repeat's points are evaluated in turn by ``evaluator_for(r)``.
+    """
+    size = len(x) * (1 if y is None else len(y))  # P
+    for repeat in np.unique(points // size):
+        evaluator = evaluator_for(int(repeat))
+        mine = points[points // size == repeat]
+        chunk = getattr(evaluator, "k", 1)
+        for start in range(0, len(mine), chunk):
+            flats = [int(f) for f in mine[start : start + chunk]]
+            results = evaluator.evaluate_block([grid.point_coords(f % size, x, y) for f in flats])
+            emit([(f, r.values) for f, r in zip(flats, results, strict=True)])
+            if between is not None:
+                between()
+
+
+def repeat_evaluators(
+    evaluator: PointEvaluatorBase, repeats: list[list[dict[str, torch.Tensor]]], device: Any
+) -> Callable[[int], PointEvaluatorBase]:
+    """``evaluator_for(r)``: the run's evaluator for repeat 0, the same one along repeat r's
+    directions (``repeats[r - 1]``, moved to ``device`` only when asked for) for the others."""
+
+    def evaluator_for(r: int) -> PointEvaluatorBase:
+        return evaluator if r == 0 else along(evaluator, repeats[r - 1], device)
+
+    return evaluator_for
+
+
+def along(
+    evaluator: PointEvaluatorBase, vectors: list[dict[str, torch.Tensor]], device: Any
+) -> PointEvaluatorBase:
+    """The same evaluator (engine, layout, compiled call) moving along other directions.
+
+    Both paths form θ + Σ c_k·d_k from ``evaluator.directions`` at each point, outside any
+    compiled graph, so a shallow copy holding the new tensors evaluates them; the batched path
+    stacks the tensors it moves by name, so the new directions must name the same tensors.
+    """
+    moved = [OrderedDict((k, v.to(device)) for k, v in d.items()) for d in vectors]
+    if [list(d) for d in moved] != [list(d) for d in evaluator.directions]:
+        raise DirectionError("a repeat's directions move other tensors than the first repeat's")
+    other = copy.copy(evaluator)
+    other.directions = [to_channels_last(d) if evaluator.channels_last else d for d in moved]
+    return other
