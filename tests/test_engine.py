@@ -102,3 +102,12 @@ def test_nan_loss_is_returned_not_raised() -> None:
     d1 = {k: torch.full_like(v, float("nan")) for k, v in d1.items()}
     r = evaluator_for(model, x, y, d1, d2).evaluate((1.0, 0.0))
     assert math.isnan(r.loss)
+
+
+def test_the_engine_choices_are_the_registry() -> None:
+    from landscape.config import ENGINE_CHOICES
+    from landscape.engine.select import ENGINES
+
+    assert ENGINE_CHOICES == ("auto", *ENGINES)
+    for cls in ENGINES.values():
+        assert cls.name in ENGINES and isinstance(cls.points_per_call, bool)

@@ -34,6 +34,8 @@ class BatchedEvaluator(PointEvaluatorBase):
     """Evaluate ``k`` points per forward call with stacked parameters and ``vmap``."""
 
     name = "batched"
+    points_per_call = True  # K points per call
+    runs_scripted = False  # vmap cannot trace a TorchScript module
 
     def __init__(self, *args: object, k: int = 8, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]

@@ -234,6 +234,8 @@ class ReferenceEvaluator(PointEvaluatorBase):
     """Evaluate points ``centre + Σ c_k·d_k`` one at a time over a fixed evaluation set."""
 
     name = "reference"
+    points_per_call = False
+    runs_scripted = True
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]

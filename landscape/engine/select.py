@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -22,6 +22,7 @@ from landscape.engine.batched import BatchedEvaluator
 from landscape.engine.reference import (
     Batches,
     PointEvaluatorBase,
+    PointResult,
     ReferenceEvaluator,
     eval_mode,
     has_conv2d,
@@ -36,6 +37,26 @@ PAYOFF_MARGIN = 1.5
 TIMING_BATCHES = 1  # one warm-up and one timed pass each: the ranking is clear on one batch
 MAX_K = 64
 DEFAULT_CPU_BUDGET = 2 * 2**30  # bytes of activations when --memory-budget is not given
+
+
+class Evaluator(Protocol):
+    """What an engine's evaluator offers the run: points in, their quantities out."""
+
+    name: str
+    directions: list[dict[str, torch.Tensor]]
+    channels_last: bool
+
+    def evaluate_block(self, points: Sequence[tuple[float, ...]]) -> list[PointResult]: ...
+
+    def describe(self) -> dict[str, object]: ...
+
+
+# the engines, by name: ``--engine auto`` times each; ``points_per_call`` marks one that takes K
+# points per call (K from the memory budget), ``runs_scripted`` one that can run TorchScript
+ENGINES: dict[str, type[PointEvaluatorBase]] = {
+    ReferenceEvaluator.name: ReferenceEvaluator,
+    BatchedEvaluator.name: BatchedEvaluator,
+}
 
 
 @dataclass(frozen=True)
@@ -116,18 +137,22 @@ def choose_engine(
     batch, k = batch_and_k(model, centre, batches_of, request, device)
     batches = batches_of(batch)
     formats = _formats(model, request)
-    engines = ["reference", "batched"] if request.engine == "auto" else [request.engine]
-    if is_jitted(model):
-        engines, formats = ["reference"], [False]
+    engines = list(ENGINES) if request.engine == "auto" else [request.engine]
+    if is_jitted(model):  # a TorchScript module runs in place, one point at a time
+        engines, formats = (
+            [e for e in engines if ENGINES[e].runs_scripted] or ["reference"],
+            [False],
+        )
     candidates = [(e, cl) for e in engines for cl in formats]
 
     def make(
         engine: str, channels_last: bool, data: Batches, compile: bool = False
     ) -> PointEvaluatorBase:
         opts = dict(request.options, channels_last=channels_last, compile=compile)
-        if engine == "batched":
-            return BatchedEvaluator(*common, data, loss_fn, correct_fn, k=k, **opts)
-        return ReferenceEvaluator(*common, data, loss_fn, correct_fn, **opts)
+        cls = ENGINES[engine]
+        if cls.points_per_call:  # K points per call, from the memory budget
+            opts["k"] = k
+        return cls(*common, data, loss_fn, correct_fn, **opts)
 
     report: dict[str, Any] = {"device": str(device), "k": k, "batch_size": batch, "timings": {}}
     if len(candidates) > 1:
@@ -135,7 +160,8 @@ def choose_engine(
         for engine, cl in candidates:
             label = f"{engine}{'+channels-last' if cl else ''}"
             try:
-                seconds = _seconds_per_point(make(engine, cl, few), k if engine == "batched" else 1)
+                per_call = k if ENGINES[engine].points_per_call else 1
+                seconds = _seconds_per_point(make(engine, cl, few), per_call)
             except (RuntimeError, NotImplementedError, ValueError) as exc:
                 # e.g. vmap over a torch.export graph: this candidate cannot run on this model
                 report.setdefault("unavailable", {})[label] = str(exc).strip().splitlines()[0][:200]
