@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from landscape import checkpoint, families, params
-from landscape.config import IN_MEMORY, ComputeConfig
+from landscape.config import IN_MEMORY, ComputeConfig, DataSpec, ModelSpec
 from landscape.data import EvalData, as_eval_data, load_data
 from landscape.engine import ReferenceEvaluator, eval_mode, resolve_device
 from landscape.errors import ConfigError, DataError, DirectionError, LandscapeError
@@ -61,24 +61,49 @@ class Session:
 
         With several processes on a machine, each takes its own GPU: ``cuda:{local rank}``.
         """
-        device = resolve_device(config.eval.device)
-        if device.type == "cuda" and local_size > 1 and device.index is None:
-            device = torch.device("cuda", local_rank % torch.cuda.device_count())
-        model, ckpt_sha = _model_at_centre(config)
-        data = load_data(config.data)
+        model = replace(config.model, checkpoint=centre_checkpoint(config))
+        return cls.from_specs(
+            model,
+            config.data,
+            loss=config.eval.loss,
+            device=config.eval.device,
+            seed=config.direction.seed,
+            local_rank=local_rank,
+            local_size=local_size,
+        )
+
+    @classmethod
+    def from_specs(
+        cls,
+        model: ModelSpec,
+        data: DataSpec,
+        *,
+        loss: str = "cross-entropy",
+        device: str = "auto",
+        seed: int = 0,
+        local_rank: int = 0,
+        local_size: int = 1,
+    ) -> Session:
+        """Load the model spec at its checkpoint (or its initialization seeded by ``seed``),
+        the data spec and the loss spec: what ``compute``, ``curvature`` and ``inspect`` name."""
+        where = resolve_device(device)
+        if where.type == "cuda" and local_size > 1 and where.index is None:
+            where = torch.device("cuda", local_rank % torch.cuda.device_count())
+        network, ckpt_sha = _model_at(model, seed)
+        evaluation = load_data(data)
 
         def subset(n: int) -> EvalData:
-            return load_data(replace(config.data, max_samples=n)) if n < len(data) else data
+            return load_data(replace(data, max_samples=n)) if n < len(evaluation) else evaluation
 
         return cls._assemble(
-            model,
-            data,
-            device,
+            network,
+            evaluation,
+            where,
             ckpt_sha,
-            get_loss(config.eval.loss),
-            config.model.unsafe_pickle,
+            get_loss(loss),
+            model.unsafe_pickle,
             subset,
-            lambda: load_data(replace(config.data, split="train")),
+            lambda: load_data(replace(data, split="train")),
         )
 
     # --- built from objects ---------------------------------------------------------------------
@@ -192,19 +217,17 @@ class Session:
 # --- the model at the centre -------------------------------------------------------------------
 
 
-def _model_at_centre(config: ComputeConfig) -> tuple[torch.nn.Module, str]:
-    """The model a config names at its centre checkpoint, and the checkpoint file's hash."""
-    ckpt = centre_checkpoint(config)
+def _model_at(spec: ModelSpec, seed: int) -> tuple[torch.nn.Module, str]:
+    """The model a spec names at its checkpoint, and the checkpoint file's hash."""
+    ckpt = spec.checkpoint
     with torch.random.fork_rng(devices=[]):
         # without a checkpoint the weights are the factory's initialization: make it reproducible
-        torch.manual_seed(config.direction.seed)
-        model = build_model(
-            config.model.name, config.model.args, unsafe_pickle=config.model.unsafe_pickle
-        )
+        torch.manual_seed(seed)
+        model = build_model(spec.name, spec.args, unsafe_pickle=spec.unsafe_pickle)
     if not ckpt:
         checkpoint.check_finite(model.state_dict())
         return model, ""
-    state = checkpoint.load_state_dict(ckpt, unsafe_pickle=config.model.unsafe_pickle)
+    state = checkpoint.load_state_dict(ckpt, unsafe_pickle=spec.unsafe_pickle)
     checkpoint.check_finite(state)
     checkpoint.apply_state_dict(model, state)
     return model, checkpoint.file_sha256(ckpt)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from landscape import __version__
-from landscape.config import ComputeConfig, DataSpec, DirectionSpec, EvalSpec, ModelSpec
+from landscape.config import DataSpec, ModelSpec
 from landscape.directions import paths
 from landscape.engine import policies
 from landscape.engine.reference import is_jitted
@@ -74,14 +74,7 @@ def run_inspect(config: InspectConfig) -> Report:
     model_spec = config.model
     if files and not model_spec.checkpoint:
         model_spec = dataclasses.replace(model_spec, checkpoint=str(files[-1]))
-    compute_config = ComputeConfig(
-        model=model_spec,
-        data=config.data,
-        out="",  # nothing is written; the config only carries what prepare() loads
-        direction=DirectionSpec(seed=config.seed),
-        eval=EvalSpec(device=config.device),
-    )
-    prep = Session.from_config(compute_config)
+    prep = Session.from_specs(model_spec, config.data, device=config.device, seed=config.seed)
     batches = prep.data.batches(config.data.batch_size, prep.device)
     report = inspect_model(
         prep.model, batches, epsilon=config.epsilon, trained=bool(model_spec.checkpoint)
