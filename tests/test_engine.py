@@ -108,6 +108,6 @@ def test_the_engine_choices_are_the_registry() -> None:
     from landscape.config import ENGINE_CHOICES
     from landscape.engine.select import ENGINES
 
-    assert ENGINE_CHOICES == ("auto", *ENGINES)
+    assert ("auto", *ENGINES) == ENGINE_CHOICES
     for cls in ENGINES.values():
         assert cls.name in ENGINES and isinstance(cls.points_per_call, bool)
