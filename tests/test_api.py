@@ -109,6 +109,8 @@ def test_out_writes_while_computing_and_resumes(
         other.layers[0].bias.add_(1.0)
     with pytest.raises(SurfaceFileError, match="other weights"):
         landscape.compute(other, data, x=(-1, 1, 3), out=out, progress=False)
+    with pytest.raises(SurfaceFileError, match="other data"):  # the same shapes, other samples
+        landscape.compute(model, (data[0] + 1, data[1]), x=(-1, 1, 3), out=out, progress=False)
 
 
 def test_given_directions_a_callable_loss_and_a_trajectory_of_state_dicts(

@@ -59,6 +59,7 @@ from landscape.directions.base import DirectionSet, summarize
 from landscape.errors import SurfaceFileError
 from landscape.store.codec import decode as _decode
 from landscape.store.codec import encode as _attr_value
+from landscape.store.codec import parsed as _parsed
 from landscape.store.codec import text as _text
 from landscape.store.core import (
     RESUME_FIX,
@@ -326,10 +327,22 @@ def check_resumable(path: Path, header: RunHeader) -> None:
         raise SurfaceFileError(
             f"{str(path)!r} was made from other weights (checkpoint sha256 differs); {fix}"
         )
+    old_data = _data_sha256(attrs.get("data"))
+    new_data = _data_sha256(header.extra.get("data"))
+    if old_data and new_data and old_data != new_data:  # same spec, other samples (or objects)
+        raise SurfaceFileError(
+            f"{str(path)!r} was made from other data (the samples' sha256 differs); {fix}"
+        )
     if shape != header.shape:
         raise SurfaceFileError(
             f"{str(path)!r} has grid shape {shape}, this run {header.shape}; {fix}"
         )
+
+
+def _data_sha256(described: Any) -> str | None:
+    """The samples' content hash in a data description (a dict, or its JSON text)."""
+    value = _parsed(described)
+    return value.get("data_sha256") if isinstance(value, dict) else None
 
 
 def read_surface(path: str | Path) -> Surface:
