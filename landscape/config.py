@@ -16,7 +16,7 @@ from typing import Any, TypeVar, get_type_hints
 
 import yaml
 
-from landscape import families
+from landscape import engines, families
 from landscape.errors import ConfigError
 
 # the families' names and facets come from their registry (landscape.families)
@@ -26,7 +26,7 @@ IGNORE_CHOICES = ("biasbn", "none")
 IN_MEMORY = "in-memory:"
 NORM_CHOICES = ("filter", "layer", "none")
 SPLIT_CHOICES = ("train", "test")
-ENGINE_CHOICES = ("auto", "reference", "batched")
+ENGINE_CHOICES = ("auto", *engines.NAMES)  # auto times the registered engines
 BN_CHOICES = ("eval", "recalibrate", "train")
 DTYPE_CHOICES = ("float32", "bfloat16", "float16")
 COMPILE_CHOICES = ("auto", "on", "off")

@@ -18,16 +18,15 @@ from typing import Any, Protocol
 
 import torch
 
-from landscape.engine.batched import BatchedEvaluator
 from landscape.engine.reference import (
     Batches,
     PointEvaluatorBase,
     PointResult,
-    ReferenceEvaluator,
     eval_mode,
     has_conv2d,
     is_jitted,
 )
+from landscape.engines import NAMES, evaluator_class
 from landscape.errors import ConfigError
 
 # what compiling costs, measured on ResNet-20 (CPU: 2 cores; CUDA: one GPU), and what it saves
@@ -51,12 +50,10 @@ class Evaluator(Protocol):
     def describe(self) -> dict[str, object]: ...
 
 
-# the engines, by name: ``--engine auto`` times each; ``points_per_call`` marks one that takes K
-# points per call (K from the memory budget), ``runs_scripted`` one that can run TorchScript
-ENGINES: dict[str, type[PointEvaluatorBase]] = {
-    ReferenceEvaluator.name: ReferenceEvaluator,
-    BatchedEvaluator.name: BatchedEvaluator,
-}
+# the engines, by name (declared in landscape.engines): ``--engine auto`` times each;
+# ``points_per_call`` marks one that takes K points per call (K from the memory budget),
+# ``runs_scripted`` one that can run TorchScript
+ENGINES: dict[str, type[PointEvaluatorBase]] = {name: evaluator_class(name) for name in NAMES}
 
 
 @dataclass(frozen=True)
