@@ -235,7 +235,10 @@ def _config(
     loss_name = loss if isinstance(loss, str) else f"{IN_MEMORY}{getattr(loss, '__name__', 'loss')}"
     data_name = str(session.data.describe()["name"])
     return ComputeConfig(
-        model=ModelSpec(name=f"{IN_MEMORY}{type(model).__name__}"),
+        # the weights are the object's own: recorded as such (interpolate starts at them)
+        model=ModelSpec(
+            name=f"{IN_MEMORY}{type(model).__name__}", checkpoint=f"{IN_MEMORY}weights"
+        ),
         data=DataSpec(
             name=data_name, max_samples=max_samples, seed=data_seed, batch_size=batch_size
         ),

@@ -144,6 +144,20 @@ def test_given_directions_a_callable_loss_and_a_trajectory_of_state_dicts(
     assert s.trajectory["x"][-1] == pytest.approx(0.0, abs=1e-6)
 
 
+def test_interpolation_from_the_model_to_another(tiny_npz: Path, tiny_mlp_ckpt: Path) -> None:
+    model, data = trained(tiny_mlp_ckpt), tensors(tiny_npz)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other = build_model("mlp", ARGS)  # B: another network of the same architecture
+    s = landscape.compute(model, data, x=(0, 1, 2), direction="interpolate", target=other,
+                          progress=False)  # fmt: skip
+    xs, ys = data
+    with torch.no_grad():
+        at_b = float(torch.nn.functional.cross_entropy(other(xs), ys))
+    assert s.loss[1] == pytest.approx(at_b, rel=1e-5)  # a = 1 is B itself
+    assert "in-memory:weights" in s.attrs["config"]
+
+
 def test_inspect_and_curvature_on_objects(tiny_npz: Path, tiny_mlp_ckpt: Path) -> None:
     model, data = trained(tiny_mlp_ckpt), tensors(tiny_npz)
     report = landscape.inspect(model, data, trained=True)
