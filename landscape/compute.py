@@ -25,9 +25,7 @@ from landscape.config import ComputeConfig
 from landscape.directions import DirectionContext, DirectionSet, build, load_directions, summarize
 from landscape.directions.base import alignment_warning, weight_alignment
 from landscape.engine.select import EngineChoice
-from landscape.errors import (
-    LandscapeWarning,
-)
+from landscape.errors import LandscapeWarning
 from landscape.evaluation import (
     FLUSH_POINTS,
     FLUSH_SECONDS,
@@ -66,15 +64,16 @@ class RunResult:
         return self.computed / self.seconds if self.seconds > 0 else math.nan
 
 
-# the loading and hashing a run needs live in landscape.session; these names stay importable here
-Prepared = Session
-prepare = Session.from_config
-
-
 def directions_for(
-    config: ComputeConfig, prep: Prepared, *, resume_from: Path | None, repeat: int = 0
+    config: ComputeConfig,
+    prep: Session,
+    *,
+    resume_from: Path | None,
+    repeat: int = 0,
+    given: DirectionSet | None = None,
 ) -> DirectionSet:
-    """The run's directions: read back from the file being resumed, from --directions, or built.
+    """The run's directions: read back from the file being resumed, the ``given`` ones (the
+    Python API's ``directions=``), from --directions, or built.
 
     Repeat ``r`` of a ``--repeat`` run is built with seed ``direction.seed + r``.
     """
@@ -85,12 +84,12 @@ def directions_for(
     if repeat:
         seed = config.direction.seed + repeat
         config = replace(config, direction=replace(config.direction, seed=seed))
-    built = _build_directions(config, prep)
+    built = given if given is not None else _build_directions(config, prep)
     built.attrs.update(weight_alignment(built, prep.centre))  # cos(d, θ), which info reports
     return built
 
 
-def _build_directions(config: ComputeConfig, prep: Prepared) -> DirectionSet:
+def _build_directions(config: ComputeConfig, prep: Session) -> DirectionSet:
     """The family's directions from the run's weights, data and loss (or --directions FILE)."""
     count = config.dims
     if config.direction.file:
@@ -174,11 +173,7 @@ def _run_root(
         # anything is built: its directions are the run's
         stub = RunHeader(config, x, y, DirectionSet("", []), {}, prep.checkpoint_sha256, extra)
         source = output.existing(lambda p: check_resumable(p, stub))
-        if given is not None and source is None:
-            directions = given
-            directions.attrs.update(weight_alignment(given, prep.centre))
-        else:
-            directions = directions_for(config, prep, resume_from=source)
+        directions = directions_for(config, prep, resume_from=source, given=given)
         repeats = [
             directions_for(config, prep, resume_from=source, repeat=r)
             for r in range(1, config.direction.repeat)
@@ -220,7 +215,7 @@ def _run_root(
         raise
     try:
         return _evaluate_run(
-            config, comm, prep, store, choice, directions, repeats, progress, start
+            config, comm, prep, store, choice, directions, repeats, (x, y), progress, start
         )
     finally:
         output.close()
@@ -229,16 +224,17 @@ def _run_root(
 def _evaluate_run(
     config: ComputeConfig,
     comm: Any,
-    prep: Prepared,
+    prep: Session,
     store: SurfaceStore,
     choice: EngineChoice,
     directions: DirectionSet,
     repeats: list[DirectionSet],
+    axes: tuple[np.ndarray, np.ndarray | None],
     progress: ProgressFactory | None,
     start: float,
 ) -> RunResult:
     """Rank 0 with the file open: share the pending points out, evaluate its own, write all."""
-    x, y = grid.coordinates(config.grid)
+    x, y = axes
     with store, numerics(config, prep.device, comm.local_size):
         pending = store.pending()
         shares = [share.tolist() for share in grid.split_pending(pending, comm.size)]

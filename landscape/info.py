@@ -13,6 +13,7 @@ from landscape.analysis import (
     AnalysisOptions,
     SurfaceAnalysis,
     analyse,
+    find_centre,
     format_analysis,
     stored_or_computed,
 )
@@ -499,9 +500,8 @@ def _noise_lines(surface: Surface) -> list[str]:
         bar = quantities.error_of(q)
         if bar not in surface.values:
             continue
-        at = tuple(
-            int(np.argmin(np.abs(np.asarray(a)))) for a in (surface.x, surface.y) if a is not None
-        )
+        axes = [np.asarray(a) for a in (surface.x, surface.y) if a is not None]
+        at = find_centre(axes, np.asarray(surface.values[q])).index
         value, se = float(surface.values[q][at]), float(surface.values[bar][at])
         if not (np.isfinite(value) and np.isfinite(se)):
             continue

@@ -712,8 +712,10 @@ def draw_surface3d(ax: Axes, surface: Surface, prep: Prepared) -> object:
     ax.set_ylabel("y (direction 2)", labelpad=6)
     ax.set_zlabel(prep.axis_label, labelpad=8)
     if has_centre(surface):
-        i, j = int(np.argmin(np.abs(surface.x))), int(np.argmin(np.abs(surface.y)))
-        z0 = z[i, j]
+        from landscape.analysis import find_centre
+
+        axes = [np.asarray(surface.x), np.asarray(surface.y)]
+        z0 = z[find_centre(axes, np.ma.filled(z, np.nan)).index]
         if z0 is not np.ma.masked:
             ax.plot([0.0], [0.0], [float(z0)], "P", ms=9, mfc="white", mec="black", zorder=10,
                     gid="centre")  # fmt: skip
