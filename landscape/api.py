@@ -110,13 +110,12 @@ def compute(
                 repeat=repeat,
                 orthogonal_to_weights=orthogonal_to_weights,
             )
+        keep = None if out is not None else tempfile.TemporaryDirectory(prefix="landscape-")
+        target = out if keep is None else Path(keep.name) / "surface.h5"
         config = _config(
             model, session, spec, loss, x, y, bn, bn_batches, device, engine, dtype, batch_size,
-            max_samples, data_seed, out,
+            max_samples, data_seed, target,
         )  # fmt: skip
-        keep = None if out is not None else tempfile.TemporaryDirectory(prefix="landscape-")
-        if keep is not None:
-            config = _with_out(config, Path(keep.name) / "surface.h5")
         from landscape.compute import run_surface
 
         given = _given_directions(directions, session) if directions is not None else None
@@ -228,7 +227,7 @@ def _config(
     batch_size: int,
     max_samples: int | None,
     data_seed: int,
-    out: str | Path | None,
+    out: str | Path,
 ) -> ComputeConfig:
     """The config a run records: the objects named as ``in-memory:`` specs (provenance only, never
     resolved), everything else as the command line would fill it."""
@@ -242,19 +241,13 @@ def _config(
         data=DataSpec(
             name=data_name, max_samples=max_samples, seed=data_seed, batch_size=batch_size
         ),
-        out=str(out or "surface.h5"),
+        out=str(out),
         direction=spec,
         grid=GridSpec(x=_axis(x), y=_axis(y) if y is not None else None),
         eval=EvalSpec(
             loss=loss_name, device=device, engine=engine, bn=bn, bn_batches=bn_batches, dtype=dtype
         ),
     )
-
-
-def _with_out(config: ComputeConfig, out: Path) -> ComputeConfig:
-    from dataclasses import replace
-
-    return replace(config, out=str(out))
 
 
 def _given_directions(directions: Sequence[Mapping[str, torch.Tensor]], session: Session) -> Any:
