@@ -26,9 +26,7 @@ from landscape.errors import SurfaceFileError
 from landscape.store.codec import text as _text
 
 CHUNK_VALUES = 4096  # values per chunk of a checksummed dataset (32 KiB of float64)
-
-
-READ_ATTEMPTS = 3
+READ_ATTEMPTS = 3  # reads of a chunk whose checksum fails before it counts as damaged
 
 
 class RunFile:

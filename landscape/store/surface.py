@@ -75,11 +75,7 @@ from landscape.store.core import (
 from landscape.surface import Repeat, Surface
 
 SCHEMA = "landscape.surface"
-
-
 SCHEMA_VERSION = 1
-
-
 ANALYSIS_BYTES = 1 << 16  # reserved per loss quantity; an analysis is a few KiB of JSON
 
 
