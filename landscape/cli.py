@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from landscape import __version__
+from landscape import __version__, families
 from landscape.config import (
     BN_CHOICES,
     COMPILE_CHOICES,
@@ -174,6 +174,34 @@ def model_and_data_options(
     return apply
 
 
+def family_options() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A flag for each direction family's own option, as the registry declares it (families.py);
+    its help starts with the families that use it."""
+    kinds: dict[str, dict[str, Any]] = {
+        "value": {},
+        "files": {"cls": FileList},
+        "flag": {"is_flag": True, "default": None},
+        "count": {"type": click.IntRange(min=1)},
+    }
+    decorators = [
+        click.option(
+            opt.flag,
+            opt.field,
+            metavar=opt.metavar,
+            help=f"{', '.join(names)}: {opt.help}",
+            **kinds[opt.kind],
+        )
+        for opt, names in families.options()
+    ]
+
+    def apply(command: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return command
+
+    return apply
+
+
 MODEL_HELP = (
     "Built-in name (mlp, lenet, resnet20, ...), pkg.module:factory, file.py:factory or a "
     "TorchScript file."
@@ -199,11 +227,7 @@ FLAG_KEYS = {
     "ignore": "direction.ignore",
     "norm": "direction.norm",
     "directions": "direction.file",
-    "trajectory": "direction.trajectory",
-    "targets": "direction.targets",
-    "states": "direction.states",
-    "hessian_samples": "direction.hessian_samples",
-    "orthogonal_to_weights": "direction.orthogonal_to_weights",
+    **{opt.field: f"direction.{opt.field}" for opt, _ in families.options()},
     "x": "grid.x",
     "y": "grid.y",
     "loss": "eval.loss",
@@ -275,34 +299,7 @@ def build_compute_config(
     type=click.Path(dir_okay=False),
     help="Reuse the directions of an earlier surface file or a Li et al. direction file.",
 )
-@click.option(
-    "--trajectory",
-    cls=FileList,
-    metavar="CKPT...",
-    help="trajectory: checkpoints in training order (--trajectory A B C, a folder or a glob); the last is the centre.",
-)
-@click.option(
-    "--target",
-    "targets",
-    cls=FileList,
-    metavar="CKPT...",
-    help="interpolate: B (1-D, a=0 is --checkpoint A, a=1 is B); --target B C for the plane through A, B, C.",
-)
-@click.option(
-    "--states", is_flag=True, default=None, help="interpolate: move BatchNorm buffers too."
-)
-@click.option(
-    "--orthogonal-to-weights",
-    is_flag=True,
-    default=None,
-    help="zca, pca: remove each filter's component along the weights before normalizing "
-    "(info warns when a direction is aligned with them).",
-)
-@click.option(
-    "--hessian-samples",
-    type=click.IntRange(min=1),
-    help="hessian: samples the Hessian is taken over [1000].",
-)
+@family_options()
 @click.option("--x", type=AxisType(), help="x axis as MIN:MAX:NUM, e.g. --x=-1:1:51.")
 @click.option("--y", type=AxisType(), help="y axis as MIN:MAX:NUM; omit for a 1-D surface.")
 @click.option("--loss", help="cross-entropy, mse or pkg.module:fn [cross-entropy].")

@@ -3,10 +3,12 @@
 A :class:`Family` says where its builder lives (imported on first use), whether its directions
 are drawn from the seed, whether they come from the weights themselves (so that
 ``orthogonal_to_weights`` applies), which inputs it needs and how a config is checked for them,
-which checkpoint is its centre, which files it reads (so that a sweep can say a run cannot start)
-and how many of the evaluation samples it takes over (the Hessian's subset). ``config``,
-``session``, ``compute``, ``sweep`` and the CLI derive their lists and special cases from
-``FAMILIES``; adding a family is one module with its builder and one entry here.
+which checkpoint is its centre, which files it reads (so that a sweep can say a run cannot start),
+how many of the evaluation samples it takes over (the Hessian's subset) and its own options (the
+CLI makes a flag of each; YAML sets the same ``direction.<field>``). ``config``, ``session``,
+``compute``, ``sweep`` and the CLI derive their lists, flags and special cases from ``FAMILIES``;
+adding a family is one module with its builder, one entry here and, for each new option, its field
+in ``DirectionConfig`` (YAML and the flags both fill that dataclass).
 
 This module imports nothing heavy (no torch): the config layer reads it.
 """
@@ -27,6 +29,21 @@ def _no_check(spec: Any, dims: int, has_checkpoint: bool) -> None:
 
 
 @dataclass(frozen=True)
+class Option:
+    """One of a family's own settings: the field of ``DirectionConfig`` it fills and its flag.
+
+    ``kind``: ``value`` (a string), ``files`` (one or more paths: ``--trajectory A B C``), ``flag``
+    (on when given) or ``count`` (an integer ≥ 1). Families that share a setting declare the same
+    option; the flag's help names them all."""
+
+    field: str
+    flag: str
+    help: str
+    kind: str = "value"
+    metavar: str | None = None
+
+
+@dataclass(frozen=True)
 class Family:
     name: str
     builder: str  # "module:function", imported on first use
@@ -40,6 +57,7 @@ class Family:
     files: Callable[[Any], list[tuple[str, str]]] = lambda spec: []
     subset: Callable[[Any], int | None] = lambda spec: None  # samples it takes over, if fewer
     seed_note: str | None = None  # why another seed is no other surface, when not seeded
+    options: tuple[Option, ...] = ()  # its own settings (flags and direction.<field> in YAML)
 
 
 def _check_trajectory(spec: Any, dims: int, has_checkpoint: bool) -> None:
@@ -67,6 +85,14 @@ def _check_interpolate(spec: Any, dims: int, has_checkpoint: bool) -> None:
         raise ConfigError("direction interpolate starts at --checkpoint A; give --checkpoint")
 
 
+_ORTHOGONAL = Option(
+    "orthogonal_to_weights",
+    "--orthogonal-to-weights",
+    "remove each filter's component along the weights before normalizing (info warns when a "
+    "direction is aligned with them).",
+    kind="flag",
+)
+
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
@@ -87,12 +113,14 @@ FAMILIES: dict[str, Family] = {
             "landscape.directions.zca:build_zca",
             "ZCA-whitened projections of the weights themselves",
             from_weights=True,
+            options=(_ORTHOGONAL,),
         ),
         Family(
             "pca",
             "landscape.directions.pca:build_pca",
             "the first and second principal components of every weight matrix",
             from_weights=True,
+            options=(_ORTHOGONAL,),
         ),
         Family(
             "trajectory",
@@ -100,6 +128,16 @@ FAMILIES: dict[str, Family] = {
             "PCA of a training trajectory; its last checkpoint is the centre",
             check=_check_trajectory,
             centre=_trajectory_centre,  # expanding the list also finds a missing checkpoint
+            options=(
+                Option(
+                    "trajectory",
+                    "--trajectory",
+                    "checkpoints in training order (--trajectory A B C, a folder or a glob); the "
+                    "last is the centre.",
+                    kind="files",
+                    metavar="CKPT...",
+                ),
+            ),
         ),
         Family(
             "interpolate",
@@ -107,6 +145,17 @@ FAMILIES: dict[str, Family] = {
             "from --checkpoint A to --target B (and the plane through A, B and C)",
             check=_check_interpolate,
             files=lambda spec: [("target", t) for t in spec.targets],
+            options=(
+                Option(
+                    "targets",
+                    "--target",
+                    "B (1-D, a=0 is --checkpoint A, a=1 is B); --target B C for the plane "
+                    "through A, B, C.",
+                    kind="files",
+                    metavar="CKPT...",
+                ),
+                Option("states", "--states", "move BatchNorm buffers too.", kind="flag"),
+            ),
         ),
         Family(
             "hessian",
@@ -114,12 +163,32 @@ FAMILIES: dict[str, Family] = {
             "top Hessian eigenvectors from Hessian-vector products",
             subset=lambda spec: spec.hessian_samples,
             seed_note="hessian's eigenvectors depend on the seed only through the eigensolver's start",
+            options=(
+                Option(
+                    "hessian_samples",
+                    "--hessian-samples",
+                    "samples the Hessian is taken over [1000].",
+                    kind="count",
+                    metavar="N",
+                ),
+            ),
         ),
     )
 }
 NAMES: tuple[str, ...] = tuple(FAMILIES)
 SEEDED: tuple[str, ...] = tuple(n for n, f in FAMILIES.items() if f.seeded)
 FROM_WEIGHTS: tuple[str, ...] = tuple(n for n, f in FAMILIES.items() if f.from_weights)
+
+
+def options() -> list[tuple[Option, tuple[str, ...]]]:
+    """Every family option once, in registry order, with the families that declare it."""
+    seen: dict[str, tuple[Option, list[str]]] = {}
+    for name, fam in FAMILIES.items():
+        for opt in fam.options:
+            if opt.field in seen and seen[opt.field][0] != opt:
+                raise AssertionError(f"families declare direction.{opt.field} differently")
+            seen.setdefault(opt.field, (opt, []))[1].append(name)
+    return [(opt, tuple(names)) for opt, names in seen.values()]
 
 
 def family(name: str) -> Family:
