@@ -164,6 +164,17 @@ def model_and_data_options(
             "--data-seed", type=int, help="Seed of the --max-samples subset [0].", **default("data_seed")
         ),
         click.option("--batch-size", type=click.IntRange(min=1), help=batch, **default("batch_size")),
+        click.option(
+            "--seq-len", type=click.IntRange(min=2), metavar="T",
+            help="Token data: cut a flat token stream (tokens:, text:) into windows of T tokens "
+            "[text: 128]; cut hf-dataset: rows to T.",
+        ),
+        click.option(
+            "--tokenizer", metavar="DIR",
+            help="Token data: the tokenizer folder text: and hf-dataset: text is encoded with "
+            "[the hf: model's folder].",
+        ),
+        click.option("--column", help="hf-dataset: the column to read [input_ids, else text]."),
     ]  # fmt: skip
 
     def apply(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -203,10 +214,13 @@ def family_options() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 
 MODEL_HELP = (
-    "Built-in name (mlp, lenet, resnet20, ...), pkg.module:factory, file.py:factory or a "
-    "TorchScript file."
+    "Built-in name (mlp, lenet, resnet20, ...), hf:DIR (a Hugging Face model folder), "
+    "pkg.module:factory, file.py:factory or a TorchScript file."
 )
-DATA_HELP = "digits, cifar10:DIR, mnist:DIR, npz:FILE, pt:FILE or pkg.module:factory."
+DATA_HELP = (
+    "digits, cifar10:DIR, mnist:DIR, npz:FILE, pt:FILE, tokens:FILE (.npy/.pt token ids), "
+    "text:FILE, hf-dataset:DIR or pkg.module:factory."
+)
 
 
 # --- compute ----------------------------------------------------------------------------------
@@ -221,6 +235,11 @@ FLAG_KEYS = {
     "max_samples": "data.max_samples",
     "data_seed": "data.seed",
     "batch_size": "data.batch_size",
+    "seq_len": "data.seq_len",
+    "tokenizer": "data.tokenizer",
+    "column": "data.column",
+    "params": "direction.params",
+    "exclude": "direction.exclude",
     "direction": "direction.name",
     "seed": "direction.seed",
     "repeat": "direction.repeat",
@@ -294,6 +313,19 @@ def build_compute_config(
     help="biasbn: biases and BN parameters do not move [biasbn].",
 )
 @click.option("--norm", type=click.Choice(NORM_CHOICES), help="Direction normalization [filter].")
+@click.option(
+    "--params",
+    multiple=True,
+    metavar="GLOB",
+    help="Move only the parameter tensors whose names match (repeatable): 'model.layers.11.*', "
+    "'*.self_attn.*', '*lora_*'. The others stay at θ.",
+)
+@click.option(
+    "--exclude",
+    multiple=True,
+    metavar="GLOB",
+    help="Keep the tensors whose names match at θ (repeatable), e.g. '*embed*'.",
+)
 @click.option(
     "--directions",
     type=click.Path(dir_okay=False),
@@ -878,6 +910,9 @@ def inspect(
     max_samples: int,
     data_seed: int,
     batch_size: int,
+    seq_len: int | None,
+    tokenizer: str | None,
+    column: str | None,
     seed: int,
     device: str,
     checkpoints: tuple[str, ...],
@@ -909,7 +944,16 @@ def inspect(
 
     config = InspectConfig(
         model=ModelSpec(model, checkpoint, parse_model_args(list(model_args)), unsafe_pickle),
-        data=DataSpec(data, split, max_samples, data_seed, batch_size),
+        data=DataSpec(
+            data,
+            split,
+            max_samples,
+            data_seed,
+            batch_size,
+            seq_len=seq_len,
+            tokenizer=tokenizer,
+            column=column,
+        ),
         checkpoints=checkpoints,
         epsilon=epsilon,
         seed=seed,

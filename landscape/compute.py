@@ -18,14 +18,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from landscape import families, grid, parallel
+from landscape import families, grid, parallel, params
 from landscape._callable import api_callable
 from landscape._files import Output
 from landscape.config import ComputeConfig
 from landscape.directions import DirectionContext, DirectionSet, build, load_directions, summarize
 from landscape.directions.base import alignment_warning, weight_alignment
 from landscape.engine.select import EngineChoice
-from landscape.errors import LandscapeWarning
+from landscape.errors import ConfigError, LandscapeWarning
 from landscape.evaluation import (
     FLUSH_POINTS,
     FLUSH_SECONDS,
@@ -89,6 +89,22 @@ def directions_for(
     return built
 
 
+def moved_tensors(config: ComputeConfig, prep: Session) -> list[str]:
+    """The parameter tensors the family builds directions on (--params, --exclude); the others
+    stay at θ (a direction that does not name a tensor leaves it at the centre)."""
+    d = config.direction
+    try:
+        names = params.select(list(prep.theta), d.params, d.exclude)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if not names:
+        raise ConfigError(
+            f"--params {' '.join(d.params) or '*'} with --exclude {' '.join(d.exclude)} leaves no "
+            "tensor to move; loosen the globs"
+        )
+    return names
+
+
 def _build_directions(config: ComputeConfig, prep: Session) -> DirectionSet:
     """The family's directions from the run's weights, data and loss (or --directions FILE)."""
     count = config.dims
@@ -102,7 +118,9 @@ def _build_directions(config: ComputeConfig, prep: Session) -> DirectionSet:
     if take is not None:  # the family works on a seeded subset (the Hessian's), loaded once
         data = prep.subset(min(take, len(prep.data)))
     ctx = DirectionContext(
-        theta=OrderedDict((k, v.detach().cpu().float()) for k, v in prep.theta.items()),
+        theta=OrderedDict(
+            (k, prep.theta[k].detach().cpu().float()) for k in moved_tensors(config, prep)
+        ),
         spec=config.direction,
         count=count,
         state=OrderedDict((k, v.detach().cpu()) for k, v in prep.centre.items()),
@@ -168,7 +186,11 @@ def _run_root(
         output = Output(config.out, overwrite)
         x, y = grid.coordinates(config.grid, repeats=config.direction.repeat)
         prep = session or Session.from_config(config, comm.local_rank, comm.local_size)
-        extra = {"data": prep.data.describe(), "weights_sha256": prep.weights_sha256}
+        extra = {
+            "data": prep.data.describe(),
+            "weights_sha256": prep.weights_sha256,
+            **prep.loss_units(),
+        }
         # the file whose points this run resumes (refused if of another run), read before
         # anything is built: its directions are the run's
         stub = RunHeader(config, x, y, DirectionSet("", []), {}, prep.checkpoint_sha256, extra)

@@ -47,7 +47,8 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Which samples: ``digits``, ``cifar10:DIR``, ``mnist:DIR``, ``npz:FILE``, ``pt:FILE`` or a factory."""
+    """Which samples: ``digits``, ``cifar10:DIR``, ``mnist:DIR``, ``npz:FILE``, ``pt:FILE``,
+    ``tokens:FILE``, ``text:FILE``, ``hf-dataset:DIR`` or a factory."""
 
     name: str
     split: str = "train"
@@ -55,6 +56,12 @@ class DataSpec:
     seed: int = 0  # seeds the permutation whose first max_samples samples are kept
     batch_size: int = 500
     normalize: bool = True  # per-channel normalization of image sets (Li et al.'s CIFAR constants)
+    # token data (tokens:, text:, hf-dataset:): the window a flat token stream is cut into, the
+    # tokenizer folder text is encoded with (default: the hf: model's folder), and the column of
+    # an hf-dataset folder to read (text, or token ids)
+    seq_len: int | None = None
+    tokenizer: str | None = None
+    column: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,10 @@ class DirectionSpec:
     hessian_samples: int = 1000
     repeat: int = 1
     orthogonal_to_weights: bool = False  # zca, pca: each filter's component along θ removed
+    # which tensors the directions move: names matching any ``params`` glob (all when empty) and
+    # no ``exclude`` glob, e.g. ``model.layers.11.*``, ``*.self_attn.*``, ``*lora_*``
+    params: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -146,6 +157,11 @@ class ComputeConfig:
             raise ConfigError(f"data.batch_size must be at least 1, got {self.data.batch_size}")
         if self.data.max_samples is not None and self.data.max_samples < 1:
             raise ConfigError(f"data.max_samples must be at least 1, got {self.data.max_samples}")
+        if self.data.seq_len is not None and self.data.seq_len < 2:
+            raise ConfigError(
+                f"data.seq_len must be at least 2 (a token and the next one), got "
+                f"{self.data.seq_len}"
+            )
         parse_axis(self.grid.x, "grid.x")
         if self.grid.y is not None:
             parse_axis(self.grid.y, "grid.y")

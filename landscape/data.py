@@ -10,7 +10,10 @@ Accepted specs (``DataSpec.name``):
   ``normalize``, per channel with Li et al.'s constants.
 - ``mnist:DIR``: IDX files ``train-images-idx3-ubyte`` ... ``t10k-labels-idx1-ubyte``, gz or not;
   scaled to [0, 1], then, if ``normalize``, with mean 0.1307 and std 0.3081.
-- ``npz:FILE`` / ``pt:FILE``: arrays ``x`` and ``y`` used as they are (one set: ``split`` ignored).
+- ``npz:FILE`` / ``pt:FILE``: arrays ``x`` and ``y`` used as they are (one set: ``split`` ignored;
+  integer inputs become float32, as images stored as bytes need).
+- ``tokens:FILE``, ``text:FILE``, ``hf-dataset:DIR``: token sequences for language models, integer
+  inputs that stay integer (``landscape.tokens``).
 - ``pkg.module:factory`` / ``file.py:factory``: ``factory(split=...)`` (or ``factory()``) returning
   a map-style ``torch.utils.data.Dataset`` of ``(x, y)`` pairs, read once into tensors (its
   transforms run once per sample, not once per grid point).
@@ -38,6 +41,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from landscape import tokens
 from landscape._resolve import is_callable_spec, resolve_callable
 from landscape._safe_pickle import RefusedGlobal, load_data_pickle
 from landscape.config import IN_MEMORY, SPLIT_CHOICES, DataSpec
@@ -74,6 +78,7 @@ class _Raw:
     normalized: bool = False  # whether a normalization was applied
     one_set: bool = False  # the format has no splits
     num_classes: int | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)  # what the loader left out, say
 
 
 class EvalData:
@@ -163,7 +168,7 @@ def load_data(spec: DataSpec, split: str | None = None) -> EvalData:
     kind, arg = parse_spec(spec.name)
     if kind == "factory":
         return _load_factory(spec, split)
-    raw = FORMATS[kind].loader(arg, split, spec.normalize)
+    raw = FORMATS[kind].loader(arg, split, spec)
     _check_pair(raw.x, raw.y, spec.name)
     return _from_tensors(spec, kind, split, raw)
 
@@ -288,6 +293,7 @@ def _from_tensors(spec: DataSpec, kind: str, split: str, raw: _Raw) -> EvalData:
     if raw.one_set:
         info["split"] = None
         info["notes"].insert(0, f"{kind} files hold one set; split {split!r} ignored")
+    info["notes"].extend(raw.notes)
     num_classes = raw.num_classes
     if num_classes is None and not torch.is_floating_point(y):
         num_classes = int(y.max()) + 1  # inferred from the labels of the whole file
@@ -328,7 +334,7 @@ def _check_pair(x: Tensor, y: Tensor, name: str) -> None:
 # --- digits ---------------------------------------------------------------------------------------
 
 
-def _digits(_: str, split: str, normalize: bool) -> _Raw:
+def _digits(_: str, split: str, spec: DataSpec) -> _Raw:
     """scikit-learn's digits: x = pixel/16 as (N, 64) float32; no further normalization."""
     from sklearn.datasets import load_digits
 
@@ -342,17 +348,17 @@ def _digits(_: str, split: str, normalize: bool) -> _Raw:
 # --- CIFAR-10 -------------------------------------------------------------------------------------
 
 
-def _cifar10(folder: str, split: str, normalize: bool) -> _Raw:
+def _cifar10(folder: str, split: str, spec: DataSpec) -> _Raw:
     root = _existing_dir(folder, "CIFAR-10", "the extracted cifar-10-batches-py folder")
     parts = [_read_cifar_batch(root / name) for name in CIFAR10_FILES[split]]
     data = np.concatenate([p[0] for p in parts])  # (N, 3072) uint8, channel-major rows
     labels = np.concatenate([p[1] for p in parts])
     x = torch.from_numpy(data).reshape(-1, 3, 32, 32).to(torch.float32).div(255)  # (N, 3, 32, 32)
-    if normalize:
+    if spec.normalize:
         mean = torch.tensor(CIFAR10_MEAN, dtype=torch.float32).view(3, 1, 1)
         std = torch.tensor(CIFAR10_STD, dtype=torch.float32).view(3, 1, 1)
         x = x.sub(mean).div(std)
-    return _Raw(x, torch.from_numpy(labels), normalized=normalize, num_classes=10)
+    return _Raw(x, torch.from_numpy(labels), normalized=spec.normalize, num_classes=10)
 
 
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -393,7 +399,7 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 # --- MNIST ----------------------------------------------------------------------------------------
 
 
-def _mnist(folder: str, split: str, normalize: bool) -> _Raw:
+def _mnist(folder: str, split: str, spec: DataSpec) -> _Raw:
     root = _existing_dir(folder, "MNIST", "the folder with the IDX files")
     images_name, labels_name = MNIST_FILES[split]
     images = _read_idx(_find_idx(root, images_name))
@@ -404,10 +410,10 @@ def _mnist(folder: str, split: str, normalize: bool) -> _Raw:
             f"{labels.shape}; expected (N, H, W) and (N,)"
         )
     x = torch.from_numpy(images.astype(np.float32)).unsqueeze(1).div(255)  # (N, 1, 28, 28)
-    if normalize:
+    if spec.normalize:
         x = x.sub(MNIST_MEAN).div(MNIST_STD)
     y = torch.from_numpy(labels.astype(np.int64))
-    return _Raw(x, y, normalized=normalize, num_classes=10)
+    return _Raw(x, y, normalized=spec.normalize, num_classes=10)
 
 
 def _find_idx(root: Path, name: str) -> Path:
@@ -451,7 +457,7 @@ def _existing_dir(folder: str, what: str, hint: str) -> Path:
 # --- npz / pt -------------------------------------------------------------------------------------
 
 
-def _npz(file: str, split: str, normalize: bool) -> _Raw:
+def _npz(file: str, split: str, spec: DataSpec) -> _Raw:
     path = _existing_file(file, "npz")
     try:
         with np.load(path, allow_pickle=False) as arrays:
@@ -461,7 +467,7 @@ def _npz(file: str, split: str, normalize: bool) -> _Raw:
     return _Raw(*_as_xy(found, f"npz file {file!r}"), one_set=True)
 
 
-def _pt(file: str, split: str, normalize: bool) -> _Raw:
+def _pt(file: str, split: str, spec: DataSpec) -> _Raw:
     path = _existing_file(file, "pt")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -506,9 +512,9 @@ def _existing_file(file: str, what: str) -> Path:
 
 @dataclass(frozen=True)
 class Format:
-    """A data format: ``prefix:ARG`` read by ``loader(arg, split, normalize)``."""
+    """A data format: ``prefix:ARG`` read by ``loader(arg, split, spec)``."""
 
-    loader: Any  # (arg, split, normalize) -> _Raw
+    loader: Any  # (arg, split, DataSpec) -> _Raw
     takes: str | None  # "folder" or "file" (the ARG after the prefix); None: no argument
     form: str  # how the spec is written, for messages and --help
 
@@ -519,6 +525,9 @@ FORMATS: dict[str, Format] = {
     "mnist": Format(_mnist, "folder", "mnist:DIR"),
     "npz": Format(_npz, "file", "npz:FILE"),
     "pt": Format(_pt, "file", "pt:FILE"),
+    "tokens": Format(tokens.load_tokens, "file", "tokens:FILE"),
+    "text": Format(tokens.load_text, "file", "text:FILE"),
+    "hf-dataset": Format(tokens.load_hf_dataset, "folder", "hf-dataset:DIR"),
 }
 ACCEPTED_FORMS = ", ".join(
     [f.form for f in FORMATS.values()] + ["pkg.module:factory", "file.py:factory"]

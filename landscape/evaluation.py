@@ -22,7 +22,6 @@ from landscape.config import ComputeConfig
 from landscape.engine.reference import PointEvaluatorBase, to_channels_last
 from landscape.engine.select import EngineChoice, EngineRequest, choose_engine, parse_bytes
 from landscape.errors import ConfigError, DirectionError
-from landscape.losses import correct_count
 from landscape.session import Session
 
 FLUSH_SECONDS = 1.0  # a killed run loses at most about this much work
@@ -44,7 +43,6 @@ def engine_for(
         directions,
         lambda n: lambda: prep.data.batches(n, prep.device),
         prep.loss_fn,
-        correct_count,
         request,
         pending,
     )

@@ -39,6 +39,7 @@ def format_info(surface: Surface, options: AnalysisOptions | None = None) -> str
         lines.append(f"non-finite:  {nonfinite} points have a NaN or infinite loss")
     for q, v in surface.values.items():
         lines.append(f"{q + ':':<12} {_extremes(surface, v)}")
+    lines.extend(_perplexity_lines(surface))
     lines.extend(_noise_lines(surface))
     analyses = stored_or_computed(surface, options)
     for result, stored in analyses.values():
@@ -473,9 +474,25 @@ def _provenance_lines(s: Surface) -> list[str]:
         f"model:       {_get(cfg, 'model', 'name')}, {_weights_text(cfg)}",
         f"checkpoint:  sha256 {str(a.get('checkpoint_sha256') or '-')[:16]}",
         f"data:        {_data_text(a.get('data'), cfg)}",
-        f"loss:        {_get(cfg, 'eval', 'loss')}, bn={_get(cfg, 'eval', 'bn')}",
+        f"loss:        {_parsed(a.get('loss_name')) or _get(cfg, 'eval', 'loss')}, "
+        f"bn={_get(cfg, 'eval', 'bn')}",
     ]
+    if "predicted_tokens" in a:
+        out[-2] += f", {int(a['predicted_tokens'])} predicted tokens"
+    moved = [f"--params {' '.join(g)}" for g in [_get(cfg, "direction", "params")] if g]
+    moved += [f"--exclude {' '.join(g)}" for g in [_get(cfg, "direction", "exclude")] if g]
+    if moved:
+        out.append(f"moved:       {', '.join(moved)}: {_moved_text(s)}")
     return out
+
+
+def _moved_text(s: Surface) -> str:
+    """How many parameter tensors the directions move (of those they name)."""
+    if not s.directions:
+        return "directions not stored"
+    first = {k: np.asarray(t) for k, t in s.directions[0].items()}
+    nonzero = [k for k, t in first.items() if np.any(t != 0)]
+    return f"{len(nonzero)} tensors move ({sum(first[k].size for k in nonzero):,} weights)"
 
 
 def _weights_text(cfg: dict[str, Any]) -> str:
@@ -488,9 +505,25 @@ def _weights_text(cfg: dict[str, Any]) -> str:
     from landscape.models import is_builtin
 
     name = str(_get(cfg, "model", "name"))
+    if name.startswith("hf:"):
+        return "weights of the Hugging Face folder"
     if not (is_builtin(name) or is_callable_spec(name)):
         return "weights of the saved program"  # a TorchScript or torch.export file
     return f"random initialization (seed {_get(cfg, 'direction', 'seed')}), no checkpoint"
+
+
+def _perplexity_lines(surface: Surface) -> list[str]:
+    """A language model's perplexity, exp of its mean next-token loss, where the loss is one."""
+    if "predicted_tokens" not in surface.attrs:
+        return []
+    out = []
+    for q, v in surface.values.items():
+        if quantities.kind_of(q) == "loss":
+            split = quantities.parse(q)[0]
+            with np.errstate(over="ignore"):
+                text = _extremes(surface, np.exp(v))
+            out.append(f"{'perplexity:':<12} {text} (exp of {split}_loss)")
+    return out
 
 
 def _noise_lines(surface: Surface) -> list[str]:

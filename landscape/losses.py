@@ -80,10 +80,12 @@ def checked_loss(fn: LossFn, spec: str) -> LossFn:
     return _CheckedLoss(fn, spec)
 
 
-def get_loss(name: str) -> LossFn:
-    """``cross-entropy``, ``mse``, or ``pkg.module:fn`` / ``file.py:fn`` returning shape (B,)."""
+def get_loss(name: str, task: str | None = None) -> LossFn:
+    """``cross-entropy``, ``mse``, or ``pkg.module:fn`` / ``file.py:fn`` returning shape (B,).
+
+    ``task``: the model's (``landscape.hf``); a causal LM's cross-entropy is the next-token one."""
     if name == "cross-entropy":
-        return cross_entropy
+        return NextTokenCrossEntropy() if task == "causal-lm" else cross_entropy
     if name == "mse":
         return mse
     if is_callable_spec(name):
@@ -94,6 +96,62 @@ def get_loss(name: str) -> LossFn:
     raise ConfigError(
         f"unknown loss {name!r}; use one of: {', '.join(LOSS_NAMES)}, pkg.module:fn, file.py:fn"
     )
+
+
+class NextTokenCrossEntropy:
+    """A causal LM's loss: the cross-entropy of each predicted token, position by position.
+
+    The logits at position t, ``(N, T, V)``, predict the token at t + 1, so position t's loss is
+    ``-log softmax(logits[:, t])[targets[:, t + 1]]``: ``(N, T - 1)`` losses. A position counts when
+    its target is a real token (``targets[:, t + 1] >= 0``; padding is negative, see
+    ``landscape.hf.PAD``). The engine sums the counted positions of the whole set and divides by
+    their number: the exact token-weighted mean over every predicted, non-padding token (not a mean
+    of sequence means). Accuracy: the fraction of counted positions whose argmax is the next token.
+    """
+
+    per_token = True
+    name = "next-token cross-entropy"
+
+    def __call__(self, logits: Tensor, targets: Tensor) -> Tensor:
+        pred, nxt = logits[:, :-1], targets[:, 1:]
+        flat = F.cross_entropy(
+            pred.reshape(-1, pred.shape[-1]), nxt.clamp_min(0).reshape(-1), reduction="none"
+        )
+        return flat.view(nxt.shape)
+
+    @staticmethod
+    def counted(targets: Tensor) -> Tensor:
+        """``(N, T - 1)`` bool: the positions whose next token is real."""
+        return targets[:, 1:] >= 0
+
+    @staticmethod
+    def hits(logits: Tensor, targets: Tensor) -> Tensor:
+        """``(N, T - 1)`` bool: the argmax at t is the token at t + 1."""
+        return logits[:, :-1].argmax(dim=-1) == targets[:, 1:]
+
+    def __repr__(self) -> str:
+        return "loss('next-token cross-entropy')"
+
+
+def is_per_token(loss_fn: LossFn) -> bool:
+    return bool(getattr(loss_fn, "per_token", False))
+
+
+def score_batch(
+    loss_fn: LossFn, logits: Tensor, targets: Tensor, k: int
+) -> tuple[Tensor, Tensor | None]:
+    """One batch of ``k`` points' outputs, stacked point-major: ``logits`` (k·b, ...) and
+    ``targets`` (k·b, ...). Returns the losses of the counted units, ``(k, n)`` (a unit is a
+    sample, or a predicted token for a per-token loss), and each point's number of correct
+    units, ``(k,)`` float64, or None when the targets are not class labels."""
+    if is_per_token(loss_fn):
+        counted = loss_fn.counted(targets).reshape(k, -1)[0]  # the same targets at every point
+        losses = loss_fn(logits, targets).reshape(k, -1)[:, counted]
+        hits = loss_fn.hits(logits, targets).reshape(k, -1)[:, counted]
+        return losses, hits.double().sum(dim=1)
+    losses = loss_fn(logits, targets).reshape(k, -1)
+    mask = correct_mask(logits, targets)
+    return losses, None if mask is None else mask.reshape(k, -1).double().sum(dim=1)
 
 
 def correct_mask(logits: Tensor, targets: Tensor) -> Tensor | None:

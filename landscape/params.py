@@ -25,6 +25,24 @@ def buffers_of(model: torch.nn.Module) -> OrderedDict[str, torch.Tensor]:
     return OrderedDict((name, b.detach()) for name, b in model.named_buffers())
 
 
+def select(names: list[str], include: list[str], exclude: list[str]) -> list[str]:
+    """The names that match an ``include`` glob (every name when there is none) and no
+    ``exclude`` glob, in order. ``*`` matches across dots (``model.layers.11.*``). A glob that
+    matches no name is a ValueError naming it: a typo would otherwise move nothing, or all."""
+    from fnmatch import fnmatchcase
+
+    for flag, globs in (("--params", include), ("--exclude", exclude)):
+        for glob in globs:
+            if not any(fnmatchcase(n, glob) for n in names):
+                sample = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+                raise ValueError(
+                    f"{flag} {glob!r} matches none of the model's {len(names)} parameter tensors "
+                    f"({sample}); `landscape inspect` lists them"
+                )
+    kept = [n for n in names if not include or any(fnmatchcase(n, g) for g in include)]
+    return [n for n in kept if not any(fnmatchcase(n, g) for g in exclude)]
+
+
 def has_filters(t: torch.Tensor) -> bool:
     return t.ndim >= 2
 

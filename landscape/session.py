@@ -24,12 +24,12 @@ from typing import Any
 
 import torch
 
-from landscape import checkpoint, families, params
+from landscape import checkpoint, families, hf, params
 from landscape.config import IN_MEMORY, ComputeConfig, DataSpec, ModelSpec
 from landscape.data import EvalData, as_eval_data, load_data
 from landscape.engine import ReferenceEvaluator, eval_mode, resolve_device
 from landscape.errors import ConfigError, DataError, DirectionError, LandscapeError
-from landscape.losses import LossFn, correct_count, get_loss
+from landscape.losses import LossFn, get_loss, is_per_token
 from landscape.models import build_model
 
 StateDict = OrderedDict[str, torch.Tensor]
@@ -90,6 +90,8 @@ class Session:
         if where.type == "cuda" and local_size > 1 and where.index is None:
             where = torch.device("cuda", local_rank % torch.cuda.device_count())
         network, ckpt_sha = _model_at(model, seed)
+        if data.tokenizer is None and model.name.startswith(hf.PREFIX):
+            data = replace(data, tokenizer=model.name[len(hf.PREFIX) :])  # text: the model's own
         evaluation = load_data(data)
 
         def subset(n: int) -> EvalData:
@@ -100,7 +102,7 @@ class Session:
             evaluation,
             where,
             ckpt_sha,
-            get_loss(loss),
+            get_loss(loss, hf.task_of(network)),
             model.unsafe_pickle,
             subset,
             lambda: load_data(replace(data, split="train")),
@@ -129,6 +131,8 @@ class Session:
         evaluation = as_eval_data(data, max_samples=max_samples, seed=data_seed)
         training = evaluation if train_data is None else as_eval_data(train_data)
         private = copy.deepcopy(model)
+        if hf.is_transformers_model(private):  # fed token ids or pixels, read back as logits
+            private = hf.prepare(private)
         checkpoint.check_finite(private.state_dict())
 
         def subset(n: int) -> EvalData:
@@ -139,7 +143,7 @@ class Session:
             evaluation,
             resolve_device(str(device)),
             "",
-            loss_function(loss),
+            loss_function(loss, hf.task_of(private)),
             False,
             subset,
             lambda: training,
@@ -178,6 +182,17 @@ class Session:
             train_data,
         )
 
+    def loss_units(self) -> dict[str, Any]:
+        """What a point's mean loss averages over, for the file and ``info``: for a per-token
+        loss its name and the number of predicted tokens of the set (``predicted_tokens``)."""
+        if not is_per_token(self.loss_fn):
+            return {}
+        y = self.data.tensors("cpu")[1]
+        return {
+            "loss_name": self.loss_fn.name,
+            "predicted_tokens": int(self.loss_fn.counted(y).sum()),
+        }
+
     # --- checks ---------------------------------------------------------------------------------
 
     def probe(
@@ -191,7 +206,7 @@ class Session:
         model_name, data_name, loss_name = names
         x, y = next(iter(self.data.batches(min(batch_size, 8), self.device)))
         plain = ReferenceEvaluator(
-            self.model, self.centre, directions, lambda: iter(()), self.loss_fn, correct_count
+            self.model, self.centre, directions, lambda: iter(()), self.loss_fn
         )
         try:
             with eval_mode(self.model), torch.inference_mode():
@@ -203,7 +218,7 @@ class Session:
                 f"(inputs of shape {tuple(x.shape[1:])}): {first}; check --model, --model-arg and "
                 "--data"
             ) from None
-        if loss_name == "cross-entropy":
+        if loss_name == "cross-entropy" and not is_per_token(self.loss_fn):
             check_label_range(self.data, y, logits, data_name)
         try:
             self.loss_fn(logits, y)
@@ -252,8 +267,8 @@ def centre_checkpoint(config: ComputeConfig) -> str | None:
 def random_initialization(config: ComputeConfig) -> bool:
     """True when the run evaluates the model's seeded random initialization: no checkpoint, and
     a model that is built (a saved TorchScript or torch.export program carries its weights)."""
-    if config.model.name.startswith(IN_MEMORY):
-        return False  # the caller's own weights
+    if config.model.name.startswith((IN_MEMORY, hf.PREFIX)):
+        return False  # the caller's own weights, or those of the Hugging Face folder
     try:
         ckpt = centre_checkpoint(config)
     except ConfigError:
@@ -318,11 +333,12 @@ def weights_sha256(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def loss_function(loss: str | LossFn) -> LossFn:
+def loss_function(loss: str | LossFn, task: str | None = None) -> LossFn:
     """A loss name (``cross-entropy``, ``mse``, ``pkg.module:fn``) or a callable returning one
-    loss per sample, checked for that shape on every call."""
+    loss per sample, checked for that shape on every call. ``task``: the model's (``landscape.hf``);
+    a causal LM's cross-entropy is the next-token one."""
     if isinstance(loss, str):
-        return get_loss(loss)
+        return get_loss(loss, task)
     if not callable(loss):
         raise ConfigError(f"loss must be a name or a callable, got a {type(loss).__name__}")
     from landscape.losses import checked_loss

@@ -17,7 +17,7 @@ from landscape.config import ComputeConfig
 from landscape.data import load_data
 from landscape.directions import load_directions
 from landscape.engine import ReferenceEvaluator
-from landscape.losses import correct_count, get_loss
+from landscape.losses import get_loss
 from landscape.session import Session
 from landscape.store import read_surface
 
@@ -64,7 +64,6 @@ def test_2d_points_reproduced(li_fixture: Path) -> None:
         ds.vectors,
         lambda: data.batches(128),
         get_loss("cross-entropy"),
-        correct_count,
     )
     ref = read_surface(li_fixture / "surface_2d_11x11.h5")
     for i, j in [(0, 0), (5, 5), (8, 3)]:  # a corner, the centre, and an off-diagonal point

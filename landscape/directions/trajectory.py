@@ -44,7 +44,6 @@ from landscape.directions.base import DirectionContext, DirectionSet, moved_name
 from landscape.directions.paths import expand_checkpoints
 from landscape.engine import ReferenceEvaluator
 from landscape.errors import DirectionError
-from landscape.losses import correct_count
 
 BLOCK = 1 << 20  # columns per float64 block of the Gram products (bounds the extra memory)
 RANK_TOL = 1e-10  # an eigenvalue below RANK_TOL · λ_1 counts as zero (no such component)
@@ -118,9 +117,7 @@ def _checkpoint_evaluator(ctx: DirectionContext):
     def evaluate(state: dict[str, torch.Tensor]) -> tuple[float, float]:
         on_device = OrderedDict((k, v.to(ctx.device)) for k, v in state.items())
         # the reference engine: functional_call, eval mode, inference mode, exact mean over samples
-        evaluator = ReferenceEvaluator(
-            ctx.model, on_device, [{}], ctx.batches, ctx.loss_fn, correct_count
-        )
+        evaluator = ReferenceEvaluator(ctx.model, on_device, [{}], ctx.batches, ctx.loss_fn)
         result = evaluator.evaluate((0.0,))
         return result.loss, result.acc
 

@@ -27,6 +27,7 @@ from torch.func import functional_call, vmap
 from landscape.engine import policies
 from landscape.engine.reference import PointEvaluatorBase, PointResult, eval_mode, is_jitted
 from landscape.errors import ConfigError
+from landscape.losses import score_batch
 from landscape.quantities import PointStats
 
 
@@ -110,19 +111,11 @@ class BatchedEvaluator(PointEvaluatorBase):
                 logits = self._call(stacked, x)[:, :b].float()  # (K, B, classes), padding dropped
                 flat = logits.reshape(k * b, *logits.shape[2:])
                 targets = y.repeat(k, *([1] * (y.ndim - 1)))
-                mask = _correct_mask(flat, targets)
-                correct = None if mask is None else mask.view(k, b).double().sum(1)
-                stats.add(self.loss_fn(flat, targets).view(k, b), correct)
+                stats.add(*score_batch(self.loss_fn, flat, targets, k))
         return [PointResult(v) for v in stats.values()]
 
     def describe(self) -> dict[str, object]:
         return {"engine": self.name, "k": self.k, **super().describe()}
-
-
-def _correct_mask(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
-    from landscape.losses import correct_mask
-
-    return correct_mask(logits, targets)
 
 
 __all__ = ["BatchedEvaluator", "policies"]

@@ -28,10 +28,10 @@ from torch.func import functional_call
 from landscape import params
 from landscape.engine import policies
 from landscape.errors import ConfigError
+from landscape.losses import score_batch
 from landscape.quantities import PointStats
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-CorrectFn = Callable[[torch.Tensor, torch.Tensor], "int | None"]
 Batches = Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]
 
 
@@ -126,7 +126,6 @@ class PointEvaluatorBase:
         directions: Sequence[dict[str, torch.Tensor]],
         batches: Batches,
         loss_fn: LossFn,
-        correct_fn: CorrectFn,
         *,
         bn: str = "eval",
         train_batches: Batches | None = None,
@@ -147,7 +146,6 @@ class PointEvaluatorBase:
         self._batches = batches
         self.train_batches = train_batches
         self.loss_fn = loss_fn
-        self.correct_fn = correct_fn
         self.autocast = autocast
         self.compile = compile and not is_jitted(model)
         self.bn_names = policies.bn_buffer_names(model) if bn != "eval" else []
@@ -255,9 +253,8 @@ class ReferenceEvaluator(PointEvaluatorBase):
         with eval_mode(self.module), torch.inference_mode(), self.autocast_context():
             for x, y in self.batches():
                 logits = forward(x)[: y.shape[0]]  # padding rows dropped
-                losses = self.loss_fn(logits.float(), y).detach().cpu().view(1, -1)
-                c = self.correct_fn(logits, y)
-                stats.add(losses, None if c is None else [c])
+                losses, correct = score_batch(self.loss_fn, logits.float(), y, 1)
+                stats.add(losses.detach().cpu(), None if correct is None else correct.cpu())
         return PointResult(stats.values()[0])
 
     def forward(self, point: dict[str, torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -28,6 +28,7 @@ from landscape.engine.reference import (
 )
 from landscape.engines import NAMES, evaluator_class
 from landscape.errors import ConfigError
+from landscape.hf import task_of
 
 # what compiling costs, measured on ResNet-20 (CPU: 2 cores; CUDA: one GPU), and what it saves
 COMPILE_SECONDS = {"cpu": 25.0, "cuda": 40.0}
@@ -120,7 +121,6 @@ def choose_engine(
     directions: list[dict[str, torch.Tensor]],
     batches_of: Callable[[int], Batches],
     loss_fn: Callable,
-    correct_fn: Callable,
     request: EngineRequest,
     pending_points: int,
 ) -> EngineChoice:
@@ -140,6 +140,10 @@ def choose_engine(
             [e for e in engines if ENGINES[e].runs_scripted] or ["reference"],
             [False],
         )
+    if request.engine == "auto" and task_of(model) is not None:
+        # a transformer: vmap over K stacked copies of its weights costs K× the memory and gains
+        # nothing on a sequence-length-bound forward; one point at a time
+        engines = ["reference"]
     candidates = [(e, cl) for e in engines for cl in formats]
 
     def make(
@@ -149,7 +153,7 @@ def choose_engine(
         cls = ENGINES[engine]
         if cls.points_per_call:  # K points per call, from the memory budget
             opts["k"] = k
-        return cls(*common, data, loss_fn, correct_fn, **opts)
+        return cls(*common, data, loss_fn, **opts)
 
     report: dict[str, Any] = {"device": str(device), "k": k, "batch_size": batch, "timings": {}}
     if len(candidates) > 1:

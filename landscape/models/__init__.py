@@ -5,7 +5,8 @@ A model spec is one of:
 - a built-in name (``BUILTIN_MODELS``: ``mlp``, ``lenet``, ``resnet20/56/110`` and their
   ``-noshort`` variants, ``vgg9``), built with keyword ``args``;
 - ``pkg.module:factory`` or ``path/to/file.py:factory``, called as ``factory(**args)``;
-- a TorchScript file (``torch.jit.save``) or a ``torch.export`` program (``.pt2``), loaded as is.
+- a TorchScript file (``torch.jit.save``) or a ``torch.export`` program (``.pt2``), loaded as is;
+- ``hf:DIR``: a Hugging Face model folder (``landscape.hf``; needs the ``hf`` extra).
 """
 
 from __future__ import annotations
@@ -57,6 +58,15 @@ def build_model(
     builtin = _builtin_key(name)
     if builtin is not None:
         return _call_factory(BUILTIN_MODELS[builtin], args, builtin)
+    if name.startswith("hf:"):  # a Hugging Face folder: transformers builds it from its config
+        if args:
+            raise ConfigError(
+                f"model {name!r} is built from its folder's config.json and takes no arguments; "
+                f"drop --model-arg {next(iter(args))}"
+            )
+        from landscape.hf import load_folder
+
+        return load_folder(name, unsafe_pickle=unsafe_pickle)
     if is_callable_spec(name):
         factory = resolve_callable(name, "model")
         if not callable(factory):
