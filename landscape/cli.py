@@ -63,12 +63,20 @@ def _library_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _show_warning(message: Any, category: type, *_: Any, **__: Any) -> None:
+def _show_warning(
+    message: Any,
+    category: type,
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
     """The library's warnings as ``warning: ...`` lines on stderr (others as Python prints them)."""
     if issubclass(category, LandscapeWarning):
         click.echo(f"warning: {message}", err=True)
     else:
-        click.echo(warnings.formatwarning(message, category, *_, **__).rstrip(), err=True)
+        text = warnings.formatwarning(message, category, filename, lineno, line)
+        click.echo(text.rstrip(), err=True)
 
 
 class FileList(click.Option):
@@ -151,6 +159,11 @@ def model_and_data_options(
         ),
         click.option("--checkpoint", help=checkpoint),
         click.option(
+            "--adapter", metavar="DIR",
+            help="A peft adapter folder (LoRA, ...) applied to the hf: model; move only its "
+            "weights with --params '*lora_*'.",
+        ),
+        click.option(
             "--unsafe-pickle", is_flag=True, default=False,
             help="Allow a pickled whole model (runs code from the file: trusted files only).",
         ),
@@ -230,6 +243,7 @@ FLAG_KEYS = {
     "model": "model.name",
     "checkpoint": "model.checkpoint",
     "unsafe_pickle": "model.unsafe_pickle",
+    "adapter": "model.adapter",
     "data": "data.name",
     "split": "data.split",
     "max_samples": "data.max_samples",
@@ -904,6 +918,7 @@ def inspect(
     model: str,
     model_args: tuple[str, ...],
     checkpoint: str | None,
+    adapter: str | None,
     unsafe_pickle: bool,
     data: str,
     split: str,
@@ -943,7 +958,9 @@ def inspect(
     from landscape.models import parse_model_args
 
     config = InspectConfig(
-        model=ModelSpec(model, checkpoint, parse_model_args(list(model_args)), unsafe_pickle),
+        model=ModelSpec(
+            model, checkpoint, parse_model_args(list(model_args)), unsafe_pickle, adapter
+        ),
         data=DataSpec(
             data,
             split,

@@ -37,12 +37,14 @@ WEIGHT_DERIVED = families.FROM_WEIGHTS  # built from the weights themselves
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Which network: a built-in name, ``pkg.module:factory``, ``file.py:factory`` or a TorchScript file."""
+    """Which network: a built-in name, ``hf:DIR``, ``pkg.module:factory``, ``file.py:factory`` or
+    a TorchScript file. ``adapter``: a peft adapter folder (LoRA, ...) applied to an hf: model."""
 
     name: str
     checkpoint: str | None = None
     args: dict[str, Any] = field(default_factory=dict)
     unsafe_pickle: bool = False
+    adapter: str | None = None
 
 
 @dataclass(frozen=True)

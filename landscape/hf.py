@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ PREFIX = "hf:"
 PAD = -100  # a padded token position, in inputs and targets alike
 TASKS = ("causal-lm", "sequence-classification", "image-classification")
 TASK_ATTR = "_landscape_task"  # set on a model whose calls the hooks translate
+HOOKS_ATTR = "_landscape_hooks"  # their handles
 
 
 def is_hf_spec(name: str) -> bool:
@@ -220,9 +222,64 @@ def prepare(model: nn.Module, task: str | None = None) -> nn.Module:
     if config is not None and hasattr(config, "use_cache"):
         config.use_cache = False  # no key/value cache: one forward pass per batch
     setattr(model, TASK_ATTR, task)
-    model.register_forward_pre_hook(_feed, with_kwargs=True)
-    model.register_forward_hook(_logits)
+    handles = (
+        model.register_forward_pre_hook(_feed, with_kwargs=True),
+        model.register_forward_hook(_logits),
+    )
+    setattr(model, HOOKS_ATTR, handles)
     return model
+
+
+def unprepare(model: nn.Module) -> nn.Module:
+    """The model called the transformers way again (the hooks removed)."""
+    for handle in getattr(model, HOOKS_ATTR, ()):
+        handle.remove()
+    for attr in (TASK_ATTR, HOOKS_ATTR):
+        if hasattr(model, attr):
+            delattr(model, attr)
+    return model
+
+
+# --- peft adapters ------------------------------------------------------------------------------
+
+
+def apply_adapter(model: nn.Module, folder: str, unsafe_pickle: bool = False) -> nn.Module:
+    """``model`` with the peft adapter saved in ``folder`` (``adapter_config.json`` and
+    ``adapter_model.safetensors``) on it, unmerged: the adapter's own tensors (``*lora_*``) are
+    parameters that directions can move, named as peft names them
+    (``base_model.model.<name>.lora_A.default.weight``)."""
+    task = task_of(model)
+    if task is None:
+        raise ConfigError("--adapter applies to a Hugging Face model (--model hf:DIR)")
+    path = Path(folder).expanduser()
+    if not (path / "adapter_config.json").is_file():
+        raise ConfigError(
+            f"--adapter {folder!r} has no adapter_config.json; give the folder peft's "
+            "save_pretrained wrote"
+        )
+    pickled = (path / "adapter_model.bin").is_file()
+    if not (path / "adapter_model.safetensors").is_file() and not (pickled and unsafe_pickle):
+        why = (
+            " (its adapter_model.bin is a pickle, which can run code: pass --unsafe-pickle if "
+            "you trust it)"
+            if pickled
+            else ""
+        )
+        raise ConfigError(f"--adapter {folder!r} holds no adapter_model.safetensors{why}")
+    try:
+        import peft
+    except ImportError:
+        raise ConfigError("--adapter needs peft: pip install 'landscape[hf]'") from None
+    try:
+        with warnings.catch_warnings():  # peft's deprecation notes about transformers' API
+            warnings.simplefilter("ignore", FutureWarning)
+            wrapped = peft.PeftModel.from_pretrained(
+                unprepare(model), str(path), is_trainable=False
+            )
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot apply the adapter in {folder!r}: {first}") from None
+    return prepare(wrapped.eval(), task)
 
 
 def _task_of_object(model: nn.Module) -> str | None:

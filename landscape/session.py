@@ -239,13 +239,20 @@ def _model_at(spec: ModelSpec, seed: int) -> tuple[torch.nn.Module, str]:
         # without a checkpoint the weights are the factory's initialization: make it reproducible
         torch.manual_seed(seed)
         model = build_model(spec.name, spec.args, unsafe_pickle=spec.unsafe_pickle)
+
+    def with_adapter(network: torch.nn.Module) -> torch.nn.Module:  # after the base's weights
+        if not spec.adapter:
+            return network
+        return hf.apply_adapter(network, spec.adapter, spec.unsafe_pickle)
+
     if not ckpt:
+        model = with_adapter(model)
         checkpoint.check_finite(model.state_dict())
         return model, ""
     state = checkpoint.load_state_dict(ckpt, unsafe_pickle=spec.unsafe_pickle)
     checkpoint.check_finite(state)
     checkpoint.apply_state_dict(model, state)
-    return model, checkpoint.file_sha256(ckpt)
+    return with_adapter(model), checkpoint.file_sha256(ckpt)
 
 
 def centre_checkpoint(config: ComputeConfig) -> str | None:

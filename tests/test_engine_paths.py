@@ -57,10 +57,6 @@ def ce(logits: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return nn.functional.cross_entropy(logits, t, reduction="none")
 
 
-def correct(logits: torch.Tensor, t: torch.Tensor) -> int:
-    return int((logits.argmax(1) == t).sum())
-
-
 POINTS = [(0.0, 0.0), (0.7, -0.3), (-1.0, 1.0), (0.25, 0.5), (1.5, 1.5)]
 
 
@@ -72,8 +68,8 @@ def test_batched_matches_reference(bn: str, k: int) -> None:
     model.train()  # the caller's mode must come back as it was
     before = {n: t.clone() for n, t in model.state_dict().items()}
     opts = {"bn": bn, "train_batches": train_batches}
-    ref = ReferenceEvaluator(model, centre, dirs, batches(), ce, correct, **opts)
-    bat = BatchedEvaluator(model, centre, dirs, batches(), ce, correct, k=k, **opts)
+    ref = ReferenceEvaluator(model, centre, dirs, batches(), ce, **opts)
+    bat = BatchedEvaluator(model, centre, dirs, batches(), ce, k=k, **opts)
     want = ref.evaluate_block(POINTS)
     got = bat.evaluate_block(POINTS)
     for w, g in zip(want, got, strict=True):
@@ -98,7 +94,6 @@ def test_policies_differ_and_are_right() -> None:
             dirs,
             lambda: iter([(x, target)]),
             ce,
-            correct,
             bn=bn,
             train_batches=lambda: iter([(x, None)]),
         )
@@ -125,8 +120,8 @@ def test_policies_differ_and_are_right() -> None:
 def test_batched_mlp_without_bn(k: int) -> None:
     model = mlp()
     centre, dirs, batches, _ = case(model, (5,))
-    ref = ReferenceEvaluator(model, centre, dirs, batches(), ce, correct).evaluate_block(POINTS)
-    got = BatchedEvaluator(model, centre, dirs, batches(), ce, correct, k=k).evaluate_block(POINTS)
+    ref = ReferenceEvaluator(model, centre, dirs, batches(), ce).evaluate_block(POINTS)
+    got = BatchedEvaluator(model, centre, dirs, batches(), ce, k=k).evaluate_block(POINTS)
     for w, g in zip(ref, got, strict=True):
         assert math.isclose(g.loss, w.loss, rel_tol=1e-5) and g.acc == w.acc
 
@@ -134,9 +129,9 @@ def test_batched_mlp_without_bn(k: int) -> None:
 def test_channels_last_and_1d_directions_agree() -> None:
     model = ConvBN()
     centre, dirs, batches, _ = case(model, (2, 4, 4), seed=2)
-    plain = ReferenceEvaluator(model, centre, dirs[:1], batches(), ce, correct)
-    cl = ReferenceEvaluator(model, centre, dirs[:1], batches(), ce, correct, channels_last=True)
-    bat = BatchedEvaluator(model, centre, dirs[:1], batches(), ce, correct, k=2, channels_last=True)
+    plain = ReferenceEvaluator(model, centre, dirs[:1], batches(), ce)
+    cl = ReferenceEvaluator(model, centre, dirs[:1], batches(), ce, channels_last=True)
+    bat = BatchedEvaluator(model, centre, dirs[:1], batches(), ce, k=2, channels_last=True)
     for p in [(0.0,), (0.6,), (-1.2,)]:
         a, b, c = plain.evaluate(p), cl.evaluate(p), bat.evaluate(p)
         assert math.isclose(a.loss, b.loss, rel_tol=1e-5) and math.isclose(
@@ -154,9 +149,9 @@ def test_compiled_path_matches_eager_and_compiles_once(engine: str) -> None:
     counters.clear()
     model = ConvBN()
     centre, dirs, batches, _ = case(model, (2, 4, 4))
-    eager = ReferenceEvaluator(model, centre, dirs, batches(), ce, correct)
+    eager = ReferenceEvaluator(model, centre, dirs, batches(), ce)
     cls, kw = (BatchedEvaluator, {"k": 2}) if engine == "batched" else (ReferenceEvaluator, {})
-    fast = cls(model, centre, dirs, batches(), ce, correct, compile=True, channels_last=True, **kw)
+    fast = cls(model, centre, dirs, batches(), ce, compile=True, channels_last=True, **kw)
     for w, g in zip(eager.evaluate_block(POINTS), fast.evaluate_block(POINTS), strict=True):
         assert math.isclose(g.loss, w.loss, rel_tol=1e-5), (w, g)
         assert g.acc == w.acc

@@ -242,8 +242,9 @@ def _write_header(f: h5py.File, h: RunHeader) -> None:
             "dims": cfg.dims,
         }
     )
-    for key, value in h.extra.items():
-        f.attrs[key] = json.dumps(value, sort_keys=True, default=str)
+    for key, value in h.extra.items():  # numbers as numbers; text and dicts as JSON, as always
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        f.attrs[key] = value if number else json.dumps(value, sort_keys=True, default=str)
     checksummed(f, "xcoordinates", np.asarray(h.x, dtype=np.float64))
     if h.y is not None:
         checksummed(f, "ycoordinates", np.asarray(h.y, dtype=np.float64))

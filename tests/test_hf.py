@@ -1,0 +1,285 @@
+"""Hugging Face transformers: folders, token data, the next-token loss, --params, against an oracle.
+
+Every model is built offline from a tiny config (random weights, no download) and saved with
+``save_pretrained``; the oracle is the Hugging Face model's own loss (``labels=``) with its
+parameters set to θ + a·d1 + b·d2 from the directions the surface file stores.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import landscape
+from landscape.cli import main
+
+transformers = pytest.importorskip("transformers")
+
+VOCAB = 40
+POINTS = [(0, 0), (1, 1), (2, 0), (0, 2)]
+
+
+def gpt2(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    cfg = transformers.GPT2Config(
+        vocab_size=VOCAB, n_positions=32, n_embd=16, n_layer=2, n_head=2, bos_token_id=0,
+        eos_token_id=0,
+    )  # fmt: skip
+    return transformers.GPT2LMHeadModel(cfg).eval()
+
+
+def llama(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    cfg = transformers.LlamaConfig(
+        vocab_size=VOCAB, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32, bos_token_id=0,
+        eos_token_id=0, pad_token_id=None,
+    )  # fmt: skip
+    return transformers.LlamaForCausalLM(cfg).eval()
+
+
+@pytest.fixture
+def token_file(tmp_path: Path) -> Path:
+    """7 sequences of 12 token ids, two of them right-padded with -100."""
+    ids = np.random.default_rng(0).integers(0, VOCAB, size=(7, 12))
+    ids[1, 8:] = -100
+    ids[4, 5:] = -100
+    path = tmp_path / "tokens.npy"
+    np.save(path, ids)
+    return path
+
+
+def saved(model: torch.nn.Module, folder: Path) -> Path:
+    model.save_pretrained(folder)
+    return folder
+
+
+def compute(tmp_path: Path, *args: str, name: str = "s.h5") -> landscape.Surface:
+    out = tmp_path / name
+    result = CliRunner().invoke(main, [
+        "compute", "--x=-1:1:3", "--y=-0.5:0.5:3", "--out", str(out), "--quiet", *args,
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return landscape.load(out)
+
+
+def hf_loss(model: torch.nn.Module, ids: torch.Tensor, d1: dict, d2: dict, a: float, b: float):
+    """The oracle: transformers' own causal-LM loss at θ + a·d1 + b·d2, one batch (token-weighted
+    over every non-padding target), and its next-token accuracy."""
+    import copy
+
+    moved = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, p in moved.named_parameters():
+            if name in d1:
+                p.add_(a * d1[name].double().to(p.dtype) + b * d2[name].double().to(p.dtype))
+        out = moved(input_ids=ids.clamp_min(0), attention_mask=(ids >= 0).long(), labels=ids)
+    pred, target = out.logits[:, :-1].argmax(-1), ids[:, 1:]
+    counted = target >= 0
+    return float(out.loss), float((pred == target)[counted].double().mean())
+
+
+@pytest.mark.parametrize("build", [gpt2, llama], ids=["gpt2", "llama"])
+def test_a_folder_surface_is_the_models_own_loss(tmp_path: Path, token_file: Path, build) -> None:
+    model = build()
+    folder = saved(model, tmp_path / "model")
+    s = compute(tmp_path, "--model", f"hf:{folder}", "--data", f"tokens:{token_file}")
+    ids = torch.from_numpy(np.load(token_file))
+    d1, d2 = s.directions
+    tied = model.config.tie_word_embeddings  # gpt2: lm_head is the embeddings, moved once
+    assert ("lm_head.weight" in d1) != tied
+    for i, j in POINTS:
+        loss, acc = hf_loss(model, ids, d1, d2, float(s.x[i]), float(s.y[j]))
+        assert s.loss[i, j] == pytest.approx(loss, rel=2e-6)
+        assert s.acc[i, j] == pytest.approx(acc, abs=1e-12)
+    assert s.attrs["predicted_tokens"] == int((ids[:, 1:] >= 0).sum())
+    info = CliRunner().invoke(main, ["info", str(s.path)]).output
+    assert "next-token cross-entropy" in info and "perplexity:" in info
+    assert "weights of the Hugging Face folder" in info
+
+
+def test_params_move_only_the_matching_tensors(tmp_path: Path, token_file: Path) -> None:
+    model = llama()
+    folder = saved(model, tmp_path / "model")
+    s = compute(
+        tmp_path, "--model", f"hf:{folder}", "--data", f"tokens:{token_file}",
+        "--params", "model.layers.1.*", "--exclude", "*norm*", "--ignore", "none",
+    )  # fmt: skip
+    d1, d2 = s.directions
+    names = [n for n, _ in model.named_parameters()]
+    expected = [n for n in names if n.startswith("model.layers.1.") and "norm" not in n]
+    assert sorted(d1) == sorted(expected)
+    ids = torch.from_numpy(np.load(token_file))
+    for i, j in POINTS[1:3]:
+        loss, _ = hf_loss(model, ids, d1, d2, float(s.x[i]), float(s.y[j]))
+        assert s.loss[i, j] == pytest.approx(loss, rel=2e-6)
+    info = CliRunner().invoke(main, ["info", str(s.path)]).output
+    assert "--params model.layers.1.*, --exclude *norm*: 7 tensors move" in info
+    bad = CliRunner().invoke(main, [
+        "compute", "--model", f"hf:{folder}", "--data", f"tokens:{token_file}", "--x=-1:1:3",
+        "--params", "model.layerz.*", "--out", str(tmp_path / "bad.h5"),
+    ])  # fmt: skip
+    assert bad.exit_code != 0 and "--params 'model.layerz.*' matches none" in bad.output
+    assert not (tmp_path / "bad.h5").exists()
+
+
+def test_the_api_on_a_model_object_gives_the_folder_surface(
+    tmp_path: Path, token_file: Path
+) -> None:
+    model = gpt2()
+    folder = saved(model, tmp_path / "model")
+    ref = compute(tmp_path, "--model", f"hf:{folder}", "--data", f"tokens:{token_file}")
+    ids = torch.from_numpy(np.load(token_file))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    s = landscape.compute(model, (ids, ids), x=(-1, 1, 3), y=(-0.5, 0.5, 3), progress=False)
+    np.testing.assert_allclose(s.loss, ref.loss, rtol=1e-6)
+    np.testing.assert_allclose(s.acc, ref.acc, rtol=1e-6)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    out = model(input_ids=ids.clamp_min(0))  # the caller's model is still a transformers model
+    assert hasattr(out, "logits")
+
+
+def test_a_lora_adapter_and_a_landscape_over_its_weights(tmp_path: Path, token_file: Path) -> None:
+    peft = pytest.importorskip("peft")
+    import copy
+
+    base = llama()
+    folder = saved(base, tmp_path / "model")
+    config = peft.LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"])
+    adapted = peft.get_peft_model(copy.deepcopy(base), config)
+    with torch.no_grad():  # lora_B starts at zero: give the adapter an effect
+        torch.manual_seed(1)
+        for name, p in adapted.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.2)
+    adapted.save_pretrained(tmp_path / "adapter")
+    s = compute(
+        tmp_path, "--model", f"hf:{folder}", "--adapter", str(tmp_path / "adapter"),
+        "--data", f"tokens:{token_file}", "--params", "*lora_*", "--ignore", "none",
+    )  # fmt: skip
+    d1, d2 = s.directions
+    assert len(d1) == 8 and all("lora_" in n for n in d1)  # A and B of q, v in 2 layers
+    oracle = peft.PeftModel.from_pretrained(copy.deepcopy(base), tmp_path / "adapter").eval()
+    ids = torch.from_numpy(np.load(token_file))
+    plain, _ = hf_loss(base, ids, {}, {}, 0.0, 0.0)
+    for i, j in POINTS:
+        loss, _ = hf_loss(oracle, ids, d1, d2, float(s.x[i]), float(s.y[j]))
+        assert s.loss[i, j] == pytest.approx(loss, rel=2e-6)
+    assert s.loss[1, 1] != pytest.approx(plain, rel=1e-4)  # the adapter is applied
+
+
+def test_a_flat_stream_is_cut_into_windows(tmp_path: Path) -> None:
+    stream = np.random.default_rng(2).integers(0, VOCAB, size=53)
+    np.save(tmp_path / "stream.npy", stream)
+    folder = saved(gpt2(), tmp_path / "model")
+    base = ["--model", f"hf:{folder}", "--data", f"tokens:{tmp_path / 'stream.npy'}"]
+    result = CliRunner().invoke(
+        main, ["compute", *base, "--x=-1:1:3", "--out", str(tmp_path / "a.h5")]
+    )
+    assert result.exit_code != 0 and "give --seq-len T" in result.output
+    s = compute(tmp_path, *base, "--seq-len", "10")
+    assert s.attrs["predicted_tokens"] == 5 * 9  # 5 windows of 10 (3 tokens left over)
+    assert "the last 3 tokens" in str(s.attrs["data"])
+
+
+def test_text_with_a_locally_trained_tokenizer(tmp_path: Path) -> None:
+    tokenizers = pytest.importorskip("tokenizers")
+    text = " ".join(["the cat sat on the mat and the dog ran to the cat"] * 30)
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(unk_token="[UNK]"))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tok.train_from_iterator([text], tokenizers.trainers.WordLevelTrainer(special_tokens=["[UNK]"]))
+    folder = saved(gpt2(), tmp_path / "model")
+    transformers.PreTrainedTokenizerFast(tokenizer_object=tok).save_pretrained(folder)
+    (tmp_path / "corpus.txt").write_text(text)
+    s = compute(
+        tmp_path, "--model", f"hf:{folder}", "--data", f"text:{tmp_path / 'corpus.txt'}",
+        "--seq-len", "16",
+    )  # fmt: skip
+    words = len(text.split())
+    assert s.attrs["predicted_tokens"] == (words // 16) * 15
+    assert np.isfinite(s.loss).all()
+
+
+def test_a_saved_dataset_with_padding(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    rng = np.random.default_rng(3)
+    rows = [rng.integers(0, VOCAB, size=n).tolist() for n in (5, 9, 3, 12)]
+    datasets.DatasetDict(
+        {"train": datasets.Dataset.from_dict({"input_ids": rows}),
+         "test": datasets.Dataset.from_dict({"input_ids": rows[:2]})}
+    ).save_to_disk(str(tmp_path / "ds"))  # fmt: skip
+    model = gpt2()
+    folder = saved(model, tmp_path / "model")
+    s = compute(tmp_path, "--model", f"hf:{folder}", "--data", f"hf-dataset:{tmp_path / 'ds'}")
+    ids = torch.full((4, 12), -100)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+    loss, _ = hf_loss(model, ids, *s.directions, float(s.x[2]), float(s.y[0]))
+    assert s.loss[2, 0] == pytest.approx(loss, rel=2e-6)
+    assert s.attrs["predicted_tokens"] == sum(len(r) - 1 for r in rows)
+
+
+def test_sequence_classification_keeps_the_class_loss(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(
+        vocab_size=VOCAB, n_positions=32, n_embd=16, n_layer=1, n_head=2, num_labels=3,
+        pad_token_id=0,
+    )  # fmt: skip
+    model = transformers.GPT2ForSequenceClassification(cfg).eval()
+    x = torch.randint(1, VOCAB, (10, 8))
+    y = torch.randint(0, 3, (10,))
+    s = landscape.compute(model, (x, y), x=(-1, 1, 3), progress=False)
+    with torch.no_grad():
+        logits = model(input_ids=x).logits
+    expected = torch.nn.functional.cross_entropy(logits, y).item()
+    assert s.loss[1] == pytest.approx(expected, rel=1e-6)
+    assert s.acc[1] == pytest.approx(float((logits.argmax(1) == y).float().mean()))
+
+
+def test_a_pickled_folder_is_refused(tmp_path: Path, token_file: Path) -> None:
+    model = gpt2()
+    folder = saved(model, tmp_path / "model")
+    (folder / "model.safetensors").unlink()  # weights as older transformers pickled them
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    result = CliRunner().invoke(main, [
+        "compute", "--model", f"hf:{folder}", "--data", f"tokens:{token_file}", "--x=-1:1:3",
+        "--out", str(tmp_path / "s.h5"),
+    ])  # fmt: skip
+    assert result.exit_code != 0 and "--unsafe-pickle" in result.output
+
+
+def test_bad_folders_are_named(tmp_path: Path, token_file: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    cases = {
+        str(tmp_path / "none"): "does not exist",
+        str(tmp_path / "empty"): "has no config.json",
+    }
+    for folder, message in cases.items():
+        result = CliRunner().invoke(main, [
+            "compute", "--model", f"hf:{folder}", "--data", f"tokens:{token_file}", "--x=-1:1:3",
+            "--out", str(tmp_path / "s.h5"),
+        ])  # fmt: skip
+        assert result.exit_code != 0 and message in result.output
+        assert result.output.startswith("Error:") and "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_workers_and_resume_on_a_folder(tmp_path: Path, token_file: Path) -> None:
+    folder = saved(gpt2(), tmp_path / "model")
+    args = ["--model", f"hf:{folder}", "--data", f"tokens:{token_file}"]
+    serial = compute(tmp_path, *args, name="serial.h5")
+    out = tmp_path / "w.h5"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    cmd = [sys.executable, "-m", "landscape", "compute", *args, "--x=-1:1:3", "--y=-0.5:0.5:3",
+           "--out", str(out), "--quiet", "--workers", "2"]  # fmt: skip
+    subprocess.run(cmd, check=True, env=env, timeout=300)
+    np.testing.assert_array_equal(landscape.load(out).loss, serial.loss)
+    again = subprocess.run(cmd[:-2], env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
