@@ -846,23 +846,41 @@ def export(surface_file: str, out: str, quantity: str | None, log: bool, fmt: st
 
 @main.command()
 @click.option(
-    "--out", "out_dir", default="results/demo", show_default=True, type=click.Path(file_okay=False)
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    help="Folder to write into [results/demo; with --llm, results/llm].",
+)
+@click.option(
+    "--llm",
+    is_flag=True,
+    help="A tiny GPT-2 trained for a minute on Python's own pydoc text (needs the hf extra).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @_library_errors
-def demo(out_dir: str, quiet: bool) -> None:
-    """Train a small MLP on scikit-learn's digits, compute its surface and plot it.
+def demo(out_dir: str | None, llm: bool, quiet: bool) -> None:
+    """Train a small MLP on scikit-learn's digits (or, with --llm, a tiny GPT on Python's pydoc
+    text), compute its surface and plot it.
 
     \b
     Example:
       landscape demo --out results/demo
+      landscape demo --llm --out results/llm
     """
     import matplotlib
 
     matplotlib.use("Agg")
-    from landscape.demo import run_demo
+    progress = None if quiet else _progress_bar
+    out_dir = out_dir or ("results/llm" if llm else "results/demo")
+    if llm:
+        from landscape.demo_llm import run_llm_demo
 
-    for line in run_demo(Path(out_dir), progress=None if quiet else _progress_bar, log=click.echo):
+        lines = run_llm_demo(Path(out_dir), progress=progress, log=click.echo)
+    else:
+        from landscape.demo import run_demo
+
+        lines = run_demo(Path(out_dir), progress=progress, log=click.echo)
+    for line in lines:
         click.echo(line)
 
 

@@ -151,7 +151,7 @@ def load_folder(name: str, unsafe_pickle: bool = False) -> nn.Module:
             "code; convert them to safetensors, or pass --unsafe-pickle if you trust the file"
         )
     try:
-        with _quiet(transformers):
+        with quiet(transformers):
             model = cls.from_pretrained(
                 str(folder),
                 local_files_only=True,
@@ -167,7 +167,7 @@ def load_folder(name: str, unsafe_pickle: bool = False) -> nn.Module:
 
 
 @contextlib.contextmanager
-def _quiet(transformers: Any) -> Iterator[None]:
+def quiet(transformers: Any) -> Iterator[None]:
     """transformers' own progress bars and config notes off while a folder loads: landscape
     reports what matters in its own lines."""
     logging = transformers.utils.logging

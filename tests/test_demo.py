@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.image as mpimg
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -27,3 +28,21 @@ def test_demo_trains_computes_and_plots(tmp_path: Path) -> None:
     assert (
         s.stored_analysis["train_loss"]["minimum"]["distance"] == 0
     )  # analysis stored in the file
+
+
+@pytest.mark.slow
+def test_the_llm_demo_trains_a_gpt_and_draws_its_surface(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    from landscape.demo_llm import run_llm_demo
+
+    paths = run_llm_demo(tmp_path, log=lambda _: None, seconds=3.0, grid="-1:1:5")
+    s = read_surface(tmp_path / "surface.h5")
+    assert s.done.all() and s.shape == (5, 5)
+    loss = s.values["test_loss"]
+    assert loss[2, 2] == loss.min()  # even 3 s of training puts θ at the bottom of the plane
+    assert loss[2, 2] < np.log(1024)  # and below the uniform guess over the vocabulary
+    assert (tmp_path / "gpt" / "model.safetensors").is_file()
+    assert (tmp_path / "gpt" / "tokenizer.json").is_file()
+    assert any(p.endswith("surface.html") for p in paths)
+    info = CliRunner().invoke(main, ["info", str(tmp_path / "surface.h5")]).output
+    assert "perplexity:" in info and "predicted tokens" in info
