@@ -29,6 +29,7 @@ from landscape.config import (
     MEMORY_FORMAT_CHOICES,
     NORM_CHOICES,
     SPLIT_CHOICES,
+    STORE_CHOICES,
     ComputeConfig,
     apply_overrides,
     load_yaml_file,
@@ -254,6 +255,7 @@ FLAG_KEYS = {
     "column": "data.column",
     "params": "direction.params",
     "exclude": "direction.exclude",
+    "store_directions": "direction.store",
     "direction": "direction.name",
     "seed": "direction.seed",
     "repeat": "direction.repeat",
@@ -333,6 +335,12 @@ def build_compute_config(
     metavar="GLOB",
     help="Move only the parameter tensors whose names match (repeatable): 'model.layers.11.*', "
     "'*.self_attn.*', '*lora_*'. The others stay at θ.",
+)
+@click.option(
+    "--store-directions",
+    type=click.Choice(STORE_CHOICES),
+    help="How the file keeps the directions: full (every tensor), seed (regenerated from the "
+    "seed on resume: a 1B-parameter run stores no 8 GB of them), auto (seed above 1 GiB) [auto].",
 )
 @click.option(
     "--exclude",
@@ -419,7 +427,8 @@ def compute(
 
     config = build_compute_config(ctx, config_file, model_args)
     progress = None if quiet else _progress_bar
-    result = run_compute(config, overwrite=overwrite, progress=progress, workers=workers)
+    log = None if quiet else functools.partial(click.echo, err=True)
+    result = run_compute(config, overwrite=overwrite, progress=progress, workers=workers, log=log)
     if quiet or result is None:  # ranks other than 0 print nothing
         return
     verb = "resumed" if result.resumed else "wrote"

@@ -18,14 +18,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from landscape import families, grid, parallel, params
+from landscape import families, grid, hf, memory, parallel, params
 from landscape._callable import api_callable
 from landscape._files import Output
-from landscape.config import ComputeConfig
+from landscape.config import SEEDED_DIRECTIONS, STORE_BY_SEED_BYTES, ComputeConfig
 from landscape.directions import DirectionContext, DirectionSet, build, load_directions, summarize
 from landscape.directions.base import alignment_warning, weight_alignment
+from landscape.directions.io import DirectionsNotStored, fingerprint
+from landscape.engine import eval_mode
 from landscape.engine.select import EngineChoice
-from landscape.errors import ConfigError, LandscapeWarning
+from landscape.errors import ConfigError, DirectionError, LandscapeWarning
 from landscape.evaluation import (
     FLUSH_POINTS,
     FLUSH_SECONDS,
@@ -80,13 +82,54 @@ def directions_for(
     count = config.dims
     if resume_from is not None:
         group = f"repeats/{repeat}/directions" if repeat else "directions"
-        return load_directions(str(resume_from), prep.theta, prep.centre, count, group)
+        try:
+            return load_directions(str(resume_from), prep.theta, prep.centre, count, group)
+        except DirectionsNotStored as kept:  # regenerated from the seed, checked against the file
+            built = directions_for(config, prep, resume_from=None, repeat=repeat)
+            if not np.allclose(fingerprint(built.vectors), kept.fingerprint, rtol=1e-9, atol=0):
+                raise DirectionError(
+                    f"{str(resume_from)!r} keeps its directions as their seed, but the directions "
+                    "this seed gives here differ from the file's (another torch version or "
+                    "device draws other numbers); rerun with --overwrite"
+                ) from None
+            return built
     if repeat:
         seed = config.direction.seed + repeat
         config = replace(config, direction=replace(config.direction, seed=seed))
     built = given if given is not None else _build_directions(config, prep)
     built.attrs.update(weight_alignment(built, prep.centre))  # cos(d, θ), which info reports
     return built
+
+
+MEMORY_NOTE_BYTES = 1 << 30  # runs that will need more than this are told their memory plan
+
+
+def memory_plan(config: ComputeConfig, prep: Session) -> memory.MemoryPlan:
+    """What the run will hold: its directions over the moved tensors, a working copy, one
+    batch's activations (measured at θ on a few real samples) and the file being created."""
+    moved = moved_tensors(config, prep) if not config.direction.file else list(prep.theta)
+    count = config.dims * config.direction.repeat
+    x, _ = next(iter(prep.data.batches(min(config.data.batch_size, 4), prep.device)))
+    with eval_mode(prep.model):
+        batch = min(config.data.batch_size, len(prep.data))
+        acts = memory.activation_bytes(prep.model, x, batch)
+    size = sum(prep.theta[n].numel() * prep.theta[n].element_size() for n in moved) * count
+    store = config.direction.store
+    if store == "auto":
+        seeded = not config.direction.file and config.direction.name in SEEDED_DIRECTIONS
+        store = "seed" if seeded and size > STORE_BY_SEED_BYTES else "full"
+    return memory.plan(prep.centre, moved, count, acts, store, prep.device)
+
+
+def store_mode(config: ComputeConfig, directions: DirectionSet, given: bool) -> str:
+    """How the file keeps the directions: ``seed`` (regenerated on resume) when asked, or under
+    ``auto`` for a seeded family whose directions exceed ``STORE_BY_SEED_BYTES``; else ``full``."""
+    d = config.direction
+    if d.store != "auto":
+        return d.store
+    seeded = not given and not d.file and d.name in SEEDED_DIRECTIONS
+    size = sum(t.numel() * t.element_size() for vec in directions.vectors for t in vec.values())
+    return "seed" if seeded and size * config.direction.repeat > STORE_BY_SEED_BYTES else "full"
 
 
 def moved_tensors(config: ComputeConfig, prep: Session) -> list[str]:
@@ -130,7 +173,17 @@ def _build_directions(config: ComputeConfig, prep: Session) -> DirectionSet:
         loss_fn=prep.loss_fn,
         device=prep.device,
     )
-    return build(ctx)
+    return in_weights_dtype(build(ctx), prep.theta)
+
+
+def in_weights_dtype(ds: DirectionSet, theta: dict) -> DirectionSet:
+    """Each direction tensor in its weight's dtype: θ + a·d stays in it (a bfloat16 model's
+    directions take half the memory of float32 ones); float32 weights keep them as built."""
+    for vec in ds.vectors:
+        for name, t in vec.items():
+            if name in theta and theta[name].dtype != t.dtype and theta[name].is_floating_point():
+                vec[name] = t.to(theta[name].dtype)
+    return ds
 
 
 def run_compute(
@@ -139,11 +192,13 @@ def run_compute(
     overwrite: bool = False,
     progress: ProgressFactory | None = None,
     workers: int = 1,
+    log: Callable[[str], None] | None = None,
 ) -> RunResult | None:
     """Compute (or resume) the surface described by ``config`` into ``config.out``.
 
     Under ``mpiexec -n P`` (or with ``workers`` > 1 local processes) the pending points are
-    sharded over the processes and rank 0 writes; ranks other than 0 return None.
+    sharded over the processes and rank 0 writes; ranks other than 0 return None. ``log``
+    prints the run's memory plan before it starts (for language models and runs above 1 GB).
     """
     comm = parallel.communicator(workers)
     if comm.rank != 0:
@@ -152,7 +207,7 @@ def run_compute(
             parallel.worker(config, comm.rank, comm.local_rank, comm.local_size, plan, comm)
         return None
     try:
-        return _run_root(config, None, overwrite, progress, comm)
+        return _run_root(config, None, overwrite, progress, comm, log=log)
     finally:
         comm.close()
 
@@ -178,6 +233,7 @@ def _run_root(
     progress: ProgressFactory | None,
     comm: Any,
     given: DirectionSet | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> RunResult:
     start = time.perf_counter()
     output = None
@@ -195,6 +251,10 @@ def _run_root(
         # anything is built: its directions are the run's
         stub = RunHeader(config, x, y, DirectionSet("", []), {}, prep.checkpoint_sha256, extra)
         source = output.existing(lambda p: check_resumable(p, stub))
+        memory = memory_plan(config, prep)  # before the directions take their share
+        if log is not None and (hf.task_of(prep.model) or memory.more > MEMORY_NOTE_BYTES):
+            log(memory.text())
+        memory.check()
         directions = directions_for(config, prep, resume_from=source, given=given)
         repeats = [
             directions_for(config, prep, resume_from=source, repeat=r)
@@ -225,8 +285,9 @@ def _run_root(
         )
         extra["engine"] = {**choice.report, "processes": comm.size}
         header = RunHeader(
-            config, x, y, directions, summarize(directions), prep.checkpoint_sha256, extra, repeats
-        )
+            config, x, y, directions, summarize(directions), prep.checkpoint_sha256, extra, repeats,
+            store_directions=store_mode(config, directions, given is not None),
+        )  # fmt: skip
         store = SurfaceStore.open_for_run(output, header)
     except (
         BaseException

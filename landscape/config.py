@@ -22,6 +22,8 @@ from landscape.errors import ConfigError
 # the families' names and facets come from their registry (landscape.families)
 DIRECTION_NAMES = families.NAMES
 IGNORE_CHOICES = ("biasbn", "none")
+STORE_CHOICES = ("auto", "full", "seed")  # how a file keeps its directions (direction.store)
+STORE_BY_SEED_BYTES = 1 << 30  # auto: directions above 1 GiB are kept as their seed
 # the spec a config records for an object handed to the Python API (provenance, never resolved)
 IN_MEMORY = "in-memory:"
 NORM_CHOICES = ("filter", "layer", "none")
@@ -94,6 +96,9 @@ class DirectionSpec:
     # no ``exclude`` glob, e.g. ``model.layers.11.*``, ``*.self_attn.*``, ``*lora_*``
     params: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
+    # how the file keeps the directions: ``full`` (every tensor), ``seed`` (regenerated from the
+    # seed on resume; seeded families only), ``auto`` (seed above STORE_BY_SEED_BYTES)
+    store: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,14 @@ class ComputeConfig:
     def __post_init__(self) -> None:
         _check_choice("direction.name", self.direction.name, DIRECTION_NAMES)
         _check_choice("direction.ignore", self.direction.ignore, IGNORE_CHOICES)
+        _check_choice("direction.store", self.direction.store, STORE_CHOICES)
+        if self.direction.store == "seed" and (
+            self.direction.file or self.direction.name not in SEEDED_DIRECTIONS
+        ):
+            raise ConfigError(
+                f"--store-directions seed regenerates directions from their seed, which only the "
+                f"random families draw from ({', '.join(SEEDED_DIRECTIONS)}); use full"
+            )
         _check_choice("direction.norm", self.direction.norm, NORM_CHOICES)
         _check_choice("data.split", self.data.split, SPLIT_CHOICES)
         _check_choice("eval.engine", self.eval.engine, ENGINE_CHOICES)
@@ -237,6 +250,7 @@ class ComputeConfig:
         d["model"].pop("checkpoint")
         for key in ("device", "engine", "compile", "memory_format", "memory_budget", "threads"):
             d["eval"].pop(key)
+        d["direction"].pop("store")  # how the directions are kept, not which they are
         return d
 
 

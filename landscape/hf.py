@@ -120,8 +120,11 @@ def _names(value: Any) -> tuple[str, ...]:
     return tuple(value) if isinstance(value, (list, tuple)) else (value,)
 
 
-def load_folder(name: str, unsafe_pickle: bool = False) -> nn.Module:
-    """The model an ``hf:DIR`` folder holds, at its weights, ready for ``model(x)``."""
+def load_folder(
+    name: str, unsafe_pickle: bool = False, dtype: torch.dtype | None = None
+) -> nn.Module:
+    """The model an ``hf:DIR`` folder holds, at its weights (in ``dtype``, default float32),
+    ready for ``model(x)``."""
     transformers = require_transformers()
     folder = folder_of(name)
     cfg = _read_config(folder)
@@ -158,7 +161,7 @@ def load_folder(name: str, unsafe_pickle: bool = False) -> nn.Module:
                 trust_remote_code=False,
                 use_safetensors=kind == "safetensors",
                 weights_only=not unsafe_pickle,
-                **_dtype_argument(transformers, torch.float32),
+                **_dtype_argument(transformers, dtype or torch.float32),
             )
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -191,6 +191,8 @@ def _mean_std(values: np.ndarray) -> str:
 
 # Direction attributes every method has; the rest are the method's own figures.
 _COMMON_ATTRS = {
+    "stored",
+    "fingerprint",
     "method",
     "count",
     "seed",
@@ -237,6 +239,11 @@ def _direction_lines(s: Surface) -> list[str]:
         line.append(f"{_PAD}warning: {warning}")
     if "source" in a:
         line.append(f"{_PAD}read from {a['source']}")
+    if _parsed(a.get("stored")) == "seed":
+        line.append(
+            f"{_PAD}kept as their seed (--store-directions seed): `landscape compute` regenerates "
+            "them on resume"
+        )
     used = set(_COMMON_ATTRS)
     for section in (_eigen_lines, _explained_lines, _source_lines):
         line.extend(section(a, used))

@@ -68,17 +68,60 @@ def cosine(a: TensorDict, b: TensorDict) -> float:
 
 
 def combine(
-    centre: TensorDict, directions: list[TensorDict], coords: tuple[float, ...]
+    centre: TensorDict,
+    directions: list[TensorDict],
+    coords: tuple[float, ...],
+    work: Workspace | None = None,
 ) -> OrderedDict[str, torch.Tensor]:
     """θ + Σ_k c_k·d_k on the tensors the directions cover; every other tensor as it is.
 
-    Returns a new dict; ``centre`` is never written.
+    Returns a new dict; ``centre`` is never written. With a ``work`` space the moved tensors are
+    written into its buffers, allocated once and reused at every point (a 1B-parameter model's
+    4 GB working copy is not allocated and faulted in again per point); the arithmetic is the
+    same either way, ``(θ + c_1·d_1) + c_2·d_2`` with each product rounded, so both give the same
+    bits. The returned tensors are then valid until the next call with that space.
     """
     out = OrderedDict(centre)
     for name in directions[0]:
         v = centre[name]
+        if work is not None:
+            out[name] = work.combine(
+                name, v, [(c, d[name]) for c, d in zip(coords, directions, strict=True)]
+            )
+            continue
         for c, d in zip(coords, directions, strict=True):
             if c != 0.0:
                 v = v + c * d[name]
         out[name] = v
     return out
+
+
+class Workspace:
+    """Buffers for one point's moved tensors and one scratch product, reused point after point."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[str, torch.Tensor] = {}
+        self.scratch: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+
+    def combine(
+        self, name: str, v: torch.Tensor, terms: list[tuple[float, torch.Tensor]]
+    ) -> torch.Tensor:
+        buf = self.buffers.get(name)
+        if buf is None or buf.shape != v.shape or buf.dtype != v.dtype:
+            buf = self.buffers[name] = torch.empty_like(v)
+        buf.copy_(v)
+        for c, d in terms:
+            if c != 0.0:
+                prod = self._scratch(d)
+                torch.mul(d, c, out=prod)  # c·d rounded, as in v + c * d
+                buf.add_(prod)
+        return buf
+
+    def _scratch(self, like: torch.Tensor) -> torch.Tensor:
+        key = (like.dtype, like.device)
+        flat = self.scratch.get(key)
+        if flat is None or flat.numel() < like.numel():
+            flat = self.scratch[key] = torch.empty(
+                like.numel(), dtype=like.dtype, device=like.device
+            )
+        return flat[: like.numel()].view(like.shape)

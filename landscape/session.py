@@ -70,6 +70,7 @@ class Session:
             seed=config.direction.seed,
             local_rank=local_rank,
             local_size=local_size,
+            weights_dtype=None if config.eval.dtype == "float32" else config.eval.dtype,
         )
 
     @classmethod
@@ -83,13 +84,15 @@ class Session:
         seed: int = 0,
         local_rank: int = 0,
         local_size: int = 1,
+        weights_dtype: str | None = None,
     ) -> Session:
         """Load the model spec at its checkpoint (or its initialization seeded by ``seed``),
-        the data spec and the loss spec: what ``compute``, ``curvature`` and ``inspect`` name."""
+        the data spec and the loss spec: what ``compute``, ``curvature`` and ``inspect`` name.
+        ``weights_dtype``: an ``hf:`` folder's weights are loaded in it (``bfloat16``)."""
         where = resolve_device(device)
         if where.type == "cuda" and local_size > 1 and where.index is None:
             where = torch.device("cuda", local_rank % torch.cuda.device_count())
-        network, ckpt_sha = _model_at(model, seed)
+        network, ckpt_sha = _model_at(model, seed, weights_dtype)
         if data.tokenizer is None and model.name.startswith(hf.PREFIX):
             data = replace(data, tokenizer=model.name[len(hf.PREFIX) :])  # text: the model's own
         evaluation = load_data(data)
@@ -232,13 +235,16 @@ class Session:
 # --- the model at the centre -------------------------------------------------------------------
 
 
-def _model_at(spec: ModelSpec, seed: int) -> tuple[torch.nn.Module, str]:
+def _model_at(
+    spec: ModelSpec, seed: int, weights_dtype: str | None = None
+) -> tuple[torch.nn.Module, str]:
     """The model a spec names at its checkpoint, and the checkpoint file's hash."""
     ckpt = spec.checkpoint
+    dtype = getattr(torch, weights_dtype) if weights_dtype else None
     with torch.random.fork_rng(devices=[]):
         # without a checkpoint the weights are the factory's initialization: make it reproducible
         torch.manual_seed(seed)
-        model = build_model(spec.name, spec.args, unsafe_pickle=spec.unsafe_pickle)
+        model = build_model(spec.name, spec.args, unsafe_pickle=spec.unsafe_pickle, dtype=dtype)
 
     def with_adapter(network: torch.nn.Module) -> torch.nn.Module:  # after the base's weights
         if not spec.adapter:
@@ -336,7 +342,8 @@ def weights_sha256(state: dict[str, torch.Tensor]) -> str:
     h = hashlib.sha256()
     for name, t in state.items():
         h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        # the tensor's bytes as they lie in memory (no copy; any dtype, bfloat16 included)
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
     return h.hexdigest()
 
 

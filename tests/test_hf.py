@@ -283,3 +283,37 @@ def test_workers_and_resume_on_a_folder(tmp_path: Path, token_file: Path) -> Non
     np.testing.assert_array_equal(landscape.load(out).loss, serial.loss)
     again = subprocess.run(cmd[:-2], env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
+
+
+def test_the_memory_plan_is_printed_and_checked(
+    tmp_path: Path, token_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from landscape import memory
+
+    model = llama()
+    folder = saved(model, tmp_path / "model")
+    args = ["compute", "--model", f"hf:{folder}", "--data", f"tokens:{token_file}", "--x=-1:1:3",
+            "--y=-1:1:3"]  # fmt: skip
+    ok = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "ok.h5")])
+    assert ok.exit_code == 0, ok.output
+    assert any(x.startswith("memory on cpu: weights") for x in ok.output.splitlines())
+    from landscape.compute import memory_plan
+    from landscape.config import ComputeConfig
+    from landscape.session import Session
+
+    config = ComputeConfig.from_dict({
+        "model": {"name": f"hf:{folder}"}, "data": {"name": f"tokens:{token_file}"},
+        "grid": {"x": "-1:1:3", "y": "-1:1:3"}, "direction": {"params": ["*.mlp.*"]},
+        "out": str(tmp_path / "p.h5"),
+    })  # fmt: skip
+    plan = memory_plan(config, Session.from_config(config))
+    moved = sum(p.numel() * 4 for n, p in model.named_parameters() if ".mlp." in n)
+    assert plan.weights >= sum(p.numel() * 4 for p in model.parameters())
+    assert (plan.directions, plan.working) == (2 * moved, moved)  # two directions, one copy
+    assert plan.file == 2 * 2 * moved  # float32 tensors in the in-memory image, and its copy
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 1000)
+    out = tmp_path / "big.h5"
+    refused = CliRunner().invoke(main, [*args, "--out", str(out)])
+    assert refused.exit_code != 0 and "but 0.0 MB are free" in refused.output
+    assert "--params" in refused.output and "Traceback" not in refused.output
+    assert not out.exists()

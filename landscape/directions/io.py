@@ -23,6 +23,29 @@ from landscape.directions.base import DirectionSet
 from landscape.errors import DirectionError
 
 
+class DirectionsNotStored(DirectionError):
+    """The file keeps its directions as their seed (``--store-directions seed``): whoever has the
+    model regenerates them and checks them against ``fingerprint``."""
+
+    def __init__(self, message: str, fingerprint: list) -> None:
+        super().__init__(message)
+        self.fingerprint = fingerprint
+
+
+def fingerprint(vectors: list) -> list[list[float]]:
+    """Per direction, [Σd, Σd²] over every tensor in float64, in name order: what a file that
+    keeps its directions by seed stores to check the regenerated ones against."""
+    out = []
+    for vec in vectors:
+        total, squares = 0.0, 0.0
+        for name in sorted(vec):
+            t = vec[name].detach().double()
+            total += float(t.sum())
+            squares += float(t.square().sum())
+        out.append([total, squares])
+    return out
+
+
 def load_directions(
     path: str,
     params: dict[str, torch.Tensor],
@@ -67,6 +90,16 @@ def load_directions(
 def _read_named(
     group: h5py.Group, path: str, state: dict[str, torch.Tensor], count: int
 ) -> DirectionSet:
+    stored = group.attrs.get("stored", "full")
+    if (stored.decode() if isinstance(stored, bytes) else str(stored)) == "seed":
+        import json
+
+        raise DirectionsNotStored(
+            f"{path!r} keeps its directions as their seed (--store-directions seed), not their "
+            "tensors; recompute them with the same model and seed (`landscape compute` resumes "
+            "such a file), or make the surface with --store-directions full",
+            json.loads(group.attrs["fingerprint"]),
+        )
     vectors = []
     for axis in "xy"[:count]:
         if axis not in group:
@@ -139,7 +172,9 @@ def _tensor(ds: h5py.Dataset, like: torch.Tensor, name: str, path: str) -> torch
             f"{path!r}: direction for {name} has shape {tuple(arr.shape)} but the model's tensor "
             f"has {tuple(like.shape)}; was it made for another --model?"
         )
-    return torch.from_numpy(arr.astype(np.float32, copy=False)).clone()
+    out = torch.from_numpy(arr.astype(np.float32, copy=False)).clone()
+    # in the weight's own dtype when that is a half type (a bfloat16 model's, stored as float32)
+    return out.to(like.dtype) if like.dtype in (torch.bfloat16, torch.float16) else out
 
 
 def _plain(value):

@@ -183,9 +183,12 @@ class PointEvaluatorBase:
 
     # --- one point's tensors -----------------------------------------------------------------
 
-    def point_state(self, coords: tuple[float, ...]) -> OrderedDict[str, torch.Tensor]:
-        """θ + Σ c_k·d_k with the buffers the BN policy calls for."""
-        point = params.combine(self.centre, self.directions, coords)
+    def point_state(
+        self, coords: tuple[float, ...], work: params.Workspace | None = None
+    ) -> OrderedDict[str, torch.Tensor]:
+        """θ + Σ c_k·d_k with the buffers the BN policy calls for; ``work``: reused buffers for
+        the moved tensors (valid until the next point)."""
+        point = params.combine(self.centre, self.directions, coords, work)
         if self.bn == "train":
             for name in self.bn_names:  # the private copy normalizes with batch statistics
                 point.pop(name, None)
@@ -237,6 +240,7 @@ class ReferenceEvaluator(PointEvaluatorBase):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._work = params.Workspace()  # one working copy of the moved tensors, reused
         self._compiled = None
         if self.compile:
 
@@ -247,7 +251,7 @@ class ReferenceEvaluator(PointEvaluatorBase):
 
     def evaluate(self, coords: tuple[float, ...]) -> PointResult:
         """Loss and accuracy at one point; ``coords`` has one entry per direction."""
-        point = self.point_state(coords)
+        point = self.point_state(coords, self._work)
         forward = self.forward(point)
         stats = PointStats.zeros(1)
         with eval_mode(self.module), torch.inference_mode(), self.autocast_context():

@@ -48,11 +48,17 @@ __all__ = ["BUILTIN_MODELS", "build_model", "is_builtin", "parse_model_args"]
 
 
 def build_model(
-    name: str, args: dict[str, Any] | None = None, *, unsafe_pickle: bool = False
+    name: str,
+    args: dict[str, Any] | None = None,
+    *,
+    unsafe_pickle: bool = False,
+    dtype: torch.dtype | None = None,
 ) -> nn.Module:
     """Build the model named by ``name`` with keyword ``args``; raise ConfigError if impossible.
 
     A ``torch.export`` program's pickled parts are read as tensors only unless ``unsafe_pickle``.
+    ``dtype``: the weights' dtype for an ``hf:`` folder (``--dtype bfloat16`` halves a large
+    model's memory); other models are built in float32 and ``--dtype`` is their autocast.
     """
     args = dict(args or {})
     builtin = _builtin_key(name)
@@ -66,7 +72,7 @@ def build_model(
             )
         from landscape.hf import load_folder
 
-        return load_folder(name, unsafe_pickle=unsafe_pickle)
+        return load_folder(name, unsafe_pickle=unsafe_pickle, dtype=dtype)
     if is_callable_spec(name):
         factory = resolve_callable(name, "model")
         if not callable(factory):

@@ -91,6 +91,7 @@ class RunHeader:
     checkpoint_sha256: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # data description, device, ...
     repeats: list[DirectionSet] = field(default_factory=list)  # directions of repeats 1..R-1
+    store_directions: str = "full"  # or "seed": only their fingerprint (direction.store)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -249,7 +250,7 @@ def _write_header(f: h5py.File, h: RunHeader) -> None:
     if h.y is not None:
         checksummed(f, "ycoordinates", np.asarray(h.y, dtype=np.float64))
     _write_points(f, cfg.data.split, h.shape)
-    _write_directions(f, h.directions, h.direction_attrs)
+    _write_directions(f, h.directions, h.direction_attrs, h.store_directions)
     # room for the analysis of each loss, filled in place once every point is done
     analysis = f.create_group("analysis")
     checksummed(analysis, f"{cfg.data.split}_loss", np.zeros(ANALYSIS_BYTES, dtype=np.uint8))
@@ -259,7 +260,7 @@ def _write_header(f: h5py.File, h: RunHeader) -> None:
         group = f.create_group(f"repeats/{r}")
         group.attrs["seed"] = cfg.direction.seed + r
         _write_points(group, cfg.data.split, h.shape)
-        _write_directions(group, ds, summarize(ds))
+        _write_directions(group, ds, summarize(ds), h.store_directions)
     for group, arrays in (
         ("trajectory", h.directions.trajectory),
         ("landmarks", h.directions.landmarks),
@@ -287,14 +288,27 @@ def _write_arrays(group: h5py.Group, arrays: dict[str, Any]) -> None:
             checksummed(group, key, arr.astype(np.float64))
 
 
-def _write_directions(f: h5py.Group, ds: DirectionSet, attrs: dict[str, Any]) -> None:
+def _write_directions(
+    f: h5py.Group, ds: DirectionSet, attrs: dict[str, Any], store: str = "full"
+) -> None:
+    """The directions' tensors under ``x`` and ``y`` with the family's attributes; ``store="seed"``
+    keeps only a fingerprint (``stored: seed``) that regenerated directions are checked against."""
     group = f.create_group("directions")
+    for key, value in attrs.items():
+        group.attrs[key] = _attr_value(value)
+    if store == "seed":
+        from landscape.directions.io import fingerprint
+
+        group.attrs["stored"] = "seed"
+        group.attrs["fingerprint"] = json.dumps(fingerprint(ds.vectors))
+        return
     for axis, vec in zip("xy", ds.vectors, strict=False):  # 1 or 2 directions
         sub = group.create_group(axis)
         for name, t in vec.items():
-            checksummed(sub, name, t.detach().cpu().numpy())
-    for key, value in attrs.items():
-        group.attrs[key] = _attr_value(value)
+            t = t.detach().cpu()
+            if t.dtype in (torch.bfloat16, torch.float16):
+                t = t.float()  # numpy has no bfloat16; exact, and read back in the weights' dtype
+            checksummed(sub, name, t.numpy())
 
 
 def check_resumable(path: Path, header: RunHeader) -> None:

@@ -1,0 +1,157 @@
+"""The memory a run needs, told before it starts and checked against what the device has free.
+
+A run holds, besides the model's weights W (already loaded when this is asked):
+
+- the directions: ``count`` tensors the size of the moved weights M, in the weights' dtype (built
+  in float32 first, so a half-precision model also needs a transient float32 copy of M);
+- one working copy θ + a·d1 + b·d2 of the moved weights, made per point (the per-point path);
+- the activations of one batch: measured on one real batch at θ (the sizes of every module's
+  output, the largest few live at once) plus, for a language model, the attention scores and the
+  logits the loss reads (``B·T·V`` floats, three times: logits, their float32 copy, log-softmax);
+- the file's directions while it is created in memory (HDF5's core driver) and copied out once,
+  twice their float32 size when stored in ``full``, nothing when kept as their seed.
+
+The estimate errs high: a run told it fits does fit, within the activations' rounding.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from landscape.errors import ConfigError
+
+GB = 1e9
+LIVE_OUTPUTS = 4  # of the per-module outputs, how many an inference forward holds at once
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    weights: int
+    directions: int
+    working: int
+    activations: int
+    build: int  # transient: float32 directions of a half-precision model while built
+    file: int
+    available: int | None  # free now (the weights already loaded), None when unknown
+    device: str
+
+    @property
+    def more(self) -> int:
+        """What the run will still allocate beyond the loaded weights, at its peak."""
+        return self.directions + self.working + self.activations + max(self.build, self.file)
+
+    def parts(self) -> list[str]:
+        parts = [
+            f"weights {size(self.weights)} (loaded)",
+            f"directions {size(self.directions)}",
+            f"working copy {size(self.working)}",
+            f"activations ~{size(self.activations)}",
+        ]
+        if self.file:
+            parts.append(f"file {size(self.file)} while written")
+        return parts
+
+    def text(self) -> str:
+        free = "" if self.available is None else f", {size(self.available)} free"
+        needed = f"{size(self.more)} more needed{free}"
+        return f"memory on {self.device}: {', '.join(self.parts())}: {needed}"
+
+    def check(self) -> None:
+        """ConfigError when the run cannot fit in what is free, naming the ways to shrink it."""
+        if self.available is None or self.more <= self.available:
+            return
+        raise ConfigError(
+            f"this run needs about {size(self.more)} more {self.device} memory than its loaded "
+            f"weights ({', '.join(self.parts()[1:])}), but {size(self.available)} are free; move "
+            "fewer tensors (--params), lower --batch-size, keep the directions as their seed "
+            "(--store-directions seed), use --dtype bfloat16, or use a bigger machine"
+        )
+
+
+def size(n: int) -> str:
+    """``4.40 GB``, ``12.3 MB``: bytes for a reader."""
+    return f"{n / GB:.2f} GB" if n >= 0.1 * GB else f"{n / 1e6:.1f} MB"
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Free memory on ``device`` now: MemAvailable on a Linux CPU, the CUDA free memory."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    if device.type == "cpu":
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        try:
+            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return None
+    return None
+
+
+def activation_bytes(model: torch.nn.Module, x: torch.Tensor, batch_size: int) -> int:
+    """Activations of one ``batch_size`` batch, from a forward on the sample batch ``x``: the
+    largest module outputs live at once, attention scores, and the loss's copies of the logits."""
+    sizes: list[int] = []
+
+    def record(_m: torch.nn.Module, _i: object, out: object) -> None:
+        if isinstance(out, torch.Tensor):
+            sizes.append(out.numel() * out.element_size())
+        elif isinstance(out, (tuple, list)):
+            sizes.extend(t.numel() * t.element_size() for t in out if isinstance(t, torch.Tensor))
+
+    handles = []
+    try:
+        handles = [m.register_forward_hook(record) for m in model.modules() if m is not model]
+        with torch.inference_mode():
+            logits = model(x)
+    except (RuntimeError, ValueError, TypeError, IndexError, AssertionError, AttributeError):
+        return 0  # a model that cannot run on this data: the run's probe says so, in one line
+    finally:
+        for h in handles:
+            h.remove()
+    if not isinstance(logits, torch.Tensor):
+        return 0
+    scale = batch_size / max(1, len(x))
+    live = sum(sorted(sizes, reverse=True)[:LIVE_OUTPUTS])
+    attention = _attention_scores(model, x)
+    return int(scale * (live + attention + 3 * logits.numel() * 4))
+
+
+def _attention_scores(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """B·heads·T² float32 scores of one attention layer (a transformer's config says its heads)."""
+    heads = getattr(getattr(model, "config", None), "num_attention_heads", None)
+    if not heads or x.ndim != 2:
+        return 0
+    return int(x.shape[0] * heads * x.shape[1] ** 2 * 4 * 2)
+
+
+def plan(
+    centre: dict[str, torch.Tensor],
+    moved: list[str],
+    count: int,
+    activations: int,
+    store: str,
+    device: torch.device,
+) -> MemoryPlan:
+    """The plan for ``count`` directions over the ``moved`` tensors of ``centre``."""
+    moved_bytes = sum(centre[n].numel() * centre[n].element_size() for n in moved)
+    moved_f32 = sum(centre[n].numel() * 4 for n in moved)
+    half = any(centre[n].element_size() < 4 for n in moved)
+    return MemoryPlan(
+        weights=sum(t.numel() * t.element_size() for t in centre.values()),
+        directions=count * moved_bytes,
+        working=moved_bytes,
+        activations=activations,
+        build=count * moved_f32 if half else 0,
+        file=0 if store == "seed" else 2 * count * moved_f32,
+        available=available_bytes(device),
+        device=str(device),
+    )
