@@ -52,9 +52,20 @@ def filter_norms(t: torch.Tensor) -> torch.Tensor:
     return t.detach().reshape(t.shape[0], -1).double().norm(dim=1)
 
 
+INNER_CHUNK = 1 << 20  # elements converted to float64 at a time: a few MB, in cache
+
+
 def inner(a: TensorDict, b: TensorDict) -> float:
-    """⟨a, b⟩ summed over every tensor, in float64."""
-    return float(sum((a[k].double() * b[k].double()).sum() for k in a))
+    """⟨a, b⟩ summed over every tensor, in float64 (converted a chunk at a time, so a 1B-parameter
+    model's tensors are never copied whole to float64)."""
+    total = 0.0
+    for k in a:
+        x, y = a[k].detach().reshape(-1), b[k].detach().reshape(-1)
+        for s in range(0, x.numel(), INNER_CHUNK):
+            total += float(
+                torch.dot(x[s : s + INNER_CHUNK].double(), y[s : s + INNER_CHUNK].double())
+            )
+    return total
 
 
 def global_norm(a: TensorDict) -> float:
@@ -109,12 +120,18 @@ class Workspace:
         buf = self.buffers.get(name)
         if buf is None or buf.shape != v.shape or buf.dtype != v.dtype:
             buf = self.buffers[name] = torch.empty_like(v)
-        buf.copy_(v)
+        first = True
         for c, d in terms:
             if c != 0.0:
                 prod = self._scratch(d)
                 torch.mul(d, c, out=prod)  # c·d rounded, as in v + c * d
-                buf.add_(prod)
+                if first:
+                    torch.add(v, prod, out=buf)  # θ + c·d straight into the buffer, no copy
+                else:
+                    buf.add_(prod)
+                first = False
+        if first:  # every coordinate 0: θ itself
+            buf.copy_(v)
         return buf
 
     def _scratch(self, like: torch.Tensor) -> torch.Tensor:

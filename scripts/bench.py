@@ -2,6 +2,7 @@
 
     python scripts/bench.py                       # mlp on digits and resnet20 on synthetic CIFAR
     python scripts/bench.py --model resnet20 --grid 21 --samples 2000 --device cuda
+    python scripts/bench.py --model gpt2          # tokens/s on a GPT-2 (transformers), see below
 
 For each model, in one run and on the same directions and grid:
 1. ``landscape compute`` as a user runs it (``--engine auto``: engine choice, compile and all), timed
@@ -12,6 +13,13 @@ For each model, in one run and on the same directions and grid:
    before and half after the engine's run (a slow or fast spell of a shared machine then weighs on
    both sides), and its rate projected to the whole grid;
 3. a check that both give the same losses (max |Δloss| ≤ 1e-5) on those points;
+For ``--model gpt2`` (a 4-layer GPT-2 built from a config and saved as a Hugging Face folder, on
+random token windows) both sides are whole processes, start-up and imports included: ``python -m
+landscape compute --model hf:DIR --data tokens:FILE`` against a plain loop over the Hugging Face
+forward in its own process (``--plain-hf``: transformers' ``from_pretrained``, weights copied in
+place, ``no_grad``, ``model(input_ids, attention_mask, labels=...)``, the token-weighted mean of
+its losses), at the same points along the directions the engine stored; tokens/s on both sides.
+
 4. points/s, achieved GFLOP/s (FLOPs of one forward from ``torch.utils.flop_counter``), the ratio,
    and the share of this machine's matmul peak, measured here on a large float32 matmul (best of
    3). oneDNN's direct convolutions can beat that matmul, so the share can exceed 100%.
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from collections import OrderedDict
@@ -188,10 +197,97 @@ def bench_model(name: str, args: argparse.Namespace, work: Path, peak: float) ->
     }
 
 
+LLM_BATCH = 16
+
+
+def plain_hf(folder: str, tokens: str, surface: str) -> None:
+    """The plain loop a user writes around a transformers model, run as its own process: every
+    point of the surface's grid along its stored directions, one JSON line of losses and time."""
+    start = time.perf_counter()
+    import transformers
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+    with h5py.File(surface, "r") as f:
+        xs, ys = f["xcoordinates"][()], f["ycoordinates"][()]
+        d1 = {k: torch.from_numpy(v[()]) for k, v in f["directions/x"].items()}
+        d2 = {k: torch.from_numpy(v[()]) for k, v in f["directions/y"].items()}
+    ids = torch.from_numpy(np.load(tokens))
+    params = dict(model.named_parameters())
+    theta = {k: p.detach().clone() for k, p in params.items()}
+    losses = []
+    with torch.no_grad():
+        for a in xs:
+            for b in ys:
+                for name, p in params.items():
+                    if name in d1:
+                        p.copy_(theta[name] + float(a) * d1[name] + float(b) * d2[name])
+                total, count = 0.0, 0
+                for s in range(0, len(ids), LLM_BATCH):
+                    batch = ids[s : s + LLM_BATCH]
+                    n = int((batch[:, 1:] >= 0).sum())
+                    out = model(input_ids=batch.clamp_min(0), attention_mask=(batch >= 0).long(),
+                                labels=batch)  # fmt: skip
+                    total, count = total + float(out.loss) * n, count + n
+                losses.append(total / count)
+    print(json.dumps({"losses": losses, "seconds": time.perf_counter() - start, "tokens": count}))
+
+
+def bench_llm(args: argparse.Namespace, work: Path) -> dict:
+    """``landscape compute`` on a GPT-2 folder against ``plain_hf``, each its own process."""
+    import subprocess
+    import sys
+
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(vocab_size=4096, n_positions=128, n_embd=256, n_layer=4,
+                                  n_head=4, bos_token_id=0, eos_token_id=0)  # fmt: skip
+    transformers.GPT2LMHeadModel(cfg).save_pretrained(work / "gpt2")
+    tokens = work / "tokens.npy"
+    np.save(tokens, np.random.default_rng(0).integers(0, 4096, size=(args.llm_sequences, 128)))
+    side = args.grid or 5
+    out = work / "gpt2.h5"
+    cmd = [sys.executable, "-m", "landscape", "compute", "--model", f"hf:{work / 'gpt2'}",
+           "--data", f"tokens:{tokens}", f"--x=-1:1:{side}", f"--y=-1:1:{side}", "--out", str(out),
+           "--quiet", "--device", args.device, "--batch-size", str(LLM_BATCH)]  # fmt: skip
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    engine_seconds = time.perf_counter() - start
+    plain_cmd = [sys.executable, __file__, "--plain-hf", str(work / "gpt2"), str(tokens), str(out)]
+    start = time.perf_counter()
+    plain = json.loads(subprocess.run(plain_cmd, check=True, capture_output=True, text=True).stdout)
+    plain_seconds = time.perf_counter() - start
+    ours = read_surface(out).values["train_loss"].reshape(-1)
+    diff = np.abs(ours - np.array(plain["losses"]))
+    tokens_total = plain["tokens"] * side * side
+    return {
+        "model": "gpt2",
+        "device": args.device,
+        "grid": f"{side}x{side}",
+        "predicted_tokens_per_point": plain["tokens"],
+        "engine_seconds_whole_process": engine_seconds,
+        "plain_seconds_whole_process": plain_seconds,
+        "engine_tokens_per_s": tokens_total / engine_seconds,
+        "plain_tokens_per_s": tokens_total / plain_seconds,
+        "ratio": plain_seconds / engine_seconds,
+        "max_abs_loss_diff": float(diff.max()),
+        "max_rel_loss_diff": float(np.max(diff / np.abs(plain["losses"]))),
+    }
+
+
 def main() -> int:
+    if len(sys.argv) == 5 and sys.argv[1] == "--plain-hf":  # the plain loop's own process
+        plain_hf(*sys.argv[2:])
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--model", action="append", choices=["mlp", "resnet20"], help="repeatable [both]"
+        "--model",
+        action="append",
+        choices=["mlp", "resnet20", "gpt2"],
+        help="repeatable [mlp, resnet20]",
+    )
+    parser.add_argument(
+        "--llm-sequences", type=int, default=64, help="gpt2: token windows of 128 [64]"
     )
     parser.add_argument("--grid", type=int, help="points per axis [mlp 51, resnet20 21]")
     parser.add_argument(
@@ -209,6 +305,17 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.model or ["mlp", "resnet20"]:
+            if name == "gpt2":
+                row = bench_llm(args, Path(tmp))
+                rows.append(row)
+                print(
+                    f"gpt2      {row['grid']} grid, {row['predicted_tokens_per_point']} tokens a "
+                    f"point: engine {row['engine_tokens_per_s']:.0f} tokens/s (whole process "
+                    f"{row['engine_seconds_whole_process']:.1f} s) | plain HF loop "
+                    f"{row['plain_tokens_per_s']:.0f} tokens/s ({row['plain_seconds_whole_process']:.1f} s)"
+                    f" | ratio {row['ratio']:.2f}x | max |Δloss| {row['max_abs_loss_diff']:.1e}"
+                )
+                continue
             row = bench_model(name, args, Path(tmp), peak)
             rows.append(row)
             e = row["engine"]
