@@ -118,7 +118,9 @@ def memory_plan(config: ComputeConfig, prep: Session) -> memory.MemoryPlan:
     if store == "auto":
         seeded = not config.direction.file and config.direction.name in SEEDED_DIRECTIONS
         store = "seed" if seeded and size > STORE_BY_SEED_BYTES else "full"
-    return memory.plan(prep.centre, moved, count, acts, store, prep.device)
+    fam = families.FAMILIES.get(config.direction.name)
+    native = bool(fam and fam.builds_in_weights_dtype) and not config.direction.file
+    return memory.plan(prep.centre, moved, count, acts, store, prep.device, native)
 
 
 def store_mode(config: ComputeConfig, directions: DirectionSet, given: bool) -> str:
@@ -161,8 +163,8 @@ def _build_directions(config: ComputeConfig, prep: Session) -> DirectionSet:
     if take is not None:  # the family works on a seeded subset (the Hessian's), loaded once
         data = prep.subset(min(take, len(prep.data)))
     ctx = DirectionContext(
-        theta=OrderedDict(
-            (k, prep.theta[k].detach().cpu().float()) for k in moved_tensors(config, prep)
+        theta=params.Float32View(
+            OrderedDict((k, prep.theta[k].detach().cpu()) for k in moved_tensors(config, prep))
         ),
         spec=config.direction,
         count=count,

@@ -58,6 +58,8 @@ class Family:
     subset: Callable[[Any], int | None] = lambda spec: None  # samples it takes over, if fewer
     seed_note: str | None = None  # why another seed is no other surface, when not seeded
     options: tuple[Option, ...] = ()  # its own settings (flags and direction.<field> in YAML)
+    # builds tensor by tensor in the weights' dtype (no float32 copy of a half-precision model)
+    builds_in_weights_dtype: bool = False
 
 
 def _check_trajectory(spec: Any, dims: int, has_checkpoint: bool) -> None:
@@ -101,6 +103,7 @@ FAMILIES: dict[str, Family] = {
             "landscape.directions.filter_norm:build_filter_norm",
             "Gaussians rescaled filter by filter to the weights' norms (Li et al. 2018)",
             seeded=True,
+            builds_in_weights_dtype=True,
         ),
         Family(
             "qr-orthogonal",

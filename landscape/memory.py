@@ -140,8 +140,10 @@ def plan(
     activations: int,
     store: str,
     device: torch.device,
+    builds_in_weights_dtype: bool = False,
 ) -> MemoryPlan:
-    """The plan for ``count`` directions over the ``moved`` tensors of ``centre``."""
+    """The plan for ``count`` directions over the ``moved`` tensors of ``centre``;
+    ``builds_in_weights_dtype``: the family never holds float32 copies of half-precision ones."""
     moved_bytes = sum(centre[n].numel() * centre[n].element_size() for n in moved)
     moved_f32 = sum(centre[n].numel() * 4 for n in moved)
     half = any(centre[n].element_size() < 4 for n in moved)
@@ -150,7 +152,7 @@ def plan(
         directions=count * moved_bytes,
         working=moved_bytes,
         activations=activations,
-        build=count * moved_f32 if half else 0,
+        build=count * moved_f32 if half and not builds_in_weights_dtype else 0,
         file=0 if store == "seed" else 2 * count * moved_f32,
         available=available_bytes(device),
         device=str(device),

@@ -8,7 +8,7 @@ none; under ``ignore=biasbn`` directions are zero on them, as in Li et al. (2018
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import torch
 
@@ -23,6 +23,23 @@ def parameters_of(model: torch.nn.Module) -> OrderedDict[str, torch.Tensor]:
 def buffers_of(model: torch.nn.Module) -> OrderedDict[str, torch.Tensor]:
     """The model's buffers (BN running statistics, ...), detached (no copy)."""
     return OrderedDict((name, b.detach()) for name, b in model.named_buffers())
+
+
+class Float32View(Mapping):
+    """A read-only map of tensors seen in float32, each converted when it is read (no copy for
+    float32 ones): a bfloat16 model's weights are never copied whole to float32 at once."""
+
+    def __init__(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        self._tensors = tensors
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._tensors[name].float()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
 
 
 def select(names: list[str], include: list[str], exclude: list[str]) -> list[str]:

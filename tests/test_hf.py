@@ -317,3 +317,53 @@ def test_the_memory_plan_is_printed_and_checked(
     assert refused.exit_code != 0 and "but 0.0 MB are free" in refused.output
     assert "--params" in refused.output and "Traceback" not in refused.output
     assert not out.exists()
+
+
+@pytest.mark.mpi
+def test_mpi_ranks_write_the_serial_file_of_a_folder(tmp_path: Path, token_file: Path) -> None:
+    import shutil
+
+    mpiexec = shutil.which(
+        "mpiexec", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    )
+    if mpiexec is None:
+        pytest.skip("mpiexec not found (pip install mpi4py mpich)")
+    folder = saved(llama(), tmp_path / "model")
+    args = ["--model", f"hf:{folder}", "--data", f"tokens:{token_file}", "--device", "cpu"]
+    serial = compute(tmp_path, *args, name="serial.h5")
+    out = tmp_path / "m.h5"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), OMP_NUM_THREADS="1")
+    cmd = [mpiexec, "-n", "2", sys.executable, "-m", "landscape", "compute", *args,
+           "--x=-1:1:3", "--y=-0.5:0.5:3", "--out", str(out), "--quiet"]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    s = landscape.load(out)
+    assert '"processes": 2' in s.attrs["engine"]
+    np.testing.assert_array_equal(s.loss, serial.loss)
+
+
+def test_a_sharded_folder_and_a_layer_by_layer_sweep(tmp_path: Path, token_file: Path) -> None:
+    model = llama()
+    folder = tmp_path / "model"
+    model.save_pretrained(folder, max_shard_size="20KB")  # model.safetensors.index.json + shards
+    assert (folder / "model.safetensors.index.json").is_file()
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        f"model: {{name: 'hf:{folder}'}}\n"
+        f"data: {{name: 'tokens:{token_file}'}}\n"
+        "grid: {x: '-1:1:3'}\n"
+        f"out: {tmp_path / 'layer.h5'}\n"
+        "sweep:\n"
+        "  direction.params: ['model.layers.0.*', 'model.layers.1.*']\n"
+    )
+    result = CliRunner().invoke(main, ["sweep", str(sweep), "--quiet"])
+    assert result.exit_code == 0, result.output
+    files = sorted(tmp_path.glob("layer_*.h5"))
+    assert len(files) == 2
+    ids = torch.from_numpy(np.load(token_file))
+    for path, layer in zip(files, ("0", "1"), strict=True):
+        s = landscape.load(path)
+        (d1,) = s.directions
+        assert d1 and all(n.startswith(f"model.layers.{layer}.") for n in d1)
+        loss, _ = hf_loss(model, ids, d1, {k: 0 * v for k, v in d1.items()}, float(s.x[2]), 0.0)
+        assert s.loss[2] == pytest.approx(loss, rel=2e-6)

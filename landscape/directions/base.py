@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ class DirectionContext:
     itself (hessian): ``batches()`` yields ``(x, y)`` on ``device``.
     """
 
-    theta: OrderedDict[str, torch.Tensor]
+    theta: Mapping[str, torch.Tensor]  # read-only; float32 views of the moved weights
     spec: DirectionSpec
     count: int  # 1 or 2 directions
     state: OrderedDict[str, torch.Tensor] | None = None

@@ -55,16 +55,27 @@ def normalize_direction(
     return d  # 'none': the raw Gaussian
 
 
+def _dtype(ctx: DirectionContext, name: str) -> torch.dtype:
+    """The dtype the run keeps ``name``'s direction in: its weight's, when that is a half type."""
+    weight = ctx.state.get(name) if ctx.state is not None else None
+    if weight is not None and weight.dtype in (torch.bfloat16, torch.float16):
+        return weight.dtype
+    return torch.float32
+
+
 def build_filter_norm(ctx: DirectionContext) -> DirectionSet:
     theta, spec, count = ctx.theta, ctx.spec, ctx.count
     gen = torch.Generator(device="cpu").manual_seed(spec.seed)
     vectors = []
     for axis in "xy"[:count]:
-        raw = gaussian_like(theta, gen)
-        d = OrderedDict(
-            (k, normalize_direction(raw[k], theta[k], norm=spec.norm, ignore=spec.ignore))
-            for k in theta
-        )
+        # tensor by tensor: the same draws as gaussian_like (one stream, θ's order), but only
+        # one raw Gaussian alive at a time, and each result at once in its weight's dtype
+        d = OrderedDict()
+        for k, t in theta.items():
+            raw = torch.randn(t.shape, generator=gen, dtype=torch.float32)
+            d[k] = normalize_direction(raw, t, norm=spec.norm, ignore=spec.ignore).to(
+                _dtype(ctx, k)
+            )
         check_not_degenerate(d, axis)
         vectors.append(d)
     return DirectionSet(
