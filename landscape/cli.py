@@ -189,6 +189,10 @@ def model_and_data_options(
             "[the hf: model's folder].",
         ),
         click.option("--column", help="hf-dataset: the column to read [input_ids, else text]."),
+        click.option(
+            "--labels", "label_column", metavar="COLUMN",
+            help="hf-dataset: a column of class labels, the targets of a sequence classifier.",
+        ),
     ]  # fmt: skip
 
     def apply(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -253,6 +257,7 @@ FLAG_KEYS = {
     "seq_len": "data.seq_len",
     "tokenizer": "data.tokenizer",
     "column": "data.column",
+    "label_column": "data.labels",
     "params": "direction.params",
     "exclude": "direction.exclude",
     "store_directions": "direction.store",
@@ -955,6 +960,7 @@ def inspect(
     seq_len: int | None,
     tokenizer: str | None,
     column: str | None,
+    label_column: str | None,
     seed: int,
     device: str,
     checkpoints: tuple[str, ...],
@@ -997,6 +1003,7 @@ def inspect(
             seq_len=seq_len,
             tokenizer=tokenizer,
             column=column,
+            labels=label_column,
         ),
         checkpoints=checkpoints,
         epsilon=epsilon,

@@ -66,6 +66,7 @@ class DataSpec:
     seq_len: int | None = None
     tokenizer: str | None = None
     column: str | None = None
+    labels: str | None = None  # hf-dataset: a column of class labels (sequence classifiers)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ themselves: a causal LM's loss compares the logits at t with the token at t + 1.
 - ``hf-dataset:DIR``: a Hugging Face ``datasets`` folder written by ``save_to_disk`` (a Dataset,
   or a DatasetDict whose ``split`` is read), one sequence per row from ``column``: token ids as
   they are, or text encoded with the tokenizer; rows are cut to ``seq_len`` (when given) and
-  padded to the longest.
+  padded to the longest. With ``labels`` (a column of class ids) the targets are those labels,
+  for a sequence classifier; without, the inputs themselves (a causal LM's next tokens).
 
 A ``.pt`` file is read with ``weights_only=True`` and a tokenizer folder without remote code, so
 none of these files can run code.
@@ -174,6 +175,18 @@ def load_hf_dataset(folder: str, split: str, spec: DataSpec) -> Any:
         tok = tokenizer(spec.tokenizer, where)
         rows = [tok(r, add_special_tokens=False)["input_ids"] for r in rows]
     ids = _padded([_integers(r, f"{where} column {column!r}") for r in rows], spec.seq_len)
+    if spec.labels:  # a sequence classifier's set: the inputs, and one class label per row
+        if spec.labels not in ds.column_names:
+            raise DataError(
+                f"{where} has no column {spec.labels!r} for --labels; it has "
+                f"{', '.join(ds.column_names)}"
+            )
+        labels = _integers(ds[spec.labels], f"{where} column {spec.labels!r}")
+        if labels.ndim != 1:
+            raise DataError(f"{where} column {spec.labels!r} must hold one integer per row")
+        from landscape.data import _Raw
+
+        return _Raw(ids, labels, one_set=one_set)
     _check_predicted(ids, where)
     return _raw(ids, [], one_set=one_set)
 

@@ -243,6 +243,30 @@ def test_sequence_classification_keeps_the_class_loss(tmp_path: Path) -> None:
     assert s.acc[1] == pytest.approx(float((logits.argmax(1) == y).float().mean()))
 
 
+def test_a_sequence_classifier_folder_on_a_labelled_dataset(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(
+        vocab_size=VOCAB, n_positions=32, n_embd=16, n_layer=1, n_head=2, num_labels=3,
+        pad_token_id=0,
+    )  # fmt: skip
+    model = transformers.GPT2ForSequenceClassification(cfg).eval()
+    folder = saved(model, tmp_path / "model")
+    x = torch.randint(1, VOCAB, (10, 8))
+    y = torch.randint(0, 3, (10,))
+    datasets.Dataset.from_dict({"input_ids": x.tolist(), "label": y.tolist()}).save_to_disk(
+        str(tmp_path / "ds")
+    )
+    s = compute(
+        tmp_path, "--model", f"hf:{folder}", "--data", f"hf-dataset:{tmp_path / 'ds'}",
+        "--labels", "label",
+    )  # fmt: skip
+    with torch.no_grad():
+        logits = model(input_ids=x).logits
+    assert s.loss[1, 1] == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item())
+    assert "predicted_tokens" not in s.attrs  # a per-sample loss: one label per sequence
+
+
 def test_a_pickled_folder_is_refused(tmp_path: Path, token_file: Path) -> None:
     model = gpt2()
     folder = saved(model, tmp_path / "model")
