@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from landscape import families, grid, hf, memory, parallel, params
+from landscape import _malloc, families, grid, hf, memory, parallel, params
 from landscape._callable import api_callable
 from landscape._files import Output
 from landscape.config import SEEDED_DIRECTIONS, STORE_BY_SEED_BYTES, ComputeConfig
@@ -202,6 +202,7 @@ def run_compute(
     sharded over the processes and rank 0 writes; ranks other than 0 return None. ``log``
     prints the run's memory plan before it starts (for language models and runs above 1 GB).
     """
+    _malloc.tune()  # activation buffers reused, not faulted in again at every layer
     comm = parallel.communicator(workers)
     if comm.rank != 0:
         plan = comm.broadcast_plan(None)

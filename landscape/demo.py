@@ -58,18 +58,29 @@ def run_demo(
     ckpt = out_dir / "mlp_digits.pt"
     torch.save({"state_dict": train_mlp().state_dict()}, ckpt)
     config = ComputeConfig.from_dict(_config(str(out_dir / "surface.h5"), str(ckpt)))
-    (out_dir / "config.yaml").write_text(config.to_yaml())
     log(f"computing a 51 x 51 filter-normalized surface into {config.out} ...")
+    return [str(ckpt), *compute_and_draw(config, out_dir, progress, log)]
+
+
+def compute_and_draw(
+    config: ComputeConfig,
+    out_dir: Path,
+    progress: ProgressFactory | None,
+    log: Callable[[str], None],
+) -> list[str]:
+    """The demos' second half: the config saved, the surface computed, every figure and the 3-D
+    view drawn into ``out_dir``; the paths written."""
+    (out_dir / "config.yaml").write_text(config.to_yaml())
     result = run_compute(config, overwrite=True, progress=progress)
     log(
-        f"{result.total} points in {result.seconds:.1f} s ({result.points_per_second:.0f} points/s)"
+        f"{result.total} points in {result.seconds:.1f} s ({result.points_per_second:.1f} points/s)"
     )
     from landscape.store import read_surface
 
     surface = read_surface(config.out)
     figures = render_all(surface, out_dir)
     view = export_surface(surface, out_dir / "surface.html", log=True)  # opens with no network
-    return [str(ckpt), str(out_dir / "config.yaml"), config.out, *map(str, figures), str(view)]
+    return [str(out_dir / "config.yaml"), config.out, *map(str, figures), str(view)]
 
 
 def _config(out: str, checkpoint: str | None = None) -> dict:

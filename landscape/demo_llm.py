@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from landscape._files import writable_folder
-from landscape.compute import ProgressFactory, run_compute
+from landscape.compute import ProgressFactory
 from landscape.config import ComputeConfig
 
 SEQ_LEN = 64
@@ -121,17 +121,11 @@ def run_llm_demo(
             "out": str(out_dir / "surface.h5"),
         }
     )
-    (out_dir / "config.yaml").write_text(config.to_yaml())
     log(f"computing the surface over {len(windows)} held-out windows of {SEQ_LEN} tokens ...")
-    result = run_compute(config, overwrite=True, progress=progress)
-    log(
-        f"{result.total} points in {result.seconds:.1f} s ({result.points_per_second:.1f} points/s)"
-    )
-    from landscape.plot import render_all
-    from landscape.plot.export import export_surface
-    from landscape.store import read_surface
+    from landscape.demo import compute_and_draw
 
-    surface = read_surface(config.out)
-    figures = render_all(surface, out_dir)
-    view = export_surface(surface, out_dir / "surface.html", log=True)
-    return [str(folder), str(out_dir / "tokens.npy"), config.out, *map(str, figures), str(view)]
+    return [
+        str(folder),
+        str(out_dir / "tokens.npy"),
+        *compute_and_draw(config, out_dir, progress, log),
+    ]

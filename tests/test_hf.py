@@ -226,13 +226,18 @@ def test_a_saved_dataset_with_padding(tmp_path: Path) -> None:
     assert s.attrs["predicted_tokens"] == sum(len(r) - 1 for r in rows)
 
 
-def test_sequence_classification_keeps_the_class_loss(tmp_path: Path) -> None:
+def classifier() -> torch.nn.Module:
+    """A 1-layer GPT-2 with a 3-class sequence-classification head."""
     torch.manual_seed(0)
     cfg = transformers.GPT2Config(
         vocab_size=VOCAB, n_positions=32, n_embd=16, n_layer=1, n_head=2, num_labels=3,
         pad_token_id=0,
     )  # fmt: skip
-    model = transformers.GPT2ForSequenceClassification(cfg).eval()
+    return transformers.GPT2ForSequenceClassification(cfg).eval()
+
+
+def test_sequence_classification_keeps_the_class_loss(tmp_path: Path) -> None:
+    model = classifier()
     x = torch.randint(1, VOCAB, (10, 8))
     y = torch.randint(0, 3, (10,))
     s = landscape.compute(model, (x, y), x=(-1, 1, 3), progress=False)
@@ -245,12 +250,7 @@ def test_sequence_classification_keeps_the_class_loss(tmp_path: Path) -> None:
 
 def test_a_sequence_classifier_folder_on_a_labelled_dataset(tmp_path: Path) -> None:
     datasets = pytest.importorskip("datasets")
-    torch.manual_seed(0)
-    cfg = transformers.GPT2Config(
-        vocab_size=VOCAB, n_positions=32, n_embd=16, n_layer=1, n_head=2, num_labels=3,
-        pad_token_id=0,
-    )  # fmt: skip
-    model = transformers.GPT2ForSequenceClassification(cfg).eval()
+    model = classifier()
     folder = saved(model, tmp_path / "model")
     x = torch.randint(1, VOCAB, (10, 8))
     y = torch.randint(0, 3, (10,))

@@ -11,6 +11,7 @@ that the surface file records.
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -144,7 +145,13 @@ def choose_engine(
         # a transformer: vmap over K stacked copies of its weights costs K× the memory and gains
         # nothing on a sequence-length-bound forward; one point at a time
         engines = ["reference"]
+    if request.engine == "auto" and device.type == "cpu" and has_conv2d(model):
+        # on a CPU, oneDNN's convolutions are already at the cores' limit for one point: K points
+        # per call only add memory traffic (2× slower measured on ResNet-20), never time them
+        engines = [e for e in engines if not ENGINES[e].points_per_call] or engines
     candidates = [(e, cl) for e in engines for cl in formats]
+    total = len_of(batches)
+    sizes = _batch_sizes(request, device, batch, total)
 
     def make(
         engine: str, channels_last: bool, data: Batches, compile: bool = False
@@ -156,26 +163,40 @@ def choose_engine(
         return cls(*common, data, loss_fn, **opts)
 
     report: dict[str, Any] = {"device": str(device), "k": k, "batch_size": batch, "timings": {}}
-    if len(candidates) > 1:
-        few = _first_batches(batches, TIMING_BATCHES)
+    labels: dict[str, tuple[str, bool, int]] = {}
+
+    def time_one(engine: str, cl: bool, b: int) -> None:
+        """One candidate's seconds for a whole point, projected from a few batches."""
+        label = f"{engine}{'+channels-last' if cl else ''}" + (f"@{b}" if len(sizes) > 1 else "")
+        labels[label] = (engine, cl, b)
+        few, samples = _timing_batches(batches_of(b), b, total, len(sizes) > 1)
+        try:
+            per_call = k if ENGINES[engine].points_per_call else 1
+            seconds = _seconds_per_point(make(engine, cl, few), per_call, TIMING_REPEATS)
+        except (RuntimeError, NotImplementedError, ValueError) as exc:
+            # e.g. vmap over a torch.export graph: this candidate cannot run on this model
+            report.setdefault("unavailable", {})[label] = str(exc).strip().splitlines()[0][:200]
+            return
+        report["timings"][label] = seconds * total / samples
+
+    if len(candidates) > 1 or len(sizes) > 1:
+        # first the engines and layouts at --batch-size, then the smaller batches for the best
+        # of them (one point at a time only): a handful of timings, not every combination
         for engine, cl in candidates:
-            label = f"{engine}{'+channels-last' if cl else ''}"
-            try:
-                per_call = k if ENGINES[engine].points_per_call else 1
-                seconds = _seconds_per_point(make(engine, cl, few), per_call)
-            except (RuntimeError, NotImplementedError, ValueError) as exc:
-                # e.g. vmap over a torch.export graph: this candidate cannot run on this model
-                report.setdefault("unavailable", {})[label] = str(exc).strip().splitlines()[0][:200]
-                continue
-            report["timings"][label] = seconds
+            time_one(engine, cl, batch)
         if not report["timings"]:
             raise ConfigError(f"no evaluation path runs this model: {report.get('unavailable')}")
+        engine, cl, _ = labels[min(report["timings"], key=report["timings"].get)]
+        if not ENGINES[engine].points_per_call:
+            for b in sizes:
+                if b != batch:
+                    time_one(engine, cl, b)
         best = min(report["timings"], key=report["timings"].get)
-        engine, cl = next(
-            (e, c) for e, c in candidates if f"{e}{'+channels-last' if c else ''}" == best
-        )
-        scale = _batch_count(batches) / TIMING_BATCHES
-        per_point = report["timings"][best] * scale
+        engine, cl, chosen = labels[best]
+        per_point = report["timings"][best]
+        if chosen != batch:
+            batch, batches = chosen, batches_of(chosen)
+            report["batch_size"] = batch
     else:
         engine, cl = candidates[0]
         per_point = None
@@ -260,17 +281,47 @@ def _first_batches(batches: Batches, n: int) -> Batches:
     return lambda: itertools.islice(batches(), n)
 
 
-def _batch_count(batches: Batches) -> int:
-    return sum(1 for _ in batches())
+CPU_BATCH_SIZES = (64, 128, 256)  # besides --batch-size: smaller batches stay in the L2 cache
+TIMING_REPEATS = 2  # timed passes per candidate (the best counts), after one warm-up pass
+TIMING_SAMPLES = (
+    256  # each batch-size candidate is timed on about this many samples (all, if fewer)
+)
 
 
-def _seconds_per_point(evaluator: PointEvaluatorBase, k: int) -> float:
-    """Time one chunk of k points after a warm-up chunk; seconds per point."""
+def len_of(batches: Batches) -> int:
+    """Samples in the evaluation set the batches cover."""
+    return sum(int(y.shape[0]) for _, y in batches())
+
+
+def _batch_sizes(request: EngineRequest, device: torch.device, batch: int, total: int) -> list[int]:
+    """The batch sizes auto times: on a CPU under ``bn eval`` (where the batch changes no value),
+    the smaller of CPU_BATCH_SIZES and ``--batch-size`` itself, which stays the largest batch."""
+    bn = request.options.get("bn", "eval")
+    if request.engine != "auto" or device.type != "cpu" or bn != "eval":
+        return [batch]
+    sizes = sorted({b for b in CPU_BATCH_SIZES if b < batch and b < total} | {batch})
+    return sizes
+
+
+def _timing_batches(batches: Batches, size: int, total: int, many: bool) -> tuple[Batches, int]:
+    """The batches one candidate is timed on, and how many samples they hold: TIMING_BATCHES
+    batches, or, when batch sizes are compared, about TIMING_SAMPLES samples of each size."""
+    n = TIMING_BATCHES if not many else max(1, -(-min(TIMING_SAMPLES, total) // size))
+    samples = min(total, n * size)
+    return _first_batches(batches, n), samples
+
+
+def _seconds_per_point(evaluator: PointEvaluatorBase, k: int, repeats: int = 1) -> float:
+    """The best of ``repeats`` timings of one chunk of k points, after a warm-up chunk; seconds
+    per point (the best, since a shared machine only ever slows a timing down)."""
     points = [(0.0,) * len(evaluator.directions)] * k
     evaluator.evaluate_block(points)  # warm-up: allocations, lazy inits
-    start = time.perf_counter()
-    evaluator.evaluate_block(points)
-    return (time.perf_counter() - start) / k
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        evaluator.evaluate_block(points)
+        best = min(best, (time.perf_counter() - start) / k)
+    return best
 
 
 def _compile_decision(
