@@ -79,3 +79,54 @@ def point_coords(flat: int, x: np.ndarray, y: np.ndarray | None) -> tuple[float,
 def split_pending(pending: np.ndarray, parts: int) -> list[np.ndarray]:
     """Deal pending points round-robin into ``parts`` shares (neighbouring points spread out)."""
     return [pending[r::parts] for r in range(parts)]
+
+
+# --- coarse-to-fine order ---------------------------------------------------------------------
+# Level ℓ of an axis of n points is the sub-lattice round(k·(n−1) / 2^(ℓ+1)), k = 0..2^(ℓ+1):
+# 3 points (both ends and the middle), then 5, 9, 17, ... until every index is in. A grid point's
+# level is the larger of its two axes' levels; points are computed level by level, so every prefix
+# of a run covers the whole plane (3×3, then 5×5, 9×9, ...) and a long run shows its picture early.
+
+
+def axis_levels(n: int) -> np.ndarray:
+    """The level of every index of an axis of ``n`` points (0 for the ends and the middle)."""
+    levels = np.full(n, -1, dtype=np.int64)
+    level = 0
+    while (levels < 0).any():
+        steps = 2 ** (level + 1)
+        members = np.unique(np.round(np.arange(steps + 1) * (n - 1) / steps).astype(np.int64))
+        fresh = members[levels[members] < 0]
+        levels[fresh] = level
+        level += 1
+    return levels
+
+
+def point_levels(shape: tuple[int, ...]) -> np.ndarray:
+    """Each grid point's level, flat in row-major order."""
+    per_axis = [axis_levels(n) for n in shape]
+    if len(per_axis) == 1:
+        return per_axis[0]
+    return np.maximum.outer(per_axis[0], per_axis[1]).reshape(-1)
+
+
+def coarse_to_fine(indices: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``indices`` (flat over repeats, ``r·P + k``) in coarse-to-fine order: by level, then
+    repeat, then position; a stable reordering, so the same pending set always gives one order."""
+    points = int(np.prod(shape))
+    levels = point_levels(shape)
+    idx = np.asarray(indices, dtype=np.int64)
+    return idx[np.lexsort((idx % points, idx // points, levels[idx % points]))]
+
+
+def complete_lattice(done: np.ndarray) -> list[np.ndarray] | None:
+    """Per axis, the indices of the finest level whose sub-lattice is all done (at least 3 points
+    an axis where the axis has them); None when not even the coarsest one is."""
+    shape = done.shape
+    per_axis = [axis_levels(n) for n in shape]
+    best = None
+    for level in range(int(max(a.max() for a in per_axis)) + 1):
+        picks = [np.flatnonzero(a <= level) for a in per_axis]
+        if not done[np.ix_(*picks)].all():
+            break
+        best = picks
+    return best

@@ -30,6 +30,9 @@ def format_info(surface: Surface, options: AnalysisOptions | None = None) -> str
     lines = [f"file:        {surface.path}", f"format:      {_format_name(surface)}"]
     lines.append(f"grid:        {_grid_text(surface)}")
     lines.append(f"done:        {_done_text(surface)}")
+    view = surface.computed_view()
+    if view is not surface:  # computed coarse to fine: the picture so far
+        lines.append(f"{_PAD}{view.notes[-1].removeprefix('partial: ')}: `landscape plot` draws it")
     nonfinite = sum(
         int(np.sum(surface.done & ~np.isfinite(v)))
         for q, v in surface.values.items()

@@ -56,6 +56,37 @@ class Surface(OnGrid):
     stored_analysis: dict[str, Any] = field(default_factory=dict)  # by quantity, /analysis
     # repeats 1..R-1 of a --repeat R file (the surface itself is repeat 0); empty otherwise
     repeats: list[Repeat] = field(default_factory=list)
+    # the whole grid's shape when this is the computed sub-lattice of a partial file (plots)
+    partial_of: tuple[int, ...] | None = None
+
+    def computed_view(self) -> Surface:
+        """A partial file as far as it is drawable: the finest coarse-to-fine sub-lattice whose
+        points are all done (``grid.complete_lattice``: 3×3, 5×5, 9×9, ...), as a surface over
+        the same plane; the surface itself when it is complete, holds repeats, or no such
+        lattice is done (a file computed in another order keeps its holes)."""
+        from dataclasses import replace
+
+        from landscape.grid import complete_lattice
+
+        if self.done.all() or self.repeats or not self.done.any():
+            return self
+        picks = complete_lattice(self.done)
+        if picks is None or min(len(p) for p in picks) < min(3, *self.done.shape):
+            return self
+        grid = np.ix_(*picks)
+        note = (
+            f"partial: drawn from the {' x '.join(str(len(p)) for p in picks)} sub-lattice of the "
+            f"{int(self.done.sum())} of {self.done.size} points computed so far"
+        )
+        return replace(
+            self,
+            x=self.x[picks[0]],
+            y=None if self.y is None else self.y[picks[1]],
+            values={q: np.asarray(v)[grid] for q, v in self.values.items()},
+            done=self.done[grid],
+            notes=[*self.notes, note],
+            partial_of=tuple(self.done.shape),
+        )
 
     @property
     def repeat_count(self) -> int:

@@ -200,6 +200,98 @@ def bench_model(name: str, args: argparse.Namespace, work: Path, peak: float) ->
 LLM_BATCH = 16
 
 
+def plain_process(model_name: str, checkpoint: str, npz: str, surface: str) -> None:
+    """The plain per-point loop as its own process: the built-in model at its checkpoint, the npz
+    samples, every grid point of ``surface`` along its stored directions, θ + a·d1 + b·d2 copied
+    into the model in place, ``eval()``, ``no_grad``, NCHW, batch 500. One JSON line out."""
+    start = time.perf_counter()
+    from landscape.models import build_model
+
+    model = build_model(model_name)
+    model.load_state_dict(torch.load(checkpoint, weights_only=True)["state_dict"])
+    model.eval()
+    arrays = np.load(npz)
+    x, y = torch.from_numpy(arrays["x"]), torch.from_numpy(arrays["y"]).long()
+    with h5py.File(surface, "r") as f:
+        xs, ys = f["xcoordinates"][()], f["ycoordinates"][()]
+        d1 = {k: torch.from_numpy(v[()]) for k, v in f["directions/x"].items()}
+        d2 = {k: torch.from_numpy(v[()]) for k, v in f["directions/y"].items()}
+    theta = {k: p.detach().clone() for k, p in model.named_parameters()}
+    points = [(float(a), float(b)) for a in xs for b in ys]
+    losses, _ = plain_loop(model, theta, d1, d2, x, y, points, torch.device("cpu"))
+    print(json.dumps({"losses": losses, "seconds": time.perf_counter() - start}))
+
+
+def _timed(cmd: list[str]) -> dict:
+    """Run one whole process; its wall time, CPU times and minor faults (from the children's
+    resource usage), and its stdout."""
+    import resource
+    import subprocess
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    user, sys_ = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+    return {
+        "wall": wall,
+        "user": user,
+        "sys": sys_,
+        "sys_share": sys_ / max(user + sys_, 1e-9),
+        "minor_faults": after.ru_minflt - before.ru_minflt,
+        "stdout": done.stdout,
+    }
+
+
+def bench_whole(args: argparse.Namespace, work: Path) -> dict:
+    """``landscape compute`` against the plain loop, each a whole process (start-up included),
+    on a ResNet-20 checkpoint and synthetic CIFAR-shaped samples, in ``--pairs`` interleaved
+    pairs (a slow spell of a shared machine then weighs on both sides); medians reported."""
+    from landscape.models import build_model
+
+    rng = np.random.default_rng(0)
+    npz, ckpt = work / "cifar.npz", work / "resnet20.pt"
+    np.savez(npz, x=rng.normal(size=(args.samples, 3, 32, 32)).astype(np.float32),
+             y=rng.integers(0, 10, args.samples))  # fmt: skip
+    torch.manual_seed(0)
+    torch.save({"state_dict": build_model("resnet20").state_dict()}, ckpt)
+    side = args.grid or 6
+    out = work / "whole.h5"
+    engine_cmd = [sys.executable, "-m", "landscape", "compute", "--model", "resnet20",
+                  "--checkpoint", str(ckpt), "--data", f"npz:{npz}", f"--x=-1:1:{side}",
+                  f"--y=-1:1:{side}", "--out", str(out), "--overwrite", "--quiet"]  # fmt: skip
+    plain_cmd = [sys.executable, __file__, "--plain-process", "resnet20", str(ckpt), str(npz),
+                 str(out)]  # fmt: skip
+    engine_runs, plain_runs = [], []
+    for _ in range(args.pairs):
+        engine_runs.append(_timed(engine_cmd))
+        plain_runs.append(_timed(plain_cmd))
+    ours = read_surface(out).values["train_loss"].reshape(-1)
+    theirs = np.array(json.loads(plain_runs[-1]["stdout"])["losses"])
+
+    def median(runs: list[dict], key: str) -> float:
+        return float(np.median([r[key] for r in runs]))
+
+    return {
+        "model": "resnet20 (whole processes)",
+        "grid": f"{side}x{side}",
+        "samples": args.samples,
+        "pairs": args.pairs,
+        "engine": json.loads(read_surface(out).attrs["engine"]),
+        **{
+            f"engine_{k}": median(engine_runs, k)
+            for k in ("wall", "user", "sys", "sys_share", "minor_faults")
+        },
+        **{
+            f"plain_{k}": median(plain_runs, k)
+            for k in ("wall", "user", "sys", "sys_share", "minor_faults")
+        },
+        "ratio": median(plain_runs, "wall") / median(engine_runs, "wall"),
+        "max_rel_loss_diff": float(np.max(np.abs(ours - theirs) / np.abs(theirs))),
+    }
+
+
 def plain_hf(folder: str, tokens: str, surface: str) -> None:
     """The plain loop a user writes around a transformers model, run as its own process: every
     point of the surface's grid along its stored directions, one JSON line of losses and time."""
@@ -279,13 +371,17 @@ def main() -> int:
     if len(sys.argv) == 5 and sys.argv[1] == "--plain-hf":  # the plain loop's own process
         plain_hf(*sys.argv[2:])
         return 0
+    if len(sys.argv) == 6 and sys.argv[1] == "--plain-process":
+        plain_process(*sys.argv[2:])
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--model",
         action="append",
-        choices=["mlp", "resnet20", "gpt2"],
-        help="repeatable [mlp, resnet20]",
+        choices=["mlp", "resnet20", "gpt2", "whole"],
+        help="repeatable [mlp, resnet20]; whole: resnet20, each side a whole process",
     )
+    parser.add_argument("--pairs", type=int, default=3, help="whole: interleaved pairs [3]")
     parser.add_argument(
         "--llm-sequences", type=int, default=64, help="gpt2: token windows of 128 [64]"
     )
@@ -305,6 +401,20 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.model or ["mlp", "resnet20"]:
+            if name == "whole":
+                row = bench_whole(args, Path(tmp))
+                rows.append(row)
+                e = row["engine"]
+                print(
+                    f"whole     {row['grid']} grid, {row['samples']} samples, median of "
+                    f"{row['pairs']} pairs: landscape compute {row['engine_wall']:.1f} s (sys "
+                    f"{100 * row['engine_sys_share']:.0f}% of CPU, {row['engine_minor_faults']:.0f} "
+                    f"faults; {e.get('engine')} channels_last={e.get('channels_last')} batch "
+                    f"{e.get('batch_size')}) | plain loop process {row['plain_wall']:.1f} s (sys "
+                    f"{100 * row['plain_sys_share']:.0f}%, {row['plain_minor_faults']:.0f} faults) | "
+                    f"ratio {row['ratio']:.2f}x | max rel |Δloss| {row['max_rel_loss_diff']:.1e}"
+                )
+                continue
             if name == "gpt2":
                 row = bench_llm(args, Path(tmp))
                 rows.append(row)
@@ -332,7 +442,8 @@ def main() -> int:
             )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2, default=str))
-    bad = [r["model"] for r in rows if r["max_abs_loss_diff"] > 1e-5]
+    bad = [r["model"] for r in rows if r.get("max_abs_loss_diff", 0) > 1e-5]
+    bad += [r["model"] for r in rows if "whole" in r["model"] and r["max_rel_loss_diff"] > 1e-6]
     if bad:
         print(f"DISAGREE: {bad} differ from the plain loop by more than 1e-5 in loss")
         return 1

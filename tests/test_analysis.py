@@ -268,7 +268,9 @@ def write_bowl_file(path: Path, hessian: np.ndarray, *, complete: bool = True) -
     header = RunHeader(cfg, x, y, ds, summarize(ds), "abc", {"weights_sha256": "w"})
     f = bowl_values(x, y, hessian).ravel()
     with SurfaceStore.open_for_run(path, header) as store:
-        todo = [int(k) for k in store.pending()][: None if complete else 100]
+        # partial: the first 100 points in row order (not the run's coarse-to-fine order, which
+        # would compute the centre among its first 9)
+        todo = sorted(int(k) for k in store.pending())[: None if complete else 100]
         store.write_block(todo, f[todo].tolist(), [0.5] * len(todo))
     return path
 

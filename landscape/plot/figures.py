@@ -293,7 +293,12 @@ def describe(surface: Surface) -> str:
     with contextlib.suppress(ValueError, AttributeError):  # formats with one set: no split
         split = json.loads(str(surface.attrs.get("data"))).get("split", split)
     where = _spec_name(str(data.get("name", "?"))) + (f" ({split})" if split else "")
-    return f"{model} on {where}, {method} directions"
+    partial = ""
+    if surface.partial_of is not None:  # a partial file's computed sub-lattice
+        partial = f", {' x '.join(map(str, surface.done.shape))} of " + " x ".join(
+            map(str, surface.partial_of)
+        )
+    return f"{model} on {where}, {method} directions{partial}"
 
 
 def _spec_name(spec: str) -> str:

@@ -171,6 +171,7 @@ def render_all(
     finite value yet are skipped; a surface with nothing to draw raises SurfaceFileError.
     """
     fmt = check_format(fmt)
+    surface = surface.computed_view()  # a partial run: its complete coarse sub-lattice
     picked = check_choice("plot kind", KINDS if kinds is None else kinds, KINDS)
     scale_list = check_choice("scale", scales, SCALES)
     applicable = ["1d"] if surface.dims == 1 else list(KINDS_2D)

@@ -131,8 +131,11 @@ class SurfaceStore(RunFile):
     # --- points ----------------------------------------------------------------------------
 
     def pending(self) -> np.ndarray:
-        """Indices of the points not done yet, in order, over every repeat (``r * P + k``)."""
-        return np.flatnonzero(~done_flags(self._f).reshape(-1))
+        """Indices of the points not done yet over every repeat (``r * P + k``), coarse to fine
+        (``grid.coarse_to_fine``): every prefix of the run covers the whole plane."""
+        from landscape.grid import coarse_to_fine
+
+        return coarse_to_fine(np.flatnonzero(~done_flags(self._f).reshape(-1)), self.shape)
 
     def write_block(
         self,
