@@ -7,6 +7,8 @@ import os
 # idle OpenMP threads sleep instead of spinning: on a machine whose cores other processes share
 # (CI runners, parallel test runs), spinning threads slowed tests 20-50x
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# compile records and the inductor cache of test runs stay out of the user's ~/.cache
+os.environ.setdefault("LANDSCAPE_CACHE", __import__("tempfile").mkdtemp(prefix="landscape-cache-"))
 
 from pathlib import Path
 

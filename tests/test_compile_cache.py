@@ -1,0 +1,78 @@
+"""--compile auto decides on compile costs measured here before, remembered per model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from landscape.engine import compile_cache
+from landscape.engine.select import COMPILE_SECONDS, _compile_decision
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("LANDSCAPE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    return tmp_path / "cache"
+
+
+def test_a_remembered_cost_and_speedup_decide(cache: Path) -> None:
+    cpu = torch.device("cpu")
+    # 40 points of 0.5 s at the default 1.6x save 7.5 s: not worth the assumed first compile
+    verdict, why = _compile_decision("auto", cpu, 0.5, 40)
+    assert not verdict and f"~{COMPILE_SECONDS['cpu']:.0f} s" in why and "assumed" in why
+    # a warm inductor cache measured here: 2.9 s, and a 1.58x gain: now it pays
+    verdict, why = _compile_decision("auto", cpu, 0.5, 40, {"seconds": 2.9, "speedup": 1.58})
+    assert verdict and "measured here before" in why and "1.58x" in why
+    # a compile that did not speed this model up is never chosen again
+    verdict, _ = _compile_decision("auto", cpu, 0.5, 4000, {"seconds": 2.9, "speedup": 0.97})
+    assert not verdict
+
+
+def test_records_are_kept_per_model_structure(cache: Path) -> None:
+    a = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    b = torch.nn.Sequential(torch.nn.Linear(4, 5))
+    cpu = torch.device("cpu")
+    ka, kb = (compile_cache.key(m, cpu, "reference", False, 128) for m in (a, b))
+    assert ka != kb and ka == compile_cache.key(a, cpu, "reference", False, 128)
+    assert ka != compile_cache.key(a, cpu, "reference", False, 256)
+    compile_cache.remember(ka, seconds=3.0)
+    compile_cache.remember(ka, speedup=1.5)
+    assert compile_cache.recall(ka) == {"seconds": 3.0, "speedup": 1.5}
+    assert compile_cache.recall(kb) is None
+    assert json.loads((cache / "compile.json").read_text())[ka]["seconds"] == 3.0
+    compile_cache.use_persistent_inductor_cache()
+    import os
+
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(cache / "inductor")
+
+
+def test_an_unwritable_cache_is_no_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("LANDSCAPE_CACHE", str(blocker / "cache"))  # under a file: cannot exist
+    compile_cache.remember("k", seconds=1.0)
+    assert compile_cache.recall("k") is None
+
+
+@pytest.mark.slow
+def test_a_compiled_run_remembers_its_cost(cache: Path, tmp_path: Path, tiny_npz: Path) -> None:
+    from click.testing import CliRunner
+
+    from landscape.cli import main
+    from landscape.store import read_surface
+
+    out = tmp_path / "c.h5"
+    result = CliRunner().invoke(main, [
+        "compute", "--model", "mlp", "--model-arg", "in_features=6", "--model-arg", "num_classes=3",
+        "--data", f"npz:{tiny_npz}", "--x=-1:1:3", "--compile", "on", "--out", str(out), "-q",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(read_surface(out).attrs["engine"])
+    assert report["compile"] is True and report["compile_seconds"] > 0
+    (record,) = json.loads((cache / "compile.json").read_text()).values()
+    assert record["seconds"] == report["compile_seconds"] and record["speedup"] > 0
+    assert any((cache / "inductor").iterdir())  # the kernels are cached beside it
