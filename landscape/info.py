@@ -548,9 +548,16 @@ def _noise_lines(surface: Surface) -> list[str]:
         value, se = float(surface.values[q][at]), float(surface.values[bar][at])
         if not (np.isfinite(value) and np.isfinite(se)):
             continue
+        # a language model's units are its predicted tokens, which are not independent within a
+        # sequence: the figure is then a lower bound on the sampling noise
+        units = (
+            "the predicted tokens, a lower bound: tokens of a sequence are not independent"
+            if "predicted_tokens" in surface.attrs
+            else "the samples"
+        )
         out.append(
             f"noise:       {q} at the centre {value:.6g} ± {se:.2g} (standard error of the mean "
-            "over the samples); losses closer than about 2 s.e. differ within sampling noise"
+            f"over {units}); losses closer than about 2 s.e. differ within sampling noise"
         )
     return out
 
