@@ -200,26 +200,140 @@ def bench_model(name: str, args: argparse.Namespace, work: Path, peak: float) ->
 LLM_BATCH = 16
 
 
-def plain_process(model_name: str, checkpoint: str, npz: str, surface: str) -> None:
-    """The plain per-point loop as its own process: the built-in model at its checkpoint, the npz
-    samples, every grid point of ``surface`` along its stored directions, θ + a·d1 + b·d2 copied
-    into the model in place, ``eval()``, ``no_grad``, NCHW, batch 500. One JSON line out."""
-    start = time.perf_counter()
-    from landscape.models import build_model
+def _cifar_folder(folder: Path, samples: int) -> Path:
+    """A CIFAR-10 folder of synthetic images (the python-pickle format): ``test_batch`` only."""
+    import pickle
 
-    model = build_model(model_name)
-    model.load_state_dict(torch.load(checkpoint, weights_only=True)["state_dict"])
-    model.eval()
-    arrays = np.load(npz)
-    x, y = torch.from_numpy(arrays["x"]), torch.from_numpy(arrays["y"]).long()
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    batch = {
+        "data": rng.integers(0, 256, size=(samples, 3072), dtype=np.uint8),
+        "labels": rng.integers(0, 10, samples).tolist(),
+    }
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump(batch, f)
+    return folder
+
+
+def _points_and_directions(surface: str) -> tuple[list, dict, dict]:
     with h5py.File(surface, "r") as f:
         xs, ys = f["xcoordinates"][()], f["ycoordinates"][()]
         d1 = {k: torch.from_numpy(v[()]) for k, v in f["directions/x"].items()}
         d2 = {k: torch.from_numpy(v[()]) for k, v in f["directions/y"].items()}
+    return [(float(a), float(b)) for a in xs for b in ys], d1, d2
+
+
+def _model_at(model_name: str, checkpoint: str) -> torch.nn.Module:
+    from landscape.models import build_model
+
+    model = build_model(model_name)
+    model.load_state_dict(torch.load(checkpoint, weights_only=True)["state_dict"])
+    return model.eval()
+
+
+def plain_process(model_name: str, checkpoint: str, folder: str, surface: str) -> None:
+    """The plain per-point loop as its own process: the model at its checkpoint, the CIFAR
+    folder's test images as tensors, every grid point of ``surface`` along its stored directions,
+    θ + a·d1 + b·d2 copied into the model in place, ``eval()``, ``no_grad``, NCHW, batch 500."""
+    start = time.perf_counter()
+    from landscape.config import DataSpec
+    from landscape.data import load_data
+
+    model = _model_at(model_name, checkpoint)
+    x, y = load_data(DataSpec(f"cifar10:{folder}", split="test")).tensors()
+    points, d1, d2 = _points_and_directions(surface)
     theta = {k: p.detach().clone() for k, p in model.named_parameters()}
-    points = [(float(a), float(b)) for a in xs for b in ys]
     losses, _ = plain_loop(model, theta, d1, d2, x, y, points, torch.device("cpu"))
     print(json.dumps({"losses": losses, "seconds": time.perf_counter() - start}))
+
+
+class _PILSet(torch.utils.data.Dataset):
+    """CIFAR images as PIL images with torchvision-style ToTensor and Normalize, as Li et al.'s
+    plot_surface.py feeds them (written out here: torchvision does not install beside this torch)."""
+
+    def __init__(self, folder: str) -> None:
+        import pickle
+
+        from landscape.data import CIFAR10_MEAN, CIFAR10_STD
+
+        with open(Path(folder) / "test_batch", "rb") as f:
+            raw = pickle.load(f)  # our own synthetic file
+        self.images = raw["data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # HWC uint8
+        self.labels = raw["labels"]
+        self.mean = torch.tensor(CIFAR10_MEAN).view(3, 1, 1)
+        self.std = torch.tensor(CIFAR10_STD).view(3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        img = Image.fromarray(self.images[i])
+        t = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+        t = t.float().div(255)  # ToTensor
+        return (t - self.mean) / self.std, self.labels[i]  # Normalize
+
+
+def reference_process(model_name: str, checkpoint: str, folder: str, surface: str) -> None:
+    """A reference-style loop (Li et al.'s evaluation) as its own process: for every point,
+    weights set in place, then a DataLoader with two worker processes over the PIL images,
+    batch 128, NCHW, ``eval()``, ``no_grad``, summed cross-entropy."""
+    start = time.perf_counter()
+    model = _model_at(model_name, checkpoint)
+    points, d1, d2 = _points_and_directions(surface)
+    params = dict(model.named_parameters())
+    theta = {k: p.detach().clone() for k, p in params.items()}
+    dataset = _PILSet(folder)
+    losses = []
+    with torch.no_grad():
+        for a, b in points:
+            for name, p in params.items():
+                p.copy_(theta[name] + a * d1[name] + b * d2[name])
+            loader = torch.utils.data.DataLoader(dataset, batch_size=128, num_workers=2)
+            total, n = 0.0, 0
+            for x, y in loader:
+                total += torch.nn.functional.cross_entropy(model(x), y, reduction="sum").item()
+                n += len(y)
+            losses.append(total / n)
+    print(json.dumps({"losses": losses, "seconds": time.perf_counter() - start}))
+
+
+def bare_forward_limit(model_name: str, checkpoint: str, folder: str) -> dict:
+    """The model's forward alone over the same samples, at its best layout and batch, eager and
+    compiled (compile time excluded): the per-point time no evaluator can beat."""
+    from landscape.config import DataSpec
+    from landscape.data import load_data
+
+    model = _model_at(model_name, checkpoint)
+    x, _ = load_data(DataSpec(f"cifar10:{folder}", split="test")).tensors()
+
+    def best_pass(fn, cl: bool, b: int) -> float:
+        parts = [x[i : i + b] for i in range(0, len(x), b)]
+        if cl:
+            parts = [p.contiguous(memory_format=torch.channels_last) for p in parts]
+        with torch.inference_mode():
+            for p in parts:
+                fn(p)
+            best = float("inf")
+            for _ in range(3):
+                start = time.perf_counter()
+                for p in parts:
+                    fn(p)
+                best = min(best, time.perf_counter() - start)
+        return best
+
+    eager = {}
+    for cl in (False, True):
+        m = model.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
+        for b in (64, 128, 256, 500):
+            eager[f"{'channels-last' if cl else 'nchw'}@{b}"] = best_pass(m, cl, b)
+    label = min(eager, key=eager.get)
+    cl, b = label.startswith("channels"), int(label.split("@")[1])
+    m = model.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
+    compiled = best_pass(torch.compile(m, dynamic=False), cl, b)
+    return {"eager_best": label, "eager_seconds": eager[label], "compiled_seconds": compiled,
+            "limit_seconds": min(eager[label], compiled), "eager_all": eager}  # fmt: skip
 
 
 def _timed(cmd: list[str]) -> dict:
@@ -245,51 +359,68 @@ def _timed(cmd: list[str]) -> dict:
 
 
 def bench_whole(args: argparse.Namespace, work: Path) -> dict:
-    """``landscape compute`` against the plain loop, each a whole process (start-up included),
-    on a ResNet-20 checkpoint and synthetic CIFAR-shaped samples, in ``--pairs`` interleaved
-    pairs (a slow spell of a shared machine then weighs on both sides); medians reported."""
+    """``landscape compute`` against the plain loop and a reference-style loop, each a whole
+    process (start-up included), on a ResNet-20 checkpoint and a synthetic CIFAR-10 folder, in
+    ``--pairs`` interleaved rounds (a slow spell of a shared machine then weighs on every side);
+    medians reported, with the bare forward's limit measured in this process."""
     from landscape.models import build_model
 
-    rng = np.random.default_rng(0)
-    npz, ckpt = work / "cifar.npz", work / "resnet20.pt"
-    np.savez(npz, x=rng.normal(size=(args.samples, 3, 32, 32)).astype(np.float32),
-             y=rng.integers(0, 10, args.samples))  # fmt: skip
+    folder = _cifar_folder(work / "cifar", args.samples)
+    ckpt = work / "resnet20.pt"
     torch.manual_seed(0)
     torch.save({"state_dict": build_model("resnet20").state_dict()}, ckpt)
     side = args.grid or 6
     out = work / "whole.h5"
     engine_cmd = [sys.executable, "-m", "landscape", "compute", "--model", "resnet20",
-                  "--checkpoint", str(ckpt), "--data", f"npz:{npz}", f"--x=-1:1:{side}",
-                  f"--y=-1:1:{side}", "--out", str(out), "--overwrite", "--quiet"]  # fmt: skip
-    plain_cmd = [sys.executable, __file__, "--plain-process", "resnet20", str(ckpt), str(npz),
-                 str(out)]  # fmt: skip
-    engine_runs, plain_runs = [], []
+                  "--checkpoint", str(ckpt), "--data", f"cifar10:{folder}", "--split", "test",
+                  f"--x=-1:1:{side}", f"--y=-1:1:{side}", "--out", str(out), "--overwrite",
+                  "--quiet"]  # fmt: skip
+    tail = ["resnet20", str(ckpt), str(folder), str(out)]
+    sides = {
+        "engine": engine_cmd,
+        "plain": [sys.executable, __file__, "--plain-process", *tail],
+        "reference": [sys.executable, __file__, "--reference-process", *tail],
+    }
+    if args.no_reference:
+        sides.pop("reference")
+    runs: dict[str, list[dict]] = {name: [] for name in sides}
     for _ in range(args.pairs):
-        engine_runs.append(_timed(engine_cmd))
-        plain_runs.append(_timed(plain_cmd))
-    ours = read_surface(out).values["train_loss"].reshape(-1)
-    theirs = np.array(json.loads(plain_runs[-1]["stdout"])["losses"])
+        for name, cmd in sides.items():
+            runs[name].append(_timed(cmd))
+    surface = read_surface(out)
+    ours = surface.values["test_loss"].reshape(-1)
+    diffs = {
+        name: float(np.max(np.abs(ours - np.array(json.loads(r[-1]["stdout"])["losses"]))
+                           / np.abs(ours)))
+        for name, r in runs.items() if name != "engine"
+    }  # fmt: skip
+    limit = bare_forward_limit("resnet20", str(ckpt), str(folder))
 
-    def median(runs: list[dict], key: str) -> float:
-        return float(np.median([r[key] for r in runs]))
+    def median(name: str, key: str) -> float:
+        return float(np.median([r[key] for r in runs[name]]))
 
-    return {
+    engine = json.loads(surface.attrs["engine"])
+    row = {
         "model": "resnet20 (whole processes)",
         "grid": f"{side}x{side}",
         "samples": args.samples,
         "pairs": args.pairs,
-        "engine": json.loads(read_surface(out).attrs["engine"]),
-        **{
-            f"engine_{k}": median(engine_runs, k)
-            for k in ("wall", "user", "sys", "sys_share", "minor_faults")
-        },
-        **{
-            f"plain_{k}": median(plain_runs, k)
-            for k in ("wall", "user", "sys", "sys_share", "minor_faults")
-        },
-        "ratio": median(plain_runs, "wall") / median(engine_runs, "wall"),
-        "max_rel_loss_diff": float(np.max(np.abs(ours - theirs) / np.abs(theirs))),
+        "engine": engine,
+        "bare_forward": limit,
+        "max_rel_loss_diff": max(diffs.values()),
+        "rel_loss_diff_by_side": diffs,
     }
+    for name in runs:
+        for key in ("wall", "user", "sys", "sys_share", "minor_faults"):
+            row[f"{name}_{key}"] = median(name, key)
+    for name in runs:
+        if name != "engine":
+            row[f"ratio_{name}"] = row[f"{name}_wall"] / row["engine_wall"]
+    row["ratio"] = row["ratio_plain"]
+    # the engine's own timing of its chosen path, one whole point (auto's candidates, this run)
+    row["engine_per_point_timed"] = min(engine.get("timings", {}).values(), default=float("nan"))
+    row["per_point_over_limit"] = row["engine_per_point_timed"] / limit["limit_seconds"]
+    return row
 
 
 def plain_hf(folder: str, tokens: str, surface: str) -> None:
@@ -374,6 +505,9 @@ def main() -> int:
     if len(sys.argv) == 6 and sys.argv[1] == "--plain-process":
         plain_process(*sys.argv[2:])
         return 0
+    if len(sys.argv) == 6 and sys.argv[1] == "--reference-process":
+        reference_process(*sys.argv[2:])
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--model",
@@ -381,7 +515,10 @@ def main() -> int:
         choices=["mlp", "resnet20", "gpt2", "whole"],
         help="repeatable [mlp, resnet20]; whole: resnet20, each side a whole process",
     )
-    parser.add_argument("--pairs", type=int, default=3, help="whole: interleaved pairs [3]")
+    parser.add_argument("--pairs", type=int, default=3, help="whole: interleaved rounds [3]")
+    parser.add_argument(
+        "--no-reference", action="store_true", help="whole: skip the reference-style loop"
+    )
     parser.add_argument(
         "--llm-sequences", type=int, default=64, help="gpt2: token windows of 128 [64]"
     )
@@ -413,6 +550,18 @@ def main() -> int:
                     f"{e.get('batch_size')}) | plain loop process {row['plain_wall']:.1f} s (sys "
                     f"{100 * row['plain_sys_share']:.0f}%, {row['plain_minor_faults']:.0f} faults) | "
                     f"ratio {row['ratio']:.2f}x | max rel |Δloss| {row['max_rel_loss_diff']:.1e}"
+                )
+                if "reference_wall" in row:
+                    print(
+                        f"          reference-style loop process (DataLoader, 2 workers per point, "
+                        f"PIL) {row['reference_wall']:.1f} s: ratio {row['ratio_reference']:.2f}x"
+                    )
+                lim = row["bare_forward"]
+                print(
+                    f"          bare forward over the samples: eager {lim['eager_best']} "
+                    f"{lim['eager_seconds']:.3f} s, compiled {lim['compiled_seconds']:.3f} s; the "
+                    f"engine's timed point {row['engine_per_point_timed']:.3f} s = "
+                    f"{row['per_point_over_limit']:.2f}x the limit"
                 )
                 continue
             if name == "gpt2":
