@@ -168,19 +168,21 @@ def choose_engine(
     report: dict[str, Any] = {"device": str(device), "k": k, "batch_size": batch, "timings": {}}
     labels: dict[str, tuple[str, bool, int]] = {}
 
-    def time_one(engine: str, cl: bool, b: int) -> None:
-        """One candidate's seconds for a whole point, projected from a few batches."""
+    def time_one(engine: str, cl: bool, b: int, repeats: int = TIMING_REPEATS) -> float:
+        """One candidate's seconds for a whole point, projected from a few batches (inf when it
+        cannot run)."""
         label = f"{engine}{'+channels-last' if cl else ''}" + (f"@{b}" if len(sizes) > 1 else "")
         labels[label] = (engine, cl, b)
         few, samples = _timing_batches(batches_of(b), b, total, len(sizes) > 1)
         try:
             per_call = k if ENGINES[engine].points_per_call else 1
-            seconds = _seconds_per_point(make(engine, cl, few), per_call, TIMING_REPEATS)
+            seconds = _seconds_per_point(make(engine, cl, few), per_call, repeats)
         except (RuntimeError, NotImplementedError, ValueError) as exc:
             # e.g. vmap over a torch.export graph: this candidate cannot run on this model
             report.setdefault("unavailable", {})[label] = str(exc).strip().splitlines()[0][:200]
-            return
+            return math.inf
         report["timings"][label] = seconds * total / samples
+        return report["timings"][label]
 
     if len(candidates) > 1 or len(sizes) > 1:
         # first the engines and layouts at --batch-size, then the smaller batches for the best
@@ -189,11 +191,17 @@ def choose_engine(
             time_one(engine, cl, batch)
         if not report["timings"]:
             raise ConfigError(f"no evaluation path runs this model: {report.get('unavailable')}")
-        engine, cl, _ = labels[min(report["timings"], key=report["timings"].get)]
+        first = min(report["timings"], key=report["timings"].get)
+        engine, cl, _ = labels[first]
         if not ENGINES[engine].points_per_call:
-            for b in sizes:
-                if b != batch:
-                    time_one(engine, cl, b)
+            # smaller batches, largest first, one pass each (they differ by a few per cent, the
+            # layouts by a fifth): stop at the first that is slower than the one before it
+            previous = report["timings"][first]
+            for b in sorted((b for b in sizes if b != batch), reverse=True):
+                seconds = time_one(engine, cl, b, repeats=1)
+                if seconds > previous:
+                    break
+                previous = seconds
         best = min(report["timings"], key=report["timings"].get)
         engine, cl, chosen = labels[best]
         per_point = report["timings"][best]
