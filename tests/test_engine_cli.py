@@ -159,3 +159,29 @@ def test_cuda_reduced_precision_is_close(tmp_path: Path, tiny_npz: Path, dtype: 
     np.testing.assert_allclose(
         read_surface(half).values["train_loss"], read_surface(full).values["train_loss"], rtol=5e-2
     )
+
+
+def test_auto_on_a_cpu_conv_net_times_layouts_and_batch_sizes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "img.npz"
+    np.savez(
+        npz, x=rng.normal(size=(300, 1, 28, 28)).astype(np.float32), y=rng.integers(0, 10, 300)
+    )
+    base = ["compute", "--model", "lenet", "--data", f"npz:{npz}", "--x=-1:1:3", "--y=-1:1:3",
+            "--device", "cpu", "--quiet"]  # fmt: skip
+    auto, ref = tmp_path / "auto.h5", tmp_path / "ref.h5"
+    for out, extra in (
+        (auto, []),
+        (ref, ["--engine", "reference", "--memory-format", "contiguous"]),
+    ):
+        result = CliRunner().invoke(main, [*base, "--out", str(out), *extra])
+        assert result.exit_code == 0, result.output
+    report = json.loads(read_surface(auto).attrs["engine"])
+    timed = set(report["timings"])
+    assert not any(t.startswith("batched") for t in timed)  # never timed on a CPU conv net
+    assert {"reference@500", "reference+channels-last@500"} <= timed  # layouts at --batch-size
+    assert len(timed) >= 3  # and at least one smaller batch for the better layout
+    assert f"@{report['batch_size']}" in min(report["timings"], key=report["timings"].get)
+    np.testing.assert_allclose(
+        read_surface(auto).values["train_loss"], read_surface(ref).values["train_loss"], rtol=1e-6
+    )
