@@ -391,3 +391,22 @@ def test_a_sharded_folder_and_a_layer_by_layer_sweep(tmp_path: Path, token_file:
         assert d1 and all(n.startswith(f"model.layers.{layer}.") for n in d1)
         loss, _ = hf_loss(model, ids, d1, {k: 0 * v for k, v in d1.items()}, float(s.x[2]), 0.0)
         assert s.loss[2] == pytest.approx(loss, rel=2e-6)
+
+
+def test_an_image_classifier_folder_takes_pixels(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    cfg = transformers.ViTConfig(
+        image_size=8, patch_size=4, num_channels=3, hidden_size=16, num_hidden_layers=1,
+        num_attention_heads=2, intermediate_size=32, num_labels=3,
+    )  # fmt: skip
+    model = transformers.ViTForImageClassification(cfg).eval()
+    folder = saved(model, tmp_path / "vit")
+    x = torch.randn(12, 3, 8, 8)
+    y = torch.randint(0, 3, (12,))
+    np.savez(tmp_path / "img.npz", x=x.numpy(), y=y.numpy())
+    s = compute(tmp_path, "--model", f"hf:{folder}", "--data", f"npz:{tmp_path / 'img.npz'}")
+    with torch.no_grad():
+        logits = model(pixel_values=x).logits
+    assert s.loss[1, 1] == pytest.approx(
+        torch.nn.functional.cross_entropy(logits, y).item(), rel=1e-6
+    )
