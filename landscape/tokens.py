@@ -123,6 +123,12 @@ def tokenizer(folder: str | None, where: str) -> Any:
         )
     from landscape.hf import require_transformers
 
+    files = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+    if not any((Path(folder) / f).is_file() for f in files):
+        raise DataError(
+            f"{where} is text, but {folder!r} holds no tokenizer ({', '.join(files)}); save one "
+            "there with tokenizer.save_pretrained, or name its folder with --tokenizer DIR"
+        )
     transformers = require_transformers()
     try:
         return transformers.AutoTokenizer.from_pretrained(
@@ -144,6 +150,8 @@ def load_text(file: str, split: str, spec: DataSpec) -> Any:
         raise DataError(f"{where} cannot be read as UTF-8 text ({exc})") from None
     tok = tokenizer(spec.tokenizer, where)
     ids = torch.tensor(tok(text, add_special_tokens=False)["input_ids"], dtype=torch.int64)
+    if text.strip() and ids.numel() == 0:
+        raise DataError(f"the tokenizer in {spec.tokenizer!r} encodes {where} as no tokens")
     windows, notes = _windows(ids, spec.seq_len or DEFAULT_TEXT_WINDOW, where)
     return _raw(windows, notes)
 

@@ -410,3 +410,14 @@ def test_an_image_classifier_folder_takes_pixels(tmp_path: Path) -> None:
     assert s.loss[1, 1] == pytest.approx(
         torch.nn.functional.cross_entropy(logits, y).item(), rel=1e-6
     )
+
+
+def test_text_without_a_tokenizer_is_named(tmp_path: Path) -> None:
+    folder = saved(gpt2(), tmp_path / "model")  # weights and config, no tokenizer files
+    (tmp_path / "t.txt").write_text("some text to encode")
+    result = CliRunner().invoke(main, [
+        "compute", "--model", f"hf:{folder}", "--data", f"text:{tmp_path / 't.txt'}", "--x=-1:1:3",
+        "--out", str(tmp_path / "s.h5"),
+    ])  # fmt: skip
+    assert result.exit_code != 0 and "holds no tokenizer" in result.output
+    assert "--tokenizer DIR" in result.output and not (tmp_path / "s.h5").exists()
