@@ -342,16 +342,16 @@ def build_compute_config(
     "'*.self_attn.*', '*lora_*'. The others stay at θ.",
 )
 @click.option(
-    "--store-directions",
-    type=click.Choice(STORE_CHOICES),
-    help="How the file keeps the directions: full (every tensor), seed (regenerated from the "
-    "seed on resume: a 1B-parameter run stores no 8 GB of them), auto (seed above 1 GiB) [auto].",
-)
-@click.option(
     "--exclude",
     multiple=True,
     metavar="GLOB",
     help="Keep the tensors whose names match at θ (repeatable), e.g. '*embed*'.",
+)
+@click.option(
+    "--store-directions",
+    type=click.Choice(STORE_CHOICES),
+    help="How the file keeps the directions: full (every tensor), seed (regenerated from the "
+    "seed on resume: a 1B-parameter run stores no 8 GB of them), auto (seed above 1 GiB) [auto].",
 )
 @click.option(
     "--directions",
@@ -377,7 +377,10 @@ def build_compute_config(
     "--bn-batches", type=click.IntRange(min=1), help="recalibrate: training batches per point [10]."
 )
 @click.option(
-    "--dtype", type=click.Choice(DTYPE_CHOICES), help="Forward-pass precision (autocast) [float32]."
+    "--dtype",
+    type=click.Choice(DTYPE_CHOICES),
+    help="Forward-pass precision (autocast); an hf: folder's weights are loaded in it, halving "
+    "a large model's memory [float32].",
 )
 @click.option("--tf32/--no-tf32", default=None, help="Allow TF32 matmuls on CUDA [no].")
 @click.option(
