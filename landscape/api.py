@@ -57,6 +57,9 @@ def compute(
     states: bool = False,
     hessian_samples: int = 1000,
     orthogonal_to_weights: bool = False,
+    params: Sequence[str] | str = (),
+    exclude: Sequence[str] | str = (),
+    store_directions: str = "auto",
     repeat: int = 1,
     loss: Any = "cross-entropy",
     bn: str = "eval",
@@ -82,7 +85,11 @@ def compute(
     ``direction="interpolate"`` (files, state dicts or models). ``loss``: a name or a callable
     ``(outputs, targets) -> one loss per sample``. ``bn="recalibrate"`` re-estimates BatchNorm
     statistics on ``train_data`` (default: ``data``). ``out``: the surface file, written while
-    computing and resumed by a rerun. ``progress``: a tqdm bar.
+    computing and resumed by a rerun. ``progress``: a tqdm bar. ``params`` / ``exclude``: globs of
+    the parameter tensors the directions move (``"*lora_*"``, ``"model.layers.11.*"``);
+    ``store_directions``: ``auto``, ``full`` or ``seed`` (as ``--store-directions``). A
+    transformers model is fed token ids (``(ids, ids)`` for a causal LM's next-token loss) or
+    pixels, as ``--model hf:DIR`` is.
     """
     session = Session.from_objects(
         model,
@@ -109,6 +116,9 @@ def compute(
                 hessian_samples=hessian_samples,
                 repeat=repeat,
                 orthogonal_to_weights=orthogonal_to_weights,
+                params=[params] if isinstance(params, str) else list(params),
+                exclude=[exclude] if isinstance(exclude, str) else list(exclude),
+                store=store_directions,
             )
         keep = None if out is not None else tempfile.TemporaryDirectory(prefix="landscape-")
         target = out if keep is None else Path(keep.name) / "surface.h5"

@@ -144,6 +144,17 @@ def test_the_api_on_a_model_object_gives_the_folder_surface(
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     out = model(input_ids=ids.clamp_min(0))  # the caller's model is still a transformers model
     assert hasattr(out, "logits")
+    part = landscape.compute(
+        model, (ids, ids), x=(-1, 1, 3), params="transformer.h.1.*", store_directions="seed",
+        out=tmp_path / "part.h5", progress=False,
+    )  # fmt: skip
+    assert part.directions == []  # kept as their seed
+    ref_part = compute(
+        tmp_path, "--model", f"hf:{folder}", "--data", f"tokens:{token_file}",
+        "--params", "transformer.h.1.*", name="part_cli.h5",
+    )  # fmt: skip
+    assert all(n.startswith("transformer.h.1.") for n in ref_part.directions[0])
+    np.testing.assert_allclose(part.loss, ref_part.loss[:, 1], rtol=1e-6)  # y = 0 column
 
 
 def test_a_lora_adapter_and_a_landscape_over_its_weights(tmp_path: Path, token_file: Path) -> None:
