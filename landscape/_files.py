@@ -25,7 +25,7 @@ import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from landscape.errors import ConfigError, SurfaceFileError
+from landscape.errors import ConfigError, SurfaceFileError, first_line
 
 
 @contextlib.contextmanager
@@ -308,5 +308,4 @@ def os_error_text(exc: BaseException) -> str:
     found = re.search(r"errno = (\d+)", str(exc))
     if found:
         return os.strerror(int(found.group(1)))
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return first_line(exc)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from landscape.errors import CheckpointError
+from landscape.errors import CheckpointError, first_line
 
 # Keys under which training scripts commonly nest the state dict, tried in this order.
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net")
@@ -75,7 +75,7 @@ def _torch_load(file: Path, unsafe_pickle: bool) -> Any:
             ) from None
         raise CheckpointError(
             f"checkpoint {str(file)!r} cannot be read by torch.load "
-            f"({type(exc).__name__}: {_first_line(exc)}); "
+            f"({type(exc).__name__}: {first_line(exc, 160)}); "
             "pass a .pt/.pth/.t7/.ckpt state dict or a .safetensors file"
         ) from None
 
@@ -88,7 +88,7 @@ def _load_safetensors(file: Path) -> StateDict:
         return dict(load_file(str(file), device="cpu"))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(
-            f"checkpoint {str(file)!r} is not a readable safetensors file ({_first_line(exc)}); "
+            f"checkpoint {str(file)!r} is not a readable safetensors file ({first_line(exc, 160)}); "
             "check the file or re-save it with safetensors.torch.save_file"
         ) from None
 
@@ -107,7 +107,7 @@ def _load_torchscript(file: Path) -> StateDict:
     except RuntimeError as exc:
         raise CheckpointError(
             f"checkpoint {str(file)!r} looks like TorchScript but cannot be loaded "
-            f"({_first_line(exc)}); re-save it with torch.jit.save"
+            f"({first_line(exc, 160)}); re-save it with torch.jit.save"
         ) from None
 
 
@@ -154,7 +154,7 @@ def load_exported_module(
         ) from None
     except (RuntimeError, ValueError, OSError, KeyError) as exc:
         raise error(
-            f"{role} {str(file)!r} is not a torch.export program ({_first_line(exc)}); "
+            f"{role} {str(file)!r} is not a torch.export program ({first_line(exc, 160)}); "
             "save one with torch.export.save(torch.export.export(model, args), path)"
         ) from None
     return program.module()
@@ -328,10 +328,3 @@ def _names(items: list[str]) -> str:
 
 def _shape(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(str(n) for n in shape) + ")"
-
-
-def _first_line(exc: BaseException, limit: int = 160) -> str:
-    """The cause in a few words: the first line of the message, shortened to ``limit``."""
-    text = str(exc).strip()
-    line = text.splitlines()[0] if text else type(exc).__name__
-    return line if len(line) <= limit else line[: limit - 3] + "..."

@@ -45,7 +45,7 @@ from landscape import tokens
 from landscape._resolve import is_callable_spec, resolve_callable
 from landscape._safe_pickle import RefusedGlobal, load_data_pickle
 from landscape.config import IN_MEMORY, SPLIT_CHOICES, DataSpec
-from landscape.errors import ConfigError, DataError
+from landscape.errors import ConfigError, DataError, first_line
 
 DIGITS_TRAIN_SIZE = 1437  # first 80 % of the 1797 bundled digits; the remaining 360 are `test`
 
@@ -472,7 +472,7 @@ def _pt(file: str, split: str, spec: DataSpec) -> _Raw:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises several types for foreign or unsafe files
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         raise DataError(
             f"pt file {file!r} cannot be loaded with weights_only=True ({first}); "
             "save a plain dict {'x': tensor, 'y': tensor}"

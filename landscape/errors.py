@@ -4,6 +4,14 @@ Every message says what is wrong and what to do about it.
 """
 
 
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """The cause in a few words: the first line of an exception's message (its type's name when
+    it has none), shortened to ``limit`` characters when given."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if limit is None or len(line) <= limit else line[: limit - 3] + "..."
+
+
 class LandscapeError(Exception):
     """Base class of every error a user can cause and fix."""
 

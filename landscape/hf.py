@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from landscape.errors import ConfigError
+from landscape.errors import ConfigError, first_line
 
 PREFIX = "hf:"
 PAD = -100  # a padded token position, in inputs and targets alike
@@ -164,7 +164,7 @@ def load_folder(
                 **_dtype_argument(transformers, dtype or torch.float32),
             )
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ConfigError(f"cannot load the model in {str(folder)!r}: {first}") from None
     return prepare(model, task)
 
@@ -280,7 +280,7 @@ def apply_adapter(model: nn.Module, folder: str, unsafe_pickle: bool = False) ->
                 unprepare(model), str(path), is_trainable=False
             )
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ConfigError(f"cannot apply the adapter in {folder!r}: {first}") from None
     return prepare(wrapped.eval(), task)
 

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from landscape.errors import LandscapeError
+from landscape.errors import LandscapeError, first_line
 
 
 class ParallelError(LandscapeError):
@@ -316,5 +316,5 @@ def worker(config: Any, rank: int, local_rank: int, local_size: int, plan: Any, 
             sink.send(Block(rank, pending))
         sink.send(Finished(rank))
     except Exception as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = first_line(exc)
         sink.send(Failed(rank, f"{type(exc).__name__}: {text}"))

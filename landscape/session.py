@@ -28,7 +28,7 @@ from landscape import checkpoint, families, hf, params
 from landscape.config import IN_MEMORY, ComputeConfig, DataSpec, ModelSpec
 from landscape.data import EvalData, as_eval_data, load_data
 from landscape.engine import ReferenceEvaluator, eval_mode, resolve_device
-from landscape.errors import ConfigError, DataError, DirectionError, LandscapeError
+from landscape.errors import ConfigError, DataError, DirectionError, LandscapeError, first_line
 from landscape.losses import LossFn, get_loss, is_per_token
 from landscape.models import build_model
 
@@ -215,7 +215,7 @@ class Session:
             with eval_mode(self.model), torch.inference_mode():
                 logits = plain.forward(self.centre)(x)
         except (RuntimeError, ValueError, TypeError, IndexError, AssertionError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise ConfigError(
                 f"model {model_name!r} cannot run on data {data_name!r} "
                 f"(inputs of shape {tuple(x.shape[1:])}): {first}; check --model, --model-arg and "

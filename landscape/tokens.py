@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from landscape.config import DataSpec
-from landscape.errors import DataError
+from landscape.errors import DataError, first_line
 
 PAD = -100  # as landscape.hf.PAD, without importing transformers
 DEFAULT_TEXT_WINDOW = 128
@@ -82,7 +82,7 @@ def load_tokens(file: str, split: str, spec: DataSpec) -> Any:
         try:
             array = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many kinds for a foreign file
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise DataError(f"{where} cannot be read as tensors ({first})") from None
         if isinstance(array, dict):
             array = array.get("input_ids", array.get("tokens"))
@@ -135,7 +135,7 @@ def tokenizer(folder: str | None, where: str) -> Any:
             folder, local_files_only=True, trust_remote_code=False
         )
     except (OSError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise DataError(f"cannot load the tokenizer in {folder!r}: {first}") from None
 
 

@@ -29,7 +29,7 @@ from landscape.engine.reference import (
     is_jitted,
 )
 from landscape.engines import NAMES, evaluator_class
-from landscape.errors import ConfigError
+from landscape.errors import ConfigError, first_line
 from landscape.hf import task_of
 
 # what compiling costs, measured on ResNet-20 (CPU: 2 cores; CUDA: one GPU), and what it saves
@@ -394,7 +394,7 @@ def _checked_compile(
     try:
         evaluator.evaluate_block([(0.0,) * len(evaluator.directions)])
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         report.update(compile=False, compile_error=first[:200])
         return make(engine, cl, batches, False), report
     report["compile_seconds"] = round(time.perf_counter() - start, 2)

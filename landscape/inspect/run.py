@@ -19,7 +19,7 @@ from landscape.config import DataSpec, ModelSpec
 from landscape.directions import paths
 from landscape.engine import policies
 from landscape.engine.reference import is_jitted
-from landscape.errors import ConfigError
+from landscape.errors import ConfigError, first_line
 from landscape.inspect.activations import (
     ForwardResult,
     dead_unit_findings,
@@ -141,7 +141,7 @@ def _forward(
     try:
         return run_forward(model, batches)
     except (RuntimeError, ValueError, TypeError, IndexError, AssertionError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ConfigError(
             f"the model cannot run on the data: {first}; check --model, --model-arg and --data "
             "(a torch.export program may need the --batch-size it was exported with)"

@@ -22,7 +22,7 @@ from torch import nn
 
 from landscape._resolve import is_callable_spec, resolve_callable
 from landscape.config import load_yaml
-from landscape.errors import ConfigError
+from landscape.errors import ConfigError, first_line
 from landscape.models import resnet, vgg, zoo
 
 ModelFactory = Callable[..., nn.Module]
@@ -111,7 +111,7 @@ def _call_factory(factory: ModelFactory, args: dict[str, Any], name: str) -> nn.
     except (TypeError, ValueError) as exc:
         given = ", ".join(f"{k}={v!r}" for k, v in args.items()) or "no arguments"
         raise ConfigError(
-            f"model {name!r} rejected its arguments ({given}): {_first_line(exc)}; "
+            f"model {name!r} rejected its arguments ({given}): {first_line(exc, 160)}; "
             "check the --model-arg values"
         ) from None
     if not isinstance(model, nn.Module):
@@ -163,7 +163,7 @@ def _load_program(path: Path, args: dict[str, Any], unsafe_pickle: bool = False)
         return torch.jit.load(str(path), map_location="cpu")
     except (RuntimeError, ValueError, OSError) as exc:
         raise ConfigError(
-            f"model file {str(path)!r} is not a TorchScript file ({_first_line(exc)}); "
+            f"model file {str(path)!r} is not a TorchScript file ({first_line(exc, 160)}); "
             "for a state dict, pass a built-in or factory as --model and this file as --checkpoint"
         ) from None
 
@@ -188,10 +188,3 @@ def parse_model_args(pairs: list[str]) -> dict[str, Any]:
                 f"model argument {key!r} has a value that is not valid YAML: {text!r}; quote it"
             ) from None
     return out
-
-
-def _first_line(exc: BaseException, limit: int = 160) -> str:
-    """The cause in a few words: the first line of the message, shortened to ``limit``."""
-    text = str(exc).strip()
-    line = text.splitlines()[0] if text else type(exc).__name__
-    return line if len(line) <= limit else line[: limit - 3] + "..."
