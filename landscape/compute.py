@@ -114,24 +114,26 @@ def memory_plan(config: ComputeConfig, prep: Session) -> memory.MemoryPlan:
         batch = min(config.data.batch_size, len(prep.data))
         acts = memory.activation_bytes(prep.model, x, batch)
     size = sum(prep.theta[n].numel() * prep.theta[n].element_size() for n in moved) * count
-    store = config.direction.store
-    if store == "auto":
-        seeded = not config.direction.file and config.direction.name in SEEDED_DIRECTIONS
-        store = "seed" if seeded and size > STORE_BY_SEED_BYTES else "full"
+    store = _store_for(config, size, given=False)
     fam = families.FAMILIES.get(config.direction.name)
     native = bool(fam and fam.builds_in_weights_dtype) and not config.direction.file
     return memory.plan(prep.centre, moved, count, acts, store, prep.device, native)
 
 
 def store_mode(config: ComputeConfig, directions: DirectionSet, given: bool) -> str:
-    """How the file keeps the directions: ``seed`` (regenerated on resume) when asked, or under
-    ``auto`` for a seeded family whose directions exceed ``STORE_BY_SEED_BYTES``; else ``full``."""
+    """How the file keeps the run's directions (``_store_for`` on their size in bytes)."""
+    size = sum(t.numel() * t.element_size() for vec in directions.vectors for t in vec.values())
+    return _store_for(config, size * config.direction.repeat, given)
+
+
+def _store_for(config: ComputeConfig, size: int, given: bool) -> str:
+    """``seed`` (regenerated on resume) or ``full``: as asked, or under ``auto`` ``seed`` for a
+    seeded family whose directions (``size`` bytes, every repeat) exceed STORE_BY_SEED_BYTES."""
     d = config.direction
     if d.store != "auto":
         return d.store
     seeded = not given and not d.file and d.name in SEEDED_DIRECTIONS
-    size = sum(t.numel() * t.element_size() for vec in directions.vectors for t in vec.values())
-    return "seed" if seeded and size * config.direction.repeat > STORE_BY_SEED_BYTES else "full"
+    return "seed" if seeded and size > STORE_BY_SEED_BYTES else "full"
 
 
 def moved_tensors(config: ComputeConfig, prep: Session) -> list[str]:

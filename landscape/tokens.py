@@ -29,15 +29,23 @@ import torch
 
 from landscape.config import DataSpec
 from landscape.errors import DataError, first_line
+from landscape.hf import PAD, require_transformers
 
-PAD = -100  # as landscape.hf.PAD, without importing transformers
 DEFAULT_TEXT_WINDOW = 128
 
 
-def _raw(ids: torch.Tensor, notes: list[str] | None = None, one_set: bool = True) -> Any:
+def _raw(
+    ids: torch.Tensor,
+    notes: list[str] | None = None,
+    one_set: bool = True,
+    targets: torch.Tensor | None = None,
+) -> Any:
+    """The loader's result: the sequences, and as targets the sequences themselves (a causal
+    LM's next tokens) unless ``targets`` (class labels) are given."""
     from landscape.data import _Raw
 
-    return _Raw(ids, ids, one_set=one_set, notes=list(notes or []))
+    y = ids if targets is None else targets
+    return _Raw(ids, y, one_set=one_set, notes=list(notes or []))
 
 
 def _windows(stream: torch.Tensor, seq_len: int, where: str) -> tuple[torch.Tensor, list[str]]:
@@ -121,8 +129,6 @@ def tokenizer(folder: str | None, where: str) -> Any:
             f"{where} is text: name the tokenizer folder with --tokenizer DIR (the model's "
             "hf: folder is used when the model is one)"
         )
-    from landscape.hf import require_transformers
-
     files = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
     if not any((Path(folder) / f).is_file() for f in files):
         raise DataError(
@@ -192,9 +198,7 @@ def load_hf_dataset(folder: str, split: str, spec: DataSpec) -> Any:
         labels = _integers(ds[spec.labels], f"{where} column {spec.labels!r}")
         if labels.ndim != 1:
             raise DataError(f"{where} column {spec.labels!r} must hold one integer per row")
-        from landscape.data import _Raw
-
-        return _Raw(ids, labels, one_set=one_set)
+        return _raw(ids, one_set=one_set, targets=labels)
     _check_predicted(ids, where)
     return _raw(ids, [], one_set=one_set)
 
