@@ -194,6 +194,8 @@ def _mean_std(values: np.ndarray) -> str:
 
 # Direction attributes every method has; the rest are the method's own figures.
 _COMMON_ATTRS = {
+    "moving_tensors",
+    "moving_weights",
     "stored",
     "fingerprint",
     "method",
@@ -497,7 +499,11 @@ def _provenance_lines(s: Surface) -> list[str]:
 
 
 def _moved_text(s: Surface) -> str:
-    """How many parameter tensors the directions move (of those they name)."""
+    """How many parameter tensors the directions move (of those they name): from the counts the
+    file stores with its directions, else (files written before them) from the tensors."""
+    a = s.direction_attrs
+    if "moving_tensors" in a:
+        return f"{int(a['moving_tensors'])} tensors move ({int(a['moving_weights']):,} weights)"
     if not s.directions:
         return "directions not stored"
     first = {k: np.asarray(t) for k, t in s.directions[0].items()}

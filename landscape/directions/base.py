@@ -75,6 +75,10 @@ class DirectionSet:
 def summarize(ds: DirectionSet) -> dict[str, Any]:
     """Attributes stored with the directions: method, norms, cosine, and the method's figures."""
     out: dict[str, Any] = {"method": ds.method, "count": len(ds.vectors)}
+    # what d1 really moves: the tensors with a nonzero entry, and their weights (info's "moved")
+    moving = [t for t in ds.vectors[0].values() if bool(t.count_nonzero())]
+    out["moving_tensors"] = len(moving)
+    out["moving_weights"] = sum(t.numel() for t in moving)
     out["norm_x"] = params.global_norm(ds.vectors[0])
     if len(ds.vectors) > 1:
         out["norm_y"] = params.global_norm(ds.vectors[1])
