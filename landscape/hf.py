@@ -24,6 +24,7 @@ transformers is an optional dependency (``pip install 'landscape[hf]'``), import
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import warnings
 from collections.abc import Iterator
@@ -103,6 +104,12 @@ def _weights_kind(folder: Path) -> str:
 
 def task_of_architecture(architecture: str) -> str | None:
     """The task of a transformers class name, by transformers' own Auto tables."""
+    return _architectures().get(architecture)
+
+
+@functools.cache
+def _architectures() -> dict[str, str]:
+    """Every class name the Auto tables list, mapped to its task (built once per process)."""
     from transformers.models.auto import modeling_auto as auto
 
     tables = {
@@ -110,10 +117,12 @@ def task_of_architecture(architecture: str) -> str | None:
         "sequence-classification": auto.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
         "image-classification": auto.MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES,
     }
+    out: dict[str, str] = {}
     for task, table in tables.items():
-        if architecture in {v for vs in table.values() for v in _names(vs)}:
-            return task
-    return None
+        for names in table.values():
+            for name in _names(names):
+                out.setdefault(name, task)  # the first task listing it, as the lookup did
+    return out
 
 
 def _names(value: Any) -> tuple[str, ...]:

@@ -430,28 +430,24 @@ def plain_hf(folder: str, tokens: str, surface: str) -> None:
     import transformers
 
     model = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
-    with h5py.File(surface, "r") as f:
-        xs, ys = f["xcoordinates"][()], f["ycoordinates"][()]
-        d1 = {k: torch.from_numpy(v[()]) for k, v in f["directions/x"].items()}
-        d2 = {k: torch.from_numpy(v[()]) for k, v in f["directions/y"].items()}
+    points, d1, d2 = _points_and_directions(surface)
     ids = torch.from_numpy(np.load(tokens))
     params = dict(model.named_parameters())
     theta = {k: p.detach().clone() for k, p in params.items()}
     losses = []
     with torch.no_grad():
-        for a in xs:
-            for b in ys:
-                for name, p in params.items():
-                    if name in d1:
-                        p.copy_(theta[name] + float(a) * d1[name] + float(b) * d2[name])
-                total, count = 0.0, 0
-                for s in range(0, len(ids), LLM_BATCH):
-                    batch = ids[s : s + LLM_BATCH]
-                    n = int((batch[:, 1:] >= 0).sum())
-                    out = model(input_ids=batch.clamp_min(0), attention_mask=(batch >= 0).long(),
-                                labels=batch)  # fmt: skip
-                    total, count = total + float(out.loss) * n, count + n
-                losses.append(total / count)
+        for a, b in points:
+            for name, p in params.items():
+                if name in d1:
+                    p.copy_(theta[name] + a * d1[name] + b * d2[name])
+            total, count = 0.0, 0
+            for s in range(0, len(ids), LLM_BATCH):
+                batch = ids[s : s + LLM_BATCH]
+                n = int((batch[:, 1:] >= 0).sum())
+                out = model(input_ids=batch.clamp_min(0), attention_mask=(batch >= 0).long(),
+                            labels=batch)  # fmt: skip
+                total, count = total + float(out.loss) * n, count + n
+            losses.append(total / count)
     print(json.dumps({"losses": losses, "seconds": time.perf_counter() - start, "tokens": count}))
 
 
