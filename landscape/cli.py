@@ -25,6 +25,7 @@ from landscape.config import (
     DIRECTION_NAMES,
     DTYPE_CHOICES,
     ENGINE_CHOICES,
+    FUSE_CHOICES,
     IGNORE_CHOICES,
     MEMORY_FORMAT_CHOICES,
     NORM_CHOICES,
@@ -278,6 +279,7 @@ FLAG_KEYS = {
     "dtype": "eval.dtype",
     "tf32": "eval.tf32",
     "compile": "eval.compile",
+    "fuse": "eval.fuse",
     "memory_format": "eval.memory_format",
     "memory_budget": "eval.memory_budget",
     "threads": "eval.threads",
@@ -387,6 +389,12 @@ def build_compute_config(
     "--compile",
     type=click.Choice(COMPILE_CHOICES),
     help="torch.compile: auto pays it only on long runs [auto].",
+)
+@click.option(
+    "--fuse",
+    type=click.Choice(FUSE_CHOICES),
+    help="Fold eval-mode BatchNorm (and a following add and ReLU) into the convolution before "
+    "it, per point; changes rounding only [auto: with --engine auto].",
 )
 @click.option(
     "--memory-format",

@@ -26,7 +26,7 @@ from landscape.directions import DirectionContext, DirectionSet, build, load_dir
 from landscape.directions.base import alignment_warning, weight_alignment
 from landscape.directions.io import DirectionsNotStored, fingerprint
 from landscape.engine import eval_mode
-from landscape.engine.select import EngineChoice
+from landscape.engine.select import RECHECK_POINTS, EngineChoice
 from landscape.errors import ConfigError, DirectionError, LandscapeWarning
 from landscape.evaluation import (
     FLUSH_POINTS,
@@ -281,12 +281,17 @@ def _run_root(
                 LandscapeWarning,
                 stacklevel=2,
             )
+        pending = _pending_points(source, x, y, config.direction.repeat)
+        # the first points of repeat 0 (the run's own directions) may check the engine's choice
+        per_repeat = len(x) * (1 if y is None else len(y))
+        first = [int(f) for f in pending[:RECHECK_POINTS] if f < per_repeat]
         choice = engine_for(
             prep,
             config,
             device_dirs,
             engine_request(config, prep),
-            _pending_guess(source, x, y, config.direction.repeat),
+            len(pending),
+            [grid.point_coords(f, x, y) for f in first],
         )
         extra["engine"] = {**choice.report, "processes": comm.size}
         header = RunHeader(
@@ -294,6 +299,8 @@ def _run_root(
             store_directions=store_mode(config, directions, given is not None),
         )  # fmt: skip
         store = SurfaceStore.open_for_run(output, header)
+        if choice.done:  # the first points, evaluated while the choice was checked on them
+            store.write_block(first[: len(choice.done)], [r.values for r in choice.done])
     except (
         BaseException
     ) as exc:  # whatever stops rank 0 here, the other ranks must not wait forever
@@ -367,7 +374,7 @@ def _evaluate_run(
     return RunResult(
         str(store.path),
         total,
-        len(pending),
+        len(pending) + len(choice.done),
         resumed,
         nonfinite,
         seconds,
@@ -405,14 +412,20 @@ class _Writer:
         self.block, self.last = [], time.perf_counter()
 
 
-def _pending_guess(source: Path | None, x: np.ndarray, y: np.ndarray | None, repeats: int) -> int:
-    """Points this run will evaluate, for the compile decision (a read-only peek when resuming)."""
+def _pending_points(
+    source: Path | None, x: np.ndarray, y: np.ndarray | None, repeats: int
+) -> np.ndarray:
+    """The points this run will evaluate (flat over repeats), in the order it takes them
+    (``SurfaceStore.pending``), read-only from the file it resumes, before that file is opened."""
+    shape = (len(x),) if y is None else (len(x), len(y))
     if source is None:
-        return repeats * len(x) * (1 if y is None else len(y))
-    import h5py
+        flat = np.arange(repeats * int(np.prod(shape)))
+    else:
+        import h5py
 
-    with h5py.File(source, "r") as f:
-        return int((~done_flags(f)).sum())
+        with h5py.File(source, "r") as f:
+            flat = np.flatnonzero(~done_flags(f).reshape(-1))
+    return grid.coarse_to_fine(flat, shape)
 
 
 api_callable(__name__, "compute")  # landscape.compute(model, data, ...) is the API's compute

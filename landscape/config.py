@@ -32,6 +32,7 @@ ENGINE_CHOICES = ("auto", *engines.NAMES)  # auto times the registered engines
 BN_CHOICES = ("eval", "recalibrate", "train")
 DTYPE_CHOICES = ("float32", "bfloat16", "float16")
 COMPILE_CHOICES = ("auto", "on", "off")
+FUSE_CHOICES = ("auto", "on", "off")
 MEMORY_FORMAT_CHOICES = ("auto", "contiguous", "channels-last")
 SEEDED_DIRECTIONS = families.SEEDED  # another seed gives other directions
 WEIGHT_DERIVED = families.FROM_WEIGHTS  # built from the weights themselves
@@ -117,7 +118,9 @@ class EvalSpec:
     ``bn``: BatchNorm statistics at each point (eval: the checkpoint's; recalibrate: re-estimated
     from ``bn_batches`` training batches; train: each batch's own). ``dtype``: autocast precision of
     the forward pass (the loss is summed in float64). ``tf32``: allow TF32 matmuls on CUDA. The rest
-    changes speed, not values: ``engine``, ``compile``, ``memory_format``, ``memory_budget`` (bytes
+    changes speed, not values: ``engine``, ``compile``, ``fuse`` (fold eval-mode BatchNorm into
+    the convolution before it, with a following add and ReLU; auto: on the per-point path that
+    ``engine: auto`` picks), ``memory_format``, ``memory_budget`` (bytes
     the batched path may use for activations, e.g. 2GB; auto: half the free GPU memory, 2GB on a
     CPU) and ``threads`` (intra-op threads; null: PyTorch's default).
     """
@@ -130,6 +133,7 @@ class EvalSpec:
     dtype: str = "float32"
     tf32: bool = False
     compile: str = "auto"
+    fuse: str = "auto"
     memory_format: str = "auto"
     memory_budget: str | None = None
     threads: int | None = None
@@ -163,6 +167,7 @@ class ComputeConfig:
         _check_choice("eval.bn", self.eval.bn, BN_CHOICES)
         _check_choice("eval.dtype", self.eval.dtype, DTYPE_CHOICES)
         _check_choice("eval.compile", self.eval.compile, COMPILE_CHOICES)
+        _check_choice("eval.fuse", self.eval.fuse, FUSE_CHOICES)
         _check_choice("eval.memory_format", self.eval.memory_format, MEMORY_FORMAT_CHOICES)
         if self.eval.bn_batches < 1:
             raise ConfigError(f"eval.bn_batches must be at least 1, got {self.eval.bn_batches}")
@@ -249,7 +254,8 @@ class ComputeConfig:
         if self.eval.bn == "eval":  # under train and recalibrate the batches are the statistics
             d["data"].pop("batch_size")
         d["model"].pop("checkpoint")
-        for key in ("device", "engine", "compile", "memory_format", "memory_budget", "threads"):
+        speed = ("device", "engine", "compile", "fuse", "memory_format", "memory_budget", "threads")
+        for key in speed:
             d["eval"].pop(key)
         d["direction"].pop("store")  # how the directions are kept, not which they are
         return d

@@ -11,7 +11,7 @@ import contextlib
 import copy
 import itertools
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,9 +34,16 @@ Done = tuple[int, dict[str, float]]  # an evaluated point: its number and its qu
 
 
 def engine_for(
-    prep: Session, config: ComputeConfig, directions: list, request: EngineRequest, pending: int
+    prep: Session,
+    config: ComputeConfig,
+    directions: list,
+    request: EngineRequest,
+    pending: int,
+    first_points: Sequence[tuple[float, ...]] = (),
 ) -> EngineChoice:
-    """The evaluator for this process's model, data and directions, as ``request`` asks."""
+    """The evaluator for this process's model, data and directions, as ``request`` asks;
+    ``first_points``: the run's first points, on which auto may check its choice (their results
+    come back in the choice)."""
     return choose_engine(
         prep.model,
         prep.centre,
@@ -45,6 +52,7 @@ def engine_for(
         prep.loss_fn,
         request,
         pending,
+        first_points,
     )
 
 
@@ -59,6 +67,7 @@ def engine_request(config: ComputeConfig, prep: Session) -> EngineRequest:
     return EngineRequest(
         engine=ev.engine,
         compile=ev.compile,
+        fuse=ev.fuse,
         memory_format=ev.memory_format,
         memory_budget=parse_bytes(ev.memory_budget),
         batch_size=config.data.batch_size,

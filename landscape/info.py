@@ -491,11 +491,40 @@ def _provenance_lines(s: Surface) -> list[str]:
     ]
     if "predicted_tokens" in a:
         out[-2] += f", {int(a['predicted_tokens'])} predicted tokens"
+    engine = _engine_text(_parsed(a.get("engine")))
+    if engine:
+        out.append(f"engine:      {engine}")
     moved = [f"--params {' '.join(g)}" for g in [_get(cfg, "direction", "params")] if g]
     moved += [f"--exclude {' '.join(g)}" for g in [_get(cfg, "direction", "exclude")] if g]
     if moved:
         out.append(f"moved:       {', '.join(moved)}: {_moved_text(s)}")
     return out
+
+
+def _engine_text(e: Any) -> str:
+    """How the points were evaluated (the engine report the run stored): path, layout, batch,
+    the BatchNorm fold, compile, and a re-check on the first points."""
+    if not isinstance(e, dict) or "engine" not in e:
+        return ""
+    parts = [str(e["engine"]), "channels-last" if e.get("channels_last") else "contiguous"]
+    if e.get("batch_size"):
+        parts.append(f"batch {e['batch_size']}")
+    if e.get("k") and e["engine"] == "batched":
+        parts.append(f"{e['k']} points per call")
+    if e.get("fused"):
+        parts.append(f"BatchNorm folded into {e['fused']} convolutions")
+    parts.append("compiled" if e.get("compile") else "eager")
+    if e.get("autocast"):
+        parts.append(f"autocast {e['autocast']}")
+    if e.get("device"):
+        parts.append(f"on {e['device']}")
+    if e.get("processes", 1) > 1:
+        parts.append(f"{e['processes']} processes")
+    text = ", ".join(parts)
+    recheck = e.get("recheck")
+    if isinstance(recheck, dict) and recheck.get("switched_to"):
+        text += f" (switched from {recheck['chosen']} after the first points)"
+    return text
 
 
 def _moved_text(s: Surface) -> str:

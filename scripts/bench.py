@@ -3,6 +3,7 @@
     python scripts/bench.py                       # mlp on digits and resnet20 on synthetic CIFAR
     python scripts/bench.py --model resnet20 --grid 21 --samples 2000 --device cuda
     python scripts/bench.py --model gpt2          # tokens/s on a GPT-2 (transformers), see below
+    python scripts/bench.py --model whole --samples 1000 --pairs 3 [--grid 21] [--device cuda]
 
 For each model, in one run and on the same directions and grid:
 1. ``landscape compute`` as a user runs it (``--engine auto``: engine choice, compile and all), timed
@@ -19,6 +20,15 @@ landscape compute --model hf:DIR --data tokens:FILE`` against a plain loop over 
 forward in its own process (``--plain-hf``: transformers' ``from_pretrained``, weights copied in
 place, ``no_grad``, ``model(input_ids, attention_mask, labels=...)``, the token-weighted mean of
 its losses), at the same points along the directions the engine stored; tokens/s on both sides.
+
+For ``--model whole`` every side is a whole process, start-up included, in ``--pairs`` interleaved
+rounds (medians): ``landscape compute`` on a ResNet-20 checkpoint and a synthetic CIFAR-10 folder,
+the plain loop above (``--plain-process``), and a reference-style loop as Li et al.'s code
+evaluates (``--reference-process``: a DataLoader with two workers re-created at every point over
+PIL images, batch 128), plus the bare forward of the model as written at its best layout, batch
+and compile (the limit for an evaluator that calls it as it is), minor faults and system time
+per side. On a GPU (``--device cuda``) the same comparison adds engine runs on the batched path,
+in bf16 and compiled (``--variants``), each held to its own loss tolerance.
 
 4. points/s, achieved GFLOP/s (FLOPs of one forward from ``torch.utils.flop_counter``), the ratio,
    and the share of this machine's matmul peak, measured here on a large float32 matmul (best of
@@ -231,19 +241,24 @@ def _model_at(model_name: str, checkpoint: str) -> torch.nn.Module:
     return model.eval()
 
 
-def plain_process(model_name: str, checkpoint: str, folder: str, surface: str) -> None:
+def plain_process(
+    model_name: str, checkpoint: str, folder: str, surface: str, device_name: str = "cpu"
+) -> None:
     """The plain per-point loop as its own process: the model at its checkpoint, the CIFAR
-    folder's test images as tensors, every grid point of ``surface`` along its stored directions,
-    θ + a·d1 + b·d2 copied into the model in place, ``eval()``, ``no_grad``, NCHW, batch 500."""
+    folder's test images as tensors on the device, every grid point of ``surface`` along its
+    stored directions, θ + a·d1 + b·d2 copied into the model in place, ``eval()``, ``no_grad``,
+    NCHW, batch 500."""
     start = time.perf_counter()
     from landscape.config import DataSpec
     from landscape.data import load_data
 
-    model = _model_at(model_name, checkpoint)
-    x, y = load_data(DataSpec(f"cifar10:{folder}", split="test")).tensors()
+    device = torch.device(device_name)
+    model = _model_at(model_name, checkpoint).to(device)
+    x, y = (t.to(device) for t in load_data(DataSpec(f"cifar10:{folder}", split="test")).tensors())
     points, d1, d2 = _points_and_directions(surface)
+    d1, d2 = ({k: v.to(device) for k, v in d.items()} for d in (d1, d2))
     theta = {k: p.detach().clone() for k, p in model.named_parameters()}
-    losses, _ = plain_loop(model, theta, d1, d2, x, y, points, torch.device("cpu"))
+    losses, _ = plain_loop(model, theta, d1, d2, x, y, points, device)
     print(json.dumps({"losses": losses, "seconds": time.perf_counter() - start}))
 
 
@@ -275,13 +290,18 @@ class _PILSet(torch.utils.data.Dataset):
         return (t - self.mean) / self.std, self.labels[i]  # Normalize
 
 
-def reference_process(model_name: str, checkpoint: str, folder: str, surface: str) -> None:
+def reference_process(
+    model_name: str, checkpoint: str, folder: str, surface: str, device_name: str = "cpu"
+) -> None:
     """A reference-style loop (Li et al.'s evaluation) as its own process: for every point,
     weights set in place, then a DataLoader with two worker processes over the PIL images,
-    batch 128, NCHW, ``eval()``, ``no_grad``, summed cross-entropy."""
+    batch 128, NCHW, each batch moved to the device, ``eval()``, ``no_grad``, summed
+    cross-entropy."""
     start = time.perf_counter()
-    model = _model_at(model_name, checkpoint)
+    device = torch.device(device_name)
+    model = _model_at(model_name, checkpoint).to(device)
     points, d1, d2 = _points_and_directions(surface)
+    d1, d2 = ({k: v.to(device) for k, v in d.items()} for d in (d1, d2))
     params = dict(model.named_parameters())
     theta = {k: p.detach().clone() for k, p in params.items()}
     dataset = _PILSet(folder)
@@ -293,20 +313,25 @@ def reference_process(model_name: str, checkpoint: str, folder: str, surface: st
             loader = torch.utils.data.DataLoader(dataset, batch_size=128, num_workers=2)
             total, n = 0.0, 0
             for x, y in loader:
+                x, y = x.to(device), y.to(device)
                 total += torch.nn.functional.cross_entropy(model(x), y, reduction="sum").item()
                 n += len(y)
             losses.append(total / n)
     print(json.dumps({"losses": losses, "seconds": time.perf_counter() - start}))
 
 
-def bare_forward_limit(model_name: str, checkpoint: str, folder: str) -> dict:
-    """The model's forward alone over the same samples, at its best layout and batch, eager and
-    compiled (compile time excluded): the per-point time no evaluator can beat."""
+def bare_forward_limit(model_name: str, checkpoint: str, folder: str, device_name: str) -> dict:
+    """The model's forward as written, alone over the same samples, at its best layout and
+    batch, eager and compiled (compile time excluded): what an evaluator that calls the model as
+    it is cannot beat (folding BatchNorm into the convolutions changes the model's arithmetic and
+    can)."""
     from landscape.config import DataSpec
     from landscape.data import load_data
 
-    model = _model_at(model_name, checkpoint)
+    device = torch.device(device_name)
+    model = _model_at(model_name, checkpoint).to(device)
     x, _ = load_data(DataSpec(f"cifar10:{folder}", split="test")).tensors()
+    x = x.to(device)
 
     def best_pass(fn, cl: bool, b: int) -> float:
         parts = [x[i : i + b] for i in range(0, len(x), b)]
@@ -317,16 +342,19 @@ def bare_forward_limit(model_name: str, checkpoint: str, folder: str) -> dict:
                 fn(p)
             best = float("inf")
             for _ in range(3):
+                _sync(device)
                 start = time.perf_counter()
                 for p in parts:
                     fn(p)
+                _sync(device)
                 best = min(best, time.perf_counter() - start)
         return best
 
     eager = {}
+    sizes = (64, 128, 256, 500) if device.type == "cpu" else (128, 500, 1000)
     for cl in (False, True):
         m = model.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
-        for b in (64, 128, 256, 500):
+        for b in sizes:
             eager[f"{'channels-last' if cl else 'nchw'}@{b}"] = best_pass(m, cl, b)
     label = min(eager, key=eager.get)
     cl, b = label.startswith("channels"), int(label.split("@")[1])
@@ -358,11 +386,21 @@ def _timed(cmd: list[str]) -> dict:
     }
 
 
+# engine variants timed beside the default run (each its own whole process): on a GPU the
+# batched path, bf16 autocast and a forced compile; the loss tolerance each is held to
+VARIANTS = {
+    "batched": (["--engine", "batched"], 1e-5),
+    "bf16": (["--dtype", "bfloat16"], 5e-2),
+    "compiled": (["--compile", "on"], 1e-5),
+}
+
+
 def bench_whole(args: argparse.Namespace, work: Path) -> dict:
     """``landscape compute`` against the plain loop and a reference-style loop, each a whole
     process (start-up included), on a ResNet-20 checkpoint and a synthetic CIFAR-10 folder, in
     ``--pairs`` interleaved rounds (a slow spell of a shared machine then weighs on every side);
-    medians reported, with the bare forward's limit measured in this process."""
+    medians reported, with the bare forward's limit measured in this process. ``--variants``
+    (default on a GPU: all of VARIANTS) adds engine runs with other settings."""
     from landscape.models import build_model
 
     folder = _cifar_folder(work / "cifar", args.samples)
@@ -371,44 +409,57 @@ def bench_whole(args: argparse.Namespace, work: Path) -> dict:
     torch.save({"state_dict": build_model("resnet20").state_dict()}, ckpt)
     side = args.grid or 6
     out = work / "whole.h5"
-    engine_cmd = [sys.executable, "-m", "landscape", "compute", "--model", "resnet20",
-                  "--checkpoint", str(ckpt), "--data", f"cifar10:{folder}", "--split", "test",
-                  f"--x=-1:1:{side}", f"--y=-1:1:{side}", "--out", str(out), "--overwrite",
-                  "--quiet"]  # fmt: skip
-    tail = ["resnet20", str(ckpt), str(folder), str(out)]
+
+    def engine_cmd(target: Path, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "landscape", "compute", "--model", "resnet20",
+                "--checkpoint", str(ckpt), "--data", f"cifar10:{folder}", "--split", "test",
+                f"--x=-1:1:{side}", f"--y=-1:1:{side}", "--out", str(target), "--overwrite",
+                "--quiet", "--device", args.device, *extra]  # fmt: skip
+
+    tail = ["resnet20", str(ckpt), str(folder), str(out), args.device]
     sides = {
-        "engine": engine_cmd,
+        "engine": engine_cmd(out),
         "plain": [sys.executable, __file__, "--plain-process", *tail],
         "reference": [sys.executable, __file__, "--reference-process", *tail],
     }
     if args.no_reference:
         sides.pop("reference")
+    variants = args.variants if args.variants is not None else (
+        list(VARIANTS) if args.device.startswith("cuda") else []
+    )  # fmt: skip
+    for name in variants:
+        sides[f"engine_{name}"] = engine_cmd(work / f"whole_{name}.h5", *VARIANTS[name][0])
     runs: dict[str, list[dict]] = {name: [] for name in sides}
     for _ in range(args.pairs):
         for name, cmd in sides.items():
             runs[name].append(_timed(cmd))
-    surface = read_surface(out)
-    ours = surface.values["test_loss"].reshape(-1)
+    ours = read_surface(out).values["test_loss"].reshape(-1)
     diffs = {
         name: float(np.max(np.abs(ours - np.array(json.loads(r[-1]["stdout"])["losses"]))
                            / np.abs(ours)))
-        for name, r in runs.items() if name != "engine"
+        for name, r in runs.items() if not name.startswith("engine")
     }  # fmt: skip
-    limit = bare_forward_limit("resnet20", str(ckpt), str(folder))
+    for name in variants:  # against the plain loop's losses, like the default run
+        theirs = read_surface(work / f"whole_{name}.h5").values["test_loss"].reshape(-1)
+        plain = np.array(json.loads(runs["plain"][-1]["stdout"])["losses"])
+        diffs[f"engine_{name}"] = float(np.max(np.abs(theirs - plain) / np.abs(plain)))
+    limit = bare_forward_limit("resnet20", str(ckpt), str(folder), args.device)
 
     def median(name: str, key: str) -> float:
         return float(np.median([r[key] for r in runs[name]]))
 
-    engine = json.loads(surface.attrs["engine"])
+    engine = json.loads(read_surface(out).attrs["engine"])
     row = {
         "model": "resnet20 (whole processes)",
+        "device": args.device,
         "grid": f"{side}x{side}",
         "samples": args.samples,
         "pairs": args.pairs,
         "engine": engine,
         "bare_forward": limit,
-        "max_rel_loss_diff": max(diffs.values()),
+        "max_rel_loss_diff": max(diffs[k] for k in ("plain", "reference") if k in diffs),
         "rel_loss_diff_by_side": diffs,
+        "variant_tolerances": {f"engine_{n}": VARIANTS[n][1] for n in variants},
     }
     for name in runs:
         for key in ("wall", "user", "sys", "sys_share", "minor_faults"):
@@ -416,6 +467,8 @@ def bench_whole(args: argparse.Namespace, work: Path) -> dict:
     for name in runs:
         if name != "engine":
             row[f"ratio_{name}"] = row[f"{name}_wall"] / row["engine_wall"]
+    for name in variants:  # each variant against the plain loop
+        row[f"ratio_plain_over_engine_{name}"] = row["plain_wall"] / row[f"engine_{name}_wall"]
     row["ratio"] = row["ratio_plain"]
     # the engine's own timing of its chosen path, one whole point (auto's candidates, this run)
     row["engine_per_point_timed"] = min(engine.get("timings", {}).values(), default=float("nan"))
@@ -498,10 +551,10 @@ def main() -> int:
     if len(sys.argv) == 5 and sys.argv[1] == "--plain-hf":  # the plain loop's own process
         plain_hf(*sys.argv[2:])
         return 0
-    if len(sys.argv) == 6 and sys.argv[1] == "--plain-process":
+    if len(sys.argv) == 7 and sys.argv[1] == "--plain-process":
         plain_process(*sys.argv[2:])
         return 0
-    if len(sys.argv) == 6 and sys.argv[1] == "--reference-process":
+    if len(sys.argv) == 7 and sys.argv[1] == "--reference-process":
         reference_process(*sys.argv[2:])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -517,6 +570,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--llm-sequences", type=int, default=64, help="gpt2: token windows of 128 [64]"
+    )
+    parser.add_argument(
+        "--variants",
+        type=lambda v: [p for p in v.split(",") if p],
+        help=f"whole: engine runs with other settings, of {','.join(VARIANTS)} "
+        "[all on cuda, none on cpu]",
     )
     parser.add_argument("--grid", type=int, help="points per axis [mlp 51, resnet20 21]")
     parser.add_argument(
@@ -551,6 +610,12 @@ def main() -> int:
                     print(
                         f"          reference-style loop process (DataLoader, 2 workers per point, "
                         f"PIL) {row['reference_wall']:.1f} s: ratio {row['ratio_reference']:.2f}x"
+                    )
+                for key, tol in row["variant_tolerances"].items():
+                    print(
+                        f"          {key.replace('_', ' ')}: {row[f'{key}_wall']:.1f} s, "
+                        f"{row[f'ratio_plain_over_{key}']:.2f}x the plain loop, max rel |Δloss| "
+                        f"{row['rel_loss_diff_by_side'][key]:.1e} (tolerance {tol:g})"
                     )
                 lim = row["bare_forward"]
                 print(
@@ -589,6 +654,12 @@ def main() -> int:
         args.json.write_text(json.dumps(rows, indent=2, default=str))
     bad = [r["model"] for r in rows if r.get("max_abs_loss_diff", 0) > 1e-5]
     bad += [r["model"] for r in rows if "whole" in r["model"] and r["max_rel_loss_diff"] > 1e-6]
+    bad += [
+        f"{r['model']} {key}"
+        for r in rows
+        for key, tol in r.get("variant_tolerances", {}).items()
+        if r["rel_loss_diff_by_side"][key] > tol
+    ]
     if bad:
         print(f"DISAGREE: {bad} differ from the plain loop by more than 1e-5 in loss")
         return 1

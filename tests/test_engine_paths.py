@@ -156,3 +156,62 @@ def test_compiled_path_matches_eager_and_compiles_once(engine: str) -> None:
         assert math.isclose(g.loss, w.loss, rel_tol=1e-5), (w, g)
         assert g.acc == w.acc
     assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
+
+
+# --- the selection's search and its check on the first points ---------------------------------
+
+
+def test_the_batch_search_walks_out_from_the_first_size_and_stops_at_a_slower_one() -> None:
+    from landscape.engine.select import _batch_search
+
+    sizes = [64, 128, 256, 500]
+
+    def timed(costs: dict[int, float]) -> list[int]:
+        seen: list[int] = []
+
+        def time_of(b: int) -> float:
+            seen.append(b)
+            return costs[b]
+
+        _batch_search(sizes, 128, costs[128], time_of)
+        return seen
+
+    assert timed({64: 5, 128: 4, 256: 3, 500: 2}) == [256, 500]  # faster all the way up
+    assert timed({64: 5, 128: 4, 256: 3, 500: 3.5}) == [256, 500]  # best found between
+    assert timed({64: 3, 128: 4, 256: 5, 500: 1}) == [256, 64]  # larger is slower: go down
+    assert timed({64: 3, 128: 4, 256: float("inf"), 500: 1}) == [256]  # over budget: stop
+
+
+class _Sleeper:
+    """A stand-in evaluator whose points take ``seconds`` each."""
+
+    def __init__(self, seconds: float, tag: str) -> None:
+        self.seconds, self.tag, self.data, self.calls = seconds, tag, (lambda: iter(())), 0
+
+    def with_batches(self, _batches):
+        return self
+
+    def evaluate_block(self, points):
+        import time
+
+        self.calls += 1
+        time.sleep(self.seconds * len(points))
+        return [(self.tag, p) for p in points]
+
+
+def test_a_first_point_slower_than_timed_calls_in_the_runner_up() -> None:
+    from landscape.engine.select import _recheck
+
+    up = {"label": "other"}
+    points = [(0.0, 0.0), (1.0, 0.0)]
+    slow, fast = _Sleeper(0.05, "chosen"), _Sleeper(0.0, "other")
+    kept, done, record = _recheck(slow, lambda: fast, points, 0.005, up)
+    assert kept is fast and record["switched_to"] == "other"
+    assert done == [("chosen", points[0]), ("other", points[1])]  # both points kept
+    # a first point as fast as its projection: the choice stands, nothing else is built
+    quick = _Sleeper(0.0, "chosen")
+    kept, done, record = _recheck(quick, lambda: 1 / 0, points, 0.05, up)
+    assert kept is quick and done == [("chosen", points[0])] and "runner_up" not in record
+    # the runner-up tried and slower still: the first choice stays
+    kept, _, record = _recheck(_Sleeper(0.02, "c"), lambda: _Sleeper(0.06, "o"), points, 1e-3, up)
+    assert kept.tag == "c" and "switched_to" not in record and record["runner_up"] == "other"

@@ -116,7 +116,9 @@ class PointEvaluatorBase:
 
     ``bn`` is the BatchNorm policy (eval, train, recalibrate; recalibrate needs ``train_batches``),
     ``channels_last`` and ``compile`` change only speed, ``autocast`` (a dtype) the precision of
-    the forward pass; the loss is always summed in float64.
+    the forward pass; the loss is always summed in float64. ``module``: what to call in place of
+    the model, with the same parameter and buffer names (the BatchNorm-folded model of
+    ``engine.fold``); not under ``bn train``, whose forward is a private copy.
     """
 
     def __init__(
@@ -132,6 +134,7 @@ class PointEvaluatorBase:
         channels_last: bool = False,
         compile: bool = False,
         autocast: torch.dtype | None = None,
+        module: torch.nn.Module | None = None,
     ) -> None:
         policies.check_policy(model, bn)
         if bn == "recalibrate" and train_batches is None:
@@ -155,10 +158,21 @@ class PointEvaluatorBase:
         elif bn == "train":
             self.module = policies.batch_stats_model(model)
         else:
-            self.module = model
+            self.module = module if module is not None else model
         self._recal_module = policies.recalibration_model(model) if bn == "recalibrate" else None
 
     # --- data ----------------------------------------------------------------------------------
+
+    @property
+    def data(self) -> Batches:
+        """The evaluation batches as given (before padding and layout)."""
+        return self._batches
+
+    def with_batches(self, batches: Batches) -> PointEvaluatorBase:
+        """The same evaluator (layout, compiled call, working copy) over other batches."""
+        other = copy.copy(self)
+        other._batches = batches
+        return other
 
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Evaluation batches ``(x, y)`` to feed ``forward``; ``x`` may have padding rows past

@@ -70,6 +70,7 @@ class EngineSettings:
     channels_last: bool
     k: int | None  # points per batched call
     batch_size: int
+    fused: bool = False  # BatchNorm folded (engine.fold)
 
     def pin(self, request: EngineRequest) -> EngineRequest:
         """``request`` with every choice fixed to these settings: nothing is timed again."""
@@ -77,6 +78,7 @@ class EngineSettings:
             request,
             engine=self.engine,
             compile="on" if self.compile else "off",
+            fuse="on" if self.fused else "off",
             memory_format="channels-last" if self.channels_last else "contiguous",
             k=self.k,
             batch_size=self.batch_size,
@@ -88,6 +90,7 @@ class EngineChoice:
     evaluator: PointEvaluatorBase
     report: dict[str, Any] = field(default_factory=dict)
     settings: EngineSettings | None = None
+    done: list[PointResult] = field(default_factory=list)  # the first points, when checked on
 
 
 @dataclass
@@ -96,6 +99,7 @@ class EngineRequest:
 
     engine: str = "auto"  # auto | reference | batched
     compile: str = "auto"  # auto | on | off
+    fuse: str = "auto"  # auto | on | off: fold BatchNorm on the per-point path (engine.fold)
     memory_format: str = "auto"  # auto | contiguous | channels-last
     memory_budget: int | None = None  # bytes for the batched path's activations
     batch_size: int = 500
@@ -127,11 +131,14 @@ def choose_engine(
     loss_fn: Callable,
     request: EngineRequest,
     pending_points: int,
+    first_points: Sequence[tuple[float, ...]] = (),
 ) -> EngineChoice:
     """Build the evaluator the request asks for, timing candidates where it says auto.
 
     ``batches_of(n)`` gives the evaluation set in batches of n samples; n and K come from the
-    memory budget (:func:`batch_and_k`).
+    memory budget (:func:`batch_and_k`). ``first_points``: the run's first points; when the
+    timings chose between candidates, the choice is checked on them (:func:`_recheck`) and
+    their results are returned in ``EngineChoice.done``.
     """
     device = next(iter(centre.values())).device
     common = (model, centre, directions)
@@ -153,6 +160,7 @@ def choose_engine(
         # per call only add memory traffic (2× slower measured on ResNet-20), never time them
         engines = [e for e in engines if not ENGINES[e].points_per_call] or engines
     candidates = [(e, cl) for e in engines for cl in formats]
+    folded, fold_report = _fold(model, centre, batches, request)
     total = len_of(batches)
     sizes = _batch_sizes(request, device, batch, total)
 
@@ -163,9 +171,12 @@ def choose_engine(
         cls = ENGINES[engine]
         if cls.points_per_call:  # K points per call, from the memory budget
             opts["k"] = k
+        elif folded is not None:  # one point at a time: the BatchNorm-folded model
+            opts["module"] = folded
         return cls(*common, data, loss_fn, **opts)
 
     report: dict[str, Any] = {"device": str(device), "k": k, "batch_size": batch, "timings": {}}
+    report.update(fold_report)
     labels: dict[str, tuple[str, bool, int]] = {}
 
     def time_one(engine: str, cl: bool, b: int, repeats: int = TIMING_REPEATS) -> float:
@@ -185,33 +196,39 @@ def choose_engine(
         return report["timings"][label]
 
     if len(candidates) > 1 or len(sizes) > 1:
-        # first the engines and layouts at --batch-size, then the smaller batches for the best
-        # of them (one point at a time only): a handful of timings, not every combination
+        started = time.perf_counter()
+        # engines and layouts first, at one batch size (LAYOUT_BATCH where batch sizes are
+        # compared, else --batch-size); then, one point at a time only, other batch sizes for
+        # the best of them, within the selection budget
+        first_size = min(sizes, key=lambda b: abs(b - LAYOUT_BATCH)) if len(sizes) > 1 else batch
         for engine, cl in candidates:
-            time_one(engine, cl, batch)
+            time_one(engine, cl, first_size)
         if not report["timings"]:
             raise ConfigError(f"no evaluation path runs this model: {report.get('unavailable')}")
         first = min(report["timings"], key=report["timings"].get)
         engine, cl, _ = labels[first]
+        budget = selection_budget(report["timings"][first], pending_points)
+        report["selection_budget_seconds"] = round(budget, 2)
         if not ENGINES[engine].points_per_call:
-            # smaller batches, largest first, one pass each (they differ by a few per cent, the
-            # layouts by a fifth): stop at the first that is slower than the one before it
-            previous = report["timings"][first]
-            for b in sorted((b for b in sizes if b != batch), reverse=True):
-                seconds = time_one(engine, cl, b, repeats=1)
-                if seconds > previous:
-                    break
-                previous = seconds
+
+            def within_budget(b: int, engine: str = engine, cl: bool = cl) -> float:
+                over = time.perf_counter() - started > budget
+                return math.inf if over else time_one(engine, cl, b, repeats=1)
+
+            _batch_search(sizes, first_size, report["timings"][first], within_budget)
         best = min(report["timings"], key=report["timings"].get)
         engine, cl, chosen = labels[best]
         per_point = report["timings"][best]
+        report["selection_seconds"] = round(time.perf_counter() - started, 2)
         if chosen != batch:
             batch, batches = chosen, batches_of(chosen)
             report["batch_size"] = batch
+        report["runner_up"] = _runner_up(report["timings"], labels, best)
     else:
         engine, cl = candidates[0]
         per_point = None
-    record = compile_cache.key(model, device, engine, cl, batch)
+    path = engine if folded is None or ENGINES[engine].points_per_call else f"{engine}+fused"
+    record = compile_cache.key(model, device, path, cl, batch)
     known = compile_cache.recall(record)
     compile, why = _compile_decision(request.compile, device, per_point, pending_points, known)
     report.update(engine=engine, channels_last=cl, compile=compile, compile_reason=why)
@@ -222,12 +239,102 @@ def choose_engine(
         evaluator, report = _checked_compile(evaluator, make, engine, cl, batches, report)
         if report.get("compile"):
             _remember_compile(record, evaluator, report, per_point)
+    done: list[PointResult] = []
+    runner_up = report.get("runner_up")
+    if first_points and runner_up and not compile and per_point is not None:
+        same_kind = ENGINES[runner_up["engine"]].points_per_call == ENGINES[engine].points_per_call
+        if same_kind:
+
+            def alternative(up: dict[str, Any] = runner_up) -> PointEvaluatorBase:
+                return make(up["engine"], up["channels_last"], batches_of(up["batch_size"]))
+
+            evaluator, done, report["recheck"] = _recheck(
+                evaluator, alternative, first_points, per_point, runner_up
+            )
+            if report["recheck"].get("switched_to"):
+                batch = runner_up["batch_size"]
+                report["batch_size"] = batch
     report["engine"] = evaluator.name
     report.update(evaluator.describe())
+    fused = evaluator.module is folded and folded is not None
+    if not fused:
+        report.update(fused=0)
     settings = EngineSettings(
-        evaluator.name, bool(report.get("compile")), bool(evaluator.channels_last), k, batch
+        evaluator.name, bool(report.get("compile")), bool(evaluator.channels_last), k, batch, fused
     )
-    return EngineChoice(evaluator, report, settings)
+    return EngineChoice(evaluator, report, settings, done)
+
+
+RECHECK_POINTS = 2  # the run's first points, on which the choice is checked
+RECHECK_SLACK = 0.25  # a first point this much slower than timed calls the choice into doubt
+
+
+def _recheck(
+    chosen: PointEvaluatorBase,
+    alternative: Callable[[], PointEvaluatorBase],
+    points: Sequence[tuple[float, ...]],
+    projected: float,
+    runner_up: dict[str, Any],
+) -> tuple[PointEvaluatorBase, list[PointResult], dict[str, Any]]:
+    """The choice checked on the run's first real points, whose results are kept.
+
+    The timings ranked candidates on a few batches; a whole point is the run's real unit. The
+    first point is evaluated with the chosen path: if it takes no more than RECHECK_SLACK over
+    its projection, the choice stands. Otherwise the second point is evaluated with the
+    runner-up (after a warm-up batch), and the faster of the two keeps the rest of the run."""
+    per_call = getattr(chosen, "k", 1)
+    first, second = list(points[:per_call]), list(points[per_call : 2 * per_call])
+    start = time.perf_counter()
+    done = chosen.evaluate_block(first)
+    seconds = (time.perf_counter() - start) / len(first)
+    record: dict[str, Any] = {
+        "projected_seconds": round(projected, 4),
+        "first_point_seconds": round(seconds, 4),
+    }
+    if seconds <= projected * (1 + RECHECK_SLACK) or not second:
+        return chosen, done, record
+    other = alternative()
+    other.with_batches(_first_batches(other.data, 1)).evaluate_block(second[:1])  # warm-up
+    start = time.perf_counter()
+    done += other.evaluate_block(second)
+    other_seconds = (time.perf_counter() - start) / len(second)
+    record.update(runner_up=runner_up["label"], runner_up_point_seconds=round(other_seconds, 4))
+    if other_seconds < seconds:
+        record["switched_to"] = runner_up["label"]
+        return other, done, record
+    return chosen, done, record
+
+
+def _fold(
+    model: torch.nn.Module,
+    centre: dict[str, torch.Tensor],
+    batches: Batches,
+    request: EngineRequest,
+) -> tuple[torch.nn.Module | None, dict[str, Any]]:
+    """The BatchNorm-folded model (``engine.fold``) for the per-point path, when the request
+    allows it and the fold gives the model's outputs on the first samples; why not, otherwise."""
+    from landscape.engine import fold
+
+    bn = request.options.get("bn", "eval")
+    why = None
+    if request.fuse == "off":
+        why = "--fuse off"
+    elif request.fuse == "auto" and request.engine != "auto":
+        why = "an explicit engine folds BatchNorm only with --fuse on"
+    elif bn == "train":
+        why = "--bn train normalizes with each batch's statistics"
+    elif is_jitted(model) or task_of(model) is not None or not has_conv2d(model):
+        why = "no convolution to fold into" if not has_conv2d(model) else "not a traceable conv net"
+    if why is not None:
+        return None, {"fused": 0, "fuse_reason": why}
+    folded = fold.fold_batchnorm(model)
+    if folded.module is None:
+        return None, folded.describe()
+    x, _ = next(iter(batches()))
+    ok, diff = fold.agrees(model, folded.module, dict(centre), x[:8])
+    if not ok:
+        return None, {"fused": 0, "fuse_reason": f"the folded model differs by {diff:.1e}"}
+    return folded.module, {**folded.describe(), "fuse_check": float(f"{diff:.2e}")}
 
 
 def _formats(model: torch.nn.Module, request: EngineRequest) -> list[bool]:
@@ -299,10 +406,56 @@ def _first_batches(batches: Batches, n: int) -> Batches:
 
 
 CPU_BATCH_SIZES = (64, 128, 256)  # besides --batch-size: smaller batches stay in the L2 cache
-TIMING_REPEATS = 2  # timed passes per candidate (the best counts), after one warm-up pass
-TIMING_SAMPLES = (
-    256  # each batch-size candidate is timed on about this many samples (all, if fewer)
-)
+LAYOUT_BATCH = 128  # where batch sizes are compared, layouts are ranked at the nearest one
+TIMING_REPEATS = 2  # timed passes per layout candidate (the best counts), after a warm-up batch
+TIMING_SAMPLES = 256  # each candidate is timed on about this many samples (all, if fewer)
+SELECTION_SECONDS = 1.0  # the selection's budget on a short run ...
+SELECTION_SHARE = 0.02  # ... and its share of a long one's projected evaluation time
+
+
+def selection_budget(per_point: float, pending: int) -> float:
+    """Seconds the batch-size search may spend: about a second on a short run, 2% of a long
+    run's projected evaluation (a 5% faster batch size then pays for its search)."""
+    return max(SELECTION_SECONDS, SELECTION_SHARE * per_point * pending)
+
+
+def _batch_search(
+    sizes: Sequence[int], start: int, seconds: float, time_of: Callable[[int], float]
+) -> None:
+    """Time batch sizes outward from ``start`` (timed already: ``seconds``): larger ones while
+    each is faster than the one before; if the first larger one is not, smaller ones the same way.
+    A time of inf (over budget, or cannot run) ends the search."""
+    previous = seconds
+    up = [b for b in sizes if b > start]
+    for i, b in enumerate(up):
+        t = time_of(b)
+        if math.isinf(t) or (t > previous and i > 0):
+            return  # over budget, or faster then slower: the best is found
+        if t > previous:
+            break  # the first larger batch is slower: look at smaller ones
+        previous = t
+    else:
+        if up:
+            return  # faster all the way up
+    previous = seconds
+    for b in [b for b in reversed(sizes) if b < start]:
+        t = time_of(b)
+        if math.isinf(t) or t > previous:
+            return
+        previous = t
+
+
+def _runner_up(
+    timings: dict[str, float], labels: dict[str, tuple[str, bool, int]], best: str
+) -> dict[str, Any] | None:
+    """The second-fastest candidate, for the check on the first points (``recheck``)."""
+    rest = sorted((t, label) for label, t in timings.items() if label != best and t < math.inf)
+    if not rest:
+        return None
+    seconds, label = rest[0]
+    engine, cl, b = labels[label]
+    return {"label": label, "engine": engine, "channels_last": cl, "batch_size": b,
+            "seconds": seconds}  # fmt: skip
 
 
 def len_of(batches: Batches) -> int:
@@ -322,17 +475,18 @@ def _batch_sizes(request: EngineRequest, device: torch.device, batch: int, total
 
 def _timing_batches(batches: Batches, size: int, total: int, many: bool) -> tuple[Batches, int]:
     """The batches one candidate is timed on, and how many samples they hold: TIMING_BATCHES
-    batches, or, when batch sizes are compared, about TIMING_SAMPLES samples of each size."""
+    batches, or, when batch sizes are compared, about TIMING_SAMPLES samples (one batch at least)."""
     n = TIMING_BATCHES if not many else max(1, -(-min(TIMING_SAMPLES, total) // size))
     samples = min(total, n * size)
     return _first_batches(batches, n), samples
 
 
 def _seconds_per_point(evaluator: PointEvaluatorBase, k: int, repeats: int = 1) -> float:
-    """The best of ``repeats`` timings of one chunk of k points, after a warm-up chunk; seconds
-    per point (the best, since a shared machine only ever slows a timing down)."""
+    """The best of ``repeats`` timings of one chunk of k points, after a warm-up chunk on the
+    first batch alone; seconds per point (the best, since a shared machine only ever slows a
+    timing down)."""
     points = [(0.0,) * len(evaluator.directions)] * k
-    evaluator.evaluate_block(points)  # warm-up: allocations, lazy inits
+    evaluator.with_batches(_first_batches(evaluator.data, 1)).evaluate_block(points)  # warm-up
     best = math.inf
     for _ in range(repeats):
         start = time.perf_counter()

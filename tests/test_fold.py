@@ -1,0 +1,176 @@
+"""Folding eval-mode BatchNorm into convolutions (landscape.engine.fold), against the model as
+written: same outputs at points off θ, same names, the caller's model untouched, and the run's
+surface equal to the unfolded reference path's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+from torch import nn
+from torch.func import functional_call
+
+from landscape.cli import main
+from landscape.engine.fold import conv_bn, fold_batchnorm
+from landscape.store import read_surface
+
+
+def _trained_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Running statistics and affine terms away from their initial values, as after training."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.3)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) * 1.5 + 0.5)
+            if m.affine:
+                m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+    return model.eval()
+
+
+class Block(nn.Module):
+    """Every pattern the fold takes and some it must leave: conv with a bias, BN without affine
+    terms, reflect padding, torch.add, nn.ReLU, a conv whose output is read twice, and a BN whose
+    output is read twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1, bias=True)
+        self.bn_a = nn.BatchNorm2d(4)
+        self.b = nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect", bias=False)
+        self.bn_b = nn.BatchNorm2d(4, affine=False)
+        self.act = nn.ReLU()
+        self.c = nn.Conv2d(4, 4, 1)
+        self.bn_c = nn.BatchNorm2d(4)
+        self.d = nn.Conv2d(4, 4, 3, padding=1, groups=2)
+        self.bn_d = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * 6 * 6 * 3, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.bn_a(self.a(x)))
+        h = self.act(torch.add(self.bn_b(self.b(h)), h))
+        raw = self.c(h)  # read twice: its BN must stay as it is
+        c = self.bn_c(raw) + raw
+        d = self.bn_d(self.d(c))  # read twice after the BN: folded, nothing after it
+        return self.fc(torch.cat([c, d, d.relu()], 1).flatten(1))
+
+
+def _states(model: nn.Module, scale: float = 0.05, seed: int = 1):
+    """θ and a point off θ (every floating tensor moved, running statistics kept positive)."""
+    theta = dict(model.state_dict())
+    g = torch.Generator().manual_seed(seed)
+    moved = {
+        k: (v + scale * torch.randn(v.shape, generator=g)).abs() if "running_var" in k else
+        v + scale * torch.randn(v.shape, generator=g) if v.is_floating_point() else v
+        for k, v in theta.items()
+    }  # fmt: skip
+    return theta, moved
+
+
+def test_the_folded_block_gives_the_model_outputs_at_points_off_theta() -> None:
+    torch.manual_seed(0)
+    model = _trained_bn(Block())
+    folded = fold_batchnorm(model)
+    assert (folded.chains, folded.adds, folded.relus) == (3, 1, 2)  # a, b, d; b's add; a, b
+    x = torch.randn(7, 3, 6, 6)
+    for state in _states(model):
+        with torch.inference_mode():
+            want = functional_call(model, state, (x,))
+            got = functional_call(folded.module, state, (x,))
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    # the same parameter and buffer names, so a point's dict of tensors applies as it is
+    assert dict(folded.module.named_parameters()).keys() == dict(model.named_parameters()).keys()
+    assert dict(folded.module.named_buffers()).keys() == dict(model.named_buffers()).keys()
+
+
+def test_the_fold_is_the_affine_map_of_the_docstring() -> None:
+    torch.manual_seed(1)
+    conv, bn = nn.Conv2d(2, 3, 3, padding=1), _trained_bn(nn.BatchNorm2d(3))
+    x, other = torch.randn(4, 2, 5, 5), torch.randn(4, 3, 5, 5)
+    s = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # written out independently
+    want = (conv(x) - bn.running_mean[:, None, None]) * s[:, None, None] + bn.bias[:, None, None]
+    with torch.no_grad():
+        torch.testing.assert_close(conv_bn(conv, bn, x, other, True), (want + other).clamp_min(0))
+        torch.testing.assert_close(conv_bn(conv, bn, x, None, False), want)
+        bn.train()  # training: batch statistics, the chain as written
+        torch.testing.assert_close(conv_bn(conv, bn, x, None, False), bn(conv(x)))
+
+
+def test_the_caller_model_is_untouched_and_untraceable_models_are_left() -> None:
+    torch.manual_seed(2)
+    model = _trained_bn(Block())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = fold_batchnorm(model)
+    _, moved = _states(model)
+    with torch.inference_mode():
+        functional_call(folded.module, moved, (torch.randn(2, 3, 6, 6),))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+    class Branchy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if x.sum() > 0:  # data-dependent control flow: torch.fx cannot trace it
+                x = -x
+            return self.bn(self.conv(x))
+
+    left = fold_batchnorm(Branchy())
+    assert left.module is None and "torch.fx" in left.reason
+    assert fold_batchnorm(nn.Sequential(nn.Linear(2, 2))).module is None
+
+
+def _npz(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "img.npz"
+    np.savez(npz, x=rng.normal(size=(90, 3, 32, 32)).astype(np.float32), y=rng.integers(0, 10, 90))
+    return npz
+
+
+@pytest.mark.parametrize("bn", ["eval", "recalibrate"])
+def test_a_run_with_the_fold_equals_the_reference_path(tmp_path: Path, bn: str) -> None:
+    torch.manual_seed(0)
+    from landscape.models import build_model
+
+    ckpt = tmp_path / "r20.pt"
+    torch.save({"state_dict": _trained_bn(build_model("resnet20")).state_dict()}, ckpt)
+    npz = _npz(tmp_path)
+    base = ["compute", "--model", "resnet20", "--checkpoint", str(ckpt), "--data", f"npz:{npz}",
+            "--x=-1:1:3", "--y=-1:1:3", "--device", "cpu", "--quiet", "--batch-size", "32",
+            "--bn", bn]  # fmt: skip
+    if bn == "recalibrate":
+        base += ["--bn-batches", "1"]
+    runs = {"auto": [], "reference": ["--engine", "reference", "--memory-format", "contiguous"]}
+    for name, extra in runs.items():
+        out = tmp_path / f"{name}.h5"
+        result = CliRunner().invoke(main, [*base, "--out", str(out), *extra])
+        assert result.exit_code == 0, result.output
+    auto = read_surface(tmp_path / "auto.h5")
+    report = json.loads(auto.attrs["engine"])
+    assert report["fused"] == 21 and report["fused_adds"] == 9, report
+    reference = json.loads(read_surface(tmp_path / "reference.h5").attrs["engine"])
+    assert reference["fused"] == 0 and "--fuse on" in reference["fuse_reason"]
+    np.testing.assert_allclose(
+        auto.values["train_loss"],
+        read_surface(tmp_path / "reference.h5").values["train_loss"],
+        rtol=1e-6,
+    )
+
+
+def test_fuse_off_and_bn_train_leave_the_model_as_written(tmp_path: Path) -> None:
+    npz = _npz(tmp_path)
+    base = ["compute", "--model", "resnet20", "--data", f"npz:{npz}", "--x=-1:1:2",
+            "--device", "cpu", "--quiet", "--batch-size", "45"]  # fmt: skip
+    for extra, why in ((["--fuse", "off"], "--fuse off"), (["--bn", "train"], "--bn train")):
+        out = tmp_path / f"{why[2:6]}.h5"
+        result = CliRunner().invoke(main, [*base, "--out", str(out), *extra])
+        assert result.exit_code == 0, result.output
+        report = json.loads(read_surface(out).attrs["engine"])
+        assert report["fused"] == 0 and why in report["fuse_reason"]
