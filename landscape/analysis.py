@@ -458,8 +458,6 @@ def interpolated_area(
     per grid cell; the sub-cells whose interpolated value at their centre is ≤ ``threshold``
     and which connect to the centre's sub-cell are summed. Points not computed count as outside.
     """
-    from scipy.interpolate import RegularGridInterpolator
-
     rows, cols = np.nonzero(region)
     i0, i1 = max(int(rows.min()) - 1, 0), min(int(rows.max()) + 1, f.shape[0] - 1)
     j0, j1 = max(int(cols.min()) - 1, 0), min(int(cols.max()) + 1, f.shape[1] - 1)
@@ -475,9 +473,7 @@ def interpolated_area(
     fx, wx = _fine_cells(x, k)
     fy, wy = _fine_cells(y, k)
     order = np.argsort(x), np.argsort(y)
-    values = RegularGridInterpolator((x[order[0]], y[order[1]]), sub[np.ix_(*order)])(
-        np.stack(np.meshgrid(fx, fy, indexing="ij"), axis=-1)
-    )
+    values = bilinear(x[order[0]], y[order[1]], sub[np.ix_(*order)], fx, fy)
     inside = values <= threshold
     if not inside.any():  # narrower than a sub-cell: the sub-cell at the centre bounds it
         return float(
@@ -491,6 +487,28 @@ def interpolated_area(
         cx, cy = near[np.argmin(np.hypot(fx[near[:, 0]] - fx[cx], fy[near[:, 1]] - fy[cy]))]
     mask = labels == labels[cx, cy]
     return float(np.outer(wx, wy)[mask].sum())
+
+
+def bilinear(
+    x: np.ndarray, y: np.ndarray, f: np.ndarray, px: np.ndarray, py: np.ndarray
+) -> np.ndarray:
+    """``f`` on the increasing grid axes ``x``, ``y`` interpolated bilinearly at every pair of
+    ``px`` × ``py`` (points inside the grid): in the cell [x_i, x_i+1] × [y_j, y_j+1], with
+    t = (p_x − x_i)/(x_i+1 − x_i) and u likewise,
+
+        f(p) = (1−t)(1−u)·f_ij + t(1−u)·f_i+1,j + (1−t)u·f_i,j+1 + tu·f_i+1,j+1
+    """
+    i = np.clip(np.searchsorted(x, px, side="right") - 1, 0, len(x) - 2)
+    j = np.clip(np.searchsorted(y, py, side="right") - 1, 0, len(y) - 2)
+    t = ((px - x[i]) / (x[i + 1] - x[i]))[:, None]
+    u = ((py - y[j]) / (y[j + 1] - y[j]))[None, :]
+    ii, jj = i[:, None], j[None, :]
+    return (
+        (1 - t) * (1 - u) * f[ii, jj]
+        + t * (1 - u) * f[ii + 1, jj]
+        + (1 - t) * u * f[ii, jj + 1]
+        + t * u * f[ii + 1, jj + 1]
+    )
 
 
 def _fine_cells(axis: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

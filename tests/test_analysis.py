@@ -397,3 +397,16 @@ def test_a_basin_narrower_than_a_cell_gets_a_diameter_as_fine_as_its_widths() ->
         as_surface(fine, fine, bowl_values(fine, fine, np.diag([400.0, 8000.0]))), "train_loss"
     ).basin
     assert b.diameter == pytest.approx(2 * math.sqrt(2 / math.sqrt(400.0 * 8000.0)), rel=0.02)
+
+
+def test_the_bilinear_interpolant_is_scipys() -> None:
+    from scipy.interpolate import RegularGridInterpolator
+
+    from landscape.analysis import bilinear
+
+    rng = np.random.default_rng(3)
+    x, y = np.sort(rng.uniform(-1, 1, 7)), np.sort(rng.uniform(-2, 2, 5))
+    f = rng.normal(size=(7, 5))
+    px, py = rng.uniform(x[0], x[-1], 40), np.concatenate([y, rng.uniform(y[0], y[-1], 9)])
+    want = RegularGridInterpolator((x, y), f)(np.stack(np.meshgrid(px, py, indexing="ij"), -1))
+    np.testing.assert_allclose(bilinear(x, y, f, px, py), want, rtol=1e-12, atol=1e-12)

@@ -30,6 +30,11 @@ def test_a_remembered_cost_and_speedup_decide(cache: Path) -> None:
     # a compile that did not speed this model up is never chosen again
     verdict, _ = _compile_decision("auto", cpu, 0.5, 4000, {"seconds": 2.9, "speedup": 0.97})
     assert not verdict
+    # the BatchNorm-folded CPU path expects nothing from a compile until one is measured
+    verdict, why = _compile_decision("auto", cpu, 0.5, 4000, None, fused=True)
+    assert not verdict and "1.00x" in why and "BatchNorm folded" in why
+    verdict, _ = _compile_decision("auto", cpu, 0.5, 4000, {"seconds": 2.9, "speedup": 1.3}, True)
+    assert verdict
 
 
 def test_records_are_kept_per_model_structure(cache: Path) -> None:

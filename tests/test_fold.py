@@ -174,3 +174,22 @@ def test_fuse_off_and_bn_train_leave_the_model_as_written(tmp_path: Path) -> Non
         assert result.exit_code == 0, result.output
         report = json.loads(read_surface(out).attrs["engine"])
         assert report["fused"] == 0 and why in report["fuse_reason"]
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_the_onednn_kernels_and_the_generic_path_agree(layout: torch.memory_format) -> None:
+    """On a CPU without gradients the fold runs oneDNN's fused convolution; with gradients it
+    takes the generic path (a convolution, then the add and ReLU in place): the same numbers."""
+    torch.manual_seed(3)
+    from landscape.models import build_model
+
+    model = _trained_bn(build_model("resnet20")).to(memory_format=layout)
+    folded = fold_batchnorm(model).module
+    x = torch.randn(5, 3, 32, 32).contiguous(memory_format=layout)
+    conv, bn = model.conv1, model.bn1
+    with torch.no_grad():
+        fast, first = folded(x), conv_bn(conv, bn, x, None, True)
+    with torch.enable_grad():
+        slow = folded(x).detach()
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-6)
+    assert first.is_contiguous(memory_format=layout)  # the layout carries on to the next layer

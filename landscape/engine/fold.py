@@ -7,9 +7,10 @@ In eval mode a BatchNorm after a convolution is an affine map per output channel
                     W'_c = s_c · W_c,        b'_c = β_c + s_c · (b_c − μ_c)
 
 (b: the convolution's bias, 0 without one). One convolution with W' and b' computes the pair, and
-a following residual add and ReLU are done in place on its fresh output: the BatchNorm's, the
-add's and the ReLU's passes over the activations (half of a ResNet's eager CPU time beside the
-convolutions) become one. W' and b' are formed from the module's tensors at call time, so under
+a following residual add and ReLU are done on its fresh output: on a CPU by oneDNN inside the
+convolution (its post-ops, the kernels ``torch.compile`` itself emits), elsewhere in place. The
+BatchNorm's, the add's and the ReLU's passes over the activations (half of a ResNet's eager CPU
+time beside the convolutions) go. W' and b' are formed from the module's tensors at call time, so under
 ``functional_call`` they are the point's θ + a·d1 + b·d2 — the fold is redone at every point, on
 weights only (a few thousand multiplies), and the caller's model is never changed.
 
@@ -69,12 +70,75 @@ def conv_bn(
     if bn.bias is not None:
         shift = shift + bn.bias
     weight = conv.weight * scale.reshape(-1, *([1] * (conv.weight.ndim - 1)))  # W' = s · W
+    if _onednn_fits(conv, x, weight, other):
+        return _onednn(conv, x, weight, shift, other, relu)
     y = conv._conv_forward(x, weight, shift)  # padding modes as the module does them
     if other is not None:
         # in place on the convolution's fresh output when that gives the same tensor as y + other
         same = other.shape == y.shape and other.dtype == y.dtype
         y = y.add_(other) if same else y + other
     return y.relu_() if relu else y
+
+
+_POINTWISE = (
+    getattr(torch.ops.mkldnn, "_convolution_pointwise", None)
+    if torch.backends.mkldnn.is_available()
+    else None
+)
+
+
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch before 2.4
+        return (
+            torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+        )
+
+
+def _onednn_fits(
+    conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor, other: torch.Tensor | None
+) -> bool:
+    """Whether oneDNN's fused convolution computes this call as ``_conv_forward`` would: a CPU,
+    float32 without autocast, no gradient wanted, zero padding given as numbers, and an addend
+    of the output's shape and layout."""
+    if _POINTWISE is None or x.device.type != "cpu" or x.ndim != 4 or torch.is_grad_enabled():
+        return False
+    if x.dtype != torch.float32 or weight.dtype != torch.float32 or _autocast_on("cpu"):
+        return False
+    if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        return False
+    if other is None:
+        return True
+    n, _, h, w = x.shape
+    out = [n, conv.out_channels]
+    for size, k, s, p, d in zip(
+        (h, w), conv.kernel_size, conv.stride, conv.padding, conv.dilation, strict=True
+    ):
+        out.append((size + 2 * p - d * (k - 1) - 1) // s + 1)
+    last = torch.channels_last
+    return (
+        list(other.shape) == out
+        and other.dtype == torch.float32
+        and other.is_contiguous(memory_format=last) == x.is_contiguous(memory_format=last)
+    )
+
+
+def _onednn(
+    conv: nn.Conv2d,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    other: torch.Tensor | None,
+    relu: bool,
+) -> torch.Tensor:
+    """relu(conv(x) + other) in one oneDNN call, the add and ReLU as its post-ops."""
+    geometry = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
+    if other is None:
+        return _POINTWISE(x, weight, bias, *geometry, "relu" if relu else "none", [], "")
+    return _POINTWISE.binary(
+        x, other, weight, bias, *geometry, "add", None, "relu" if relu else None, [], None
+    )
 
 
 def fold_batchnorm(model: nn.Module) -> Folded:
