@@ -464,6 +464,7 @@ def bench_whole(args: argparse.Namespace, work: Path) -> dict:
     for name in runs:
         for key in ("wall", "user", "sys", "sys_share", "minor_faults"):
             row[f"{name}_{key}"] = median(name, key)
+        row[f"{name}_walls"] = [round(r["wall"], 2) for r in runs[name]]  # every round's
     for name in runs:
         if name != "engine":
             row[f"ratio_{name}"] = row[f"{name}_wall"] / row["engine_wall"]
