@@ -155,6 +155,8 @@ def test_a_run_with_the_fold_equals_the_reference_path(tmp_path: Path, bn: str) 
     auto = read_surface(tmp_path / "auto.h5")
     report = json.loads(auto.attrs["engine"])
     assert report["fused"] == 21 and report["fused_adds"] == 9, report
+    shown = CliRunner().invoke(main, ["info", str(tmp_path / "auto.h5")]).output
+    assert "engine:      reference, " in shown and "BatchNorm folded into 21 convolutions" in shown
     reference = json.loads(read_surface(tmp_path / "reference.h5").attrs["engine"])
     assert reference["fused"] == 0 and "--fuse on" in reference["fuse_reason"]
     np.testing.assert_allclose(
