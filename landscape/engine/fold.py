@@ -10,9 +10,10 @@ In eval mode a BatchNorm after a convolution is an affine map per output channel
 a following residual add and ReLU are done on its fresh output: on a CPU by oneDNN inside the
 convolution (its post-ops, the kernels ``torch.compile`` itself emits), elsewhere in place. The
 BatchNorm's, the add's and the ReLU's passes over the activations (half of a ResNet's eager CPU
-time beside the convolutions) go. W' and b' are formed from the module's tensors at call time, so under
-``functional_call`` they are the point's θ + a·d1 + b·d2 — the fold is redone at every point, on
-weights only (a few thousand multiplies), and the caller's model is never changed.
+time beside the convolutions) go. W' and b' are formed from the module's tensors at call time, so
+under ``functional_call`` they are the point's θ + a·d1 + b·d2 — the fold is redone at every
+forward call (each batch of each point), on weights only (a few thousand multiplies), and the
+caller's model is never changed.
 
 :func:`fold_batchnorm` traces the model with ``torch.fx`` and rewrites each chain
 ``conv → bn [→ add] [→ relu]`` whose intermediate results nothing else reads; a model that does not
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
+
+from landscape.errors import first_line
 
 _RELU_FUNCTIONS = (F.relu, torch.relu)
 _ADD_FUNCTIONS = (operator.add, torch.add)
@@ -146,8 +149,7 @@ def fold_batchnorm(model: nn.Module) -> Folded:
     try:
         traced = fx.symbolic_trace(model)
     except Exception as exc:  # data-dependent control flow, unsupported ops, ...
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        return Folded(None, 0, 0, 0, f"does not trace with torch.fx: {reason}")
+        return Folded(None, 0, 0, 0, f"does not trace with torch.fx: {first_line(exc, 160)}")
     modules = dict(traced.named_modules())
     graph = traced.graph
     chains = adds = relus = 0

@@ -193,7 +193,7 @@ def choose_engine(
             seconds = _seconds_per_point(make(engine, cl, few), per_call, repeats)
         except (RuntimeError, NotImplementedError, ValueError) as exc:
             # e.g. vmap over a torch.export graph: this candidate cannot run on this model
-            report.setdefault("unavailable", {})[label] = str(exc).strip().splitlines()[0][:200]
+            report.setdefault("unavailable", {})[label] = first_line(exc, 200)
             return math.inf
         report["timings"][label] = seconds * total / samples
         return report["timings"][label]
@@ -233,12 +233,9 @@ def choose_engine(
     else:
         engine, cl = candidates[0]
         per_point = None
-    path = (
-        f"{engine}+fused" if folded is not None and not ENGINES[engine].points_per_call else engine
-    )
-    record = compile_cache.key(model, device, path, cl, batch)
-    known = compile_cache.recall(record)
     fused = folded is not None and not ENGINES[engine].points_per_call
+    record = compile_cache.key(model, device, f"{engine}+fused" if fused else engine, cl, batch)
+    known = compile_cache.recall(record)
     compile, why = _compile_decision(
         request.compile, device, per_point, pending_points, known, fused
     )
@@ -252,7 +249,7 @@ def choose_engine(
             _remember_compile(record, evaluator, report, per_point)
     done: list[PointResult] = []
     runner_up = report.get("runner_up")
-    if first_points and runner_up and not compile and per_point is not None:
+    if first_points and runner_up and not compile:  # a runner-up: the candidates were timed
         same_kind = ENGINES[runner_up["engine"]].points_per_call == ENGINES[engine].points_per_call
         if same_kind:
 
@@ -305,7 +302,7 @@ def _recheck(
     if seconds <= projected * (1 + RECHECK_SLACK) or not second:
         return chosen, done, record
     other = alternative()
-    other.with_batches(_first_batches(other.data, 1)).evaluate_block(second[:1])  # warm-up
+    _warm_up(other, second[:1])
     start = time.perf_counter()
     done += other.evaluate_block(second)
     other_seconds = (time.perf_counter() - start) / len(second)
@@ -334,8 +331,10 @@ def _fold(
         why = "an explicit engine folds BatchNorm only with --fuse on"
     elif bn == "train":
         why = "--bn train normalizes with each batch's statistics"
-    elif is_jitted(model) or task_of(model) is not None or not has_conv2d(model):
-        why = "no convolution to fold into" if not has_conv2d(model) else "not a traceable conv net"
+    elif not has_conv2d(model):
+        why = "no convolution to fold into"
+    elif is_jitted(model) or task_of(model) is not None:
+        why = "not a traceable conv net"
     if why is not None:
         return None, {"fused": 0, "fuse_reason": why}
     folded = fold.fold_batchnorm(model)
@@ -504,13 +503,19 @@ def _seconds_per_point(evaluator: PointEvaluatorBase, k: int, repeats: int = 1) 
     first batch alone; seconds per point (the best, since a shared machine only ever slows a
     timing down)."""
     points = [(0.0,) * len(evaluator.directions)] * k
-    evaluator.with_batches(_first_batches(evaluator.data, 1)).evaluate_block(points)  # warm-up
+    _warm_up(evaluator, points)
     best = math.inf
     for _ in range(repeats):
         start = time.perf_counter()
         evaluator.evaluate_block(points)
         best = min(best, (time.perf_counter() - start) / k)
     return best
+
+
+def _warm_up(evaluator: PointEvaluatorBase, points: Sequence[tuple[float, ...]]) -> None:
+    """``points`` evaluated on the first batch alone: allocations and lazy inits out of the way
+    of a timing."""
+    evaluator.with_batches(_first_batches(evaluator.data, 1)).evaluate_block(points)
 
 
 def _compile_decision(
