@@ -39,7 +39,7 @@ from landscape.evaluation import (
     repeat_evaluators,
 )
 from landscape.session import Session, random_initialization
-from landscape.store import RunHeader, SurfaceStore, check_resumable, done_flags
+from landscape.store import RunHeader, SurfaceStore, check_resumable, pending_points
 
 
 class Progress(Protocol):
@@ -285,14 +285,16 @@ def _run_root(
         # the first points of repeat 0 (the run's own directions) may check the engine's choice
         per_repeat = len(x) * (1 if y is None else len(y))
         first = [int(f) for f in pending[:RECHECK_POINTS] if f < per_repeat]
-        choice = engine_for(
-            prep,
-            config,
-            device_dirs,
-            engine_request(config, prep),
-            len(pending),
-            [grid.point_coords(f, x, y) for f in first],
-        )
+        # timed, and its first points evaluated, under the run's threads and TF32 setting
+        with numerics(config, prep.device, comm.local_size):
+            choice = engine_for(
+                prep,
+                config,
+                device_dirs,
+                engine_request(config, prep),
+                len(pending),
+                [grid.point_coords(f, x, y) for f in first],
+            )
         extra["engine"] = {**choice.report, "processes": comm.size}
         header = RunHeader(
             config, x, y, directions, summarize(directions), prep.checkpoint_sha256, extra, repeats,
@@ -419,13 +421,11 @@ def _pending_points(
     (``SurfaceStore.pending``), read-only from the file it resumes, before that file is opened."""
     shape = (len(x),) if y is None else (len(x), len(y))
     if source is None:
-        flat = np.arange(repeats * int(np.prod(shape)))
-    else:
-        import h5py
+        return grid.coarse_to_fine(np.arange(repeats * int(np.prod(shape))), shape)
+    import h5py
 
-        with h5py.File(source, "r") as f:
-            flat = np.flatnonzero(~done_flags(f).reshape(-1))
-    return grid.coarse_to_fine(flat, shape)
+    with h5py.File(source, "r") as f:
+        return pending_points(f, shape)
 
 
 api_callable(__name__, "compute")  # landscape.compute(model, data, ...) is the API's compute

@@ -298,7 +298,8 @@ def worker(config: Any, rank: int, local_rank: int, local_size: int, plan: Any, 
         vectors = [{k: v.to(prep.device) for k, v in d.items()} for d in plan.directions]
         x, y = grid.coordinates(config.grid)
         request = plan.engine.pin(engine_request(config, prep))  # rank 0's choice, not re-timed
-        choice = engine_for(prep, config, vectors, request, len(plan.shares[rank]))
+        with numerics(config, prep.device, local_size):  # a compile's first call, as the run
+            choice = engine_for(prep, config, vectors, request, len(plan.shares[rank]))
         along = repeat_evaluators(choice.evaluator, plan.repeats, prep.device)
         pending: list[Any] = []
         last = time.perf_counter()

@@ -192,3 +192,41 @@ def test_auto_on_a_cpu_conv_net_times_layouts_and_batch_sizes(tmp_path: Path) ->
     np.testing.assert_allclose(
         read_surface(auto).values["train_loss"], read_surface(ref).values["train_loss"], rtol=1e-6
     )
+
+
+def test_the_choice_and_its_first_points_run_under_the_runs_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """auto times candidates and evaluates the run's first points inside the run's numerics
+    (--threads here; TF32 on a GPU), not under the process's defaults."""
+    import torch
+
+    from landscape.engine import select
+
+    seen: list[int] = []
+    timed, checked = select._seconds_per_point, select._recheck
+
+    def timing(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return timed(*args, **kwargs)
+
+    def recheck(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return checked(*args, **kwargs)
+
+    monkeypatch.setattr(select, "_seconds_per_point", timing)
+    monkeypatch.setattr(select, "_recheck", recheck)
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "img.npz"
+    np.savez(
+        npz, x=rng.normal(size=(150, 1, 28, 28)).astype(np.float32), y=rng.integers(0, 10, 150)
+    )
+    threads = 2 if torch.get_num_threads() == 1 else 1  # other than the default
+    before = torch.get_num_threads()
+    result = CliRunner().invoke(main, [
+        "compute", "--model", "lenet", "--data", f"npz:{npz}", "--x=-1:1:3", "--y=-1:1:3",
+        "--device", "cpu", "--quiet", "--out", str(tmp_path / "t.h5"), "--threads", str(threads),
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert seen and set(seen) == {threads}
+    assert torch.get_num_threads() == before  # restored afterwards

@@ -131,11 +131,9 @@ class SurfaceStore(RunFile):
     # --- points ----------------------------------------------------------------------------
 
     def pending(self) -> np.ndarray:
-        """Indices of the points not done yet over every repeat (``r * P + k``), coarse to fine
-        (``grid.coarse_to_fine``): every prefix of the run covers the whole plane."""
-        from landscape.grid import coarse_to_fine
-
-        return coarse_to_fine(np.flatnonzero(~done_flags(self._f).reshape(-1)), self.shape)
+        """Indices of the points not done yet over every repeat (``r * P + k``), in the order a
+        run takes them (:func:`pending_points`)."""
+        return pending_points(self._f, self.shape)
 
     def write_block(
         self,
@@ -224,6 +222,14 @@ def repeat_group(f: h5py.File, r: int) -> h5py.Group:
 def done_flags(f: h5py.File) -> np.ndarray:
     """The done flags of every repeat, shape ``(R, *grid)``."""
     return np.stack([repeat_group(f, r)["done"][()] for r in range(repeat_count(f))])
+
+
+def pending_points(f: h5py.File, shape: tuple[int, ...]) -> np.ndarray:
+    """The points of ``f`` not done yet over every repeat (``r * P + k``), coarse to fine
+    (``grid.coarse_to_fine``): every prefix of the run covers the whole plane."""
+    from landscape.grid import coarse_to_fine
+
+    return coarse_to_fine(np.flatnonzero(~done_flags(f).reshape(-1)), shape)
 
 
 def _create_atomically(path: Path, header: RunHeader) -> None:
