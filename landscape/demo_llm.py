@@ -57,10 +57,14 @@ def train_tokenizer(text: str, vocab: int = VOCAB):  # -> transformers.PreTraine
 
 
 def train_gpt(
-    ids: torch.Tensor, vocab: int, seconds: float = TRAIN_SECONDS, seed: int = 0
+    ids: torch.Tensor,
+    vocab: int,
+    seconds: float = TRAIN_SECONDS,
+    seed: int = 0,
+    min_steps: int = 20,
 ) -> torch.nn.Module:
     """A 2-layer GPT-2 trained with AdamW on random ``SEQ_LEN`` windows of the token stream
-    ``ids`` for ``seconds`` of wall time (at least 20 steps)."""
+    ``ids`` for ``seconds`` of wall time and at least ``min_steps`` steps."""
     import transformers
 
     torch.manual_seed(seed)
@@ -73,7 +77,7 @@ def train_gpt(
     gen = torch.Generator().manual_seed(seed)
     model.train()
     start, step = time.perf_counter(), 0
-    while step < 20 or time.perf_counter() - start < seconds:
+    while step < min_steps or time.perf_counter() - start < seconds:
         offsets = torch.randint(0, len(ids) - SEQ_LEN, (32,), generator=gen)
         batch = torch.stack([ids[o : o + SEQ_LEN] for o in offsets.tolist()])
         opt.zero_grad()
@@ -90,8 +94,10 @@ def run_llm_demo(
     log: Callable[[str], None] = print,
     seconds: float = TRAIN_SECONDS,
     grid: str = "-1:1:21",
+    min_steps: int = 20,
 ) -> list[str]:
-    """Train a tiny GPT, compute its surface and plot it into ``out_dir``; the paths written."""
+    """Train a tiny GPT (``seconds`` of wall time, at least ``min_steps`` steps), compute its
+    surface and plot it into ``out_dir``; the paths written."""
     from landscape.hf import quiet, require_transformers
 
     transformers = require_transformers()
@@ -103,7 +109,7 @@ def run_llm_demo(
     cut = int(len(ids) * (1 - HELD_OUT))
     log(f"training a 2-layer GPT-2 on {cut:,} tokens for {seconds:.0f} s ...")
     with quiet(transformers):
-        model = train_gpt(ids[:cut], len(tokenizer), seconds)
+        model = train_gpt(ids[:cut], len(tokenizer), seconds, min_steps=min_steps)
         folder = out_dir / "gpt"
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
