@@ -225,11 +225,14 @@ def _cifar_folder(folder: Path, samples: int) -> Path:
     return folder
 
 
-def _points_and_directions(surface: str) -> tuple[list, dict, dict]:
+def _points_and_directions(
+    surface: str, device: str | torch.device = "cpu"
+) -> tuple[list, dict, dict]:
+    """The surface's grid points and its two stored directions, on ``device``."""
     with h5py.File(surface, "r") as f:
         xs, ys = f["xcoordinates"][()], f["ycoordinates"][()]
-        d1 = {k: torch.from_numpy(v[()]) for k, v in f["directions/x"].items()}
-        d2 = {k: torch.from_numpy(v[()]) for k, v in f["directions/y"].items()}
+        d1 = {k: torch.from_numpy(v[()]).to(device) for k, v in f["directions/x"].items()}
+        d2 = {k: torch.from_numpy(v[()]).to(device) for k, v in f["directions/y"].items()}
     return [(float(a), float(b)) for a in xs for b in ys], d1, d2
 
 
@@ -255,8 +258,7 @@ def plain_process(
     device = torch.device(device_name)
     model = _model_at(model_name, checkpoint).to(device)
     x, y = (t.to(device) for t in load_data(DataSpec(f"cifar10:{folder}", split="test")).tensors())
-    points, d1, d2 = _points_and_directions(surface)
-    d1, d2 = ({k: v.to(device) for k, v in d.items()} for d in (d1, d2))
+    points, d1, d2 = _points_and_directions(surface, device)
     theta = {k: p.detach().clone() for k, p in model.named_parameters()}
     losses, _ = plain_loop(model, theta, d1, d2, x, y, points, device)
     print(json.dumps({"losses": losses, "seconds": time.perf_counter() - start}))
@@ -300,8 +302,7 @@ def reference_process(
     start = time.perf_counter()
     device = torch.device(device_name)
     model = _model_at(model_name, checkpoint).to(device)
-    points, d1, d2 = _points_and_directions(surface)
-    d1, d2 = ({k: v.to(device) for k, v in d.items()} for d in (d1, d2))
+    points, d1, d2 = _points_and_directions(surface, device)
     params = dict(model.named_parameters())
     theta = {k: p.detach().clone() for k, p in params.items()}
     dataset = _PILSet(folder)
