@@ -523,7 +523,8 @@ def _engine_text(e: Any) -> str:
     text = ", ".join(parts)
     recheck = e.get("recheck")
     if isinstance(recheck, dict) and recheck.get("switched_to"):
-        text += f" (switched from {recheck['chosen']} after the first points)"
+        was = f" from {recheck['chosen']}" if recheck.get("chosen") else ""  # older files lack it
+        text += f" (switched{was} after the first points)"
     return text
 
 

@@ -205,13 +205,26 @@ def test_a_first_point_slower_than_timed_calls_in_the_runner_up() -> None:
     up = {"label": "other"}
     points = [(0.0, 0.0), (1.0, 0.0)]
     slow, fast = _Sleeper(0.05, "chosen"), _Sleeper(0.0, "other")
-    kept, done, record = _recheck(slow, lambda: fast, points, 0.005, up)
-    assert kept is fast and record["switched_to"] == "other"
+    kept, done, record = _recheck(slow, lambda: fast, points, 0.005, up, "chosen")
+    assert kept is fast and record["switched_to"] == "other" and record["chosen"] == "chosen"
     assert done == [("chosen", points[0]), ("other", points[1])]  # both points kept
     # a first point as fast as its projection: the choice stands, nothing else is built
     quick = _Sleeper(0.0, "chosen")
-    kept, done, record = _recheck(quick, lambda: 1 / 0, points, 0.05, up)
+    kept, done, record = _recheck(quick, lambda: 1 / 0, points, 0.05, up, "chosen")
     assert kept is quick and done == [("chosen", points[0])] and "runner_up" not in record
     # the runner-up tried and slower still: the first choice stays
-    kept, _, record = _recheck(_Sleeper(0.02, "c"), lambda: _Sleeper(0.06, "o"), points, 1e-3, up)
+    kept, _, record = _recheck(
+        _Sleeper(0.02, "c"), lambda: _Sleeper(0.06, "o"), points, 1e-3, up, "c"
+    )
     assert kept.tag == "c" and "switched_to" not in record and record["runner_up"] == "other"
+
+
+def test_info_names_the_choice_the_first_points_overturned() -> None:
+    from landscape.info import _engine_text
+
+    report = {"engine": "reference", "channels_last": True, "batch_size": 64, "device": "cpu",
+              "recheck": {"chosen": "reference@128", "switched_to": "reference@64"}}  # fmt: skip
+    text = _engine_text(report)
+    assert text.endswith("(switched from reference@128 after the first points)"), text
+    del report["recheck"]["chosen"]  # a file from before the label was recorded
+    assert _engine_text(report).endswith("(switched after the first points)")

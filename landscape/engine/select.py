@@ -257,7 +257,7 @@ def choose_engine(
                 return make(up["engine"], up["channels_last"], batches_of(up["batch_size"]))
 
             evaluator, done, report["recheck"] = _recheck(
-                evaluator, alternative, first_points, per_point, runner_up
+                evaluator, alternative, first_points, per_point, runner_up, best
             )
             if report["recheck"].get("switched_to"):
                 batch = runner_up["batch_size"]
@@ -283,6 +283,7 @@ def _recheck(
     points: Sequence[tuple[float, ...]],
     projected: float,
     runner_up: dict[str, Any],
+    label: str,
 ) -> tuple[PointEvaluatorBase, list[PointResult], dict[str, Any]]:
     """The choice checked on the run's first real points, whose results are kept.
 
@@ -296,6 +297,7 @@ def _recheck(
     done = chosen.evaluate_block(first)
     seconds = (time.perf_counter() - start) / len(first)
     record: dict[str, Any] = {
+        "chosen": label,  # the timings' choice, which the first points may overturn
         "projected_seconds": round(projected, 4),
         "first_point_seconds": round(seconds, 4),
     }
