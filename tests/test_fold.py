@@ -127,6 +127,53 @@ def test_the_caller_model_is_untouched_and_untraceable_models_are_left() -> None
     assert fold_batchnorm(nn.Sequential(nn.Linear(2, 2))).module is None
 
 
+class Shortcuts(nn.Module):
+    """One case for each rule of the in-place sum (fold._accumulate_into): only ``a`` may be
+    accumulated into its addend; the others must get a buffer of their own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(4, 4, 3, padding=1, bias=False) for _ in range(8))
+        self.bns = nn.ModuleList(nn.BatchNorm2d(4) for _ in range(8))
+
+    def cb(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        return self.bns[i](self.convs[i](x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.cb(0, x))
+        a = F.relu(self.cb(2, F.relu(self.cb(1, h))) + h)  # in place: h is fresh, dead after
+        b = self.cb(3, a) + a  # a is the convolution's own input
+        c = F.relu(self.cb(4, b) + x)  # x is the model's input
+        e = F.relu(self.cb(5, c))
+        view = e[:, :2]  # a view of e, read after the next line
+        f = self.cb(6, c) + e
+        k = self.cb(7, f) + b  # b is read after, by the output
+        return torch.cat([k, b, view, f], 1)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_the_sum_goes_into_its_addend_only_where_nothing_else_can_see_it(
+    layout: torch.memory_format,
+) -> None:
+    from landscape.models import build_model
+
+    torch.manual_seed(4)
+    model = _trained_bn(Shortcuts()).to(memory_format=layout)
+    folded = fold_batchnorm(model)
+    assert (folded.chains, folded.adds, folded.into) == (8, 5, 1)
+    x = torch.randn(3, 4, 6, 6).contiguous(memory_format=layout)
+    given = x.clone()
+    for state in _states(model):
+        with torch.no_grad():  # no gradient, float32 on a CPU: oneDNN's kernels, the sum in place
+            want = functional_call(model, state, (x,))
+            got = functional_call(folded.module, state, (x,))
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+        assert torch.equal(x, given)  # the model's input is never written
+    resnet = fold_batchnorm(build_model("resnet20"))
+    assert resnet.into == resnet.adds == 9  # every shortcut: a folded, dead output
+    assert resnet.describe()["fused_adds_into"] == 9
+
+
 def _npz(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)
     npz = tmp_path / "img.npz"
