@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from landscape.errors import ConfigError
 from landscape.surface import Surface
@@ -479,14 +478,59 @@ def interpolated_area(
         return float(
             wx[np.argmin(np.abs(fx - axes[0][at[0]]))] * wy[np.argmin(np.abs(fy - axes[1][at[1]]))]
         )
-    labels, _ = ndimage.label(inside)
     cx = int(np.argmin(np.abs(fx - axes[0][at[0]])))
     cy = int(np.argmin(np.abs(fy - axes[1][at[1]])))
     if not inside[cx, cy]:  # the centre sits on a sub-cell corner: take its nearest inside one
         near = np.argwhere(inside)
         cx, cy = near[np.argmin(np.hypot(fx[near[:, 0]] - fx[cx], fy[near[:, 1]] - fy[cy]))]
-    mask = labels == labels[cx, cy]
+    mask = component(inside, (int(cx), int(cy)))
     return float(np.outer(wx, wy)[mask].sum())
+
+
+def component(inside: np.ndarray, seed: tuple[int, ...]) -> np.ndarray:
+    """The 4-connected region of the boolean array ``inside`` (1-D or 2-D) that holds ``seed``;
+    all False when the seed is outside.
+
+    Grown a run at a time: along each axis in turn, every maximal run of ``inside`` cells that
+    touches the region joins it whole, until a sweep over the axes adds nothing. Each sweep is a
+    few passes over the array; a basin needs two or three (one more per turn a path through it
+    takes), so this costs about what labelling every component would, with numpy alone.
+    """
+    region = np.zeros(inside.shape, dtype=bool)
+    region[seed] = inside[seed]
+    while True:
+        grown = region
+        for axis in range(inside.ndim):
+            grown = _runs_touching(inside, grown, axis)
+        if np.array_equal(grown, region):
+            return region
+        region = grown
+
+
+def _runs_touching(inside: np.ndarray, region: np.ndarray, axis: int) -> np.ndarray:
+    """``region`` with every run of ``inside`` along ``axis`` that holds one of its cells."""
+    a, r = np.moveaxis(inside, axis, -1), np.moveaxis(region, axis, -1)
+    starts = a.copy()
+    starts[..., 1:] &= ~a[..., :-1]  # a run starts where the cell before it is outside
+    # a number per run, unique over the whole array: runs before it in its line, plus an offset
+    # per line larger than any line's count
+    line = np.arange(a[..., 0].size).reshape(a.shape[:-1])[..., None]
+    run = np.cumsum(starts, axis=-1) + line * (a.shape[-1] + 1)
+    touched = np.zeros(int(run.max()) + 1, dtype=bool)
+    touched[run[r]] = True
+    return np.moveaxis(a & touched[run], -1, axis)
+
+
+def _neighbours(region: np.ndarray) -> np.ndarray:
+    """The cells outside ``region`` with a 4-neighbour (a shared edge) inside it."""
+    grown = region.copy()
+    for axis in range(region.ndim):
+        front = [slice(None)] * region.ndim
+        back = [slice(None)] * region.ndim
+        front[axis], back[axis] = slice(1, None), slice(None, -1)
+        grown[tuple(front)] |= region[tuple(back)]
+        grown[tuple(back)] |= region[tuple(front)]
+    return grown & ~region
 
 
 def bilinear(
@@ -533,8 +577,7 @@ def basin(
     if f0 > t:
         return None, f"the centre's value {f0:.6g} is above the threshold {t:.6g}"
     inside = np.isfinite(f) & (f <= t)
-    labels, _ = ndimage.label(inside)  # default structure: 4-neighbour (a cross)
-    region = labels == labels[centre.index]
+    region = component(inside, centre.index)
     lines = [f[:, centre.index[1]], f[centre.index[0], :]] if f.ndim == 2 else [f]
     measured = [
         _extent(a, line, k0, t) for a, line, k0 in zip(axes, lines, centre.index, strict=True)
@@ -545,7 +588,7 @@ def basin(
         (ext_y, width_y, open_y) = measured[1]
         area = interpolated_area(axes, f, region, t, centre.index)
         # open: the region reaches the edge, or a neighbour of it is not computed
-        grown = ndimage.binary_dilation(region) & ~region
+        grown = _neighbours(region)
         edge = (
             region[0, :].any() or region[-1, :].any() or region[:, 0].any() or region[:, -1].any()
         )

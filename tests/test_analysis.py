@@ -410,3 +410,34 @@ def test_the_bilinear_interpolant_is_scipys() -> None:
     px, py = rng.uniform(x[0], x[-1], 40), np.concatenate([y, rng.uniform(y[0], y[-1], 9)])
     want = RegularGridInterpolator((x, y), f)(np.stack(np.meshgrid(px, py, indexing="ij"), -1))
     np.testing.assert_allclose(bilinear(x, y, f, px, py), want, rtol=1e-12, atol=1e-12)
+
+
+def _serpentine(n: int) -> np.ndarray:
+    """A one-cell-wide corridor that zig-zags down the array: a region ``n`` turns deep."""
+    m = np.zeros((n, n), dtype=bool)
+    m[::2, :] = True  # the even rows, joined at alternate ends
+    m[1::4, -1] = True
+    m[3::4, 0] = True
+    return m
+
+
+def test_the_basin_region_is_scipys_connected_component() -> None:
+    """The region around the centre and its rim against scipy.ndimage (4-neighbour labels and a
+    cross-shaped dilation) on random masks of every density, 1-D and 2-D, and a serpentine."""
+    from scipy import ndimage
+
+    from landscape.analysis import _neighbours, component
+
+    rng = np.random.default_rng(0)
+    masks = [rng.random((31, 17)) < p for p in (0.3, 0.5, 0.6, 0.8, 1.0)]
+    masks += [rng.random(40) < 0.7, _serpentine(23), np.zeros((4, 5), dtype=bool)]
+    for mask in masks:
+        labels, _ = ndimage.label(mask)
+        for seed in [tuple(int(rng.integers(0, s)) for s in mask.shape) for _ in range(6)]:
+            want = (labels == labels[seed]) & mask
+            np.testing.assert_array_equal(component(mask, seed), want)
+        region = labels == (labels.max() if labels.max() else 0)
+        rim = ndimage.binary_dilation(region) & ~region
+        np.testing.assert_array_equal(_neighbours(region), rim)
+    corridor = _serpentine(23)
+    assert component(corridor, (0, 0)).sum() == corridor.sum()  # reached to its far end

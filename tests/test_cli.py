@@ -58,6 +58,24 @@ def tiny_args(tiny_npz: Path, ckpt: Path, out: Path, *extra: str) -> list[str]:
     ]
 
 
+def test_compute_imports_neither_scipy_nor_matplotlib(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    """Start-up is part of every run: a 2-D compute, its analysis at close included, loads
+    neither the plotting stack nor scipy (0.3 s of imports beside torch's)."""
+    argv = ["compute", *tiny_args(tiny_npz, tiny_mlp_ckpt, tmp_path / "s.h5", "--x=-1:1:5",
+                                  "--y=-1:1:5")]  # fmt: skip
+    code = (
+        "import sys; from landscape.cli import main; "
+        f"main({argv!r}, standalone_mode=False); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'scipy', 'matplotlib'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().endswith("[]"), out.stdout
+    stored = read_surface(tmp_path / "s.h5").stored_analysis["train_loss"]
+    assert stored["basin"]["area"] > 0  # the analysis that needs the connected region ran
+
+
 def test_compute_2d_info_and_plot(tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path) -> None:
     out = tmp_path / "s.h5"
     code, _, err = run(
