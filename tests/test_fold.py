@@ -242,3 +242,19 @@ def test_the_onednn_kernels_and_the_generic_path_agree(layout: torch.memory_form
         slow = folded(x).detach()
     torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-6)
     assert first.is_contiguous(memory_format=layout)  # the layout carries on to the next layer
+
+
+def test_the_folded_model_compiles_as_one_graph() -> None:
+    """oneDNN's fused add kernels have no fake-tensor rule: traced by torch.compile, the fold
+    takes the plain ops, and dynamo sees one graph (a break at every residual add otherwise)."""
+    from landscape.models import build_model
+
+    torch.manual_seed(5)
+    model = _trained_bn(build_model("resnet20")).to(memory_format=torch.channels_last)
+    folded = fold_batchnorm(model).module
+    x = torch.randn(2, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        explained = torch._dynamo.explain(folded)(x)
+        want = model(x)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+    torch.testing.assert_close(folded(x), want, rtol=1e-5, atol=1e-6)

@@ -11,9 +11,11 @@ a following residual add and ReLU are done on its fresh output: on a CPU by oneD
 convolution (its post-ops, the kernels ``torch.compile`` itself emits), elsewhere in place. Where
 the addend is itself a folded convolution's output that nothing reads afterwards (a ResNet's
 shortcut), oneDNN adds the convolution into it in place (a sum post-op: no new output buffer, one
-pass less over memory; 5-10% of a ResNet-20 forward on a CPU, bit-identical). The
-BatchNorm's, the add's and the ReLU's passes over the activations (half of a ResNet's eager CPU
-time beside the convolutions) go. W' and b' are formed from the module's tensors at call time, so
+pass less over memory; 5-10% of a ResNet-20 forward on a CPU, bit-identical). The BatchNorm's,
+the add's and the ReLU's passes over the activations (half of a ResNet's eager CPU time beside
+the convolutions) go. Traced by ``torch.compile``, the plain convolution, add and ReLU are used
+instead: oneDNN's fused add kernels have no fake-tensor rule, and dynamo would break the graph at
+every residual add (inductor fuses the plain ops itself). W' and b' are formed from the module's tensors at call time, so
 under ``functional_call`` they are the point's θ + a·d1 + b·d2 — the fold is redone at every
 forward call (each batch of each point), on weights only (a few thousand multiplies), and the
 caller's model is never changed.
@@ -105,6 +107,13 @@ _POINTWISE, _POINTWISE_INTO = (
 )
 
 
+def _compiling() -> bool:
+    """Whether torch.compile is tracing: oneDNN's fused add kernels have no fake-tensor rule, so
+    dynamo would break the graph at every residual add."""
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler is not None and compiler.is_compiling())
+
+
 def _autocast_on(device_type: str) -> bool:
     try:
         return torch.is_autocast_enabled(device_type)
@@ -121,6 +130,8 @@ def _onednn_fits(
     float32 without autocast, no gradient wanted, zero padding given as numbers, and an addend
     of the output's shape and layout."""
     if _POINTWISE is None or x.device.type != "cpu" or x.ndim != 4 or torch.is_grad_enabled():
+        return False
+    if _compiling():  # traced, the plain ops: inductor fuses them itself
         return False
     if x.dtype != torch.float32 or weight.dtype != torch.float32 or _autocast_on("cpu"):
         return False
