@@ -15,10 +15,10 @@ pass less over memory; 5-10% of a ResNet-20 forward on a CPU, bit-identical). Th
 the add's and the ReLU's passes over the activations (half of a ResNet's eager CPU time beside
 the convolutions) go. Traced by ``torch.compile``, the plain convolution, add and ReLU are used
 instead: oneDNN's fused add kernels have no fake-tensor rule, and dynamo would break the graph at
-every residual add (inductor fuses the plain ops itself). W' and b' are formed from the module's tensors at call time, so
-under ``functional_call`` they are the point's θ + a·d1 + b·d2 — the fold is redone at every
-forward call (each batch of each point), on weights only (a few thousand multiplies), and the
-caller's model is never changed.
+every residual add (inductor fuses the plain ops itself). W' and b' are formed from the
+module's tensors at call time, so under ``functional_call`` they are the point's θ + a·d1 + b·d2:
+the fold is redone at every forward call (each batch of each point), on weights only (a few
+thousand multiplies), and the caller's model is never changed.
 
 :func:`fold_batchnorm` traces the model with ``torch.fx`` and rewrites each chain
 ``conv → bn [→ add] [→ relu]`` whose intermediate results nothing else reads; a model that does not
