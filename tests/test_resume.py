@@ -36,12 +36,13 @@ def test_killed_run_resumes_to_identical_values(
     for _ in range(15):
         proc = subprocess.Popen(command(out), env=env)
         time.sleep(float(rng.uniform(1.5, 3.5)))
-        if proc.poll() is None:
+        killed = proc.poll() is None
+        if killed:
             proc.send_signal(signal.SIGKILL)
-            kills += 1
         proc.wait()
         if not out.exists():  # killed in its start-up, before it made the file: nothing to lose
-            continue
+            continue  # and not a kill mid-run, which the test needs two of
+        kills += killed
         s = read_surface(out)  # readable after every kill
         done_counts.append(int(s.done.sum()))
         if s.done.all():
