@@ -26,7 +26,7 @@ from landscape.directions import DirectionContext, DirectionSet, build, load_dir
 from landscape.directions.base import alignment_warning, weight_alignment
 from landscape.directions.io import DirectionsNotStored, fingerprint
 from landscape.engine import eval_mode
-from landscape.engine.select import RECHECK_POINTS, EngineChoice
+from landscape.engine.select import RACE_POINTS, EngineChoice
 from landscape.errors import ConfigError, DirectionError, LandscapeWarning
 from landscape.evaluation import (
     FLUSH_POINTS,
@@ -282,9 +282,11 @@ def _run_root(
                 stacklevel=2,
             )
         pending = _pending_points(source, x, y, config.direction.repeat)
-        # the first points of repeat 0 (the run's own directions) may check the engine's choice
+        # the first points of repeat 0 (the run's own directions), on which auto races candidates;
+        # fewer where other ranks wait for rank 0 meanwhile
         per_repeat = len(x) * (1 if y is None else len(y))
-        first = [int(f) for f in pending[:RECHECK_POINTS] if f < per_repeat]
+        racing = RACE_POINTS if comm.size == 1 else max(2, RACE_POINTS // comm.size)
+        first = [int(f) for f in pending[:racing] if f < per_repeat]
         # timed, and its first points evaluated, under the run's threads and TF32 setting
         with numerics(config, prep.device, comm.local_size):
             choice = engine_for(

@@ -503,7 +503,7 @@ def _provenance_lines(s: Surface) -> list[str]:
 
 def _engine_text(e: Any) -> str:
     """How the points were evaluated (the engine report the run stored): path, layout, batch,
-    the BatchNorm fold, compile, and a re-check on the first points."""
+    the BatchNorm fold, compile, and the race on the first points."""
     if not isinstance(e, dict) or "engine" not in e:
         return ""
     parts = [str(e["engine"]), "channels-last" if e.get("channels_last") else "contiguous"]
@@ -521,7 +521,13 @@ def _engine_text(e: Any) -> str:
     if e.get("processes", 1) > 1:
         parts.append(f"{e['processes']} processes")
     text = ", ".join(parts)
-    recheck = e.get("recheck")
+    race = e.get("race")
+    if isinstance(race, dict) and race.get("point_seconds"):
+        times = ", ".join(
+            f"{label} {min(ts):.3g} s" for label, ts in race["point_seconds"].items() if ts
+        )
+        text += f" (kept {race.get('kept')} of those raced on the first points: {times})"
+    recheck = e.get("recheck")  # files from before the race: a check on the first points
     if isinstance(recheck, dict) and recheck.get("switched_to"):
         was = f" from {recheck['chosen']}" if recheck.get("chosen") else ""  # older files lack it
         text += f" (switched{was} after the first points)"

@@ -472,15 +472,22 @@ def bench_whole(args: argparse.Namespace, work: Path) -> dict:
     for name in variants:  # each variant against the plain loop
         row[f"ratio_plain_over_engine_{name}"] = row["plain_wall"] / row[f"engine_{name}_wall"]
     row["ratio"] = row["ratio_plain"]
-    # the engine's own timing of the path it ran, one whole point (auto's candidates, this run;
-    # the runner-up's when the first points overturned the choice)
-    timings = engine.get("timings", {})
-    ran = engine.get("recheck", {}).get("switched_to") or min(timings, key=timings.get, default="")
-    row["engine_per_point_timed"] = timings.get(ran, float("nan"))
+    # the engine's own timing of the path it ran, one whole point: the fastest point of the arm
+    # that won the race on the first points, else auto's timing of its choice
+    row["engine_per_point_timed"] = engine_point_seconds(engine)
     row["per_point_over_limit"] = row["engine_per_point_timed"] / limit["limit_seconds"]
     # what the goals can reach here: an evaluator at the limit, with no start-up at all
     row["ceiling_ratio_plain"] = row["plain_wall"] / (side * side * limit["limit_seconds"])
     return row
+
+
+def engine_point_seconds(engine: dict) -> float:
+    """Seconds a point of the path the engine ran, from the report the run stored."""
+    race = engine.get("race") or {}
+    if race.get("point_seconds", {}).get(race.get("kept")):
+        return float(min(race["point_seconds"][race["kept"]]))
+    timings = engine.get("timings", {})
+    return float(timings[min(timings, key=timings.get)]) if timings else float("nan")
 
 
 def plain_hf(folder: str, tokens: str, surface: str) -> None:

@@ -199,24 +199,38 @@ class _Sleeper:
         return [(self.tag, p) for p in points]
 
 
-def test_a_first_point_slower_than_timed_calls_in_the_runner_up() -> None:
-    from landscape.engine.select import _recheck
+def test_the_race_keeps_the_arm_with_the_fastest_point_and_every_points_result() -> None:
+    from landscape.engine.select import RACE_POINTS, _race
 
-    up = {"label": "other"}
-    points = [(0.0, 0.0), (1.0, 0.0)]
-    slow, fast = _Sleeper(0.05, "chosen"), _Sleeper(0.0, "other")
-    kept, done, record = _recheck(slow, lambda: fast, points, 0.005, up, "chosen")
-    assert kept is fast and record["switched_to"] == "other" and record["chosen"] == "chosen"
-    assert done == [("chosen", points[0]), ("other", points[1])]  # both points kept
-    # a first point as fast as its projection: the choice stands, nothing else is built
-    quick = _Sleeper(0.0, "chosen")
-    kept, done, record = _recheck(quick, lambda: 1 / 0, points, 0.05, up, "chosen")
-    assert kept is quick and done == [("chosen", points[0])] and "runner_up" not in record
-    # the runner-up tried and slower still: the first choice stays
-    kept, _, record = _recheck(
-        _Sleeper(0.02, "c"), lambda: _Sleeper(0.06, "o"), points, 1e-3, up, "c"
-    )
-    assert kept.tag == "c" and "switched_to" not in record and record["runner_up"] == "other"
+    points = [(float(i), 0.0) for i in range(10)]
+    built: list[str] = []
+
+    def arm(tag: str, seconds: float, warm: bool = False):
+        def build():
+            built.append(tag)
+            return _Sleeper(seconds, tag)
+
+        return (tag, build, warm)
+
+    arms = [arm("timed", 0.03, warm=True), arm("quick", 0.0), arm("slow", 0.06)]
+    kept, done, record, won = _race(arms, points)
+    # round one: every arm a point (a cold arm after a warm-up on one batch, not kept); round
+    # two: the two fastest one more each; the rest of the run to the fastest
+    assert (kept.tag, won, record["kept"], record["chosen"]) == ("quick", 1, "quick", "timed")
+    assert [tag for tag, _ in done] == ["timed", "quick", "slow", "quick", "timed"]
+    assert [p for _, p in done] == points[:5]  # in order, each point once
+    assert record["points"] == 5 and {k: len(v) for k, v in record["point_seconds"].items()} == {
+        "timed": 2,
+        "quick": 2,
+        "slow": 1,
+    }
+    assert built == ["timed", "quick", "slow"]  # each arm built once
+    # a round one that walks: arm 2 is not asked for; fewer points than the race would take
+    kept, done, record, _ = _race(arms, points[:2], lambda point: [point(0), point(1), point(2)])
+    assert len(done) == 2 and set(record["point_seconds"]) == {"timed", "quick"}
+    kept, done, record, won = _race(arms, [])  # no points: the timings' choice, untried
+    assert (kept.tag, done, won, record["points"], record["kept"]) == ("timed", [], 0, 0, "timed")
+    assert len(_race(arms * 4, points * 2)[1]) == RACE_POINTS  # never more than RACE_POINTS
 
 
 def test_info_names_the_choice_the_first_points_overturned() -> None:
@@ -228,3 +242,10 @@ def test_info_names_the_choice_the_first_points_overturned() -> None:
     assert text.endswith("(switched from reference@128 after the first points)"), text
     del report["recheck"]["chosen"]  # a file from before the label was recorded
     assert _engine_text(report).endswith("(switched after the first points)")
+    del report["recheck"]
+    report["race"] = {"chosen": "reference@128", "kept": "reference@64", "points": 3,
+                      "point_seconds": {"reference@128": [0.4, 0.3], "reference@64": [0.25]}}  # fmt: skip
+    assert _engine_text(report).endswith(
+        "(kept reference@64 of those raced on the first points: reference@128 0.3 s, "
+        "reference@64 0.25 s)"
+    ), _engine_text(report)

@@ -2,10 +2,11 @@
 
 ``--engine auto`` builds the candidates (the per-point path in the contiguous and, for conv nets,
 the channels-last layout; the batched path with K points per call), times each on the first few
-data batches, and keeps the fastest. It then compiles with ``torch.compile`` only when the time
-the run is expected to save exceeds, with a margin, what compiling costs on this device; a compile
-that fails falls back to the eager path. Every measurement and decision is returned as a report
-that the surface file records.
+data batches, and keeps the fastest; one point at a time, its batch sizes (and any candidate
+timed close to it) then race on the run's first real points, whose results are kept. It compiles
+with ``torch.compile`` only when the time the run is expected to save exceeds, with a margin, what
+compiling costs on this device; a compile that fails falls back to the eager path. Every
+measurement and decision is returned as a report that the surface file records.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def choose_engine(
 
     ``batches_of(n)`` gives the evaluation set in batches of n samples; n and K come from the
     memory budget (:func:`batch_and_k`). ``first_points``: the run's first points; when the
-    timings chose between candidates, the choice is checked on them (:func:`_recheck`) and
+    timings chose between candidates, the closest of them race on these (:func:`_race`) and
     their results are returned in ``EngineChoice.done``.
     """
     device = next(iter(centre.values())).device
@@ -185,7 +186,7 @@ def choose_engine(
     def time_one(engine: str, cl: bool, b: int, repeats: int = TIMING_REPEATS) -> float:
         """One candidate's seconds for a whole point, projected from a few batches (inf when it
         cannot run)."""
-        label = f"{engine}{'+channels-last' if cl else ''}" + (f"@{b}" if len(sizes) > 1 else "")
+        label = _label(engine, cl, b, len(sizes) > 1)
         labels[label] = (engine, cl, b)
         few, samples = _timing_batches(batches_of(b), b, total, len(sizes) > 1)
         try:
@@ -198,21 +199,26 @@ def choose_engine(
         report["timings"][label] = seconds * total / samples
         return report["timings"][label]
 
+    arms: list[tuple[str, bool, int]] = []  # raced on the first points (:func:`_race`)
     if len(candidates) > 1 or len(sizes) > 1:
         started = time.perf_counter()
         # engines and layouts first, at one batch size (LAYOUT_BATCH where batch sizes are
-        # compared, else --batch-size); then, one point at a time only, other batch sizes for
-        # the best of them, within the selection budget
+        # compared, else --batch-size); then, one point at a time only, the batch sizes for the
+        # best of them: raced on the run's first points when it has any, else timed within the
+        # selection budget
         first_size = min(sizes, key=lambda b: abs(b - LAYOUT_BATCH)) if len(sizes) > 1 else batch
-        for engine, cl in candidates:
-            time_one(engine, cl, first_size)
+        for engine, cl in candidates:  # once each where the closest race on the first points
+            time_one(engine, cl, first_size, 1 if first_points else TIMING_REPEATS)
         if not report["timings"]:
             raise ConfigError(f"no evaluation path runs this model: {report.get('unavailable')}")
         first = min(report["timings"], key=report["timings"].get)
         engine, cl, _ = labels[first]
-        budget = selection_budget(report["timings"][first], pending_points)
-        report["selection_budget_seconds"] = round(budget, 2)
-        if not ENGINES[engine].points_per_call:
+        if first_points and request.compile != "on" and not ENGINES[engine].points_per_call:
+            arms = _race_arms(report["timings"], labels, first, sizes)
+        if len(arms) < 2 and not ENGINES[engine].points_per_call:
+            arms = []
+            budget = selection_budget(report["timings"][first], pending_points)
+            report["selection_budget_seconds"] = round(budget, 2)
             per_sample = report["timings"][first] / total
 
             def within_budget(b: int, engine: str = engine, cl: bool = cl) -> float:
@@ -229,7 +235,6 @@ def choose_engine(
         if chosen != batch:
             batch, batches = chosen, batches_of(chosen)
             report["batch_size"] = batch
-        report["runner_up"] = _runner_up(report["timings"], labels, best)
     else:
         engine, cl = candidates[0]
         per_point = None
@@ -242,26 +247,36 @@ def choose_engine(
     report.update(engine=engine, channels_last=cl, compile=compile, compile_reason=why)
     if compile:
         compile_cache.use_persistent_inductor_cache()
-    evaluator = make(engine, cl, batches, compile)
+    done: list[PointResult] = []
+    if arms and not compile:  # the closest candidates raced on the run's first points
+        many = len(sizes) > 1
+        at_size = {b: i for i, (e, c, b) in enumerate(arms) if (e, c) == arms[0][:2]}
+
+        def round_one(point: Callable[[int], float]) -> None:
+            # the timings' choice, the other engines or layouts timed close to it, then batch
+            # sizes walked outward from it as :func:`_batch_search` walks, on real points
+            seconds = point(0)
+            for i in (i for i in range(len(arms)) if i not in at_size.values()):
+                point(i)
+            _batch_search(sizes, arms[0][2], seconds, lambda b: point(at_size[b]))
+
+        evaluator, done, report["race"], won = _race(
+            [
+                (_label(*arm, many), lambda a=arm: make(a[0], a[1], batches_of(a[2])),
+                 _label(*arm, many) in report["timings"])
+                for arm in arms
+            ],
+            first_points,
+            round_one,
+        )  # fmt: skip
+        engine, cl, batch = arms[won]
+        report.update(engine=engine, channels_last=cl, batch_size=batch)
+    else:
+        evaluator = make(engine, cl, batches, compile)
     if compile:
         evaluator, report = _checked_compile(evaluator, make, engine, cl, batches, report)
         if report.get("compile"):
             _remember_compile(record, evaluator, report, per_point)
-    done: list[PointResult] = []
-    runner_up = report.get("runner_up")
-    if first_points and runner_up and not compile:  # a runner-up: the candidates were timed
-        same_kind = ENGINES[runner_up["engine"]].points_per_call == ENGINES[engine].points_per_call
-        if same_kind:
-
-            def alternative(up: dict[str, Any] = runner_up) -> PointEvaluatorBase:
-                return make(up["engine"], up["channels_last"], batches_of(up["batch_size"]))
-
-            evaluator, done, report["recheck"] = _recheck(
-                evaluator, alternative, first_points, per_point, runner_up, best
-            )
-            if report["recheck"].get("switched_to"):
-                batch = runner_up["batch_size"]
-                report["batch_size"] = batch
     report["engine"] = evaluator.name
     report.update(evaluator.describe())
     fused = evaluator.module is folded and folded is not None
@@ -273,46 +288,92 @@ def choose_engine(
     return EngineChoice(evaluator, report, settings, done)
 
 
-RECHECK_POINTS = 2  # the run's first points, on which the choice is checked
-RECHECK_SLACK = 0.25  # a first point this much slower than timed calls the choice into doubt
+RACE_POINTS = 8  # at most this many of the run's first points race the closest candidates
+RACE_MARGIN = 0.25  # another engine or layout timed within this of the best races too
+RACE_FINALISTS = 2  # the fastest arms of the first round run a second point each
 
 
-def _recheck(
-    chosen: PointEvaluatorBase,
-    alternative: Callable[[], PointEvaluatorBase],
+def _label(engine: str, channels_last: bool, batch: int, sizes_compared: bool) -> str:
+    """A candidate's name in the report: ``reference+channels-last@128``."""
+    return f"{engine}{'+channels-last' if channels_last else ''}" + (
+        f"@{batch}" if sizes_compared else ""
+    )
+
+
+def _race_arms(
+    timings: dict[str, float],
+    labels: dict[str, tuple[str, bool, int]],
+    first: str,
+    sizes: Sequence[int],
+) -> list[tuple[str, bool, int]]:
+    """The candidates that race on the first points, the timings' choice first: every batch size
+    for the best engine and layout (their ranking moves by 5-15% with a shared machine's spells,
+    more than a few batches can tell), and any other engine or layout timed within RACE_MARGIN.
+    One point at a time only: a batched arm's point is K points."""
+    engine, cl, b = labels[first]
+    arms = [(engine, cl, b)] + [(engine, cl, s) for s in sizes if s != b]
+    close = sorted(
+        (t, labels[label]) for label, t in timings.items()
+        if label != first and t <= timings[first] * (1 + RACE_MARGIN)
+        and not ENGINES[labels[label][0]].points_per_call
+    )  # fmt: skip
+    return arms + [arm for _, arm in close if arm not in arms]
+
+
+def _race(
+    arms: Sequence[tuple[str, Callable[[], PointEvaluatorBase], bool]],
     points: Sequence[tuple[float, ...]],
-    projected: float,
-    runner_up: dict[str, Any],
-    label: str,
-) -> tuple[PointEvaluatorBase, list[PointResult], dict[str, Any]]:
-    """The choice checked on the run's first real points, whose results are kept.
+    round_one: Callable[[Callable[[int], float]], None] | None = None,
+) -> tuple[PointEvaluatorBase, list[PointResult], dict[str, Any], int]:
+    """The arms ``(label, build, warm)`` raced on the run's first real points, whose results
+    are kept: a whole point is the run's unit, and timings on a few batches, one candidate after
+    another, rank candidates 5-15% apart by the spell each happened to run in.
 
-    The timings ranked candidates on a few batches; a whole point is the run's real unit. The
-    first point is evaluated with the chosen path: if it takes no more than RECHECK_SLACK over
-    its projection, the choice stands. Otherwise the second point is evaluated with the
-    runner-up (after a warm-up batch), and the faster of the two keeps the rest of the run."""
-    per_call = getattr(chosen, "k", 1)
-    first, second = list(points[:per_call]), list(points[per_call : 2 * per_call])
-    start = time.perf_counter()
-    done = chosen.evaluate_block(first)
-    seconds = (time.perf_counter() - start) / len(first)
-    record: dict[str, Any] = {
-        "chosen": label,  # the timings' choice, which the first points may overturn
-        "projected_seconds": round(projected, 4),
-        "first_point_seconds": round(seconds, 4),
+    Round one evaluates one point with each arm ``round_one`` asks for (given ``point(i)``,
+    which runs the next point with arm i and returns its seconds, inf once the points are used
+    up; by default every arm in turn). An arm not ``warm`` (not timed in this process yet) first
+    runs its point on one batch, so that its buffers and kernels are made outside the clock.
+    Round two runs one more point with each of the RACE_FINALISTS fastest. A shared machine only
+    ever slows a point down, so an arm's fastest point is its figure, and the fastest arm keeps
+    the rest of the run. Returns the kept evaluator, the points' results, the race's record and
+    the kept arm's index."""
+    todo = list(points[:RACE_POINTS])
+    made: dict[int, PointEvaluatorBase] = {}
+    seconds: dict[int, list[float]] = {}
+    done: list[PointResult] = []
+
+    def point(i: int) -> float:
+        if not todo:
+            return math.inf
+        _, build, warm = arms[i]
+        if i not in made:
+            made[i] = build()
+            if not warm:
+                _warm_up(made[i], todo[:1])
+        start = time.perf_counter()
+        done.extend(made[i].evaluate_block(todo[:1]))
+        seconds.setdefault(i, []).append(time.perf_counter() - start)
+        del todo[:1]
+        return seconds[i][-1]
+
+    if round_one is None:
+        for i in range(len(arms)):
+            point(i)
+    else:
+        round_one(point)
+    finalists = sorted(seconds, key=lambda i: min(seconds[i]))[:RACE_FINALISTS]
+    for i in finalists if len(finalists) > 1 else ():
+        point(i)
+    won = min(seconds, key=lambda i: min(seconds[i])) if seconds else 0
+    if won not in made:  # no point to race on
+        made[won] = arms[won][1]()
+    record = {
+        "chosen": arms[0][0],  # the timings' choice
+        "kept": arms[won][0],
+        "points": len(done),
+        "point_seconds": {arms[i][0]: [round(t, 4) for t in ts] for i, ts in seconds.items()},
     }
-    if seconds <= projected * (1 + RECHECK_SLACK) or not second:
-        return chosen, done, record
-    other = alternative()
-    _warm_up(other, second[:1])
-    start = time.perf_counter()
-    done += other.evaluate_block(second)
-    other_seconds = (time.perf_counter() - start) / len(second)
-    record.update(runner_up=runner_up["label"], runner_up_point_seconds=round(other_seconds, 4))
-    if other_seconds < seconds:
-        record["switched_to"] = runner_up["label"]
-        return other, done, record
-    return chosen, done, record
+    return made[won], done, record, won
 
 
 def _fold(
@@ -456,19 +517,6 @@ def _batch_search(
         if math.isinf(t) or t > previous:
             return
         previous = t
-
-
-def _runner_up(
-    timings: dict[str, float], labels: dict[str, tuple[str, bool, int]], best: str
-) -> dict[str, Any] | None:
-    """The second-fastest candidate, for the check on the first points (``recheck``)."""
-    rest = sorted((t, label) for label, t in timings.items() if label != best and t < math.inf)
-    if not rest:
-        return None
-    seconds, label = rest[0]
-    engine, cl, b = labels[label]
-    return {"label": label, "engine": engine, "channels_last": cl, "batch_size": b,
-            "seconds": seconds}  # fmt: skip
 
 
 def len_of(batches: Batches) -> int:
