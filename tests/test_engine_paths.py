@@ -212,25 +212,30 @@ def test_the_race_keeps_the_arm_with_the_fastest_point_and_every_points_result()
 
         return (tag, build, warm)
 
-    arms = [arm("timed", 0.03, warm=True), arm("quick", 0.0), arm("slow", 0.06)]
+    arms = [arm("timed", 0.05, warm=True), arm("quick", 0.0), arm("slow", 0.15)]
     kept, done, record, won = _race(arms, points)
     # round one: every arm a point (a cold arm after a warm-up on one batch, not kept); round
     # two: the two fastest one more each; the rest of the run to the fastest
     assert (kept.tag, won, record["kept"], record["chosen"]) == ("quick", 1, "quick", "timed")
     assert [tag for tag, _ in done] == ["timed", "quick", "slow", "quick", "timed"]
     assert [p for _, p in done] == points[:5]  # in order, each point once
-    assert record["points"] == 5 and {k: len(v) for k, v in record["point_seconds"].items()} == {
-        "timed": 2,
-        "quick": 2,
-        "slow": 1,
-    }
+    assert record["points"] == 5
+    assert {k: len(v) for k, v in record["point_seconds"].items()} == {
+        "timed": 2, "quick": 2, "slow": 1
+    }  # fmt: skip
     assert built == ["timed", "quick", "slow"]  # each arm built once
-    # a round one that walks: arm 2 is not asked for; fewer points than the race would take
-    kept, done, record, _ = _race(arms, points[:2], lambda point: [point(0), point(1), point(2)])
-    assert len(done) == 2 and set(record["point_seconds"]) == {"timed", "quick"}
+    # a round one of the caller's (as choose_engine walks batch sizes): points past the last
+    # come back inf and run nothing
+    seen: list[float] = []
+    kept, done, _, _ = _race(arms, points[:2], lambda point: seen.extend(map(point, (1, 0, 2))))
+    assert [tag for tag, _ in done] == ["quick", "timed"] and kept.tag == "quick"
+    assert seen[2] == math.inf and len(seen) == 3
+    _, _, record, _ = _race(arms, points, lambda point: [point(0), point(1)])
+    assert "slow" not in record["point_seconds"]  # an arm round one skips never runs
     kept, done, record, won = _race(arms, [])  # no points: the timings' choice, untried
     assert (kept.tag, done, won, record["points"], record["kept"]) == ("timed", [], 0, 0, "timed")
-    assert len(_race(arms * 4, points * 2)[1]) == RACE_POINTS  # never more than RACE_POINTS
+    many = [arm(f"q{i}", 0.0) for i in range(12)]
+    assert len(_race(many, points * 2)[1]) == RACE_POINTS  # never more than RACE_POINTS
 
 
 def test_info_names_the_choice_the_first_points_overturned() -> None:
