@@ -486,8 +486,7 @@ def engine_point_seconds(engine: dict) -> float:
     race = engine.get("race") or {}
     if race.get("point_seconds", {}).get(race.get("kept")):
         return float(min(race["point_seconds"][race["kept"]]))
-    timings = engine.get("timings", {})
-    return float(timings[min(timings, key=timings.get)]) if timings else float("nan")
+    return float(min(engine.get("timings", {}).values(), default=float("nan")))
 
 
 def plain_hf(folder: str, tokens: str, surface: str) -> None:

@@ -260,11 +260,12 @@ def choose_engine(
                 point(i)
             _batch_search(sizes, arms[0][2], seconds, lambda b: point(at_size[b]))
 
+        named = [(_label(*arm, many), arm) for arm in arms]
         evaluator, done, report["race"], won = _race(
             [
-                (_label(*arm, many), lambda a=arm: make(a[0], a[1], batches_of(a[2])),
-                 _label(*arm, many) in report["timings"])
-                for arm in arms
+                (label, lambda a=arm: make(a[0], a[1], batches_of(a[2])),
+                 label in report["timings"])  # timed already: warm
+                for label, arm in named
             ],
             first_points,
             round_one,
