@@ -266,8 +266,9 @@ def collect(comm: Any, writer: Any, *, block: bool = True) -> None:
 def local_worker(config: Any, rank: int, size: int, plan: Any, q: Any) -> None:
     """Entry point of a ``--workers`` process (spawned: it imports everything afresh)."""
     exit_with_parent()
-    from landscape import _malloc
+    from landscape import _collector, _malloc
 
+    _collector.tune_for_process()
     _malloc.tune()
     worker(config, rank, rank, size, plan, QueueSink(q, rank))
 

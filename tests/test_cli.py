@@ -76,6 +76,35 @@ def test_compute_imports_neither_scipy_nor_matplotlib(
     assert stored["basin"]["area"] > 0  # the analysis that needs the connected region ran
 
 
+def test_a_command_skips_the_last_collection_at_exit(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    """A command owns its process: the collector runs rarely, and the interpreter's last cyclic
+    collection at exit (0.35-0.4 s with torch loaded) is skipped by freezing what is alive from
+    atexit; the file the command wrote is whole all the same. A second command in the same process
+    (as tests run them) registers nothing more."""
+    from landscape._collector import THRESHOLDS
+
+    out = tmp_path / "s.h5"
+    argv = ["compute", *tiny_args(tiny_npz, tiny_mlp_ckpt, out, "--x=-1:1:3", "--y=-1:1:3",
+                                  "--overwrite")]  # fmt: skip
+    code = (
+        "import atexit, gc, sys\n"
+        "freezes, freeze = [], gc.freeze\n"
+        "gc.freeze = lambda: freezes.append(freeze())  # counted, then done\n"
+        # registered first, so it runs last: after the command's own exit handlers
+        "atexit.register(lambda: print(len(freezes), gc.get_freeze_count() > 0, gc.get_threshold()))\n"
+        "from landscape.cli import main\n"
+        f"main({argv!r}, standalone_mode=False)\n"
+        f"main({argv!r}, standalone_mode=False)\n"
+        "print('frozen while running', gc.get_freeze_count() > 0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    lines = done.stdout.strip().splitlines()
+    assert lines[-2:] == ["frozen while running False", f"1 True {THRESHOLDS}"], done.stdout
+    assert read_surface(out).values["train_loss"].shape == (3, 3)  # written whole and closed
+
+
 def test_compute_2d_info_and_plot(tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path) -> None:
     out = tmp_path / "s.h5"
     code, _, err = run(
