@@ -183,10 +183,12 @@ def test_the_batch_search_walks_out_from_the_first_size_and_stops_at_a_slower_on
 
 
 class _Sleeper:
-    """A stand-in evaluator whose points take ``seconds`` each."""
+    """A stand-in evaluator whose points take ``seconds`` each (a list: call by call, the last
+    one from then on)."""
 
-    def __init__(self, seconds: float, tag: str) -> None:
-        self.seconds, self.tag, self.data, self.calls = seconds, tag, (lambda: iter(())), 0
+    def __init__(self, seconds: float | list[float], tag: str) -> None:
+        self.seconds = seconds if isinstance(seconds, list) else [seconds]
+        self.tag, self.data, self.calls = tag, (lambda: iter(())), 0
 
     def with_batches(self, _batches):
         return self
@@ -194,8 +196,8 @@ class _Sleeper:
     def evaluate_block(self, points):
         import time
 
+        time.sleep(self.seconds[min(self.calls, len(self.seconds) - 1)] * len(points))
         self.calls += 1
-        time.sleep(self.seconds * len(points))
         return [(self.tag, p) for p in points]
 
 
@@ -236,6 +238,25 @@ def test_the_race_keeps_the_arm_with_the_fastest_point_and_every_points_result()
     assert (kept.tag, done, won, record["points"], record["kept"]) == ("timed", [], 0, 0, "timed")
     many = [arm(f"q{i}", 0.0) for i in range(12)]
     assert len(_race(many, points * 2)[1]) == RACE_POINTS  # never more than RACE_POINTS
+
+
+def test_the_race_gives_the_timings_choice_a_second_point_after_a_slow_start() -> None:
+    """The timings' choice runs the run's first point, where a slow spell lands: when two later
+    arms beat that point, it runs one more point after theirs, and wins if it is fastest then."""
+    from landscape.engine.select import _race
+
+    points = [(float(i), 0.0) for i in range(10)]
+
+    def arm(tag: str, seconds: float | list[float]):
+        return (tag, lambda: _Sleeper(seconds, tag), True)
+
+    arms = [arm("timed", [0.2, 0.01]), arm("a", 0.05), arm("b", 0.06)]
+    kept, done, record, _ = _race(arms, points)
+    assert [tag for tag, _ in done] == ["timed", "a", "b", "a", "b", "timed"]
+    assert kept.tag == "timed" and record["kept"] == "timed"
+    # among the two fastest already: no third point in round two
+    arms = [arm("timed", 0.05), arm("a", 0.01), arm("b", 0.2)]
+    assert [tag for tag, _ in _race(arms, points)[1]] == ["timed", "a", "b", "a", "timed"]
 
 
 def test_info_names_the_choice_the_first_points_overturned() -> None:
