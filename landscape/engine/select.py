@@ -364,13 +364,14 @@ def _race(
     else:
         round_one(point)
     finalists = sorted(seconds, key=lambda i: min(seconds[i]))[:RACE_FINALISTS]
-    if len(finalists) > 1 and 0 in seconds and 0 not in finalists:
-        # the timings' choice ran first, where a slow spell at a run's start lands (measured: its
-        # point 0.50 s, then 0.37 and 0.32 s for the arms after it as the spell ended); without a
-        # second point a later arm would win by the spell's end, not by its speed. Run last.
-        finalists.append(0)
-    for i in finalists if len(finalists) > 1 else ():
-        point(i)
+    if len(finalists) > 1:
+        if 0 in seconds and 0 not in finalists:
+            # the timings' choice ran first, where a slow spell at a run's start lands (measured:
+            # its point 0.50 s, then 0.37 and 0.32 s for the arms after it as the spell ended);
+            # without a second point a later arm would win by the spell's end, not its speed
+            finalists.append(0)  # run last
+        for i in finalists:
+            point(i)
     won = min(seconds, key=lambda i: min(seconds[i])) if seconds else 0
     if won not in made:  # no point to race on
         made[won] = arms[won][1]()
