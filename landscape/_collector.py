@@ -11,12 +11,15 @@ reference goes, and files are closed by their owners, not by the collector; only
 left at exit is not collected, which the process's end returns to the system anyway.
 
 The Python API never calls this: a notebook's process and its collector are the user's.
+``LANDSCAPE_NO_GC_TUNING=1``: nothing is changed (as ``LANDSCAPE_NO_MALLOPT`` for the allocator),
+which also times a command without the tuning.
 """
 
 from __future__ import annotations
 
 import atexit
 import gc
+import os
 
 # (gen0 allocations, gen0 runs per gen1 run, gen1 runs per gen2 run); Python's are (700, 10, 10)
 THRESHOLDS = (50_000, 20, 20)
@@ -24,6 +27,8 @@ THRESHOLDS = (50_000, 20, 20)
 
 def tune_for_process() -> None:
     """Rarer collections from now on, none at exit; once, however often it is called."""
+    if os.environ.get("LANDSCAPE_NO_GC_TUNING"):
+        return
     gc.set_threshold(*THRESHOLDS)
     atexit.unregister(gc.freeze)  # a second command in one process (tests) registers nothing more
     atexit.register(gc.freeze)

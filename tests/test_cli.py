@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -102,6 +103,14 @@ def test_a_command_skips_the_last_collection_at_exit(
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     lines = done.stdout.strip().splitlines()
     assert lines[-2:] == ["frozen while running False", f"1 True {THRESHOLDS}"], done.stdout
+    # LANDSCAPE_NO_GC_TUNING=1: the interpreter's own thresholds, no freeze at exit
+    env = {**os.environ, "LANDSCAPE_NO_GC_TUNING": "1"}
+    code = f"import gc; print('before', gc.get_threshold())\n{code}"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    lines = done.stdout.strip().splitlines()
+    assert lines[-1] == f"0 False {lines[0].removeprefix('before ')}", done.stdout
     assert read_surface(out).values["train_loss"].shape == (3, 3)  # written whole and closed
 
 
