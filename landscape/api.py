@@ -5,6 +5,7 @@
     s.x, s.y, s.loss, s.acc          # numpy; loss and acc shaped (nx, ny), or (nx,) in 1-D
     s.directions                     # [d1, d2]: dicts parameter name -> tensor
     s.save("s.h5"); s.plot("plots/"); s.analysis()
+    s.plot()                         # {name: Figure}: shown inline in Jupyter
     s = landscape.load("s.h5")       # any surface file, ours or Li et al.'s
 
 Every function takes objects, a model (``nn.Module``) and data (``(x, y)`` tensors or arrays, a
@@ -316,7 +317,14 @@ class _Paths:
 
 
 def _bar(total: int, initial: int) -> Any:
-    from tqdm.auto import tqdm
+    """A notebook widget where ipywidgets is installed, else tqdm's text bar: ``tqdm.auto``
+    without ipywidgets warns "IProgress not found" in a notebook before falling back to it."""
+    import importlib.util
+
+    if importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.auto import tqdm
+    else:
+        from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, unit="pt", desc="points", mininterval=0.5)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -206,11 +207,12 @@ def _dtype_argument(transformers: Any, dtype: torch.dtype) -> dict[str, Any]:
 
 def is_transformers_model(model: Any) -> bool:
     """True for a transformers ``PreTrainedModel`` (or a peft model wrapping one)."""
-    try:
-        from transformers import PreTrainedModel
-    except ImportError:
+    # a model of transformers' classes means transformers is imported: no import here (seconds,
+    # and in a notebook its tqdm.auto warns "IProgress not found" without ipywidgets)
+    transformers = sys.modules.get("transformers")
+    if transformers is None:
         return False
-    if isinstance(model, PreTrainedModel):
+    if isinstance(model, transformers.PreTrainedModel):
         return True
     base = getattr(model, "base_model", None)
     return base is not None and base is not model and is_transformers_model(base)

@@ -40,8 +40,7 @@ def format_info(surface: Surface, options: AnalysisOptions | None = None) -> str
     )
     if nonfinite:
         lines.append(f"non-finite:  {nonfinite} points have a NaN or infinite loss")
-    for q, v in surface.values.items():
-        lines.append(f"{q + ':':<12} {_extremes(surface, v)}")
+    lines.extend(_value_lines(surface))
     lines.extend(_perplexity_lines(surface))
     lines.extend(_noise_lines(surface))
     analyses = stored_or_computed(surface, options)
@@ -53,6 +52,23 @@ def format_info(surface: Surface, options: AnalysisOptions | None = None) -> str
     lines.extend(_provenance_lines(surface))
     lines.extend(f"note:        {n}" for n in surface.notes)
     return "\n".join(lines)
+
+
+def summary_lines(surface: Surface) -> list[str]:
+    """``info``'s facts in a few lines (a Surface's repr in Python and Jupyter): grid, points
+    done, each quantity's extremes, the directions' method and the model and data."""
+    lines = [f"grid:        {_grid_text(surface)}", f"done:        {_done_text(surface)}"]
+    lines.extend(_value_lines(surface))
+    lines.extend(_direction_lines(surface)[:1])
+    if surface.source_format != "li2018":
+        cfg = stored_config(surface) or {}
+        data = _data_text(surface.attrs.get("data"), cfg)
+        lines.append(f"model:       {_get(cfg, 'model', 'name')} on {data}")
+    return lines
+
+
+def _value_lines(surface: Surface) -> list[str]:
+    return [f"{q + ':':<12} {_extremes(surface, v)}" for q, v in surface.values.items()]
 
 
 def _format_name(s: Surface) -> str:

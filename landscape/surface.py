@@ -155,15 +155,38 @@ class Surface(OnGrid):
         write_bytes_atomically(out, Path(self.path).read_bytes())
         return str(out)
 
-    def plot(self, out_dir: str, **options: Any) -> list[str]:
-        """The CLI's figures (``landscape plot``) into ``out_dir``; ``options`` as
-        ``render_all`` takes them (``kinds``, ``scales``, ``fmt``, ``vmin``, ``vmax``, ...)."""
-        import matplotlib
+    def plot(self, out_dir: str | None = None, **options: Any) -> Any:
+        """The CLI's figures (``landscape plot``). With ``out_dir``: written there, their paths
+        returned. Without: returned as ``{name: Figure}`` (a notebook shows each one inline).
+        ``options`` as ``render_all`` takes them (``kinds``, ``scales``, ``vmin``, ``vmax``,
+        ``levels``; with a folder also ``fmt`` and ``dpi``). Changes no matplotlib setting."""
+        from landscape.plot.render import draw_all, render_all
 
-        matplotlib.use("Agg")  # files, never a window
-        from landscape.plot import render_all
-
+        if out_dir is None:
+            return draw_all(self, **options)
         return [str(p) for p in render_all(self, out_dir, **options)]
+
+    def __repr__(self) -> str:
+        from landscape.info import summary_lines
+
+        return "\n".join([f"<landscape.Surface {self.path}>", *summary_lines(self)])
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the summary and a small filled contour of the loss."""
+        import base64
+        import html
+
+        from landscape.info import summary_lines
+        from landscape.plot.render import PREVIEW_DPI, png_bytes, preview
+
+        text = html.escape("\n".join(summary_lines(self)))
+        parts = [f"<b>landscape.Surface</b> <code>{html.escape(self.path)}</code>"]
+        parts.append(f"<pre>{text}</pre>")
+        fig = preview(self)
+        if fig is not None:
+            data = base64.b64encode(png_bytes(fig, PREVIEW_DPI)).decode("ascii")
+            parts.append(f'<img src="data:image/png;base64,{data}" alt="loss contour">')
+        return "\n".join(parts)
 
     def analysis(self, **options: Any) -> dict[str, Any]:
         """The numbers ``landscape info`` prints for every loss, ``{quantity: {"sharpness": ...,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -78,6 +80,62 @@ def test_save_plot_and_the_cli_reads_the_file(
     figures = s.plot(str(tmp_path / "plots"), kinds=["contour"], scales=["log"])
     assert [Path(f).name for f in figures] == ["surface_train_loss_contour_log.png"]
     np.testing.assert_array_equal(landscape.load(saved).loss, s.loss)
+
+
+def test_plot_without_a_folder_returns_the_figures_and_switches_no_backend(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    """``s.plot()`` in a notebook: the figures the folder would get, as Figure objects by name;
+    neither call touches the process's matplotlib backend (a notebook's stays inline)."""
+    ckpt, npz = str(tiny_mlp_ckpt), str(tiny_npz)
+    code = f"""
+import matplotlib, numpy as np, torch
+matplotlib.use("svg")  # the caller's own choice, e.g. a notebook's inline backend
+import landscape
+from landscape.models import build_model
+model = build_model("mlp", {ARGS!r})
+model.load_state_dict(torch.load({ckpt!r}, weights_only=True)["state_dict"])
+data = np.load({npz!r})
+s = landscape.compute(model, (data["x"], data["y"]), x=(-1, 1, 3), y=(-1, 1, 3), progress=False)
+figs = s.plot(kinds=["contour", "heatmap"], scales=["linear"])
+print(type(figs["train_loss_contour_linear"]).__name__, sorted(figs))
+files = s.plot({str(tmp_path / "plots")!r}, kinds=["contour", "heatmap"], scales=["linear"])
+print(sorted(p.split("surface_")[-1].removesuffix(".png") for p in files))
+report = landscape.inspect(model, (data["x"], data["y"]))
+print(matplotlib.get_backend())
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    figures, files, backend = done.stdout.splitlines()[-3:]
+    names = ["train_acc_heatmap_linear", "train_loss_contour_linear", "train_loss_heatmap_linear"]
+    assert figures == f"Figure {names}" and files == str(names)
+    assert backend == "svg"
+
+
+def test_reprs_are_short_summaries(tiny_npz: Path, tiny_mlp_ckpt: Path) -> None:
+    """A surface and an inspection report print a few lines, not their arrays; Jupyter gets
+    the summary with a small contour, and the findings as a table."""
+    model, data = trained(tiny_mlp_ckpt), tensors(tiny_npz)
+    s = landscape.compute(model, data, x=(-1, 1, 5), y=(-1, 1, 5), progress=False)
+    text = repr(s)
+    assert len(text.splitlines()) <= 10 and "array(" not in text
+    assert "grid:        2-D 5 x 5" in text and "done:        25 of 25 points" in text
+    assert "train_loss:  min" in text and "directions:  filter-norm" in text
+    assert "model:       in-memory:MLP on in-memory:tensors" in text
+    html = s._repr_html_()
+    assert "grid:        2-D 5 x 5" in html and 'src="data:image/png;base64,' in html
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(0.1)  # one constant: every layer's units are identical, a symmetry error each
+    report = landscape.inspect(model, data)
+    text = repr(report)
+    assert len(text.splitlines()) <= 10 and "Histogram(" not in text, text
+    assert text.startswith("<landscape inspect report: 3 layers, 40 samples>\nfindings: 3 error")
+    assert max(len(line) for line in text.splitlines()) <= 120
+    html = report._repr_html_()
+    assert html.count("<tr>") == 1 + len(report.findings)
+    for f in report.findings:
+        assert f.check in html
 
 
 def test_data_as_a_dataset_a_loader_or_batches_give_one_surface(

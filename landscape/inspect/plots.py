@@ -9,7 +9,6 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -54,9 +53,8 @@ def movement_figure(movement: Movement) -> Figure:
     names = [m.name for m in movement.layers]
     files = [Path(f).name for f in movement.files]
     x = np.arange(len(names))
-    fig, (ax1, ax2) = plt.subplots(
-        2, 1, figsize=(max(6.0, 0.35 * len(names) + 2), 7), sharex=True, layout="constrained"
-    )
+    fig = Figure(figsize=(max(6.0, 0.35 * len(names) + 2), 7), layout="constrained")
+    ax1, ax2 = fig.subplots(2, 1, sharex=True)
     for k in range(1, len(files)):
         rel = [m.relative_change[k] for m in movement.layers]
         ax1.plot(x, np.maximum(rel, 1e-12), marker="o", label=f"#{k} {files[k]}")
@@ -79,7 +77,8 @@ def _histogram_grid(panels: list[tuple[str, Histogram, str]], title: str) -> Fig
     n = max(len(panels), 1)
     cols = min(COLUMNS, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.0 * rows + 0.6), squeeze=False)
+    fig = Figure(figsize=(2.6 * cols, 2.0 * rows + 0.6))  # not pyplot's: no backend involved
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, (name, hist, note) in zip(axes.flat, panels, strict=False):
         edges = np.asarray(hist.edges)
         ax.stairs(hist.counts, edges, fill=True, alpha=0.8)
@@ -110,7 +109,7 @@ def render_plots(report: Report, out_dir: str | Path, dpi: int = 120) -> list[Pa
         try:
             fig.savefig(folder / name, dpi=dpi)
         finally:
-            plt.close(fig)
+            fig.clear()  # a Figure object, not pyplot's: free its artists now
         written.append(folder / name)
     return written
 

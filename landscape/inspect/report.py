@@ -9,6 +9,7 @@ not run, with the reason) and provenance (``model``, ``data``, versions, ``creat
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from landscape.inspect.weights import LayerReport
 
 SCHEMA = "landscape.inspect"
 SCHEMA_VERSION = 1
+REPR_FINDINGS = 5  # findings a report's repr lists; .findings holds them all
+REPR_WIDTH = 120  # ... each cut to this many characters
 
 
 @dataclass
@@ -43,6 +46,40 @@ class Report:
     @property
     def has_errors(self) -> bool:
         return any(f.severity == "error" for f in self.findings)
+
+    def __repr__(self) -> str:
+        """A few lines: what was inspected and the findings (``format_report`` has it all)."""
+        head = [*_header(self)] if self.provenance else []
+        lines = _findings(self.findings)
+        more = len(lines) - 1 - REPR_FINDINGS
+        if more > 0:
+            lines = [*lines[: 1 + REPR_FINDINGS], f"  ... and {more} more in .findings"]
+        lines = [
+            line if len(line) <= REPR_WIDTH else line[: REPR_WIDTH - 1] + "…" for line in lines
+        ]
+        return "\n".join([f"<landscape inspect report: {self._size()}>", *head, *lines])
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: what was inspected and the table of findings."""
+        head = (
+            "".join(f"<br>{html.escape(line)}" for line in _header(self)) if self.provenance else ""
+        )
+        counts = html.escape(_findings(self.findings)[0])
+        rows = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in
+                             (f.severity, f.check, f.layer or "(model)", f.message)) + "</tr>"
+            for f in sort_findings(self.findings)
+        )  # fmt: skip
+        table = (
+            "<table><tr><th>severity</th><th>check</th><th>layer</th><th>message</th></tr>"
+            f"{rows}</table>"
+            if rows
+            else ""
+        )
+        return f"<b>landscape inspect report</b>: {self._size()}{head}<br>{counts}{table}"
+
+    def _size(self) -> str:
+        return f"{len(self.layers)} layers, {self.samples} samples"
 
     def to_dict(self) -> dict[str, Any]:
         findings = sort_findings(self.findings)

@@ -8,10 +8,11 @@ per quantity a spread map ``{stem}_{quantity}_heatmap_linear_std``.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -151,26 +152,23 @@ def _maker(
     return lambda: figures.surface_3d(surface, q, log=log, **rng)
 
 
-def render_all(
+def figure_jobs(
     surface: Surface,
-    out_dir: str | Path,
     *,
     kinds: Iterable[str] | None = None,
     scales: Iterable[str] = SCALES,
-    fmt: str = "png",
     vmin: float | None = None,
     vmax: float | None = None,
     levels: Levels = None,
-    dpi: int = 150,
-) -> list[Path]:
-    """Write every applicable figure of ``surface`` to ``out_dir`` and return the paths.
+) -> list[tuple[str, Callable[[], Figure]]]:
+    """(name, figure maker) for every applicable figure of ``surface``; the name is the file
+    name's part after the stem (``train_loss_contour_log``).
 
     1-D: one loss/accuracy curve per split in each scale. 2-D: for each loss, contour lines,
     filled contour, heat map and 3-D surface in each scale; for each accuracy, filled contour
     and heat map (linear). ``kinds`` narrows this to a subset of ``KINDS``. Quantities with no
     finite value yet are skipped; a surface with nothing to draw raises SurfaceFileError.
     """
-    fmt = check_format(fmt)
     surface = surface.computed_view()  # a partial run: its complete coarse sub-lattice
     picked = check_choice("plot kind", KINDS if kinds is None else kinds, KINDS)
     scale_list = check_choice("scale", scales, SCALES)
@@ -195,6 +193,24 @@ def render_all(
             f"{surface.path} has no finite loss or accuracy to plot "
             "(every computed value is NaN: did the loss diverge?)"
         )
+    return jobs
+
+
+def render_all(
+    surface: Surface,
+    out_dir: str | Path,
+    *,
+    kinds: Iterable[str] | None = None,
+    scales: Iterable[str] = SCALES,
+    fmt: str = "png",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    levels: Levels = None,
+    dpi: int = 150,
+) -> list[Path]:
+    """Write every figure ``figure_jobs`` lists to ``out_dir`` and return the paths."""
+    fmt = check_format(fmt)
+    jobs = figure_jobs(surface, kinds=kinds, scales=scales, vmin=vmin, vmax=vmax, levels=levels)
     out = writable_folder(out_dir)
     stem = Path(surface.path).stem
     return [save_figure(make, out / f"{stem}_{part}.{fmt}", dpi) for part, make in jobs]
@@ -206,5 +222,54 @@ def save_figure(make: Callable[[], Figure], path: Path, dpi: int) -> Path:
     try:
         fig.savefig(path, dpi=dpi)
     finally:
-        plt.close(fig)
+        fig.clear()  # not pyplot's (figures.py builds Figure objects): free its artists now
     return path
+
+
+# --- in memory: what Surface.plot() returns without a folder, and a notebook shows ---------------
+
+DISPLAY_DPI = 80  # figures shown inline: 6.4 in wide -> 512 px
+PREVIEW_DPI = 50  # the small contour of a surface's HTML summary
+
+
+class Figures(dict):
+    """Figures by name (``train_loss_contour_log``, the file name's part after the stem), as
+    ``Surface.plot()`` returns them without a folder. Jupyter shows every one inline (each an
+    ``image/png`` output); ``figs[name]`` is a matplotlib Figure (``.savefig(path)`` writes it).
+    """
+
+    def __repr__(self) -> str:
+        return f"{len(self)} figures: {', '.join(self)}"
+
+    def _ipython_display_(self) -> None:
+        # called by IPython only: PNGs rendered here show whatever backend the notebook uses
+        from IPython.display import display
+
+        for name, fig in self.items():
+            bundle = {"image/png": png_bytes(fig, DISPLAY_DPI), "text/plain": f"<Figure {name}>"}
+            display(bundle, raw=True)
+
+
+def draw_all(surface: Surface, **options: Any) -> Figures:
+    """Every figure ``render_all`` writes, built in memory: no file, no pyplot, no backend
+    switch. ``options`` as ``figure_jobs`` takes them."""
+    return Figures((name, make()) for name, make in figure_jobs(surface, **options))
+
+
+def png_bytes(fig: Figure, dpi: int) -> bytes:
+    """The figure as PNG bytes (matplotlib picks the Agg canvas for this one call only)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def preview(surface: Surface) -> Figure | None:
+    """A small picture of the first loss with data: its filled contour in log scale (1-D: the
+    curve); None when nothing is drawable yet."""
+    view = surface.computed_view()
+    losses = [q for q in view.quantities("loss") if has_data(view, q)]
+    if not losses:
+        return None
+    if view.dims == 1:
+        return figures.curve_1d(view, quantities.parse(losses[0])[0])
+    return figures.contour(view, losses[0], log=True, filled=True)
