@@ -89,27 +89,31 @@ def test_plot_without_a_folder_returns_the_figures_and_switches_no_backend(
     neither call touches the process's matplotlib backend (a notebook's stays inline)."""
     ckpt, npz = str(tiny_mlp_ckpt), str(tiny_npz)
     code = f"""
-import matplotlib, numpy as np, torch
+import sys, matplotlib, numpy as np, torch
 matplotlib.use("svg")  # the caller's own choice, e.g. a notebook's inline backend
 import landscape
+from landscape.inspect.plots import render_plots
 from landscape.models import build_model
 model = build_model("mlp", {ARGS!r})
 model.load_state_dict(torch.load({ckpt!r}, weights_only=True)["state_dict"])
 data = np.load({npz!r})
 s = landscape.compute(model, (data["x"], data["y"]), x=(-1, 1, 3), y=(-1, 1, 3), progress=False)
-figs = s.plot(kinds=["contour", "heatmap"], scales=["linear"])
-print(type(figs["train_loss_contour_linear"]).__name__, sorted(figs))
 files = s.plot({str(tmp_path / "plots")!r}, kinds=["contour", "heatmap"], scales=["linear"])
-print(sorted(p.split("surface_")[-1].removesuffix(".png") for p in files))
+print(sorted(p.split("surface_")[-1].removesuffix(".png") for p in files), matplotlib.get_backend())
+figs = s.plot(kinds=["contour", "heatmap"], scales=["linear"])
+print(type(figs["train_loss_contour_linear"]).__name__, sorted(figs), matplotlib.get_backend())
 report = landscape.inspect(model, (data["x"], data["y"]))
-print(matplotlib.get_backend())
+render_plots(report, {str(tmp_path / "inspect")!r})
+print(matplotlib.get_backend(), "matplotlib.pyplot" in sys.modules)
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    figures, files, backend = done.stdout.splitlines()[-3:]
+    files, figures, last = done.stdout.splitlines()[-3:]
     names = ["train_acc_heatmap_linear", "train_loss_contour_linear", "train_loss_heatmap_linear"]
-    assert figures == f"Figure {names}" and files == str(names)
-    assert backend == "svg"
+    assert files == f"{names} svg"
+    assert figures == f"Figure {names} svg"
+    assert last == "svg False"  # pyplot, which keeps figures and a backend, never imported
+    assert (tmp_path / "inspect" / "weights.png").is_file()
 
 
 def test_reprs_are_short_summaries(tiny_npz: Path, tiny_mlp_ckpt: Path) -> None:

@@ -54,9 +54,10 @@ def executed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[st
             nb,
             km=kernel_manager(tmp_path),
             timeout=300,
+            allow_errors=True,  # every cell runs: each test below judges its own
             resources={"metadata": {"path": str(tmp_path)}},  # the kernel's working folder
         )
-        client.execute()  # raises CellExecutionError on the first cell that errs
+        client.execute()
     finally:
         mp.undo()
     return {tag: cell.outputs for cell in nb.cells for tag in cell.metadata.get("tags", [])}
@@ -82,7 +83,8 @@ def test_the_committed_notebook_holds_no_outputs() -> None:
 @pytest.mark.slow
 def test_the_notebook_runs_on_this_interpreter(executed: dict) -> None:
     every = [o for outputs in executed.values() for o in outputs]
-    assert not [o for o in every if o["output_type"] == "error"]
+    errors = [f"{o['ename']}: {o['evalue']}" for o in every if o["output_type"] == "error"]
+    assert not errors
     assert f"python {sys.executable}" in texts(executed["train"])
 
 
