@@ -1,5 +1,5 @@
 """Figures of loss surfaces (DESIGN.md §7). Functions return matplotlib Figures; ``render_all``
-and ``render_compare`` write them to files."""
+and ``render_compare`` write them to files, ``draw_all`` returns them by name."""
 
 from __future__ import annotations
 
@@ -17,18 +17,28 @@ from landscape.plot.figures import (
     prepare,
     surface_3d,
 )
-from landscape.plot.render import FORMATS, KINDS, SCALES, check_format, render_all
+from landscape.plot.render import (
+    FORMATS,
+    KINDS,
+    SCALES,
+    Figures,
+    check_format,
+    draw_all,
+    render_all,
+)
 from landscape.plot.repeats import mean_surface, repeat_curves, spread_map
 
 __all__ = [
     "FORMATS",
     "KINDS",
     "SCALES",
+    "Figures",
     "check_format",
     "compare_1d",
     "compare_2d",
     "contour",
     "curve_1d",
+    "draw_all",
     "draw_contour",
     "draw_curve",
     "draw_heatmap",
