@@ -140,8 +140,12 @@ def load_exported_module(
 ) -> nn.Module:
     """The module of a ``torch.export`` program (``.pt2``); ``error`` names the caller's failure.
 
-    Its pickled parts are read with ``weights_only=True`` unless ``unsafe_pickle``.
+    Unless ``unsafe_pickle``, a program holding a part whose loading runs code (an opaque
+    constant, a shape expression that is Python, compiled code: ``_safe_program``) is refused
+    before torch reads it, and its pickled tensors are read with ``weights_only=True``.
     """
+    if not unsafe_pickle:
+        _check_program(file, error, role)
     guard = contextlib.nullcontext() if unsafe_pickle else _weights_only_torch_load()
     try:
         with guard:
@@ -152,12 +156,31 @@ def load_exported_module(
             "objects, not only tensors (loading them runs code); pass --unsafe-pickle only if "
             "you trust the file"
         ) from None
-    except (RuntimeError, ValueError, OSError, KeyError) as exc:
+    # torch's deserializer raises many kinds of errors on a damaged or foreign program
+    # (AssertionError, SerializeError, KeyError, ...): each becomes the caller's error
+    except Exception as exc:
         raise error(
             f"{role} {str(file)!r} is not a torch.export program ({first_line(exc, 160)}); "
             "save one with torch.export.save(torch.export.export(model, args), path)"
         ) from None
     return program.module()
+
+
+def _check_program(file: Path, error: type[Exception], role: str) -> None:
+    from landscape._safe_program import UnsafeProgram, check_program
+
+    try:
+        check_program(str(file))
+    except UnsafeProgram as exc:
+        raise error(
+            f"{role} {str(file)!r} is a torch.export program that {exc}: loading it would run "
+            "code, so it is refused; pass --unsafe-pickle only if you trust the file"
+        ) from None
+    except (ValueError, OSError) as exc:
+        raise error(
+            f"{role} {str(file)!r} is not a torch.export program ({first_line(exc, 160)}); "
+            "save one with torch.export.save(torch.export.export(model, args), path)"
+        ) from None
 
 
 def _load_exported(file: Path, unsafe_pickle: bool) -> StateDict:
