@@ -252,24 +252,26 @@ def apply_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) -> Non
             + "; ".join(problems)
             + "; is --model right (and its --model-arg values)?"
         )
-    _check_kinds(state, own)
+    check_kinds(state, own)
     model.load_state_dict(state, strict=False)  # strictness was checked above
 
 
-def _check_kinds(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor]) -> None:
-    """Refuse integer or bool tensors where the model holds floating point ones.
+def check_kinds(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor]) -> None:
+    """Refuse integer, bool or complex tensors where the model holds floating point ones.
 
-    ``load_state_dict`` would cast them silently (a bool checkpoint becomes weights of 0 and 1),
-    which is never a trained network: the file is not the checkpoint it claims to be.
+    ``load_state_dict`` would cast them (a bool checkpoint becomes weights of 0 and 1; a complex
+    one loses its imaginary part with only torch's warning), which is never a trained network:
+    the file is not the checkpoint it claims to be.
     """
     for name, t in state.items():
         mine = own.get(name)
         if mine is None or t.dtype == mine.dtype:
             continue
-        if mine.is_floating_point() and not (t.is_floating_point() or t.is_complex()):
+        if mine.is_floating_point() and not t.is_floating_point():
+            lost = "drop its imaginary part" if t.is_complex() else "give made-up weights"
             raise CheckpointError(
                 f"checkpoint tensor {name} {_shape(tuple(t.shape))} is {str(t.dtype)[6:]}, but "
-                f"the model's is {str(mine.dtype)[6:]}: casting it would give made-up weights; "
+                f"the model's is {str(mine.dtype)[6:]}: casting it would {lost}; "
                 "is this the right checkpoint (saved with model.state_dict())?"
             )
 
