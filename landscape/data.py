@@ -461,7 +461,7 @@ def _cifar_labels(value: Any, path: Path) -> np.ndarray:
     with np.errstate(invalid="ignore"):  # NaN or inf: caught just below
         whole = labels.astype(np.int64)
     if not np.array_equal(whole, labels):
-        first = labels[whole != labels][0]
+        first = labels[whole != labels][0].item()
         raise DataError(
             f"{where}: label {first!r} is not a whole class number (labels are 0..9); "
             "replace the file with one from cifar-10-python.tar.gz"

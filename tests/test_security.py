@@ -636,6 +636,24 @@ def test_integer_or_bool_checkpoint_tensors_are_refused(tmp_path: Path, tiny_npz
     assert "tensor layers.0.weight (8, 6) is bool, but the model's is float32" in line
 
 
+def test_complex_checkpoint_tensors_are_refused_not_cast_to_real(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    from safetensors.torch import save_file
+
+    state = torch.load(tiny_mlp_ckpt, weights_only=True)["state_dict"]
+    ckpt = tmp_path / "complex.safetensors"
+    save_file({k: v * (1 + 1j) for k, v in state.items()}, str(ckpt))
+    data = ["--data", f"npz:{tiny_npz}", "--out", str(tmp_path / "s.h5")]
+    for where in (["--checkpoint", str(ckpt), "--x=-1:1:3"],
+                  ["--checkpoint", str(tiny_mlp_ckpt), "--direction", "interpolate",
+                   "--target", str(ckpt), "--x=0:1:3"]):  # fmt: skip
+        line = one_error_line(*run("compute", *MLP, *where, *data)[::2])
+        assert "checkpoint tensor layers.0.bias (8) is complex64, but the model's is float32" in line
+        assert "would drop its imaginary part" in line
+    assert not (tmp_path / "s.h5").exists()
+
+
 def test_grid_mistakes_are_refused(tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path) -> None:
     base = ["compute", *MLP, "--checkpoint", str(tiny_mlp_ckpt), "--data", f"npz:{tiny_npz}",
             "--out", str(tmp_path / "s.h5")]  # fmt: skip
