@@ -532,8 +532,8 @@ def parse_bytes(text: str | None) -> int | None:
         value = math.nan
     if not (math.isfinite(value) and value >= 1):
         raise ConfigError(
-            f"memory budget (--memory-budget) must be a positive size like 2GB, 512MB or a "
-            f"number of bytes; got {text!r}"
+            f"memory budget must look like 2GB, 512MB or a positive number of bytes "
+            f"(--memory-budget, eval.memory_budget); got {text!r}"
         )
     return int(value)
 

@@ -276,8 +276,8 @@ def test_nan_loss_is_stored_and_reported(tmp_path: Path, tiny_npz: Path) -> None
         (["--seed", str(2**70)], 1, f"--seed) must be an integer {-(2**63)}..{2**64 - 1}, got"),
         (["--repeat", "3", "--seed", str(2**64 - 2)], 1, f"integer {-(2**63)}..{2**64 - 3}"),
         (["--data-seed", "-1", "--max-samples", "5"], 1, "--data-seed) must be an integer 0.."),
-        (["--memory-budget", "-5GB"], 1, "--memory-budget) must be a positive size"),
-        (["--memory-budget", "1e400"], 1, "--memory-budget) must be a positive size"),
+        (["--memory-budget", "-5GB"], 1, "2GB, 512MB or a positive number of bytes"),
+        (["--memory-budget", "1e400"], 1, "2GB, 512MB or a positive number of bytes"),
         (["--threads", "1025"], 1, "--threads) must be 1..1024, got 1025"),
     ],
 )
