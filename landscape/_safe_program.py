@@ -97,12 +97,15 @@ def _archive_json(path: str) -> Iterator[tuple[str, str]]:
             f"holds AOTInductor-compiled native code ({compiled[0]}), a shared library that "
             "loading runs"
         )
-    for name in names:
-        if name.endswith(".json") and name.startswith((pt2.CONSTANTS_DIR, pt2.MODELS_DIR)):
+    for name in names:  # torch reads every record under models/ as a program, whatever its name
+        if name.startswith(pt2.MODELS_DIR) or (
+            name.startswith(pt2.CONSTANTS_DIR) and name.endswith("_constants_config.json")
+        ):
             try:
-                yield name, reader.read_string(name)
-            except (RuntimeError, UnicodeDecodeError):
-                return  # unreadable: torch.export.load reports it
+                text = reader.read_string(name)
+            except (RuntimeError, UnicodeDecodeError) as exc:
+                raise ValueError(f"its record {name} cannot be read ({exc})") from None
+            yield name, text
 
 
 def _parsed(name: str, text: str) -> Any:

@@ -334,6 +334,11 @@ def test_programs_torch_exports_pass_the_check_and_code_does_not(tmp_path: Path)
                             {"data/aotinductor/model/model.so": b"\x7fELF"})  # fmt: skip
     with pytest.raises(UnsafeProgram, match="native code"):
         check_program(str(aot))
+    code = b'{"graph": {"expr_str": "__import__(\'os\').getpid()"}}'  # torch reads any models/*
+    hidden = rewritten_program(tmp_path / "shapes.pt2", tmp_path / "hidden.pt2", lambda n, d: d,
+                               {"models/notes.txt": code})  # fmt: skip
+    with pytest.raises(UnsafeProgram, match="shape expression that is Python code"):
+        check_program(str(hidden))
 
 
 # --- 3, 4. --overwrite replaces only complete files; one run per file ----------------------------
@@ -649,7 +654,9 @@ def test_complex_checkpoint_tensors_are_refused_not_cast_to_real(
                   ["--checkpoint", str(tiny_mlp_ckpt), "--direction", "interpolate",
                    "--target", str(ckpt), "--x=0:1:3"]):  # fmt: skip
         line = one_error_line(*run("compute", *MLP, *where, *data)[::2])
-        assert "checkpoint tensor layers.0.bias (8) is complex64, but the model's is float32" in line
+        assert (
+            "checkpoint tensor layers.0.bias (8) is complex64, but the model's is float32" in line
+        )
         assert "would drop its imaginary part" in line
     assert not (tmp_path / "s.h5").exists()
 
