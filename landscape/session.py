@@ -107,7 +107,7 @@ class Session:
         if evaluation.split is None and data.split != "train":  # train: the default, not a choice
             warnings.warn(
                 f"data {data.name!r} holds one set, not splits: --split {data.split} evaluates "
-                f"all of it; to evaluate a {data.split} set, give that set's own file",
+                f"all of it; to evaluate a {data.split} set, give that set's own data",
                 LandscapeWarning,
                 stacklevel=2,
             )
