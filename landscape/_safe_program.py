@@ -33,13 +33,12 @@ Symbol Integer Rational Float Add Mul Pow Mod Max Min Abs floor ceiling Eq Ne Lt
 StrictLessThan StrictGreaterThan LessThan GreaterThan Equality Unequality And Or Not Tuple
 Piecewise ExprCondPair FloorDiv ModularIndexing Where PythonMod CleanDiv CeilToInt FloorToInt
 CeilDiv LShift RShift PowByNatural FloatPow FloatTrueDiv IntTrueDiv TruncToFloat TruncToInt
-IsNonOverlappingAndDenseIndicator RoundToInt RoundDecimal ToFloat Identity
+IsNonOverlappingAndDenseIndicator RoundToInt RoundDecimal ToFloat Identity IntInfinity
+NegativeIntInfinity
 """
 SHAPE_FUNCTIONS = frozenset(_FUNCTIONS.split())
-# sympy's constants, written by name; ``true``/``false`` are sympy's booleans
-SHAPE_CONSTANTS = frozenset(
-    {"oo", "zoo", "nan", "true", "false", "IntInfinity", "NegativeIntInfinity"}
-)
+# sympy's constants, written by name (``int_oo``: torch's integer infinity)
+SHAPE_CONSTANTS = frozenset({"oo", "zoo", "nan", "true", "false", "int_oo"})
 # the only calls that take a string: a symbol's name, a number's digits (neither evaluates it;
 # Max, Min and others sympify a string argument, which evaluates it)
 TAKES_TEXT = frozenset({"Symbol", "Integer", "Float"})
