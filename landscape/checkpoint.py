@@ -140,8 +140,12 @@ def load_exported_module(
 ) -> nn.Module:
     """The module of a ``torch.export`` program (``.pt2``); ``error`` names the caller's failure.
 
-    Its pickled parts are read with ``weights_only=True`` unless ``unsafe_pickle``.
+    Unless ``unsafe_pickle``, a program holding a part whose loading runs code (an opaque
+    constant, a shape expression that is Python, compiled code: ``_safe_program``) is refused
+    before torch reads it, and its pickled tensors are read with ``weights_only=True``.
     """
+    if not unsafe_pickle:
+        _check_program(file, error, role)
     guard = contextlib.nullcontext() if unsafe_pickle else _weights_only_torch_load()
     try:
         with guard:
@@ -152,12 +156,31 @@ def load_exported_module(
             "objects, not only tensors (loading them runs code); pass --unsafe-pickle only if "
             "you trust the file"
         ) from None
-    except (RuntimeError, ValueError, OSError, KeyError) as exc:
+    # torch's deserializer raises many kinds of errors on a damaged or foreign program
+    # (AssertionError, SerializeError, KeyError, ...): each becomes the caller's error
+    except Exception as exc:
         raise error(
             f"{role} {str(file)!r} is not a torch.export program ({first_line(exc, 160)}); "
             "save one with torch.export.save(torch.export.export(model, args), path)"
         ) from None
     return program.module()
+
+
+def _check_program(file: Path, error: type[Exception], role: str) -> None:
+    from landscape._safe_program import UnsafeProgram, check_program
+
+    try:
+        check_program(str(file))
+    except UnsafeProgram as exc:
+        raise error(
+            f"{role} {str(file)!r} is a torch.export program that {exc}: loading it would run "
+            "code, so it is refused; pass --unsafe-pickle only if you trust the file"
+        ) from None
+    except (ValueError, OSError) as exc:
+        raise error(
+            f"{role} {str(file)!r} is not a torch.export program ({first_line(exc, 160)}); "
+            "save one with torch.export.save(torch.export.export(model, args), path)"
+        ) from None
 
 
 def _load_exported(file: Path, unsafe_pickle: bool) -> StateDict:
@@ -229,24 +252,26 @@ def apply_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) -> Non
             + "; ".join(problems)
             + "; is --model right (and its --model-arg values)?"
         )
-    _check_kinds(state, own)
+    check_kinds(state, own)
     model.load_state_dict(state, strict=False)  # strictness was checked above
 
 
-def _check_kinds(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor]) -> None:
-    """Refuse integer or bool tensors where the model holds floating point ones.
+def check_kinds(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor]) -> None:
+    """Refuse integer, bool or complex tensors where the model holds floating point ones.
 
-    ``load_state_dict`` would cast them silently (a bool checkpoint becomes weights of 0 and 1),
-    which is never a trained network: the file is not the checkpoint it claims to be.
+    ``load_state_dict`` would cast them (a bool checkpoint becomes weights of 0 and 1; a complex
+    one loses its imaginary part with only torch's warning), which is never a trained network:
+    the file is not the checkpoint it claims to be.
     """
     for name, t in state.items():
         mine = own.get(name)
         if mine is None or t.dtype == mine.dtype:
             continue
-        if mine.is_floating_point() and not (t.is_floating_point() or t.is_complex()):
+        if mine.is_floating_point() and not t.is_floating_point():
+            lost = "drop its imaginary part" if t.is_complex() else "give made-up weights"
             raise CheckpointError(
                 f"checkpoint tensor {name} {_shape(tuple(t.shape))} is {str(t.dtype)[6:]}, but "
-                f"the model's is {str(mine.dtype)[6:]}: casting it would give made-up weights; "
+                f"the model's is {str(mine.dtype)[6:]}: casting it would {lost}; "
                 "is this the right checkpoint (saved with model.state_dict())?"
             )
 

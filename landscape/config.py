@@ -34,6 +34,9 @@ DTYPE_CHOICES = ("float32", "bfloat16", "float16")
 COMPILE_CHOICES = ("auto", "on", "off")
 FUSE_CHOICES = ("auto", "on", "off")
 MEMORY_FORMAT_CHOICES = ("auto", "contiguous", "channels-last")
+# bounds of the settings a flag or a file can set to anything: what the libraries take
+SEED_RANGE = (-(2**63), 2**64 - 1)  # torch.manual_seed's (numpy's data permutation: from 0)
+THREADS_MAX = 1024  # more intra-op threads than any machine has cores (100,000 crash torch)
 SEEDED_DIRECTIONS = families.SEEDED  # another seed gives other directions
 WEIGHT_DERIVED = families.FROM_WEIGHTS  # built from the weights themselves
 
@@ -171,8 +174,13 @@ class ComputeConfig:
         _check_choice("eval.memory_format", self.eval.memory_format, MEMORY_FORMAT_CHOICES)
         if self.eval.bn_batches < 1:
             raise ConfigError(f"eval.bn_batches must be at least 1, got {self.eval.bn_batches}")
-        if self.eval.threads is not None and self.eval.threads < 1:
-            raise ConfigError(f"eval.threads must be at least 1, got {self.eval.threads}")
+        if self.eval.threads is not None and not 1 <= self.eval.threads <= THREADS_MAX:
+            raise ConfigError(
+                f"eval.threads (--threads) must be 1..{THREADS_MAX}, got {self.eval.threads}"
+            )
+        parse_bytes(self.eval.memory_budget)
+        check_seed("direction.seed (--seed)", self.direction.seed, self.direction.repeat - 1)
+        check_seed("data.seed (--data-seed)", self.data.seed, low=0)
         self._check_direction_inputs()
         if self.data.batch_size < 1:
             raise ConfigError(f"data.batch_size must be at least 1, got {self.data.batch_size}")
@@ -501,6 +509,33 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             raise ConfigError(f"config key {key!r} must be a string, got {value!r}")
         return value
     return value
+
+
+def check_seed(key: str, seed: int, extra: int = 0, *, low: int = SEED_RANGE[0]) -> None:
+    """``seed`` (and ``seed + extra``, a repeat's last seed) within what torch and numpy take."""
+    high = SEED_RANGE[1] - max(extra, 0)
+    if not low <= seed <= high:
+        raise ConfigError(f"{key} must be an integer {low}..{high}, got {seed}")
+
+
+def parse_bytes(text: str | None) -> int | None:
+    """``2GB``, ``512MB``, ``1.5G`` or a plain number of bytes; None for auto. A size must be
+    positive and finite (a negative budget would pass for none)."""
+    if text is None or str(text).strip() in ("", "auto"):
+        return None
+    s = str(text).strip().upper().removesuffix("B")
+    scale = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    unit = scale.get(s[-1:], 1)
+    try:
+        value = float(s[:-1] if unit > 1 else s) * unit
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 1):
+        raise ConfigError(
+            f"memory budget must look like 2GB, 512MB or a positive number of bytes "
+            f"(--memory-budget, eval.memory_budget); got {text!r}"
+        )
+    return int(value)
 
 
 def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:

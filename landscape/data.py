@@ -126,6 +126,30 @@ class EvalData:
             self._on_device[key] = (self._x.to(device), self._y.to(device))
         return self._on_device[key]
 
+    @property
+    def name(self) -> str:
+        return str(self._info["name"])
+
+    @property
+    def split(self) -> str | None:
+        """The split read; None for a set that has none (an npz or pt file, ...)."""
+        return self._info["split"]
+
+    def with_inputs_in(self, dtype: torch.dtype) -> EvalData:
+        """This set with floating inputs cast to ``dtype`` (the model's); integer inputs (token
+        ids) and the targets stay as they are."""
+        if not self._x.is_floating_point() or self._x.dtype == dtype:
+            return self
+        info = dict(self._info)
+        info.pop("data_sha256", None)  # the hash is of the inputs evaluated
+        return EvalData(
+            info=info,
+            x=self._x.to(dtype),
+            y=self._y,
+            sample_shape=self.sample_shape,
+            num_classes=self.num_classes,
+        )
+
     def subset(self, n: int, seed: int = 0) -> EvalData:
         """The first ``n`` samples of this set's seeded permutation, in set order (as
         ``max_samples`` picks them from a file)."""
@@ -386,14 +410,63 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(
             f"CIFAR-10 batch {str(path)!r} has no 'data' or 'labels' key (keys: {sorted(batch)})"
         )
-    data = np.asarray(batch["data"])
-    labels = np.asarray(batch["labels"], dtype=np.int64)
+    data, labels = _cifar_pixels(batch["data"], path), _cifar_labels(batch["labels"], path)
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
         raise DataError(
             f"CIFAR-10 batch {str(path)!r}: data of shape {data.shape} and {len(labels)} labels; "
             "expected (N, 3072) and N labels"
         )
-    return data.astype(np.uint8, copy=False), labels
+    return data, labels
+
+
+def _as_array(value: Any) -> np.ndarray | None:
+    """``value`` as a numeric numpy array; None for strings, ragged lists and other objects."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError):  # ragged nested lists
+        return None
+    return array if array.dtype.kind in "biuf" else None
+
+
+def _cifar_pixels(value: Any, path: Path) -> np.ndarray:
+    """The batch's pixels as uint8, refused unless they are whole numbers 0..255: a batch of
+    floats in [0, 1] (already scaled) or above 255 would be cast to other images."""
+    data = _as_array(value)
+    where = f"CIFAR-10 batch {str(path)!r}"
+    if data is None:
+        raise DataError(f"{where}: 'data' is not an array of numbers; expected (N, 3072) uint8")
+    if data.dtype == np.uint8 or data.size == 0:
+        return data.astype(np.uint8, copy=False)
+    lo, hi = float(data.min()), float(data.max())
+    if lo < 0 or hi > 255 or not np.array_equal(data, np.round(data)):
+        raise DataError(
+            f"{where} holds {data.dtype} pixels in [{lo:g}, {hi:g}], not the whole numbers 0..255 "
+            "of cifar-10-python.tar.gz (casting them to uint8 would change the images): store "
+            "them as uint8 0..255, or already scaled images as npz:FILE"
+        )
+    return data.astype(np.uint8)
+
+
+def _cifar_labels(value: Any, path: Path) -> np.ndarray:
+    """The batch's labels as int64 class indices, refused unless they are a flat list of whole
+    numbers (strings, nested lists or fractions are no CIFAR labels; casting truncates them)."""
+    labels = _as_array(value)
+    where = f"CIFAR-10 batch {str(path)!r}"
+    if labels is None or labels.ndim != 1:
+        shape = "" if labels is None else f" of shape {labels.shape}"
+        raise DataError(
+            f"{where}: 'labels'{shape} is not a flat list of class numbers 0..9; "
+            "replace the file with one from cifar-10-python.tar.gz"
+        )
+    with np.errstate(invalid="ignore"):  # NaN or inf: caught just below
+        whole = labels.astype(np.int64)
+    if not np.array_equal(whole, labels):
+        first = labels[whole != labels][0].item()
+        raise DataError(
+            f"{where}: label {first!r} is not a whole class number (labels are 0..9); "
+            "replace the file with one from cifar-10-python.tar.gz"
+        )
+    return whole
 
 
 # --- MNIST ----------------------------------------------------------------------------------------
@@ -483,7 +556,8 @@ def _pt(file: str, split: str, spec: DataSpec) -> _Raw:
 
 
 def _as_xy(arrays: dict[str, Any], where: str) -> tuple[Tensor, Tensor]:
-    """x as float32 unless already floating; y as int64 if integer, else float as is."""
+    """x as float32 unless already floating; y as int64 if integer, else float as is; both
+    dense and real."""
     missing = [k for k in ("x", "y") if k not in arrays]
     if missing:
         raise DataError(f"{where} has no array {missing[0]!r}; it needs arrays 'x' and 'y'")
@@ -491,13 +565,33 @@ def _as_xy(arrays: dict[str, Any], where: str) -> tuple[Tensor, Tensor]:
         x, y = torch.as_tensor(arrays["x"]), torch.as_tensor(arrays["y"])
     except (TypeError, ValueError, RuntimeError) as exc:
         raise DataError(f"{where}: x and y must be numeric arrays ({exc})") from None
+    x, y = _dense_real(x, "x", where), _dense_real(y, "y", where)
     if not torch.is_floating_point(x):
         x = x.to(torch.float32)
-    if y.dtype == torch.bool or y.is_complex():
+    if y.dtype == torch.bool:
         y = y.to(torch.float32)
     elif not torch.is_floating_point(y):
         y = y.to(torch.int64)
     return x, y
+
+
+def _dense_real(t: Tensor, name: str, where: str) -> Tensor:
+    """``t`` as a dense tensor (a sparse one is densified: its values are the same); complex
+    values are refused, since any cast to a real dtype drops their imaginary part."""
+    if t.is_complex():
+        raise DataError(
+            f"{where}: {name} is {str(t.dtype)[6:]}; a real model's inputs and targets are real "
+            "and a cast would drop the imaginary part: save real arrays"
+        )
+    if t.layout == torch.strided:
+        return t
+    try:
+        return t.to_dense()
+    except (RuntimeError, NotImplementedError, TypeError) as exc:
+        raise DataError(
+            f"{where}: {name} is a {str(t.layout)[6:]} tensor that cannot be made dense "
+            f"({first_line(exc, 120)}); save it with .to_dense()"
+        ) from None
 
 
 def _existing_file(file: str, what: str) -> Path:

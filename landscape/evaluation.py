@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from landscape import grid, parallel
-from landscape.config import ComputeConfig
+from landscape.config import ComputeConfig, parse_bytes
 from landscape.engine.reference import PointEvaluatorBase, to_channels_last
-from landscape.engine.select import EngineChoice, EngineRequest, choose_engine, parse_bytes
+from landscape.engine.select import EngineChoice, EngineRequest, choose_engine
 from landscape.errors import ConfigError, DirectionError
 from landscape.session import Session
 

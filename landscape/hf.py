@@ -91,9 +91,10 @@ def _read_config(folder: Path) -> dict[str, Any]:
 
 def _weights_kind(folder: Path) -> str:
     """``safetensors`` when the folder's weights are safe to read, ``pickle`` for a .bin only."""
-    if (folder / "model.safetensors").is_file() or (
-        folder / "model.safetensors.index.json"
-    ).is_file():
+    if (folder / "model.safetensors.index.json").is_file():
+        _check_shards(folder / "model.safetensors.index.json")
+        return "safetensors"
+    if (folder / "model.safetensors").is_file():
         return "safetensors"
     if any(folder.glob("pytorch_model*.bin")):
         return "pickle"
@@ -101,6 +102,47 @@ def _weights_kind(folder: Path) -> str:
         f"{str(folder)!r} holds no weights (model.safetensors, model.safetensors.index.json); "
         "save them with model.save_pretrained(folder)"
     )
+
+
+def _check_shards(index: Path) -> None:
+    """The index of a sharded folder names safetensors files in the folder, and only those:
+    transformers would read a ``.bin`` shard it names as a pickle, or skip a missing one."""
+    try:
+        weight_map = json.loads(index.read_text()).get("weight_map")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"cannot read {str(index)!r} as a shard index: {exc}") from None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise ConfigError(f"{str(index)!r} has no weight_map of tensor names to shard files")
+    for shard in sorted({str(v) for v in weight_map.values()}):
+        if Path(shard).name != shard or not shard.endswith(".safetensors"):
+            raise ConfigError(
+                f"{str(index)!r} names the shard {shard!r}, not a .safetensors file in the "
+                "folder; re-save the model with save_pretrained (safetensors shards)"
+            )
+        if not (index.parent / shard).is_file():
+            raise ConfigError(f"{str(index)!r} names the shard {shard!r}, which is missing")
+
+
+def _architecture(cfg: dict[str, Any], config_file: Path) -> str:
+    """The class name config.json records (its ``architectures`` list's first string)."""
+    architectures = cfg.get("architectures") or []
+    if cfg.get("auto_map") and not architectures:
+        raise ConfigError(
+            f"{str(config_file.parent)!r} names only custom code (auto_map), which landscape does "
+            "not run; use a model whose architecture transformers ships"
+        )
+    if not architectures:
+        raise ConfigError(
+            f"{str(config_file)!r} names no architecture; save the model with "
+            "save_pretrained (it records config.architectures)"
+        )
+    if not isinstance(architectures, list) or not all(isinstance(a, str) for a in architectures):
+        raise ConfigError(
+            f"{str(config_file)!r}: architectures must be a list of class names such as "
+            f'["GPT2LMHeadModel"], not {json.dumps(architectures)[:80]}; '
+            "save the model with save_pretrained"
+        )
+    return architectures[0]
 
 
 def task_of_architecture(architecture: str) -> str | None:
@@ -137,19 +179,7 @@ def load_folder(
     ready for ``model(x)``."""
     transformers = require_transformers()
     folder = folder_of(name)
-    cfg = _read_config(folder)
-    architectures = cfg.get("architectures") or []
-    if cfg.get("auto_map") and not architectures:
-        raise ConfigError(
-            f"{str(folder)!r} names only custom code (auto_map), which landscape does not run; "
-            "use a model whose architecture transformers ships"
-        )
-    if not architectures:
-        raise ConfigError(
-            f"{str(folder / 'config.json')!r} names no architecture; save the model with "
-            "save_pretrained (it records config.architectures)"
-        )
-    arch = architectures[0]
+    arch = _architecture(_read_config(folder), folder / "config.json")
     task = task_of_architecture(arch)
     cls = getattr(transformers, arch, None)
     if task is None or cls is None:

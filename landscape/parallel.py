@@ -270,6 +270,11 @@ def local_worker(config: Any, rank: int, size: int, plan: Any, q: Any) -> None:
 
     _collector.tune_for_process()
     _malloc.tune()
+    import warnings
+
+    from landscape.errors import LandscapeWarning
+
+    warnings.simplefilter("ignore", LandscapeWarning)  # rank 0 tells the user, once
     worker(config, rank, rank, size, plan, QueueSink(q, rank))
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -28,7 +29,14 @@ from landscape import checkpoint, families, hf, params
 from landscape.config import IN_MEMORY, ComputeConfig, DataSpec, ModelSpec
 from landscape.data import EvalData, as_eval_data, load_data
 from landscape.engine import ReferenceEvaluator, eval_mode, resolve_device
-from landscape.errors import ConfigError, DataError, DirectionError, LandscapeError, first_line
+from landscape.errors import (
+    ConfigError,
+    DataError,
+    DirectionError,
+    LandscapeError,
+    LandscapeWarning,
+    first_line,
+)
 from landscape.losses import LossFn, get_loss, is_per_token
 from landscape.models import build_model
 
@@ -96,6 +104,13 @@ class Session:
         if data.tokenizer is None and model.name.startswith(hf.PREFIX):
             data = replace(data, tokenizer=model.name[len(hf.PREFIX) :])  # text: the model's own
         evaluation = load_data(data)
+        if evaluation.split is None and data.split != "train":  # train: the default, not a choice
+            warnings.warn(
+                f"data {data.name!r} holds one set, not splits: --split {data.split} evaluates "
+                f"all of it; to evaluate a {data.split} set, give that set's own data",
+                LandscapeWarning,
+                stacklevel=2,
+            )
 
         def subset(n: int) -> EvalData:
             return load_data(replace(data, max_samples=n)) if n < len(evaluation) else evaluation
@@ -166,6 +181,8 @@ class Session:
     ) -> Session:
         if not any(True for _ in model.parameters()):
             raise ConfigError("the model has no parameters; there is nothing to move along")
+        dtype = _weights_dtype(model)
+        data = _inputs_for(data, dtype, say=True)
         model = model.to(device)
         theta = params.parameters_of(model)
         centre = OrderedDict(theta)
@@ -181,8 +198,8 @@ class Session:
             weights_sha256(centre),
             loss_fn,
             load_state,
-            subset,
-            train_data,
+            lambda n: _inputs_for(subset(n), dtype),
+            lambda: _inputs_for(train_data(), dtype),
         )
 
     def loss_units(self) -> dict[str, Any]:
@@ -230,6 +247,34 @@ class Session:
                 f"loss {loss_name!r} cannot compare the model's outputs {tuple(logits.shape)} "
                 f"with targets {tuple(y.shape)}: {str(exc).splitlines()[0]}; check --loss"
             ) from None
+
+
+# --- the data as the model takes it -----------------------------------------------------------
+
+
+def _weights_dtype(model: torch.nn.Module) -> torch.dtype | None:
+    """The dtype of the model's first floating parameter (None when it has none)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+
+
+def _inputs_for(data: EvalData, dtype: torch.dtype | None, say: bool = False) -> EvalData:
+    """``data`` with floating inputs in the model's dtype: numpy's default float64, or bfloat16
+    saved to save space, would stop the first layer (``mat1 and mat2 must have the same
+    dtype``). Integer inputs (token ids, bytes already made float32 by the reader) stay.
+    ``say``: warn once that the inputs were cast (the evaluation set; not its subsets)."""
+    if dtype is None:
+        return data
+    cast = data.with_inputs_in(dtype)
+    if say and cast is not data:
+        was = str(data.tensors("cpu")[0].dtype).removeprefix("torch.")
+        now = str(dtype).removeprefix("torch.")
+        warnings.warn(
+            f"data {data.name!r} has {was} inputs; cast to the model's {now} "
+            f"(save them as {now} to skip the cast)",
+            LandscapeWarning,
+            stacklevel=3,
+        )
+    return cast
 
 
 # --- the model at the centre -------------------------------------------------------------------
@@ -306,6 +351,7 @@ def state_loader(centre: StateDict, unsafe_pickle: bool = False) -> Callable[[An
             else:
                 state = checkpoint.load_state_dict(str(item), unsafe_pickle=unsafe_pickle)
             checkpoint.check_finite(state)
+            checkpoint.check_kinds(state, reference)
         except LandscapeError as exc:
             raise DirectionError(str(exc)) from None
         out = OrderedDict()

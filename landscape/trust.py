@@ -8,8 +8,8 @@ Such a spec from a file is honoured only when the user gives it again on the com
 (``--model``, ``--data``, ``--loss``) or opts in with ``--trust-config``; ``unsafe_pickle`` only
 with the command's own ``--unsafe-pickle``. Built-in names (``resnet20``, ``digits``,
 ``cross-entropy``), data readers (``cifar10:DIR``, ``npz:FILE``, ...), checkpoints read with
-``weights_only=True`` and TorchScript or ``torch.export`` programs (whose pickled parts are read
-the same way) are read as data.
+``weights_only=True`` and TorchScript or ``torch.export`` programs (checked for parts that run
+code before torch reads them, and whose pickled parts are read the same way) are read as data.
 """
 
 from __future__ import annotations

@@ -273,6 +273,12 @@ def test_nan_loss_is_stored_and_reported(tmp_path: Path, tiny_npz: Path) -> None
         (["--ignore", "everything"], 2, "everything"),
         (["--direction", "sideways"], 2, "sideways"),
         (["--device", "tpu"], 1, "device"),
+        (["--seed", str(2**70)], 1, f"--seed) must be an integer {-(2**63)}..{2**64 - 1}, got"),
+        (["--repeat", "3", "--seed", str(2**64 - 2)], 1, f"integer {-(2**63)}..{2**64 - 3}"),
+        (["--data-seed", "-1", "--max-samples", "5"], 1, "--data-seed) must be an integer 0.."),
+        (["--memory-budget", "-5GB"], 1, "2GB, 512MB or a positive number of bytes"),
+        (["--memory-budget", "1e400"], 1, "2GB, 512MB or a positive number of bytes"),
+        (["--threads", "1025"], 1, "--threads) must be 1..1024, got 1025"),
     ],
 )
 def test_bad_input_one_line_error(tmp_path, tiny_npz, tiny_mlp_ckpt, args, code, fragment) -> None:
@@ -370,6 +376,74 @@ def test_real_process_prints_no_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("Error:") and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_threads_past_the_bound_are_one_error_not_a_crash(tmp_path: Path, tiny_npz: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "landscape", "compute", *TINY, "--data", f"npz:{tiny_npz}",
+         "--threads", "100000", "--x=-1:1:3", "--out", str(tmp_path / "s.h5")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr  # a crash of torch's thread pool was -11
+    assert proc.stderr.strip() == "Error: eval.threads (--threads) must be 1..1024, got 100000"
+
+
+def test_inspect_seed_past_torchs_range_is_one_error(tiny_npz: Path) -> None:
+    c, _, err = run("inspect", *TINY, "--data", f"npz:{tiny_npz}", "--seed", str(2**70))
+    assert_one_line_error(c, err, 1, "--seed must be an integer")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_floating_inputs_are_cast_to_the_models_dtype_once(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path, dtype: torch.dtype
+) -> None:
+    arrays = np.load(tiny_npz)
+    x, y = torch.from_numpy(arrays["x"]).to(dtype), torch.from_numpy(arrays["y"])
+    torch.save({"x": x, "y": y}, tmp_path / "other.pt")  # float64 as numpy makes it, or bfloat16
+    torch.save({"x": x.float(), "y": y}, tmp_path / "same.pt")  # the float32 the model takes
+    surfaces = {}
+    for name in ("other", "same"):
+        out = tmp_path / f"{name}.h5"
+        c, _, err = run("compute", *TINY, "--checkpoint", str(tiny_mlp_ckpt), "--data",
+                        f"pt:{tmp_path / name}.pt", "--x=-1:1:3", "--y=-1:1:3", "--out", str(out),
+                        "--quiet")  # fmt: skip
+        assert c == 0, err
+        surfaces[name] = read_surface(out).values["train_loss"]
+        warned = [line for line in err.splitlines() if "inputs; cast" in line]
+        assert warned == ([] if name == "same" else [
+            f"warning: data 'pt:{tmp_path / name}.pt' has {str(dtype)[6:]} inputs; cast to the "
+            "model's float32 (save them as float32 to skip the cast)"
+        ])  # fmt: skip
+    np.testing.assert_array_equal(surfaces["other"], surfaces["same"])
+
+
+def test_the_api_casts_float64_arrays_too(tiny_npz: Path, tiny_mlp_ckpt: Path) -> None:
+    import landscape
+    from landscape.errors import LandscapeWarning
+    from landscape.models import build_model
+
+    model = build_model("mlp", {"in_features": 6, "hidden": 8, "num_classes": 3})
+    model.load_state_dict(torch.load(tiny_mlp_ckpt, weights_only=True)["state_dict"])
+    arrays = np.load(tiny_npz)
+    with pytest.warns(LandscapeWarning, match="has float64 inputs; cast to the model's float32"):
+        cast = landscape.compute(model, (arrays["x"].astype(np.float64), arrays["y"]), x=(-1, 1, 3))
+    same = landscape.compute(model, (arrays["x"], arrays["y"]), x=(-1, 1, 3))
+    np.testing.assert_array_equal(cast.values["train_loss"], same.values["train_loss"])
+
+
+def test_a_split_of_a_file_that_holds_one_set_is_said(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    out = tmp_path / "s.h5"
+    c, _, err = run("compute", *tiny_args(tiny_npz, tiny_mlp_ckpt, out, "--x=-1:1:3", "--split",
+                                          "test"))  # fmt: skip
+    assert c == 0, err
+    assert (
+        f"warning: data 'npz:{tiny_npz}' holds one set, not splits: --split test evaluates " in err
+    )
+    assert "test_loss" in read_surface(out).values  # what the user asked to call it
+    c, _, err = run("compute", *tiny_args(tiny_npz, tiny_mlp_ckpt, tmp_path / "t.h5", "--x=-1:1:3"))
+    assert c == 0 and "holds one set" not in err  # train, the default, is no choice to question
 
 
 def test_plot_reads_li_reference_surface(tmp_path: Path, li_fixture: Path) -> None:

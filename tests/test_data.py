@@ -456,3 +456,59 @@ def test_a_factory_dataset_is_read_once_for_the_whole_grid(tmp_path: Path) -> No
     )  # fmt: skip
     # each sample decoded once (the first once more, to check its shape), not once a point
     assert sorted(set(module.READS)) == list(range(40)) and len(module.READS) == 41
+
+
+def rewrite_batch(folder: Path, name: str, **changes) -> None:
+    """Replace entries of one pickled CIFAR batch (as a foreign tool might have written it)."""
+    with (folder / name).open("rb") as f:
+        batch = pickle.load(f)
+    batch.update(changes)
+    with (folder / name).open("wb") as f:
+        pickle.dump(batch, f)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"data": np.full((2, 3072), 0.5)}, r"float64 pixels in \[0.5, 0.5\], not the whole"),
+        ({"data": np.full((2, 3072), 300, np.int64)}, r"int64 pixels in \[300, 300\]"),
+        ({"labels": ["cat", "dog"]}, "'labels' is not a flat list of class numbers"),
+        ({"labels": [[1, 2], [3]]}, "'labels' is not a flat list of class numbers"),
+        ({"labels": [[1], [2]]}, r"'labels' of shape \(2, 1\) is not a flat list"),
+        ({"labels": [1.5, 2.0]}, "label 1.5 is not a whole class number"),
+    ],
+)
+def test_cifar10_batches_that_are_not_cifar_are_refused(tmp_path, changes, message):
+    write_cifar(tmp_path / "c10")
+    rewrite_batch(tmp_path / "c10", "test_batch", **changes)
+    with pytest.raises(DataError, match=message):
+        load_data(DataSpec(f"cifar10:{tmp_path / 'c10'}", split="test"))
+
+
+def test_cifar10_whole_numbers_of_other_dtypes_still_read(tmp_path):
+    written = write_cifar(tmp_path / "c10")
+    pixels, labels = written["test_batch"]
+    rewrite_batch(tmp_path / "c10", "test_batch", data=pixels.astype(np.float64),
+                  labels=np.asarray(labels, dtype=np.float32))  # fmt: skip
+    x, y = load_data(
+        DataSpec(f"cifar10:{tmp_path / 'c10'}", split="test", normalize=False)
+    ).tensors()
+    assert_close(x, torch.tensor(pixels.reshape(2, 3, 32, 32), dtype=torch.float32) / 255)
+    assert y.dtype == torch.int64 and y.tolist() == list(labels)
+
+
+def test_sparse_inputs_are_read_dense(tmp_path):
+    x = torch.zeros(5, 4)
+    x[1, 2], x[3, 0] = 2.0, -1.0
+    torch.save({"x": x.to_sparse(), "y": torch.arange(5).to_sparse()}, tmp_path / "s.pt")
+    xt, yt = load_data(DataSpec(f"pt:{tmp_path / 's.pt'}")).tensors()
+    assert xt.layout == torch.strided and torch.equal(xt, x) and yt.tolist() == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("which", ["x", "y"])
+def test_complex_data_is_refused_not_cast_to_real(tmp_path, which):
+    arrays = {"x": np.ones((4, 3), np.float32), "y": np.arange(4)}
+    arrays[which] = arrays[which] * (1 + 2j)
+    np.savez(tmp_path / "c.npz", **arrays)
+    with pytest.raises(DataError, match=f"{which} is complex[0-9]+; .* drop the imaginary part"):
+        load_data(DataSpec(f"npz:{tmp_path / 'c.npz'}"))

@@ -7,6 +7,7 @@ parameters set to θ + a·d1 + b·d2 from the directions the surface file stores
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -432,3 +433,44 @@ def test_text_without_a_tokenizer_is_named(tmp_path: Path) -> None:
     ])  # fmt: skip
     assert result.exit_code != 0 and "holds no tokenizer" in result.output
     assert "--tokenizer DIR" in result.output and not (tmp_path / "s.h5").exists()
+
+
+@pytest.mark.parametrize("unsafe", [[], ["--unsafe-pickle"]], ids=["safe", "unsafe-pickle"])
+def test_a_shard_index_naming_pickles_is_one_error(
+    tmp_path: Path, token_file: Path, unsafe: list[str]
+) -> None:
+    model = gpt2()
+    folder = saved(model, tmp_path / "model")
+    (folder / "model.safetensors").unlink()
+    torch.save(model.state_dict(), folder / "pytorch_model-00001-of-00001.bin")
+    index = {"metadata": {}, "weight_map": dict.fromkeys(model.state_dict(),
+                                                         "pytorch_model-00001-of-00001.bin")}  # fmt: skip
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    result = CliRunner().invoke(main, [
+        "compute", "--model", f"hf:{folder}", "--data", f"tokens:{token_file}", "--x=-1:1:3",
+        "--out", str(tmp_path / "s.h5"), *unsafe,
+    ])  # fmt: skip
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert (
+        result.output.startswith("Error: ")
+        and "names the shard 'pytorch_model-00001" in result.output
+    )
+    assert not (tmp_path / "s.h5").exists()
+
+
+@pytest.mark.parametrize(
+    "architectures", [[5], "GPT2LMHeadModel", {"a": 1}, [None], [["GPT2LMHeadModel"]]]
+)
+def test_an_architecture_that_is_not_a_class_name_is_one_error(
+    tmp_path: Path, token_file: Path, architectures
+) -> None:
+    folder = saved(gpt2(), tmp_path / "model")
+    config = json.loads((folder / "config.json").read_text())
+    config["architectures"] = architectures
+    (folder / "config.json").write_text(json.dumps(config))
+    result = CliRunner().invoke(main, [
+        "compute", "--model", f"hf:{folder}", "--data", f"tokens:{token_file}", "--x=-1:1:3",
+        "--out", str(tmp_path / "s.h5"),
+    ])  # fmt: skip
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert "architectures must be a list of class names such as" in result.output

@@ -183,33 +183,82 @@ def test_plain_cifar_batches_still_read(tmp_path: Path) -> None:
     assert len(data) == 20 and data.describe()["sample_shape"] == [3, 32, 32]
 
 
+def exported_mlp(path: Path) -> Path:
+    """The built-in mlp for tiny_npz as a ``torch.export`` program of any batch size."""
+    from landscape.models import build_model
+
+    model = build_model("mlp", {"in_features": 6, "hidden": 8, "num_classes": 3}).eval()
+    batch = ({0: torch.export.Dim("batch")},)  # any batch size
+    torch.export.save(torch.export.export(model, (torch.zeros(2, 6),), dynamic_shapes=batch), path)
+    return path
+
+
+def rewritten_program(clean: Path, path: Path, edit, extra: dict[str, bytes] = {}) -> Path:  # noqa: B006
+    """``clean`` with each entry's bytes passed through ``edit(name, data)`` and ``extra``
+    entries (names under the archive's folder) added."""
+    import zipfile
+
+    with zipfile.ZipFile(clean) as z:
+        items = [(info, z.read(info.filename)) for info in z.infolist()]
+    root = items[0][0].filename.split("/", 1)[0]
+    with zipfile.ZipFile(path, "w") as z:
+        for info, data in items:
+            z.writestr(info, edit(info.filename, data))
+        for name, data in extra.items():
+            z.writestr(f"{root}/{name}", data)
+    return path
+
+
 def poisoned_program(path: Path, command: str) -> Path:
     """A ``torch.export`` program whose first weight is a pickle that runs ``command``."""
     import io
     import zipfile
 
-    from landscape.models import build_model
-
-    model = build_model("mlp", {"in_features": 6, "hidden": 8, "num_classes": 3}).eval()
-    clean = path.with_name("clean.pt2")
-    batch = ({0: torch.export.Dim("batch")},)  # any batch size
-    torch.export.save(torch.export.export(model, (torch.zeros(2, 6),), dynamic_shapes=batch), clean)
+    clean = exported_mlp(path.with_name("clean.pt2"))
     with zipfile.ZipFile(clean) as z:
-        items = [(info, z.read(info.filename)) for info in z.infolist()]
-    config_name = next(i.filename for i, _ in items if i.filename.endswith("weights_config.json"))
-    config = json.loads(dict((i.filename, d) for i, d in items)[config_name])
+        config_name = next(n for n in z.namelist() if n.endswith("weights_config.json"))
+        config = json.loads(z.read(config_name))
     first = next(iter(config["config"].values()))
     first["use_pickle"] = True  # torch.export.load then unpickles it with weights_only=False
+    weight = "/data/weights/" + first["path_name"]
     bomb = io.BytesIO()
     torch.save(Evil(command), bomb)
-    with zipfile.ZipFile(path, "w") as z:
-        for info, data in items:
-            if info.filename == config_name:
-                data = json.dumps(config).encode()
-            elif info.filename.endswith("/" + first["path_name"]):
-                data = bomb.getvalue()
-            z.writestr(info, data)
-    return path
+
+    def edit(name: str, data: bytes) -> bytes:
+        if name == config_name:
+            return json.dumps(config).encode()
+        return bomb.getvalue() if name.endswith(weight) else data
+
+    return rewritten_program(clean, path, edit)
+
+
+def opaque_constant_program(path: Path, command: str) -> Path:
+    """A program with an opaque constant: torch reads it with plain ``pickle.loads``."""
+    entry = {
+        "path_name": "opaque_obj_0",
+        "is_param": False,
+        "use_pickle": True,
+        "tensor_meta": None,
+    }
+    config = json.dumps({"config": {"evil": entry}}).encode()
+
+    def edit(name: str, data: bytes) -> bytes:
+        return config if name.endswith("constants_config.json") else data
+
+    pickled = {"data/constants/opaque_obj_0": pickle.dumps(Evil(command))}
+    return rewritten_program(exported_mlp(path.with_name("clean.pt2")), path, edit, pickled)
+
+
+def code_expression_program(path: Path, command: str) -> Path:
+    """A program whose batch size expression is Python: torch evaluates it with sympy.sympify."""
+    code = f"__import__('os').system('{command}') or Symbol("
+
+    def edit(name: str, data: bytes) -> bytes:
+        if not name.endswith("models/model.json"):
+            return data
+        return data.decode().replace('"expr_str": "Symbol(', f'"expr_str": "{code}', 1).encode()
+
+    return rewritten_program(exported_mlp(path.with_name("clean.pt2")), path, edit)
 
 
 def test_an_exported_program_that_pickles_a_call_is_refused(tmp_path: Path, tiny_npz: Path) -> None:
@@ -223,6 +272,73 @@ def test_an_exported_program_that_pickles_a_call_is_refused(tmp_path: Path, tiny
     code, _, err = run("compute", "--model", str(tmp_path / "clean.pt2"), "--data",
                        f"npz:{tiny_npz}", "--x=-1:1:3", "--out", str(tmp_path / "s.h5"))  # fmt: skip
     assert code == 0, err
+
+
+@pytest.mark.parametrize("craft", [opaque_constant_program, code_expression_program])
+def test_every_way_in_refuses_a_program_that_runs_code_as_it_loads(
+    tmp_path: Path, tiny_npz: Path, craft
+) -> None:
+    marker = tmp_path / "pwned"
+    program = str(craft(tmp_path / "evil.pt2", f"touch {marker}"))
+    clean = str(tmp_path / "clean.pt2")
+    data = ["--data", f"npz:{tiny_npz}", "--out", str(tmp_path / "s.h5"), "--quiet"]
+    stored = tmp_path / "stored.h5"
+    code, _, err = run("compute", "--model", clean, "--data", f"npz:{tiny_npz}", "--x=-1:1:3",
+                       "--y=-1:1:3", "--bn", "eval", "--out", str(stored), "--quiet")  # fmt: skip
+    assert code == 0, err
+    set_stored_config(stored, lambda cfg: cfg["model"].update(name=program))
+    for command in (
+        ["compute", "--model", program, "--x=-1:1:3", *data],
+        ["compute", *MLP, "--checkpoint", program, "--x=-1:1:3", *data],
+        ["compute", *MLP, "--direction", "trajectory", "--trajectory", program, clean, clean,
+         "--x=-1:1:3", *data],
+        ["compute", *MLP, "--checkpoint", clean, "--direction", "interpolate", "--target",
+         program, "--x=0:1:3", *data],
+        ["inspect", "--model", program, "--data", f"npz:{tiny_npz}"],
+        ["curvature", str(stored), "--x=-1:1:2", "--y=-1:1:2", "--quiet"],
+    ):  # fmt: skip
+        line = one_error_line(*run(*command)[::2])
+        assert "evil.pt2' is a torch.export program that" in line, (command, line)
+        assert "loading it would run code" in line and "--unsafe-pickle" in line
+        assert not marker.exists(), command
+    assert not (tmp_path / "s.h5").exists()
+
+
+def test_programs_torch_exports_pass_the_check_and_code_does_not(tmp_path: Path) -> None:
+    from landscape._safe_program import UnsafeProgram, check_program, safe_expression
+
+    class Shapes(torch.nn.Module):  # shape arithmetic: sums, floor division, modulo, floats
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(6, 3)
+
+        def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+            y = torch.cat([x, z]).reshape(-1, 2, 3).flatten(1)
+            return self.fc(y)[: x.shape[0] // 2 + 1] * (x.shape[0] % 3 + 1.5)
+
+    dims = ({0: torch.export.Dim("b", min=2)}, {0: torch.export.Dim("c")})
+    program = torch.export.export(Shapes(), (torch.zeros(4, 6), torch.zeros(5, 6)),
+                                  dynamic_shapes=dims)  # fmt: skip
+    torch.export.save(program, tmp_path / "shapes.pt2")
+    check_program(str(tmp_path / "shapes.pt2"))  # no error: torch's own expressions are arithmetic
+    for code in (
+        "__import__('os').system('true')",
+        "Max('__import__(\"os\")', 1)",  # Max sympifies a string: eval
+        "Symbol('s0').__class__",
+        "eval(chr(49))",
+        "Integer(s0, **{'a': 1})",
+        "[x for x in ()]",
+    ):
+        assert not safe_expression(code), code
+    aot = rewritten_program(tmp_path / "shapes.pt2", tmp_path / "aot.pt2", lambda n, d: d,
+                            {"data/aotinductor/model/model.so": b"\x7fELF"})  # fmt: skip
+    with pytest.raises(UnsafeProgram, match="native code"):
+        check_program(str(aot))
+    code = b'{"graph": {"expr_str": "__import__(\'os\').getpid()"}}'  # torch reads any models/*
+    hidden = rewritten_program(tmp_path / "shapes.pt2", tmp_path / "hidden.pt2", lambda n, d: d,
+                               {"models/notes.txt": code})  # fmt: skip
+    with pytest.raises(UnsafeProgram, match="shape expression that is Python code"):
+        check_program(str(hidden))
 
 
 # --- 3, 4. --overwrite replaces only complete files; one run per file ----------------------------
@@ -523,6 +639,26 @@ def test_integer_or_bool_checkpoint_tensors_are_refused(tmp_path: Path, tiny_npz
                                f"npz:{tiny_npz}", "--x=-1:1:3",
                                "--out", str(tmp_path / "s.h5"))[::2])  # fmt: skip
     assert "tensor layers.0.weight (8, 6) is bool, but the model's is float32" in line
+
+
+def test_complex_checkpoint_tensors_are_refused_not_cast_to_real(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    from safetensors.torch import save_file
+
+    state = torch.load(tiny_mlp_ckpt, weights_only=True)["state_dict"]
+    ckpt = tmp_path / "complex.safetensors"
+    save_file({k: v * (1 + 1j) for k, v in state.items()}, str(ckpt))
+    data = ["--data", f"npz:{tiny_npz}", "--out", str(tmp_path / "s.h5")]
+    for where in (["--checkpoint", str(ckpt), "--x=-1:1:3"],
+                  ["--checkpoint", str(tiny_mlp_ckpt), "--direction", "interpolate",
+                   "--target", str(ckpt), "--x=0:1:3"]):  # fmt: skip
+        line = one_error_line(*run("compute", *MLP, *where, *data)[::2])
+        assert (
+            "checkpoint tensor layers.0.bias (8) is complex64, but the model's is float32" in line
+        )
+        assert "would drop its imaginary part" in line
+    assert not (tmp_path / "s.h5").exists()
 
 
 def test_grid_mistakes_are_refused(tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path) -> None:

@@ -111,22 +111,6 @@ class EngineRequest:
     k: int | None = None  # points per batched call; None: from the memory budget
 
 
-def parse_bytes(text: str | None) -> int | None:
-    """``2GB``, ``512MB``, ``1.5G`` or a plain number of bytes."""
-    if text is None or str(text).strip() in ("", "auto"):
-        return None
-    s = str(text).strip().upper().removesuffix("B")
-    scale = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-    try:
-        if s and s[-1] in scale:
-            return int(float(s[:-1]) * scale[s[-1]])
-        return int(float(s))
-    except ValueError:
-        raise ConfigError(
-            f"memory budget must look like 2GB, 512MB or a number of bytes; got {text!r}"
-        ) from None
-
-
 def choose_engine(
     model: torch.nn.Module,
     centre: dict[str, torch.Tensor],

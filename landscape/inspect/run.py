@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from landscape import __version__
-from landscape.config import DataSpec, ModelSpec
+from landscape.config import DataSpec, ModelSpec, check_seed
 from landscape.directions import paths
 from landscape.engine import policies
 from landscape.engine.reference import is_jitted
@@ -62,6 +62,8 @@ class InspectConfig:
     def __post_init__(self) -> None:
         if not 0 < self.epsilon < 0.5:
             raise ConfigError(f"epsilon must be in (0, 0.5), got {self.epsilon}")
+        check_seed("--seed", self.seed)
+        check_seed("--data-seed", self.data.seed, low=0)
 
 
 def run_inspect(config: InspectConfig) -> Report:

@@ -56,7 +56,8 @@ def build_model(
 ) -> nn.Module:
     """Build the model named by ``name`` with keyword ``args``; raise ConfigError if impossible.
 
-    A ``torch.export`` program's pickled parts are read as tensors only unless ``unsafe_pickle``.
+    A ``torch.export`` program that carries code is refused, and its pickled parts are read as
+    tensors only, unless ``unsafe_pickle`` (``checkpoint.load_exported_module``).
     ``dtype``: the weights' dtype for an ``hf:`` folder (``--dtype bfloat16`` halves a large
     model's memory); other models are built in float32 and ``--dtype`` is their autocast.
     """
