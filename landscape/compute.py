@@ -23,7 +23,7 @@ from landscape._callable import api_callable
 from landscape._files import Output
 from landscape.config import SEEDED_DIRECTIONS, STORE_BY_SEED_BYTES, ComputeConfig
 from landscape.directions import DirectionContext, DirectionSet, build, load_directions, summarize
-from landscape.directions.base import alignment_warning, weight_alignment
+from landscape.directions.base import SEED_DERIVATION, alignment_warning, weight_alignment
 from landscape.directions.io import DirectionsNotStored, fingerprint
 from landscape.engine import eval_mode
 from landscape.engine.select import RACE_POINTS, EngineChoice
@@ -73,31 +73,48 @@ def directions_for(
     resume_from: Path | None,
     repeat: int = 0,
     given: DirectionSet | None = None,
+    derivation: str = SEED_DERIVATION,
 ) -> DirectionSet:
     """The run's directions: read back from the file being resumed, the ``given`` ones (the
     Python API's ``directions=``), from --directions, or built.
 
-    Repeat ``r`` of a ``--repeat`` run is built with seed ``direction.seed + r``.
+    Repeat ``r`` of a ``--repeat`` run is built with seed ``direction.seed + r``; a seeded
+    family's generator comes from that seed by ``derivation`` (``direction_generator``).
     """
     count = config.dims
     if resume_from is not None:
         group = f"repeats/{repeat}/directions" if repeat else "directions"
         try:
             return load_directions(str(resume_from), prep.theta, prep.centre, count, group)
-        except DirectionsNotStored as kept:  # regenerated from the seed, checked against the file
-            built = directions_for(config, prep, resume_from=None, repeat=repeat)
-            if not np.allclose(fingerprint(built.vectors), kept.fingerprint, rtol=1e-9, atol=0):
-                raise DirectionError(
-                    f"{str(resume_from)!r} keeps its directions as their seed, but the directions "
-                    "this seed gives here differ from the file's (another torch version or "
-                    "device draws other numbers); rerun with --overwrite"
-                ) from None
-            return built
+        except DirectionsNotStored as kept:
+            return _regenerated(config, prep, resume_from, repeat, kept)
     if repeat:
         seed = config.direction.seed + repeat
         config = replace(config, direction=replace(config.direction, seed=seed))
-    built = given if given is not None else _build_directions(config, prep)
+    built = given if given is not None else _build_directions(config, prep, derivation)
     built.attrs.update(weight_alignment(built, prep.centre))  # cos(d, θ), which info reports
+    return built
+
+
+def _regenerated(
+    config: ComputeConfig,
+    prep: Session,
+    source: Path,
+    repeat: int,
+    kept: DirectionsNotStored,
+) -> DirectionSet:
+    """The directions a file keeps as their seed, regenerated with the file's own derivation of
+    the generator from the seed (older files: the legacy one) and checked against its
+    fingerprint."""
+    built = directions_for(
+        config, prep, resume_from=None, repeat=repeat, derivation=kept.derivation
+    )
+    if not np.allclose(fingerprint(built.vectors), kept.fingerprint, rtol=1e-9, atol=0):
+        raise DirectionError(
+            f"{str(source)!r} keeps its directions as their seed, but the directions "
+            "this seed gives here differ from the file's (another torch version or "
+            "device draws other numbers); rerun with --overwrite"
+        )
     return built
 
 
@@ -152,8 +169,11 @@ def moved_tensors(config: ComputeConfig, prep: Session) -> list[str]:
     return names
 
 
-def _build_directions(config: ComputeConfig, prep: Session) -> DirectionSet:
-    """The family's directions from the run's weights, data and loss (or --directions FILE)."""
+def _build_directions(
+    config: ComputeConfig, prep: Session, derivation: str = SEED_DERIVATION
+) -> DirectionSet:
+    """The family's directions from the run's weights, data and loss (or --directions FILE);
+    ``derivation``: how a seeded family's generator comes from the seed."""
     count = config.dims
     if config.direction.file:
         order = list(prep.model.state_dict())  # a reference "states" file's order
@@ -176,6 +196,7 @@ def _build_directions(config: ComputeConfig, prep: Session) -> DirectionSet:
         batches=lambda: data.batches(config.data.batch_size, prep.device),
         loss_fn=prep.loss_fn,
         device=prep.device,
+        seed_derivation=derivation,
     )
     return in_weights_dtype(build(ctx), prep.theta)
 
