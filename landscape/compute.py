@@ -21,6 +21,7 @@ import numpy as np
 from landscape import _malloc, families, grid, hf, memory, parallel, params
 from landscape._callable import api_callable
 from landscape._files import Output
+from landscape.checkpoint import file_sha256
 from landscape.config import SEEDED_DIRECTIONS, STORE_BY_SEED_BYTES, ComputeConfig
 from landscape.directions import DirectionContext, DirectionSet, build, load_directions, summarize
 from landscape.directions.base import SEED_DERIVATION, alignment_warning, weight_alignment
@@ -38,8 +39,8 @@ from landscape.evaluation import (
     numerics,
     repeat_evaluators,
 )
-from landscape.session import Session, random_initialization
-from landscape.store import RunHeader, SurfaceStore, check_resumable, pending_points
+from landscape.session import Session, centre_checkpoint, random_initialization
+from landscape.store import RunHeader, SurfaceStore, check_resumable, done_flags, pending_points
 
 
 class Progress(Protocol):
@@ -267,6 +268,11 @@ def _run_root(
         # held from before the first read of the file to its last write: one run per file
         output = Output(config.out, overwrite)
         x, y = grid.coordinates(config.grid, repeats=config.direction.repeat)
+        finished = None if session is not None else complete_file(config, output, start)
+        if finished is not None:  # nothing to compute: the model and data are never loaded
+            comm.broadcast_plan(parallel.Plan([], None, error="complete"))
+            output.close()
+            return finished
         prep = session or Session.from_config(config, comm.local_rank, comm.local_size)
         extra = {
             "data": prep.data.describe(),
@@ -339,6 +345,43 @@ def _run_root(
         )
     finally:
         output.close()
+
+
+def complete_file(config: ComputeConfig, output: Output, start: float) -> RunResult | None:
+    """The result of a rerun on a complete file (every point of every repeat done), found before
+    the model and data are loaded; None when there are points to compute, or the file is not one
+    to resume (the full run then says why).
+
+    The file is checked as a run checks it, short of what needs the model and data loaded: the
+    config, the grid and the centre checkpoint file's sha256 (``resume_header``), not the loaded
+    weights' and samples' hashes. Nothing is computed, so nothing in the file can mix runs.
+    """
+    if output.overwrite or not output.final.is_file():
+        return None
+    import h5py
+
+    try:
+        with h5py.File(output.final, "r") as f:
+            if not bool(done_flags(f).all()):
+                return None
+    except (OSError, KeyError, ValueError, TypeError):  # not a surface file: the run says so
+        return None
+    output.existing(lambda p: check_resumable(p, resume_header(config)))
+    # closing the complete file brings its analysis up to date, as every run's close does
+    with SurfaceStore(output.final, h5py.File(output.final, "r"), config.data.split) as store:
+        total, nonfinite = store.size, store.nonfinite_count()
+    seconds = time.perf_counter() - start
+    return RunResult(str(output.final), total, 0, True, nonfinite, seconds, "", {"complete": True})
+
+
+def resume_header(config: ComputeConfig) -> RunHeader:
+    """What the resume check compares short of loading the model and data: the config, the grid
+    shape and the centre checkpoint file's hash (a run that loads them checks the weights' and
+    samples' own hashes too)."""
+    ckpt = centre_checkpoint(config)
+    x, y = grid.coordinates(config.grid)
+    sha = file_sha256(ckpt) if ckpt else ""
+    return RunHeader(config, x, y, DirectionSet("", []), {}, sha, {})
 
 
 def _evaluate_run(

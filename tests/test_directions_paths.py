@@ -422,7 +422,7 @@ def test_checkpoint_holding_the_last_trajectory_weights_is_the_centre(
     """--checkpoint is compared with the trajectory's last checkpoint by content, not by path:
     the same bytes elsewhere, or the same tensors in another wrapper or format, are accepted and
     give the surface the trajectory alone gives."""
-    states, centre = synthetic_path(tmp_path / "run", n=4)
+    _, centre = synthetic_path(tmp_path / "run", n=4)
     final = tmp_path / "final" / ("final.safetensors" if form == "safetensors" else "final.pt")
     final.parent.mkdir()
     if form == "copy":
