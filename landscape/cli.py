@@ -448,13 +448,19 @@ def compute(
     result = run_compute(config, overwrite=overwrite, progress=progress, workers=workers, log=log)
     if quiet or result is None:  # ranks other than 0 print nothing
         return
-    verb = "resumed" if result.resumed else "wrote"
-    repeats = config.direction.repeat
-    each = f" ({repeats} repeats of {result.total // repeats})" if repeats > 1 else ""
-    click.echo(
-        f"{verb} {result.path}: {result.computed} of {result.total} points{each} computed in "
-        f"{result.seconds:.1f} s ({result.points_per_second:.1f} points/s on {result.device})"
-    )
+    if result.extra.get("complete"):  # found before loading the model and data
+        click.echo(
+            f"{result.path} is complete: all {result.total} points were computed before, nothing "
+            "to compute (same config, grid and checkpoint); --overwrite recomputes it"
+        )
+    else:
+        verb = "resumed" if result.resumed else "wrote"
+        repeats = config.direction.repeat
+        each = f" ({repeats} repeats of {result.total // repeats})" if repeats > 1 else ""
+        click.echo(
+            f"{verb} {result.path}: {result.computed} of {result.total} points{each} computed in "
+            f"{result.seconds:.1f} s ({result.points_per_second:.1f} points/s on {result.device})"
+        )
     if result.nonfinite:
         click.echo(f"note: {result.nonfinite} points have a NaN or infinite loss (stored as such)")
 

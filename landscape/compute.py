@@ -21,9 +21,10 @@ import numpy as np
 from landscape import _malloc, families, grid, hf, memory, parallel, params
 from landscape._callable import api_callable
 from landscape._files import Output
+from landscape.checkpoint import file_sha256
 from landscape.config import SEEDED_DIRECTIONS, STORE_BY_SEED_BYTES, ComputeConfig
 from landscape.directions import DirectionContext, DirectionSet, build, load_directions, summarize
-from landscape.directions.base import alignment_warning, weight_alignment
+from landscape.directions.base import SEED_DERIVATION, alignment_warning, weight_alignment
 from landscape.directions.io import DirectionsNotStored, fingerprint
 from landscape.engine import eval_mode
 from landscape.engine.select import RACE_POINTS, EngineChoice
@@ -38,8 +39,8 @@ from landscape.evaluation import (
     numerics,
     repeat_evaluators,
 )
-from landscape.session import Session, random_initialization
-from landscape.store import RunHeader, SurfaceStore, check_resumable, pending_points
+from landscape.session import Session, centre_checkpoint, random_initialization
+from landscape.store import RunHeader, SurfaceStore, check_resumable, done_flags, pending_points
 
 
 class Progress(Protocol):
@@ -73,31 +74,48 @@ def directions_for(
     resume_from: Path | None,
     repeat: int = 0,
     given: DirectionSet | None = None,
+    derivation: str = SEED_DERIVATION,
 ) -> DirectionSet:
     """The run's directions: read back from the file being resumed, the ``given`` ones (the
     Python API's ``directions=``), from --directions, or built.
 
-    Repeat ``r`` of a ``--repeat`` run is built with seed ``direction.seed + r``.
+    Repeat ``r`` of a ``--repeat`` run is built with seed ``direction.seed + r``; a seeded
+    family's generator comes from that seed by ``derivation`` (``direction_generator``).
     """
     count = config.dims
     if resume_from is not None:
         group = f"repeats/{repeat}/directions" if repeat else "directions"
         try:
             return load_directions(str(resume_from), prep.theta, prep.centre, count, group)
-        except DirectionsNotStored as kept:  # regenerated from the seed, checked against the file
-            built = directions_for(config, prep, resume_from=None, repeat=repeat)
-            if not np.allclose(fingerprint(built.vectors), kept.fingerprint, rtol=1e-9, atol=0):
-                raise DirectionError(
-                    f"{str(resume_from)!r} keeps its directions as their seed, but the directions "
-                    "this seed gives here differ from the file's (another torch version or "
-                    "device draws other numbers); rerun with --overwrite"
-                ) from None
-            return built
+        except DirectionsNotStored as kept:
+            return _regenerated(config, prep, resume_from, repeat, kept)
     if repeat:
         seed = config.direction.seed + repeat
         config = replace(config, direction=replace(config.direction, seed=seed))
-    built = given if given is not None else _build_directions(config, prep)
+    built = given if given is not None else _build_directions(config, prep, derivation)
     built.attrs.update(weight_alignment(built, prep.centre))  # cos(d, θ), which info reports
+    return built
+
+
+def _regenerated(
+    config: ComputeConfig,
+    prep: Session,
+    source: Path,
+    repeat: int,
+    kept: DirectionsNotStored,
+) -> DirectionSet:
+    """The directions a file keeps as their seed, regenerated with the file's own derivation of
+    the generator from the seed (older files: the legacy one) and checked against its
+    fingerprint."""
+    built = directions_for(
+        config, prep, resume_from=None, repeat=repeat, derivation=kept.derivation
+    )
+    if not np.allclose(fingerprint(built.vectors), kept.fingerprint, rtol=1e-9, atol=0):
+        raise DirectionError(
+            f"{str(source)!r} keeps its directions as their seed, but the directions "
+            "this seed gives here differ from the file's (another torch version or "
+            "device draws other numbers); rerun with --overwrite"
+        )
     return built
 
 
@@ -152,8 +170,11 @@ def moved_tensors(config: ComputeConfig, prep: Session) -> list[str]:
     return names
 
 
-def _build_directions(config: ComputeConfig, prep: Session) -> DirectionSet:
-    """The family's directions from the run's weights, data and loss (or --directions FILE)."""
+def _build_directions(
+    config: ComputeConfig, prep: Session, derivation: str = SEED_DERIVATION
+) -> DirectionSet:
+    """The family's directions from the run's weights, data and loss (or --directions FILE);
+    ``derivation``: how a seeded family's generator comes from the seed."""
     count = config.dims
     if config.direction.file:
         order = list(prep.model.state_dict())  # a reference "states" file's order
@@ -176,6 +197,7 @@ def _build_directions(config: ComputeConfig, prep: Session) -> DirectionSet:
         batches=lambda: data.batches(config.data.batch_size, prep.device),
         loss_fn=prep.loss_fn,
         device=prep.device,
+        seed_derivation=derivation,
     )
     return in_weights_dtype(build(ctx), prep.theta)
 
@@ -246,6 +268,11 @@ def _run_root(
         # held from before the first read of the file to its last write: one run per file
         output = Output(config.out, overwrite)
         x, y = grid.coordinates(config.grid, repeats=config.direction.repeat)
+        finished = None if session is not None else complete_file(config, output, start)
+        if finished is not None:  # nothing to compute: the model and data are never loaded
+            comm.broadcast_plan(parallel.Plan([], None, error="complete"))
+            output.close()
+            return finished
         prep = session or Session.from_config(config, comm.local_rank, comm.local_size)
         extra = {
             "data": prep.data.describe(),
@@ -318,6 +345,43 @@ def _run_root(
         )
     finally:
         output.close()
+
+
+def complete_file(config: ComputeConfig, output: Output, start: float) -> RunResult | None:
+    """The result of a rerun on a complete file (every point of every repeat done), found before
+    the model and data are loaded; None when there are points to compute, or the file is not one
+    to resume (the full run then says why).
+
+    The file is checked as a run checks it, short of what needs the model and data loaded: the
+    config, the grid and the centre checkpoint file's sha256 (``resume_header``), not the loaded
+    weights' and samples' hashes. Nothing is computed, so nothing in the file can mix runs.
+    """
+    if output.overwrite or not output.final.is_file():
+        return None
+    import h5py
+
+    try:
+        with h5py.File(output.final, "r") as f:
+            if not bool(done_flags(f).all()):
+                return None
+    except (OSError, KeyError, ValueError, TypeError):  # not a surface file: the run says so
+        return None
+    output.existing(lambda p: check_resumable(p, resume_header(config)))
+    # closing the complete file brings its analysis up to date, as every run's close does
+    with SurfaceStore(output.final, h5py.File(output.final, "r"), config.data.split) as store:
+        total, nonfinite = store.size, store.nonfinite_count()
+    seconds = time.perf_counter() - start
+    return RunResult(str(output.final), total, 0, True, nonfinite, seconds, "", {"complete": True})
+
+
+def resume_header(config: ComputeConfig) -> RunHeader:
+    """What the resume check compares short of loading the model and data: the config, the grid
+    shape and the centre checkpoint file's hash (a run that loads them checks the weights' and
+    samples' own hashes too)."""
+    ckpt = centre_checkpoint(config)
+    x, y = grid.coordinates(config.grid)
+    sha = file_sha256(ckpt) if ckpt else ""
+    return RunHeader(config, x, y, DirectionSet("", []), {}, sha, {})
 
 
 def _evaluate_run(

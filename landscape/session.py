@@ -314,12 +314,29 @@ def centre_checkpoint(config: ComputeConfig) -> str | None:
     if last is None:
         return config.model.checkpoint
     given = config.model.checkpoint
-    if given and Path(given).resolve() != Path(last).resolve():
+    if given and not same_weights(given, last, config.model.unsafe_pickle):
         raise ConfigError(
-            f"--checkpoint {given!r} is not the last trajectory checkpoint {last!r}, which is the "
-            "centre of a trajectory surface; drop --checkpoint or reorder --trajectory"
+            f"--checkpoint {given!r} holds other weights than the last trajectory checkpoint "
+            f"{last!r} (compared by content), which is the centre of a trajectory surface; drop "
+            "--checkpoint or reorder --trajectory"
         )
     return last
+
+
+def same_weights(a: str, b: str, unsafe_pickle: bool = False) -> bool:
+    """Whether two checkpoint files hold the same weights: one file, the same bytes (their
+    sha256), or else the same tensors once loaded (another format, a wrapper, prefixes)."""
+    if Path(a).resolve() == Path(b).resolve():
+        return True
+    if checkpoint.file_sha256(a) == checkpoint.file_sha256(b):
+        return True
+    one, two = (checkpoint.load_state_dict(p, unsafe_pickle=unsafe_pickle) for p in (a, b))
+    return one.keys() == two.keys() and all(
+        one[k].dtype == two[k].dtype
+        and one[k].shape == two[k].shape
+        and torch.equal(one[k], two[k])
+        for k in one
+    )
 
 
 def random_initialization(config: ComputeConfig) -> bool:

@@ -218,32 +218,18 @@ def status(run: SweepRun) -> str:
     if not path.exists():
         return "new"
     from landscape._files import not_regular
+    from landscape.compute import resume_header
     from landscape.store import check_resumable, done_flags
 
     if not_regular(path):  # a FIFO would block the open for ever; compute refuses these
         return "conflict"
     try:
-        check_resumable(path, _stub_header(run.config))
+        check_resumable(path, resume_header(run.config))
         with h5py.File(path, "r") as f:
             done = done_flags(f)  # every repeat's
     except (LandscapeError, OSError, KeyError):
         return "conflict"
     return "complete" if bool(done.all()) else "partial"
-
-
-def _stub_header(config: ComputeConfig) -> Any:
-    """What compute's resume check compares, short of loading the model: config, grid shape
-    and the checkpoint file's hash (the weights' own hash needs the model; compute checks it)."""
-    from landscape.checkpoint import file_sha256
-    from landscape.directions.base import DirectionSet
-    from landscape.grid import coordinates
-    from landscape.session import centre_checkpoint
-    from landscape.store import RunHeader
-
-    ckpt = centre_checkpoint(config)
-    x, y = coordinates(config.grid)
-    sha = file_sha256(ckpt) if ckpt else ""
-    return RunHeader(config, x, y, DirectionSet("", []), {}, sha, {})
 
 
 def missing_input(config: ComputeConfig) -> str | None:

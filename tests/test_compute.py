@@ -178,3 +178,50 @@ def test_cuda_matches_cpu(tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path) -
     )  # fmt: skip
     assert gpu.device.startswith("cuda")
     np.testing.assert_allclose(values(gpu.path), values(cpu.path), rtol=1e-4)
+
+
+def test_a_rerun_on_a_complete_file_loads_no_model(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    """A complete file's rerun is checked (config, grid, checkpoint's sha256) and reported
+    before anything is loaded: the model file's factory is never called. Another checkpoint is
+    still refused; a file with points missing still loads the model and computes them."""
+    import h5py
+    from click.testing import CliRunner
+
+    from landscape.cli import main
+
+    marker = tmp_path / "factory_called"
+    factory = tmp_path / "net.py"
+    factory.write_text(
+        "from pathlib import Path\n"
+        "from landscape.models import build_model\n"
+        "def make():\n"
+        f"    Path({str(marker)!r}).write_text('called')\n"
+        "    return build_model('mlp', {'in_features': 6, 'hidden': 8, 'num_classes': 3})\n"
+    )
+    other = tmp_path / "other.pt"
+    state = torch.load(tiny_mlp_ckpt, weights_only=True)["state_dict"]
+    torch.save({k: v + 1 for k, v in state.items()}, other)
+    out = tmp_path / "s.h5"
+
+    def compute(ckpt: Path) -> tuple[int, str]:
+        result = CliRunner().invoke(main, [
+            "compute", "--model", f"{factory}:make", "--checkpoint", str(ckpt), "--data",
+            f"npz:{tiny_npz}", "--x=-1:1:3", "--y=-1:1:3", "--out", str(out),
+        ])  # fmt: skip
+        return result.exit_code, result.output
+
+    assert compute(tiny_mlp_ckpt)[0] == 0 and marker.exists()
+    marker.unlink()
+    before = out.read_bytes()
+    code, text = compute(tiny_mlp_ckpt)
+    assert code == 0, text
+    assert not marker.exists() and out.read_bytes() == before
+    assert "is complete: all 9 points were computed before" in text
+    code, text = compute(other)
+    assert code != 0 and "other weights" in text and not marker.exists()
+    with h5py.File(out, "r+") as f:
+        f["done"][0, 0] = False
+    code, text = compute(tiny_mlp_ckpt)
+    assert code == 0 and "1 of 9 points computed" in text and marker.exists()

@@ -413,3 +413,45 @@ def test_suggested_axis_covers_the_path_and_holds_zero(lo: float, hi: float) -> 
     x = np.linspace(axis.lo, axis.hi, axis.num)
     assert x.min() < min(lo, 0.0) and x.max() > max(hi, 0.0) and 13 <= axis.num <= 32
     assert np.abs(x).min() <= 1e-12 * (axis.hi - axis.lo)  # the centre is a grid point
+
+
+@pytest.mark.parametrize("form", ["copy", "unwrapped", "safetensors"])
+def test_checkpoint_holding_the_last_trajectory_weights_is_the_centre(
+    tmp_path: Path, tiny_npz: Path, form: str
+) -> None:
+    """--checkpoint is compared with the trajectory's last checkpoint by content, not by path:
+    the same bytes elsewhere, or the same tensors in another wrapper or format, are accepted and
+    give the surface the trajectory alone gives."""
+    _, centre = synthetic_path(tmp_path / "run", n=4)
+    final = tmp_path / "final" / ("final.safetensors" if form == "safetensors" else "final.pt")
+    final.parent.mkdir()
+    if form == "copy":
+        final.write_bytes((tmp_path / "run" / "epoch_3.pt").read_bytes())
+    elif form == "unwrapped":
+        torch.save(dict(centre), final)  # no {"state_dict": ...} wrapper: other bytes, same weights
+    else:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in centre.items()}, str(final))
+    base = [*CLI_MLP, "--data", f"npz:{tiny_npz}", "--direction", "trajectory", "--trajectory",
+            str(tmp_path / "run"), "--x=-1:1:3", "--y=-1:1:3", "--device", "cpu", "--quiet"]  # fmt: skip
+    run_cli(["compute", *base, "--out", str(tmp_path / "alone.h5")])
+    run_cli(["compute", *base, "--checkpoint", str(final), "--out", str(tmp_path / "given.h5")])
+    alone, given = read_surface(tmp_path / "alone.h5"), read_surface(tmp_path / "given.h5")
+    np.testing.assert_array_equal(given.values["train_loss"], alone.values["train_loss"])
+
+
+def test_checkpoint_with_other_weights_than_the_last_trajectory_one_is_refused(
+    tmp_path: Path, tiny_npz: Path
+) -> None:
+    synthetic_path(tmp_path / "run", n=4)
+    out = tmp_path / "s.h5"
+    result = CliRunner().invoke(main, [
+        "compute", *CLI_MLP, "--data", f"npz:{tiny_npz}", "--direction", "trajectory",
+        "--trajectory", str(tmp_path / "run"), "--checkpoint", str(tmp_path / "run/epoch_2.pt"),
+        "--x=-1:1:3", "--y=-1:1:3", "--out", str(out), "--quiet",
+    ])  # fmt: skip
+    assert result.exit_code != 0 and not out.exists()
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ")
+    assert "holds other weights than the last trajectory checkpoint" in lines[0]

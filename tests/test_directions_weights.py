@@ -7,6 +7,7 @@ more filters than half its fan-in (qr's per-filter branch), and biases / a BN we
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import OrderedDict
 from pathlib import Path
@@ -62,7 +63,10 @@ def scale(d: np.ndarray, w: np.ndarray, norm: str) -> np.ndarray:
 
 
 def oracle(name: str, theta, seed: int, ignore: str, norm: str) -> list[dict[str, np.ndarray]]:
-    gen = torch.Generator().manual_seed(seed)  # G1 for every tensor in order, then G2
+    # G1 for every tensor in order, then G2, from the generator seeded with the first 8 bytes
+    # (big-endian) of sha256("landscape.directions:<seed>")
+    digest = hashlib.sha256(f"landscape.directions:{seed}".encode()).digest()
+    gen = torch.Generator().manual_seed(int.from_bytes(digest[:8], "big"))
     gauss = [{k: torch.randn(w.shape, generator=gen).double().numpy() for k, w in theta.items()}]
     gauss.append(
         {k: torch.randn(w.shape, generator=gen).double().numpy() for k, w in theta.items()}

@@ -772,7 +772,7 @@ def test_resume_accepts_the_same_checkpoint_by_another_path(
     assert code == 0, err
     code, out, err = run(*base, "--checkpoint", str(tiny_mlp_ckpt.resolve()))
     assert code == 0, err
-    assert out.startswith("resumed s.h5: 0 of 3 points")
+    assert out.startswith("s.h5 is complete: all 3 points")  # found before loading anything
     other = tmp_path / "other.pt"
     state = torch.load(tiny_mlp_ckpt, weights_only=True)
     state["state_dict"]["layers.0.bias"] += 1

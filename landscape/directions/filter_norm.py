@@ -6,9 +6,11 @@ direction has the norm of the matching filter of the weights:
     d[k][i] ← d[k][i] · ‖θ[k][i]‖ / (‖d[k][i]‖ + 1e-10)
 
 which removes the scale invariance of ReLU networks and makes sharpness comparable across nets.
-The Gaussians come from a CPU ``torch.Generator`` seeded with ``seed`` and are drawn for every
-tensor in parameter order (ignored ones too), so a given seed gives the same direction on any
-device and for any ``ignore``/``norm`` setting.
+The Gaussians come from a CPU ``torch.Generator`` seeded from ``seed`` by a hash
+(``base.direction_generator``: not torch's own stream for that seed, which a network initialized
+after ``torch.manual_seed(seed)`` drew its weights from) and are drawn for every tensor in
+parameter order (ignored ones too), so a given seed gives the same direction on any device and
+for any ``ignore``/``norm`` setting.
 """
 
 from __future__ import annotations
@@ -17,7 +19,12 @@ from collections import OrderedDict
 
 import torch
 
-from landscape.directions.base import DirectionContext, DirectionSet, check_not_degenerate
+from landscape.directions.base import (
+    DirectionContext,
+    DirectionSet,
+    check_not_degenerate,
+    direction_generator,
+)
 from landscape.params import has_filters
 
 EPS = 1e-10  # as in the reference code: keeps an all-zero random filter finite
@@ -65,7 +72,7 @@ def _dtype(ctx: DirectionContext, name: str) -> torch.dtype:
 
 def build_filter_norm(ctx: DirectionContext) -> DirectionSet:
     theta, spec, count = ctx.theta, ctx.spec, ctx.count
-    gen = torch.Generator(device="cpu").manual_seed(spec.seed)
+    gen = direction_generator(spec.seed, ctx.seed_derivation)
     vectors = []
     for axis in "xy"[:count]:
         # tensor by tensor: the same draws as gaussian_like (one stream, θ's order), but only
@@ -78,6 +85,15 @@ def build_filter_norm(ctx: DirectionContext) -> DirectionSet:
             )
         check_not_degenerate(d, axis)
         vectors.append(d)
-    return DirectionSet(
-        "filter-norm", vectors, {"seed": spec.seed, "ignore": spec.ignore, "norm": spec.norm}
-    )
+    return DirectionSet("filter-norm", vectors, seeded_attrs(ctx))
+
+
+def seeded_attrs(ctx: DirectionContext) -> dict[str, object]:
+    """What a seeded family records: its seed, how its generator came from it, ignore, norm."""
+    spec = ctx.spec
+    return {
+        "seed": spec.seed,
+        "seed_derivation": ctx.seed_derivation,
+        "ignore": spec.ignore,
+        "norm": spec.norm,
+    }

@@ -19,17 +19,19 @@ import h5py
 import numpy as np
 import torch
 
-from landscape.directions.base import DirectionSet
+from landscape.directions.base import LEGACY_SEED, DirectionSet
 from landscape.errors import DirectionError
 
 
 class DirectionsNotStored(DirectionError):
     """The file keeps its directions as their seed (``--store-directions seed``): whoever has the
-    model regenerates them and checks them against ``fingerprint``."""
+    model regenerates them with the file's ``derivation`` of the generator from the seed (a file
+    without one: the legacy ``manual_seed(seed)``) and checks them against ``fingerprint``."""
 
-    def __init__(self, message: str, fingerprint: list) -> None:
+    def __init__(self, message: str, fingerprint: list, derivation: str = LEGACY_SEED) -> None:
         super().__init__(message)
         self.fingerprint = fingerprint
+        self.derivation = derivation
 
 
 def fingerprint(vectors: list) -> list[list[float]]:
@@ -94,11 +96,14 @@ def _read_named(
     if (stored.decode() if isinstance(stored, bytes) else str(stored)) == "seed":
         import json
 
+        derivation = group.attrs.get("seed_derivation", LEGACY_SEED)  # absent: an older file
+
         raise DirectionsNotStored(
             f"{path!r} keeps its directions as their seed (--store-directions seed), not their "
             "tensors; recompute them with the same model and seed (`landscape compute` resumes "
             "such a file), or make the surface with --store-directions full",
             json.loads(group.attrs["fingerprint"]),
+            derivation.decode() if isinstance(derivation, bytes) else str(derivation),
         )
     vectors = []
     for axis in "xy"[:count]:

@@ -1,6 +1,7 @@
 """Orthogonalized Gaussian directions (DESIGN §3, "qr-orthogonal").
 
-Random stream (as filter-norm): a CPU ``torch.Generator`` seeded with ``seed`` draws a standard
+Random stream (as filter-norm): a CPU ``torch.Generator`` seeded from ``seed`` (by the hash of
+``base.direction_generator``) draws a standard
 normal ``G1`` for every tensor of θ in parameter order (ignored tensors too), then ``G2`` for every
 tensor in the same order. A seed therefore gives the same directions on any device and for any
 ``ignore``/``norm``, and ``G1`` is exactly filter-norm's Gaussian for that seed.
@@ -38,10 +39,11 @@ from landscape.directions.base import (
     DirectionContext,
     DirectionSet,
     check_not_degenerate,
+    direction_generator,
     moved_names,
     zero_direction,
 )
-from landscape.directions.filter_norm import gaussian_like, normalize_direction
+from landscape.directions.filter_norm import gaussian_like, normalize_direction, seeded_attrs
 from landscape.directions.pca import as_matrix
 
 
@@ -89,9 +91,9 @@ def orthogonalize(
 def build_qr_orthogonal(ctx: DirectionContext) -> DirectionSet:
     spec, count = ctx.spec, ctx.count
     theta = OrderedDict((k, v.detach().cpu()) for k, v in ctx.theta.items())
-    gen = torch.Generator(device="cpu").manual_seed(spec.seed)
+    gen = direction_generator(spec.seed, ctx.seed_derivation)
     gauss = [gaussian_like(theta, gen) for _ in range(count)]  # G1 for all tensors, then G2
-    attrs = {"seed": spec.seed, "ignore": spec.ignore, "norm": spec.norm}
+    attrs = seeded_attrs(ctx)
     if count == 1:
         raw = gauss  # nothing to orthogonalize against: the scaled Gaussian (as filter-norm)
         attrs["qr_note"] = "one direction: the filter-normalized Gaussian G1, no QR"
