@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from landscape._files import writable_folder
+from landscape._files import replaced_atomically, writable_folder
 from landscape.compute import ProgressFactory
 from landscape.config import ComputeConfig
 
@@ -115,7 +115,8 @@ def run_llm_demo(
         tokenizer.save_pretrained(folder)
     held = ids[cut:]
     windows = held[: len(held) // SEQ_LEN * SEQ_LEN].reshape(-1, SEQ_LEN).numpy()
-    np.save(out_dir / "tokens.npy", windows)
+    with replaced_atomically(out_dir / "tokens.npy") as tmp:
+        np.save(tmp, windows)
     config = ComputeConfig.from_dict(
         {
             "model": {"name": f"hf:{folder}"},

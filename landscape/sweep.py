@@ -32,6 +32,7 @@ from typing import Any
 import h5py
 
 from landscape import families
+from landscape._files import check_output, writable_folder, write_bytes_atomically
 from landscape.config import ComputeConfig, apply_overrides, load_yaml_file, surface_identity
 from landscape.errors import ConfigError, LandscapeError, SurfaceFileError
 
@@ -371,14 +372,15 @@ def write_slurm(
     pending = [r for r, s in zip(runs, statuses, strict=True) if s != "complete"]
     if not pending:
         raise ConfigError(f"all {len(runs)} runs are complete; nothing to submit")
-    script = Path(script_path).resolve()
-    config_dir = script.parent / "sweep_configs"
-    config_dir.mkdir(parents=True, exist_ok=True)
+    script = Path(script_path).absolute()
+    writable_folder(script.parent, "--slurm")
+    script = check_output(script, "--slurm")  # a regular file or none: never a FIFO or device
+    config_dir = writable_folder(script.parent / "sweep_configs", "--slurm")
     for run in pending:
-        (config_dir / f"{run.index:03d}.yaml").write_text(_run_yaml(run))
+        write_bytes_atomically(config_dir / f"{run.index:03d}.yaml", _run_yaml(run).encode())
         Path(run.config.out).parent.mkdir(parents=True, exist_ok=True)
-    script.write_text(_slurm_text(pending, config_dir, gpus_per_task, partition, time))
-    script.chmod(0o755)
+    text = _slurm_text(pending, config_dir, gpus_per_task, partition, time)
+    write_bytes_atomically(script, text.encode(), mode=0o755)
     return script
 
 

@@ -10,13 +10,16 @@ last step. A text entry (``checkpoints``) says which file each step is. Needs th
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from landscape._files import writable_folder
+from landscape._files import check_replaceable, writable_folder
 from landscape.errors import ConfigError
 from landscape.inspect.activations import ActivationStats
 from landscape.inspect.weights import Layer
@@ -36,7 +39,23 @@ def write_events(
             "--tensorboard needs the tensorboard package: pip install 'landscape[tensorboard]'"
         ) from None
     out = writable_folder(folder, "--tensorboard")
-    writer = SummaryWriter(log_dir=str(out))
+    # the writer names its file itself (time, host, pid): it writes into a new private folder,
+    # whose files are then moved into ``out`` only where nothing but a regular file stands
+    with tempfile.TemporaryDirectory(prefix=".tensorboard-", dir=out) as private:
+        _write(SummaryWriter(log_dir=private), layers, steps, activations)
+        for file in sorted(Path(private).iterdir()):
+            check_replaceable(out / file.name)
+            os.replace(file, out / file.name)
+    return out
+
+
+def _write(
+    writer: Any,
+    layers: Sequence[Layer],
+    steps: Sequence[tuple[str, Mapping[str, torch.Tensor]]],
+    activations: Sequence[ActivationStats],
+) -> None:
+    """The histograms and the checkpoint table, through ``writer`` (closed at the end)."""
     try:
         for step, (_, state) in enumerate(steps):
             for layer in layers:
@@ -53,4 +72,3 @@ def write_events(
         writer.add_text("checkpoints", table, last)
     finally:
         writer.close()
-    return out

@@ -36,7 +36,7 @@ from landscape.plot.render import (
     check_choice,
     check_format,
     has_data,
-    save_figure,
+    save_figures,
 )
 from landscape.surface import Surface
 
@@ -322,4 +322,4 @@ def render_compare(
             "(accuracies are drawn in linear scale only)"
         )
     out = writable_folder(out_dir)
-    return [save_figure(make, out / f"compare_{part}.{fmt}", dpi) for part, make in jobs]
+    return save_figures([(out / f"compare_{part}.{fmt}", make) for part, make in jobs], dpi)

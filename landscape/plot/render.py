@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from landscape import quantities
-from landscape._files import writable_folder
+from landscape._files import check_replaceable, replaced_atomically, writable_folder
 from landscape.errors import ConfigError, SurfaceFileError
 from landscape.plot import figures, repeats
 from landscape.plot.figures import Levels
@@ -197,14 +197,24 @@ def render_all(
         )
     out = writable_folder(out_dir)
     stem = Path(surface.path).stem
-    return [save_figure(make, out / f"{stem}_{part}.{fmt}", dpi) for part, make in jobs]
+    return save_figures([(out / f"{stem}_{part}.{fmt}", make) for part, make in jobs], dpi)
+
+
+def save_figures(jobs: list[tuple[Path, Callable[[], Figure]]], dpi: int) -> list[Path]:
+    """Save each job's figure at its path; every path is checked first, so a FIFO, a device or
+    a symbolic link under one of the names stops the command before any figure is drawn."""
+    for path, _ in jobs:
+        check_replaceable(path)
+    return [save_figure(make, path, dpi) for path, make in jobs]
 
 
 def save_figure(make: Callable[[], Figure], path: Path, dpi: int) -> Path:
-    """Build one figure, save it, and close it whatever happens."""
-    fig = make()
-    try:
-        fig.savefig(path, dpi=dpi)
-    finally:
-        plt.close(fig)
+    """Build one figure, save it whole (a temporary file renamed onto ``path``, never written
+    through a link or a FIFO), and close it whatever happens."""
+    with replaced_atomically(path) as tmp:
+        fig = make()
+        try:
+            fig.savefig(tmp, dpi=dpi)
+        finally:
+            plt.close(fig)
     return path
