@@ -828,3 +828,26 @@ def test_a_second_overwrite_through_a_link_is_refused(
     finally:
         first.kill()
         first.wait()
+
+
+# --- 13. what a flag may make the tool allocate is bounded -----------------------------------------
+
+
+def limited(command: list[str]) -> subprocess.CompletedProcess:
+    """``command`` in a process allowed 3 GB of address space and two minutes."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, preexec_fn=limit)
+
+
+def test_plot_levels_and_dpi_are_bounded(tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path):
+    path = surface(tmp_path, tiny_npz, tiny_mlp_ckpt)
+    plots = tmp_path / "plots"
+    for flag, said in (("--levels", "levels must be between 2 and 1,000, got 10,000,000"),
+                       ("--dpi", "dpi must be between 1 and 1,200, got 10,000,000")):  # fmt: skip
+        done = limited([*LANDSCAPE, "plot", str(path), "--out", str(plots), flag, "10000000"])
+        assert said in one_error_line(done.returncode, done.stderr)
+    assert not any(plots.iterdir())  # refused before the first figure
