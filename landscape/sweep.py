@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import re
 import shlex
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from landscape.config import ComputeConfig, apply_overrides, load_yaml_file, sur
 from landscape.errors import ConfigError, LandscapeError, SurfaceFileError
 
 SWEEP_KEY = "sweep"
+MAX_RUNS = 10_000  # runs one sweep file may expand to
 STATUSES = ("complete", "partial", "new", "conflict", "missing")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")  # anything else in a value becomes "-" in a file name
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.]+)\}")
@@ -87,6 +89,12 @@ def expand_sweep_dict(raw: dict[str, Any]) -> list[SweepRun]:
             "`landscape compute --config FILE`"
         )
     axes = _sweep_axes(raw[SWEEP_KEY])
+    total = math.prod(len(values) for _, values in axes)
+    if total > MAX_RUNS:  # each run is a validated config held in memory: refused before any
+        raise ConfigError(
+            f"expands to {total:,} runs ({' x '.join(str(len(v)) for _, v in axes)}), more than "
+            f"the {MAX_RUNS:,} one sweep may hold; split it into several sweep files"
+        )
     base = {k: v for k, v in raw.items() if k != SWEEP_KEY}
     keys = [key for key, _ in axes]
     runs = []
@@ -123,10 +131,11 @@ def _sweep_axes(sweep: Any) -> list[tuple[str, list[Any]]]:
                 f"sweep key {key!r} must hold a non-empty list of values, got {values!r}; "
                 f"write e.g. {key}: [a, b]"
             )
-        texts = [repr(v) for v in values]
-        repeated = next((v for v, t in zip(values, texts, strict=True) if texts.count(t) > 1), None)
-        if repeated is not None:
-            raise ConfigError(f"sweep key {key!r} lists the value {repeated!r} twice")
+        seen: set[str] = set()  # each value's repr, once (a linear check)
+        for value in values:
+            if repr(value) in seen:
+                raise ConfigError(f"sweep key {key!r} lists the value {value!r} twice")
+            seen.add(repr(value))
         axes.append((key, values))
     return axes
 

@@ -303,6 +303,7 @@ def render_compare(
     surfaces, or surfaces without a common quantity, is a ConfigError.
     """
     fmt = check_format(fmt)
+    figures.check_levels(levels)
     surfaces = list(surfaces)
     dims = common_dims(surfaces)
     picked = check_choice("plot kind", KINDS if kinds is None else kinds, KINDS)

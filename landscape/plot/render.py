@@ -43,6 +43,9 @@ def check_choice(name: str, given: Iterable[str], choices: tuple[str, ...]) -> l
     return picked
 
 
+MAX_DPI = 1200  # a 6.4 x 4.8 inch figure at 1200 dpi is 44 M pixels (177 MB)
+
+
 def check_format(fmt: str) -> str:
     """Normalise an output format (``png``, ``.PDF`` ...) or raise ConfigError."""
     norm = fmt.lower().lstrip(".")
@@ -171,6 +174,7 @@ def render_all(
     finite value yet are skipped; a surface with nothing to draw raises SurfaceFileError.
     """
     fmt = check_format(fmt)
+    figures.check_levels(levels)
     surface = surface.computed_view()  # a partial run: its complete coarse sub-lattice
     picked = check_choice("plot kind", KINDS if kinds is None else kinds, KINDS)
     scale_list = check_choice("scale", scales, SCALES)
@@ -203,6 +207,8 @@ def render_all(
 def save_figures(jobs: list[tuple[Path, Callable[[], Figure]]], dpi: int) -> list[Path]:
     """Save each job's figure at its path; every path is checked first, so a FIFO, a device or
     a symbolic link under one of the names stops the command before any figure is drawn."""
+    if not 1 <= dpi <= MAX_DPI:  # the canvas is (inches x dpi)^2 pixels, allocated whole
+        raise ConfigError(f"dpi must be between 1 and {MAX_DPI:,}, got {dpi:,}")
     for path, _ in jobs:
         check_replaceable(path)
     return [save_figure(make, path, dpi) for path, make in jobs]
