@@ -57,6 +57,21 @@ def replaced_atomically(path: Path, tag: str = "tmp") -> Iterator[Path]:
             tmp.unlink()
 
 
+@contextlib.contextmanager
+def staged_into(folder: Path) -> Iterator[Path]:
+    """A new private folder inside ``folder`` for a writer that names its files itself (a
+    TensorBoard writer, ``save_pretrained``); when the block ends without an error, each file
+    it wrote is renamed into ``folder``, where only an absent name or a regular file may stand
+    (``check_replaceable``). The private folder is removed either way."""
+    with tempfile.TemporaryDirectory(prefix=".staged-", dir=folder) as private:
+        yield Path(private)
+        files = sorted(Path(private).iterdir())
+        for file in files:
+            check_replaceable(folder / file.name)
+        for file in files:
+            os.replace(file, folder / file.name)
+
+
 def write_bytes_atomically(path: Path, data: bytes | memoryview, mode: int | None = None) -> None:
     """Write ``data`` to ``path`` whole or not at all (plain writes: a full disk is an OSError);
     ``mode``: the new file's permissions (else as ``replaced_atomically`` gives them)."""

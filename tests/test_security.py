@@ -851,3 +851,18 @@ def test_plot_levels_and_dpi_are_bounded(tmp_path: Path, tiny_npz: Path, tiny_ml
         done = limited([*LANDSCAPE, "plot", str(path), "--out", str(plots), flag, "10000000"])
         assert said in one_error_line(done.returncode, done.stderr)
     assert not any(plots.iterdir())  # refused before the first figure
+
+
+def test_files_a_writer_names_itself_land_only_on_free_or_regular_names(tmp_path: Path) -> None:
+    from landscape._files import staged_into
+    from landscape.errors import ConfigError
+
+    os.mkfifo(tmp_path / "events.out")  # the name a writer (TensorBoard, save_pretrained) picks
+    with pytest.raises(ConfigError, match="is a FIFO"), staged_into(tmp_path) as private:
+        (private / "config.json").write_text("{}")
+        (private / "events.out").write_bytes(b"histograms")
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "events.out").st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.out"]  # nothing moved, no stage
+    with staged_into(tmp_path) as private:
+        (private / "config.json").write_text("{}")
+    assert (tmp_path / "config.json").read_text() == "{}"

@@ -10,8 +10,6 @@ last step. A text entry (``checkpoints``) says which file each step is. Needs th
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from landscape._files import check_replaceable, writable_folder
+from landscape._files import staged_into, writable_folder
 from landscape.errors import ConfigError
 from landscape.inspect.activations import ActivationStats
 from landscape.inspect.weights import Layer
@@ -39,13 +37,8 @@ def write_events(
             "--tensorboard needs the tensorboard package: pip install 'landscape[tensorboard]'"
         ) from None
     out = writable_folder(folder, "--tensorboard")
-    # the writer names its file itself (time, host, pid): it writes into a new private folder,
-    # whose files are then moved into ``out`` only where nothing but a regular file stands
-    with tempfile.TemporaryDirectory(prefix=".tensorboard-", dir=out) as private:
-        _write(SummaryWriter(log_dir=private), layers, steps, activations)
-        for file in sorted(Path(private).iterdir()):
-            check_replaceable(out / file.name)
-            os.replace(file, out / file.name)
+    with staged_into(out) as private:  # the writer names its file itself (time, host, pid)
+        _write(SummaryWriter(log_dir=str(private)), layers, steps, activations)
     return out
 
 
