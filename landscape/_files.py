@@ -1,13 +1,19 @@
-"""Result files: written whole or not at all, one writer at a time, errors in one line.
+"""Result files: written whole or not at all, one writer at a time, errors in one line, and
+never through a file that is not ours.
 
-- ``replaced_atomically``: a temporary file beside the target, renamed onto it when complete.
+- ``replaced_atomically``: a new ``mkstemp`` file beside the target, renamed onto it when
+  complete; the target must be absent or a regular file (``check_replaceable``), so a FIFO, a
+  device or a symbolic link under the name is refused, never written through or replaced.
+  ``staged_into``: the same for writers that name their files themselves.
 - ``check_output`` / ``check_input``: refuse paths that are not (or cannot become) regular files
   before any work starts: an empty name, a folder, a FIFO (opening one blocks for ever), a device
-  node (``--overwrite`` would replace it), an unwritable folder or file.
-- ``OutputLock``: an exclusive ``flock`` on ``.NAME.lock`` beside the output while a run writes
-  it, so a second run on the same file is refused with the holder's pid instead of reading a
-  file in the middle of its creation. The kernel drops the lock when its holder dies, so a lock
-  left by a killed run is simply taken over.
+  node (``--overwrite`` would replace it), an unwritable folder or file. A symbolic link the user
+  names is followed to its file.
+- ``OutputLock``: an exclusive ``flock`` on ``.NAME.lock`` beside the output (opened with
+  ``O_NOFOLLOW``: a link planted there is refused) and a lock on the output file's identity
+  (device, inode) while a run writes it, so a second run on the same file, by whatever name, is
+  refused with the holder's pid instead of reading a file in the middle of its creation. The
+  kernel drops the locks when their holder dies, so a lock left by a killed run is taken over.
 - ``os_error_text``: an ``OSError`` (or h5py's, which often carries the errno only in its text)
   as a few words, ``No space left on device``.
 """

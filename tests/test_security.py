@@ -722,6 +722,11 @@ def test_links_planted_as_lock_or_temporary_files_are_not_followed(
     for name in ("t.html", "r.json"):  # regular files, with a new file's usual permissions
         mode = os.lstat(tmp_path / name).st_mode
         assert stat.S_ISREG(mode) and stat.S_IMODE(mode) == 0o666 & ~current_umask()
+    # --overwrite resumes .NAME.partial: a link there would be written through, then renamed
+    (tmp_path / ".t.h5.partial").symlink_to(victim)
+    line = one_error_line(*run(*compute, "--out", str(path), "--seed", "3", "--overwrite")[::2])
+    assert ".t.h5.partial' is a symbolic link, not a partial file landscape made" in line
+    assert victim.read_text() == "precious\n" and read_surface(path).attrs["seed"] == 0
 
 
 def current_umask() -> int:
