@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,8 @@ from landscape.engine.select import COMPILE_SECONDS, _compile_decision
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("LANDSCAPE_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
-    monkeypatch.setattr(
-        compile_cache, "_chosen", [], raising=False
-    )  # no folder chosen by an earlier test
+    monkeypatch.setattr(compile_cache, "_chosen", [], raising=False)  # none from an earlier test
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # private fallback folders go here
     return tmp_path / "cache"
 
 
@@ -175,7 +175,8 @@ def test_a_compiled_run_does_not_use_a_shared_cache(cache: Path, tmp_path: Path,
         sys.executable, "-m", "landscape", "compute", "--model", "mlp", "--model-arg",
         "in_features=6", "--model-arg", "num_classes=3", "--data", f"npz:{tiny_npz}",
         "--x=-1:1:3", "--compile", "on", "--out", str(tmp_path / "c.h5"), "-q",
-    ], capture_output=True, text=True, env={**os.environ, "LANDSCAPE_CACHE": str(cache)})  # fmt: skip
+    ], capture_output=True, text=True,
+       env={**os.environ, "LANDSCAPE_CACHE": str(cache), "TMPDIR": str(tmp_path)})  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "warning: the compile cache" in done.stderr and "not used" in done.stderr
     assert not any((cache / "inductor").iterdir())  # nothing read from or written there
