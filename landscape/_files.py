@@ -1,13 +1,19 @@
-"""Result files: written whole or not at all, one writer at a time, errors in one line.
+"""Result files: written whole or not at all, one writer at a time, errors in one line, and
+never through a file that is not ours.
 
-- ``replaced_atomically``: a temporary file beside the target, renamed onto it when complete.
+- ``replaced_atomically``: a new ``mkstemp`` file beside the target, renamed onto it when
+  complete; the target must be absent or a regular file (``check_replaceable``), so a FIFO, a
+  device or a symbolic link under the name is refused, never written through or replaced.
+  ``staged_into``: the same for writers that name their files themselves.
 - ``check_output`` / ``check_input``: refuse paths that are not (or cannot become) regular files
   before any work starts: an empty name, a folder, a FIFO (opening one blocks for ever), a device
-  node (``--overwrite`` would replace it), an unwritable folder or file.
-- ``OutputLock``: an exclusive ``flock`` on ``.NAME.lock`` beside the output while a run writes
-  it, so a second run on the same file is refused with the holder's pid instead of reading a
-  file in the middle of its creation. The kernel drops the lock when its holder dies, so a lock
-  left by a killed run is simply taken over.
+  node (``--overwrite`` would replace it), an unwritable folder or file. A symbolic link the user
+  names is followed to its file.
+- ``OutputLock``: an exclusive ``flock`` on ``.NAME.lock`` beside the output (opened with
+  ``O_NOFOLLOW``: a link planted there is refused) and a lock on the output file's identity
+  (device, inode) while a run writes it, so a second run on the same file, by whatever name, is
+  refused with the holder's pid instead of reading a file in the middle of its creation. The
+  kernel drops the locks when their holder dies, so a lock left by a killed run is taken over.
 - ``os_error_text``: an ``OSError`` (or h5py's, which often carries the errno only in its text)
   as a few words, ``No space left on device``.
 """
@@ -22,6 +28,8 @@ import os
 import re
 import socket
 import stat
+import struct
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -32,32 +40,80 @@ from landscape.errors import ConfigError, SurfaceFileError, first_line
 def replaced_atomically(path: Path, tag: str = "tmp") -> Iterator[Path]:
     """A temporary path beside ``path`` for the block to write; renamed onto ``path`` when the
     block ends without an error, removed otherwise. A kill or a failure at any moment leaves
-    either the old file or the complete new one at ``path``."""
-    tmp = path.with_name(f".{path.name}.{tag}-{os.getpid()}")
+    either the old file or the complete new one at ``path``.
+
+    ``path`` must be absent or a regular file (``ConfigError`` otherwise, before the block runs
+    and again before the rename): a FIFO, a device or a symbolic link there is not replaced. The
+    temporary file is made by ``mkstemp`` (a new name, ``O_EXCL``: nothing planted beside the
+    target is followed or truncated) with the target's extension, so writers that pick a format
+    by the name (matplotlib) see the real one; it gets the old file's permissions, or the usual
+    ``0666 & ~umask`` of a new file.
+    """
+    check_replaceable(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{tag}-", suffix=path.suffix, dir=path.parent)
+    tmp = Path(name)
     try:
+        os.fchmod(fd, _new_file_mode(path))
+        os.close(fd)
         yield tmp
+        check_replaceable(path)
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
 
 
-def write_bytes_atomically(path: Path, data: bytes | memoryview) -> None:
-    """Write ``data`` to ``path`` whole or not at all (plain writes: a full disk is an OSError)."""
+@contextlib.contextmanager
+def staged_into(folder: Path) -> Iterator[Path]:
+    """A new private folder inside ``folder`` for a writer that names its files itself (a
+    TensorBoard writer, ``save_pretrained``); when the block ends without an error, each file
+    it wrote is renamed into ``folder``, where only an absent name or a regular file may stand
+    (``check_replaceable``). The private folder is removed either way."""
+    with tempfile.TemporaryDirectory(prefix=".staged-", dir=folder) as private:
+        yield Path(private)
+        files = sorted(Path(private).iterdir())
+        for file in files:
+            check_replaceable(folder / file.name)
+        for file in files:
+            os.replace(file, folder / file.name)
+
+
+def write_bytes_atomically(path: Path, data: bytes | memoryview, mode: int | None = None) -> None:
+    """Write ``data`` to ``path`` whole or not at all (plain writes: a full disk is an OSError);
+    ``mode``: the new file's permissions (else as ``replaced_atomically`` gives them)."""
     with replaced_atomically(path) as tmp:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
+            if mode is not None:
+                os.fchmod(fd, mode)
             os.fsync(fd)
         finally:
             os.close(fd)
 
 
+def _new_file_mode(path: Path) -> int:
+    """The permissions a replacement of ``path`` gets: the old file's, else ``0666 & ~umask``."""
+    with contextlib.suppress(OSError):
+        return stat.S_IMODE(os.lstat(path).st_mode)
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (Linux); 022 where it cannot be read."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022
+
+
 # --- checks before a run -------------------------------------------------------------------------
 
 _KINDS = (
+    (stat.S_ISLNK, "a symbolic link"),
     (stat.S_ISFIFO, "a FIFO (named pipe)"),
     (stat.S_ISCHR, "a character device"),
     (stat.S_ISBLK, "a block device"),
@@ -66,23 +122,41 @@ _KINDS = (
 )
 
 
-def not_regular(path: Path) -> str | None:
-    """What ``path`` is when it exists and is not a regular file (``a FIFO (named pipe)``)."""
+def not_regular(path: Path, follow: bool = True) -> str | None:
+    """What ``path`` is when it exists and is not a regular file (``a FIFO (named pipe)``);
+    ``follow=False``: a symbolic link is named as such instead of followed."""
     try:
-        mode = os.stat(path).st_mode
+        mode = os.stat(path, follow_symlinks=follow).st_mode
     except OSError:
         return None
     return next((what for test, what in _KINDS if test(mode)), None)
 
 
+def check_replaceable(path: Path) -> None:
+    """``path`` is absent or a regular file: the only things a writer may replace. A FIFO, a
+    device, a folder or a symbolic link with a name we write (a plot, a temporary file) is
+    someone else's: ConfigError, nothing written."""
+    kind = not_regular(path, follow=False)
+    if kind is not None:
+        raise ConfigError(
+            f"{str(path)!r} is {kind}, not a file landscape wrote, and is not replaced; "
+            "remove it or write elsewhere"
+        )
+
+
 def check_output(out: str | Path, what: str = "--out") -> Path:
-    """``out`` as a path this process can create or replace; ConfigError naming the problem."""
+    """``out`` as a path this process can create or replace; ConfigError naming the problem.
+
+    A symbolic link the user names is followed: the file it leads to is the output (returned),
+    so an atomic replacement replaces that file and keeps the link."""
     if not str(out).strip():
         raise ConfigError(f"{what} is empty; give the file to write, e.g. {what} results/s.h5")
     path = Path(out)
-    kind = not_regular(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    kind = not_regular(path, follow=False)  # still a link after realpath: a loop
     if kind is not None:
-        raise ConfigError(f"{what} {str(path)!r} is {kind}, not a file; choose a file path")
+        raise ConfigError(f"{what} {str(out)!r} is {kind}, not a file; choose a file path")
     folder = path.parent
     if not folder.is_dir():
         raise ConfigError(
@@ -149,12 +223,24 @@ class OutputBusy(SurfaceFileError):
 
 
 class OutputLock:
-    """An exclusive ``flock`` on ``.NAME.lock`` beside ``target``, held while a run writes it."""
+    """The locks a run holds while it writes ``target``, so that a second run is refused.
+
+    - an exclusive ``flock`` on ``.NAME.lock`` beside the target (the file a symbolic link the
+      user named leads to): this holds before the target exists, and its text names the holder;
+    - an exclusive open-file-description lock (``F_OFD_SETLK``) on each file the run writes, once
+      it exists: a lock on the file's identity (device, inode), so a run reaching the same file
+      by another name (a hard link, a bind mount) is refused too. It does not meet HDF5's own
+      ``flock`` (Linux keeps the two kinds apart on local file systems).
+
+    The lock file is opened with ``O_NOFOLLOW`` and must be a regular file with one link: a
+    symbolic or hard link planted under its name is refused, never followed or truncated.
+    """
 
     def __init__(self, target: Path) -> None:
-        self.target = target
-        self.path = target.with_name(f".{target.name}.lock")
+        self.target = Path(os.path.realpath(target)) if target.is_symlink() else target
+        self.path = self.target.with_name(f".{self.target.name}.lock")
         self._fd: int | None = None
+        self._held: dict[tuple[int, int], int] = {}  # (device, inode) -> fd holding its lock
 
     def acquire(self) -> OutputLock:
         for _ in range(10):  # a finishing holder may unlink the file between our open and lock
@@ -176,18 +262,53 @@ class OutputLock:
             if _same_file(fd, self.path):
                 self._fd = fd
                 self._describe_holder()
+                try:
+                    self.hold(self.target)
+                except BaseException:
+                    self.release()
+                    raise
                 return self
             os.close(fd)
         raise SurfaceFileError(f"cannot lock {str(self.path)!r}: it keeps being replaced")
 
     def _open(self) -> int:
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
         try:
-            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(self.path, flags, 0o644)
         except OSError as exc:
+            why = "a symbolic link" if exc.errno == errno.ELOOP else os_error_text(exc)
             raise SurfaceFileError(
-                f"cannot create the lock file {str(self.path)!r} ({os_error_text(exc)}); "
-                "choose another --out"
+                f"cannot create the lock file {str(self.path)!r} ({why}); remove it if landscape "
+                "did not make it, or choose another --out"
             ) from None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            os.close(fd)
+            what = not_regular(self.path, follow=False) or f"a file with {info.st_nlink} links"
+            raise SurfaceFileError(
+                f"the lock file {str(self.path)!r} is {what}, not a lock landscape made; "
+                "remove it, or choose another --out"
+            )
+        return fd
+
+    def hold(self, file: Path) -> None:
+        """Lock ``file``'s identity (device, inode) for this run, if it exists; OutputBusy when
+        another run holds it, by whatever name it reached the file."""
+        fd = _open_identity(file)
+        if fd is None:
+            return
+        info = os.fstat(fd)
+        identity = (info.st_dev, info.st_ino)
+        if identity in self._held or not _ofd_lock(fd):
+            os.close(fd)
+            if identity in self._held:
+                return
+            raise OutputBusy(
+                f"{str(file)!r} is being written by another run that reached it by another name "
+                f"(a hard or symbolic link to the same file: device {info.st_dev}, inode "
+                f"{info.st_ino}); wait for it to finish, or choose another --out"
+            )
+        self._held[identity] = fd
 
     def _describe_holder(self) -> None:
         """Write who holds the lock, for the message a second run prints (best effort: on a
@@ -199,7 +320,10 @@ class OutputLock:
             os.pwrite(self._fd, text, 0)
 
     def release(self) -> None:
-        """Remove the lock file and drop the lock (in that order: see ``acquire``)."""
+        """Remove the lock file and drop the locks (in that order: see ``acquire``)."""
+        for fd in self._held.values():
+            os.close(fd)  # closing the description drops its lock
+        self._held.clear()
         if self._fd is None:
             return
         with contextlib.suppress(OSError):
@@ -213,6 +337,39 @@ class OutputLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _open_identity(file: Path) -> int | None:
+    """``file`` opened for writing without following a link or blocking on a FIFO; None when
+    it is absent or not a regular file (``check_output`` names those)."""
+    flags = os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        fd = os.open(file, flags)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
+# struct flock on 64-bit Linux: l_type, l_whence (shorts), l_start, l_len (off_t), l_pid, padding
+_WHOLE_FILE = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+
+
+def _ofd_lock(fd: int) -> bool:
+    """An exclusive open-file-description lock on the whole file, without waiting: False when
+    another description holds one. True where the system has no such locks (not Linux)."""
+    op = getattr(fcntl, "F_OFD_SETLK", None)
+    if op is None or struct.calcsize("P") != 8:  # the layout above is 64-bit Linux's
+        return True
+    try:
+        fcntl.fcntl(fd, op, _WHOLE_FILE)
+    except OSError as exc:
+        # another holder; any other error (a file system without such locks) leaves the run
+        # under its lock file alone
+        return exc.errno not in (errno.EAGAIN, errno.EACCES)
+    return True
 
 
 def _same_file(fd: int, path: Path) -> bool:
@@ -262,7 +419,8 @@ class Output:
                 check(self.final)
                 return self.final
             return None
-        if self.final.exists() and self.partial.exists():
+        if self.final.exists() and os.path.lexists(self.partial):
+            _check_ours(self.partial)
             try:
                 check(self.partial)
             except SurfaceFileError:
@@ -274,11 +432,13 @@ class Output:
         """Choose where the run writes: an existing file to resume, or a new one ``create``d."""
         found = self.existing(check)
         if found is not None:
+            self.lock.hold(found)
             self.path, self.resumed = found, True
             return found
         replacing = self.overwrite and self.final.exists()
         self.path = self.partial if replacing else self.final
         create(self.path)
+        self.lock.hold(self.path)
         return self.path
 
     def commit(self) -> None:
@@ -296,6 +456,18 @@ class Output:
 
     def close(self) -> None:
         self.lock.release()
+
+
+def _check_ours(partial: Path) -> None:
+    """A partial file to resume must be one a run made: a regular file with one link (a link
+    planted under its name would be written through, then renamed over the output)."""
+    kind = not_regular(partial, follow=False)
+    if kind is None and os.lstat(partial).st_nlink != 1:
+        kind = f"a file with {os.lstat(partial).st_nlink} hard links"
+    if kind is not None:
+        raise SurfaceFileError(
+            f"{str(partial)!r} is {kind}, not a partial file landscape made; remove it"
+        )
 
 
 # --- messages ------------------------------------------------------------------------------------

@@ -1029,6 +1029,10 @@ def inspect(
         device=device,
         tensorboard=tensorboard_dir,
     )
+    if json_file and Path(json_file).parent.is_dir():  # refused before the model is loaded
+        from landscape._files import check_output
+
+        check_output(json_file, "--json")
     report = run_inspect(config)
     click.echo(format_report(report))
     if json_file:

@@ -337,15 +337,117 @@ def parse_axis(text: str, key: str = "axis") -> Axis:
 # --- YAML and overrides --------------------------------------------------------------------------
 
 
+# What one YAML text may hold: configs are a few dozen values a few levels deep, so these bounds
+# refuse only crafted files, before they cost memory or a RecursionError.
+YAML_MAX_CHARS = 4 << 20  # the text itself
+YAML_MAX_DEPTH = 64  # nesting of mappings and lists, aliases written out
+YAML_MAX_VALUES = 100_000  # nodes, aliases written out (the "billion laughs" file expands to 10^9)
+YAML_MAX_INT_DIGITS = 64  # an integer literal's digits (Python refuses str() beyond 4300)
+
+
+class YAMLRefused(yaml.YAMLError):
+    """Valid YAML that a config may not be: a duplicate key, or beyond one of the bounds above.
+    Its text is a whole sentence naming the line (``_load_yaml_mapping`` prefixes the file)."""
+
+
 class ConfigLoader(yaml.SafeLoader):
-    """``yaml.safe_load`` without YAML 1.1's surprises, as YAML 1.2 reads plain scalars.
+    """``yaml.safe_load`` without YAML 1.1's surprises, as YAML 1.2 reads plain scalars, and
+    with bounds: the one loader for every YAML text landscape reads.
 
     YAML 1.1 reads an unquoted grid ``x: -1:1:51`` as the base-60 integer -3711, ``on``/``off``/
     ``yes``/``no`` as booleans (so ``compile: off`` would be False, not the choice "off"), ``010``
     as 8 and ``1e-3`` as a string. Here a plain scalar is a boolean only when it is true or
     false, an integer only in decimal (or 0x/0o/0b), a float in decimal or exponent notation
-    (and .inf, .nan), and a string otherwise.
+    (and .inf, .nan), and a string otherwise. A key given twice in one mapping is refused (YAML
+    would keep the last silently), and so is a text beyond the ``YAML_MAX_*`` bounds.
     """
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        # the composer recurses once per level: bounded here, before Python's recursion limit
+        self._depth += 1
+        try:
+            if self._depth > YAML_MAX_DEPTH:
+                line = _line(self.peek_event())
+                raise YAMLRefused(
+                    f"nesting deeper than {YAML_MAX_DEPTH} levels at line {line}; a config is a "
+                    "few levels deep: flatten it"
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> yaml.Node:
+        node = super().compose_document()
+        _check_expansion(node)
+        return node
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue  # ``<<: *base`` may be overridden by design; other keys YAML refuses
+            key = self.construct_object(key_node)
+            if key in seen:
+                raise YAMLRefused(
+                    f"key {key!r} is given twice in one mapping (lines {seen[key]} and "
+                    f"{_line(key_node)}); keep one"
+                )
+            seen[key] = _line(key_node)
+        return super().construct_mapping(node, deep)
+
+
+def _line(item: yaml.Node | yaml.Event) -> int:
+    return item.start_mark.line + 1
+
+
+def _check_expansion(root: yaml.Node | None) -> None:
+    """Refuse a document whose aliases, written out, make more than YAML_MAX_VALUES nodes or
+    more than YAML_MAX_DEPTH levels, or one that contains itself. An alias is the same node
+    object as its anchor, so a walk over distinct nodes, with each node's expanded size and
+    depth computed once from its children's (post-order, no recursion), stays linear in the
+    text."""
+    if root is None:
+        return
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    on_path: set[int] = set()  # the nodes whose subtree the walk is in
+    stack = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        kids = _children(node)
+        if finished:
+            size[id(node)] = min(1 + sum(size[id(k)] for k in kids), YAML_MAX_VALUES + 1)
+            depth[id(node)] = 1 + max((depth[id(k)] for k in kids), default=0)
+            on_path.discard(id(node))
+            continue
+        if id(node) in size:
+            continue
+        if any(id(k) in on_path or k is node for k in kids):
+            raise YAMLRefused(
+                f"an alias at line {_line(node)} or below refers to a value holding it; "
+                "remove the alias"
+            )
+        on_path.add(id(node))
+        stack.append((node, True))
+        stack.extend((k, False) for k in kids if id(k) not in size)
+    if size[id(root)] > YAML_MAX_VALUES:
+        raise YAMLRefused(
+            f"aliases expand it to more than {YAML_MAX_VALUES:,} values; write the values out"
+        )
+    if depth[id(root)] > YAML_MAX_DEPTH:
+        raise YAMLRefused(
+            f"aliases nest it deeper than {YAML_MAX_DEPTH} levels; write the values out"
+        )
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 ConfigLoader.yaml_implicit_resolvers = {
@@ -369,17 +471,32 @@ _RESOLVE = (
 for _tag, _pattern, _first in _RESOLVE:
     ConfigLoader.add_implicit_resolver(_tag, re.compile(f"^(?:{_pattern})$"), list(_first))
 
+_BASES = ("0x", "0o", "0b")
+
 
 def _construct_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
     text = loader.construct_scalar(node).replace("_", "")
-    return int(text, 0) if text[:2].lower() in ("0x", "0o", "0b") else int(text, 10)
+    unsigned = text.lstrip("+-")
+    digits = len(unsigned) - (2 if unsigned[:2].lower() in _BASES else 0)
+    if digits > YAML_MAX_INT_DIGITS:
+        raise YAMLRefused(
+            f"the integer at line {_line(node)} has {digits:,} digits, more than the "
+            f"{YAML_MAX_INT_DIGITS} a config value may have; quote it if it is text"
+        )
+    return int(text, 0) if text[:2].lower() in _BASES else int(text, 10)
 
 
 ConfigLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 def load_yaml(text: str) -> Any:
-    """Parse YAML text with :class:`ConfigLoader` (safe: plain data only, never objects)."""
+    """Parse YAML text with :class:`ConfigLoader` (safe: plain data only, never objects);
+    ``YAMLRefused`` (a ``yaml.YAMLError``) for a text beyond its bounds or a duplicate key."""
+    if len(text) > YAML_MAX_CHARS:
+        raise YAMLRefused(
+            f"it is {len(text):,} characters long, more than the {YAML_MAX_CHARS:,} a config "
+            "may have"
+        )
     return yaml.load(text, Loader=ConfigLoader)
 
 
@@ -388,15 +505,27 @@ def load_yaml_file(path: str | Path) -> dict[str, Any]:
     if not file.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist; check the path")
     try:
-        text = file.read_text()
+        size = file.stat().st_size
+        if size > YAML_MAX_CHARS * 4:  # UTF-8: at most 4 bytes a character; not read whole
+            raise ConfigError(
+                f"config file {str(path)!r} is {size:,} bytes, more than a config may have "
+                f"({YAML_MAX_CHARS:,} characters); check the path"
+            )
+        text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"config file {str(path)!r} cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {str(path)!r} is not UTF-8 text (byte {exc.start:,}); check the path"
+        ) from None
     return _load_yaml_mapping(text, str(path))
 
 
 def _load_yaml_mapping(text: str, where: str) -> dict[str, Any]:
     try:
         data = load_yaml(text)
+    except YAMLRefused as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "syntax error"
         raise ConfigError(f"{where} is not valid YAML ({first}); fix the syntax") from None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from landscape._files import writable_folder
+from landscape._files import replaced_atomically, writable_folder, write_bytes_atomically
 from landscape.compute import ProgressFactory, run_compute
 from landscape.config import ComputeConfig
 from landscape.data import load_data
@@ -56,7 +56,8 @@ def run_demo(
     writable_folder(out_dir)
     log("training the built-in mlp on scikit-learn's digits ...")
     ckpt = out_dir / "mlp_digits.pt"
-    torch.save({"state_dict": train_mlp().state_dict()}, ckpt)
+    with replaced_atomically(ckpt) as tmp:
+        torch.save({"state_dict": train_mlp().state_dict()}, tmp)
     config = ComputeConfig.from_dict(_config(str(out_dir / "surface.h5"), str(ckpt)))
     log(f"computing a 51 x 51 filter-normalized surface into {config.out} ...")
     return [str(ckpt), *compute_and_draw(config, out_dir, progress, log)]
@@ -70,7 +71,7 @@ def compute_and_draw(
 ) -> list[str]:
     """The demos' second half: the config saved, the surface computed, every figure and the 3-D
     view drawn into ``out_dir``; the paths written."""
-    (out_dir / "config.yaml").write_text(config.to_yaml())
+    write_bytes_atomically(out_dir / "config.yaml", config.to_yaml().encode())
     result = run_compute(config, overwrite=True, progress=progress)
     log(
         f"{result.total} points in {result.seconds:.1f} s ({result.points_per_second:.1f} points/s)"

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from landscape._files import writable_folder
+from landscape._files import replaced_atomically, staged_into, writable_folder
 from landscape.compute import ProgressFactory
 from landscape.config import ComputeConfig
 
@@ -110,12 +110,14 @@ def run_llm_demo(
     log(f"training a 2-layer GPT-2 on {cut:,} tokens for {seconds:.0f} s ...")
     with quiet(transformers):
         model = train_gpt(ids[:cut], len(tokenizer), seconds, min_steps=min_steps)
-        folder = out_dir / "gpt"
-        model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
+        folder = writable_folder(out_dir / "gpt")
+        with staged_into(folder) as private:  # they name their files themselves
+            model.save_pretrained(private)
+            tokenizer.save_pretrained(private)
     held = ids[cut:]
     windows = held[: len(held) // SEQ_LEN * SEQ_LEN].reshape(-1, SEQ_LEN).numpy()
-    np.save(out_dir / "tokens.npy", windows)
+    with replaced_atomically(out_dir / "tokens.npy") as tmp:
+        np.save(tmp, windows)
     config = ComputeConfig.from_dict(
         {
             "model": {"name": f"hf:{folder}"},

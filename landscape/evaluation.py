@@ -19,6 +19,7 @@ import torch
 
 from landscape import grid, parallel
 from landscape.config import ComputeConfig, parse_bytes
+from landscape.engine import compile_cache
 from landscape.engine.reference import PointEvaluatorBase, to_channels_last
 from landscape.engine.select import EngineChoice, EngineRequest, choose_engine
 from landscape.errors import ConfigError, DirectionError
@@ -89,10 +90,18 @@ def autocast_dtype(name: str, device: torch.device) -> torch.dtype | None:
 
 @contextlib.contextmanager
 def numerics(config: ComputeConfig, device: torch.device, local_size: int = 1) -> Iterator[None]:
-    """Threads and TF32 for the run's duration, restored afterwards.
+    """Threads, TF32 and inductor's cache folder for the run's duration, restored afterwards.
 
     Processes sharing a machine's CPU split its cores (cores // processes on the node each).
     """
+    with compile_cache.inductor_env(), _threads_and_tf32(config, device, local_size):
+        yield
+
+
+@contextlib.contextmanager
+def _threads_and_tf32(
+    config: ComputeConfig, device: torch.device, local_size: int
+) -> Iterator[None]:
     threads = torch.get_num_threads()
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     if config.eval.threads:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import re
 import shlex
 from collections.abc import Callable
@@ -32,10 +33,12 @@ from typing import Any
 import h5py
 
 from landscape import families
+from landscape._files import check_output, writable_folder, write_bytes_atomically
 from landscape.config import ComputeConfig, apply_overrides, load_yaml_file, surface_identity
 from landscape.errors import ConfigError, LandscapeError, SurfaceFileError
 
 SWEEP_KEY = "sweep"
+MAX_RUNS = 10_000  # runs one sweep file may expand to
 STATUSES = ("complete", "partial", "new", "conflict", "missing")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")  # anything else in a value becomes "-" in a file name
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.]+)\}")
@@ -86,6 +89,12 @@ def expand_sweep_dict(raw: dict[str, Any]) -> list[SweepRun]:
             "`landscape compute --config FILE`"
         )
     axes = _sweep_axes(raw[SWEEP_KEY])
+    total = math.prod(len(values) for _, values in axes)
+    if total > MAX_RUNS:  # each run is a validated config held in memory: refused before any
+        raise ConfigError(
+            f"expands to {total:,} runs ({' x '.join(str(len(v)) for _, v in axes)}), more than "
+            f"the {MAX_RUNS:,} one sweep may hold; split it into several sweep files"
+        )
     base = {k: v for k, v in raw.items() if k != SWEEP_KEY}
     keys = [key for key, _ in axes]
     runs = []
@@ -122,10 +131,11 @@ def _sweep_axes(sweep: Any) -> list[tuple[str, list[Any]]]:
                 f"sweep key {key!r} must hold a non-empty list of values, got {values!r}; "
                 f"write e.g. {key}: [a, b]"
             )
-        texts = [repr(v) for v in values]
-        repeated = next((v for v, t in zip(values, texts, strict=True) if texts.count(t) > 1), None)
-        if repeated is not None:
-            raise ConfigError(f"sweep key {key!r} lists the value {repeated!r} twice")
+        seen: set[str] = set()  # each value's repr, once (a linear check)
+        for value in values:
+            if repr(value) in seen:
+                raise ConfigError(f"sweep key {key!r} lists the value {value!r} twice")
+            seen.add(repr(value))
         axes.append((key, values))
     return axes
 
@@ -357,14 +367,15 @@ def write_slurm(
     pending = [r for r, s in zip(runs, statuses, strict=True) if s != "complete"]
     if not pending:
         raise ConfigError(f"all {len(runs)} runs are complete; nothing to submit")
-    script = Path(script_path).resolve()
-    config_dir = script.parent / "sweep_configs"
-    config_dir.mkdir(parents=True, exist_ok=True)
+    script = Path(script_path).absolute()
+    writable_folder(script.parent, "--slurm")
+    script = check_output(script, "--slurm")  # a regular file or none: never a FIFO or device
+    config_dir = writable_folder(script.parent / "sweep_configs", "--slurm")
     for run in pending:
-        (config_dir / f"{run.index:03d}.yaml").write_text(_run_yaml(run))
+        write_bytes_atomically(config_dir / f"{run.index:03d}.yaml", _run_yaml(run).encode())
         Path(run.config.out).parent.mkdir(parents=True, exist_ok=True)
-    script.write_text(_slurm_text(pending, config_dir, gpus_per_task, partition, time))
-    script.chmod(0o755)
+    text = _slurm_text(pending, config_dir, gpus_per_task, partition, time)
+    write_bytes_atomically(script, text.encode(), mode=0o755)
     return script
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,8 @@ from landscape.engine.select import COMPILE_SECONDS, _compile_decision
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("LANDSCAPE_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setattr(compile_cache, "_chosen", [], raising=False)  # none from an earlier test
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # private fallback folders go here
     return tmp_path / "cache"
 
 
@@ -50,9 +55,8 @@ def test_records_are_kept_per_model_structure(cache: Path) -> None:
     assert compile_cache.recall(kb) is None
     assert json.loads((cache / "compile.json").read_text())[ka]["seconds"] == 3.0
     compile_cache.use_persistent_inductor_cache()
-    import os
-
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(cache / "inductor")
+    assert stat.S_IMODE((cache / "inductor").stat().st_mode) == 0o700  # the user's alone
 
 
 def test_an_unwritable_cache_is_no_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -81,3 +85,99 @@ def test_a_compiled_run_remembers_its_cost(cache: Path, tmp_path: Path, tiny_npz
     (record,) = json.loads((cache / "compile.json").read_text()).values()
     assert record["seconds"] == report["compile_seconds"] and record["speedup"] > 0
     assert any((cache / "inductor").iterdir())  # the kernels are cached beside it
+
+
+def test_a_cache_folder_others_can_write_is_not_used(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from landscape.errors import LandscapeWarning
+
+    (cache / "inductor").mkdir(parents=True)
+    cache.chmod(0o777)  # anyone may plant kernels (or records) here
+    key = "k" * 24
+    (cache / "compile.json").write_text(json.dumps({key: {"seconds": 0.1, "speedup": 50.0}}))
+    with pytest.warns(LandscapeWarning, match="which another user owns or can write into"):
+        compile_cache.use_persistent_inductor_cache()
+    used = Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    assert cache not in (used, *used.parents) and compile_cache.unsafe(used) is None
+    assert compile_cache.recall(key) is None  # records there are not believed either
+    compile_cache.remember(key, seconds=9.0)
+    assert json.loads((cache / "compile.json").read_text())[key]["seconds"] == 0.1
+    # a TORCHINDUCTOR_CACHE_DIR of the user's own is used; one that others can write is not
+    mine, shared = tmp_path / "mine", tmp_path / "shared"
+    mine.mkdir(mode=0o700)
+    shared.mkdir()
+    shared.chmod(0o777)
+    cache.chmod(0o700)
+    monkeypatch.setattr(compile_cache, "_chosen", [], raising=False)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(mine))
+    compile_cache.use_persistent_inductor_cache()
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(mine)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(shared))
+    with pytest.warns(LandscapeWarning, match=f"TORCHINDUCTOR_CACHE_DIR '{shared}' can be"):
+        compile_cache.use_persistent_inductor_cache()
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(cache / "inductor")
+
+
+def test_a_cache_folder_of_another_user_is_not_used(cache: Path) -> None:
+    from landscape.errors import LandscapeWarning
+
+    if os.geteuid() != 0:
+        pytest.skip("giving a folder to another user needs root")
+    (cache / "inductor").mkdir(parents=True, mode=0o700)
+    os.chown(cache / "inductor", 65534, 65534)
+    with pytest.warns(LandscapeWarning, match="is owned by user id 65534, not by you"):
+        compile_cache.use_persistent_inductor_cache()
+    assert not os.environ["TORCHINDUCTOR_CACHE_DIR"].startswith(str(cache))
+
+
+def test_a_run_leaves_the_environment_as_it_was(cache: Path) -> None:
+    from landscape.config import ComputeConfig
+    from landscape.evaluation import numerics
+
+    config = ComputeConfig.from_dict({"model": {"name": "mlp"}, "data": {"name": "digits"},
+                                      "out": "s.h5"})  # fmt: skip
+    with numerics(config, torch.device("cpu")):
+        compile_cache.use_persistent_inductor_cache()  # a run that compiles
+        assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(cache / "inductor")
+    assert "TORCHINDUCTOR_CACHE_DIR" not in os.environ
+    with numerics(config, torch.device("cpu")):  # the same run's next stage: its folder again
+        assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(cache / "inductor")
+    assert "TORCHINDUCTOR_CACHE_DIR" not in os.environ
+
+
+@pytest.mark.parametrize(
+    "records",
+    ['{"K": "fast"}', '{"K": null}', '{"K": [1, 2]}', '[1, 2]', '"text"', "null",
+     '{"K": {"seconds": "3", "speedup": null}}', '{"K": {"seconds": [], "speedup": {}}}',
+     '{"K": {"seconds": -1, "speedup": NaN}}', "[" * 100_000],
+)  # fmt: skip
+def test_malformed_records_are_ignored(cache: Path, records: str) -> None:
+    cache.mkdir()
+    (cache / "compile.json").write_text(records)
+    known = compile_cache.recall("K")
+    assert known is None
+    verdict, why = _compile_decision("auto", torch.device("cpu"), 0.5, 40, known)
+    assert not verdict and "assumed" in why
+    compile_cache.remember("K", seconds=2.0, speedup=1.5)  # written over, not a traceback
+    assert compile_cache.recall("K") == {"seconds": 2.0, "speedup": 1.5}
+
+
+@pytest.mark.slow
+def test_a_compiled_run_does_not_use_a_shared_cache(cache: Path, tmp_path: Path, tiny_npz: Path):
+    import subprocess
+    import sys
+
+    (cache / "inductor").mkdir(parents=True)
+    for folder in (cache, cache / "inductor"):
+        folder.chmod(0o777)  # as /tmp/torchinductor_USER would be if another user made it
+    done = subprocess.run([
+        sys.executable, "-m", "landscape", "compute", "--model", "mlp", "--model-arg",
+        "in_features=6", "--model-arg", "num_classes=3", "--data", f"npz:{tiny_npz}",
+        "--x=-1:1:3", "--compile", "on", "--out", str(tmp_path / "c.h5"), "-q",
+    ], capture_output=True, text=True,
+       env={**os.environ, "LANDSCAPE_CACHE": str(cache), "TMPDIR": str(tmp_path)})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "warning: the compile cache" in done.stderr and "not used" in done.stderr
+    assert not any((cache / "inductor").iterdir())  # nothing read from or written there
+    assert not (cache / "compile.json").exists()

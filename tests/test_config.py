@@ -147,3 +147,45 @@ def test_batch_size_is_part_of_the_surface_under_batch_statistics(bn: str, same:
         for n in (100, 500)
     )
     assert (a.value_fingerprint() == b.value_fingerprint()) == same
+
+
+def one_error_line(args: list[str]) -> str:
+    from click.testing import CliRunner
+
+    from landscape.cli import main
+
+    result = CliRunner().invoke(main, args)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, (result.stderr, result.exception)
+    assert lines[0].startswith("Error: "), result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("model: {name: mlp}\ndata: {name: digits}\nmodel: {name: lenet}\n",
+         "key 'model' is given twice in one mapping (lines 1 and 3); keep one"),
+        ("model: {name: mlp, args: {hidden: 8, hidden: 9}}\n", "key 'hidden' is given twice"),
+        ("model: {name: mlp, args: {x: " + "[" * 1000 + "]" * 1000 + "}}\n",
+         "nesting deeper than 64 levels at line 1"),
+        ("model: {name: mlp}\ndirection: {seed: " + "7" * 5000 + "}\n",
+         "the integer at line 2 has 5,000 digits, more than the 64"),
+        ("model: &m {name: mlp, args: {a: *m}}\n", "an alias at line 1 or below refers to a value"),
+    ],
+)  # fmt: skip
+def test_yaml_a_config_may_not_be_is_one_error_line(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    line = one_error_line(["compute", "--config", str(path), "--out", str(tmp_path / "s.h5")])
+    assert f"{path}: {message}" in line
+    assert not (tmp_path / "s.h5").exists()
+
+
+def test_yaml_merge_keys_still_override() -> None:
+    from landscape.config import load_yaml
+
+    text = "base: &b {name: mlp, seed: 1}\nrun:\n  <<: *b\n  seed: 2\n"
+    assert load_yaml(text)["run"] == {"name": "mlp", "seed": 2}

@@ -15,6 +15,7 @@ import os
 import pickle
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -815,3 +816,194 @@ def test_sweep_reads_a_crafted_file_as_data(
     assert text.count("conflict") == 2 and not marker.exists()
     line = one_error_line(*run("sweep", str(sweep))[::2])
     assert "would replace a file of another config" in line and not marker.exists()
+
+
+# --- 12. files that are not ours are neither written through nor replaced -------------------------
+
+
+def device_node(path: Path) -> Path | None:
+    """A character device like /dev/null at ``path``, or None where none can be made."""
+    try:
+        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except OSError:
+        return None
+    return path
+
+
+def inspect_args(npz: Path, ckpt: Path) -> list[str]:
+    return ["inspect", *MLP, "--checkpoint", str(ckpt), "--data", f"npz:{npz}", "--no-fail"]
+
+
+def test_links_planted_as_lock_or_temporary_files_are_not_followed(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (tmp_path / ".s.h5.lock").symlink_to(victim)
+    compute = ["compute", *MLP, "--checkpoint", str(tiny_mlp_ckpt), "--data", f"npz:{tiny_npz}",
+               "--x=-1:1:3", "--engine", "reference", "--quiet"]  # fmt: skip
+    line = one_error_line(*run(*compute, "--out", str(tmp_path / "s.h5"))[::2])
+    assert ".s.h5.lock" in line and "a symbolic link" in line and "remove it" in line
+    assert victim.read_text() == "precious\n" and not (tmp_path / "s.h5").exists()
+    # export and inspect --json named their temporaries .NAME.tmp-PID: a name one can plant
+    path = surface(tmp_path, tiny_npz, tiny_mlp_ckpt, "t.h5")
+    for name in ("t.html", "r.json"):
+        (tmp_path / f".{name}.tmp-{os.getpid()}").symlink_to(victim)
+    code, _, err = run("export", str(path), "--out", str(tmp_path / "t.html"))
+    assert code == 0, err
+    code, _, err = run(*inspect_args(tiny_npz, tiny_mlp_ckpt), "--json", str(tmp_path / "r.json"))
+    assert code == 0, err
+    assert victim.read_text() == "precious\n"
+    assert "findings" in json.loads((tmp_path / "r.json").read_text())
+    for name in ("t.html", "r.json"):  # regular files, with a new file's usual permissions
+        mode = os.lstat(tmp_path / name).st_mode
+        assert stat.S_ISREG(mode) and stat.S_IMODE(mode) == 0o666 & ~current_umask()
+    # --overwrite resumes .NAME.partial: a link there would be written through, then renamed
+    (tmp_path / ".t.h5.partial").symlink_to(victim)
+    line = one_error_line(*run(*compute, "--out", str(path), "--seed", "3", "--overwrite")[::2])
+    assert ".t.h5.partial' is a symbolic link, not a partial file landscape made" in line
+    assert victim.read_text() == "precious\n" and read_surface(path).attrs["seed"] == 0
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_outputs_that_are_not_regular_files_are_refused(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    targets = [fifo, *filter(None, [device_node(tmp_path / "null")])]
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "model": {"name": "mlp", "args": {"in_features": 6, "hidden": 8, "num_classes": 3}},
+        "data": {"name": f"npz:{tiny_npz}"}, "grid": {"x": "-1:1:3"},
+        "out": str(tmp_path / "run.h5"), "sweep": {"direction.seed": [0, 1]},
+    }))  # fmt: skip
+    for target in targets:
+        kind = "a FIFO (named pipe)" if target == fifo else "a character device"
+        line = one_error_line(*run(*inspect_args(tiny_npz, tiny_mlp_ckpt),
+                                   "--json", str(target))[::2])  # fmt: skip
+        assert f"--json {str(target)!r} is {kind}, not a file" in line
+        done = subprocess.run([*LANDSCAPE, "sweep", str(sweep), "--slurm", str(target)],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert f"--slurm {str(target)!r} is {kind}" in one_error_line(done.returncode, done.stderr)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # neither replaced nor written
+    assert all(stat.S_ISCHR(os.lstat(t).st_mode) for t in targets[1:])
+    assert not (tmp_path / "sweep_configs").exists()
+
+
+def test_plot_files_are_not_written_through_links_or_fifos(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    path = surface(tmp_path, tiny_npz, tiny_mlp_ckpt)
+    plots = tmp_path / "plots"
+    code, _, err = run("plot", str(path), "--out", str(plots), "--kind", "contour")
+    assert code == 0, err
+    first = sorted(plots.iterdir())[0]
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    first.unlink()
+    first.symlink_to(victim)
+    line = one_error_line(*run("plot", str(path), "--out", str(plots), "--kind", "contour")[::2])
+    assert f"{str(first)!r} is a symbolic link" in line
+    assert victim.read_text() == "precious\n" and first.is_symlink()
+    first.unlink()
+    os.mkfifo(first)
+    done = subprocess.run([*LANDSCAPE, "plot", str(path), "--out", str(plots), "--kind",
+                           "contour"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert "is a FIFO (named pipe)" in one_error_line(done.returncode, done.stderr)
+    assert stat.S_ISFIFO(os.lstat(first).st_mode)
+
+
+def test_the_lock_is_on_the_file_whatever_its_name(tmp_path: Path) -> None:
+    from landscape._files import OutputBusy, OutputLock
+
+    target = tmp_path / "s.h5"
+    target.write_bytes(b"a result")
+    (tmp_path / "other").mkdir()
+    hard, soft = tmp_path / "other" / "hard.h5", tmp_path / "soft.h5"
+    os.link(target, hard)
+    soft.symlink_to(target)
+    with OutputLock(target):
+        with pytest.raises(OutputBusy, match=rf"pid {os.getpid()} on "):
+            OutputLock(soft).acquire()  # the link's file: the same lock file
+        with pytest.raises(OutputBusy, match="reached it by another name"):
+            OutputLock(hard).acquire()
+    for name in (soft, hard, target):  # free again once released, and nothing left behind
+        OutputLock(name).acquire().release()
+    assert sorted(p.name for p in tmp_path.rglob(".*")) == []
+
+
+def test_overwrite_through_a_symbolic_link_replaces_its_file(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    path = surface(tmp_path, tiny_npz, tiny_mlp_ckpt)
+    link = tmp_path / "latest.h5"
+    link.symlink_to(path.name)
+    surface(tmp_path, tiny_npz, tiny_mlp_ckpt, "latest.h5", "--seed", "7", "--overwrite")
+    assert link.is_symlink() and read_surface(path).attrs["seed"] == 7
+
+
+@pytest.mark.slow
+def test_a_second_overwrite_through_a_link_is_refused(
+    tmp_path: Path, tiny_npz: Path, slow_model: Path
+) -> None:
+    out = tmp_path / "s.h5"
+    subprocess.run(slow_compute(slow_model, tiny_npz, out, "--x=-1:1:3", "--y=-1:1:3"), check=True)
+    hard, soft = tmp_path / "hard.h5", tmp_path / "soft.h5"
+    os.link(out, hard)
+    soft.symlink_to(out)
+    big = ("--x=-1:1:20", "--y=-1:1:20", "--overwrite")  # long enough to outlive two refusals
+    first = subprocess.Popen(slow_compute(slow_model, tiny_npz, out, *big, "--seed", "1"))
+    try:
+        wait_for(lambda: points_done(tmp_path / ".s.h5.partial") >= 1)
+        for other, said in ((soft, f"pid {first.pid} on "), (hard, "by another name")):
+            second = subprocess.run(slow_compute(slow_model, tiny_npz, other, *big, "--seed", "2"),
+                                    capture_output=True, text=True)  # fmt: skip
+            assert said in one_error_line(second.returncode, second.stderr)
+        assert soft.is_symlink() and hard.samefile(out)  # neither name was replaced
+    finally:
+        first.kill()
+        first.wait()
+
+
+# --- 13. what a flag may make the tool allocate is bounded -----------------------------------------
+
+
+def limited(command: list[str]) -> subprocess.CompletedProcess:
+    """``command`` in a process allowed 3 GB of address space and two minutes."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, preexec_fn=limit)
+
+
+def test_plot_levels_and_dpi_are_bounded(tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path):
+    path = surface(tmp_path, tiny_npz, tiny_mlp_ckpt)
+    plots = tmp_path / "plots"
+    for flag, said in (("--levels", "levels must be between 2 and 1,000, got 10,000,000"),
+                       ("--dpi", "dpi must be between 1 and 1,200, got 10,000,000")):  # fmt: skip
+        done = limited([*LANDSCAPE, "plot", str(path), "--out", str(plots), flag, "10000000"])
+        assert said in one_error_line(done.returncode, done.stderr)
+    assert not any(plots.iterdir())  # refused before the first figure
+
+
+def test_files_a_writer_names_itself_land_only_on_free_or_regular_names(tmp_path: Path) -> None:
+    from landscape._files import staged_into
+    from landscape.errors import ConfigError
+
+    os.mkfifo(tmp_path / "events.out")  # the name a writer (TensorBoard, save_pretrained) picks
+    with pytest.raises(ConfigError, match="is a FIFO"), staged_into(tmp_path) as private:
+        (private / "config.json").write_text("{}")
+        (private / "events.out").write_bytes(b"histograms")
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "events.out").st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.out"]  # nothing moved, no stage
+    with staged_into(tmp_path) as private:
+        (private / "config.json").write_text("{}")
+    assert (tmp_path / "config.json").read_text() == "{}"

@@ -269,3 +269,40 @@ def test_slurm_script(
 
     code, out, _ = cli("sweep", str(tmp_path / "sweep.yaml"), "--slurm", "jobs/again.sh")
     assert code == 0 and "sbatch" in out and (tmp_path / "jobs" / "again.sh").is_file()
+
+
+def bounded_dry_run(path: Path) -> tuple[int, str]:
+    """``sweep --dry-run`` in a process allowed 3 GB of address space and one minute."""
+    import resource
+    import subprocess
+    import sys
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "landscape", "sweep", str(path), "--dry-run"],
+        capture_output=True, text=True, timeout=60, preexec_fn=limit,
+    )  # fmt: skip
+    return done.returncode, done.stderr
+
+
+def test_a_billion_laughs_sweep_is_refused_with_its_size(tmp_path: Path) -> None:
+    lines = ["l0: &l0 [a, a, a, a, a, a, a, a, a]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 10)]
+    body = yaml.safe_dump({**BASE, "sweep": {"direction.seed": [0, 1]}}, sort_keys=False)
+    path = tmp_path / "laughs.yaml"
+    path.write_text("\n".join(lines) + "\n" + body)  # 9^10 values once the aliases are out
+    code, err = bounded_dry_run(path)
+    assert code == 1 and err.count("\n") == 1, err
+    assert "aliases expand it to more than 100,000 values; write the values out" in err
+
+
+def test_a_sweep_of_a_million_runs_is_refused_with_its_size(tmp_path: Path) -> None:
+    axes = {key: list(range(10)) for key in ("direction.seed", "data.seed", "data.batch_size")}
+    axes |= {"data.max_samples": list(range(1, 11)), "eval.bn_batches": list(range(1, 11)),
+             "direction.hessian_samples": list(range(1, 11))}  # fmt: skip
+    path = write(tmp_path, {**BASE, "sweep": axes})
+    code, err = bounded_dry_run(path)
+    assert code == 1 and err.count("\n") == 1, err
+    assert "expands to 1,000,000 runs (10 x 10 x 10 x 10 x 10 x 10), more than the 10,000" in err

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from landscape._files import writable_folder
+from landscape._files import check_replaceable, replaced_atomically, writable_folder
 from landscape.inspect.activations import ActivationStats
 from landscape.inspect.report import Report
 from landscape.inspect.training import Movement
@@ -103,15 +103,16 @@ def render_plots(report: Report, out_dir: str | Path, dpi: int = 120) -> list[Pa
         jobs.append((_page_name("activations", page), lambda c=chunk: activation_histograms(c)))
     if report.checkpoints is not None:
         jobs.append(("checkpoints.png", lambda: movement_figure(report.checkpoints)))
-    written = []
+    for name, _ in jobs:
+        check_replaceable(folder / name)  # no figure drawn over a FIFO, device or link
     for name, make in jobs:
-        fig = make()
-        try:
-            fig.savefig(folder / name, dpi=dpi)
-        finally:
-            fig.clear()  # a Figure object, not pyplot's: free its artists now
-        written.append(folder / name)
-    return written
+        with replaced_atomically(folder / name) as tmp:
+            fig = make()
+            try:
+                fig.savefig(tmp, dpi=dpi)
+            finally:
+                fig.clear()  # a Figure object, not pyplot's: free its artists now
+    return [folder / name for name, _ in jobs]
 
 
 def _chunks(items: Sequence) -> list[Sequence]:

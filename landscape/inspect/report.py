@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from landscape._files import replaced_atomically
+from landscape._files import check_output, write_bytes_atomically
 from landscape.errors import ConfigError
 from landscape.inspect.activations import ActivationStats
 from landscape.inspect.findings import Finding, severity_counts, sort_findings
@@ -112,12 +112,11 @@ def _json_safe(value: Any) -> Any:
 
 def write_json(report: Report, path: str | Path) -> Path:
     """Write the report atomically (a temporary file beside it, then a rename)."""
-    target = Path(path)
     text = json.dumps(report.to_dict(), indent=2, allow_nan=False)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with replaced_atomically(target) as tmp:
-            tmp.write_text(text + "\n")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        target = check_output(path, "--json")  # a regular file or none: never a FIFO or device
+        write_bytes_atomically(target, (text + "\n").encode())
     except OSError as exc:
         raise ConfigError(
             f"cannot write the JSON report {str(path)!r} ({exc.strerror}); check --json"

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from landscape._files import writable_folder
+from landscape._files import staged_into, writable_folder
 from landscape.errors import ConfigError
 from landscape.inspect.activations import ActivationStats
 from landscape.inspect.weights import Layer
@@ -36,7 +37,18 @@ def write_events(
             "--tensorboard needs the tensorboard package: pip install 'landscape[tensorboard]'"
         ) from None
     out = writable_folder(folder, "--tensorboard")
-    writer = SummaryWriter(log_dir=str(out))
+    with staged_into(out) as private:  # the writer names its file itself (time, host, pid)
+        _write(SummaryWriter(log_dir=str(private)), layers, steps, activations)
+    return out
+
+
+def _write(
+    writer: Any,
+    layers: Sequence[Layer],
+    steps: Sequence[tuple[str, Mapping[str, torch.Tensor]]],
+    activations: Sequence[ActivationStats],
+) -> None:
+    """The histograms and the checkpoint table, through ``writer`` (closed at the end)."""
     try:
         for step, (_, state) in enumerate(steps):
             for layer in layers:
@@ -53,4 +65,3 @@ def write_events(
         writer.add_text("checkpoints", table, last)
     finally:
         writer.close()
-    return out

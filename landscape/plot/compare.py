@@ -36,7 +36,7 @@ from landscape.plot.render import (
     check_choice,
     check_format,
     has_data,
-    save_figure,
+    save_figures,
 )
 from landscape.surface import Surface
 
@@ -303,6 +303,7 @@ def render_compare(
     surfaces, or surfaces without a common quantity, is a ConfigError.
     """
     fmt = check_format(fmt)
+    figures.check_levels(levels)
     surfaces = list(surfaces)
     dims = common_dims(surfaces)
     picked = check_choice("plot kind", KINDS if kinds is None else kinds, KINDS)
@@ -322,4 +323,4 @@ def render_compare(
             "(accuracies are drawn in linear scale only)"
         )
     out = writable_folder(out_dir)
-    return [save_figure(make, out / f"compare_{part}.{fmt}", dpi) for part, make in jobs]
+    return save_figures([(out / f"compare_{part}.{fmt}", make) for part, make in jobs], dpi)

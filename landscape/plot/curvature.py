@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from landscape._files import writable_folder
 from landscape.errors import ConfigError, SurfaceFileError
 from landscape.plot.figures import CMAP
-from landscape.plot.render import check_format, save_figure
+from landscape.plot.render import check_format, save_figures
 from landscape.store.curvature import CurvatureMap
 
 TITLES = {
@@ -149,10 +149,12 @@ def render_curvature(
     out = writable_folder(out_dir)
     stem = Path(curv.path).stem
     if curv.dims == 1:
-        return [save_figure(lambda: curvature_1d(curv), out / f"{stem}_curvature_1d.{fmt}", dpi)]
+        return save_figures([(out / f"{stem}_curvature_1d.{fmt}", lambda: curvature_1d(curv))], dpi)
     jobs = {
         "ratio": lambda: ratio_map(curv, vmax=vmax),
         "lambda_min": lambda: eigenvalue_map(curv, "lambda_min"),
         "lambda_max": lambda: eigenvalue_map(curv, "lambda_max"),
     }
-    return [save_figure(make, out / f"{stem}_{q}_heatmap.{fmt}", dpi) for q, make in jobs.items()]
+    return save_figures(
+        [(out / f"{stem}_{q}_heatmap.{fmt}", make) for q, make in jobs.items()], dpi
+    )

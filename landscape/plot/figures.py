@@ -34,6 +34,7 @@ from landscape.surface import Surface
 
 CMAP = "viridis"
 DEFAULT_LEVELS = 30
+MAX_LEVELS = 1000  # contour levels one figure may ask for (each is a set of paths in memory)
 
 Levels = int | Sequence[float] | None
 
@@ -204,6 +205,18 @@ def share(
     return [replace(p, vmin=lo, vmax=hi, floor=floor) for p in preps]
 
 
+def check_levels(levels: Levels) -> None:
+    """A level count from 2 to MAX_LEVELS, or at most MAX_LEVELS given levels (ConfigError,
+    before any figure is drawn: each level is a set of contour paths in memory)."""
+    if levels is None:
+        return
+    if isinstance(levels, (int, np.integer)):
+        if not 2 <= levels <= MAX_LEVELS:
+            raise ConfigError(f"levels must be between 2 and {MAX_LEVELS:,}, got {levels:,}")
+    elif len(levels) > MAX_LEVELS:
+        raise ConfigError(f"at most {MAX_LEVELS:,} levels may be given, got {len(levels):,}")
+
+
 def contour_levels(levels: Levels, prep: Prepared, values: np.ndarray | None = None) -> np.ndarray:
     """Contour levels in plotted units: a count, a sequence (in the quantity's units), or 30.
 
@@ -212,10 +225,9 @@ def contour_levels(levels: Levels, prep: Prepared, values: np.ndarray | None = N
     count gives equal-area levels on a linear scale (``area_levels``; ``values``: several
     surfaces' values, for one shared set), evenly spaced ones on a log scale.
     """
+    check_levels(levels)
     if levels is None or isinstance(levels, (int, np.integer)):
         count = DEFAULT_LEVELS if levels is None else int(levels)
-        if count < 2:
-            raise ConfigError(f"levels must be at least 2, got {count}")
         if prep.scale == "linear":
             return area_levels(prep, count, values)
         return np.linspace(prep.vmin, prep.vmax, count)

@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from landscape import quantities
-from landscape._files import writable_folder
+from landscape._files import check_replaceable, replaced_atomically, writable_folder
 from landscape.errors import ConfigError, SurfaceFileError
 from landscape.plot import figures, repeats
 from landscape.plot.figures import Levels
@@ -42,6 +42,9 @@ def check_choice(name: str, given: Iterable[str], choices: tuple[str, ...]) -> l
             f"unknown {name} {', '.join(map(repr, bad))}; choose from {', '.join(choices)}"
         )
     return picked
+
+
+MAX_DPI = 1200  # a 6.4 x 4.8 inch figure at 1200 dpi is 44 M pixels (177 MB)
 
 
 def check_format(fmt: str) -> str:
@@ -169,6 +172,7 @@ def figure_jobs(
     and heat map (linear). ``kinds`` narrows this to a subset of ``KINDS``. Quantities with no
     finite value yet are skipped; a surface with nothing to draw raises SurfaceFileError.
     """
+    figures.check_levels(levels)
     surface = surface.computed_view()  # a partial run: its complete coarse sub-lattice
     picked = check_choice("plot kind", KINDS if kinds is None else kinds, KINDS)
     scale_list = check_choice("scale", scales, SCALES)
@@ -213,16 +217,28 @@ def render_all(
     jobs = figure_jobs(surface, kinds=kinds, scales=scales, vmin=vmin, vmax=vmax, levels=levels)
     out = writable_folder(out_dir)
     stem = Path(surface.path).stem
-    return [save_figure(make, out / f"{stem}_{part}.{fmt}", dpi) for part, make in jobs]
+    return save_figures([(out / f"{stem}_{part}.{fmt}", make) for part, make in jobs], dpi)
+
+
+def save_figures(jobs: list[tuple[Path, Callable[[], Figure]]], dpi: int) -> list[Path]:
+    """Save each job's figure at its path; every path is checked first, so a FIFO, a device or
+    a symbolic link under one of the names stops the command before any figure is drawn."""
+    if not 1 <= dpi <= MAX_DPI:  # the canvas is (inches x dpi)^2 pixels, allocated whole
+        raise ConfigError(f"dpi must be between 1 and {MAX_DPI:,}, got {dpi:,}")
+    for path, _ in jobs:
+        check_replaceable(path)
+    return [save_figure(make, path, dpi) for path, make in jobs]
 
 
 def save_figure(make: Callable[[], Figure], path: Path, dpi: int) -> Path:
-    """Build one figure, save it, and close it whatever happens."""
-    fig = make()
-    try:
-        fig.savefig(path, dpi=dpi)
-    finally:
-        fig.clear()  # not pyplot's (figures.py builds Figure objects): free its artists now
+    """Build one figure, save it whole (a temporary file renamed onto ``path``, never written
+    through a link or a FIFO), and close it whatever happens."""
+    with replaced_atomically(path) as tmp:
+        fig = make()
+        try:
+            fig.savefig(tmp, dpi=dpi)
+        finally:
+            fig.clear()  # not pyplot's (figures.py builds Figure objects): free its artists now
     return path
 
 

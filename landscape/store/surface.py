@@ -487,9 +487,9 @@ def write_analysis(path: str | Path, texts: dict[str, str]) -> None:
     text that does not parse, which readers leave out). A text too long for it is not stored
     (``info`` computes it anew). Files of earlier versions have no such space: adding
     attributes changes metadata, which a kill could leave half-written, so that file is copied,
-    changed under a temporary name and renamed into place.
+    changed under a temporary name and renamed into place (a symbolic link: its file).
     """
-    path = Path(path)
+    path = Path(path).resolve()
     with h5py.File(path, "r+") as f:
         group = f.get("analysis")
         if group is not None and all(isinstance(group.get(q), h5py.Dataset) for q in texts):
