@@ -28,7 +28,6 @@ from landscape._files import writable_folder
 from landscape.errors import ConfigError, SurfaceFileError
 from landscape.plot import figures
 from landscape.plot.figures import CMAP, Levels, Prepared
-from landscape.plot.text import plain
 from landscape.plot.render import (
     KINDS,
     KINDS_2D,
@@ -39,6 +38,7 @@ from landscape.plot.render import (
     has_data,
     save_figure,
 )
+from landscape.plot.text import plain
 from landscape.surface import Surface
 
 ACC_KINDS: tuple[str, ...] = ("contourf", "heatmap", "1d")  # accuracies: linear scale only
