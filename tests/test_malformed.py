@@ -94,8 +94,9 @@ def _deep_analysis(f: h5py.File) -> None:
 
 def _directions_tensor_text(f: h5py.File) -> None:
     name = next(iter(f["directions/x"]))
+    shape = f[f"directions/x/{name}"].shape
     del f[f"directions/x/{name}"]
-    f[f"directions/x/{name}"] = np.array(["a", "b"], dtype=h5py.string_dtype())
+    f[f"directions/x/{name}"] = np.full(shape, "a", dtype=object).astype(h5py.string_dtype())
 
 
 def _fingerprint(value: str) -> Callable[[h5py.File], None]:
@@ -169,3 +170,27 @@ def test_every_reader_refuses_a_malformed_file_in_one_line(
     assert says in str(refused.value)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5"]  # nothing written beside it
+
+
+@pytest.mark.parametrize(
+    ("store", "damage", "says"),
+    [
+        ("full", _directions_tensor_text, "holds object, not numbers"),
+        ("seed", _fingerprint("not json"), "keeps its directions as their seed"),
+    ],
+    ids=["tensor-text", "fingerprint-text"],
+)
+def test_malformed_directions_given_to_compute_are_one_error(
+    tmp_path: Path,
+    made: dict[str, object],
+    store: str,
+    damage: Callable[[h5py.File], None],
+    says: str,
+) -> None:
+    path = tmp_path / "s.h5"
+    shutil.copy(made[store], path)
+    with h5py.File(path, "r+") as f:
+        damage(f)
+    out = tmp_path / "new.h5"
+    line = one_error_line(*run(*made["command"], "--directions", str(path), "--out", str(out))[::2])
+    assert says in line and not out.exists()
