@@ -74,7 +74,7 @@ def _short(value: str, most: int = 60) -> str:
 
 def _check_ours(f: h5py.File, where: str) -> None:
     _check_version(f, where)
-    shape = grid_shape(f, where)
+    shape = _grid_shape(f, where)
     dims = f.attrs.get("dims")
     if dims is not None and _integer(dims) != len(shape):
         raise _bad(where, "attribute dims", f"is {decode(dims)!r} but the grid has {len(shape)}")
@@ -108,7 +108,7 @@ def _check_version(f: h5py.File, where: str) -> None:
         )
 
 
-def grid_shape(f: h5py.File, where: str) -> tuple[int, ...]:
+def _grid_shape(f: h5py.File, where: str) -> tuple[int, ...]:
     """The grid's shape from the checked coordinates: ``(nx,)`` or ``(nx, ny)``."""
     x = _coordinates(f, "xcoordinates", where)
     if "ycoordinates" not in f:
@@ -248,7 +248,9 @@ def _check_reference(f: h5py.File, where: str) -> None:
             f"{where!r} is neither a landscape surface file nor a Li et al. surface file (no "
             f"schema attribute {SCHEMA!r}, and {found}); {FIX}"
         )
-    shape = grid_shape(f, where)
+    shape = _grid_shape(f, where)
+    if "dir_file" in f:
+        _member(f, "dir_file", h5py.Dataset, where)
     names = [k for k in f if quantities.kind_of(k) in ("loss", "acc")]
     if not any(quantities.kind_of(k) == "loss" for k in names):
         raise _bad(where, "<split>_loss", "is missing: the file holds no loss values")
