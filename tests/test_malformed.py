@@ -79,6 +79,13 @@ def _attr(name: str, value: object) -> Callable[[h5py.File], None]:
     return damage
 
 
+def _dir_attr(name: str, value: object) -> Callable[[h5py.File], None]:
+    def damage(f: h5py.File) -> None:
+        f["directions"].attrs[name] = value
+
+    return damage
+
+
 def _del_attr(name: str) -> Callable[[h5py.File], None]:
     def damage(f: h5py.File) -> None:
         del f.attrs[name]
@@ -133,6 +140,11 @@ CASES = [
     ("analysis-deep", "full", _deep_analysis, "nested more than"),
     ("attr-deep", "full", _attr("data", "[" * 100_000 + "]" * 100_000), "attribute data is"),
     ("direction-text", "full", _directions_tensor_text, "must be an array of numbers"),
+    ("schema-array", "full", _attr("schema", [1.0, 2.0]), "which landscape does not know"),
+    ("data-list", "full", _attr("data", "[1, 2]"), "attribute data must be JSON text of a"),
+    ("seed-text", "full", _attr("seed", "zero"), "attribute seed must be an integer"),
+    ("cos-text", "full", _dir_attr("cos_theta_x", "abc"), "cos_theta_x must be a number"),
+    ("method-array", "full", _dir_attr("method", [1.0, 2.0]), "attribute method must be text"),
     ("fingerprint-text", "seed", _fingerprint("not json"), "fingerprint must be 2 pair(s)"),
     ("fingerprint-short", "seed", _fingerprint("[[1.0, 2.0]]"), "fingerprint must be"),
     ("fingerprint-nan", "seed", _fingerprint("[[NaN, 1], [1, 2]]"), "fingerprint must be"),
@@ -194,3 +206,18 @@ def test_malformed_directions_given_to_compute_are_one_error(
     out = tmp_path / "new.h5"
     line = one_error_line(*run(*made["command"], "--directions", str(path), "--out", str(out))[::2])
     assert says in line and not out.exists()
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '"text"', "null"])
+def test_a_stored_analysis_that_is_not_an_object_is_computed_anew(
+    tmp_path: Path, made: dict[str, object], text: str
+) -> None:
+    path = tmp_path / "s.h5"
+    shutil.copy(made["full"], path)
+    with h5py.File(path, "r+") as f:
+        ds = f["analysis/train_loss"]
+        raw = np.zeros(ds.shape, dtype=np.uint8)
+        raw[: len(text)] = np.frombuffer(text.encode(), dtype=np.uint8)
+        ds[...] = raw
+    code, out, err = run("info", str(path))
+    assert code == 0 and "(computed from the values)" in out, err

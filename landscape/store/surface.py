@@ -455,8 +455,8 @@ def _read_arrays(group: h5py.Group) -> dict[str, np.ndarray]:
 
 def _read_analysis(group: h5py.Group) -> dict[str, Any]:
     """The stored analysis by quantity: reserved byte datasets (NUL-padded JSON) or, in files of
-    earlier versions, JSON attributes. One not (yet) written, damaged or not valid JSON is left
-    out: ``info`` then computes it from the values."""
+    earlier versions, JSON attributes. One not (yet) written, damaged, not valid JSON or not a
+    JSON object is left out: ``info`` then computes it from the values."""
     texts = {key: _text(value) for key, value in group.attrs.items()}
     for key, ds in group.items():
         try:
@@ -466,9 +466,11 @@ def _read_analysis(group: h5py.Group) -> dict[str, Any]:
     out = {}
     for key, text in texts.items():
         try:
-            out[key] = json.loads(text)
+            value = json.loads(text)  # nesting bounded by check_surface
         except json.JSONDecodeError:
             continue
+        if isinstance(value, dict):  # an analysis is an object; anything else is left out
+            out[key] = value
     return out
 
 

@@ -43,6 +43,17 @@ MAX_TEXT_BYTES = 1 << 20  # an attribute's or analysis' text; ours are a few KiB
 MAX_REPEATS = 10_000
 FIX = "restore a copy of the file, or recompute it with landscape compute --overwrite"
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+# attributes readers interpret, by the kind they must be: text, an integer, a real number, or
+# JSON text of a mapping (others are shown as they are)
+ROOT_ATTRS = {
+    "schema": "text", "checkpoint_sha256": "text", "created": "text", "direction": "text",
+    "landscape_version": "text", "torch_version": "text", "schema_version": "integer",
+    "dims": "integer", "seed": "integer", "repeats": "integer", "data": "mapping",
+}  # fmt: skip
+DIRECTION_ATTRS = {
+    "method": "text", "stored": "text", "cosine": "number", "norm_x": "number",
+    "norm_y": "number", "cos_theta_x": "number", "cos_theta_y": "number",
+}  # fmt: skip
 
 
 def check_surface(f: h5py.File, path: str | Path) -> str:
@@ -79,7 +90,7 @@ def _check_ours(f: h5py.File, where: str) -> None:
     if dims is not None and _integer(dims) != len(shape):
         raise _bad(where, "attribute dims", f"is {decode(dims)!r} but the grid has {len(shape)}")
     _check_config(f, where)
-    _check_texts(f.attrs, where, "attribute")
+    _check_texts(f.attrs, where, "attribute", ROOT_ATTRS)
     repeats = _integer(f.attrs.get("repeats", 1))
     if repeats is None or not 1 <= repeats <= MAX_REPEATS:
         raise _bad(where, "attribute repeats", f"is {decode(f.attrs['repeats'])!r}")
@@ -177,7 +188,7 @@ def _check_directions(group: h5py.Group, dims: int, where: str, prefix: str) -> 
         return
     dirs = _member(group, "directions", h5py.Group, where, prefix)
     name = prefix + "directions"
-    _check_texts(dirs.attrs, where, f"{name} attribute")
+    _check_texts(dirs.attrs, where, f"{name} attribute", DIRECTION_ATTRS)
     if text(dirs.attrs.get("stored", "full")) == "seed":
         _check_fingerprint(dirs.attrs.get("fingerprint"), dims, where, name)
         return
@@ -210,7 +221,7 @@ def _check_analysis(f: h5py.File, where: str) -> None:
     if "analysis" not in f:
         return
     group = _member(f, "analysis", h5py.Group, where)
-    _check_texts(group.attrs, where, "analysis attribute")
+    _check_texts(group.attrs, where, "analysis attribute", {})
     for key, ds in group.items():
         name = f"analysis/{key}"
         if not isinstance(ds, h5py.Dataset) or ds.dtype != np.uint8 or ds.ndim != 1:
@@ -291,12 +302,37 @@ def _integer(value: Any) -> int | None:
     return value
 
 
-def _check_texts(attrs: h5py.AttributeManager, where: str, what: str) -> None:
-    """Every text attribute bounded in size and in JSON nesting."""
+def _check_texts(
+    attrs: h5py.AttributeManager, where: str, what: str, kinds: dict[str, str]
+) -> None:
+    """Every text attribute bounded in size and in JSON nesting; those in ``kinds`` of theirs."""
     for key in attrs:
         value = decode(attrs[key])
         if isinstance(value, str):
             _check_depth(value, where, f"{what} {key}")
+        kind = kinds.get(key)
+        if kind is not None and not _is_kind(value, kind):
+            raise _bad(
+                where, f"{what} {key}", f"must be {_KIND_WORDS[kind]}, not {_short(repr(value))}"
+            )
+
+
+_KIND_WORDS = {
+    "text": "text",
+    "integer": "an integer",
+    "number": "a number",
+    "mapping": "JSON text of a mapping",
+}
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    if kind == "text":
+        return isinstance(value, str)
+    if kind == "integer":
+        return _integer(value) is not None
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(_json(value), dict)
 
 
 def _check_depth(raw: str, where: str, name: str) -> None:
