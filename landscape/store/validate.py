@@ -90,7 +90,7 @@ def _check_ours(f: h5py.File, where: str) -> None:
     if dims is not None and _integer(dims) != len(shape):
         raise _bad(where, "attribute dims", f"is {decode(dims)!r} but the grid has {len(shape)}")
     _check_config(f, where)
-    _check_texts(f.attrs, where, "attribute", ROOT_ATTRS)
+    _check_attrs(f.attrs, where, "attribute", ROOT_ATTRS)
     repeats = _integer(f.attrs.get("repeats", 1))
     if repeats is None or not 1 <= repeats <= MAX_REPEATS:
         raise _bad(where, "attribute repeats", f"is {decode(f.attrs['repeats'])!r}")
@@ -100,7 +100,7 @@ def _check_ours(f: h5py.File, where: str) -> None:
         prefix = "" if r == 0 else name + "/"
         if r and _integer(group.attrs.get("seed")) is None:
             raise _bad(where, f"{name} attribute seed", "is missing or not an integer")
-        _check_points(group, shape, where, prefix, done=True)
+        _check_points(group, shape, where, prefix)
         _check_directions(group, len(shape), where, prefix)
     _check_analysis(f, where)
     for name in ("trajectory", "landmarks"):
@@ -143,9 +143,7 @@ def _coordinates(f: h5py.File, name: str, where: str) -> np.ndarray:
     return values
 
 
-def _check_points(
-    group: h5py.Group, shape: tuple[int, ...], where: str, prefix: str, done: bool
-) -> None:
+def _check_points(group: h5py.Group, shape: tuple[int, ...], where: str, prefix: str) -> None:
     """Every quantity a real numeric dataset of the grid's shape, at least one loss; ``done``
     a bool dataset of that shape."""
     names = [k for k in group if quantities.is_value(k)]
@@ -159,14 +157,11 @@ def _check_points(
                 prefix + name,
                 f"must be numbers of the grid's shape {shape}, not {_kind(ds)}",
             )
-    if done:
-        ds = _member(group, "done", h5py.Dataset, where, prefix)
-        if ds.dtype.kind != "b" or ds.shape != shape:
-            raise _bad(
-                where,
-                prefix + "done",
-                f"must be bools of the grid's shape {shape}, not {_kind(ds)}",
-            )
+    ds = _member(group, "done", h5py.Dataset, where, prefix)
+    if ds.dtype.kind != "b" or ds.shape != shape:
+        raise _bad(
+            where, prefix + "done", f"must be bools of the grid's shape {shape}, not {_kind(ds)}"
+        )
 
 
 def _check_config(f: h5py.File, where: str) -> None:
@@ -188,7 +183,7 @@ def _check_directions(group: h5py.Group, dims: int, where: str, prefix: str) -> 
         return
     dirs = _member(group, "directions", h5py.Group, where, prefix)
     name = prefix + "directions"
-    _check_texts(dirs.attrs, where, f"{name} attribute", DIRECTION_ATTRS)
+    _check_attrs(dirs.attrs, where, f"{name} attribute", DIRECTION_ATTRS)
     if text(dirs.attrs.get("stored", "full")) == "seed":
         _check_fingerprint(dirs.attrs.get("fingerprint"), dims, where, name)
         return
@@ -221,7 +216,7 @@ def _check_analysis(f: h5py.File, where: str) -> None:
     if "analysis" not in f:
         return
     group = _member(f, "analysis", h5py.Group, where)
-    _check_texts(group.attrs, where, "analysis attribute", {})
+    _check_attrs(group.attrs, where, "analysis attribute", {})
     for key, ds in group.items():
         name = f"analysis/{key}"
         if not isinstance(ds, h5py.Dataset) or ds.dtype != np.uint8 or ds.ndim != 1:
@@ -302,10 +297,11 @@ def _integer(value: Any) -> int | None:
     return value
 
 
-def _check_texts(
+def _check_attrs(
     attrs: h5py.AttributeManager, where: str, what: str, kinds: dict[str, str]
 ) -> None:
-    """Every text attribute bounded in size and in JSON nesting; those in ``kinds`` of theirs."""
+    """Every text attribute bounded in size and in JSON nesting; those named in ``kinds`` of
+    their kind."""
     for key in attrs:
         value = decode(attrs[key])
         if isinstance(value, str):
@@ -338,23 +334,24 @@ def _is_kind(value: Any, kind: str) -> bool:
 def _check_depth(raw: str, where: str, name: str) -> None:
     if len(raw) > MAX_TEXT_BYTES:
         raise _bad(where, name, f"is longer than {MAX_TEXT_BYTES} characters")
-    if json_depth(raw) > MAX_JSON_DEPTH:
+    if _nests_deeper(raw, MAX_JSON_DEPTH):
         raise _bad(where, name, f"is JSON nested more than {MAX_JSON_DEPTH} levels deep")
 
 
-def json_depth(raw: str) -> int:
-    """How deep ``[`` and ``{`` nest in a JSON text (brackets inside strings not counted),
-    counted without parsing it."""
-    if raw.count("[") + raw.count("{") <= MAX_JSON_DEPTH:  # cannot nest deeper: skip the scan
-        return 0
-    depth = deepest = 0
+def _nests_deeper(raw: str, most: int) -> bool:
+    """Whether ``[`` and ``{`` nest more than ``most`` deep in a JSON text (brackets inside
+    strings not counted), found without parsing it."""
+    if raw.count("[") + raw.count("{") <= most:  # too few brackets to: no scan
+        return False
+    depth = 0
     for char in _JSON_STRING.sub("", raw):
         if char in "[{":
             depth += 1
-            deepest = max(deepest, depth)
+            if depth > most:
+                return True
         elif char in "]}":
             depth -= 1
-    return deepest
+    return False
 
 
 def _json(raw: Any) -> Any:
