@@ -560,8 +560,8 @@ def test_mathtext_in_names_is_drawn_literally(tmp_path: Path, tiny_npz: Path) ->
         for k in (0, 1)
     ]
     out = tmp_path / "plots"
-    for args in ([str(flat[0])], [str(planes[0])], ["--compare", *map(str, flat)],
-                 ["--compare", *map(str, planes)]):  # fmt: skip
+    for args in ([str(flat[0])], [str(planes[0])], ["--compare", "--linear", *map(str, flat)],
+                 ["--compare", "--linear", "--kind", "surface3d", *map(str, planes)]):  # fmt: skip
         written = _cli("plot", *args, "--out", str(out)).split()
         assert written and all(Path(p).stat().st_size > 0 for p in written)
     curvature = tmp_path / f"{MATH}_curvature.h5"
