@@ -221,3 +221,12 @@ def test_a_stored_analysis_that_is_not_an_object_is_computed_anew(
         ds[...] = raw
     code, out, err = run("info", str(path))
     assert code == 0 and "(computed from the values)" in out, err
+
+
+def test_a_grid_its_readers_would_refuse_is_not_computed(
+    tmp_path: Path, made: dict[str, object]
+) -> None:
+    out = tmp_path / "big.h5"
+    command = [a for a in made["command"] if not a.startswith("--x=")]
+    code, _, err = run(*command, "--x=-1e13:1e13:3", "--out", str(out))
+    assert code == 2 and "coordinates are at most 1e+12 in size" in err and not out.exists()

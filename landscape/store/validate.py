@@ -31,13 +31,13 @@ import numpy as np
 import yaml
 
 from landscape import quantities
+from landscape.config import MAX_COORDINATE, load_yaml
 from landscape.errors import ConfigError, SurfaceFileError
 from landscape.store.codec import decode, text
 from landscape.store.core import read_values
 
 SCHEMA = "landscape.surface"
 SCHEMA_VERSION = 1  # the version this landscape writes and reads up to
-MAX_COORDINATE = 1e12  # |coordinate|; squares and fourth powers (the quadratic fit) stay finite
 MAX_JSON_DEPTH = 64  # our texts nest 4 deep; Python's json recurses once per level
 MAX_TEXT_BYTES = 1 << 20  # an attribute's or analysis' text; ours are a few KiB
 MAX_REPEATS = 10_000
@@ -168,8 +168,6 @@ def _check_config(f: h5py.File, where: str) -> None:
     raw = decode(f.attrs.get("config"))
     if not isinstance(raw, str) or len(raw) > MAX_TEXT_BYTES:
         raise _bad(where, "attribute config", "is missing or not YAML text")
-    from landscape.config import load_yaml
-
     try:
         cfg = load_yaml(raw)
     except (yaml.YAMLError, ConfigError, RecursionError, ValueError):
