@@ -845,29 +845,35 @@ def info(
 @click.argument("surface_file", type=click.Path(dir_okay=False))
 @click.option(
     "--out",
-    required=True,
     type=click.Path(dir_okay=False),
-    help="File to write: .vtp (ParaView) or .html (interactive 3-D view, no network needed).",
+    help="File to write: .vtp (ParaView), .html (interactive 3-D view, no network needed), "
+    ".npz or .csv (every value as plain arrays) [SURFACE with the --format's extension].",
 )
 @click.option("--quantity", help="What the height is, e.g. test_loss [the first loss].")
 @click.option("--log", is_flag=True, help="Height is log10 of the quantity.")
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["vtp", "html"]),
+    type=click.Choice(["vtp", "html", "npz", "csv"]),
     help="Output format [from the --out extension].",
 )
 @_library_errors
-def export(surface_file: str, out: str, quantity: str | None, log: bool, fmt: str | None) -> None:
-    """Export a surface as ParaView VTK PolyData (.vtp) or a self-contained HTML 3-D view.
+def export(
+    surface_file: str, out: str | None, quantity: str | None, log: bool, fmt: str | None
+) -> None:
+    """Export a surface as ParaView VTK PolyData (.vtp), a self-contained HTML 3-D view, or
+    plain arrays (.npz for numpy, long-format .csv: one row per grid point).
 
     Reads landscape files and Li et al.'s reference surface files. Points not computed are left
-    out (cells with such a corner are skipped; null in the HTML's data).
+    out of the 3-D views (cells with such a corner are skipped; null in the HTML's data) and are
+    NaN in the arrays, which hold the coordinates, every quantity and the done flags under the
+    file's own names.
 
     \b
     Example:
       landscape export results/mlp.h5 --out results/mlp.vtp --log
       landscape export results/mlp.h5 --out results/mlp.html --quantity train_loss
+      landscape export results/mlp.h5 --format npz     # writes results/mlp.npz
     """
     from landscape.plot.export import export_surface
     from landscape.store import read_surface

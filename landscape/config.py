@@ -313,6 +313,11 @@ class Axis:
     num: int
 
 
+# the largest |coordinate| of a grid: its squares and fourth powers (the analysis' quadratic fit)
+# stay finite; a surface file holding a larger one is refused when read (store.validate)
+MAX_COORDINATE = 1e12
+
+
 def parse_axis(text: str, key: str = "axis") -> Axis:
     """Parse ``MIN:MAX:NUM`` (e.g. ``-1:1:51``); raise ConfigError naming ``key`` if malformed."""
     hint = f"{key} must be MIN:MAX:NUM with MIN < MAX and NUM >= 2, e.g. -1:1:51; got {text!r}"
@@ -330,6 +335,11 @@ def parse_axis(text: str, key: str = "axis") -> Axis:
         raise ConfigError(
             f"{key} spans {lo:g} to {hi:g}, wider than float64 can hold (MAX - MIN overflows); "
             "use a narrower range"
+        )
+    if max(abs(lo), abs(hi)) > MAX_COORDINATE:
+        raise ConfigError(
+            f"{key} reaches {max(abs(lo), abs(hi)):g}; coordinates are at most "
+            f"{MAX_COORDINATE:g} in size (the file's readers refuse larger): use a narrower range"
         )
     return Axis(lo, hi, num)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -360,3 +362,89 @@ def test_nothing_computed_is_refused(tmp_path: Path) -> None:
         export_surface(s, tmp_path / "e.vtp")
     with pytest.raises(ConfigError, match="unknown export format"):
         export_surface(s, tmp_path / "e.vtp", fmt="obj")
+
+
+# --- plain arrays: npz and csv -----------------------------------------------------------------
+
+MLP = ["--model", "mlp", "--model-arg", "in_features=6", "--model-arg", "hidden=8",
+       "--model-arg", "num_classes=3"]  # fmt: skip
+
+
+def made_by_cli(tmp_path: Path, npz: Path, ckpt: Path, *grid: str) -> Path:
+    """A surface computed by the CLI, with its point (0[, 0]) then marked not computed (NaN)."""
+    out = tmp_path / "s.h5"
+    result = CliRunner().invoke(
+        main,
+        ["compute", *MLP, "--checkpoint", str(ckpt), "--data", f"npz:{npz}", *grid,
+         "--engine", "reference", "--out", str(out), "--quiet"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    with h5py.File(out, "r+") as f:
+        for name in ("train_loss", "train_acc", "train_loss_se"):
+            f[name][(0,) * f[name].ndim] = np.nan
+        f["done"][(0,) * f["done"].ndim] = False
+    return out
+
+
+def read_csv(path: Path) -> dict[str, np.ndarray]:
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    return {name: np.array([float(r[k]) for r in rows[1:]]) for k, name in enumerate(rows[0])}
+
+
+@pytest.mark.parametrize(
+    "grid", [("--x=-1:1:5", "--repeat", "2"), ("--x=-1:1:4", "--y=-0.5:0.5:3")], ids=["1d", "2d"]
+)
+def test_npz_and_csv_hold_the_files_values(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path, grid: tuple[str, ...]
+) -> None:
+    path = made_by_cli(tmp_path, tiny_npz, tiny_mlp_ckpt, *grid)
+    code, out, err = export(str(path), "--format", "npz")  # named after the surface, beside it
+    assert code == 0 and out.strip() == str(tmp_path / "s.npz"), err
+    code, _, err = export(str(path), "--out", str(tmp_path / "table.csv"))
+    assert code == 0, err
+    arrays, table = np.load(tmp_path / "s.npz"), read_csv(tmp_path / "table.csv")
+    with h5py.File(path, "r") as f:
+        stored = {k: f[k][()] for k in f if isinstance(f[k], h5py.Dataset)}
+        for r in f.get("repeats", {}):
+            stored |= {
+                f"repeats/{r}/{k}": f[f"repeats/{r}/{k}"][()] for k in ("train_loss", "done")
+            }
+    x = stored["xcoordinates"]
+    y = stored.get("ycoordinates")
+    shape = stored["done"].shape
+    assert np.isnan(arrays["train_loss"].flat[0]) and not arrays["done"].flat[0]
+    for name, values in stored.items():
+        np.testing.assert_array_equal(arrays[name], values, err_msg=name)
+        assert arrays[name].dtype == (bool if name.endswith("done") else np.float64)
+        if not name.endswith("coordinates"):  # long format: row k is point k, row-major
+            np.testing.assert_array_equal(table[name], values.ravel().astype(float), name)
+    assert ("repeats/1/train_loss" in arrays) == ("--repeat" in grid)
+    coords = np.meshgrid(x, y, indexing="ij") if y is not None else [x]
+    for axis, c in zip("xy", coords, strict=False):
+        np.testing.assert_array_equal(table[axis], c.ravel())
+    assert len(table["x"]) == int(np.prod(shape)) and ("y" in table) == (y is not None)
+    assert not list(tmp_path.glob(".*"))  # written under a temporary name, renamed
+
+
+def test_npz_of_a_li_reference_file(tmp_path: Path, li_fixture: Path) -> None:
+    source = li_fixture / "surface_2d_11x11.h5"
+    code, _, err = export(str(source), "--out", str(tmp_path / "r.npz"))
+    assert code == 0, err
+    arrays = np.load(tmp_path / "r.npz")
+    with h5py.File(source, "r") as f:
+        loss, acc = f["train_loss"][()], f["train_acc"][()]
+        np.testing.assert_array_equal(arrays["xcoordinates"], f["xcoordinates"][()])
+    # theirs: meshgrid(x, y) order (element (i, j) at (x[j], y[i])), accuracy in percent
+    np.testing.assert_array_equal(arrays["train_loss"], loss.T)
+    np.testing.assert_allclose(arrays["train_acc"], acc.T / 100, rtol=1e-15)
+    assert arrays["done"].all()
+
+
+def test_export_without_out_or_format_is_one_error(tmp_path: Path) -> None:
+    from test_analysis import write_bowl_file
+
+    path = write_bowl_file(tmp_path / "s.h5", np.eye(2))
+    code, _, err = export(str(path))
+    assert code == 1 and err.startswith("Error: give --out FILE"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5"]

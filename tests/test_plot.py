@@ -498,3 +498,86 @@ def test_titles_name_the_model_the_data_and_the_directions_once(
         title == "train_loss, filled contour (log scale)\nmlp on tiny.npz, filter-norm directions"
     )
     assert "run.h5" not in title and title.count("log") == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Names from files and users are drawn as they are, never read as mathtext
+
+MATH = r"$\frac{$"  # matplotlib would parse this as mathtext, and fail to
+MODEL = """
+import torch
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.add_module(MATH, torch.nn.Linear(6, 8))
+        self.out = torch.nn.Linear(8, 3)
+    def forward(self, x):
+        return self.out(torch.relu(getattr(self, MATH)(x)))
+def make():
+    return Net()
+"""
+
+
+def _cli(*args: str) -> str:
+    from click.testing import CliRunner
+
+    from landscape.cli import main
+
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == 0 and not result.exception, result.stderr
+    return result.stdout
+
+
+def _mathtext_surface(tmp_path: Path, npz: Path, model: str, name: str, *grid: str) -> Path:
+    """A surface made by the CLI from a model whose parameters hold mathtext, then given a
+    quantity, a model name and landmarks that hold it too."""
+    import h5py
+    import yaml
+
+    out = tmp_path / f"{MATH}{name}.h5"
+    _cli("compute", "--model", model, "--data", f"npz:{npz}", *grid, "--out", str(out), "-q")
+    with h5py.File(out, "r+") as f:
+        f[f"{MATH}_loss"] = f["train_loss"][()]
+        cfg = yaml.safe_load(f.attrs["config"])
+        cfg["model"]["name"] = MATH
+        f.attrs["config"] = yaml.safe_dump(cfg)
+        marks = f.create_group("landmarks")
+        marks["names"] = np.array([MATH], dtype=h5py.string_dtype())
+        marks["x"], marks["y"] = [0.5], [0.5]
+    return out
+
+
+def test_mathtext_in_names_is_drawn_literally(tmp_path: Path, tiny_npz: Path) -> None:
+    import torch
+
+    from landscape.store import read_surface
+
+    (tmp_path / "net.py").write_text(f"MATH = {MATH!r}\n" + MODEL)
+    model = f"{tmp_path / 'net.py'}:make"
+    flat = [_mathtext_surface(tmp_path, tiny_npz, model, f"1d{k}", "--x=-1:1:3") for k in (0, 1)]
+    planes = [
+        _mathtext_surface(tmp_path, tiny_npz, model, f"2d{k}", "--x=-1:1:3", "--y=-1:1:3")
+        for k in (0, 1)
+    ]
+    out = tmp_path / "plots"
+    for args in ([str(flat[0])], [str(planes[0])], ["--compare", "--linear", *map(str, flat)],
+                 ["--compare", "--linear", "--kind", "surface3d", *map(str, planes)]):  # fmt: skip
+        written = _cli("plot", *args, "--out", str(out)).split()
+        assert written and all(Path(p).stat().st_size > 0 for p in written)
+    curvature = tmp_path / f"{MATH}_curvature.h5"
+    _cli("curvature", str(planes[0]), "--model", model, "--x=-1:1:2", "--y=-1:1:2",
+         "--samples", "8", "--out", str(curvature), "-q")  # fmt: skip
+    assert _cli("plot", str(curvature), "--out", str(out)).split()
+    # inspect: a layer named so, checkpoints named so
+    for k in (1, 2):
+        torch.manual_seed(k)
+        namespace: dict = {}
+        exec(f"MATH = {MATH!r}\n" + MODEL, namespace)
+        torch.save(namespace["make"]().state_dict(), tmp_path / f"{MATH}{k}.pt")
+    _cli("inspect", "--model", model, "--data", f"npz:{tiny_npz}", "--no-fail",
+         "--checkpoints", str(tmp_path / f"{MATH}1.pt"), str(tmp_path / f"{MATH}2.pt"),
+         "--plots", str(tmp_path / "inspect"))  # fmt: skip
+    assert len(list((tmp_path / "inspect").glob("*.png"))) >= 3
+    # drawn as they are: matplotlib shows "\$" as "$"
+    title = contour(read_surface(planes[0]), f"{MATH}_loss").axes[0].get_title()
+    assert title.startswith(r"\$\frac{\$_loss, contour") and r"\$\frac{\$ on" in title

@@ -153,6 +153,22 @@ def test_reads_li_reference_files(li_fixture: Path) -> None:
     assert s1.dims == 1 and s1.values["train_loss"].shape == (11,)
 
 
+def test_reads_li_files_of_non_square_grids(tmp_path: Path) -> None:
+    """As their code fills one: ``losses.ravel()[k]`` is the point ``meshgrid(x, y)`` gives
+    at k, i.e. ``(x[k % nx], y[k // nx])``, in an array declared ``(nx, ny)``."""
+    x, y = np.linspace(-1, 1, 4), np.linspace(-0.5, 0.5, 3)
+    losses = -np.ones((4, 3))
+    xs, ys = np.meshgrid(x, y)
+    for k, (a, b) in enumerate(zip(xs.ravel(), ys.ravel(), strict=True)):
+        losses.ravel()[k] = 10 * a + b  # the loss at (a, b)
+    path = tmp_path / "li.h5"
+    with h5py.File(path, "w") as f:
+        f["xcoordinates"], f["ycoordinates"], f["train_loss"] = x, y, losses
+    s = read_surface(path)
+    expected = 10 * x[:, None] + y[None, :]  # ours: [i, j] at (x[i], y[j])
+    np.testing.assert_allclose(s.values["train_loss"], expected, rtol=0, atol=1e-15)
+
+
 WRITER = r"""
 import sys, numpy as np
 from pathlib import Path

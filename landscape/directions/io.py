@@ -94,15 +94,12 @@ def _read_named(
 ) -> DirectionSet:
     stored = group.attrs.get("stored", "full")
     if (stored.decode() if isinstance(stored, bytes) else str(stored)) == "seed":
-        import json
-
         derivation = group.attrs.get("seed_derivation", LEGACY_SEED)  # absent: an older file
-
         raise DirectionsNotStored(
             f"{path!r} keeps its directions as their seed (--store-directions seed), not their "
             "tensors; recompute them with the same model and seed (`landscape compute` resumes "
             "such a file), or make the surface with --store-directions full",
-            json.loads(group.attrs["fingerprint"]),
+            _fingerprint(group.attrs.get("fingerprint")),
             derivation.decode() if isinstance(derivation, bytes) else str(derivation),
         )
     vectors = []
@@ -172,6 +169,11 @@ def _is_counter(name: str) -> bool:
 
 def _tensor(ds: h5py.Dataset, like: torch.Tensor, name: str, path: str) -> torch.Tensor:
     arr = np.asarray(ds[()])
+    if arr.dtype.kind not in "fiu":  # text, objects, compounds: not a direction
+        raise DirectionError(
+            f"{path!r}: direction for {name} holds {arr.dtype}, not numbers; pass a direction "
+            "file written by landscape or Li et al.'s code"
+        )
     if tuple(arr.shape) != tuple(like.shape):
         raise DirectionError(
             f"{path!r}: direction for {name} has shape {tuple(arr.shape)} but the model's tensor "
@@ -180,6 +182,17 @@ def _tensor(ds: h5py.Dataset, like: torch.Tensor, name: str, path: str) -> torch
     out = torch.from_numpy(arr.astype(np.float32, copy=False)).clone()
     # in the weight's own dtype when that is a half type (a bfloat16 model's, stored as float32)
     return out.to(like.dtype) if like.dtype in (torch.bfloat16, torch.float16) else out
+
+
+def _fingerprint(raw: object) -> list:
+    """The stored fingerprint; [] when it is not JSON (a resumed file's is checked by
+    ``store.validate`` before its directions are regenerated)."""
+    import json
+
+    try:
+        return json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
+    except (ValueError, RecursionError):
+        return []
 
 
 def _plain(value):

@@ -17,6 +17,7 @@ from landscape.inspect.activations import ActivationStats
 from landscape.inspect.report import Report
 from landscape.inspect.training import Movement
 from landscape.inspect.weights import Histogram, LayerReport
+from landscape.plot.text import plain
 
 PANELS_PER_FIGURE = 30  # 6 columns x 5 rows; more layers go on further pages
 COLUMNS = 6
@@ -28,7 +29,7 @@ def weight_histograms(layers: Sequence[LayerReport]) -> Figure:
     for layer in layers:
         stats = layer.tensors.get("weight") or next(iter(layer.tensors.values()), None)
         if stats is not None and stats.histogram is not None:
-            title = f"{layer.name} ({'x'.join(map(str, stats.shape))})"
+            title = plain(f"{layer.name} ({'x'.join(map(str, stats.shape))})")
             panels.append((title, stats.histogram, f"std {stats.std:.3g}"))
     return _histogram_grid(panels, "weights")
 
@@ -42,7 +43,7 @@ def activation_histograms(records: Sequence[ActivationStats]) -> Figure:
             note = f"rms {r.rms:.3g}" + (
                 f", dead {r.dead_fraction:.0%}" if r.dead_fraction is not None else ""
             )
-            panels.append((r.name, hist, note))
+            panels.append((plain(r.name), hist, note))
     return _histogram_grid(panels, "activations (first batch)")
 
 
@@ -50,8 +51,9 @@ def movement_figure(movement: Movement) -> Figure:
     """Relative change from the first checkpoint, and the weight std, per layer and checkpoint.
 
     A layer that did not move at all (change 0) is drawn at 1e-12 on the log scale."""
-    names = [m.name for m in movement.layers]
-    files = [Path(f).name for f in movement.files]
+    # layer and file names are drawn as they are, never read as mathtext
+    names = [plain(m.name) for m in movement.layers]
+    files = [plain(Path(f).name) for f in movement.files]
     x = np.arange(len(names))
     fig = Figure(figsize=(max(6.0, 0.35 * len(names) + 2), 7), layout="constrained")
     ax1, ax2 = fig.subplots(2, 1, sharex=True)

@@ -38,6 +38,7 @@ from landscape.plot.render import (
     has_data,
     save_figures,
 )
+from landscape.plot.text import plain
 from landscape.surface import Surface
 
 ACC_KINDS: tuple[str, ...] = ("contourf", "heatmap", "1d")  # accuracies: linear scale only
@@ -191,11 +192,13 @@ def compare_2d(
         else:
             drawn.append(figures.draw_surface3d(ax, s, prep))
             ax.set_zlabel("")  # the shared colour bar names the quantity
-        ax.set_title(title, fontsize="medium")
+        ax.set_title(plain(title), fontsize="medium")
     _one_legend(fig, axes)
     _shared_colorbar(fig, axes, kind, drawn[0], preps[0], lv)
     scale = preps[0].scale
-    fig.suptitle(f"{preps[0].label}, {KIND_NAMES[kind]} ({scale} scale, one colour scale for all)")
+    fig.suptitle(
+        plain(f"{preps[0].label}, {KIND_NAMES[kind]} ({scale} scale, one colour scale for all)")
+    )
     return fig
 
 
@@ -238,10 +241,10 @@ def compare_1d(
     ax.set_ylim(bottom=vmin, top=vmax)
     unit = f"{quantity} (%)" if figures.is_accuracy(quantity) else quantity
     ax.set_xlabel("x (direction 1)")
-    ax.set_ylabel(unit + (" (log scale)" if log else ""))
+    ax.set_ylabel(plain(unit + (" (log scale)" if log else "")))
     ax.legend(loc="best", fontsize="small", framealpha=0.7)
     scale = "log" if log else "linear"
-    ax.set_title(f"{unit}, {scale} scale: {len(surfaces)} surface(s) on one axis")
+    ax.set_title(plain(f"{unit}, {scale} scale: {len(surfaces)} surface(s) on one axis"))
     return fig
 
 

@@ -23,6 +23,7 @@ from landscape._files import writable_folder
 from landscape.errors import ConfigError, SurfaceFileError
 from landscape.plot.figures import CMAP
 from landscape.plot.render import check_format, save_figures
+from landscape.plot.text import plain
 from landscape.store.curvature import CurvatureMap
 
 TITLES = {
@@ -74,7 +75,7 @@ def _heatmap(curv: CurvatureMap, quantity: str, norm: Normalize, cmap: str) -> F
     ax.set_xlabel("x (direction 1)")
     ax.set_ylabel("y (direction 2)")
     _mark_centre(ax, curv)
-    ax.set_title(f"{TITLES[quantity]}\n{Path(curv.path).name}")
+    ax.set_title(plain(f"{TITLES[quantity]}\n{Path(curv.path).name}"))
     return fig
 
 
@@ -123,7 +124,7 @@ def curvature_1d(curv: CurvatureMap) -> Figure:
     ratio_ax.set_ylim(bottom=0.0)
     handles = ax.get_lines()[:2] + ratio_ax.get_lines()
     fig.legend(handles, [h.get_label() for h in handles], loc="outside lower center", ncols=3)
-    ax.set_title(f"Hessian curvature along x\n{Path(curv.path).name}")
+    ax.set_title(plain(f"Hessian curvature along x\n{Path(curv.path).name}"))
     return fig
 
 

@@ -1,4 +1,5 @@
-"""Exports of a surface for other tools: ParaView ``.vtp`` and a self-contained interactive HTML view.
+"""Exports of a surface for other tools: ParaView ``.vtp``, a self-contained interactive HTML view,
+and plain arrays (``.npz``, long-format ``.csv``: ``landscape.plot.arrays``).
 
 - **VTP**: VTK XML PolyData, ASCII. Points are the computed grid points ``(x, y, z)`` with ``z``
   the chosen quantity (``log10`` of it under ``log``; 1-D: ``(x, 0, z)``); cells are quads over the
@@ -10,7 +11,7 @@
   computed) and a small hand-written canvas renderer (drag to rotate, wheel to zoom, hover for
   values, double-click to reset), coloured with viridis. 1-D surfaces are drawn as a curve.
 
-Both are written under a temporary name and renamed into place.
+Each is written under a temporary name and renamed into place.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ import numpy as np
 from landscape import quantities
 from landscape._files import check_output, os_error_text, write_bytes_atomically
 from landscape.errors import ConfigError
+from landscape.plot import arrays
 from landscape.plot.figures import is_accuracy, prepare
 from landscape.surface import Surface
 
-EXPORT_FORMATS = ("vtp", "html")
-_EXTENSIONS = {".vtp": "vtp", ".html": "html", ".htm": "html"}
+EXPORT_FORMATS = ("vtp", "html", "npz", "csv")
+_EXTENSIONS = {".vtp": "vtp", ".html": "html", ".htm": "html", ".npz": "npz", ".csv": "csv"}
 _MAX_CELLS = 40_000  # the HTML view draws at most about this many cells (a coarser stride beyond)
 
 
@@ -45,9 +47,16 @@ def export_format(out: str | Path, fmt: str | None = None) -> str:
     if found is None:
         raise ConfigError(
             f"cannot tell the export format of {str(out)!r} from its extension; "
-            "name it .vtp or .html, or give --format"
+            "name it .vtp, .html, .npz or .csv, or give --format"
         )
     return found
+
+
+def default_out(surface_path: str | Path, fmt: str | None) -> Path:
+    """``<surface stem>.<format>`` beside the surface file (as ``curvature`` names its output)."""
+    if fmt is None:
+        raise ConfigError("give --out FILE (.vtp, .html, .npz or .csv) or --format to export")
+    return Path(surface_path).with_suffix("." + export_format("", fmt))
 
 
 def default_quantity(surface: Surface) -> str:
@@ -58,27 +67,37 @@ def default_quantity(surface: Surface) -> str:
 
 def export_surface(
     surface: Surface,
-    out: str | Path,
+    out: str | Path | None = None,
     *,
     quantity: str | None = None,
     log: bool = False,
     fmt: str | None = None,
 ) -> Path:
-    """Write ``surface`` as ``.vtp`` or ``.html`` (format from ``fmt`` or the extension)."""
-    out = check_output(out)
+    """Write ``surface`` as ``.vtp``, ``.html``, ``.npz`` or ``.csv`` (format from ``fmt`` or
+    the extension; ``out`` by default ``default_out``). ``quantity`` and ``log`` choose the
+    height of the 3-D views; the arrays hold every quantity as stored."""
+    out = check_output(default_out(surface.path, fmt) if out is None else out)
     kind = export_format(out, fmt)
     if out.exists() and out.resolve() == Path(surface.path).resolve():
         raise ConfigError(f"--out {str(out)!r} is the surface file itself; choose another name")
     quantity = quantity or default_quantity(surface)
-    text = vtp_text(surface, quantity, log) if kind == "vtp" else html_text(surface, quantity, log)
     try:
-        write_bytes_atomically(out, text.encode("utf-8"))
+        write_bytes_atomically(out, _export_bytes(surface, kind, quantity, log))
     except OSError as exc:
         raise ConfigError(
             f"cannot write {str(out)!r} ({os_error_text(exc)}); nothing was written: choose "
             "another --out"
         ) from None
     return out
+
+
+def _export_bytes(surface: Surface, kind: str, quantity: str, log: bool) -> bytes:
+    if kind == "npz":
+        return arrays.npz_bytes(surface)
+    if kind == "csv":
+        return arrays.csv_text(surface).encode("utf-8")
+    text = vtp_text(surface, quantity, log) if kind == "vtp" else html_text(surface, quantity, log)
+    return text.encode("utf-8")
 
 
 def _log10(values: np.ndarray) -> np.ndarray:

@@ -30,6 +30,7 @@ from matplotlib.lines import Line2D
 
 from landscape import quantities
 from landscape.errors import ConfigError, SurfaceFileError
+from landscape.plot.text import plain
 from landscape.surface import Surface
 
 CMAP = "viridis"
@@ -284,7 +285,7 @@ def _title(quantity: str, scale: str, surface: Surface, kind: str = "") -> str:
     directions``: the quantity, the figure and the scale, then what the surface is of, each
     named once."""
     head = f"{quantity}, {kind}" if kind else quantity
-    return f"{head} ({scale} scale)\n{describe(surface)}"
+    return plain(f"{head} ({scale} scale)\n{describe(surface)}")
 
 
 def describe(surface: Surface) -> str:
@@ -413,7 +414,7 @@ def draw_landmarks(ax: Axes, surface: Surface, *, color: str = "black", row: int
         )
         for name, x, y in points:
             ax.annotate(
-                name,
+                plain(name),
                 (x, y),
                 xytext=(6, 6),
                 textcoords="offset points",
@@ -429,7 +430,7 @@ def draw_landmarks(ax: Axes, surface: Surface, *, color: str = "black", row: int
         ax.text(
             x,
             0.98 - 0.07 * row,
-            f" {name}",
+            f" {plain(name)}",
             transform=ax.get_xaxis_transform(),
             ha="left",
             va="top",
@@ -460,7 +461,7 @@ def draw_trajectory(ax: Axes, surface: Surface, *, legend: bool = True) -> None:
     flat = [] if labels is None else list(np.atleast_1d(np.asarray(labels, dtype=object)).ravel())
     text = f"final ({_short_name(flat[-1])})" if len(flat) == tx.size else "final"
     ax.annotate(
-        text,
+        plain(text),
         (tx[-1], ty[-1]),
         xytext=(8, -12),
         textcoords="offset points",
@@ -609,7 +610,7 @@ def colour_bar(fig: Figure, mappable: object, prep: Prepared, **kwargs: object) 
         kwargs.setdefault("spacing", "proportional")  # the bar in value units, not per band
     return fig.colorbar(
         mappable,
-        label=prep.axis_label,
+        label=plain(prep.axis_label),
         ticks=ticks if ticks is not None else MaxNLocator(8),
         format=FuncFormatter(lambda v, _: prep.text(v)),
         **kwargs,
@@ -727,7 +728,7 @@ def draw_surface3d(ax: Axes, surface: Surface, prep: Prepared) -> object:
     ax.tick_params(labelsize=8, pad=1)
     ax.set_xlabel("x (direction 1)", labelpad=6)
     ax.set_ylabel("y (direction 2)", labelpad=6)
-    ax.set_zlabel(prep.axis_label, labelpad=8)
+    ax.set_zlabel(plain(prep.axis_label), labelpad=8)
     if has_centre(surface):
         from landscape.analysis import find_centre
 
@@ -761,6 +762,8 @@ def draw_curve(
         with np.errstate(invalid="ignore"):
             y = np.where(np.isfinite(y), np.maximum(y, floor), np.nan)
     style = {"marker": ".", **style}
+    if "label" in style:
+        style["label"] = plain(style["label"])
     (line,) = ax.plot(np.asarray(surface.x, dtype=float), y, **style)
     return line
 

@@ -228,7 +228,8 @@ def is_curvature_file(path: str | Path) -> bool:
         return False
     try:
         with open_for_reading(Path(path)) as f:
-            return _plain(f.attrs.get("schema", "")) == SCHEMA
+            schema = _plain(f.attrs.get("schema", ""))
+        return isinstance(schema, str) and schema == SCHEMA  # an array compares elementwise
     except OSError:
         return False
 

@@ -40,10 +40,11 @@ grid, k row-major), so repeat 0's numbers are the grid's flat indices.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,10 +73,9 @@ from landscape.store.core import (
     open_for_reading,
     read_values,
 )
+from landscape.store.validate import SCHEMA, SCHEMA_VERSION, check_surface
 from landscape.surface import Repeat, Surface
 
-SCHEMA = "landscape.surface"
-SCHEMA_VERSION = 1
 ANALYSIS_BYTES = 1 << 16  # reserved per loss quantity; an analysis is a few KiB of JSON
 
 
@@ -323,13 +323,7 @@ def _write_directions(
 def check_resumable(path: Path, header: RunHeader) -> None:
     """Refuse to resume ``path`` unless it was made by a run of the same config and checkpoint."""
     fix = RESUME_FIX
-    attrs, shape = existing_file(
-        path,
-        SCHEMA,
-        SCHEMA_VERSION,
-        "landscape surface",
-        lambda f: tuple(f["done"].shape) if "done" in f else None,
-    )
+    attrs, shape = existing_file(path, SCHEMA, SCHEMA_VERSION, "landscape surface", _grid_of)
     old = ComputeConfig.from_yaml(_text(attrs["config"]))
     diff = first_difference(old.value_fingerprint(), header.config.value_fingerprint())
     if diff is not None:
@@ -359,6 +353,15 @@ def check_resumable(path: Path, header: RunHeader) -> None:
         )
 
 
+def _grid_of(f: h5py.File) -> tuple[int, ...] | None:
+    """The grid's shape of one of our files, once ``check_surface`` has passed it (None for a
+    file of another kind, which ``existing_file`` refuses)."""
+    if _text(f.attrs.get("schema", "")) != SCHEMA:
+        return None
+    check_surface(f, f.filename)
+    return tuple(f["done"].shape)
+
+
 def _data_sha256(described: Any) -> str | None:
     """The samples' content hash in a data description (a dict, or its JSON text)."""
     value = _parsed(described)
@@ -368,12 +371,17 @@ def _data_sha256(described: Any) -> str | None:
 def read_surface(path: str | Path) -> Surface:
     """Read a surface file: ours (schema v1) or one of Li et al.'s reference surface files."""
     path = check_input(path, "surface file")
+    with _checked(path) as (f, kind):
+        return _read_ours(f, path) if kind == "landscape" else _read_reference(f, path)
+
+
+@contextlib.contextmanager
+def _checked(path: Path) -> Iterator[tuple[h5py.File, str]]:
+    """``path`` open for reading once ``check_surface`` has passed it, with its format; a
+    damaged block or an unreadable file is a SurfaceFileError."""
     try:
         with open_for_reading(path) as f:
-            if _text(f.attrs.get("schema", "")) == SCHEMA:
-                return _read_ours(f, path)
-            if "xcoordinates" in f and any(quantities.kind_of(k) == "loss" for k in f):
-                return _read_reference(f, path)
+            yield f, check_surface(f, path)
     except DamagedData as exc:
         raise SurfaceFileError(
             f"{str(path)!r} is damaged: a block of {exc.name} fails its checksum (the file was "
@@ -381,19 +389,9 @@ def read_surface(path: str | Path) -> Surface:
         ) from None
     except OSError as exc:
         raise SurfaceFileError(f"{str(path)!r} is not a readable HDF5 file ({exc})") from None
-    raise SurfaceFileError(
-        f"{str(path)!r} is neither a landscape surface file nor a Li et al. surface file "
-        "(no xcoordinates and *_loss datasets)"
-    )
 
 
 def _read_ours(f: h5py.File, path: Path) -> Surface:
-    version = int(f.attrs.get("schema_version", -1))
-    if version > SCHEMA_VERSION:
-        raise SurfaceFileError(
-            f"{str(path)!r} has schema version {version}; this landscape reads up to "
-            f"{SCHEMA_VERSION}, upgrade landscape"
-        )
     x = read_values(f["xcoordinates"])
     y = read_values(f["ycoordinates"]) if "ycoordinates" in f else None
     values = {
@@ -428,22 +426,17 @@ def read_directions(path: str | Path, group: str = "directions") -> list[dict[st
     """The directions of one of our surface files: ``[d1]`` or ``[d1, d2]``, each a dict tensor
     name → CPU tensor (``group``: ``repeats/<r>/directions`` for a repeat)."""
     path = check_input(path, "surface file")
-    try:
-        with open_for_reading(path) as f:
-            if group not in f:
-                return []
-            return [
-                {
-                    name: torch.from_numpy(np.array(read_values(ds)))
-                    for name, ds in f[group][axis].items()
-                }
-                for axis in "xy"
-                if axis in f[group]
-            ]
-    except DamagedData as exc:
-        raise SurfaceFileError(
-            f"{str(path)!r} is damaged: a block of {exc.name} fails its checksum"
-        ) from None
+    with _checked(path) as (f, _):
+        if group not in f:
+            return []
+        return [
+            {
+                name: torch.from_numpy(np.array(read_values(ds)))
+                for name, ds in f[group][axis].items()
+            }
+            for axis in "xy"
+            if axis in f[group]
+        ]
 
 
 def _read_repeat(group: h5py.Group) -> Repeat:
@@ -462,8 +455,8 @@ def _read_arrays(group: h5py.Group) -> dict[str, np.ndarray]:
 
 def _read_analysis(group: h5py.Group) -> dict[str, Any]:
     """The stored analysis by quantity: reserved byte datasets (NUL-padded JSON) or, in files of
-    earlier versions, JSON attributes. One not (yet) written, damaged or not valid JSON is left
-    out: ``info`` then computes it from the values."""
+    earlier versions, JSON attributes. One not (yet) written, damaged, not valid JSON or not a
+    JSON object is left out: ``info`` then computes it from the values."""
     texts = {key: _text(value) for key, value in group.attrs.items()}
     for key, ds in group.items():
         try:
@@ -473,9 +466,11 @@ def _read_analysis(group: h5py.Group) -> dict[str, Any]:
     out = {}
     for key, text in texts.items():
         try:
-            out[key] = json.loads(text)
+            value = json.loads(text)  # nesting bounded by check_surface
         except json.JSONDecodeError:
             continue
+        if isinstance(value, dict):  # an analysis is an object; anything else is left out
+            out[key] = value
     return out
 
 
@@ -517,8 +512,8 @@ def _write_text(ds: h5py.Dataset, text: str) -> None:
 
 def _read_reference(f: h5py.File, path: Path) -> Surface:
     """Li et al.'s files: -1 means not computed, accuracy in percent, 2-D in meshgrid(x, y) order."""
-    x = f["xcoordinates"][()]
-    y = f["ycoordinates"][()] if "ycoordinates" in f else None
+    x = np.asarray(f["xcoordinates"][()], dtype=np.float64)
+    y = np.asarray(f["ycoordinates"][()], dtype=np.float64) if "ycoordinates" in f else None
     notes = ["read from a Li et al. (2018) reference file: -1 read as not computed"]
     values: dict[str, np.ndarray] = {}
     for key in f:
@@ -527,8 +522,9 @@ def _read_reference(f: h5py.File, path: Path) -> Surface:
         arr = np.asarray(f[key][()], dtype=np.float64)
         arr = np.where(arr == -1, np.nan, arr)
         if y is not None:
-            # stored as meshgrid(x, y): element (i, j) is the point (x[j], y[i]); ours is (x[i], y[j])
-            arr = arr.T
+            # filled in meshgrid(x, y) order, shape (ny, nx): flat element i*nx + j is the point
+            # (x[j], y[i]) whatever shape it is declared; ours is (x[i], y[j])
+            arr = arr.reshape(len(y), len(x)).T
         if quantities.kind_of(key) == "acc":
             arr = arr / 100.0
         values[key] = arr
