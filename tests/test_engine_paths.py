@@ -189,6 +189,7 @@ class _Sleeper:
     def __init__(self, seconds: float | list[float], tag: str) -> None:
         self.seconds = seconds if isinstance(seconds, list) else [seconds]
         self.tag, self.data, self.calls = tag, (lambda: iter(())), 0
+        self.directions = [{}, {}]
 
     def with_batches(self, _batches):
         return self
@@ -275,3 +276,45 @@ def test_info_names_the_choice_the_first_points_overturned() -> None:
         "(kept reference@64 of those raced on the first points: reference@128 0.3 s, "
         "reference@64 0.25 s)"
     ), _engine_text(report)
+
+
+@pytest.mark.parametrize("compiled_seconds", [0.06, 0.0])
+def test_a_compile_that_measures_slower_than_eager_on_the_first_points_is_dropped(
+    compiled_seconds: float, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 23 item 2: compiled and eager take the run's first points in turn; when eager's
+    are faster the run goes back to eager, says so in its engine record and remembers the
+    speed-up (below 1) so that the next run does not compile this model again; a compile that
+    pays is kept."""
+    from landscape.engine import compile_cache
+    from landscape.engine.select import _compile_check, _compile_decision, _remember_compile
+
+    monkeypatch.setenv("LANDSCAPE_CACHE", str(tmp_path / "cache"))
+    points = [(float(i), 0.0) for i in range(10)]
+    built: list[str] = []
+
+    def eager() -> _Sleeper:
+        built.append("eager")
+        return _Sleeper(0.03, "eager")
+
+    report = {"compile": True, "compile_seconds": 48.9}
+    compiled = _Sleeper(compiled_seconds, "compiled")
+    kept, done, speedup = _compile_check(compiled, eager, points, report)
+    slower = compiled_seconds > 0.03
+    assert kept.tag == ("eager" if slower else "compiled") and built == ["eager"]
+    tags = [tag for tag, _ in done]  # a point each, then a second each, the faster first
+    assert tags[:2] == ["compiled", "eager"] and sorted(tags[2:]) == ["compiled", "eager"]
+    assert [p for _, p in done] == points[:4]  # the first points, each once, kept
+    assert (speedup < 1) == slower and report["compile"] is not slower
+    assert ("compile_abandoned" in report) == slower
+    assert report["compile_check"]["point_seconds"].keys() == {"compiled", "eager"}
+    _remember_compile("key", report, speedup, 3.0)
+    known = compile_cache.recall("key")
+    assert (
+        known["seconds"] == 48.9 and known["load"] == 3.0 and known["speedup"] == round(speedup, 3)
+    )
+    verdict, _ = _compile_decision("auto", torch.device("cpu"), 0.5, 10**6, known)
+    assert verdict is not slower  # a million points: only the measured speed-up decides
+    # --compile on keeps the compiled path whatever it measured; no first points: none kept
+    kept, done, _ = _compile_check(compiled, eager, [], {"compile": True}, keep=True)
+    assert kept is compiled and done == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,21 +10,28 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
 from landscape.store import read_surface
+from tests.test_cli import run, tiny_args
+
+# auto: timed and raced afresh by each process (one point per call: a 1 KB budget leaves the
+# batched path one point of this model's 880 bytes a batch), resumed with the file's settings
+ENGINES = {"reference": ["--engine", "reference"], "auto": ["--memory-budget", "1KB"]}
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("engine", list(ENGINES))
 def test_killed_run_resumes_to_identical_values(
-    tmp_path: Path, tiny_npz: Path, slow_model: Path
+    tmp_path: Path, tiny_npz: Path, slow_model: Path, engine: str
 ) -> None:
     model = slow_model
 
     def command(out: Path) -> list[str]:
         return [sys.executable, "-m", "landscape.cli", "compute", "--model", f"{model}:make",
-                "--data", f"npz:{tiny_npz}", "--batch-size", "20", "--engine", "reference",
+                "--data", f"npz:{tiny_npz}", "--batch-size", "20", *ENGINES[engine],
                 "--x=-1:1:10", "--y=-1:1:12",
                 "--out", str(out), "--quiet"]  # fmt: skip
 
@@ -52,5 +60,50 @@ def test_killed_run_resumes_to_identical_values(
     subprocess.run(command(out), check=True)  # the same command finishes the job
     ours, ref = read_surface(out), read_surface(reference)
     assert ours.done.all()
-    np.testing.assert_array_equal(ours.values["train_loss"], ref.values["train_loss"])
-    np.testing.assert_array_equal(ours.values["train_acc"], ref.values["train_acc"])
+    for name, values in ref.values.items():  # bit for bit
+        np.testing.assert_array_equal(ours.values[name], values, err_msg=name)
+
+
+def _forget(path: Path, engine: str | None = None) -> None:
+    """Some points not done, as a killed run leaves them; ``engine``: a new engine record."""
+    with h5py.File(path, "r+") as f:
+        done = f["done"][()]
+        done[1:, 1] = False
+        f["done"][...] = done
+        if engine is not None:
+            f.attrs["engine"] = engine
+
+
+def test_a_resumed_run_evaluates_with_the_engine_settings_its_file_records(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 23 item 10: nothing is timed or raced again on resume; the file's settings are
+    pinned (here other ones than auto would choose, written into the record)."""
+    from landscape import evaluation
+
+    out = tmp_path / "s.h5"
+    args = tiny_args(tiny_npz, tiny_mlp_ckpt, out, "--x=-1:1:4", "--y=-1:1:3", "--engine", "auto")
+    assert run("compute", *args)[0] == 0
+    full = read_surface(out).values
+    recorded = read_surface(out).attrs["engine"]
+    _forget(out)  # resumed with the run's own settings: the uninterrupted run's bits
+    assert run("compute", *args)[0] == 0
+    for name, values in full.items():
+        np.testing.assert_array_equal(read_surface(out).values[name], values, err_msg=name)
+    report = json.loads(recorded)
+    report.update(engine="batched", k=3, batch_size=7, channels_last=False, compile=False, fused=0)
+    _forget(out, json.dumps(report))
+    asked = []
+    choose = evaluation.choose_engine
+    monkeypatch.setattr(evaluation, "choose_engine", lambda *a: asked.append(a[5]) or choose(*a))
+    assert run("compute", *args)[0] == 0
+    got = asked[-1]
+    assert (got.engine, got.k, got.batch_size, got.compile) == ("batched", 3, 7, "off")
+    assert (got.memory_format, got.fuse) == ("contiguous", "off")
+    # another path's points agree to float32 rounding (vmap's batched products: 1.6e-7 here)
+    np.testing.assert_allclose(read_surface(out).values["train_loss"], full["train_loss"], 1e-6)
+    # a record that is not JSON, or of another device type: the engine is chosen afresh
+    for record in ("{not json", json.dumps({**report, "device": "cuda:0"})):
+        _forget(out, record)
+        assert run("compute", *args)[0] == 0
+        assert asked[-1].engine == "auto" and asked[-1].k is None
