@@ -503,7 +503,8 @@ def _provenance_lines(s: Surface) -> list[str]:
 
 def _engine_text(e: Any) -> str:
     """How the points were evaluated (the engine report the run stored): path, layout, batch,
-    the BatchNorm fold, compile, and the race on the first points."""
+    the BatchNorm fold, compile (or one dropped), the race on the first points, and how far
+    another path's values may be."""
     if not isinstance(e, dict) or "engine" not in e:
         return ""
     parts = [str(e["engine"]), "channels-last" if e.get("channels_last") else "contiguous"]
@@ -531,6 +532,11 @@ def _engine_text(e: Any) -> str:
     if isinstance(recheck, dict) and recheck.get("switched_to"):
         was = f" from {recheck['chosen']}" if recheck.get("chosen") else ""  # older files lack it
         text += f" (switched{was} after the first points)"
+    if e.get("compile_abandoned"):  # compiled, then slower than eager on the first points
+        text += f" (compile dropped: {e['compile_abandoned']})"
+    rtol = e.get("paths_rtol")
+    if isinstance(rtol, (int, float)) and not isinstance(rtol, bool):
+        text += f"; resumes bit for bit, other paths and batch sizes agree within {rtol:g} relative"
     return text
 
 

@@ -46,6 +46,11 @@ MAX_LOAD = 32.0  # the most a shared machine's load scales the compile cost by
 COMPILE_CHECK_POINTS = 4  # compiled, eager, then each again: the first points on both paths
 TIMING_BATCHES = 1  # one warm-up and one timed pass each: the ranking is clear on one batch
 MAX_K = 64
+# how far another path's values may be from these (relative): engines, layouts, the BatchNorm
+# fold, batch sizes and a compile sum float32 products in other orders; measured up to 1.6e-7
+# (the batched path on an MLP), 1.3e-7 (the fold), 1e-8 (ResNet-20's layouts), 2e-8 (compiled).
+# A resumed run pins its file's settings (compute), so its values are the same bits.
+PATH_RTOL = 1e-6
 DEFAULT_CPU_BUDGET = 2 * 2**30  # bytes of activations when --memory-budget is not given
 
 
@@ -197,7 +202,9 @@ def choose_engine(
             opts["module"] = folded
         return cls(*common, data, loss_fn, **opts)
 
-    report: dict[str, Any] = {"device": str(device), "k": k, "batch_size": batch, "timings": {}}
+    report: dict[str, Any] = {
+        "device": str(device), "k": k, "batch_size": batch, "timings": {}, "paths_rtol": PATH_RTOL
+    }  # fmt: skip
     report.update(fold_report)
     labels: dict[str, tuple[str, bool, int]] = {}
 
