@@ -534,9 +534,10 @@ def _engine_text(e: Any) -> str:
         text += f" (switched{was} after the first points)"
     if e.get("compile_abandoned"):  # compiled, then slower than eager on the first points
         text += f" (compile dropped: {e['compile_abandoned']})"
-    rtol = e.get("paths_rtol")
+    rtol = e.get("paths_rtol")  # resumes pin these settings (compute._engine_request)
     if isinstance(rtol, (int, float)) and not isinstance(rtol, bool):
-        text += f"; resumes bit for bit, other paths and batch sizes agree within {rtol:g} relative"
+        where = str(e.get("device", "this device")).split(":")[0]
+        text += f"; a resume on {where} repeats it bit for bit, other paths agree within {rtol:g}"
     return text
 
 
