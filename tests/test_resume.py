@@ -41,9 +41,14 @@ def test_killed_run_resumes_to_identical_values(
     rng = np.random.default_rng(1)
     kills, done_counts = 0, []
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    for _ in range(15):
+    for attempt in range(15):
+        since = time.time()
         proc = subprocess.Popen(command(out), env=env)
-        time.sleep(float(rng.uniform(1.5, 3.5)))
+        if attempt:  # a kill while it evaluates: a moment after it first writes to the file
+            _wait_for_a_write(proc, out, since)  # (a start-up takes 2-10 s on a busy machine)
+            time.sleep(float(rng.uniform(0.0, 1.5)))
+        else:  # the first in its start-up
+            time.sleep(float(rng.uniform(0.2, 1.0)))
         killed = proc.poll() is None
         if killed:
             proc.send_signal(signal.SIGKILL)
@@ -62,6 +67,14 @@ def test_killed_run_resumes_to_identical_values(
     assert ours.done.all()
     for name, values in ref.values.items():  # bit for bit
         np.testing.assert_array_equal(ours.values[name], values, err_msg=name)
+
+
+def _wait_for_a_write(proc: subprocess.Popen, out: Path, since: float) -> None:
+    """Until ``proc`` has written to ``out`` (made it, or flushed points into it), or ended."""
+    while proc.poll() is None and time.time() - since < 120:
+        if out.exists() and out.stat().st_mtime >= since:
+            return
+        time.sleep(0.02)
 
 
 def _forget(path: Path, engine: str | None = None) -> None:

@@ -11,6 +11,7 @@ measurement and decision is returned as a report that the surface file records.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
@@ -303,15 +304,12 @@ def choose_engine(
         evaluator = make(engine, cl, batches, compile)
     if compile:
         evaluator, report = _checked_compile(evaluator, make, engine, cl, batches, report)
-        if report.get("compile"):  # timed against eager on the first points, kept or dropped
-            evaluator, done, speedup = _compile_check(
-                evaluator,
-                lambda: make(engine, cl, batches, False),
-                first_points,
-                report,
-                keep=request.compile == "on",
-            )
-            _remember_compile(record, report, speedup, load)
+    if report.get("compile") and request.compile == "auto":  # raced against eager: kept or not
+        eager = functools.partial(make, engine, cl, batches, False)
+        evaluator, done, speedup = _compile_check(evaluator, eager, first_points, report)
+        _remember_compile(record, report, speedup, load)
+    elif report.get("compile"):  # --compile on, or a resume's pinned settings: compiled
+        _remember_compile(record, report, _compiled_speedup(evaluator, per_point, report), load)
     report["engine"] = evaluator.name
     report.update(evaluator.describe())
     fused = evaluator.module is folded and folded is not None
@@ -682,18 +680,28 @@ def _remember_compile(
     compile_cache.remember(record, **figures)
 
 
+def _compiled_speedup(
+    evaluator: PointEvaluatorBase, eager: float | None, report: dict[str, Any]
+) -> float | None:
+    """One compiled call timed aside (a chunk of K points on the batched path) against the
+    eager seconds a point the timings measured, when they did."""
+    per_call = getattr(evaluator, "k", 1) if ENGINES[evaluator.name].points_per_call else 1
+    compiled = _seconds_per_point(evaluator, per_call)
+    report["compiled_seconds_per_point"] = round(compiled, 4)
+    return eager / max(compiled, 1e-9) if eager else None
+
+
 def _compile_check(
     compiled: PointEvaluatorBase,
     eager: Callable[[], PointEvaluatorBase],
     points: Sequence[tuple[float, ...]],
     report: dict[str, Any],
-    keep: bool = False,
 ) -> tuple[PointEvaluatorBase, list[PointResult], float | None]:
     """The compiled path raced against the eager one (:func:`_race`) on the run's first points
     (COMPILE_CHECK_POINTS; their results kept), under the same conditions, one point each in
     turn: when eager's fastest point beats compiled's, the compile does not pay on this machine
-    now, and the run goes back to eager (unless ``keep``: ``--compile on``). Without first
-    points, zero points are raced and their results dropped. Returns the evaluator for the rest
+    now, and the run goes back to eager. Without first points, zero points are raced and their
+    results dropped. Returns the evaluator for the rest
     of the run, the points' results and the measured speed-up (eager / compiled seconds)."""
     todo = list(points) or [(0.0,) * len(compiled.directions)] * COMPILE_CHECK_POINTS
     arms = [("compiled", lambda: compiled, True), ("eager", eager, False)]
@@ -702,7 +710,7 @@ def _compile_check(
     seconds = record["point_seconds"]
     best = {arm: min(ts) for arm, ts in seconds.items() if ts}
     speedup = best["eager"] / max(best["compiled"], 1e-9) if len(best) == 2 else None
-    if won == 1 and not keep:
+    if won == 1:
         report.update(
             compile=False,
             compile_abandoned=f"compiled {best['compiled']:.3g} s a point against eager "
