@@ -686,7 +686,7 @@ def _compiled_speedup(
     """One compiled call timed aside (a chunk of K points on the batched path) against the
     eager seconds a point the timings measured, when they did."""
     per_call = getattr(evaluator, "k", 1) if ENGINES[evaluator.name].points_per_call else 1
-    compiled = _seconds_per_point(evaluator, per_call)
+    compiled = _seconds_per_point(evaluator, per_call, TIMING_REPEATS)
     report["compiled_seconds_per_point"] = round(compiled, 4)
     return eager / max(compiled, 1e-9) if eager else None
 
