@@ -7,6 +7,7 @@ store → evaluated points.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import warnings
@@ -27,7 +28,7 @@ from landscape.directions import DirectionContext, DirectionSet, build, load_dir
 from landscape.directions.base import SEED_DERIVATION, alignment_warning, weight_alignment
 from landscape.directions.io import DirectionsNotStored, fingerprint
 from landscape.engine import eval_mode
-from landscape.engine.select import RACE_POINTS, EngineChoice
+from landscape.engine.select import RACE_POINTS, EngineChoice, EngineRequest, EngineSettings
 from landscape.errors import ConfigError, DirectionError, LandscapeWarning
 from landscape.evaluation import (
     FLUSH_POINTS,
@@ -320,7 +321,7 @@ def _run_root(
                 prep,
                 config,
                 device_dirs,
-                engine_request(config, prep),
+                _engine_request(config, prep, source),
                 len(pending),
                 [grid.point_coords(f, x, y) for f in first],
             )
@@ -478,6 +479,27 @@ class _Writer:
             indices, values = zip(*self.block, strict=True)
             self.store.write_block(indices, values)
         self.block, self.last = [], time.perf_counter()
+
+
+def _engine_request(config: ComputeConfig, prep: Session, source: Path | None) -> EngineRequest:
+    """What the config asks of the engine; for a resumed run, the settings its file records
+    (engine, layout, batch, points per call, BatchNorm fold, compile) pinned, nothing timed or
+    raced again: the race picks by timing, and another layout or path sums in another order, so
+    only the same settings give the uninterrupted run's bits. A file without a usable record
+    (made before it, or on another device type) is resumed with a fresh choice."""
+    request = engine_request(config, prep)
+    if source is None:
+        return request
+    import h5py
+
+    with h5py.File(source, "r") as f:
+        text = f.attrs.get("engine")
+    try:
+        report = json.loads(text) if isinstance(text, (str, bytes)) else None
+    except (ValueError, RecursionError):  # a record that is not JSON: choose afresh
+        report = None
+    settings = EngineSettings.recorded(report, prep.device)
+    return request if settings is None else settings.pin(request)
 
 
 def _pending_points(

@@ -519,7 +519,8 @@ def _provenance_lines(s: Surface) -> list[str]:
 
 def _engine_text(e: Any) -> str:
     """How the points were evaluated (the engine report the run stored): path, layout, batch,
-    the BatchNorm fold, compile, and the race on the first points."""
+    the BatchNorm fold, compile (or one dropped), the race on the first points, and how far
+    another path's values may be."""
     if not isinstance(e, dict) or "engine" not in e:
         return ""
     parts = [str(e["engine"]), "channels-last" if e.get("channels_last") else "contiguous"]
@@ -547,6 +548,12 @@ def _engine_text(e: Any) -> str:
     if isinstance(recheck, dict) and recheck.get("switched_to"):
         was = f" from {recheck['chosen']}" if recheck.get("chosen") else ""  # older files lack it
         text += f" (switched{was} after the first points)"
+    if e.get("compile_abandoned"):  # compiled, then slower than eager on the first points
+        text += f" (compile dropped: {e['compile_abandoned']})"
+    rtol = e.get("paths_rtol")  # resumes pin these settings (compute._engine_request)
+    if isinstance(rtol, (int, float)) and not isinstance(rtol, bool):
+        where = str(e.get("device", "this device")).split(":")[0]
+        text += f"; a resume on {where} repeats it bit for bit, other paths agree within {rtol:g}"
     return text
 
 

@@ -42,6 +42,34 @@ def test_a_remembered_cost_and_speedup_decide(cache: Path) -> None:
     assert verdict
 
 
+def test_a_busy_machine_does_not_turn_the_compile_decision(cache: Path) -> None:
+    """Issue 23 item 2: the eager timings a loaded machine inflates are weighed against a
+    compile cost inflated alike, so the run decides as it would alone."""
+    cpu = torch.device("cpu")
+    alone, load = 0.0016, 12.0  # digits' 51 x 51 grid, batched: 1.6 ms a point alone
+    assert not _compile_decision("auto", cpu, alone, 2601)[0]
+    assert _compile_decision("auto", cpu, alone * load, 2601)[0]  # a quiet machine's cost: main's
+    verdict, why = _compile_decision("auto", cpu, alone * load, 2601, None, False, load)
+    assert not verdict and f"~{COMPILE_SECONDS['cpu'] * load:.0f} s" in why
+    assert "x12.0 for this machine's load" in why
+    # a cost measured under a load of 3 is a third of it on a quiet machine: 10 s, which 100
+    # points of 0.5 s at 1.6x (18.75 s saved) pay for, and 30 s would not
+    known = {"seconds": 30.0, "load": 3.0, "speedup": 1.6}
+    assert _compile_decision("auto", cpu, 0.5, 100, known)[0]
+    assert not _compile_decision("auto", cpu, 0.5, 100, {**known, "load": "x"})[0]
+
+
+def test_the_load_factor_is_how_much_the_machine_stretched_the_timings() -> None:
+    from landscape.engine.select import _load_factor
+
+    cpu = torch.device("cpu")
+    # the main thread got a quarter of a core over the timings: 4x slower than alone
+    assert _load_factor(cpu, 2.0, 0.5) == 4.0
+    assert _load_factor(cpu, 1.0, 1.02) == 1.0  # alone (or a clock's rounding)
+    assert _load_factor(cpu, 1.0, 0.0) == 1.0 and _load_factor(cpu, 100.0, 0.01) == 32.0
+    assert _load_factor(torch.device("cuda"), 2.0, 0.5) == 1.0  # a GPU's timings are its own
+
+
 def test_records_are_kept_per_model_structure(cache: Path) -> None:
     a = torch.nn.Sequential(torch.nn.Linear(4, 3))
     b = torch.nn.Sequential(torch.nn.Linear(4, 5))

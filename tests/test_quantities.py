@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -21,20 +22,50 @@ MLP = ["--model", "mlp", "--model-arg", "in_features=6", "--model-arg", "hidden=
 
 
 def test_batched_statistics_equal_one_pass_over_the_set() -> None:
+    """Every batching gives the same bits: one fixed sum of the whole vector (issue 23, item 10:
+    the race's batch sizes must not change a value)."""
     g = torch.Generator().manual_seed(0)
     losses = torch.rand(3, 101, generator=g, dtype=torch.float64) * 5
     correct = torch.rand(3, 101, generator=g) > 0.4
-    for sizes in ([101], [1, 100], [7] * 14 + [3], [50, 51]):
+    seen = []
+    for sizes in ([101], [1, 100], [7] * 14 + [3], [50, 51], [64, 37]):
         stats, start = PointStats.zeros(3), 0
         for b in sizes:
             stats.add(losses[:, start : start + b], correct[:, start : start + b].sum(1))
             start += b
-        for i, v in enumerate(stats.values()):
+        seen.append(stats.values())
+        for i, v in enumerate(seen[-1]):
             row = losses[i].numpy()
+            assert v["loss"] == np.add.reduce(row) / 101  # numpy's pairwise sum of the row
             assert v["loss"] == pytest.approx(row.mean(), rel=1e-14)
             assert v["loss_se"] == pytest.approx(row.std(ddof=1) / np.sqrt(101), rel=1e-12)
             assert v["acc"] == pytest.approx(float(correct[i].double().mean()))
+    assert all(v == seen[0] for v in seen)  # bit for bit
     assert np.isnan(PointStats.zeros(1).values()[0]["loss_se"])
+
+
+def test_nonfinite_losses_are_kept() -> None:
+    stats = PointStats.zeros(3)
+    row = [[1.0, float("inf")], [float("inf"), float("-inf")], [float("nan"), 1.0]]
+    stats.add(torch.tensor(row, dtype=torch.float64), None)
+    loss = [v["loss"] for v in stats.values()]
+    assert loss[0] == math.inf and np.isnan(loss[1]) and np.isnan(loss[2])
+
+
+def test_the_race_batch_sizes_give_the_same_surface(tmp_path: Path) -> None:
+    """digits through the built-in mlp at two batch sizes: the same per-sample losses summed
+    in other groups; the stored values are the same bits."""
+    values = []
+    for bs in ("64", "500"):
+        out = tmp_path / f"s{bs}.h5"
+        result = CliRunner().invoke(main, [
+            "compute", "--model", "mlp", "--data", "digits", "--engine", "reference",
+            "--batch-size", bs, "--x=-1:1:3", "--y=-1:1:3", "--out", str(out), "--quiet",
+        ])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        values.append(read_surface(out).values)
+    for name in ("train_loss", "train_loss_se", "train_acc"):
+        np.testing.assert_array_equal(values[0][name], values[1][name], err_msg=name)
 
 
 def test_names_are_parsed_by_the_table() -> None:

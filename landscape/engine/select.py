@@ -11,6 +11,7 @@ measurement and decision is returned as a report that the surface file records.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
@@ -42,8 +43,15 @@ COMPILE_SPEEDUP = 1.6
 # give: ResNet-20 here, 0.50 s compiled against 0.47 s eager a point (and 35 s to compile)
 FUSED_COMPILE_SPEEDUP = {"cpu": 1.0}
 PAYOFF_MARGIN = 1.5
+MAX_LOAD = 32.0  # the most a shared machine's load scales the compile cost by
+COMPILE_CHECK_POINTS = 4  # compiled, eager, then each again: the first points on both paths
 TIMING_BATCHES = 1  # one warm-up and one timed pass each: the ranking is clear on one batch
 MAX_K = 64
+# how far another path's values may be from these (relative): engines, layouts, the BatchNorm
+# fold, batch sizes and a compile sum float32 products in other orders; measured up to 1.6e-7
+# (the batched path on an MLP), 1.3e-7 (the fold), 1e-8 (ResNet-20's layouts), 2e-8 (compiled).
+# A resumed run pins its file's settings (compute), so its values are the same bits.
+PATH_RTOL = 1e-6
 DEFAULT_CPU_BUDGET = 2 * 2**30  # bytes of activations when --memory-budget is not given
 
 
@@ -75,6 +83,22 @@ class EngineSettings:
     k: int | None  # points per batched call
     batch_size: int
     fused: bool = False  # BatchNorm folded (engine.fold)
+
+    @classmethod
+    def recorded(cls, report: Any, device: torch.device) -> EngineSettings | None:
+        """The settings an engine record (``EngineChoice.report``, as a surface file stores it)
+        names, when it was made on a device of ``device``'s type and names them all; else None."""
+        if not isinstance(report, dict) or report.get("engine") not in ENGINES:
+            return None
+        k, batch = report.get("k"), report.get("batch_size")
+        if str(report.get("device", "")).split(":")[0] != device.type or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in (k, batch)
+        ):
+            return None
+        flags = [report.get(f) for f in ("compile", "channels_last")]
+        if not all(isinstance(f, bool) for f in flags) or not isinstance(report.get("fused"), int):
+            return None  # fused: the number of convolutions BatchNorm was folded into
+        return cls(report["engine"], flags[0], flags[1], k, batch, report["fused"] > 0)
 
     def pin(self, request: EngineRequest) -> EngineRequest:
         """``request`` with every choice fixed to these settings: nothing is timed again."""
@@ -163,7 +187,9 @@ def choose_engine(
             opts["module"] = folded
         return cls(*common, data, loss_fn, **opts)
 
-    report: dict[str, Any] = {"device": str(device), "k": k, "batch_size": batch, "timings": {}}
+    report: dict[str, Any] = {
+        "device": str(device), "k": k, "batch_size": batch, "timings": {}, "paths_rtol": PATH_RTOL
+    }  # fmt: skip
     report.update(fold_report)
     labels: dict[str, tuple[str, bool, int]] = {}
 
@@ -185,7 +211,7 @@ def choose_engine(
 
     arms: list[tuple[str, bool, int]] = []  # raced on the first points (:func:`_race`)
     if len(candidates) > 1 or len(sizes) > 1:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         # engines and layouts first, at one batch size (LAYOUT_BATCH where batch sizes are
         # compared, else --batch-size); then, one point at a time only, the batch sizes for the
         # best of them: raced on the run's first points when it has any, else timed within the
@@ -216,17 +242,19 @@ def choose_engine(
         engine, cl, chosen = labels[best]
         per_point = report["timings"][best]
         report["selection_seconds"] = round(time.perf_counter() - started, 2)
+        load = _load_factor(device, time.perf_counter() - started, time.thread_time() - cpu_started)
+        report["load_factor"] = round(load, 2)
         if chosen != batch:
             batch, batches = chosen, batches_of(chosen)
             report["batch_size"] = batch
     else:
         engine, cl = candidates[0]
-        per_point = None
+        per_point, load = None, 1.0
     fused = folded is not None and not ENGINES[engine].points_per_call
     record = compile_cache.key(model, device, f"{engine}+fused" if fused else engine, cl, batch)
     known = compile_cache.recall(record)
     compile, why = _compile_decision(
-        request.compile, device, per_point, pending_points, known, fused
+        request.compile, device, per_point, pending_points, known, fused, load
     )
     report.update(engine=engine, channels_last=cl, compile=compile, compile_reason=why)
     if compile:
@@ -260,8 +288,12 @@ def choose_engine(
         evaluator = make(engine, cl, batches, compile)
     if compile:
         evaluator, report = _checked_compile(evaluator, make, engine, cl, batches, report)
-        if report.get("compile"):
-            _remember_compile(record, evaluator, report, per_point)
+    if report.get("compile") and request.compile == "auto":  # raced against eager: kept or not
+        eager = functools.partial(make, engine, cl, batches, False)
+        evaluator, done, speedup = _compile_check(evaluator, eager, first_points, report)
+        _remember_compile(record, report, speedup, load)
+    elif report.get("compile"):  # --compile on, or a resume's pinned settings: compiled
+        _remember_compile(record, report, _compiled_speedup(evaluator, per_point, report), load)
     report["engine"] = evaluator.name
     report.update(evaluator.describe())
     fused = evaluator.module is folded and folded is not None
@@ -567,10 +599,16 @@ def _compile_decision(
     pending: int,
     known: dict[str, float] | None = None,
     fused: bool = False,
+    load: float = 1.0,
 ) -> tuple[bool, str]:
     """Compile when the points left would save more than the compile costs (by PAYOFF_MARGIN):
     with the cost and speed-up measured here before (``known``, from ``compile_cache``) when
-    there are any, else the defaults (``fused``: the BatchNorm-folded path's)."""
+    there are any, else the defaults (``fused``: the BatchNorm-folded path's).
+
+    ``per_point`` was timed under the machine's present ``load`` (:func:`_load_factor`), and a
+    compile, CPU work too, runs under it: the cost (a quiet machine's figure: the default, or a
+    measured one divided by the load it was measured under) is scaled by it, so that a busy
+    machine, which inflates both sides alike, does not turn the decision."""
     if asked in ("on", "off"):
         return asked == "on", f"--compile {asked}"
     if device.type not in COMPILE_SECONDS:
@@ -580,26 +618,91 @@ def _compile_decision(
     measured = known is not None and "seconds" in known
     default = FUSED_COMPILE_SPEEDUP.get(device.type, COMPILE_SPEEDUP) if fused else COMPILE_SPEEDUP
     speedup = float(known.get("speedup", default)) if known else default
-    cost = float(known["seconds"]) if measured else COMPILE_SECONDS[device.type]
+    quiet = float(known["seconds"]) / _figure(known, "load") if measured else None
+    cost = (COMPILE_SECONDS[device.type] if quiet is None else quiet) * load
     saved = pending * per_point * max(0.0, 1 - 1 / max(speedup, 1e-9))
     verdict = saved > PAYOFF_MARGIN * cost
     source = "measured here before" if measured else "assumed"
+    busy = f", x{load:.1f} for this machine's load" if load >= 1.05 else ""
     return verdict, (
         f"expected saving {saved:.0f} s ({speedup:.2f}x) vs compile cost ~{cost:.0f} s on "
-        f"{device.type} ({source}{', BatchNorm folded' if fused and not measured else ''})"
+        f"{device.type} ({source}{', BatchNorm folded' if fused and not measured else ''}{busy})"
     )
 
 
+def _figure(known: dict[str, Any], name: str, default: float = 1.0) -> float:
+    """A positive, finite figure of a compile record, else ``default``."""
+    value = known.get(name, default)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return float(value) if ok and 0 < value < math.inf else default
+
+
+def _load_factor(device: torch.device, wall: float, cpu: float) -> float:
+    """How many times slower than alone this process runs now, from the timings just made.
+
+    On a CPU the main thread computes (or spins at a barrier) for the whole of an eager point,
+    so alone it gets ``cpu ≈ wall`` seconds of a core; on a machine whose run queue holds L
+    threads for C cores it gets about C/L of one: ``wall / cpu`` is how much the machine's load
+    stretched those timings, and stretches a compile (mostly that thread's Python) alike. On a
+    GPU the timings are the device's, not the CPU's: 1."""
+    if device.type != "cpu" or wall <= 0 or cpu <= 0:
+        return 1.0
+    return min(MAX_LOAD, max(1.0, wall / cpu))
+
+
 def _remember_compile(
-    record: str, evaluator: PointEvaluatorBase, report: dict[str, Any], eager: float | None
+    record: str, report: dict[str, Any], speedup: float | None, load: float
 ) -> None:
-    """Time one compiled point and store the compile's cost and speed-up for the next run."""
-    compiled = _seconds_per_point(evaluator, 1)
-    report["compiled_seconds_per_point"] = round(compiled, 4)
-    figures: dict[str, float] = {"seconds": float(report["compile_seconds"])}
-    if eager:
-        figures["speedup"] = round(eager / max(compiled, 1e-9), 3)
+    """Store this compile's cost, the load it ran under and its measured speed-up (below 1: the
+    next run on this machine does not compile this model again) for the next run."""
+    figures: dict[str, float] = {
+        "seconds": float(report["compile_seconds"]),
+        "load": round(load, 2),
+    }
+    if speedup:
+        figures["speedup"] = round(speedup, 3)
     compile_cache.remember(record, **figures)
+
+
+def _compiled_speedup(
+    evaluator: PointEvaluatorBase, eager: float | None, report: dict[str, Any]
+) -> float | None:
+    """One compiled call timed aside (a chunk of K points on the batched path) against the
+    eager seconds a point the timings measured, when they did."""
+    per_call = getattr(evaluator, "k", 1) if ENGINES[evaluator.name].points_per_call else 1
+    compiled = _seconds_per_point(evaluator, per_call, TIMING_REPEATS)
+    report["compiled_seconds_per_point"] = round(compiled, 4)
+    return eager / max(compiled, 1e-9) if eager else None
+
+
+def _compile_check(
+    compiled: PointEvaluatorBase,
+    eager: Callable[[], PointEvaluatorBase],
+    points: Sequence[tuple[float, ...]],
+    report: dict[str, Any],
+) -> tuple[PointEvaluatorBase, list[PointResult], float | None]:
+    """The compiled path raced against the eager one (:func:`_race`) on the run's first points
+    (COMPILE_CHECK_POINTS; their results kept), under the same conditions, one point each in
+    turn: when eager's fastest point beats compiled's, the compile does not pay on this machine
+    now, and the run goes back to eager. Without first points, zero points are raced and their
+    results dropped. Returns the evaluator for the rest
+    of the run, the points' results and the measured speed-up (eager / compiled seconds)."""
+    todo = list(points) or [(0.0,) * len(compiled.directions)] * COMPILE_CHECK_POINTS
+    arms = [("compiled", lambda: compiled, True), ("eager", eager, False)]
+    kept, done, record, won = _race(arms, todo[:COMPILE_CHECK_POINTS])
+    report["compile_check"] = record
+    seconds = record["point_seconds"]
+    best = {arm: min(ts) for arm, ts in seconds.items() if ts}
+    speedup = best["eager"] / max(best["compiled"], 1e-9) if len(best) == 2 else None
+    if won == 1:
+        report.update(
+            compile=False,
+            compile_abandoned=f"compiled {best['compiled']:.3g} s a point against eager "
+            f"{best['eager']:.3g} s on the first points",
+        )
+    else:
+        kept = compiled
+    return kept, done if points else [], speedup
 
 
 def _checked_compile(
