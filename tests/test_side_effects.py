@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,21 @@ def test_compute_plot_and_inspect_leave_the_callers_process_as_it_was(
     assert {k: v for k, v in after.items() if v != before[k]} == {}
     assert at_exit == "frozen at exit 0"  # the interpreter's last collection is the caller's
     assert (tmp_path / "plots" / "surface_train_loss_contour_linear.png").is_file()
+
+
+def test_tune_process_is_the_explicit_opt_in() -> None:
+    """``landscape.tune_process()`` tunes the caller's process as a command tunes its own (the
+    collector's thresholds, glibc's allocator where there is one), and nothing else does."""
+    code = (
+        "import gc, platform, sys, landscape\n"
+        "from landscape import _collector, _malloc\n"
+        "print(gc.get_threshold() != _collector.THRESHOLDS, _malloc._done)\n"
+        "landscape.tune_process()\n"
+        "print(gc.get_threshold() == _collector.THRESHOLDS,"
+        " _malloc._done == (platform.libc_ver()[0] == 'glibc'))\n"
+    )
+    off = ("LANDSCAPE_NO_GC_TUNING", "LANDSCAPE_NO_MALLOPT")  # the opt-outs, not set here
+    env = {k: v for k, v in os.environ.items() if k not in off}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "False", "True", "True"]
