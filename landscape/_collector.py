@@ -10,7 +10,8 @@ every object still alive out of the collector's reach. Objects are still freed a
 reference goes, and files are closed by their owners, not by the collector; only cyclic garbage
 left at exit is not collected, which the process's end returns to the system anyway.
 
-The Python API never calls this: a notebook's process and its collector are the user's.
+The Python API never calls this: a notebook's process and its collector are the user's
+(``landscape.tune_process()`` is the explicit opt-in).
 ``LANDSCAPE_NO_GC_TUNING=1``: nothing is changed (as ``LANDSCAPE_NO_MALLOPT`` for the allocator),
 which also times a command without the tuning.
 """

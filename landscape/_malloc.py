@@ -7,7 +7,9 @@ float32 = 33 MB for a ResNet-20 batch), so each is faulted in page by page again
 minor faults, a third of the CPU time spent in the kernel. Raising the mmap threshold (buffers up
 to ``MMAP_THRESHOLD`` come from the heap) and the trim threshold (up to ``TRIM_THRESHOLD`` of free
 heap is kept for reuse) makes the buffers reusable. ``mallopt`` applies to the calling process
-from then on (the ``MALLOC_*_`` environment variables only work before it starts). Not glibc, or
+from then on (the ``MALLOC_*_`` environment variables only work before it starts), so only a
+process landscape owns does it: a command's (the CLI's entry point), a ``--workers`` process, or
+a caller that opts in with ``landscape.tune_process()``; no run does it by itself. Not glibc, or
 ``LANDSCAPE_NO_MALLOPT=1``: nothing is changed.
 """
 

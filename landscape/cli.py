@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from landscape import __version__, _collector, families
+from landscape import __version__, families, tune_process
 from landscape.config import (
     BN_CHOICES,
     COMPILE_CHOICES,
@@ -135,7 +135,7 @@ def main() -> None:
           --direction filter-norm --x=-1:1:51 --y=-1:1:51 --out results/r20.h5
       landscape plot results/r20.h5 --out results/r20
     """
-    _collector.tune_for_process()  # a command owns its process
+    tune_process()  # a command owns its process: its collector and allocator, before any run
 
 
 def model_and_data_options(

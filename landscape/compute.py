@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from landscape import _malloc, families, grid, hf, memory, parallel, params
+from landscape import families, grid, hf, memory, parallel, params
 from landscape._callable import api_callable
 from landscape._files import Output
 from landscape.checkpoint import file_sha256
@@ -227,7 +227,6 @@ def run_compute(
     sharded over the processes and rank 0 writes; ranks other than 0 return None. ``log``
     prints the run's memory plan before it starts (for language models and runs above 1 GB).
     """
-    _malloc.tune()  # activation buffers reused, not faulted in again at every layer
     comm = parallel.communicator(workers)
     if comm.rank != 0:
         plan = comm.broadcast_plan(None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -83,7 +84,8 @@ def test_a_command_skips_the_last_collection_at_exit(
     """A command owns its process: the collector runs rarely, and the interpreter's last cyclic
     collection at exit (0.35-0.4 s with torch loaded) is skipped by freezing what is alive from
     atexit; the file the command wrote is whole all the same. A second command in the same process
-    (as tests run them) registers nothing more."""
+    (as tests run them) registers nothing more. glibc's allocator is tuned by then too, before the
+    run starts (a run itself tunes nothing). LANDSCAPE_NO_GC_TUNING / LANDSCAPE_NO_MALLOPT: not."""
     from landscape._collector import THRESHOLDS
 
     out = tmp_path / "s.h5"
@@ -96,6 +98,12 @@ def test_a_command_skips_the_last_collection_at_exit(
         # registered first, so it runs last: after the command's own exit handlers
         "atexit.register(lambda: print(len(freezes), gc.get_freeze_count() > 0, gc.get_threshold()))\n"
         "from landscape.cli import main\n"
+        "import landscape.compute, landscape._malloc as m\n"
+        "run = sys.modules['landscape.compute'].run_compute\n"
+        "def entered(*a, **k):\n"
+        "    print('allocator tuned', m._done)\n"
+        "    return run(*a, **k)\n"
+        "sys.modules['landscape.compute'].run_compute = entered\n"
         f"main({argv!r}, standalone_mode=False)\n"
         f"main({argv!r}, standalone_mode=False)\n"
         "print('frozen while running', gc.get_freeze_count() > 0)\n"
@@ -103,14 +111,18 @@ def test_a_command_skips_the_last_collection_at_exit(
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     lines = done.stdout.strip().splitlines()
     assert lines[-2:] == ["frozen while running False", f"1 True {THRESHOLDS}"], done.stdout
-    # LANDSCAPE_NO_GC_TUNING=1: the interpreter's own thresholds, no freeze at exit
-    env = {**os.environ, "LANDSCAPE_NO_GC_TUNING": "1"}
+    glibc = platform.libc_ver()[0] == "glibc"
+    tuned = [line for line in lines if line.startswith("allocator tuned")]
+    assert tuned == [f"allocator tuned {glibc}"] * 2, done.stdout  # at both runs' first line
+    # LANDSCAPE_NO_GC_TUNING=1: the interpreter's own thresholds, no freeze at exit; and no mallopt
+    env = {**os.environ, "LANDSCAPE_NO_GC_TUNING": "1", "LANDSCAPE_NO_MALLOPT": "1"}
     code = f"import gc; print('before', gc.get_threshold())\n{code}"
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
     lines = done.stdout.strip().splitlines()
     assert lines[-1] == f"0 False {lines[0].removeprefix('before ')}", done.stdout
+    assert [line for line in lines if line.startswith("allocator")] == ["allocator tuned False"] * 2
     assert read_surface(out).values["train_loss"].shape == (3, 3)  # written whole and closed
 
 

@@ -17,9 +17,11 @@ above it, bar a sticky one like ``/tmp``), and it is created ``0700``. A folder 
 is not used, with a warning: the kernels go to a new private temporary folder instead, and the
 records are neither read nor written. Malformed records are ignored.
 
-Inductor reads its folder from the environment only (``TORCHINDUCTOR_CACHE_DIR``); a run sets
-it while it compiles, within ``inductor_env`` (``numerics`` in ``landscape.evaluation``), which
-restores the caller's value when the run ends.
+Inductor reads its folder from the environment only (``TORCHINDUCTOR_CACHE_DIR``, in
+``cache_dir()`` of ``torch/_inductor/runtime/cache_dir_utils.py``, which writes it back too;
+``torch._inductor.config`` has no setting for it); a run sets it while it compiles, within
+``inductor_env`` (``numerics`` in ``landscape.evaluation``), which restores the caller's value
+(or its absence) when the run ends, whatever torch wrote meanwhile.
 """
 
 from __future__ import annotations
