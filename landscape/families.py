@@ -170,7 +170,7 @@ FAMILIES: dict[str, Family] = {
                 Option(
                     "hessian_samples",
                     "--hessian-samples",
-                    "samples the Hessian is taken over [1000].",
+                    "samples the Hessian is taken over.",
                     kind="count",
                     metavar="N",
                 ),
