@@ -132,7 +132,7 @@ def _shown(value: Any, none: str | None, pair: bool) -> str | None:
     return str(value)
 
 
-class FileList(Setting):
+class FileList(click.Option):
     """A repeatable option that also takes several values at once: ``--trajectory A B C``.
 
     What a shell makes of ``--trajectory runs/*.pt``: every argument after the option up to the
@@ -150,6 +150,10 @@ class FileList(Setting):
             option = parser._long_opt.get(name) or parser._short_opt.get(name)
             if option is not None:
                 option.process = _greedy(option.process)
+
+
+class FileListSetting(FileList, Setting):
+    """A FileList option that sets a setting (``key``), as Setting does."""
 
 
 def _greedy(process: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
@@ -265,7 +269,7 @@ def family_options() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     its help starts with the families that use it."""
     kinds: dict[str, dict[str, Any]] = {
         "value": {},
-        "files": {"cls": FileList},
+        "files": {"cls": FileListSetting},
         "flag": {"is_flag": True, "default": None},
         "count": {"type": click.IntRange(min=1)},
     }
@@ -1026,7 +1030,7 @@ def inspect_setting(*decls: str, **kwargs: Any) -> Callable[..., Any]:
 @inspect_setting(
     "--checkpoints",
     "checkpoints",
-    cls=FileList,
+    cls=FileListSetting,
     metavar="CKPT...",
     help="Checkpoints saved during training, in order (--checkpoints A B C, a folder or a glob): "
     "how far each layer moved from the first; flags layers that did not learn.",
