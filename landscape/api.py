@@ -52,7 +52,7 @@ def _as_tuple(text: str) -> tuple[float, float, int]:
     return (axis.lo, axis.hi, axis.num)
 
 
-X = _as_tuple(GridSpec.x)  # the default x axis, (-1.0, 1.0, 51)
+DEFAULT_X = _as_tuple(GridSpec.x)  # grid.x as (min, max, num): (-1.0, 1.0, 51)
 
 
 # Every keyword's default is its config field's (config.py), so that the API, the CLI and YAML
@@ -61,7 +61,7 @@ def compute(
     model: torch.nn.Module,
     data: Any,
     *,
-    x: Axis = X,
+    x: Axis = DEFAULT_X,
     y: Axis | None = GridSpec.y,
     direction: str = DirectionSpec.name,
     seed: int = DirectionSpec.seed,
