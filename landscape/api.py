@@ -29,11 +29,15 @@ import torch
 from landscape.config import (
     IN_MEMORY,
     ComputeConfig,
+    CurvatureSpec,
     DataSpec,
     DirectionSpec,
     EvalSpec,
     GridSpec,
+    InspectConfig,
     ModelSpec,
+    default_of,
+    parse_axis,
 )
 from landscape.errors import ConfigError
 from landscape.session import Session
@@ -42,36 +46,47 @@ from landscape.surface import Surface
 Axis = tuple[float, float, int] | str
 
 
+def _as_tuple(text: str) -> tuple[float, float, int]:
+    """A config's ``MIN:MAX:NUM`` axis as the API's ``(min, max, num)``."""
+    axis = parse_axis(text)
+    return (axis.lo, axis.hi, axis.num)
+
+
+DEFAULT_X = _as_tuple(GridSpec.x)  # grid.x as (min, max, num): (-1.0, 1.0, 51)
+
+
+# Every keyword's default is its config field's (config.py), so that the API, the CLI and YAML
+# agree (tests/test_settings.py checks it).
 def compute(
     model: torch.nn.Module,
     data: Any,
     *,
-    x: Axis = (-1.0, 1.0, 51),
-    y: Axis | None = None,
-    direction: str = "filter-norm",
-    seed: int = 0,
-    ignore: str = "biasbn",
-    norm: str = "filter",
+    x: Axis = DEFAULT_X,
+    y: Axis | None = GridSpec.y,
+    direction: str = DirectionSpec.name,
+    seed: int = DirectionSpec.seed,
+    ignore: str = DirectionSpec.ignore,
+    norm: str = DirectionSpec.norm,
     directions: Sequence[Mapping[str, torch.Tensor]] | None = None,
     trajectory: Sequence[Any] | None = None,
     target: Any = None,
-    states: bool = False,
-    hessian_samples: int = 1000,
-    orthogonal_to_weights: bool = False,
+    states: bool = DirectionSpec.states,
+    hessian_samples: int = DirectionSpec.hessian_samples,
+    orthogonal_to_weights: bool = DirectionSpec.orthogonal_to_weights,
     params: Sequence[str] | str = (),
     exclude: Sequence[str] | str = (),
-    store_directions: str = "auto",
-    repeat: int = 1,
-    loss: Any = "cross-entropy",
-    bn: str = "eval",
-    bn_batches: int = 10,
+    store_directions: str = DirectionSpec.store,
+    repeat: int = DirectionSpec.repeat,
+    loss: Any = EvalSpec.loss,
+    bn: str = EvalSpec.bn,
+    bn_batches: int = EvalSpec.bn_batches,
     train_data: Any = None,
-    device: str = "auto",
-    engine: str = "auto",
-    dtype: str = "float32",
-    batch_size: int = 500,
-    max_samples: int | None = None,
-    data_seed: int = 0,
+    device: str = EvalSpec.device,
+    engine: str = EvalSpec.engine,
+    dtype: str = EvalSpec.dtype,
+    batch_size: int = DataSpec.batch_size,
+    max_samples: int | None = DataSpec.max_samples,
+    data_seed: int = DataSpec.seed,
     out: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
@@ -152,10 +167,10 @@ def inspect(
     data: Any,
     *,
     trained: bool = False,
-    epsilon: float = 1e-3,
-    batch_size: int = 500,
-    max_samples: int | None = 1000,
-    device: str = "auto",
+    epsilon: float = InspectConfig.epsilon,
+    batch_size: int = default_of("data.batch_size", InspectConfig),
+    max_samples: int | None = default_of("data.max_samples", InspectConfig),
+    device: str = InspectConfig.device,
 ) -> Any:
     """The pre-/post-training diagnostics of ``landscape inspect`` on an in-memory model: a
     report with ``findings``, per-layer statistics, activations and saturation
@@ -173,13 +188,13 @@ def curvature(
     data: Any,
     surface: Surface | str | Path,
     *,
-    x: Axis | None = None,
-    y: Axis | None = None,
-    samples: int = 500,
-    tol: float = 1e-3,
-    ignore: str = "none",
-    loss: Any = "cross-entropy",
-    device: str = "auto",
+    x: Axis | None = CurvatureSpec.x,
+    y: Axis | None = CurvatureSpec.y,
+    samples: int = CurvatureSpec.samples,
+    tol: float = CurvatureSpec.tol,
+    ignore: str = CurvatureSpec.ignore,
+    loss: Any = EvalSpec.loss,
+    device: str = EvalSpec.device,
     out: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
@@ -187,7 +202,7 @@ def curvature(
     """The |λmin/λmax| map of ``landscape curvature`` over ``surface``'s plane, for the model
     and data it was computed on (checked by the weights' hash). Returns the curvature map
     (``maps["ratio"]``, ``maps["lambda_min"]``, ``maps["lambda_max"]``, ``x``, ``y``)."""
-    from landscape.curvature import CurvatureSpec, run_curvature_on
+    from landscape.curvature import run_curvature_on
     from landscape.store.curvature import read_curvature
 
     path = str(surface.path if isinstance(surface, Surface) else surface)

@@ -22,6 +22,8 @@ from landscape import __version__, families, tune_process
 from landscape.config import (
     BN_CHOICES,
     COMPILE_CHOICES,
+    CURVATURE_GRID_POINTS,
+    DEFAULT_TEXT_WINDOW,
     DIRECTION_NAMES,
     DTYPE_CHOICES,
     ENGINE_CHOICES,
@@ -29,10 +31,15 @@ from landscape.config import (
     IGNORE_CHOICES,
     MEMORY_FORMAT_CHOICES,
     NORM_CHOICES,
+    REQUIRED,
     SPLIT_CHOICES,
     STORE_CHOICES,
     ComputeConfig,
+    CurvatureSpec,
+    InspectConfig,
+    SlurmSpec,
     apply_overrides,
+    default_of,
     load_yaml_file,
     parse_axis,
 )
@@ -81,6 +88,50 @@ def _show_warning(
         click.echo(text.rstrip(), err=True)
 
 
+class Setting(click.Option):
+    """An option that sets the setting ``key`` of the config class ``root`` (config.py), whose
+    help ends with that setting's default, read from the dataclass: a default is written once.
+
+    ``fill``: the option's own default is the setting's (commands without a YAML file; compute's
+    stay None, so that its YAML fills what no flag gives). ``none``: what a None default means
+    ("PyTorch's default"); no bracket without it. ``note``: how the default is decided.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        key: str,
+        root: type = ComputeConfig,
+        fill: bool = False,
+        none: str | None = None,
+        note: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        value = default_of(key, root)
+        if fill and value is not REQUIRED and not kwargs.get("multiple"):
+            kwargs["default"] = value
+        super().__init__(*args, **kwargs)
+        self.key, self.root = key, root
+        shown = _shown(value, none, pair=bool(self.secondary_opts))
+        if shown is not None:
+            text = (self.help or "").rstrip()
+            end = "." if text.endswith(".") else ""
+            note_text = f": {note}" if note else ""
+            self.help = f"{text.removesuffix('.')} [{shown}{note_text}]{end}".lstrip()
+
+
+def _shown(value: Any, none: str | None, pair: bool) -> str | None:
+    """A default as the help's bracket shows it: None as ``none`` says, a --x/--no-x pair's as
+    yes or no; none for a required setting, an empty list or an off flag."""
+    if value is None:
+        return none
+    if isinstance(value, bool):
+        return ("yes" if value else "no") if pair else None
+    if value is REQUIRED or isinstance(value, (list, tuple, dict)):
+        return None
+    return str(value)
+
+
 class FileList(click.Option):
     """A repeatable option that also takes several values at once: ``--trajectory A B C``.
 
@@ -99,6 +150,10 @@ class FileList(click.Option):
             option = parser._long_opt.get(name) or parser._short_opt.get(name)
             if option is not None:
                 option.process = _greedy(option.process)
+
+
+class FileListSetting(FileList, Setting):
+    """A FileList option that sets a setting (``key``), as Setting does."""
 
 
 def _greedy(process: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
@@ -143,56 +198,60 @@ def model_and_data_options(
     checkpoint: str,
     samples: str,
     batch: str,
-    defaults: dict[str, Any] | None = None,
+    unset_checkpoint: str | None = None,
+    root: type = ComputeConfig,
     required: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The model and data options that compute and inspect share, declared once: --model,
     --model-arg, --checkpoint, --unsafe-pickle, --data, --split, --max-samples, --data-seed,
-    --batch-size. ``defaults``: shown defaults (compute has none: its YAML may fill them)."""
-    given = defaults or {}
+    --batch-size. ``root``: the command's config class, whose defaults the options show; they
+    are the options' defaults too except under compute (its YAML may fill them).
+    ``unset_checkpoint``: what the command does without --checkpoint."""
 
-    def default(name: str) -> dict[str, Any]:
-        return {"default": given[name], "show_default": True} if name in given else {}
+    def option(*decls: str, key: str, **kwargs: Any) -> Callable[..., Any]:
+        fill = root is not ComputeConfig
+        return click.option(*decls, cls=Setting, key=key, root=root, fill=fill, **kwargs)
 
     options = [
-        click.option("--model", required=required, help=MODEL_HELP),
-        click.option(
-            "--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
+        option("--model", key="model.name", required=required, help=MODEL_HELP),
+        option(
+            "--model-arg", "model_args", key="model.args", multiple=True, metavar="KEY=VALUE",
             help="Keyword argument for the model factory (repeatable).",
         ),
-        click.option("--checkpoint", help=checkpoint),
-        click.option(
-            "--adapter", metavar="DIR",
+        option("--checkpoint", key="model.checkpoint", help=checkpoint, none=unset_checkpoint),
+        option(
+            "--adapter", key="model.adapter", metavar="DIR",
             help="A peft adapter folder (LoRA, ...) applied to the hf: model; move only its "
             "weights with --params '*lora_*'.",
         ),
-        click.option(
-            "--unsafe-pickle", is_flag=True, default=False,
+        option(
+            "--unsafe-pickle", key="model.unsafe_pickle", is_flag=True, default=False,
             help="Allow a pickled whole model (runs code from the file: trusted files only).",
         ),
-        click.option("--data", required=required, help=DATA_HELP),
-        click.option(
-            "--split", type=click.Choice(SPLIT_CHOICES), help="Which split to evaluate on [train].",
-            **default("split"),
+        option("--data", key="data.name", required=required, help=DATA_HELP),
+        option(
+            "--split", key="data.split", type=click.Choice(SPLIT_CHOICES),
+            help="Which split to evaluate on.",
         ),
-        click.option("--max-samples", type=click.IntRange(min=1), help=samples, **default("max_samples")),
-        click.option(
-            "--data-seed", type=int, help="Seed of the --max-samples subset [0].", **default("data_seed")
+        option("--max-samples", key="data.max_samples", type=click.IntRange(min=1), help=samples),
+        option("--data-seed", key="data.seed", type=int, help="Seed of the --max-samples subset."),
+        option("--batch-size", key="data.batch_size", type=click.IntRange(min=1), help=batch),
+        option(
+            "--seq-len", key="data.seq_len", type=click.IntRange(min=2), metavar="T",
+            help="Token data: cut a flat token stream (tokens:, text:) into windows of T tokens; "
+            "cut hf-dataset: rows to T.", none=f"text: {DEFAULT_TEXT_WINDOW}",
         ),
-        click.option("--batch-size", type=click.IntRange(min=1), help=batch, **default("batch_size")),
-        click.option(
-            "--seq-len", type=click.IntRange(min=2), metavar="T",
-            help="Token data: cut a flat token stream (tokens:, text:) into windows of T tokens "
-            "[text: 128]; cut hf-dataset: rows to T.",
+        option(
+            "--tokenizer", key="data.tokenizer", metavar="DIR",
+            help="Token data: the tokenizer folder text: and hf-dataset: text is encoded with.",
+            none="the hf: model's folder",
         ),
-        click.option(
-            "--tokenizer", metavar="DIR",
-            help="Token data: the tokenizer folder text: and hf-dataset: text is encoded with "
-            "[the hf: model's folder].",
+        option(
+            "--column", key="data.column", help="hf-dataset: the column to read.",
+            none="input_ids, else text",
         ),
-        click.option("--column", help="hf-dataset: the column to read [input_ids, else text]."),
-        click.option(
-            "--labels", "label_column", metavar="COLUMN",
+        option(
+            "--labels", "label_column", key="data.labels", metavar="COLUMN",
             help="hf-dataset: a column of class labels, the targets of a sequence classifier.",
         ),
     ]  # fmt: skip
@@ -210,7 +269,7 @@ def family_options() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     its help starts with the families that use it."""
     kinds: dict[str, dict[str, Any]] = {
         "value": {},
-        "files": {"cls": FileList},
+        "files": {"cls": FileListSetting},
         "flag": {"is_flag": True, "default": None},
         "count": {"type": click.IntRange(min=1)},
     }
@@ -218,9 +277,10 @@ def family_options() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         click.option(
             opt.flag,
             opt.field,
+            **{"cls": Setting, **kinds[opt.kind]},
+            key=f"direction.{opt.field}",
             metavar=opt.metavar,
             help=f"{', '.join(names)}: {opt.help}",
-            **kinds[opt.kind],
         )
         for opt, names in families.options()
     ]
@@ -245,47 +305,10 @@ DATA_HELP = (
 
 # --- compute ----------------------------------------------------------------------------------
 
-# flag name → dotted config key; a flag given on the command line wins over the YAML file
-FLAG_KEYS = {
-    "model": "model.name",
-    "checkpoint": "model.checkpoint",
-    "unsafe_pickle": "model.unsafe_pickle",
-    "adapter": "model.adapter",
-    "data": "data.name",
-    "split": "data.split",
-    "max_samples": "data.max_samples",
-    "data_seed": "data.seed",
-    "batch_size": "data.batch_size",
-    "seq_len": "data.seq_len",
-    "tokenizer": "data.tokenizer",
-    "column": "data.column",
-    "label_column": "data.labels",
-    "params": "direction.params",
-    "exclude": "direction.exclude",
-    "store_directions": "direction.store",
-    "direction": "direction.name",
-    "seed": "direction.seed",
-    "repeat": "direction.repeat",
-    "ignore": "direction.ignore",
-    "norm": "direction.norm",
-    "directions": "direction.file",
-    **{opt.field: f"direction.{opt.field}" for opt, _ in families.options()},
-    "x": "grid.x",
-    "y": "grid.y",
-    "loss": "eval.loss",
-    "device": "eval.device",
-    "engine": "eval.engine",
-    "bn": "eval.bn",
-    "bn_batches": "eval.bn_batches",
-    "dtype": "eval.dtype",
-    "tf32": "eval.tf32",
-    "compile": "eval.compile",
-    "fuse": "eval.fuse",
-    "memory_format": "eval.memory_format",
-    "memory_budget": "eval.memory_budget",
-    "threads": "eval.threads",
-    "out": "out",
-}
+
+def setting(flag: str, key: str, **kwargs: Any) -> Callable[..., Any]:
+    """A compute option that sets the config key ``key``, its default shown from config.py."""
+    return click.option(flag, cls=Setting, key=key, **kwargs)
 
 
 def build_compute_config(
@@ -318,97 +341,126 @@ def build_compute_config(
 @model_and_data_options(
     checkpoint="Weights: .pt/.pth/.t7/.ckpt state dict (wrapped or not) or .safetensors.",
     samples="Evaluate on N samples (a seeded subset).",
-    batch="Samples per forward pass [500].",
+    batch="Samples per forward pass.",
 )
-@click.option(
-    "--direction", type=click.Choice(DIRECTION_NAMES), help="Direction family [filter-norm]."
+@setting(
+    "--direction", "direction.name", type=click.Choice(DIRECTION_NAMES), help="Direction family."
 )
-@click.option("--seed", type=int, help="Seed of the random directions [0].")
-@click.option(
+@setting("--seed", "direction.seed", type=int, help="Seed of the random directions.")
+@setting(
     "--repeat",
+    "direction.repeat",
     type=click.IntRange(min=1),
     metavar="R",
     help="R surfaces in one file, along directions of seeds SEED..SEED+R-1; info and plot show "
-    "their mean and spread [1].",
+    "their mean and spread.",
 )
-@click.option(
+@setting(
     "--ignore",
+    "direction.ignore",
     type=click.Choice(IGNORE_CHOICES),
-    help="biasbn: biases and BN parameters do not move [biasbn].",
+    help="biasbn: biases and BN parameters do not move.",
 )
-@click.option("--norm", type=click.Choice(NORM_CHOICES), help="Direction normalization [filter].")
-@click.option(
+@setting(
+    "--norm", "direction.norm", type=click.Choice(NORM_CHOICES), help="Direction normalization."
+)
+@setting(
     "--params",
+    "direction.params",
     multiple=True,
     metavar="GLOB",
     help="Move only the parameter tensors whose names match (repeatable): 'model.layers.11.*', "
     "'*.self_attn.*', '*lora_*'. The others stay at θ.",
 )
-@click.option(
+@setting(
     "--exclude",
+    "direction.exclude",
     multiple=True,
     metavar="GLOB",
     help="Keep the tensors whose names match at θ (repeatable), e.g. '*embed*'.",
 )
-@click.option(
+@setting(
     "--store-directions",
+    "direction.store",
     type=click.Choice(STORE_CHOICES),
     help="How the file keeps the directions: full (every tensor), seed (regenerated from the "
-    "seed on resume: a 1B-parameter run stores no 8 GB of them), auto (seed above 1 GiB) [auto].",
+    "seed on resume: a 1B-parameter run stores no 8 GB of them), auto (seed above 1 GiB).",
 )
-@click.option(
+@setting(
     "--directions",
+    "direction.file",
     type=click.Path(dir_okay=False),
     help="Reuse the directions of an earlier surface file or a Li et al. direction file.",
 )
 @family_options()
-@click.option("--x", type=AxisType(), help="x axis as MIN:MAX:NUM, e.g. --x=-1:1:51.")
-@click.option("--y", type=AxisType(), help="y axis as MIN:MAX:NUM; omit for a 1-D surface.")
-@click.option("--loss", help="cross-entropy, mse or pkg.module:fn [cross-entropy].")
-@click.option("--device", help="auto, cpu, cuda, cuda:N or mps [auto].")
-@click.option(
+@setting("--x", "grid.x", type=AxisType(), help="x axis as MIN:MAX:NUM.")
+@setting("--y", "grid.y", type=AxisType(), help="y axis as MIN:MAX:NUM; omit for a 1-D surface.")
+@setting("--loss", "eval.loss", help="cross-entropy, mse or pkg.module:fn.")
+@setting("--device", "eval.device", help="auto, cpu, cuda, cuda:N or mps.")
+@setting(
     "--engine",
+    "eval.engine",
     type=click.Choice(ENGINE_CHOICES),
-    help="Point evaluator: reference (one point per call), batched (K per call, vmap) or auto (timed) [auto].",
+    help="Point evaluator: reference (one point per call), batched (K per call, vmap) or auto "
+    "(timed).",
 )
-@click.option(
+@setting(
     "--bn",
+    "eval.bn",
     type=click.Choice(BN_CHOICES),
-    help="BatchNorm statistics: eval (the checkpoint's), recalibrate (re-estimated at every point), train [eval].",
+    help="BatchNorm statistics: eval (the checkpoint's), recalibrate (re-estimated at every "
+    "point), train.",
 )
-@click.option(
-    "--bn-batches", type=click.IntRange(min=1), help="recalibrate: training batches per point [10]."
+@setting(
+    "--bn-batches",
+    "eval.bn_batches",
+    type=click.IntRange(min=1),
+    help="recalibrate: training batches per point.",
 )
-@click.option(
+@setting(
     "--dtype",
+    "eval.dtype",
     type=click.Choice(DTYPE_CHOICES),
     help="Forward-pass precision (autocast); an hf: folder's weights are loaded in it, halving "
-    "a large model's memory [float32].",
+    "a large model's memory.",
 )
-@click.option("--tf32/--no-tf32", default=None, help="Allow TF32 matmuls on CUDA [no].")
-@click.option(
+@setting("--tf32/--no-tf32", "eval.tf32", default=None, help="Allow TF32 matmuls on CUDA.")
+@setting(
     "--compile",
+    "eval.compile",
     type=click.Choice(COMPILE_CHOICES),
-    help="torch.compile: auto pays it only on long runs [auto].",
+    help="torch.compile: auto pays it only on long runs.",
 )
-@click.option(
+@setting(
     "--fuse",
+    "eval.fuse",
     type=click.Choice(FUSE_CHOICES),
+    note="with --engine auto",
     help="Fold eval-mode BatchNorm (and a following add and ReLU) into the convolution before "
-    "it, per point; changes rounding only [auto: with --engine auto].",
+    "it, per point; changes rounding only.",
 )
-@click.option(
+@setting(
     "--memory-format",
+    "eval.memory_format",
     type=click.Choice(MEMORY_FORMAT_CHOICES),
-    help="Layout of conv nets [auto: timed].",
+    note="timed",
+    help="Layout of conv nets.",
 )
-@click.option(
+@setting(
     "--memory-budget",
+    "eval.memory_budget",
     metavar="BYTES",
-    help="Activation memory per forward, e.g. 2GB: sets K and caps the batch [auto].",
+    none="auto",
+    help="Activation memory per forward, e.g. 2GB: sets K and caps the batch.",
 )
-@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads [PyTorch's default].")
-@click.option("--out", type=click.Path(dir_okay=False), help="Surface file to write (or resume).")
+@setting(
+    "--threads",
+    "eval.threads",
+    type=click.IntRange(min=1),
+    none="PyTorch's default",
+    help="Intra-op threads.",
+)
+@setting("--out", "out", type=click.Path(dir_okay=False), help="Surface file to write (or resume).")
 @click.option(
     "--overwrite", is_flag=True, help="Replace an existing surface file of another config."
 )
@@ -463,6 +515,13 @@ def compute(
         )
     if result.nonfinite:
         click.echo(f"note: {result.nonfinite} points have a NaN or infinite loss (stored as such)")
+
+
+# flag name → dotted config key, from the compute options themselves; a flag given on the
+# command line wins over the YAML file (--model-arg KEY=VALUE pairs are merged into model.args)
+FLAG_KEYS = {
+    p.name: p.key for p in compute.params if isinstance(p, Setting) and p.key != "model.args"
+}
 
 
 def _progress_bar(total: int, initial: int, *, file: Any = None, force: bool = False) -> Any:
@@ -541,63 +600,87 @@ def _duration(seconds: float) -> str:
 # --- curvature --------------------------------------------------------------------------------
 
 
+def curvature_setting(flag: str, key: str, **kwargs: Any) -> Callable[..., Any]:
+    """A curvature option that sets ``key`` of CurvatureSpec, its default from config.py."""
+    return click.option(flag, cls=Setting, key=key, root=CurvatureSpec, fill=True, **kwargs)
+
+
 @main.command()
 @click.argument("surface_file", type=click.Path(dir_okay=False))
-@click.option(
-    "--x", type=AxisType(), help="x axis as MIN:MAX:NUM [11 points over the surface's x range]."
+@curvature_setting(
+    "--x",
+    "x",
+    type=AxisType(),
+    help="x axis as MIN:MAX:NUM.",
+    none=f"{CURVATURE_GRID_POINTS} points over the surface's x range",
 )
-@click.option(
-    "--y", type=AxisType(), help="y axis as MIN:MAX:NUM [11 points over the surface's y range]."
+@curvature_setting(
+    "--y",
+    "y",
+    type=AxisType(),
+    help="y axis as MIN:MAX:NUM.",
+    none=f"{CURVATURE_GRID_POINTS} points over the surface's y range",
 )
-@click.option(
+@curvature_setting(
     "--samples",
+    "samples",
     type=click.IntRange(min=1),
-    default=500,
-    show_default=True,
     help="Samples the Hessian is taken over (a seeded subset of the surface's own).",
 )
-@click.option(
+@curvature_setting(
     "--tol",
+    "tol",
     type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
-    default=1e-3,
-    show_default=True,
     help="eigsh tolerance: relative accuracy of λmax and of λmax − λmin.",
 )
-@click.option(
+@curvature_setting(
     "--ignore",
+    "ignore",
     type=click.Choice(IGNORE_CHOICES),
-    default="none",
-    show_default=True,
-    help="none: Hessian over every parameter; biasbn: over weights with filters only (Li et al.'s code).",
+    help="none: Hessian over every parameter; biasbn: over weights with filters only (Li et "
+    "al.'s code).",
 )
-@click.option(
-    "--checkpoint", help="The surface's checkpoint, if it has moved (must hold the same weights)."
+@curvature_setting(
+    "--checkpoint",
+    "checkpoint",
+    help="The surface's checkpoint, if it has moved (must hold the same weights).",
 )
-@click.option("--device", help="auto, cpu, cuda, cuda:N or mps [the surface's].")
-@click.option(
+@curvature_setting(
+    "--device", "device", help="auto, cpu, cuda, cuda:N or mps.", none="the surface's"
+)
+@curvature_setting(
     "--out",
+    "out",
     type=click.Path(dir_okay=False),
-    help="Curvature file to write (or resume) [SURFACE_curvature.h5 beside the surface].",
+    help="Curvature file to write (or resume).",
+    none="SURFACE_curvature.h5 beside the surface",
 )
 @click.option(
     "--overwrite", is_flag=True, help="Replace an existing curvature file of other settings."
 )
-@click.option(
+@curvature_setting(
     "--model",
+    "given.model",
     help="The surface's model spec, given again: needed when the file names pkg.module:factory "
     "or file.py:factory (a file's config never runs code by itself).",
 )
-@click.option("--data", help="The surface's data spec, given again (as --model, for a factory).")
-@click.option(
-    "--loss", help="The surface's loss spec, given again (as --model, for pkg.module:fn)."
+@curvature_setting(
+    "--data", "given.data", help="The surface's data spec, given again (as --model, for a factory)."
 )
-@click.option(
+@curvature_setting(
+    "--loss",
+    "given.loss",
+    help="The surface's loss spec, given again (as --model, for pkg.module:fn).",
+)
+@curvature_setting(
     "--trust-config",
+    "given.trust_config",
     is_flag=True,
     help="Run the code the file's stored config names (factories, losses): trusted files only.",
 )
-@click.option(
+@curvature_setting(
     "--unsafe-pickle",
+    "given.unsafe_pickle",
     is_flag=True,
     help="Allow a pickled whole model as the checkpoint (runs code from it: trusted files only).",
 )
@@ -637,8 +720,8 @@ def curvature(
       landscape curvature results/mlp.h5 --x=-1:1:11 --y=-1:1:11 --samples 500
       landscape plot results/mlp_curvature.h5
     """
-    from landscape.curvature import CurvatureSpec, run_curvature
-    from landscape.trust import Given
+    from landscape.config import Given
+    from landscape.curvature import run_curvature
 
     given = Given(model, data, loss, trust_config, unsafe_pickle)
     spec = CurvatureSpec(surface_file, x, y, samples, tol, ignore, checkpoint, device, out, given)
@@ -925,29 +1008,37 @@ def demo(out_dir: str | None, llm: bool, quiet: bool) -> None:
 # --- inspect ----------------------------------------------------------------------------------
 
 
+def inspect_setting(*decls: str, **kwargs: Any) -> Callable[..., Any]:
+    """An inspect option: ``decls`` are its flag, its InspectConfig key and, if it differs from
+    the key, its parameter's name; its default comes from config.py."""
+    flag, key, *name = decls
+    kwargs.setdefault("cls", Setting)
+    return click.option(flag, *name, key=key, root=InspectConfig, fill=True, **kwargs)
+
+
 @main.command()
 @model_and_data_options(
-    checkpoint="Weights to inspect [the initialization, seeded by --seed; with --checkpoints, the "
-    "last].",
+    checkpoint="Weights to inspect.",
+    unset_checkpoint="the initialization, seeded by --seed; with --checkpoints, the last",
     samples="Samples run through the model (a seeded subset).",
     batch="Samples per forward pass; saturation is measured on the first batch.",
-    defaults={"split": "train", "max_samples": 1000, "data_seed": 0, "batch_size": 500},
+    root=InspectConfig,
     required=True,
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initialization.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option(
+@inspect_setting("--seed", "seed", type=int, help="Seed of the initialization.")
+@inspect_setting("--device", "device", help="auto, cpu, cuda, cuda:N or mps.")
+@inspect_setting(
     "--checkpoints",
-    cls=FileList,
+    "checkpoints",
+    cls=FileListSetting,
     metavar="CKPT...",
     help="Checkpoints saved during training, in order (--checkpoints A B C, a folder or a glob): "
     "how far each layer moved from the first; flags layers that did not learn.",
 )
-@click.option(
+@inspect_setting(
     "--epsilon",
+    "epsilon",
     type=click.FloatRange(0, 0.5, min_open=True, max_open=True),
-    default=1e-3,
-    show_default=True,
     help="Saturation: a softmax output within epsilon of 0 or 1 is saturated.",
 )
 @click.option(
@@ -959,8 +1050,9 @@ def demo(out_dir: str | None, llm: bool, quiet: bool) -> None:
     type=click.Path(file_okay=False),
     help="Folder for weight, activation and checkpoint figures (PNG).",
 )
-@click.option(
+@inspect_setting(
     "--tensorboard",
+    "tensorboard",
     "tensorboard_dir",
     type=click.Path(file_okay=False),
     help="Folder for TensorBoard events: weight histograms per layer (one step per checkpoint "
@@ -1011,7 +1103,7 @@ def inspect(
       landscape inspect --model mlp --data digits --checkpoints 'runs/*.pt' --tensorboard tb/
     """
     from landscape.config import DataSpec, ModelSpec
-    from landscape.inspect import InspectConfig, format_report, run_inspect, write_json
+    from landscape.inspect import format_report, run_inspect, write_json
     from landscape.models import parse_model_args
 
     config = InspectConfig(
@@ -1075,17 +1167,28 @@ def inspect(
 )
 @click.option(
     "--gpus-per-task",
+    cls=Setting,
+    key="gpus_per_task",
+    root=SlurmSpec,
+    fill=True,
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
     help="--slurm: GPUs (and MPI ranks) per run.",
 )
-@click.option("--partition", help="--slurm: the SLURM partition.")
+@click.option(
+    "--partition",
+    cls=Setting,
+    key="partition",
+    root=SlurmSpec,
+    fill=True,
+    help="--slurm: the SLURM partition.",
+)
 @click.option(
     "--time",
     "time_limit",
-    default="24:00:00",
-    show_default=True,
+    cls=Setting,
+    key="time",
+    root=SlurmSpec,
+    fill=True,
     help="--slurm: time limit per run.",
 )
 @click.option(

@@ -3,6 +3,11 @@
 A config is a tree of small dataclasses (one per concern, each with a ``name``). ``from_dict``
 rejects unknown keys and bad values naming the key, so a typo never silently does nothing.
 Flags are applied over the YAML as dotted overrides (``direction.seed=3``): flags win.
+
+Every setting's default is written once, here, as its dataclass field's default (the runs of
+``compute``, ``inspect``, ``curvature`` and ``sweep --slurm`` alike): the CLI's help and option
+defaults and the Python API's keyword defaults read it (``default_of``), and
+tests/test_settings.py checks that each flag and keyword has its field and agrees with it.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar, get_type_hints
+from typing import Any, ClassVar, TypeVar, get_type_hints
 
 import yaml
 
@@ -37,6 +42,7 @@ MEMORY_FORMAT_CHOICES = ("auto", "contiguous", "channels-last")
 # bounds of the settings a flag or a file can set to anything: what the libraries take
 SEED_RANGE = (-(2**63), 2**64 - 1)  # torch.manual_seed's (numpy's data permutation: from 0)
 THREADS_MAX = 1024  # more intra-op threads than any machine has cores (100,000 crash torch)
+DEFAULT_TEXT_WINDOW = 128  # text: data's tokens per window when data.seq_len is not given
 SEEDED_DIRECTIONS = families.SEEDED  # another seed gives other directions
 WEIGHT_DERIVED = families.FROM_WEIGHTS  # built from the weights themselves
 
@@ -267,6 +273,101 @@ class ComputeConfig:
             d["eval"].pop(key)
         d["direction"].pop("store")  # how the directions are kept, not which they are
         return d
+
+
+# --- the settings of the other runs -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InspectConfig:
+    """What to inspect: a model (at a checkpoint or at its seeded initialization) on data.
+
+    ``checkpoints``: checkpoints saved during training, in order (files, folders or globs); the
+    last is inspected when ``model.checkpoint`` is not given. ``epsilon``: a softmax output
+    within epsilon of 0 or 1 is saturated. ``seed``: seeds the initialization.
+    """
+
+    model: ModelSpec
+    data: DataSpec
+    checkpoints: tuple[str, ...] = ()
+    epsilon: float = 1e-3
+    seed: int = 0
+    device: str = "auto"
+    tensorboard: str | None = None  # a folder for TensorBoard histogram events
+    # inspect's own defaults of settings it shares with compute (``default_of`` reads them
+    # first): a seeded thousand samples are plenty for activation statistics
+    DEFAULTS: ClassVar[dict[str, Any]] = {"data.max_samples": 1000}
+
+    def __post_init__(self) -> None:
+        if not 0 < self.epsilon < 0.5:
+            raise ConfigError(f"epsilon must be in (0, 0.5), got {self.epsilon}")
+        check_seed("--seed", self.seed)
+        check_seed("--data-seed", self.data.seed, low=0)
+
+
+@dataclass(frozen=True)
+class Given:
+    """What the user said on the command line about a config read from a file (landscape.trust
+    says what runs code and when a given spec is needed)."""
+
+    model: str | None = None
+    data: str | None = None
+    loss: str | None = None
+    trust_config: bool = False  # honour the file's code references as they are
+    unsafe_pickle: bool = False  # allow a pickled whole model (the command's own flag)
+
+
+CURVATURE_GRID_POINTS = 11  # curvature's points per axis by default, over the surface's range
+
+
+@dataclass(frozen=True)
+class CurvatureSpec:
+    """One ``landscape curvature`` run: which surface, which grid, how accurately."""
+
+    surface: str
+    x: str | None = None  # MIN:MAX:NUM; None: CURVATURE_GRID_POINTS over the surface's x range
+    y: str | None = None
+    samples: int = 500  # at most this many of the surface's samples (a seeded subset)
+    tol: float = 1e-3  # eigsh: relative accuracy of λmax and of λmax − λmin
+    ignore: str = "none"  # none: every parameter; biasbn: tensors with filters only
+    checkpoint: str | None = None  # the surface's checkpoint, if it has moved
+    device: str | None = None  # None: the surface's
+    out: str | None = None  # None: <surface stem>_curvature.h5 beside the surface
+    # specs given again on the command line, and the opt-ins: the file's config runs no code
+    given: Given = field(default_factory=Given)
+
+
+@dataclass(frozen=True)
+class SlurmSpec:
+    """The job-array script ``landscape sweep --slurm`` writes: GPUs (and MPI ranks) per run,
+    the SLURM partition (None: the cluster's default) and the time limit per run."""
+
+    gpus_per_task: int = 1
+    partition: str | None = None
+    time: str = "24:00:00"
+
+
+REQUIRED = dataclasses.MISSING  # default_of's answer for a setting that has no default
+
+
+def default_of(key: str, root: type = ComputeConfig) -> Any:
+    """The default of the setting ``key`` of the config class ``root`` (dotted: ``data.batch_size``
+    of ComputeConfig is 500), read from the dataclass field that declares it, or from
+    ``root.DEFAULTS`` where a run sets a shared field's default its own way (inspect's
+    ``data.max_samples``). REQUIRED for a field without a default; KeyError for no such key."""
+    own = getattr(root, "DEFAULTS", {})
+    if key in own:
+        return own[key]
+    head, _, rest = key.partition(".")
+    declared = {f.name: f for f in fields(root)}  # type: ignore[arg-type]
+    if head not in declared:
+        raise KeyError(f"{root.__name__} has no setting {key!r}")
+    if rest:
+        return default_of(rest, get_type_hints(root)[head])
+    f = declared[head]
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def surface_identity(config: ComputeConfig) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,13 @@ from landscape import grid, params
 from landscape._callable import api_callable
 from landscape._files import Output
 from landscape.compute import ProgressFactory
-from landscape.config import IGNORE_CHOICES, ComputeConfig, GridSpec
+from landscape.config import (
+    CURVATURE_GRID_POINTS,
+    IGNORE_CHOICES,
+    ComputeConfig,
+    CurvatureSpec,
+    GridSpec,
+)
 from landscape.data import EvalData
 from landscape.directions import load_directions
 from landscape.directions.base import moved_names
@@ -65,33 +71,13 @@ from landscape.store import read_surface, stored_config
 from landscape.store.codec import parsed as _json
 from landscape.store.curvature import CurvatureHeader, CurvatureStore, PointCurvature
 from landscape.surface import Surface
-from landscape.trust import Given, from_stored
+from landscape.trust import from_stored
 
-GRID_POINTS = 11  # default points per axis, over the surface's own range
-SAMPLES = 500
-TOL = 1e-3
 SEED = 0  # seeds eigsh's start vector
 DENSE_MAX = 20  # up to this many parameters the Hessian is assembled and diagonalized
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class CurvatureSpec:
-    """One ``landscape curvature`` run: which surface, which grid, how accurately."""
-
-    surface: str
-    x: str | None = None  # MIN:MAX:NUM; None: GRID_POINTS over the surface's x range
-    y: str | None = None
-    samples: int = SAMPLES  # at most this many of the surface's samples (a seeded subset)
-    tol: float = TOL
-    ignore: str = "none"  # none: every parameter; biasbn: tensors with filters only
-    checkpoint: str | None = None  # the surface's checkpoint, if it has moved
-    device: str | None = None  # None: the surface's
-    out: str | None = None  # None: <surface stem>_curvature.h5 beside the surface
-    # specs given again on the command line, and the opt-ins: the file's config runs no code
-    given: Given = field(default_factory=Given)
 
 
 @dataclass
@@ -293,12 +279,14 @@ def rebuild_config(source: Surface, spec: CurvatureSpec) -> ComputeConfig:
 
 
 def curvature_grid(source: Surface, spec: CurvatureSpec) -> tuple[np.ndarray, np.ndarray | None]:
-    """The coarse grid: ``spec.x``/``spec.y``, or GRID_POINTS per axis over the surface's range."""
+    """The coarse grid: ``spec.x``/``spec.y``, or CURVATURE_GRID_POINTS per axis over the surface's range."""
     if source.dims == 1 and spec.y is not None:
         raise ConfigError(f"{spec.surface!r} is a 1-D surface; drop --y")
 
     def axis(given: str | None, coords: np.ndarray) -> str:
-        return given or f"{float(np.min(coords))!r}:{float(np.max(coords))!r}:{GRID_POINTS}"
+        return (
+            given or f"{float(np.min(coords))!r}:{float(np.max(coords))!r}:{CURVATURE_GRID_POINTS}"
+        )
 
     y = None if source.y is None else axis(spec.y, source.y)
     return grid.coordinates(GridSpec(x=axis(spec.x, source.x), y=y))
@@ -361,7 +349,7 @@ def point_curvature(
     batches: Callable[[], Iterable[Batch]],
     loss_fn: LossFn,
     device: torch.device,
-    tol: float = TOL,
+    tol: float = CurvatureSpec.tol,
     seed: int = SEED,
 ) -> PointCurvature:
     """λmin, λmax of the Hessian of the mean loss w.r.t. ``names``, at the point ``state``.

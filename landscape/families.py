@@ -8,7 +8,8 @@ how many of the evaluation samples it takes over (the Hessian's subset) and its 
 CLI makes a flag of each; YAML sets the same ``direction.<field>``). ``config``, ``session``,
 ``compute``, ``sweep`` and the CLI derive their lists, flags and special cases from ``FAMILIES``;
 adding a family is one module with its builder, one entry here and, for each new option, its field
-in ``DirectionConfig`` (YAML and the flags both fill that dataclass).
+in ``DirectionSpec`` (YAML and the flags both fill that dataclass; its default there is the one
+the flag's help shows).
 
 This module imports nothing heavy (no torch): the config layer reads it.
 """
@@ -170,7 +171,7 @@ FAMILIES: dict[str, Family] = {
                 Option(
                     "hessian_samples",
                     "--hessian-samples",
-                    "samples the Hessian is taken over [1000].",
+                    "samples the Hessian is taken over.",
                     kind="count",
                     metavar="N",
                 ),

@@ -34,7 +34,13 @@ import h5py
 
 from landscape import families
 from landscape._files import check_output, writable_folder, write_bytes_atomically
-from landscape.config import ComputeConfig, apply_overrides, load_yaml_file, surface_identity
+from landscape.config import (
+    ComputeConfig,
+    SlurmSpec,
+    apply_overrides,
+    load_yaml_file,
+    surface_identity,
+)
 from landscape.errors import ConfigError, LandscapeError, SurfaceFileError
 
 SWEEP_KEY = "sweep"
@@ -344,9 +350,9 @@ def write_slurm(
     runs: list[SweepRun],
     script_path: str | Path,
     *,
-    gpus_per_task: int = 1,
-    partition: str | None = None,
-    time: str = "24:00:00",
+    gpus_per_task: int = SlurmSpec.gpus_per_task,
+    partition: str | None = SlurmSpec.partition,
+    time: str = SlurmSpec.time,
 ) -> Path:
     """Write a SLURM job-array script with one task per pending run; return its path.
 

@@ -27,11 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from landscape.config import DataSpec
+from landscape.config import DEFAULT_TEXT_WINDOW, DataSpec
 from landscape.errors import DataError, first_line
 from landscape.hf import PAD, require_transformers
-
-DEFAULT_TEXT_WINDOW = 128
 
 
 def _raw(

@@ -14,24 +14,13 @@ code before torch reads them, and whose pickled parts are read the same way) are
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from landscape._resolve import is_callable_spec
-from landscape.config import IN_MEMORY, ComputeConfig
+from landscape.config import IN_MEMORY, ComputeConfig, Given
 from landscape.errors import ConfigError
 
 ROLES = ("model", "data", "loss")  # the spec fields a user may give again, by flag name
-
-
-@dataclass(frozen=True)
-class Given:
-    """What the user said on the command line about a config read from a file."""
-
-    model: str | None = None
-    data: str | None = None
-    loss: str | None = None
-    trust_config: bool = False  # honour the file's code references as they are
-    unsafe_pickle: bool = False  # allow a pickled whole model (the command's own flag)
 
 
 def spec_of(config: ComputeConfig, role: str) -> str:

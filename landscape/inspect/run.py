@@ -6,7 +6,6 @@ import dataclasses
 import datetime as dt
 import platform
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import torch
 from torch import nn
 
 from landscape import __version__
-from landscape.config import DataSpec, ModelSpec, check_seed
+from landscape.config import InspectConfig, ModelSpec
 from landscape.directions import paths
 from landscape.engine import policies
 from landscape.engine.reference import is_jitted
@@ -41,29 +40,6 @@ SKIPPED_ACTIVATIONS = (
 SKIPPED_SATURATION = (
     "saturation: the model's output on the first batch is not (batch, classes) logits"
 )
-
-
-@dataclass(frozen=True)
-class InspectConfig:
-    """What to inspect: a model (at a checkpoint or at its seeded initialization) on data.
-
-    ``checkpoints``: checkpoints saved during training, in order (files, folders or globs); the
-    last is inspected when ``model.checkpoint`` is not given.
-    """
-
-    model: ModelSpec
-    data: DataSpec
-    checkpoints: tuple[str, ...] = ()
-    epsilon: float = 1e-3
-    seed: int = 0
-    device: str = "auto"
-    tensorboard: str | None = None  # a folder for TensorBoard histogram events
-
-    def __post_init__(self) -> None:
-        if not 0 < self.epsilon < 0.5:
-            raise ConfigError(f"epsilon must be in (0, 0.5), got {self.epsilon}")
-        check_seed("--seed", self.seed)
-        check_seed("--data-seed", self.data.seed, low=0)
 
 
 def run_inspect(config: InspectConfig) -> Report:
@@ -101,7 +77,7 @@ def inspect_model(
     model: nn.Module,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     *,
-    epsilon: float = 1e-3,
+    epsilon: float = InspectConfig.epsilon,
     trained: bool = False,
 ) -> Report:
     """Weight statistics, symmetry, and one forward pass over ``batches`` for the activation
