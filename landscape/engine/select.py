@@ -7,6 +7,11 @@ timed close to it) then race on the run's first real points, whose results are k
 with ``torch.compile`` only when the time the run is expected to save exceeds, with a margin, what
 compiling costs on this device; a compile that fails falls back to the eager path. Every
 measurement and decision is returned as a report that the surface file records.
+
+:func:`choose_engine` runs it in stages, each a function of its own: :func:`workbench` (batch, K,
+the BatchNorm fold), :func:`candidates`, :func:`timings`, :func:`decide_compile`, then
+:func:`race_candidates` on the first points or :func:`check_compile` against eager. What
+compiling cost here before lives in ``compile_cache``, with the records' keys and figures.
 """
 
 from __future__ import annotations
@@ -291,7 +296,7 @@ def timings(
     if len(paths) == 1 and len(sizes) == 1:
         return Timings((*paths[0], bench.batch))
     started, cpu_started = time.perf_counter(), time.thread_time()
-    seconds, labels = report["timings"], {}
+    seconds, labels = report["timings"], {}  # labels: each timing's candidate
     first_size = min(sizes, key=lambda b: abs(b - LAYOUT_BATCH)) if len(sizes) > 1 else bench.batch
     for engine, cl in paths:  # once each where the closest race on the first points
         _time_candidate(
@@ -301,7 +306,7 @@ def timings(
         raise ConfigError(f"no evaluation path runs this model: {report.get('unavailable')}")
     first = min(seconds, key=seconds.get)
     one_point = not ENGINES[labels[first][0]].points_per_call
-    arms = []
+    arms: list[Candidate] = []
     if first_points and compile != "on" and one_point:
         arms = _race_arms(seconds, labels, first, sizes)
     if len(arms) < 2 and one_point:
