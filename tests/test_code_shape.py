@@ -32,7 +32,9 @@ def long_functions(root: Path = PACKAGE) -> dict[str, int]:
 def test_no_function_in_the_package_exceeds_sixty_lines() -> None:
     found = long_functions()
     too_long = {name: n for name, n in found.items() if name not in EXEMPT_FUNCTIONS}
-    assert not too_long, f"functions over {MAX_LINES} lines (split them into named steps): {too_long}"
+    assert not too_long, (
+        f"functions over {MAX_LINES} lines (split them into named steps): {too_long}"
+    )
 
 
 def test_the_exemptions_are_still_needed() -> None:
