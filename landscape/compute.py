@@ -267,71 +267,16 @@ def _run_root(
     try:
         # held from before the first read of the file to its last write: one run per file
         output = Output(config.out, overwrite)
-        x, y = grid.coordinates(config.grid, repeats=config.direction.repeat)
+        axes = grid.coordinates(config.grid, repeats=config.direction.repeat)
         finished = None if session is not None else complete_file(config, output, start)
         if finished is not None:  # nothing to compute: the model and data are never loaded
             comm.broadcast_plan(parallel.Plan([], None, error="complete"))
             output.close()
             return finished
         prep = session or Session.from_config(config, comm.local_rank, comm.local_size)
-        extra = {
-            "data": prep.data.describe(),
-            "weights_sha256": prep.weights_sha256,
-            **prep.loss_units(),
-        }
-        # the file whose points this run resumes (refused if of another run), read before
-        # anything is built: its directions are the run's
-        stub = RunHeader(config, x, y, DirectionSet("", []), {}, prep.checkpoint_sha256, extra)
-        source = output.existing(lambda p: check_resumable(p, stub))
-        memory = memory_plan(config, prep)  # before the directions take their share
-        if log is not None and (hf.task_of(prep.model) or memory.more > MEMORY_NOTE_BYTES):
-            log(memory.text())
-        memory.check()
-        directions = directions_for(config, prep, resume_from=source, given=given)
-        repeats = [
-            directions_for(config, prep, resume_from=source, repeat=r)
-            for r in range(1, config.direction.repeat)
-        ]
-        device_dirs = directions.to(prep.device).vectors
-        prep.probe(
-            device_dirs,
-            config.data.batch_size,
-            (config.model.name, config.data.name, config.eval.loss),
-        )
-        aligned = alignment_warning({"method": directions.method, **directions.attrs})
-        if aligned and source is None:
-            warnings.warn(aligned, LandscapeWarning, stacklevel=2)
-        if random_initialization(config):
-            warnings.warn(
-                f"no --checkpoint: evaluating a random initialization of {config.model.name!r} "
-                f"(seed {config.direction.seed}), not a trained network",
-                LandscapeWarning,
-                stacklevel=2,
-            )
-        pending = _pending_points(source, x, y, config.direction.repeat)
-        # the first points of repeat 0 (the run's own directions), on which auto races candidates;
-        # fewer where other ranks wait for rank 0 meanwhile
-        per_repeat = len(x) * (1 if y is None else len(y))
-        racing = RACE_POINTS if comm.size == 1 else max(2, RACE_POINTS // comm.size)
-        first = [int(f) for f in pending[:racing] if f < per_repeat]
-        # timed, and its first points evaluated, under the run's threads and TF32 setting
-        with numerics(config, prep.device, comm.local_size):
-            choice = engine_for(
-                prep,
-                config,
-                device_dirs,
-                _engine_request(config, prep, source),
-                len(pending),
-                [grid.point_coords(f, x, y) for f in first],
-            )
-        extra["engine"] = {**choice.report, "processes": comm.size}
-        header = RunHeader(
-            config, x, y, directions, summarize(directions), prep.checkpoint_sha256, extra, repeats,
-            store_directions=store_mode(config, directions, given is not None),
-        )  # fmt: skip
-        store = SurfaceStore.open_for_run(output, header)
-        if choice.done:  # the first points, evaluated while the choice was checked on them
-            store.write_block(first[: len(choice.done)], [r.values for r in choice.done])
+        run = _prepare(config, prep, output, axes, given, log)
+        choice, first = _choose_engine(config, prep, run, axes, comm)
+        store = _open_store(config, prep, output, run, axes, choice, first, comm.size)
     except (
         BaseException
     ) as exc:  # whatever stops rank 0 here, the other ranks must not wait forever
@@ -341,10 +286,132 @@ def _run_root(
         raise
     try:
         return _evaluate_run(
-            config, comm, prep, store, choice, directions, repeats, (x, y), progress, start
+            config, comm, prep, store, choice, run.directions, run.repeats, axes, progress, start
         )
     finally:
         output.close()
+
+
+@dataclass
+class _Prepared:
+    """What a run resolved before its engine is chosen: the file whose points it resumes (None:
+    a new one), its directions (``given`` ones, else its family's) and each later repeat's,
+    those on the device, and the file header's extra attributes."""
+
+    source: Path | None
+    directions: DirectionSet
+    repeats: list[DirectionSet]
+    device_dirs: list[dict[str, Any]]
+    extra: dict[str, Any]
+    given: bool
+
+
+def _prepare(
+    config: ComputeConfig,
+    prep: Session,
+    output: Output,
+    axes: tuple[np.ndarray, np.ndarray | None],
+    given: DirectionSet | None,
+    log: Callable[[str], None] | None,
+) -> _Prepared:
+    """The resumed file checked, the memory plan told and checked, the directions built (or
+    read from the file resumed) and probed on the session, before any engine is timed."""
+    x, y = axes
+    extra = {
+        "data": prep.data.describe(),
+        "weights_sha256": prep.weights_sha256,
+        **prep.loss_units(),
+    }
+    # the file whose points this run resumes (refused if of another run), read before
+    # anything is built: its directions are the run's
+    stub = RunHeader(config, x, y, DirectionSet("", []), {}, prep.checkpoint_sha256, extra)
+    source = output.existing(lambda p: check_resumable(p, stub))
+    memory = memory_plan(config, prep)  # before the directions take their share
+    if log is not None and (hf.task_of(prep.model) or memory.more > MEMORY_NOTE_BYTES):
+        log(memory.text())
+    memory.check()
+    directions = directions_for(config, prep, resume_from=source, given=given)
+    repeats = [
+        directions_for(config, prep, resume_from=source, repeat=r)
+        for r in range(1, config.direction.repeat)
+    ]
+    device_dirs = directions.to(prep.device).vectors
+    prep.probe(
+        device_dirs,
+        config.data.batch_size,
+        (config.model.name, config.data.name, config.eval.loss),
+    )
+    _warn_before_run(config, directions, source)
+    return _Prepared(source, directions, repeats, device_dirs, extra, given is not None)
+
+
+def _warn_before_run(config: ComputeConfig, directions: DirectionSet, source: Path | None) -> None:
+    """A new run's directions aligned with the weights, or no checkpoint given: said once, at
+    the caller of ``run_compute`` / ``run_surface`` (stacklevel 4: past this, ``_prepare`` and
+    ``_run_root``)."""
+    aligned = alignment_warning({"method": directions.method, **directions.attrs})
+    if aligned and source is None:
+        warnings.warn(aligned, LandscapeWarning, stacklevel=4)
+    if random_initialization(config):
+        warnings.warn(
+            f"no --checkpoint: evaluating a random initialization of {config.model.name!r} "
+            f"(seed {config.direction.seed}), not a trained network",
+            LandscapeWarning,
+            stacklevel=4,
+        )
+
+
+def _choose_engine(
+    config: ComputeConfig,
+    prep: Session,
+    run: _Prepared,
+    axes: tuple[np.ndarray, np.ndarray | None],
+    comm: Any,
+) -> tuple[EngineChoice, list[int]]:
+    """The engine for this run (``engine_for``), timed, and its first points evaluated, under
+    the run's threads and TF32 setting; with the flat indices of those first points."""
+    x, y = axes
+    pending = _pending_points(run.source, x, y, config.direction.repeat)
+    # the first points of repeat 0 (the run's own directions), on which auto races candidates;
+    # fewer where other ranks wait for rank 0 meanwhile
+    per_repeat = len(x) * (1 if y is None else len(y))
+    racing = RACE_POINTS if comm.size == 1 else max(2, RACE_POINTS // comm.size)
+    first = [int(f) for f in pending[:racing] if f < per_repeat]
+    with numerics(config, prep.device, comm.local_size):
+        choice = engine_for(
+            prep,
+            config,
+            run.device_dirs,
+            _engine_request(config, prep, run.source),
+            len(pending),
+            [grid.point_coords(f, x, y) for f in first],
+        )
+    return choice, first
+
+
+def _open_store(
+    config: ComputeConfig,
+    prep: Session,
+    output: Output,
+    run: _Prepared,
+    axes: tuple[np.ndarray, np.ndarray | None],
+    choice: EngineChoice,
+    first: list[int],
+    processes: int,
+) -> SurfaceStore:
+    """The surface file opened for this run (created, or the one resumed), its header with the
+    engine's record, and the first points the choice evaluated written."""
+    x, y = axes
+    directions = run.directions
+    run.extra["engine"] = {**choice.report, "processes": processes}
+    header = RunHeader(
+        config, x, y, directions, summarize(directions), prep.checkpoint_sha256, run.extra,
+        run.repeats, store_directions=store_mode(config, directions, run.given),
+    )  # fmt: skip
+    store = SurfaceStore.open_for_run(output, header)
+    if choice.done:  # the first points, evaluated while the choice was checked on them
+        store.write_block(first[: len(choice.done)], [r.values for r in choice.done])
+    return store
 
 
 def complete_file(config: ComputeConfig, output: Output, start: float) -> RunResult | None:
@@ -397,40 +464,14 @@ def _evaluate_run(
     start: float,
 ) -> RunResult:
     """Rank 0 with the file open: share the pending points out, evaluate its own, write all."""
-    x, y = axes
     with store, numerics(config, prep.device, comm.local_size):
         pending = store.pending()
-        shares = [share.tolist() for share in grid.split_pending(pending, comm.size)]
-        many = comm.size > 1  # other ranks get rank 0's directions and weights in the plan
-        cpu_dirs = (
-            [{k: v.detach().cpu() for k, v in d.items()} for d in directions.vectors]
-            if many
-            else None
-        )
-        centre = {k: v.detach().cpu() for k, v in prep.centre.items()} if many else None
-        repeat_dirs = [ds.vectors for ds in repeats]  # CPU tensors, moved when their turn comes
-        plan = parallel.Plan(
-            shares, choice.settings, directions=cpu_dirs, centre=centre, repeats=repeat_dirs
-        )
-        comm.broadcast_plan(plan)
-        comm.start(
-            parallel.local_worker, lambda r: (config, r, comm.size, plan)
-        )  # local workers only
+        plan = _share_out(config, comm, prep, choice, directions, repeats, pending)
         total = store.size  # points over every repeat
         bar = progress(total, total - len(pending)) if progress else None
         eval_start = time.perf_counter()
         try:
-            writer = _Writer(store, bar, comm.size)
-
-            def between() -> None:
-                comm.alive_check()
-                parallel.collect(comm, writer, block=False)
-
-            own = np.asarray(shares[0], dtype=np.int64)
-            along = repeat_evaluators(choice.evaluator, repeat_dirs, prep.device)
-            evaluate_points(along, own, x, y, writer.add, between if comm.size > 1 else None)
-            writer.flush()
-            parallel.collect(comm, writer)
+            _evaluate_own(comm, store, prep, choice, plan, axes, bar)
         finally:
             if bar is not None:
                 bar.close()
@@ -449,6 +490,58 @@ def _evaluate_run(
         str(prep.device),
         {"engine": choice.report | {"processes": comm.size}, "eval_seconds": eval_seconds},
     )
+
+
+def _share_out(
+    config: ComputeConfig,
+    comm: Any,
+    prep: Session,
+    choice: EngineChoice,
+    directions: DirectionSet,
+    repeats: list[DirectionSet],
+    pending: np.ndarray,
+) -> parallel.Plan:
+    """The pending points split over the ranks, and the plan (their shares, the engine
+    settings, the directions and weights they evaluate) sent to the others and the local
+    workers started with it; rank 0's own share is the plan's first."""
+    shares = [share.tolist() for share in grid.split_pending(pending, comm.size)]
+    many = comm.size > 1  # other ranks get rank 0's directions and weights in the plan
+    cpu_dirs = (
+        [{k: v.detach().cpu() for k, v in d.items()} for d in directions.vectors] if many else None
+    )
+    centre = {k: v.detach().cpu() for k, v in prep.centre.items()} if many else None
+    repeat_dirs = [ds.vectors for ds in repeats]  # CPU tensors, moved when their turn comes
+    plan = parallel.Plan(
+        shares, choice.settings, directions=cpu_dirs, centre=centre, repeats=repeat_dirs
+    )
+    comm.broadcast_plan(plan)
+    comm.start(parallel.local_worker, lambda r: (config, r, comm.size, plan))  # local workers only
+    return plan
+
+
+def _evaluate_own(
+    comm: Any,
+    store: SurfaceStore,
+    prep: Session,
+    choice: EngineChoice,
+    plan: parallel.Plan,
+    axes: tuple[np.ndarray, np.ndarray | None],
+    bar: Progress | None,
+) -> None:
+    """Rank 0's own share evaluated (along every repeat's directions) and written in blocks,
+    with the other ranks' blocks collected in between and at the end."""
+    x, y = axes
+    writer = _Writer(store, bar, comm.size)
+
+    def between() -> None:
+        comm.alive_check()
+        parallel.collect(comm, writer, block=False)
+
+    own = np.asarray(plan.shares[0], dtype=np.int64)
+    along = repeat_evaluators(choice.evaluator, plan.repeats, prep.device)
+    evaluate_points(along, own, x, y, writer.add, between if comm.size > 1 else None)
+    writer.flush()
+    parallel.collect(comm, writer)
 
 
 class _Writer:

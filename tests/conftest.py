@@ -65,6 +65,21 @@ def tiny_mlp_ckpt(tmp_path: Path, tiny_npz: Path) -> Path:
 
 
 @pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A compile cache folder of the test's own (records and inductor's kernels), none chosen
+    yet in this process."""
+    import tempfile
+
+    from landscape.engine import compile_cache
+
+    monkeypatch.setenv("LANDSCAPE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setattr(compile_cache, "_chosen", [], raising=False)  # none from an earlier test
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # private fallback folders go here
+    return tmp_path / "cache"
+
+
+@pytest.fixture
 def slow_model(tmp_path: Path) -> Path:
     """A model file (``PATH:make``) for tiny_npz whose every forward sleeps 20 ms, so a run
     killed at a random moment stops mid-grid."""

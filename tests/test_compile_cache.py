@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,15 +12,6 @@ import torch
 
 from landscape.engine import compile_cache
 from landscape.engine.select import COMPILE_SECONDS, _compile_decision
-
-
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("LANDSCAPE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
-    monkeypatch.setattr(compile_cache, "_chosen", [], raising=False)  # none from an earlier test
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # private fallback folders go here
-    return tmp_path / "cache"
 
 
 def test_a_remembered_cost_and_speedup_decide(cache: Path) -> None:

@@ -290,7 +290,7 @@ def test_a_compile_that_measures_slower_than_eager_on_the_first_points_is_droppe
     speed-up (below 1) so that the next run does not compile this model again; a compile that
     pays is kept."""
     from landscape.engine import compile_cache
-    from landscape.engine.select import _compile_check, _compile_decision, _remember_compile
+    from landscape.engine.select import _compile_check, _compile_decision
 
     monkeypatch.setenv("LANDSCAPE_CACHE", str(tmp_path / "cache"))
     points = [(float(i), 0.0) for i in range(10)]
@@ -311,7 +311,7 @@ def test_a_compile_that_measures_slower_than_eager_on_the_first_points_is_droppe
     assert (speedup < 1) == slower and report["compile"] is not slower
     assert ("compile_abandoned" in report) == slower
     assert report["compile_check"]["point_seconds"].keys() == {"compiled", "eager"}
-    _remember_compile("key", report, speedup, 3.0)
+    compile_cache.remember_compile("key", report["compile_seconds"], 3.0, speedup)
     known = compile_cache.recall("key")
     assert (
         known["seconds"] == 48.9 and known["load"] == 3.0 and known["speedup"] == round(speedup, 3)

@@ -143,9 +143,18 @@ def inductor_env() -> Iterator[None]:
             os.environ[INDUCTOR_ENV] = before
 
 
-def key(model: torch.nn.Module, device: torch.device, engine: str, layout: bool, batch: int) -> str:
+def key(
+    model: torch.nn.Module,
+    device: torch.device,
+    engine: str,
+    layout: bool,
+    batch: int,
+    fused: bool = False,
+) -> str:
     """What a compile's cost depends on: the model's structure (module types and tensor shapes,
-    not values), the device, the path, the layout, the batch and the torch version."""
+    not values), the device, the path (``fused``: the BatchNorm-folded one, ``engine+fused``),
+    the layout, the batch and the torch version."""
+    engine = f"{engine}+fused" if fused else engine
     h = hashlib.sha256()
     h.update(f"{torch.__version__}|{device.type}|{engine}|{layout}|{batch}".encode())
     for name, module in model.named_modules():
@@ -163,6 +172,27 @@ def recall(record_key: str) -> dict[str, float] | None:
         return None
     figures = {k: float(v) for k, v in found.items() if _figure(v)}
     return figures or None
+
+
+def quiet_seconds(known: dict[str, Any] | None) -> float | None:
+    """A recorded compile's cost on a quiet machine: its measured seconds divided by the load
+    they were measured under (a load that is not a positive finite number counts as 1); None
+    when no cost was measured."""
+    if not known or "seconds" not in known:
+        return None
+    load = known.get("load", 1.0)
+    ok = isinstance(load, int | float) and not isinstance(load, bool) and 0 < load < math.inf
+    return float(known["seconds"]) / (float(load) if ok else 1.0)
+
+
+def remember_compile(record_key: str, seconds: float, load: float, speedup: float | None) -> None:
+    """Store a compile's cost, the machine's load it ran under and its measured speed-up (below
+    1: the next run on this machine does not compile this model again; none when not measured)
+    for the next run (:func:`remember`)."""
+    figures: dict[str, float] = {"seconds": float(seconds), "load": round(load, 2)}
+    if speedup:
+        figures["speedup"] = round(speedup, 3)
+    remember(record_key, **figures)
 
 
 def _figure(value: Any) -> bool:

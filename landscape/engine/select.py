@@ -7,6 +7,11 @@ timed close to it) then race on the run's first real points, whose results are k
 with ``torch.compile`` only when the time the run is expected to save exceeds, with a margin, what
 compiling costs on this device; a compile that fails falls back to the eager path. Every
 measurement and decision is returned as a report that the surface file records.
+
+:func:`choose_engine` runs it in stages, each a function of its own: :func:`workbench` (batch, K,
+the BatchNorm fold), :func:`candidates`, :func:`timings`, :func:`decide_compile`, then
+:func:`race_candidates` on the first points or :func:`check_compile` against eager. What
+compiling cost here before lives in ``compile_cache``, with the records' keys and figures.
 """
 
 from __future__ import annotations
@@ -135,6 +140,63 @@ class EngineRequest:
     k: int | None = None  # points per batched call; None: from the memory budget
 
 
+Candidate = tuple[str, bool, int]  # engine, channels_last, batch size
+
+
+@dataclass
+class Bench:
+    """What the stages build and time candidates with: the run's model, weights, directions and
+    loss, its data at any batch size (``batches_of``), the points per batched call (``k``), the
+    BatchNorm-folded model (None: not folded), and the engine report every stage fills in (the
+    surface file's ``engine`` record)."""
+
+    model: torch.nn.Module
+    centre: dict[str, torch.Tensor]
+    directions: list[dict[str, torch.Tensor]]
+    batches_of: Callable[[int], Batches]
+    loss_fn: Callable
+    options: dict[str, Any]  # the request's evaluator options (bn, train_batches, autocast)
+    batch: int  # --batch-size within the memory budget (:func:`batch_and_k`)
+    k: int
+    folded: torch.nn.Module | None
+    total: int  # samples in the evaluation set
+    sizes: list[int]  # the batch sizes auto compares (one: none compared)
+    report: dict[str, Any]
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.centre.values())).device
+
+    def make(
+        self, engine: str, channels_last: bool, data: Batches, compile: bool = False
+    ) -> PointEvaluatorBase:
+        """The evaluator of one path on ``data``."""
+        opts = dict(self.options, channels_last=channels_last, compile=compile)
+        cls = ENGINES[engine]
+        if cls.points_per_call:  # K points per call, from the memory budget
+            opts["k"] = self.k
+        elif self.folded is not None:  # one point at a time: the BatchNorm-folded model
+            opts["module"] = self.folded
+        return cls(self.model, self.centre, self.directions, data, self.loss_fn, **opts)
+
+    def build(self, candidate: Candidate, compile: bool = False) -> PointEvaluatorBase:
+        """A candidate's evaluator on the whole evaluation set at its batch size."""
+        engine, channels_last, batch = candidate
+        return self.make(engine, channels_last, self.batches_of(batch), compile)
+
+
+@dataclass
+class Timings:
+    """What the timings chose (engine, layout, batch size), its projected seconds a point (None:
+    one candidate, nothing timed) and the machine's load they ran under (:func:`_load_factor`);
+    ``arms``: the candidates to race on the run's first points, the choice first (none: no race)."""
+
+    chosen: Candidate
+    per_point: float | None = None
+    load: float = 1.0
+    arms: list[Candidate] = field(default_factory=list)
+
+
 def choose_engine(
     model: torch.nn.Module,
     centre: dict[str, torch.Tensor],
@@ -150,12 +212,55 @@ def choose_engine(
     ``batches_of(n)`` gives the evaluation set in batches of n samples; n and K come from the
     memory budget (:func:`batch_and_k`). ``first_points``: the run's first points; when the
     timings chose between candidates, the closest of them race on these (:func:`_race`) and
-    their results are returned in ``EngineChoice.done``.
+    their results are returned in ``EngineChoice.done``. The stages, in order: the candidates,
+    their timings, the compile decision, then a race of the closest on the first points or a
+    compile checked against eager there.
     """
+    bench = workbench(model, centre, directions, batches_of, loss_fn, request)
+    paths = candidates(model, request, bench.device)
+    timed = timings(bench, paths, request.compile, pending_points, first_points)
+    compile, record = decide_compile(bench, timed, request.compile, pending_points)
+    chosen, done = timed.chosen, []
+    if timed.arms and not compile:  # the closest candidates raced on the run's first points
+        evaluator, done, chosen = race_candidates(bench, timed.arms, first_points)
+    else:
+        evaluator = bench.build(chosen, compile)
+    if compile:
+        evaluator, done = check_compile(bench, evaluator, timed, record, request, first_points)
+    return _choice(bench, evaluator, chosen[2], done)
+
+
+def workbench(
+    model: torch.nn.Module,
+    centre: dict[str, torch.Tensor],
+    directions: list[dict[str, torch.Tensor]],
+    batches_of: Callable[[int], Batches],
+    loss_fn: Callable,
+    request: EngineRequest,
+) -> Bench:
+    """The batch and K from the memory budget, the BatchNorm fold (:func:`_fold`), the batch
+    sizes to compare, and the report begun with them."""
     device = next(iter(centre.values())).device
-    common = (model, centre, directions)
     batch, k = batch_and_k(model, centre, batches_of, request, device)
     batches = batches_of(batch)
+    folded, fold_report = _fold(model, centre, batches, request)
+    total = len_of(batches)
+    report: dict[str, Any] = {
+        "device": str(device), "k": k, "batch_size": batch, "timings": {}, "paths_rtol": PATH_RTOL
+    }  # fmt: skip
+    report.update(fold_report)
+    sizes = _batch_sizes(request, device, batch, total)
+    return Bench(
+        model, centre, directions, batches_of, loss_fn, request.options,
+        batch=batch, k=k, folded=folded, total=total, sizes=sizes, report=report,
+    )  # fmt: skip
+
+
+def candidates(
+    model: torch.nn.Module, request: EngineRequest, device: torch.device
+) -> list[tuple[str, bool]]:
+    """The engines and layouts (``channels_last``) worth timing for this model on this device:
+    the one the request names, or under auto every engine that can run it well."""
     formats = _formats(model, request)
     engines = list(ENGINES) if request.engine == "auto" else [request.engine]
     if is_jitted(model):  # a TorchScript module runs in place, one point at a time
@@ -171,137 +276,190 @@ def choose_engine(
         # on a CPU, oneDNN's convolutions are already at the cores' limit for one point: K points
         # per call only add memory traffic (2× slower measured on ResNet-20), never time them
         engines = [e for e in engines if not ENGINES[e].points_per_call] or engines
-    candidates = [(e, cl) for e in engines for cl in formats]
-    folded, fold_report = _fold(model, centre, batches, request)
-    total = len_of(batches)
-    sizes = _batch_sizes(request, device, batch, total)
+    return [(e, cl) for e in engines for cl in formats]
 
-    def make(
-        engine: str, channels_last: bool, data: Batches, compile: bool = False
-    ) -> PointEvaluatorBase:
-        opts = dict(request.options, channels_last=channels_last, compile=compile)
-        cls = ENGINES[engine]
-        if cls.points_per_call:  # K points per call, from the memory budget
-            opts["k"] = k
-        elif folded is not None:  # one point at a time: the BatchNorm-folded model
-            opts["module"] = folded
-        return cls(*common, data, loss_fn, **opts)
 
-    report: dict[str, Any] = {
-        "device": str(device), "k": k, "batch_size": batch, "timings": {}, "paths_rtol": PATH_RTOL
-    }  # fmt: skip
-    report.update(fold_report)
-    labels: dict[str, tuple[str, bool, int]] = {}
+def timings(
+    bench: Bench,
+    paths: list[tuple[str, bool]],
+    compile: str,
+    pending: int,
+    first_points: Sequence[tuple[float, ...]],
+) -> Timings:
+    """The candidates timed, when there is a choice: engines and layouts first, at one batch
+    size (LAYOUT_BATCH where batch sizes are compared, else --batch-size); then, one point at a
+    time only, the batch sizes for the best of them: raced on the run's first points when it
+    has any (``Timings.arms``; not under --compile on), else timed within the selection budget
+    (:func:`_search_batches`). Each timing goes into the report, with what the selection took
+    and the load it ran under."""
+    sizes, report = bench.sizes, bench.report
+    if len(paths) == 1 and len(sizes) == 1:
+        return Timings((*paths[0], bench.batch))
+    started, cpu_started = time.perf_counter(), time.thread_time()
+    seconds, labels = report["timings"], {}  # labels: each timing's candidate
+    first_size = min(sizes, key=lambda b: abs(b - LAYOUT_BATCH)) if len(sizes) > 1 else bench.batch
+    for engine, cl in paths:  # once each where the closest race on the first points
+        _time_candidate(
+            bench, labels, (engine, cl, first_size), 1 if first_points else TIMING_REPEATS
+        )
+    if not seconds:
+        raise ConfigError(f"no evaluation path runs this model: {report.get('unavailable')}")
+    first = min(seconds, key=seconds.get)
+    one_point = not ENGINES[labels[first][0]].points_per_call
+    arms: list[Candidate] = []
+    if first_points and compile != "on" and one_point:
+        arms = _race_arms(seconds, labels, first, sizes)
+    if len(arms) < 2 and one_point:
+        arms = []
+        _search_batches(bench, labels, first, first_size, pending, started)
+    best = min(seconds, key=seconds.get)
+    report["selection_seconds"] = round(time.perf_counter() - started, 2)
+    load = _load_factor(
+        bench.device, time.perf_counter() - started, time.thread_time() - cpu_started
+    )
+    report["load_factor"] = round(load, 2)
+    if labels[best][2] != bench.batch:
+        report["batch_size"] = labels[best][2]
+    return Timings(labels[best], seconds[best], load, arms)
 
-    def time_one(engine: str, cl: bool, b: int, repeats: int = TIMING_REPEATS) -> float:
-        """One candidate's seconds for a whole point, projected from a few batches (inf when it
-        cannot run)."""
-        label = _label(engine, cl, b, len(sizes) > 1)
-        labels[label] = (engine, cl, b)
-        few, samples = _timing_batches(batches_of(b), b, total, len(sizes) > 1)
-        try:
-            per_call = k if ENGINES[engine].points_per_call else 1
-            seconds = _seconds_per_point(make(engine, cl, few), per_call, repeats)
-        except (RuntimeError, NotImplementedError, ValueError) as exc:
-            # e.g. vmap over a torch.export graph: this candidate cannot run on this model
-            report.setdefault("unavailable", {})[label] = first_line(exc, 200)
-            return math.inf
-        report["timings"][label] = seconds * total / samples
-        return report["timings"][label]
 
-    arms: list[tuple[str, bool, int]] = []  # raced on the first points (:func:`_race`)
-    if len(candidates) > 1 or len(sizes) > 1:
-        started, cpu_started = time.perf_counter(), time.thread_time()
-        # engines and layouts first, at one batch size (LAYOUT_BATCH where batch sizes are
-        # compared, else --batch-size); then, one point at a time only, the batch sizes for the
-        # best of them: raced on the run's first points when it has any, else timed within the
-        # selection budget
-        first_size = min(sizes, key=lambda b: abs(b - LAYOUT_BATCH)) if len(sizes) > 1 else batch
-        for engine, cl in candidates:  # once each where the closest race on the first points
-            time_one(engine, cl, first_size, 1 if first_points else TIMING_REPEATS)
-        if not report["timings"]:
-            raise ConfigError(f"no evaluation path runs this model: {report.get('unavailable')}")
-        first = min(report["timings"], key=report["timings"].get)
-        engine, cl, _ = labels[first]
-        if first_points and request.compile != "on" and not ENGINES[engine].points_per_call:
-            arms = _race_arms(report["timings"], labels, first, sizes)
-        if len(arms) < 2 and not ENGINES[engine].points_per_call:
-            arms = []
-            budget = selection_budget(report["timings"][first], pending_points)
-            report["selection_budget_seconds"] = round(budget, 2)
-            per_sample = report["timings"][first] / total
+def _time_candidate(
+    bench: Bench, labels: dict[str, Candidate], candidate: Candidate, repeats: int
+) -> float:
+    """One candidate's seconds for a whole point, projected from a few batches and recorded in
+    the report's timings under its label (``labels`` maps it back); inf when it cannot run."""
+    engine, cl, b = candidate
+    many = len(bench.sizes) > 1
+    label = _label(engine, cl, b, many)
+    labels[label] = candidate
+    few, samples = _timing_batches(bench.batches_of(b), b, bench.total, many)
+    try:
+        per_call = bench.k if ENGINES[engine].points_per_call else 1
+        seconds = _seconds_per_point(bench.make(engine, cl, few), per_call, repeats)
+    except (RuntimeError, NotImplementedError, ValueError) as exc:
+        # e.g. vmap over a torch.export graph: this candidate cannot run on this model
+        bench.report.setdefault("unavailable", {})[label] = first_line(exc, 200)
+        return math.inf
+    bench.report["timings"][label] = seconds * bench.total / samples
+    return bench.report["timings"][label]
 
-            def within_budget(b: int, engine: str = engine, cl: bool = cl) -> float:
-                # a warm-up batch and one pass: inf when that would overrun the budget
-                cost = per_sample * (min(b, total) + _timed_samples(b, total, True))
-                over = time.perf_counter() - started + cost > budget
-                return math.inf if over else time_one(engine, cl, b, repeats=1)
 
-            _batch_search(sizes, first_size, report["timings"][first], within_budget)
-        best = min(report["timings"], key=report["timings"].get)
-        engine, cl, chosen = labels[best]
-        per_point = report["timings"][best]
-        report["selection_seconds"] = round(time.perf_counter() - started, 2)
-        load = _load_factor(device, time.perf_counter() - started, time.thread_time() - cpu_started)
-        report["load_factor"] = round(load, 2)
-        if chosen != batch:
-            batch, batches = chosen, batches_of(chosen)
-            report["batch_size"] = batch
-    else:
-        engine, cl = candidates[0]
-        per_point, load = None, 1.0
-    fused = folded is not None and not ENGINES[engine].points_per_call
-    record = compile_cache.key(model, device, f"{engine}+fused" if fused else engine, cl, batch)
+def _search_batches(
+    bench: Bench,
+    labels: dict[str, Candidate],
+    first: str,
+    first_size: int,
+    pending: int,
+    started: float,
+) -> None:
+    """The batch sizes of the timings' best candidate (``first``) timed outward from
+    ``first_size`` (:func:`_batch_search`) while the selection stays within its budget
+    (:func:`selection_budget`, counted from ``started``)."""
+    seconds = bench.report["timings"]
+    engine, cl, _ = labels[first]
+    budget = selection_budget(seconds[first], pending)
+    bench.report["selection_budget_seconds"] = round(budget, 2)
+    per_sample = seconds[first] / bench.total
+
+    def within_budget(b: int) -> float:
+        # a warm-up batch and one pass: inf when that would overrun the budget
+        cost = per_sample * (min(b, bench.total) + _timed_samples(b, bench.total, True))
+        over = time.perf_counter() - started + cost > budget
+        return math.inf if over else _time_candidate(bench, labels, (engine, cl, b), 1)
+
+    _batch_search(bench.sizes, first_size, seconds[first], within_budget)
+
+
+def decide_compile(bench: Bench, timed: Timings, asked: str, pending: int) -> tuple[bool, str]:
+    """Whether the timings' choice compiles (:func:`_compile_decision`, on what compiling cost
+    here before: its ``compile_cache`` record, whose key is returned too), and why, in the
+    report; the persistent inductor cache is chosen when it does."""
+    engine, cl, batch = timed.chosen
+    fused = bench.folded is not None and not ENGINES[engine].points_per_call
+    record = compile_cache.key(bench.model, bench.device, engine, cl, batch, fused=fused)
     known = compile_cache.recall(record)
     compile, why = _compile_decision(
-        request.compile, device, per_point, pending_points, known, fused, load
+        asked, bench.device, timed.per_point, pending, known, fused, timed.load
     )
-    report.update(engine=engine, channels_last=cl, compile=compile, compile_reason=why)
+    bench.report.update(engine=engine, channels_last=cl, compile=compile, compile_reason=why)
     if compile:
         compile_cache.use_persistent_inductor_cache()
+    return compile, record
+
+
+def race_candidates(
+    bench: Bench, arms: list[Candidate], first_points: Sequence[tuple[float, ...]]
+) -> tuple[PointEvaluatorBase, list[PointResult], Candidate]:
+    """The closest candidates raced on the run's first points (:func:`_race`; the race goes into
+    the report): the timings' choice, the other engines or layouts timed close to it, then batch
+    sizes walked outward from it as :func:`_batch_search` walks. Returns the kept evaluator, the
+    points' results and the kept candidate."""
+    many = len(bench.sizes) > 1
+    at_size = {b: i for i, (e, c, b) in enumerate(arms) if (e, c) == arms[0][:2]}
+
+    def round_one(point: Callable[[int], float]) -> None:
+        seconds = point(0)
+        for i in (i for i in range(len(arms)) if i not in at_size.values()):
+            point(i)
+        _batch_search(bench.sizes, arms[0][2], seconds, lambda b: point(at_size[b]))
+
+    named = [(_label(*arm, many), arm) for arm in arms]
+    evaluator, done, bench.report["race"], won = _race(
+        [
+            (label, functools.partial(bench.build, arm),
+             label in bench.report["timings"])  # timed already: warm
+            for label, arm in named
+        ],
+        first_points,
+        round_one,
+    )  # fmt: skip
+    engine, cl, batch = arms[won]
+    bench.report.update(engine=engine, channels_last=cl, batch_size=batch)
+    return evaluator, done, arms[won]
+
+
+def check_compile(
+    bench: Bench,
+    compiled: PointEvaluatorBase,
+    timed: Timings,
+    record: str,
+    request: EngineRequest,
+    first_points: Sequence[tuple[float, ...]],
+) -> tuple[PointEvaluatorBase, list[PointResult]]:
+    """The compiled path compiled on one point now (:func:`_checked_compile`: a compiler that
+    fails leaves eager in place); under --compile auto raced against eager on the first points
+    (:func:`_compile_check`: kept or dropped, their results returned), else (--compile on, or a
+    resume's pinned settings) its speed-up timed aside; the compile's cost, the load and the
+    speed-up remembered in its ``compile_cache`` record for the next run."""
+    engine, cl, batch = timed.chosen
+    eager = functools.partial(bench.make, engine, cl, bench.batches_of(batch), False)
+    evaluator = _checked_compile(compiled, eager, bench.report)
+    if not bench.report["compile"]:
+        return evaluator, []
     done: list[PointResult] = []
-    if arms and not compile:  # the closest candidates raced on the run's first points
-        many = len(sizes) > 1
-        at_size = {b: i for i, (e, c, b) in enumerate(arms) if (e, c) == arms[0][:2]}
-
-        def round_one(point: Callable[[int], float]) -> None:
-            # the timings' choice, the other engines or layouts timed close to it, then batch
-            # sizes walked outward from it as :func:`_batch_search` walks, on real points
-            seconds = point(0)
-            for i in (i for i in range(len(arms)) if i not in at_size.values()):
-                point(i)
-            _batch_search(sizes, arms[0][2], seconds, lambda b: point(at_size[b]))
-
-        named = [(_label(*arm, many), arm) for arm in arms]
-        evaluator, done, report["race"], won = _race(
-            [
-                (label, lambda a=arm: make(a[0], a[1], batches_of(a[2])),
-                 label in report["timings"])  # timed already: warm
-                for label, arm in named
-            ],
-            first_points,
-            round_one,
-        )  # fmt: skip
-        engine, cl, batch = arms[won]
-        report.update(engine=engine, channels_last=cl, batch_size=batch)
+    if request.compile == "auto":
+        evaluator, done, speedup = _compile_check(evaluator, eager, first_points, bench.report)
     else:
-        evaluator = make(engine, cl, batches, compile)
-    if compile:
-        evaluator, report = _checked_compile(evaluator, make, engine, cl, batches, report)
-    if report.get("compile") and request.compile == "auto":  # raced against eager: kept or not
-        eager = functools.partial(make, engine, cl, batches, False)
-        evaluator, done, speedup = _compile_check(evaluator, eager, first_points, report)
-        _remember_compile(record, report, speedup, load)
-    elif report.get("compile"):  # --compile on, or a resume's pinned settings: compiled
-        _remember_compile(record, report, _compiled_speedup(evaluator, per_point, report), load)
+        speedup = _compiled_speedup(evaluator, timed.per_point, bench.report)
+    compile_cache.remember_compile(record, bench.report["compile_seconds"], timed.load, speedup)
+    return evaluator, done
+
+
+def _choice(
+    bench: Bench, evaluator: PointEvaluatorBase, batch: int, done: list[PointResult]
+) -> EngineChoice:
+    """The choice made: the evaluator's own description in the report, and the settings other
+    processes (and a resume) repeat."""
+    report = bench.report
     report["engine"] = evaluator.name
     report.update(evaluator.describe())
-    fused = evaluator.module is folded and folded is not None
+    fused = evaluator.module is bench.folded and bench.folded is not None
     if not fused:
         report.update(fused=0)
     settings = EngineSettings(
-        evaluator.name, bool(report.get("compile")), bool(evaluator.channels_last), k, batch, fused
-    )
+        evaluator.name, bool(report.get("compile")), bool(evaluator.channels_last), bench.k, batch,
+        fused,
+    )  # fmt: skip
     return EngineChoice(evaluator, report, settings, done)
 
 
@@ -379,15 +537,7 @@ def _race(
             point(i)
     else:
         round_one(point)
-    finalists = sorted(seconds, key=lambda i: min(seconds[i]))[:RACE_FINALISTS]
-    if len(finalists) > 1:
-        if 0 in seconds and 0 not in finalists:
-            # the timings' choice ran first, where a slow spell at a run's start lands (measured:
-            # its point 0.50 s, then 0.37 and 0.32 s for the arms after it as the spell ended);
-            # without a second point a later arm would win by the spell's end, not its speed
-            finalists.append(0)  # run last
-        for i in finalists:
-            point(i)
+    _round_two(seconds, point)
     won = min(seconds, key=lambda i: min(seconds[i])) if seconds else 0
     if won not in made:  # no point to race on
         made[won] = arms[won][1]()
@@ -398,6 +548,21 @@ def _race(
         "point_seconds": {arms[i][0]: [round(t, 4) for t in ts] for i, ts in seconds.items()},
     }
     return made[won], done, record, won
+
+
+def _round_two(seconds: dict[int, list[float]], point: Callable[[int], float]) -> None:
+    """A race's second round (:func:`_race`): one more point with each of the RACE_FINALISTS
+    fastest arms of round one (``seconds``), then with the timings' choice (arm 0) if it is not
+    one of them."""
+    finalists = sorted(seconds, key=lambda i: min(seconds[i]))[:RACE_FINALISTS]
+    if len(finalists) > 1:
+        if 0 in seconds and 0 not in finalists:
+            # the timings' choice ran first, where a slow spell at a run's start lands (measured:
+            # its point 0.50 s, then 0.37 and 0.32 s for the arms after it as the spell ended);
+            # without a second point a later arm would win by the spell's end, not its speed
+            finalists.append(0)  # run last
+        for i in finalists:
+            point(i)
 
 
 def _fold(
@@ -615,10 +780,10 @@ def _compile_decision(
         return False, f"not compiled on {device.type}"
     if per_point is None:
         return False, "an explicit engine compiles only with --compile on"
-    measured = known is not None and "seconds" in known
+    quiet = compile_cache.quiet_seconds(known)
+    measured = quiet is not None
     default = FUSED_COMPILE_SPEEDUP.get(device.type, COMPILE_SPEEDUP) if fused else COMPILE_SPEEDUP
     speedup = float(known.get("speedup", default)) if known else default
-    quiet = float(known["seconds"]) / _figure(known, "load") if measured else None
     cost = (COMPILE_SECONDS[device.type] if quiet is None else quiet) * load
     saved = pending * per_point * max(0.0, 1 - 1 / max(speedup, 1e-9))
     verdict = saved > PAYOFF_MARGIN * cost
@@ -628,13 +793,6 @@ def _compile_decision(
         f"expected saving {saved:.0f} s ({speedup:.2f}x) vs compile cost ~{cost:.0f} s on "
         f"{device.type} ({source}{', BatchNorm folded' if fused and not measured else ''}{busy})"
     )
-
-
-def _figure(known: dict[str, Any], name: str, default: float = 1.0) -> float:
-    """A positive, finite figure of a compile record, else ``default``."""
-    value = known.get(name, default)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return float(value) if ok and 0 < value < math.inf else default
 
 
 def _load_factor(device: torch.device, wall: float, cpu: float) -> float:
@@ -648,20 +806,6 @@ def _load_factor(device: torch.device, wall: float, cpu: float) -> float:
     if device.type != "cpu" or wall <= 0 or cpu <= 0:
         return 1.0
     return min(MAX_LOAD, max(1.0, wall / cpu))
-
-
-def _remember_compile(
-    record: str, report: dict[str, Any], speedup: float | None, load: float
-) -> None:
-    """Store this compile's cost, the load it ran under and its measured speed-up (below 1: the
-    next run on this machine does not compile this model again) for the next run."""
-    figures: dict[str, float] = {
-        "seconds": float(report["compile_seconds"]),
-        "load": round(load, 2),
-    }
-    if speedup:
-        figures["speedup"] = round(speedup, 3)
-    compile_cache.remember(record, **figures)
 
 
 def _compiled_speedup(
@@ -707,12 +851,9 @@ def _compile_check(
 
 def _checked_compile(
     evaluator: PointEvaluatorBase,
-    make: Callable[..., PointEvaluatorBase],
-    engine: str,
-    cl: bool,
-    batches: Batches,
+    eager: Callable[[], PointEvaluatorBase],
     report: dict[str, Any],
-) -> tuple[PointEvaluatorBase, dict[str, Any]]:
+) -> PointEvaluatorBase:
     """Compile on one point now; a compiler that fails here leaves the eager path in place."""
     start = time.perf_counter()
     try:
@@ -720,6 +861,6 @@ def _checked_compile(
     except Exception as exc:
         first = first_line(exc)
         report.update(compile=False, compile_error=first[:200])
-        return make(engine, cl, batches, False), report
+        return eager()
     report["compile_seconds"] = round(time.perf_counter() - start, 2)
-    return evaluator, report
+    return evaluator
