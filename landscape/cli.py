@@ -44,6 +44,7 @@ from landscape.config import (
     parse_axis,
 )
 from landscape.errors import ConfigError, LandscapeError, LandscapeWarning
+from landscape.models import sources as model_sources
 
 
 def _library_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -293,10 +294,7 @@ def family_options() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return apply
 
 
-MODEL_HELP = (
-    "Built-in name (mlp, lenet, resnet20, ...), hf:DIR (a Hugging Face model folder), "
-    "pkg.module:factory, file.py:factory or a TorchScript file."
-)
+MODEL_HELP = model_sources.model_help()  # every registered source's form
 DATA_HELP = (
     "digits, cifar10:DIR, mnist:DIR, npz:FILE, pt:FILE, tokens:FILE (.npy/.pt token ids), "
     "text:FILE, hf-dataset:DIR or pkg.module:factory."

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from landscape import families, grid, hf, memory, parallel, params
+from landscape import families, grid, memory, parallel, params
 from landscape._callable import api_callable
 from landscape._files import Output
 from landscape.checkpoint import file_sha256
@@ -40,6 +40,7 @@ from landscape.evaluation import (
     numerics,
     repeat_evaluators,
 )
+from landscape.models.sources import task_of
 from landscape.session import Session, centre_checkpoint, random_initialization
 from landscape.store import RunHeader, SurfaceStore, check_resumable, done_flags, pending_points
 
@@ -327,7 +328,7 @@ def _prepare(
     stub = RunHeader(config, x, y, DirectionSet("", []), {}, prep.checkpoint_sha256, extra)
     source = output.existing(lambda p: check_resumable(p, stub))
     memory = memory_plan(config, prep)  # before the directions take their share
-    if log is not None and (hf.task_of(prep.model) or memory.more > MEMORY_NOTE_BYTES):
+    if log is not None and (task_of(prep.model) or memory.more > MEMORY_NOTE_BYTES):
         log(memory.text())
     memory.check()
     directions = directions_for(config, prep, resume_from=source, given=given)

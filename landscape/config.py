@@ -21,7 +21,8 @@ from typing import Any, ClassVar, TypeVar, get_type_hints
 
 import yaml
 
-from landscape import engines, families
+from landscape import families
+from landscape.engine.registry import ENGINES
 from landscape.errors import ConfigError
 
 # the families' names and facets come from their registry (landscape.families)
@@ -33,7 +34,7 @@ STORE_BY_SEED_BYTES = 1 << 30  # auto: directions above 1 GiB are kept as their 
 IN_MEMORY = "in-memory:"
 NORM_CHOICES = ("filter", "layer", "none")
 SPLIT_CHOICES = ("train", "test")
-ENGINE_CHOICES = ("auto", *engines.NAMES)  # auto times the registered engines
+ENGINE_CHOICES = ("auto", *ENGINES)  # auto times the registered engines
 BN_CHOICES = ("eval", "recalibrate", "train")
 DTYPE_CHOICES = ("float32", "bfloat16", "float16")
 COMPILE_CHOICES = ("auto", "on", "off")

@@ -36,16 +36,12 @@ import torch
 from torch import nn
 
 from landscape.errors import ConfigError, first_line
+from landscape.models.sources import HF_PREFIX as PREFIX
+from landscape.models.sources import TASK_ATTR, task_of
 
-PREFIX = "hf:"
 PAD = -100  # a padded token position, in inputs and targets alike
 TASKS = ("causal-lm", "sequence-classification", "image-classification")
-TASK_ATTR = "_landscape_task"  # set on a model whose calls the hooks translate
 HOOKS_ATTR = "_landscape_hooks"  # their handles
-
-
-def is_hf_spec(name: str) -> bool:
-    return name.startswith(PREFIX)
 
 
 def require_transformers() -> Any:
@@ -56,11 +52,6 @@ def require_transformers() -> Any:
             "Hugging Face models need transformers: pip install 'landscape[hf]'"
         ) from None
     return transformers
-
-
-def task_of(model: nn.Module) -> str | None:
-    """The task a model is fed for (``causal-lm``, ...), or None for a plain torch model."""
-    return getattr(model, TASK_ATTR, None)
 
 
 # --- the folder -------------------------------------------------------------------------------
@@ -172,6 +163,18 @@ def _names(value: Any) -> tuple[str, ...]:
     return tuple(value) if isinstance(value, (list, tuple)) else (value,)
 
 
+def load_spec(
+    name: str, args: dict[str, Any], *, unsafe_pickle: bool = False, dtype: Any = None
+) -> nn.Module:
+    """The loader of the ``hf`` model source (``landscape.models.sources``)."""
+    if args:
+        raise ConfigError(
+            f"model {name!r} is built from its folder's config.json and takes no arguments; "
+            f"drop --model-arg {next(iter(args))}"
+        )
+    return load_folder(name, unsafe_pickle=unsafe_pickle, dtype=dtype)
+
+
 def load_folder(
     name: str, unsafe_pickle: bool = False, dtype: torch.dtype | None = None
 ) -> nn.Module:
@@ -246,6 +249,11 @@ def is_transformers_model(model: Any) -> bool:
         return True
     base = getattr(model, "base_model", None)
     return base is not None and base is not model and is_transformers_model(base)
+
+
+def adopt(model: nn.Module) -> nn.Module | None:
+    """A transformers model object made ready for ``model(x)`` (``prepare``); None for others."""
+    return prepare(model) if is_transformers_model(model) else None
 
 
 def prepare(model: nn.Module, task: str | None = None) -> nn.Module:

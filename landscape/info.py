@@ -576,14 +576,11 @@ def _weights_text(cfg: dict[str, Any]) -> str:
     trajectory = _get(cfg, "direction", "trajectory")
     if checkpoint or (_get(cfg, "direction", "name") == "trajectory" and trajectory):
         return f"checkpoint {checkpoint or trajectory[-1]}"
-    from landscape._resolve import is_callable_spec
-    from landscape.models import is_builtin
+    from landscape.models.sources import own_weights
 
-    name = str(_get(cfg, "model", "name"))
-    if name.startswith("hf:"):
-        return "weights of the Hugging Face folder"
-    if not (is_builtin(name) or is_callable_spec(name)):
-        return "weights of the saved program"  # a TorchScript or torch.export file
+    own = own_weights(str(_get(cfg, "model", "name")))  # a saved program's, a Hugging Face folder's
+    if own:
+        return own
     return f"random initialization (seed {_get(cfg, 'direction', 'seed')}), no checkpoint"
 
 

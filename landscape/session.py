@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from landscape import checkpoint, families, hf, params
+from landscape import checkpoint, families, params
 from landscape.config import IN_MEMORY, ComputeConfig, DataSpec, ModelSpec
 from landscape.data import EvalData, as_eval_data, load_data
 from landscape.engine import ReferenceEvaluator, eval_mode, resolve_device
@@ -38,7 +38,7 @@ from landscape.errors import (
     first_line,
 )
 from landscape.losses import LossFn, get_loss, is_per_token
-from landscape.models import build_model
+from landscape.models import build_model, sources
 
 StateDict = OrderedDict[str, torch.Tensor]
 
@@ -101,8 +101,8 @@ class Session:
         if where.type == "cuda" and local_size > 1 and where.index is None:
             where = torch.device("cuda", local_rank % torch.cuda.device_count())
         network, ckpt_sha = _model_at(model, seed, weights_dtype)
-        if data.tokenizer is None and model.name.startswith(hf.PREFIX):
-            data = replace(data, tokenizer=model.name[len(hf.PREFIX) :])  # text: the model's own
+        implied = sources.data_defaults(model.name)  # e.g. an hf: folder's own tokenizer
+        data = replace(data, **{k: v for k, v in implied.items() if getattr(data, k) is None})
         evaluation = load_data(data)
         if evaluation.split is None and data.split != "train":  # train: the default, not a choice
             warnings.warn(
@@ -120,7 +120,7 @@ class Session:
             evaluation,
             where,
             ckpt_sha,
-            get_loss(loss, hf.task_of(network)),
+            get_loss(loss, sources.task_of(network)),
             model.unsafe_pickle,
             subset,
             lambda: load_data(replace(data, split="train")),
@@ -149,8 +149,7 @@ class Session:
         evaluation = as_eval_data(data, max_samples=max_samples, seed=data_seed)
         training = evaluation if train_data is None else as_eval_data(train_data)
         private = copy.deepcopy(model)
-        if hf.is_transformers_model(private):  # fed token ids or pixels, read back as logits
-            private = hf.prepare(private)
+        private = sources.adopt(private)  # e.g. transformers: fed token ids, read back as logits
         checkpoint.check_finite(private.state_dict())
 
         def subset(n: int) -> EvalData:
@@ -161,7 +160,7 @@ class Session:
             evaluation,
             resolve_device(str(device)),
             "",
-            loss_function(loss, hf.task_of(private)),
+            loss_function(loss, sources.task_of(private)),
             False,
             subset,
             lambda: training,
@@ -294,7 +293,7 @@ def _model_at(
     def with_adapter(network: torch.nn.Module) -> torch.nn.Module:  # after the base's weights
         if not spec.adapter:
             return network
-        return hf.apply_adapter(network, spec.adapter, spec.unsafe_pickle)
+        return sources.apply_adapter(spec.name, network, spec.adapter, spec.unsafe_pickle)
 
     if not ckpt:
         model = with_adapter(model)
@@ -342,13 +341,13 @@ def same_weights(a: str, b: str, unsafe_pickle: bool = False) -> bool:
 def random_initialization(config: ComputeConfig) -> bool:
     """True when the run evaluates the model's seeded random initialization: no checkpoint, and
     a model that is built (a saved TorchScript or torch.export program carries its weights)."""
-    if config.model.name.startswith((IN_MEMORY, hf.PREFIX)):
-        return False  # the caller's own weights, or those of the Hugging Face folder
+    if config.model.name.startswith(IN_MEMORY) or sources.own_weights(config.model.name):
+        return False  # the caller's own weights, or those the source carries (a saved program)
     try:
         ckpt = centre_checkpoint(config)
     except ConfigError:
         return False  # the run itself reports this
-    return not ckpt and not Path(config.model.name).is_file()
+    return not ckpt
 
 
 def state_loader(centre: StateDict, unsafe_pickle: bool = False) -> Callable[[Any], StateDict]:
@@ -412,7 +411,7 @@ def weights_sha256(state: dict[str, torch.Tensor]) -> str:
 
 def loss_function(loss: str | LossFn, task: str | None = None) -> LossFn:
     """A loss name (``cross-entropy``, ``mse``, ``pkg.module:fn``) or a callable returning one
-    loss per sample, checked for that shape on every call. ``task``: the model's (``landscape.hf``);
+    loss per sample, checked for that shape on every call. ``task``: the model's (``sources.task_of``);
     a causal LM's cross-entropy is the next-token one."""
     if isinstance(loss, str):
         return get_loss(loss, task)

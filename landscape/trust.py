@@ -19,6 +19,7 @@ from dataclasses import replace
 from landscape._resolve import is_callable_spec
 from landscape.config import IN_MEMORY, ComputeConfig, Given
 from landscape.errors import ConfigError
+from landscape.models import sources as model_sources
 
 ROLES = ("model", "data", "loss")  # the spec fields a user may give again, by flag name
 
@@ -28,9 +29,9 @@ def spec_of(config: ComputeConfig, role: str) -> str:
     return {"model": config.model.name, "data": config.data.name, "loss": config.eval.loss}[role]
 
 
-def runs_code(spec: str) -> bool:
-    """True for a spec that imports and calls Python code when resolved."""
-    return is_callable_spec(spec)
+def runs_code(spec: str, role: str = "model") -> bool:
+    """True for a spec that imports and calls Python code when resolved (a model's source says)."""
+    return model_sources.runs_code(spec) if role == "model" else is_callable_spec(spec)
 
 
 def from_stored(config: ComputeConfig, given: Given, source: str) -> ComputeConfig:
@@ -48,7 +49,7 @@ def from_stored(config: ComputeConfig, given: Given, source: str) -> ComputeConf
                 f"({stored}); give it again with --{role} (and --checkpoint), or call "
                 "landscape.curvature(model, data, surface) in Python"
             )
-        if now is None and runs_code(stored) and not given.trust_config:
+        if now is None and runs_code(stored, role) and not given.trust_config:
             raise ConfigError(
                 f"{source!r} names the {role} {stored!r}, which imports and runs Python code; a "
                 f"file's stored config is not trusted: pass --{role} {stored} if you trust that "

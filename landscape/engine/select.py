@@ -35,9 +35,9 @@ from landscape.engine.reference import (
     has_conv2d,
     is_jitted,
 )
-from landscape.engines import NAMES, evaluator_class
+from landscape.engine.registry import ENGINES
 from landscape.errors import ConfigError, first_line
-from landscape.hf import task_of
+from landscape.models.sources import task_of
 
 # what compiling costs, measured on ResNet-20 (CPU: 2 cores; CUDA: one GPU), and what it saves
 # a first compile's cost when none was measured here yet (ResNet-20 on this 2-core CPU: 11.4-11.8 s
@@ -72,10 +72,9 @@ class Evaluator(Protocol):
     def describe(self) -> dict[str, object]: ...
 
 
-# the engines, by name (declared in landscape.engines): ``--engine auto`` times each;
+# the engines, by name (``engine.registry.ENGINES``): ``--engine auto`` times each; a class's
 # ``points_per_call`` marks one that takes K points per call (K from the memory budget),
 # ``runs_scripted`` one that can run TorchScript
-ENGINES: dict[str, type[PointEvaluatorBase]] = {name: evaluator_class(name) for name in NAMES}
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,15 @@
-"""Models: the built-in zoo, user factories and saved programs, behind one ``build_model``.
+"""Models: every source of ``landscape.models.sources`` behind one ``build_model``.
 
-A model spec is one of:
+A model spec is one of (``sources.SOURCES`` declares each, and how it is recognised):
 
 - a built-in name (``BUILTIN_MODELS``: ``mlp``, ``lenet``, ``resnet20/56/110`` and their
   ``-noshort`` variants, ``vgg9``), built with keyword ``args``;
 - ``pkg.module:factory`` or ``path/to/file.py:factory``, called as ``factory(**args)``;
 - a TorchScript file (``torch.jit.save``) or a ``torch.export`` program (``.pt2``), loaded as is;
 - ``hf:DIR``: a Hugging Face model folder (``landscape.hf``; needs the ``hf`` extra).
+
+The loaders of the built-in, factory and saved-program sources live here; torch is imported when
+one runs, so that the CLI and the config layer can read the sources without it.
 """
 
 from __future__ import annotations
@@ -14,35 +17,20 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 import yaml
-from torch import nn
 
-from landscape._resolve import is_callable_spec, resolve_callable
+from landscape._resolve import resolve_callable
 from landscape.config import load_yaml
 from landscape.errors import ConfigError, first_line
-from landscape.models import resnet, vgg, zoo
+from landscape.models.sources import BUILTIN_MODELS, builtin_key, forms, resolve, source_for
 
-ModelFactory = Callable[..., nn.Module]
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
-BUILTIN_MODELS: dict[str, ModelFactory] = {
-    "mlp": zoo.mlp,
-    "lenet": zoo.lenet,
-    "resnet20": resnet.resnet20,
-    "resnet20-noshort": resnet.resnet20_noshort,
-    "resnet56": resnet.resnet56,
-    "resnet56-noshort": resnet.resnet56_noshort,
-    "resnet110": resnet.resnet110,
-    "resnet110-noshort": resnet.resnet110_noshort,
-    "vgg9": vgg.vgg9,
-}
-
-ACCEPTED_FORMS = (
-    "pkg.module:factory, path/to/file.py:factory, "
-    "a TorchScript file, or a torch.export program (.pt2)"
-)
+ModelFactory = Callable[..., "nn.Module"]
 
 __all__ = ["BUILTIN_MODELS", "build_model", "is_builtin", "parse_model_args"]
 
@@ -61,47 +49,69 @@ def build_model(
     ``dtype``: the weights' dtype for an ``hf:`` folder (``--dtype bfloat16`` halves a large
     model's memory); other models are built in float32 and ``--dtype`` is their autocast.
     """
-    args = dict(args or {})
-    builtin = _builtin_key(name)
-    if builtin is not None:
-        return _call_factory(BUILTIN_MODELS[builtin], args, builtin)
-    if name.startswith("hf:"):  # a Hugging Face folder: transformers builds it from its config
-        if args:
-            raise ConfigError(
-                f"model {name!r} is built from its folder's config.json and takes no arguments; "
-                f"drop --model-arg {next(iter(args))}"
-            )
-        from landscape.hf import load_folder
-
-        return load_folder(name, unsafe_pickle=unsafe_pickle, dtype=dtype)
-    if is_callable_spec(name):
-        factory = resolve_callable(name, "model")
-        if not callable(factory):
-            raise ConfigError(
-                f"model spec {name!r} names a {type(factory).__name__}, not a factory"
-            )
-        return _call_factory(factory, args, name)
-    if Path(name).is_file():
-        return _load_program(Path(name), args, unsafe_pickle)
-    raise ConfigError(_unknown_message(name))
+    load = resolve(source_for(name).loader)
+    return load(name, dict(args or {}), unsafe_pickle=unsafe_pickle, dtype=dtype)
 
 
 def is_builtin(name: str) -> bool:
     """True for a built-in model name (in any of the spellings ``build_model`` accepts)."""
-    return _builtin_key(name) is not None
+    return builtin_key(name) is not None
 
 
-def _builtin_key(name: str) -> str | None:
-    """Built-in names match case-insensitively, with ``_`` for ``-`` (``ResNet56_noshort``)."""
-    key = name.strip().lower().replace("_", "-")
-    return key if key in BUILTIN_MODELS else None
+# --- the loaders (``sources.SOURCES`` names them) -----------------------------------------------
 
 
-def _unknown_message(name: str) -> str:
-    builtins = ", ".join(BUILTIN_MODELS)
-    looks_like_path = "/" in name or "\\" in name or Path(name).suffix != ""
-    what = f"model file {name!r} does not exist" if looks_like_path else f"unknown model {name!r}"
-    return f"{what}; use a built-in ({builtins}) or {ACCEPTED_FORMS}"
+def load_builtin(
+    name: str, args: dict[str, Any], *, unsafe_pickle: bool = False, dtype: Any = None
+) -> nn.Module:
+    key = builtin_key(name) or name  # the source matched it: a built-in's key
+    return _call_factory(resolve(BUILTIN_MODELS[key]), args, key)
+
+
+def load_factory(
+    name: str, args: dict[str, Any], *, unsafe_pickle: bool = False, dtype: Any = None
+) -> nn.Module:
+    factory = resolve_callable(name, "model")
+    if not callable(factory):
+        raise ConfigError(f"model spec {name!r} names a {type(factory).__name__}, not a factory")
+    return _call_factory(factory, args, name)
+
+
+def load_exported(
+    name: str, args: dict[str, Any], *, unsafe_pickle: bool = False, dtype: Any = None
+) -> nn.Module:
+    """A ``torch.export`` program, refused if it carries code (unless ``unsafe_pickle``)."""
+    from landscape.checkpoint import load_exported_module
+
+    path = _program_file(name, args)
+    return load_exported_module(path, ConfigError, "model file", unsafe_pickle=unsafe_pickle)
+
+
+def load_torchscript(
+    name: str, args: dict[str, Any], *, unsafe_pickle: bool = False, dtype: Any = None
+) -> nn.Module:
+    import torch
+
+    path = _program_file(name, args)
+    try:
+        return torch.jit.load(str(path), map_location="cpu")
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise ConfigError(
+            f"model file {name!r} is not a TorchScript file ({first_line(exc, 160)}); "
+            "for a state dict, pass a built-in or factory as --model and this file as --checkpoint"
+        ) from None
+
+
+def _program_file(name: str, args: dict[str, Any]) -> Path:
+    """The file of a saved program, which exists and takes no arguments."""
+    if not Path(name).is_file():
+        raise ConfigError(f"model file {name!r} does not exist; use {forms()}")
+    if args:
+        raise ConfigError(
+            f"model file {name!r} is a saved program and takes no arguments; "
+            f"drop --model-arg {next(iter(args))}"
+        )
+    return Path(name)
 
 
 def _call_factory(factory: ModelFactory, args: dict[str, Any], name: str) -> nn.Module:
@@ -115,6 +125,8 @@ def _call_factory(factory: ModelFactory, args: dict[str, Any], name: str) -> nn.
             f"model {name!r} rejected its arguments ({given}): {first_line(exc, 160)}; "
             "check the --model-arg values"
         ) from None
+    from torch import nn
+
     if not isinstance(model, nn.Module):
         raise ConfigError(
             f"model factory {name!r} returned a {type(model).__name__}, not a torch.nn.Module; "
@@ -147,26 +159,6 @@ def _check_arguments(factory: ModelFactory, args: dict[str, Any], name: str) -> 
         signature.bind(**args)
     except TypeError as exc:
         raise ConfigError(f"model {name!r}: {exc}; pass it with --model-arg KEY=VALUE") from None
-
-
-def _load_program(path: Path, args: dict[str, Any], unsafe_pickle: bool = False) -> nn.Module:
-    """Load a saved program: ``.pt2`` via torch.export, anything else as TorchScript."""
-    if args:
-        raise ConfigError(
-            f"model file {str(path)!r} is a saved program and takes no arguments; "
-            f"drop --model-arg {next(iter(args))}"
-        )
-    if path.suffix == ".pt2":
-        from landscape.checkpoint import load_exported_module
-
-        return load_exported_module(path, ConfigError, "model file", unsafe_pickle=unsafe_pickle)
-    try:
-        return torch.jit.load(str(path), map_location="cpu")
-    except (RuntimeError, ValueError, OSError) as exc:
-        raise ConfigError(
-            f"model file {str(path)!r} is not a TorchScript file ({first_line(exc, 160)}); "
-            "for a state dict, pass a built-in or factory as --model and this file as --checkpoint"
-        ) from None
 
 
 def parse_model_args(pairs: list[str]) -> dict[str, Any]:
