@@ -263,3 +263,64 @@ def test_parse_model_args_types() -> None:
 def test_parse_model_args_rejects_malformed(pairs: list[str], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         parse_model_args(pairs)
+
+
+# --- a source of one's own: one registry entry, no other file -----------------------------------
+
+
+def toy_net(
+    spec: str, args: dict, *, unsafe_pickle: bool = False, dtype: object = None
+) -> nn.Module:
+    """``toy:W``: a 6 → W → 3 MLP at fixed weights of its own (so no checkpoint is needed)."""
+    width = int(spec.removeprefix("toy:"))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(7)
+        return nn.Sequential(nn.Linear(6, width), nn.ReLU(), nn.Linear(width, 3))
+
+
+@pytest.fixture
+def toy_source():
+    """A ``toy:`` model source registered for one test (and gone after it)."""
+    from landscape.models import sources
+
+    sources.register(
+        sources.ModelSource(
+            "toy",
+            "toy:WIDTH (a test's MLP)",
+            lambda spec: spec.startswith("toy:"),
+            toy_net,
+            weights="weights of the toy net",
+            data_defaults=lambda spec: {"max_samples": 24},  # what this model implies
+        )
+    )
+    yield
+    sources.unregister("toy")
+
+
+def test_a_registered_source_runs_compute_and_info(
+    tmp_path: Path, tiny_npz: Path, toy_source: None
+) -> None:
+    """Registering a source is all it takes: the CLI's compute and info run through it."""
+    from landscape.config import DataSpec
+    from landscape.data import load_data
+    from landscape.store import read_surface
+    from tests.test_cli import run
+
+    out = tmp_path / "toy.h5"
+    args = ["--model", "toy:5", "--data", f"npz:{tiny_npz}", "--out", str(out), "--quiet"]
+    code, _, err = run("compute", *args, "--x=-1:1:3")
+    assert code == 0, err
+    # the centre is the toy net's own loss (no checkpoint) on the 24 samples its source implies
+    x, y = load_data(DataSpec(f"npz:{tiny_npz}", max_samples=24)).tensors()
+    with torch.inference_mode():
+        expected = torch.nn.functional.cross_entropy(toy_net("toy:5", {})(x), y).item()
+    assert read_surface(out).values["train_loss"][1] == pytest.approx(expected, rel=1e-5)
+    code, text, _ = run("info", str(out))
+    assert code == 0, text
+    assert "toy:5, weights of the toy net" in text and "24 samples" in text, text
+
+
+def test_an_unregistered_source_is_unknown_again() -> None:
+    """The fixture's registration is undone: ``toy:`` names nothing outside its test."""
+    with pytest.raises(ConfigError, match=r"unknown model 'toy:5'.*hf:DIR"):
+        build_model("toy:5")

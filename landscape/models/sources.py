@@ -50,7 +50,8 @@ class ModelSource:
     name: str
     form: str  # how a user writes it, for --help and error messages
     matches: Callable[[str], bool]  # the spec names this source (tried in ``SOURCES`` order)
-    loader: str  # "module:function", imported on first use (see the module's docstring)
+    # "module:function", imported on first use (see the module's docstring), or the function
+    loader: str | Callable[..., Any]
     runs_code: bool = False  # resolving the spec imports and calls Python code (trust.py)
     # where the weights come from when there is no checkpoint ("the saved program"), or None
     # for a model that is built (without a checkpoint: its seeded random initialization)
@@ -144,8 +145,10 @@ def forms() -> str:
     return "; ".join(s.form for s in SOURCES)
 
 
-def resolve(target: str) -> Any:
-    """The object a ``module:attr`` declaration names (imported now)."""
+def resolve(target: str | Callable[..., Any]) -> Any:
+    """The object a ``module:attr`` declaration names (imported now); a function as it is."""
+    if not isinstance(target, str):
+        return target
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
 
