@@ -324,3 +324,19 @@ def test_an_unregistered_source_is_unknown_again() -> None:
     """The fixture's registration is undone: ``toy:`` names nothing outside its test."""
     with pytest.raises(ConfigError, match=r"unknown model 'toy:5'.*hf:DIR"):
         build_model("toy:5")
+
+
+def test_the_registries_are_read_without_torch() -> None:
+    """The CLI and the config layer read the model sources and the engines without torch (or
+    transformers): each entry's loader is imported when it runs."""
+    import subprocess
+
+    code = (
+        "import sys, landscape.cli, landscape.config\n"
+        "from landscape.models import sources\n"
+        "from landscape.engine.registry import ENGINES\n"
+        "print(sources.source_for('hf:x').name, sources.runs_code('m.py:f'), list(ENGINES))\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines() == ["hf True ['reference', 'batched']", "[]"], done.stdout
