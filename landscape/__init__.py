@@ -2,9 +2,8 @@
 
 The Python API (``landscape.api``, imported on first use so that the command line starts fast):
 ``compute(model, data, ...)`` → a :class:`Surface`, ``load(path)``, ``inspect(model, data)``,
-``curvature(model, data, surface)``. ``compute``, ``curvature`` and ``inspect`` are also the
-names of modules of the package; those modules are callable as the functions
-(``landscape._callable``).
+``curvature(model, data, surface)``: plain functions (the runs behind them live in
+``landscape.runs``, the diagnostics in ``landscape.diagnostics``).
 
 Importing the package and calling the API change nothing in the caller's process (matplotlib's
 backend, the garbage collector, the allocator, ``os.environ``, torch's threads and flags):
@@ -32,14 +31,10 @@ def tune_process() -> None:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "load":
+    if name in ("compute", "curvature", "inspect", "load"):  # the API's functions
         from landscape import api
 
-        return api.load
-    if name in ("compute", "curvature", "inspect"):  # modules callable as the API's functions
-        import importlib
-
-        return importlib.import_module(f"landscape.{name}")
+        return getattr(api, name)
     if name == "Surface":
         from landscape.surface import Surface
 

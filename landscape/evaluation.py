@@ -1,7 +1,7 @@
 """Evaluating a run's points: the engine a config asks for, threads and precision, and the loop
 that evaluates shares of points (one repeat after another) and hands their results on.
 
-Used by rank 0 (``landscape.compute``) and by every other rank or worker
+Used by rank 0 (``landscape.runs.surface``) and by every other rank or worker
 (``landscape.parallel.worker``) alike, so that all of them evaluate the same way.
 """
 

@@ -357,8 +357,8 @@ def test_info_on_li_reference_files(li_fixture: Path) -> None:
 
 
 def test_compute_run_stores_its_analysis(tmp_path: Path, tiny_npz: Path) -> None:
-    from landscape.compute import run_compute
     from landscape.config import ComputeConfig
+    from landscape.runs.surface import run_compute
 
     cfg = ComputeConfig.from_dict(
         {

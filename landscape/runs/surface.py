@@ -20,7 +20,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from landscape import families, grid, hf, memory, parallel, params
-from landscape._callable import api_callable
 from landscape._files import Output
 from landscape.checkpoint import file_sha256
 from landscape.config import SEEDED_DIRECTIONS, STORE_BY_SEED_BYTES, ComputeConfig
@@ -606,6 +605,3 @@ def _pending_points(
 
     with h5py.File(source, "r") as f:
         return pending_points(f, shape)
-
-
-api_callable(__name__, "compute")  # landscape.compute(model, data, ...) is the API's compute

@@ -49,9 +49,7 @@ import torch
 from scipy.sparse.linalg import ArpackError, LinearOperator, eigsh
 
 from landscape import grid, params
-from landscape._callable import api_callable
 from landscape._files import Output
-from landscape.compute import ProgressFactory
 from landscape.config import (
     CURVATURE_GRID_POINTS,
     IGNORE_CHOICES,
@@ -66,6 +64,7 @@ from landscape.directions.hessian import MAX_RESTARTS, HessianOperator
 from landscape.engine import eval_mode
 from landscape.errors import CheckpointError, ConfigError, DirectionError, SurfaceFileError
 from landscape.losses import get_loss
+from landscape.runs.surface import ProgressFactory
 from landscape.session import Session, centre_checkpoint, weights_sha256
 from landscape.store import read_surface, stored_config
 from landscape.store.codec import parsed as _json
@@ -400,6 +399,3 @@ def _top_eigenvalue(
         linear, k=1, which="LA", tol=tol, v0=v0, maxiter=MAX_RESTARTS, return_eigenvectors=False
     )
     return float(values[0])
-
-
-api_callable(__name__, "curvature")  # landscape.curvature(model, data, ...) is the API's curvature
