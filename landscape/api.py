@@ -157,9 +157,7 @@ def compute(
 
 def load(path: str | Path) -> Surface:
     """Any surface file, ours or one of Li et al.'s reference files."""
-    from landscape.store import read_surface
-
-    return read_surface(path)
+    return Surface.read(path)
 
 
 def inspect(

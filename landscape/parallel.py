@@ -234,11 +234,6 @@ class QueueSink:
         self.q.put(message)
 
 
-def threads_per_rank(local_size: int) -> int:
-    """Ranks sharing a machine split its cores: cores // ranks on this node, at least one."""
-    return max(1, (os.cpu_count() or 1) // max(1, local_size))
-
-
 # --- the runtime: rank 0 collecting, the other ranks evaluating -----------------------------------
 
 

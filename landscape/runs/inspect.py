@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from landscape import __version__
+from landscape import checkpoint_paths as paths
 from landscape.config import InspectConfig, ModelSpec
 from landscape.diagnostics.activations import (
     ForwardResult,
@@ -26,7 +27,6 @@ from landscape.diagnostics.report import Report
 from landscape.diagnostics.saturation import saturation_findings, softmax_saturation
 from landscape.diagnostics.training import checkpoint_movement, not_learning_findings
 from landscape.diagnostics.weights import LayerReport, layer_report, layers_of, symmetry_findings
-from landscape.directions import paths
 from landscape.engine import policies
 from landscape.engine.reference import is_jitted
 from landscape.errors import ConfigError, first_line

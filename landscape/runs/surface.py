@@ -407,7 +407,7 @@ def _open_store(
         config, x, y, directions, summarize(directions), prep.checkpoint_sha256, run.extra,
         run.repeats, store_directions=store_mode(config, directions, run.given),
     )  # fmt: skip
-    store = SurfaceStore.open_for_run(output, header)
+    store = SurfaceStore.open_for_run(output, header, on_complete=analyse)
     if choice.done:  # the first points, evaluated while the choice was checked on them
         store.write_block(first[: len(choice.done)], [r.values for r in choice.done])
     return store
@@ -434,10 +434,19 @@ def complete_file(config: ComputeConfig, output: Output, start: float) -> RunRes
         return None
     output.existing(lambda p: check_resumable(p, resume_header(config)))
     # closing the complete file brings its analysis up to date, as every run's close does
-    with SurfaceStore(output.final, h5py.File(output.final, "r"), config.data.split) as store:
+    file = h5py.File(output.final, "r")
+    with SurfaceStore(output.final, file, config.data.split, on_complete=analyse) as store:
         total, nonfinite = store.size, store.nonfinite_count()
     seconds = time.perf_counter() - start
     return RunResult(str(output.final), total, 0, True, nonfinite, seconds, "", {"complete": True})
+
+
+def analyse(path: Path) -> None:
+    """A complete surface file's sharpness, curvature and basin, written into it (``/analysis``)
+    when the store closes it."""
+    from landscape.analysis import store_analysis
+
+    store_analysis(path)
 
 
 def resume_header(config: ComputeConfig) -> RunHeader:

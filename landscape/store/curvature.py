@@ -44,7 +44,7 @@ from landscape.store.core import (
     open_for_reading,
     read_values,
 )
-from landscape.surface import OnGrid
+from landscape.store.values import OnGrid
 
 SCHEMA = "landscape.curvature"
 SCHEMA_VERSION = 1
