@@ -261,7 +261,7 @@ def collect(comm: Any, writer: Any, *, block: bool = True) -> None:
 def local_worker(config: Any, rank: int, size: int, plan: Any, q: Any) -> None:
     """Entry point of a ``--workers`` process (spawned: it imports everything afresh)."""
     exit_with_parent()
-    from landscape import tune_process
+    from landscape.tuning import tune_process
 
     tune_process()  # landscape owns this process, as a command owns its own
     import warnings

@@ -13,7 +13,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from landscape import __version__
 from landscape import checkpoint_paths as paths
 from landscape.config import InspectConfig, ModelSpec
 from landscape.diagnostics.activations import (
@@ -31,6 +30,7 @@ from landscape.engine import policies
 from landscape.engine.reference import is_jitted
 from landscape.errors import ConfigError, first_line
 from landscape.session import Session
+from landscape.version import __version__
 
 SKIPPED_ACTIVATIONS = (
     "dead-units and activation-growth: the model's layers cannot be hooked (a TorchScript or "

@@ -53,7 +53,7 @@ import h5py
 import numpy as np
 import torch
 
-from landscape import __version__, quantities
+from landscape import quantities
 from landscape._files import Output, check_input, os_error_text, replaced_atomically
 from landscape.config import ComputeConfig, load_yaml
 from landscape.directions.base import DirectionSet, summarize
@@ -75,6 +75,7 @@ from landscape.store.core import (
 )
 from landscape.store.validate import SCHEMA, SCHEMA_VERSION, check_surface
 from landscape.store.values import Repeat, SurfaceValues
+from landscape.version import __version__
 
 ANALYSIS_BYTES = 1 << 16  # reserved per loss quantity; an analysis is a few KiB of JSON
 
