@@ -28,6 +28,7 @@ test-fast: install     ## the default suite only (no slow, no MPI, no GPU tests)
 lint: install
 	$(BIN)/ruff check landscape tests scripts
 	$(BIN)/ruff format --check landscape tests scripts
+	$(BIN)/lint-imports  # the layers contract in pyproject.toml: no import up a layer, no circle
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

@@ -2,9 +2,8 @@
 
 The Python API (``landscape.api``, imported on first use so that the command line starts fast):
 ``compute(model, data, ...)`` → a :class:`Surface`, ``load(path)``, ``inspect(model, data)``,
-``curvature(model, data, surface)``. ``compute``, ``curvature`` and ``inspect`` are also the
-names of modules of the package; those modules are callable as the functions
-(``landscape._callable``).
+``curvature(model, data, surface)``: plain functions (the runs behind them live in
+``landscape.runs``, the diagnostics in ``landscape.diagnostics``).
 
 Importing the package and calling the API change nothing in the caller's process (matplotlib's
 backend, the garbage collector, the allocator, ``os.environ``, torch's threads and flags):
@@ -15,31 +14,17 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from landscape.tuning import tune_process
+from landscape.version import __version__
+
 __all__ = ["Surface", "__version__", "compute", "curvature", "inspect", "load", "tune_process"]
 
 
-def tune_process() -> None:
-    """Tune this process as a ``landscape`` command tunes its own: glibc's allocator keeps large
-    buffers for reuse (``landscape._malloc``; ``LANDSCAPE_NO_MALLOPT=1``: not) and Python's
-    collector runs rarely and skips its last collection at exit (``landscape._collector``;
-    ``LANDSCAPE_NO_GC_TUNING=1``: not). For the rest of the process, and never undone: the CLI
-    and ``--workers`` processes call it; from Python it is the caller's choice."""
-    from landscape import _collector, _malloc
-
-    _collector.tune_for_process()
-    _malloc.tune()
-
-
 def __getattr__(name: str) -> Any:
-    if name == "load":
+    if name in ("compute", "curvature", "inspect", "load"):  # the API's functions
         from landscape import api
 
-        return api.load
-    if name in ("compute", "curvature", "inspect"):  # modules callable as the API's functions
-        import importlib
-
-        return importlib.import_module(f"landscape.{name}")
+        return getattr(api, name)
     if name == "Surface":
         from landscape.surface import Surface
 

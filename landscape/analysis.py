@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from landscape.errors import ConfigError
-from landscape.surface import Surface
+from landscape.store.values import SurfaceValues
 
 ANALYSIS_VERSION = 1
 DEFAULT_EPSILON = 0.2
@@ -220,7 +220,7 @@ def _build(kind: type, d: dict[str, Any]) -> Any:
 
 
 def analyse(
-    surface: Surface, quantity: str, options: AnalysisOptions | None = None
+    surface: SurfaceValues, quantity: str, options: AnalysisOptions | None = None
 ) -> SurfaceAnalysis:
     """Every analysis of one quantity (``train_loss``, ...), on the computed points only."""
     options = options or AnalysisOptions()
@@ -269,13 +269,13 @@ def analyse(
 
 
 def analyse_all(
-    surface: Surface, options: AnalysisOptions | None = None
+    surface: SurfaceValues, options: AnalysisOptions | None = None
 ) -> dict[str, SurfaceAnalysis]:
     """The analysis of every stored loss quantity."""
     return {q: analyse(surface, q, options) for q in surface.quantities("loss")}
 
 
-def _axes(surface: Surface) -> list[np.ndarray]:
+def _axes(surface: SurfaceValues) -> list[np.ndarray]:
     axes = [np.asarray(surface.x, dtype=np.float64)]
     if surface.y is not None:
         axes.append(np.asarray(surface.y, dtype=np.float64))
@@ -626,7 +626,7 @@ def grid_minimum(axes: list[np.ndarray], f: np.ndarray, centre: Centre) -> Minim
 
 
 def stored_or_computed(
-    surface: Surface, options: AnalysisOptions | None = None
+    surface: SurfaceValues, options: AnalysisOptions | None = None
 ) -> dict[str, tuple[SurfaceAnalysis, bool]]:
     """Each loss quantity's analysis and whether it came from the file.
 
@@ -649,7 +649,9 @@ def stored_or_computed(
     return out
 
 
-def analysis_report(surface: Surface, options: AnalysisOptions | None = None) -> dict[str, Any]:
+def analysis_report(
+    surface: SurfaceValues, options: AnalysisOptions | None = None
+) -> dict[str, Any]:
     """The analyses as one JSON-ready dict: the file, and per loss quantity its analysis."""
     found = stored_or_computed(surface, options)
     return {

@@ -10,7 +10,7 @@
 
 Every function takes objects, a model (``nn.Module``) and data (``(x, y)`` tensors or arrays, a
 Dataset, a DataLoader or ``(x, y)`` batches), and runs the same core as the command line
-(``landscape.session``, ``landscape.compute``): an in-memory model gives the surface the CLI
+(``landscape.session``, ``landscape.runs.surface``): an in-memory model gives the surface the CLI
 gives on its checkpoint. The caller's model is never changed. A run writes a surface file as it
 goes: ``out=`` names it (and a rerun resumes it), else it lives in a temporary folder for as long
 as the returned surface does.
@@ -142,7 +142,7 @@ def compute(
             model, session, spec, loss, x, y, bn, bn_batches, device, engine, dtype, batch_size,
             max_samples, data_seed, target,
         )  # fmt: skip
-        from landscape.compute import run_surface
+        from landscape.runs.surface import run_surface
 
         given = _given_directions(directions, session) if directions is not None else None
         result = run_surface(
@@ -157,9 +157,7 @@ def compute(
 
 def load(path: str | Path) -> Surface:
     """Any surface file, ours or one of Li et al.'s reference files."""
-    from landscape.store import read_surface
-
-    return read_surface(path)
+    return Surface.read(path)
 
 
 def inspect(
@@ -176,7 +174,7 @@ def inspect(
     report with ``findings``, per-layer statistics, activations and saturation
     (``report.has_errors``; ``report.to_dict()`` is the JSON report). ``trained``: judge it as a
     trained network (before training, saturation and activation growth are stricter)."""
-    from landscape.inspect.run import inspect_model
+    from landscape.runs.inspect import inspect_model
 
     session = Session.from_objects(model, data, device=device, max_samples=max_samples)
     batches = session.data.batches(batch_size, session.device)
@@ -202,7 +200,7 @@ def curvature(
     """The |λmin/λmax| map of ``landscape curvature`` over ``surface``'s plane, for the model
     and data it was computed on (checked by the weights' hash). Returns the curvature map
     (``maps["ratio"]``, ``maps["lambda_min"]``, ``maps["lambda_max"]``, ``x``, ``y``)."""
-    from landscape.curvature import run_curvature_on
+    from landscape.runs.curvature import run_curvature_on
     from landscape.store.curvature import read_curvature
 
     path = str(surface.path if isinstance(surface, Surface) else surface)

@@ -490,7 +490,7 @@ def compute(
       landscape compute --model mlp --checkpoint mlp.pt --data digits \\
           --direction filter-norm --x=-1:1:51 --y=-1:1:51 --out results/mlp.h5
     """
-    from landscape.compute import run_compute
+    from landscape.runs.surface import run_compute
 
     config = build_compute_config(ctx, config_file, model_args)
     progress = None if quiet else _progress_bar
@@ -719,7 +719,7 @@ def curvature(
       landscape plot results/mlp_curvature.h5
     """
     from landscape.config import Given
-    from landscape.curvature import run_curvature
+    from landscape.runs.curvature import run_curvature
 
     given = Given(model, data, loss, trust_config, unsafe_pickle)
     spec = CurvatureSpec(surface_file, x, y, samples, tol, ignore, checkpoint, device, out, given)
@@ -1101,8 +1101,9 @@ def inspect(
       landscape inspect --model mlp --data digits --checkpoints 'runs/*.pt' --tensorboard tb/
     """
     from landscape.config import DataSpec, ModelSpec
-    from landscape.inspect import format_report, run_inspect, write_json
+    from landscape.diagnostics import format_report, write_json
     from landscape.models import parse_model_args
+    from landscape.runs.inspect import run_inspect
 
     config = InspectConfig(
         model=ModelSpec(
@@ -1137,7 +1138,7 @@ def inspect(
         import matplotlib
 
         matplotlib.use("Agg")
-        from landscape.inspect.plots import render_plots
+        from landscape.diagnostics.plots import render_plots
 
         for path in render_plots(report, plots_dir):
             click.echo(f"wrote {path}")
@@ -1217,7 +1218,7 @@ def sweep(
       landscape sweep configs/li2018/sweep-resnet56.yaml
       landscape sweep configs/li2018/sweep-resnet56.yaml --slurm jobs/sweep.sh --gpus-per-task 4
     """
-    from landscape.sweep import expand_sweep, missing_input, run_sweep, status, write_slurm
+    from landscape.runs.sweep import expand_sweep, missing_input, run_sweep, status, write_slurm
 
     runs = expand_sweep(sweep_file)
     if dry_run:

@@ -46,6 +46,7 @@ from landscape._resolve import is_callable_spec, resolve_callable
 from landscape._safe_pickle import RefusedGlobal, load_data_pickle
 from landscape.config import IN_MEMORY, SPLIT_CHOICES, DataSpec
 from landscape.errors import ConfigError, DataError, first_line
+from landscape.raw import Raw
 
 DIGITS_TRAIN_SIZE = 1437  # first 80 % of the 1797 bundled digits; the remaining 360 are `test`
 
@@ -67,18 +68,6 @@ def _short_sha256(*buffers: Any) -> str:
     for buf in buffers:
         h.update(buf)
     return h.hexdigest()[:16]
-
-
-@dataclass
-class _Raw:
-    """What a file loader returns: the whole split, before subsetting."""
-
-    x: Tensor
-    y: Tensor
-    normalized: bool = False  # whether a normalization was applied
-    one_set: bool = False  # the format has no splits
-    num_classes: int | None = None
-    notes: list[str] = dataclasses.field(default_factory=list)  # what the loader left out, say
 
 
 class EvalData:
@@ -223,7 +212,7 @@ def as_eval_data(data: Any, *, max_samples: int | None = None, seed: int = 0) ->
     _check_pair(x, y, "in-memory")
     check_finite_samples(x, y, "in-memory")
     spec = DataSpec(f"{IN_MEMORY}{kind}", max_samples=max_samples, seed=seed)
-    result = _from_tensors(spec, kind, "train", _Raw(x, y))
+    result = _from_tensors(spec, kind, "train", Raw(x, y))
     result._info["split"] = None  # objects have no splits
     return result
 
@@ -309,7 +298,7 @@ def _provenance(
     }
 
 
-def _from_tensors(spec: DataSpec, kind: str, split: str, raw: _Raw) -> EvalData:
+def _from_tensors(spec: DataSpec, kind: str, split: str, raw: Raw) -> EvalData:
     """Subset ``raw`` by ``spec.max_samples`` and wrap it with its provenance."""
     x, y = raw.x, raw.y
     idx = select_indices(len(x), spec.max_samples, spec.seed)
@@ -358,7 +347,7 @@ def _check_pair(x: Tensor, y: Tensor, name: str) -> None:
 # --- digits ---------------------------------------------------------------------------------------
 
 
-def _digits(_: str, split: str, spec: DataSpec) -> _Raw:
+def _digits(_: str, split: str, spec: DataSpec) -> Raw:
     """scikit-learn's digits: x = pixel/16 as (N, 64) float32; no further normalization."""
     from sklearn.datasets import load_digits
 
@@ -366,13 +355,13 @@ def _digits(_: str, split: str, spec: DataSpec) -> _Raw:
     x = torch.from_numpy((digits.data / 16.0).astype(np.float32))  # (1797, 64)
     y = torch.from_numpy(digits.target.astype(np.int64))
     part = slice(0, DIGITS_TRAIN_SIZE) if split == "train" else slice(DIGITS_TRAIN_SIZE, None)
-    return _Raw(x[part].clone(), y[part].clone(), num_classes=10)
+    return Raw(x[part].clone(), y[part].clone(), num_classes=10)
 
 
 # --- CIFAR-10 -------------------------------------------------------------------------------------
 
 
-def _cifar10(folder: str, split: str, spec: DataSpec) -> _Raw:
+def _cifar10(folder: str, split: str, spec: DataSpec) -> Raw:
     root = _existing_dir(folder, "CIFAR-10", "the extracted cifar-10-batches-py folder")
     parts = [_read_cifar_batch(root / name) for name in CIFAR10_FILES[split]]
     data = np.concatenate([p[0] for p in parts])  # (N, 3072) uint8, channel-major rows
@@ -382,7 +371,7 @@ def _cifar10(folder: str, split: str, spec: DataSpec) -> _Raw:
         mean = torch.tensor(CIFAR10_MEAN, dtype=torch.float32).view(3, 1, 1)
         std = torch.tensor(CIFAR10_STD, dtype=torch.float32).view(3, 1, 1)
         x = x.sub(mean).div(std)
-    return _Raw(x, torch.from_numpy(labels), normalized=spec.normalize, num_classes=10)
+    return Raw(x, torch.from_numpy(labels), normalized=spec.normalize, num_classes=10)
 
 
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -472,7 +461,7 @@ def _cifar_labels(value: Any, path: Path) -> np.ndarray:
 # --- MNIST ----------------------------------------------------------------------------------------
 
 
-def _mnist(folder: str, split: str, spec: DataSpec) -> _Raw:
+def _mnist(folder: str, split: str, spec: DataSpec) -> Raw:
     root = _existing_dir(folder, "MNIST", "the folder with the IDX files")
     images_name, labels_name = MNIST_FILES[split]
     images = _read_idx(_find_idx(root, images_name))
@@ -486,7 +475,7 @@ def _mnist(folder: str, split: str, spec: DataSpec) -> _Raw:
     if spec.normalize:
         x = x.sub(MNIST_MEAN).div(MNIST_STD)
     y = torch.from_numpy(labels.astype(np.int64))
-    return _Raw(x, y, normalized=spec.normalize, num_classes=10)
+    return Raw(x, y, normalized=spec.normalize, num_classes=10)
 
 
 def _find_idx(root: Path, name: str) -> Path:
@@ -530,17 +519,17 @@ def _existing_dir(folder: str, what: str, hint: str) -> Path:
 # --- npz / pt -------------------------------------------------------------------------------------
 
 
-def _npz(file: str, split: str, spec: DataSpec) -> _Raw:
+def _npz(file: str, split: str, spec: DataSpec) -> Raw:
     path = _existing_file(file, "npz")
     try:
         with np.load(path, allow_pickle=False) as arrays:
             found = {k: arrays[k] for k in ("x", "y") if k in arrays.files}
     except (OSError, ValueError) as exc:
         raise DataError(f"npz file {file!r} cannot be read ({exc})") from None
-    return _Raw(*_as_xy(found, f"npz file {file!r}"), one_set=True)
+    return Raw(*_as_xy(found, f"npz file {file!r}"), one_set=True)
 
 
-def _pt(file: str, split: str, spec: DataSpec) -> _Raw:
+def _pt(file: str, split: str, spec: DataSpec) -> Raw:
     path = _existing_file(file, "pt")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -552,7 +541,7 @@ def _pt(file: str, split: str, spec: DataSpec) -> _Raw:
         ) from None
     if not isinstance(obj, dict):
         raise DataError(f"pt file {file!r} holds a {type(obj).__name__}, not a dict with x and y")
-    return _Raw(*_as_xy(obj, f"pt file {file!r}"), one_set=True)
+    return Raw(*_as_xy(obj, f"pt file {file!r}"), one_set=True)
 
 
 def _as_xy(arrays: dict[str, Any], where: str) -> tuple[Tensor, Tensor]:
@@ -608,7 +597,7 @@ def _existing_file(file: str, what: str) -> Path:
 class Format:
     """A data format: ``prefix:ARG`` read by ``loader(arg, split, spec)``."""
 
-    loader: Any  # (arg, split, DataSpec) -> _Raw
+    loader: Any  # (arg, split, DataSpec) -> Raw
     takes: str | None  # "folder" or "file" (the ARG after the prefix); None: no argument
     form: str  # how the spec is written, for messages and --help
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import torch
 
 from landscape._files import replaced_atomically, writable_folder, write_bytes_atomically
-from landscape.compute import ProgressFactory, run_compute
 from landscape.config import ComputeConfig
 from landscape.data import load_data
 from landscape.models import build_model
 from landscape.plot import render_all
 from landscape.plot.export import export_surface
+from landscape.runs.surface import ProgressFactory, run_compute
 
 DEMO_CONFIG = {
     "model": {"name": "mlp", "checkpoint": None},

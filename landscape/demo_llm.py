@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from landscape._files import replaced_atomically, staged_into, writable_folder
-from landscape.compute import ProgressFactory
 from landscape.config import ComputeConfig
+from landscape.runs.surface import ProgressFactory
 
 SEQ_LEN = 64
 VOCAB = 1024

@@ -1,7 +1,7 @@
 """Evaluating a run's points: the engine a config asks for, threads and precision, and the loop
 that evaluates shares of points (one repeat after another) and hands their results on.
 
-Used by rank 0 (``landscape.compute``) and by every other rank or worker
+Used by rank 0 (``landscape.runs.surface``) and by every other rank or worker
 (``landscape.parallel.worker``) alike, so that all of them evaluate the same way.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import itertools
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from landscape import grid, parallel
+from landscape import grid
 from landscape.config import ComputeConfig, parse_bytes
 from landscape.engine import compile_cache
 from landscape.engine.reference import PointEvaluatorBase, to_channels_last
@@ -98,6 +99,11 @@ def numerics(config: ComputeConfig, device: torch.device, local_size: int = 1) -
         yield
 
 
+def threads_per_rank(local_size: int) -> int:
+    """Ranks sharing a machine split its cores: cores // ranks on this node, at least one."""
+    return max(1, (os.cpu_count() or 1) // max(1, local_size))
+
+
 @contextlib.contextmanager
 def _threads_and_tf32(
     config: ComputeConfig, device: torch.device, local_size: int
@@ -107,7 +113,7 @@ def _threads_and_tf32(
     if config.eval.threads:
         torch.set_num_threads(config.eval.threads)
     elif local_size > 1 and device.type == "cpu":
-        torch.set_num_threads(parallel.threads_per_rank(local_size))
+        torch.set_num_threads(threads_per_rank(local_size))
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = config.eval.tf32
     try:

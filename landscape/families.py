@@ -72,7 +72,7 @@ def _check_trajectory(spec: Any, dims: int, has_checkpoint: bool) -> None:
 
 
 def _trajectory_centre(spec: Any) -> str | None:
-    from landscape.directions.paths import expand_checkpoints
+    from landscape.checkpoint_paths import expand_checkpoints
 
     return str(expand_checkpoints(spec.trajectory)[-1]) if spec.trajectory else None
 

@@ -37,7 +37,7 @@ from torch import nn
 
 from landscape.errors import ConfigError, first_line
 from landscape.models.sources import HF_PREFIX as PREFIX
-from landscape.models.sources import TASK_ATTR, task_of
+from landscape.tasks import TASK_ATTR, task_of
 
 PAD = -100  # a padded token position, in inputs and targets alike
 TASKS = ("causal-lm", "sequence-classification", "image-classification")

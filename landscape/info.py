@@ -21,10 +21,10 @@ from landscape.directions.base import alignment_warning
 from landscape.store import stored_config
 from landscape.store.codec import parsed as _parsed
 from landscape.store.curvature import CurvatureMap
-from landscape.surface import Surface
+from landscape.store.values import SurfaceValues
 
 
-def format_info(surface: Surface, options: AnalysisOptions | None = None) -> str:
+def format_info(surface: SurfaceValues, options: AnalysisOptions | None = None) -> str:
     """Grid, completion, extremes of every quantity, the analysis of every loss, directions and
     provenance, one fact a line. ``options`` sets the analysis' ε, threshold and fit radius."""
     lines = [f"file:        {surface.path}", f"format:      {_format_name(surface)}"]
@@ -54,7 +54,7 @@ def format_info(surface: Surface, options: AnalysisOptions | None = None) -> str
     return "\n".join(lines)
 
 
-def summary_lines(surface: Surface) -> list[str]:
+def summary_lines(surface: SurfaceValues) -> list[str]:
     """``info``'s facts in a few lines (a Surface's repr in Python and Jupyter): grid, points
     done, each quantity's extremes, the directions' method and the model and data."""
     lines = [f"grid:        {_grid_text(surface)}", f"done:        {_done_text(surface)}"]
@@ -67,31 +67,31 @@ def summary_lines(surface: Surface) -> list[str]:
     return lines
 
 
-def _value_lines(surface: Surface) -> list[str]:
+def _value_lines(surface: SurfaceValues) -> list[str]:
     return [f"{q + ':':<12} {_extremes(surface, v)}" for q, v in surface.values.items()]
 
 
-def _format_name(s: Surface) -> str:
+def _format_name(s: SurfaceValues) -> str:
     if s.source_format == "li2018":
         return "Li et al. (2018) reference surface file"
     return f"landscape surface, schema version {s.attrs.get('schema_version')}"
 
 
-def _grid_text(s: Surface) -> str:
+def _grid_text(s: SurfaceValues) -> str:
     x = f"x in [{s.x[0]:g}, {s.x[-1]:g}] ({len(s.x)} points)"
     if s.y is None:
         return f"1-D, {x}"
     return f"2-D {len(s.x)} x {len(s.y)}, {x}, y in [{s.y[0]:g}, {s.y[-1]:g}] ({len(s.y)} points)"
 
 
-def _where(s: Surface, flat: int) -> str:
+def _where(s: SurfaceValues, flat: int) -> str:
     if s.y is None:
         return f"x={s.x[flat]:g}"
     i, j = np.unravel_index(flat, s.shape)
     return f"(x={s.x[i]:g}, y={s.y[j]:g})"
 
 
-def _extremes(s: Surface, v: np.ndarray) -> str:
+def _extremes(s: SurfaceValues, v: np.ndarray) -> str:
     finite = np.isfinite(v)
     if not finite.any():
         return "no computed values"
@@ -105,7 +105,7 @@ def _extremes(s: Surface, v: np.ndarray) -> str:
     return text
 
 
-def _centre_index(s: Surface) -> int | None:
+def _centre_index(s: SurfaceValues) -> int | None:
     """The flat index of the grid point at the origin (the trained weights), if on the grid."""
     ix = np.flatnonzero(np.isclose(s.x, 0.0, atol=1e-12))
     if ix.size == 0:
@@ -120,7 +120,7 @@ def _centre_index(s: Surface) -> int | None:
 
 
 def _repeat_lines(
-    s: Surface, first: dict[str, SurfaceAnalysis], options: AnalysisOptions | None = None
+    s: SurfaceValues, first: dict[str, SurfaceAnalysis], options: AnalysisOptions | None = None
 ) -> list[str]:
     """Seeds and completion of the repeats; per loss, the mean surface's extremes, the spread
     over seeds (std, ~0 at the centre, which every repeat shares), how much each seed's overall
@@ -150,7 +150,7 @@ def _repeat_lines(
 
 
 def _per_seed_analysis(
-    s: Surface, q: str, first: SurfaceAnalysis, options: AnalysisOptions | None
+    s: SurfaceValues, q: str, first: SurfaceAnalysis, options: AnalysisOptions | None
 ) -> str | None:
     """ε-sharpness, the fitted curvature's eigenvalues and the basin's size of every seed's
     surface, as mean ± std over seeds: the numbers a user quotes, and how much they owe to the
@@ -173,7 +173,7 @@ def _per_seed_analysis(
     return ", ".join(parts) or None
 
 
-def _spread_text(s: Surface, std: np.ndarray) -> str:
+def _spread_text(s: SurfaceValues, std: np.ndarray) -> str:
     """The std over seeds at the centre and its largest value, with where."""
     masked = np.where(np.isfinite(std), std, -np.inf)
     hi = int(np.argmax(masked))
@@ -183,7 +183,7 @@ def _spread_text(s: Surface, std: np.ndarray) -> str:
     return f"{at_centre}max {std.flat[hi]:.3g} at {_where(s, hi)}"
 
 
-def _per_seed_text(s: Surface, stack: np.ndarray, common: np.ndarray) -> str:
+def _per_seed_text(s: SurfaceValues, stack: np.ndarray, common: np.ndarray) -> str:
     """Mean ± std over seeds of each seed's range (max - min over the points every repeat has)
     and of its rise around the centre (max over the 3-point or 3 x 3 box minus the centre)."""
     ranges = np.array([v[common].max() - v[common].min() for v in stack])
@@ -196,7 +196,7 @@ def _per_seed_text(s: Surface, stack: np.ndarray, common: np.ndarray) -> str:
     return text
 
 
-def _centre_box(s: Surface, centre: int) -> np.ndarray:
+def _centre_box(s: SurfaceValues, centre: int) -> np.ndarray:
     """The centre's grid neighbourhood: itself and the points one step away (diagonals too)."""
     box = np.zeros(s.shape, dtype=bool)
     index = np.unravel_index(centre, s.shape)
@@ -232,7 +232,7 @@ _RAW_WIDTH = 90  # unknown attributes are shown raw, cut to this many characters
 _PAD = " " * 13
 
 
-def _direction_lines(s: Surface) -> list[str]:
+def _direction_lines(s: SurfaceValues) -> list[str]:
     a = s.direction_attrs
     if not a or s.source_format == "li2018":
         return []
@@ -386,7 +386,7 @@ def _source_lines(a: dict[str, Any], used: set[str]) -> list[str]:
     return out
 
 
-def _landmark_points(s: Surface, a: dict[str, Any]) -> list[str]:
+def _landmark_points(s: SurfaceValues, a: dict[str, Any]) -> list[str]:
     """``A (x=0, y=0)`` for each named point: from the landmarks group, or the JSON attribute."""
     marks = s.landmarks if isinstance(s.landmarks, dict) else _parsed(a.get("landmarks"))
     if not isinstance(marks, dict):
@@ -403,14 +403,14 @@ def _landmark_points(s: Surface, a: dict[str, Any]) -> list[str]:
     return points
 
 
-def _landmark_lines(s: Surface, used: set[str]) -> list[str]:
+def _landmark_lines(s: SurfaceValues, used: set[str]) -> list[str]:
     if isinstance(_parsed(s.direction_attrs.get("landmarks")), dict):
         used.add("landmarks")  # the JSON copy of the landmarks group
     points = _landmark_points(s, s.direction_attrs)
     return [f"{'landmarks:':<12} {', '.join(points)}"] if points else []
 
 
-def _trajectory_lines(s: Surface, used: set[str]) -> list[str]:
+def _trajectory_lines(s: SurfaceValues, used: set[str]) -> list[str]:
     """How many checkpoints, the path's extent, and whether the grid covers it."""
     a = s.direction_attrs
     traj = s.trajectory if isinstance(s.trajectory, dict) else {}
@@ -454,7 +454,7 @@ def _count(tx: np.ndarray | None, stored: Any) -> int | None:
     return int(n[0]) if n is not None and n.size == 1 and np.isfinite(n[0]) else None
 
 
-def _coverage(s: Surface, ranges: dict[str, np.ndarray]) -> str:
+def _coverage(s: SurfaceValues, ranges: dict[str, np.ndarray]) -> str:
     """Whether the grid holds the whole path, the check before reading a trajectory plot."""
     axes = {"x": s.x, "y": s.y}
     outside = []
@@ -492,7 +492,7 @@ def _other_lines(a: dict[str, Any], used: set[str]) -> list[str]:
     return out
 
 
-def _provenance_lines(s: Surface) -> list[str]:
+def _provenance_lines(s: SurfaceValues) -> list[str]:
     if s.source_format == "li2018":
         return [f"dir_file:    {s.attrs['dir_file']}"] if "dir_file" in s.attrs else []
     a = s.attrs
@@ -557,7 +557,7 @@ def _engine_text(e: Any) -> str:
     return text
 
 
-def _moved_text(s: Surface) -> str:
+def _moved_text(s: SurfaceValues) -> str:
     """How many parameter tensors the directions move (of those they name): from the counts the
     file stores with its directions, else (files written before them) from the tensors."""
     a = s.direction_attrs
@@ -584,7 +584,7 @@ def _weights_text(cfg: dict[str, Any]) -> str:
     return f"random initialization (seed {_get(cfg, 'direction', 'seed')}), no checkpoint"
 
 
-def _perplexity_lines(surface: Surface) -> list[str]:
+def _perplexity_lines(surface: SurfaceValues) -> list[str]:
     """A language model's perplexity, exp of its mean next-token loss, where the loss is one."""
     if "predicted_tokens" not in surface.attrs:
         return []
@@ -598,7 +598,7 @@ def _perplexity_lines(surface: Surface) -> list[str]:
     return out
 
 
-def _noise_lines(surface: Surface) -> list[str]:
+def _noise_lines(surface: SurfaceValues) -> list[str]:
     """Each loss's standard error at the centre, where the file holds it (``<split>_loss_se``)."""
     out = []
     for q in surface.quantities("loss"):
@@ -624,7 +624,7 @@ def _noise_lines(surface: Surface) -> list[str]:
     return out
 
 
-def _done_text(surface: Surface) -> str:
+def _done_text(surface: SurfaceValues) -> str:
     """Points done over every repeat of a ``--repeat`` file, and each repeat's count."""
     dones = [surface.done] + [r.done for r in surface.repeats]
     done, total = sum(int(d.sum()) for d in dones), sum(d.size for d in dones)

@@ -83,7 +83,7 @@ def checked_loss(fn: LossFn, spec: str) -> LossFn:
 def get_loss(name: str, task: str | None = None) -> LossFn:
     """``cross-entropy``, ``mse``, or ``pkg.module:fn`` / ``file.py:fn`` returning shape (B,).
 
-    ``task``: the model's (``models.sources.task_of``); a causal LM's cross-entropy is the next-token one."""
+    ``task``: the model's (``tasks.task_of``); a causal LM's cross-entropy is the next-token one."""
     if name == "cross-entropy":
         return NextTokenCrossEntropy() if task == "causal-lm" else cross_entropy
     if name == "mse":

@@ -234,11 +234,6 @@ class QueueSink:
         self.q.put(message)
 
 
-def threads_per_rank(local_size: int) -> int:
-    """Ranks sharing a machine split its cores: cores // ranks on this node, at least one."""
-    return max(1, (os.cpu_count() or 1) // max(1, local_size))
-
-
 # --- the runtime: rank 0 collecting, the other ranks evaluating -----------------------------------
 
 
@@ -266,7 +261,7 @@ def collect(comm: Any, writer: Any, *, block: bool = True) -> None:
 def local_worker(config: Any, rank: int, size: int, plan: Any, q: Any) -> None:
     """Entry point of a ``--workers`` process (spawned: it imports everything afresh)."""
     exit_with_parent()
-    from landscape import tune_process
+    from landscape.tuning import tune_process
 
     tune_process()  # landscape owns this process, as a command owns its own
     import warnings

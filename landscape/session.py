@@ -39,6 +39,7 @@ from landscape.errors import (
 )
 from landscape.losses import LossFn, get_loss, is_per_token
 from landscape.models import build_model, sources
+from landscape.tasks import task_of
 
 StateDict = OrderedDict[str, torch.Tensor]
 
@@ -120,7 +121,7 @@ class Session:
             evaluation,
             where,
             ckpt_sha,
-            get_loss(loss, sources.task_of(network)),
+            get_loss(loss, task_of(network)),
             model.unsafe_pickle,
             subset,
             lambda: load_data(replace(data, split="train")),
@@ -160,7 +161,7 @@ class Session:
             evaluation,
             resolve_device(str(device)),
             "",
-            loss_function(loss, sources.task_of(private)),
+            loss_function(loss, task_of(private)),
             False,
             subset,
             lambda: training,
@@ -411,7 +412,7 @@ def weights_sha256(state: dict[str, torch.Tensor]) -> str:
 
 def loss_function(loss: str | LossFn, task: str | None = None) -> LossFn:
     """A loss name (``cross-entropy``, ``mse``, ``pkg.module:fn``) or a callable returning one
-    loss per sample, checked for that shape on every call. ``task``: the model's (``sources.task_of``);
+    loss per sample, checked for that shape on every call. ``task``: the model's (``tasks.task_of``);
     a causal LM's cross-entropy is the next-token one."""
     if isinstance(loss, str):
         return get_loss(loss, task)

@@ -40,10 +40,10 @@ def _raw(
 ) -> Any:
     """The loader's result: the sequences, and as targets the sequences themselves (a causal
     LM's next tokens) unless ``targets`` (class labels) are given."""
-    from landscape.data import _Raw
+    from landscape.raw import Raw
 
     y = ids if targets is None else targets
-    return _Raw(ids, y, one_set=one_set, notes=list(notes or []))
+    return Raw(ids, y, one_set=one_set, notes=list(notes or []))
 
 
 def _windows(stream: torch.Tensor, seq_len: int, where: str) -> tuple[torch.Tensor, list[str]]:

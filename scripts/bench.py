@@ -51,9 +51,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from landscape import _malloc
-from landscape.compute import directions_for, run_compute
 from landscape.config import ComputeConfig
 from landscape.grid import coordinates as grid_coordinates
+from landscape.runs.surface import directions_for, run_compute
 from landscape.session import Session
 from landscape.store import read_surface
 

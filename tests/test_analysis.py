@@ -248,7 +248,8 @@ def test_options_are_checked_and_round_trip() -> None:
 
 
 def write_bowl_file(path: Path, hessian: np.ndarray, *, complete: bool = True) -> Path:
-    """A real surface file of the bowl, written through the store as a run would."""
+    """A real surface file of the bowl, written through the store as a run would (the run
+    has the store analyse the file when it completes it)."""
     from landscape.config import ComputeConfig
     from landscape.directions import DirectionSet, summarize
     from landscape.grid import coordinates
@@ -267,7 +268,7 @@ def write_bowl_file(path: Path, hessian: np.ndarray, *, complete: bool = True) -
     ds = DirectionSet("filter-norm", d, {"seed": 0})
     header = RunHeader(cfg, x, y, ds, summarize(ds), "abc", {"weights_sha256": "w"})
     f = bowl_values(x, y, hessian).ravel()
-    with SurfaceStore.open_for_run(path, header) as store:
+    with SurfaceStore.open_for_run(path, header, on_complete=store_analysis) as store:
         # partial: the first 100 points in row order (not the run's coarse-to-fine order, which
         # would compute the centre among its first 9)
         todo = sorted(int(k) for k in store.pending())[: None if complete else 100]
@@ -286,7 +287,7 @@ def test_analysis_stored_in_the_file_and_shown_by_info(tmp_path: Path) -> None:
     path = write_bowl_file(tmp_path / "bowl.h5", h)
     with h5py.File(path, "r+") as f:
         before = f["train_loss"][()]
-        # the complete store wrote it when it closed, into the space reserved at creation
+        # the complete store had it written when it closed, into the space reserved at creation
         stored = json.loads(bytes(f["analysis/train_loss"][()]).rstrip(b"\0"))
         f["analysis/train_loss"][...] = 0  # as if it had not been written yet
     assert store_analysis(path) is True
@@ -357,8 +358,8 @@ def test_info_on_li_reference_files(li_fixture: Path) -> None:
 
 
 def test_compute_run_stores_its_analysis(tmp_path: Path, tiny_npz: Path) -> None:
-    from landscape.compute import run_compute
     from landscape.config import ComputeConfig
+    from landscape.runs.surface import run_compute
 
     cfg = ComputeConfig.from_dict(
         {

@@ -92,7 +92,7 @@ def test_plot_without_a_folder_returns_the_figures_and_switches_no_backend(
 import sys, matplotlib, numpy as np, torch
 matplotlib.use("svg")  # the caller's own choice, e.g. a notebook's inline backend
 import landscape
-from landscape.inspect.plots import render_plots
+from landscape.diagnostics.plots import render_plots
 from landscape.models import build_model
 model = build_model("mlp", {ARGS!r})
 model.load_state_dict(torch.load({ckpt!r}, weights_only=True)["state_dict"])

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from landscape.compute import run_compute
 from landscape.config import ComputeConfig
+from landscape.runs.surface import run_compute
 from landscape.store import read_surface
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from landscape.config import DIRECTION_NAMES, ComputeConfig, apply_overrides, parse_axis
 from landscape.errors import ConfigError
-from landscape.sweep import expand_sweep, is_sweep_file
+from landscape.runs.sweep import expand_sweep, is_sweep_file
 
 BASE = {"model": {"name": "mlp"}, "data": {"name": "digits"}, "out": "s.h5"}
 

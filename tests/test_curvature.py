@@ -18,7 +18,10 @@ from click.testing import CliRunner
 from torch import nn
 
 from landscape.cli import main
-from landscape.curvature import (
+from landscape.curvature_store import read_curvature
+from landscape.errors import SurfaceFileError
+from landscape.losses import cross_entropy
+from landscape.runs.curvature import (
     CurvatureSpec,
     curvature_grid,
     default_out,
@@ -26,9 +29,6 @@ from landscape.curvature import (
     read_source,
     run_curvature,
 )
-from landscape.curvature_store import read_curvature
-from landscape.errors import SurfaceFileError
-from landscape.losses import cross_entropy
 
 CPU = torch.device("cpu")
 MLP_ARGS = [

@@ -433,8 +433,8 @@ def make(split="train"):
 def test_a_factory_dataset_is_read_once_for_the_whole_grid(tmp_path: Path) -> None:
     import warnings
 
-    from landscape.compute import run_compute
     from landscape.config import ComputeConfig
+    from landscape.runs.surface import run_compute
 
     source = tmp_path / "decoding.py"
     source.write_text(COUNTING_SOURCE)

@@ -12,10 +12,10 @@ import torch
 from click.testing import CliRunner
 
 from landscape.checkpoint import load_state_dict
+from landscape.checkpoint_paths import expand_checkpoints
 from landscape.cli import main
 from landscape.config import DirectionSpec
 from landscape.directions import DirectionContext, build
-from landscape.directions.paths import expand_checkpoints
 from landscape.errors import DirectionError
 from landscape.models import build_model
 from landscape.plot import contour

@@ -333,8 +333,8 @@ def test_the_memory_plan_is_printed_and_checked(
     ok = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "ok.h5")])
     assert ok.exit_code == 0, ok.output
     assert any(x.startswith("memory on cpu: weights") for x in ok.output.splitlines())
-    from landscape.compute import memory_plan
     from landscape.config import ComputeConfig
+    from landscape.runs.surface import memory_plan
     from landscape.session import Session
 
     config = ComputeConfig.from_dict({

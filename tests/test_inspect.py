@@ -22,11 +22,11 @@ from torch import nn
 from landscape.cli import main
 from landscape.config import DataSpec
 from landscape.data import load_data
-from landscape.inspect import CHECKS, inspect_model
-from landscape.inspect.activations import GROWTH_FACTOR, _growth_runs, run_forward
-from landscape.inspect.saturation import softmax_saturation
-from landscape.inspect.training import checkpoint_movement, not_learning_findings
-from landscape.inspect.weights import (
+from landscape.diagnostics import CHECKS
+from landscape.diagnostics.activations import GROWTH_FACTOR, _growth_runs, run_forward
+from landscape.diagnostics.saturation import softmax_saturation
+from landscape.diagnostics.training import checkpoint_movement, not_learning_findings
+from landscape.diagnostics.weights import (
     duplicate_groups,
     layers_of,
     symmetry_findings,
@@ -34,6 +34,7 @@ from landscape.inspect.weights import (
     unit_rows,
 )
 from landscape.models import build_model
+from landscape.runs.inspect import inspect_model
 
 Init = Callable[[torch.Tensor], object]
 
@@ -298,7 +299,7 @@ def test_saturation_share_by_hand() -> None:
 
 
 def test_confident_and_right_after_training_is_not_flagged() -> None:
-    from landscape.inspect.saturation import saturation_findings
+    from landscape.diagnostics.saturation import saturation_findings
 
     logits = torch.eye(4) * 50
     right = softmax_saturation(logits, torch.arange(4), 1e-3)

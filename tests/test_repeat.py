@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from landscape import compute
 from landscape.cli import main
-from landscape.compute import run_compute
 from landscape.config import ComputeConfig
 from landscape.errors import ConfigError
 from landscape.info import format_info
+from landscape.runs import surface as compute
+from landscape.runs.surface import run_compute
 from landscape.store import read_surface
 from landscape.surface import Repeat, Surface
 
@@ -157,7 +157,7 @@ def test_a_stopped_run_resumes_the_missing_points_of_every_repeat(
 def test_sweep_status_sees_every_repeat(
     tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from landscape.sweep import SweepRun, status
+    from landscape.runs.sweep import SweepRun, status
 
     monkeypatch.setattr(compute, "FLUSH_POINTS", 4)
     cfg = config(tmp_path, tiny_npz, tiny_mlp_ckpt, repeat=2)

@@ -45,7 +45,7 @@ def state():
 
 before = state()
 import landscape
-from landscape.compute import run_compute
+from landscape.runs.surface import run_compute
 from landscape.config import ComputeConfig
 from landscape.models import build_model
 with torch.random.fork_rng():  # the caller's model: its initialization draws nothing of ours

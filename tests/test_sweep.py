@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from landscape.cli import main
 from landscape.config import ComputeConfig
 from landscape.errors import ConfigError, SurfaceFileError
+from landscape.runs.sweep import array_ranges, expand_sweep, run_out, run_sweep, status, write_slurm
 from landscape.store import read_surface
-from landscape.sweep import array_ranges, expand_sweep, run_out, run_sweep, status, write_slurm
 
 BASE = {
     "model": {"name": "mlp", "args": {"in_features": 6, "hidden": 8, "num_classes": 3}},

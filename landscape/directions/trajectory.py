@@ -40,8 +40,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from landscape.checkpoint_paths import expand_checkpoints
 from landscape.directions.base import DirectionContext, DirectionSet, moved_names
-from landscape.directions.paths import expand_checkpoints
 from landscape.engine import ReferenceEvaluator
 from landscape.errors import DirectionError
 

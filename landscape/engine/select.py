@@ -37,7 +37,7 @@ from landscape.engine.reference import (
 )
 from landscape.engine.registry import ENGINES
 from landscape.errors import ConfigError, first_line
-from landscape.models.sources import task_of
+from landscape.tasks import task_of
 
 # what compiling costs, measured on ResNet-20 (CPU: 2 cores; CUDA: one GPU), and what it saves
 # a first compile's cost when none was measured here yet (ResNet-20 on this 2-core CPU: 11.4-11.8 s

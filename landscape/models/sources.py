@@ -12,8 +12,8 @@ source is one entry in ``SOURCES`` and its loader (or ``register`` at run time).
 
 A source's loader is ``loader(spec, args, *, unsafe_pickle, dtype) -> nn.Module`` and keeps that
 source's safety checks (a program with code, a pickle) behind ``unsafe_pickle``. A loader that
-knows the model's task (how it is fed and scored, e.g. ``causal-lm``) records it as ``TASK_ATTR``
-on the model; ``task_of`` reads it for the engine and the loss.
+knows the model's task (how it is fed and scored, e.g. ``causal-lm``) records it on the model
+(``landscape.tasks``), where the engine and the loss read it.
 
 This module imports nothing heavy (no torch): the config layer and the CLI read it.
 """
@@ -28,8 +28,6 @@ from typing import Any
 
 from landscape._resolve import is_callable_spec
 from landscape.errors import ConfigError
-
-TASK_ATTR = "_landscape_task"  # set by a loader on a model fed for a task (``causal-lm``, ...)
 
 # the zoo, by name: "module:function", imported on first use
 BUILTIN_MODELS: dict[str, str] = {
@@ -188,11 +186,6 @@ def apply_adapter(spec: str, model: Any, folder: str, unsafe_pickle: bool) -> An
         takes = ", ".join(s.form for s in SOURCES if s.adapter is not None)
         raise ConfigError(f"--adapter applies to a model that takes adapters: {takes}")
     return resolve(source.adapter)(model, folder, unsafe_pickle)
-
-
-def task_of(model: Any) -> str | None:
-    """The task a model is fed for (``causal-lm``, ...), or None for a plain torch model."""
-    return getattr(model, TASK_ATTR, None)
 
 
 def model_help() -> str:

@@ -18,10 +18,10 @@ import io
 
 import numpy as np
 
-from landscape.surface import Surface
+from landscape.store.values import SurfaceValues
 
 
-def point_arrays(surface: Surface) -> dict[str, np.ndarray]:
+def point_arrays(surface: SurfaceValues) -> dict[str, np.ndarray]:
     """Every per-point array of the surface by its name in the file, each of the grid's shape."""
     out: dict[str, np.ndarray] = {}
     groups = [("", surface.values, surface.done)]
@@ -33,7 +33,7 @@ def point_arrays(surface: Surface) -> dict[str, np.ndarray]:
     return out
 
 
-def npz_bytes(surface: Surface) -> bytes:
+def npz_bytes(surface: SurfaceValues) -> bytes:
     """The surface as an uncompressed ``.npz`` (``np.load`` gives the arrays by name)."""
     coords = {"xcoordinates": np.asarray(surface.x, dtype=np.float64)}
     if surface.y is not None:
@@ -43,7 +43,7 @@ def npz_bytes(surface: Surface) -> bytes:
     return buf.getvalue()
 
 
-def csv_text(surface: Surface) -> str:
+def csv_text(surface: SurfaceValues) -> str:
     """The surface in long format: a header, then one row per grid point."""
     arrays = point_arrays(surface)
     if surface.y is None:

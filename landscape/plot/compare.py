@@ -39,7 +39,7 @@ from landscape.plot.render import (
     save_figures,
 )
 from landscape.plot.text import plain
-from landscape.surface import Surface
+from landscape.store.values import SurfaceValues
 
 ACC_KINDS: tuple[str, ...] = ("contourf", "heatmap", "1d")  # accuracies: linear scale only
 KIND_NAMES = {
@@ -54,7 +54,7 @@ KIND_NAMES = {
 # What can be compared
 
 
-def common_dims(surfaces: Sequence[Surface]) -> int:
+def common_dims(surfaces: Sequence[SurfaceValues]) -> int:
     """The dimension shared by all surfaces; ConfigError when none are given or they differ."""
     if not surfaces:
         raise ConfigError("compare needs at least one surface file")
@@ -67,7 +67,7 @@ def common_dims(surfaces: Sequence[Surface]) -> int:
     return dims.pop()
 
 
-def common_quantities(surfaces: Sequence[Surface]) -> list[str]:
+def common_quantities(surfaces: Sequence[SurfaceValues]) -> list[str]:
     """Losses and accuracies with finite values in every surface, in the first surface's order.
 
     Raises SurfaceFileError for a surface with nothing computed, ConfigError when no quantity
@@ -95,7 +95,7 @@ def common_quantities(surfaces: Sequence[Surface]) -> list[str]:
     return common
 
 
-def panel_titles(surfaces: Sequence[Surface]) -> list[str]:
+def panel_titles(surfaces: Sequence[SurfaceValues]) -> list[str]:
     """Each surface's label (file name and direction method), with its folder when ambiguous."""
     labels = [s.label for s in surfaces]
     if len(set(labels)) == len(labels):
@@ -106,7 +106,7 @@ def panel_titles(surfaces: Sequence[Surface]) -> list[str]:
 
 
 def shared_prepare(
-    surfaces: Sequence[Surface],
+    surfaces: Sequence[SurfaceValues],
     quantity: str,
     *,
     log: bool = False,
@@ -159,7 +159,7 @@ def _one_legend(fig: Figure, axes: Sequence[Axes]) -> None:
 
 
 def compare_2d(
-    surfaces: Sequence[Surface],
+    surfaces: Sequence[SurfaceValues],
     quantity: str = "train_loss",
     kind: str = "contourf",
     *,
@@ -215,7 +215,7 @@ def _shared_colorbar(
 
 
 def compare_1d(
-    surfaces: Sequence[Surface],
+    surfaces: Sequence[SurfaceValues],
     quantity: str = "train_loss",
     *,
     log: bool = False,
@@ -253,7 +253,7 @@ def compare_1d(
 
 
 def _jobs(
-    surfaces: list[Surface],
+    surfaces: list[SurfaceValues],
     quantities: list[str],
     kinds: list[str],
     scales: list[str],
@@ -279,7 +279,7 @@ def _jobs(
 
 
 def _maker(
-    surfaces: list[Surface], q: str, kind: str, log: bool, levels: Levels, rng: dict
+    surfaces: list[SurfaceValues], q: str, kind: str, log: bool, levels: Levels, rng: dict
 ) -> Callable[[], Figure]:
     """A deferred call of the comparison figure for one quantity, kind and scale."""
     if kind == "1d":
@@ -288,7 +288,7 @@ def _maker(
 
 
 def render_compare(
-    surfaces: Iterable[Surface],
+    surfaces: Iterable[SurfaceValues],
     out_dir: str | Path,
     *,
     kinds: Iterable[str] | None = None,

@@ -28,7 +28,7 @@ from landscape._files import check_output, os_error_text, write_bytes_atomically
 from landscape.errors import ConfigError
 from landscape.plot import arrays
 from landscape.plot.figures import is_accuracy, prepare
-from landscape.surface import Surface
+from landscape.store.values import SurfaceValues
 
 EXPORT_FORMATS = ("vtp", "html", "npz", "csv")
 _EXTENSIONS = {".vtp": "vtp", ".html": "html", ".htm": "html", ".npz": "npz", ".csv": "csv"}
@@ -59,14 +59,14 @@ def default_out(surface_path: str | Path, fmt: str | None) -> Path:
     return Path(surface_path).with_suffix("." + export_format("", fmt))
 
 
-def default_quantity(surface: Surface) -> str:
+def default_quantity(surface: SurfaceValues) -> str:
     """The first stored loss (``train_loss`` in our files), else the first quantity."""
     losses = surface.quantities("loss")
     return losses[0] if losses else next(iter(surface.values), "train_loss")
 
 
 def export_surface(
-    surface: Surface,
+    surface: SurfaceValues,
     out: str | Path | None = None,
     *,
     quantity: str | None = None,
@@ -91,7 +91,7 @@ def export_surface(
     return out
 
 
-def _export_bytes(surface: Surface, kind: str, quantity: str, log: bool) -> bytes:
+def _export_bytes(surface: SurfaceValues, kind: str, quantity: str, log: bool) -> bytes:
     if kind == "npz":
         return arrays.npz_bytes(surface)
     if kind == "csv":
@@ -108,7 +108,7 @@ def _log10(values: np.ndarray) -> np.ndarray:
         return np.log10(np.maximum(values, floor))
 
 
-def _plotted(surface: Surface, quantity: str, log: bool) -> tuple[np.ndarray, str]:
+def _plotted(surface: SurfaceValues, quantity: str, log: bool) -> tuple[np.ndarray, str]:
     """The quantity in plotted units (log10, percent for accuracies), NaN where not computed."""
     prep = prepare(surface, quantity, log=log)  # raises for an unknown or empty quantity
     label = f"log10({prep.label})" if log else prep.label
@@ -165,7 +165,7 @@ def _cells(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(runs), np.cumsum([len(r) for r in runs])
 
 
-def vtp_text(surface: Surface, quantity: str, log: bool = False) -> str:
+def vtp_text(surface: SurfaceValues, quantity: str, log: bool = False) -> str:
     """The surface as VTK XML PolyData (ASCII): points, quads or lines, every quantity as PointData."""
     z, _ = _plotted(surface, quantity, log)
     keep = np.isfinite(z)
@@ -227,7 +227,7 @@ def _viridis(stops: int = 33) -> list[list[int]]:
     return np.rint(rgba[:, :3] * 255).astype(int).tolist()
 
 
-def view_data(surface: Surface, quantity: str, log: bool = False) -> dict:
+def view_data(surface: SurfaceValues, quantity: str, log: bool = False) -> dict:
     """What the HTML view embeds: axes, plotted values ``z``, stored values, range, colours."""
     z, label = _plotted(surface, quantity, log)
     finite = z[np.isfinite(z)]
@@ -248,7 +248,7 @@ def view_data(surface: Surface, quantity: str, log: bool = False) -> dict:
     }
 
 
-def html_text(surface: Surface, quantity: str, log: bool = False) -> str:
+def html_text(surface: SurfaceValues, quantity: str, log: bool = False) -> str:
     """One HTML file that draws the surface with no network: data as JSON, an inline renderer."""
     data = view_data(surface, quantity, log)
     # inside a <script> element "</script>" ends it and "<!--" changes how it is parsed: write

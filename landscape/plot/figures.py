@@ -31,7 +31,7 @@ from matplotlib.lines import Line2D
 from landscape import quantities
 from landscape.errors import ConfigError, SurfaceFileError
 from landscape.plot.text import plain
-from landscape.surface import Surface
+from landscape.store.values import SurfaceValues
 
 CMAP = "viridis"
 DEFAULT_LEVELS = 30
@@ -71,7 +71,7 @@ def is_accuracy(quantity: str) -> bool:
     return quantities.kind_of(quantity) == "acc"
 
 
-def splits(surface: Surface) -> list[str]:
+def splits(surface: SurfaceValues) -> list[str]:
     """The splits stored in a surface, in file order: ``train_loss`` → ``train``."""
     names: list[str] = []
     for q in surface.values:
@@ -81,7 +81,7 @@ def splits(surface: Surface) -> list[str]:
     return names
 
 
-def check_computed(surface: Surface, quantity: str) -> np.ndarray:
+def check_computed(surface: SurfaceValues, quantity: str) -> np.ndarray:
     """Return the raw values of ``quantity``; raise if it is unknown or has nothing to plot."""
     if quantity not in surface.values:
         known = ", ".join(surface.values) or "none"
@@ -120,7 +120,7 @@ def _spread(vmin: float, vmax: float) -> tuple[float, float]:
 
 
 def prepare(
-    surface: Surface,
+    surface: SurfaceValues,
     quantity: str,
     *,
     log: bool = False,
@@ -262,7 +262,7 @@ def area_levels(prep: Prepared, count: int, values: np.ndarray | None = None) ->
     return np.concatenate([[prep.vmin], rounded, [prep.vmax]])
 
 
-def quantity_floor(surface: Surface, quantity: str) -> float:
+def quantity_floor(surface: SurfaceValues, quantity: str) -> float:
     """The log-scale stand-in for values <= 0: the smallest positive value, in plotted units."""
     raw = check_computed(surface, quantity)
     return _positive_floor(raw * 100.0 if is_accuracy(quantity) else raw)
@@ -272,7 +272,7 @@ def quantity_floor(surface: Surface, quantity: str) -> float:
 # Overlays: the training path and named points
 
 
-def require_dims(surface: Surface, dims: int, what: str) -> None:
+def require_dims(surface: SurfaceValues, dims: int, what: str) -> None:
     if surface.dims != dims:
         hint = "use curve_1d (kind 1d)" if surface.dims == 1 else "use a 2-D kind"
         raise ConfigError(
@@ -280,7 +280,7 @@ def require_dims(surface: Surface, dims: int, what: str) -> None:
         )
 
 
-def _title(quantity: str, scale: str, surface: Surface, kind: str = "") -> str:
+def _title(quantity: str, scale: str, surface: SurfaceValues, kind: str = "") -> str:
     """``train_loss, filled contour (log scale)`` over ``mlp on digits (train), filter-norm
     directions``: the quantity, the figure and the scale, then what the surface is of, each
     named once."""
@@ -288,7 +288,7 @@ def _title(quantity: str, scale: str, surface: Surface, kind: str = "") -> str:
     return plain(f"{head} ({scale} scale)\n{describe(surface)}")
 
 
-def describe(surface: Surface) -> str:
+def describe(surface: SurfaceValues) -> str:
     """The model, the data and the direction family of a surface, for a title."""
     from pathlib import PurePath
 
@@ -329,7 +329,7 @@ def _spec_name(spec: str) -> str:
     return PurePath(spec).name if "/" in spec else spec
 
 
-def _grid(surface: Surface) -> tuple[np.ndarray, np.ndarray]:
+def _grid(surface: SurfaceValues) -> tuple[np.ndarray, np.ndarray]:
     """X, Y of shape (nx, ny) so that X[i, j] = x[i], Y[i, j] = y[j], matching values[i, j]."""
     return np.meshgrid(np.asarray(surface.x), np.asarray(surface.y), indexing="ij")
 
@@ -359,7 +359,7 @@ def _short_name(value: object) -> str:
     return text if len(text) <= 24 else text[:23] + "…"
 
 
-def landmark_points(surface: Surface) -> list[tuple[str, float, float | None]]:
+def landmark_points(surface: SurfaceValues) -> list[tuple[str, float, float | None]]:
     """The stored landmarks as ``(name, x, y)``; y is None when only x is stored (1-D).
 
     Malformed entries (non-numeric or non-finite coordinates) are left out; missing names become
@@ -387,7 +387,9 @@ def landmark_points(surface: Surface) -> list[tuple[str, float, float | None]]:
     return points
 
 
-def draw_landmarks(ax: Axes, surface: Surface, *, color: str = "black", row: int = 0) -> list[str]:
+def draw_landmarks(
+    ax: Axes, surface: SurfaceValues, *, color: str = "black", row: int = 0
+) -> list[str]:
     """Draw the named points of ``surface`` (e.g. interpolation end points A, B, C) on ``ax``.
 
     2-D: a marker and a text label at each ``(x, y)``. 1-D (or points without y): a dotted
@@ -442,7 +444,7 @@ def draw_landmarks(ax: Axes, surface: Surface, *, color: str = "black", row: int
     return [name for name, _, _ in points]
 
 
-def draw_trajectory(ax: Axes, surface: Surface, *, legend: bool = True) -> None:
+def draw_trajectory(ax: Axes, surface: SurfaceValues, *, legend: bool = True) -> None:
     """Draw the projected training path, if stored: a line with markers, start and end marked.
 
     The end (the final checkpoint, the centre of the plane) is labelled with its checkpoint
@@ -473,7 +475,7 @@ def draw_trajectory(ax: Axes, surface: Surface, *, legend: bool = True) -> None:
         ax.legend(loc="best", fontsize="small", framealpha=0.7)
 
 
-def draw_overlays(ax: Axes, surface: Surface, *, legend: bool = True) -> None:
+def draw_overlays(ax: Axes, surface: SurfaceValues, *, legend: bool = True) -> None:
     """Everything drawn over a 2-D panel: the trained point, the training path, the landmarks."""
     if not surface.trajectory:  # a trajectory marks its final checkpoint, the centre, itself
         draw_centre(ax, surface)
@@ -481,7 +483,7 @@ def draw_overlays(ax: Axes, surface: Surface, *, legend: bool = True) -> None:
     draw_landmarks(ax, surface)
 
 
-def has_centre(surface: Surface) -> bool:
+def has_centre(surface: SurfaceValues) -> bool:
     """Whether the grid's range holds the centre (0, 0), the trained weights θ."""
     inside = float(np.min(surface.x)) <= 0.0 <= float(np.max(surface.x))
     if surface.y is not None:
@@ -489,7 +491,7 @@ def has_centre(surface: Surface) -> bool:
     return bool(inside)
 
 
-def draw_centre(ax: Axes, surface: Surface) -> None:
+def draw_centre(ax: Axes, surface: SurfaceValues) -> None:
     """Mark the trained point θ at (0, 0), as the curvature maps do: a white plus, labelled."""
     if not has_centre(surface):
         return
@@ -506,7 +508,7 @@ def draw_centre(ax: Axes, surface: Surface) -> None:
     )
 
 
-def draw_centre_1d(ax: Axes, surface: Surface) -> None:
+def draw_centre_1d(ax: Axes, surface: SurfaceValues) -> None:
     """1-D: a dotted line at x = 0, labelled θ (unless a landmark, e.g. interpolation's A, is
     there already)."""
     if not has_centre(surface) or any(x == 0.0 for _, x, _ in landmark_points(surface)):
@@ -516,7 +518,7 @@ def draw_centre_1d(ax: Axes, surface: Surface) -> None:
             fontsize=10, fontweight="bold", color="0.25", gid="centre-label")  # fmt: skip
 
 
-def equal_aspect(surface: Surface) -> bool:
+def equal_aspect(surface: SurfaceValues) -> bool:
     """Whether a 2-D panel keeps x and y to one scale: a trajectory's plane (parameter units)
     whose axes' spans are within a factor of four of each other."""
     if not surface.trajectory or surface.y is None:
@@ -526,7 +528,7 @@ def equal_aspect(surface: Surface) -> bool:
     return wx > 0 and wy > 0 and 0.25 <= wx / wy <= 4.0
 
 
-def panel_size(surface: Surface) -> tuple[float, float]:
+def panel_size(surface: SurfaceValues) -> tuple[float, float]:
     """The figure size of a one-panel 2-D figure: taller or flatter for an equal aspect."""
     if not equal_aspect(surface):
         return (6.4, 5.2)
@@ -534,7 +536,7 @@ def panel_size(surface: Surface) -> tuple[float, float]:
     return (6.4, min(7.5, max(3.0, 1.4 + 4.6 * ratio)))
 
 
-def set_aspect(ax: Axes, surface: Surface) -> None:
+def set_aspect(ax: Axes, surface: SurfaceValues) -> None:
     """Equal aspect for surfaces in parameter units (a trajectory's plane), so distances and
     angles read true, unless one axis is over four times the other; then the panel says so."""
     if equal_aspect(surface):
@@ -581,7 +583,9 @@ def value_ticks(prep: Prepared) -> np.ndarray | None:
     return np.linspace(prep.vmin, prep.vmax, 5)
 
 
-def draw_error_band(ax: Axes, surface: Surface, quantity: str, line: Line2D, log: bool) -> None:
+def draw_error_band(
+    ax: Axes, surface: SurfaceValues, quantity: str, line: Line2D, log: bool
+) -> None:
     """Shade ±2 standard errors of ``quantity`` around its curve, where the file holds them:
     two points whose bands overlap differ within sampling noise."""
     bar = quantities.error_of(quantity)
@@ -660,7 +664,7 @@ def label_contours(
 
 
 def draw_contour(
-    ax: Axes, surface: Surface, prep: Prepared, levels: np.ndarray, *, filled: bool = False
+    ax: Axes, surface: SurfaceValues, prep: Prepared, levels: np.ndarray, *, filled: bool = False
 ) -> ContourSet:
     """Contour lines (inline labels) or a filled contour of ``prep`` on ``ax``, with overlays.
 
@@ -684,7 +688,7 @@ def draw_contour(
     return cs
 
 
-def draw_heatmap(ax: Axes, surface: Surface, prep: Prepared) -> QuadMesh:
+def draw_heatmap(ax: Axes, surface: SurfaceValues, prep: Prepared) -> QuadMesh:
     """A heat map of ``prep`` on ``ax`` (colour range ``[prep.vmin, prep.vmax]``), with overlays.
 
     The mesh is drawn from ``z.T`` so that rows run along y and columns along x; cells are
@@ -703,7 +707,7 @@ def draw_heatmap(ax: Axes, surface: Surface, prep: Prepared) -> QuadMesh:
     return mesh
 
 
-def draw_surface3d(ax: Axes, surface: Surface, prep: Prepared) -> object:
+def draw_surface3d(ax: Axes, surface: SurfaceValues, prep: Prepared) -> object:
     """A 3-D surface of ``prep`` on a 3-D ``ax``, clipped to and z-limited by the colour range.
 
     Clipping keeps one spike (a diverged corner of the grid) from flattening the whole view.
@@ -742,7 +746,7 @@ def draw_surface3d(ax: Axes, surface: Surface, prep: Prepared) -> object:
 
 def draw_curve(
     ax: Axes,
-    surface: Surface,
+    surface: SurfaceValues,
     quantity: str,
     *,
     log: bool = False,
@@ -773,7 +777,7 @@ def draw_curve(
 
 
 def curve_1d(
-    surface: Surface,
+    surface: SurfaceValues,
     split: str | None = None,
     *,
     log: bool = False,
@@ -820,7 +824,7 @@ def curve_1d(
 
 
 def _draw_split(
-    ax: Axes, acc_ax: Axes, surface: Surface, split: str, log: bool, style: str
+    ax: Axes, acc_ax: Axes, surface: SurfaceValues, split: str, log: bool, style: str
 ) -> None:
     """One split's loss on ``ax`` and accuracy (%) on ``acc_ax``; NaN points leave gaps."""
     line = draw_curve(
@@ -833,7 +837,7 @@ def _draw_split(
 
 
 def contour(
-    surface: Surface,
+    surface: SurfaceValues,
     quantity: str = "train_loss",
     *,
     log: bool = False,
@@ -861,7 +865,7 @@ def contour(
 
 
 def heatmap(
-    surface: Surface,
+    surface: SurfaceValues,
     quantity: str,
     *,
     log: bool = False,
@@ -880,7 +884,7 @@ def heatmap(
 
 
 def surface_3d(
-    surface: Surface,
+    surface: SurfaceValues,
     quantity: str,
     *,
     log: bool = False,

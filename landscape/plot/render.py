@@ -21,7 +21,7 @@ from landscape._files import check_replaceable, replaced_atomically, writable_fo
 from landscape.errors import ConfigError, SurfaceFileError
 from landscape.plot import figures, repeats
 from landscape.plot.figures import Levels
-from landscape.surface import Surface
+from landscape.store.values import SurfaceValues
 
 # the kinds of quantity drawn as maps of their own; an error bar (loss_se) is drawn with its loss
 PLOTTED = ("loss", "acc")
@@ -55,13 +55,13 @@ def check_format(fmt: str) -> str:
     return norm
 
 
-def has_data(surface: Surface, quantity: str) -> bool:
+def has_data(surface: SurfaceValues, quantity: str) -> bool:
     """True when ``quantity`` has at least one finite value to draw."""
     return bool(np.any(np.isfinite(np.asarray(surface.values[quantity], dtype=float))))
 
 
 def _jobs_1d(
-    surface: Surface, scales: list[str], vmin: float | None, vmax: float | None
+    surface: SurfaceValues, scales: list[str], vmin: float | None, vmax: float | None
 ) -> list[tuple[str, Callable[[], Figure]]]:
     """(file name part, figure maker) for each split's curve in each scale."""
     jobs = []
@@ -80,7 +80,7 @@ def _jobs_1d(
 
 
 def _jobs_2d(
-    surface: Surface,
+    surface: SurfaceValues,
     kinds: list[str],
     scales: list[str],
     vmin: float | None,
@@ -107,7 +107,7 @@ def _jobs_2d(
 
 
 def _jobs_repeats(
-    surface: Surface,
+    surface: SurfaceValues,
     kinds: list[str],
     scales: list[str],
     vmin: float | None,
@@ -141,7 +141,7 @@ def _jobs_repeats(
 
 
 def _maker(
-    surface: Surface, q: str, kind: str, scale: str, rng: dict, levels: Levels
+    surface: SurfaceValues, q: str, kind: str, scale: str, rng: dict, levels: Levels
 ) -> Callable[[], Figure]:
     """A deferred call of the figure function for one 2-D kind."""
     log = scale == "log"
@@ -156,7 +156,7 @@ def _maker(
 
 
 def figure_jobs(
-    surface: Surface,
+    surface: SurfaceValues,
     *,
     kinds: Iterable[str] | None = None,
     scales: Iterable[str] = SCALES,
@@ -201,7 +201,7 @@ def figure_jobs(
 
 
 def render_all(
-    surface: Surface,
+    surface: SurfaceValues,
     out_dir: str | Path,
     *,
     kinds: Iterable[str] | None = None,
@@ -266,7 +266,7 @@ class Figures(dict):
             display(bundle, raw=True)
 
 
-def draw_all(surface: Surface, **options: Any) -> Figures:
+def draw_all(surface: SurfaceValues, **options: Any) -> Figures:
     """Every figure ``render_all`` writes, built in memory: no file, no pyplot, no backend
     switch. ``options`` as ``figure_jobs`` takes them."""
     return Figures((name, make()) for name, make in figure_jobs(surface, **options))
@@ -279,7 +279,7 @@ def png_bytes(fig: Figure, dpi: int) -> bytes:
     return buf.getvalue()
 
 
-def preview(surface: Surface) -> Figure | None:
+def preview(surface: SurfaceValues) -> Figure | None:
     """A small picture of the first loss with data: its filled contour in log scale (1-D: the
     curve); None when nothing is drawable yet."""
     view = surface.computed_view()

@@ -25,10 +25,10 @@ from landscape.plot.figures import (
     prepare,
     require_dims,
 )
-from landscape.surface import Surface
+from landscape.store.values import SurfaceValues
 
 
-def _check_repeats(surface: Surface) -> None:
+def _check_repeats(surface: SurfaceValues) -> None:
     if not surface.repeats:
         raise ConfigError(
             f"{surface.path} holds one surface; the mean and spread over seeds need a file "
@@ -36,13 +36,13 @@ def _check_repeats(surface: Surface) -> None:
         )
 
 
-def _relabelled(surface: Surface, what: str) -> dict:
+def _relabelled(surface: SurfaceValues, what: str) -> dict:
     """Direction attributes whose method names what a derived surface shows (for titles)."""
     method = surface.direction_attrs.get("method") or surface.attrs.get("direction") or "surface"
     return {**surface.direction_attrs, "method": f"{method}, {what}"}
 
 
-def mean_surface(surface: Surface) -> Surface:
+def mean_surface(surface: SurfaceValues) -> SurfaceValues:
     """The mean over the repeats as a surface of its own (no repeats), done where every repeat is.
 
     Every figure function draws it; its titles say ``mean of R seeds``.
@@ -54,7 +54,7 @@ def mean_surface(surface: Surface) -> Surface:
     return replace(surface, values=means, done=done, direction_attrs=attrs, repeats=[])
 
 
-def spread_map(surface: Surface, quantity: str = "train_loss") -> Figure:
+def spread_map(surface: SurfaceValues, quantity: str = "train_loss") -> Figure:
     """A heat map of the std over seeds of ``quantity`` at each point (accuracies in % points).
 
     It is 0 at the centre, which every repeat shares; high values mark where the picture depends
@@ -81,7 +81,7 @@ def spread_map(surface: Surface, quantity: str = "train_loss") -> Figure:
 
 
 def repeat_curves(
-    surface: Surface,
+    surface: SurfaceValues,
     split: str = "train",
     *,
     log: bool = False,

@@ -6,6 +6,8 @@
 - ``store.surface``: the surface file (schema ``landscape.surface`` v1): ``SurfaceStore``,
   ``read_surface``, ``read_directions``, the analysis in reserved space, Li et al.'s files;
 - ``store.curvature``: the curvature file (schema ``landscape.curvature`` v1).
+- ``store.values``: a surface's values in memory (``SurfaceValues``), what ``read_surface``
+  returns; ``landscape.surface.Surface`` adds the views (plot, analysis) above the readers.
 
 The per-point quantities a surface file holds are declared in ``landscape.quantities``.
 """

@@ -28,7 +28,6 @@ import h5py
 import numpy as np
 import torch
 
-from landscape import __version__
 from landscape._files import Output, check_input, os_error_text
 from landscape.errors import SurfaceFileError
 from landscape.store.codec import decode as _plain
@@ -44,7 +43,8 @@ from landscape.store.core import (
     open_for_reading,
     read_values,
 )
-from landscape.surface import OnGrid
+from landscape.store.values import OnGrid
+from landscape.version import __version__
 
 SCHEMA = "landscape.curvature"
 SCHEMA_VERSION = 1

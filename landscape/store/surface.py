@@ -44,7 +44,7 @@ import contextlib
 import datetime as _dt
 import json
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ import h5py
 import numpy as np
 import torch
 
-from landscape import __version__, quantities
+from landscape import quantities
 from landscape._files import Output, check_input, os_error_text, replaced_atomically
 from landscape.config import ComputeConfig, load_yaml
 from landscape.directions.base import DirectionSet, summarize
@@ -74,7 +74,8 @@ from landscape.store.core import (
     read_values,
 )
 from landscape.store.validate import SCHEMA, SCHEMA_VERSION, check_surface
-from landscape.surface import Repeat, Surface
+from landscape.store.values import Repeat, SurfaceValues
+from landscape.version import __version__
 
 ANALYSIS_BYTES = 1 << 16  # reserved per loss quantity; an analysis is a few KiB of JSON
 
@@ -101,9 +102,18 @@ class RunHeader:
 class SurfaceStore(RunFile):
     """An open surface file that a run writes points into."""
 
-    def __init__(self, path: Path, handle: h5py.File, split: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        handle: h5py.File,
+        split: str,
+        on_complete: Callable[[Path], object] | None = None,
+    ) -> None:
         super().__init__(path, handle)
         self.split = split
+        # called with the file's path once the last point is written, before an --overwrite
+        # file replaces the old one (the run passes landscape.analysis.store_analysis)
+        self.on_complete = on_complete
         self.shape = tuple(handle["done"].shape)
         self.points = int(np.prod(self.shape))  # P, points per repeat
         self.repeats = repeat_count(handle)
@@ -111,7 +121,12 @@ class SurfaceStore(RunFile):
 
     @classmethod
     def open_for_run(
-        cls, path: str | Path | Output, header: RunHeader, *, overwrite: bool = False
+        cls,
+        path: str | Path | Output,
+        header: RunHeader,
+        *,
+        overwrite: bool = False,
+        on_complete: Callable[[Path], object] | None = None,
     ) -> SurfaceStore:
         """Create the file for ``header``, or reopen an existing one of the same run to resume.
 
@@ -126,6 +141,7 @@ class SurfaceStore(RunFile):
             lambda p: check_resumable(p, header),
             lambda p: _create_atomically(p, header),
             split=header.config.data.split,
+            on_complete=on_complete,
         )
 
     # --- points ----------------------------------------------------------------------------
@@ -185,9 +201,8 @@ class SurfaceStore(RunFile):
         return count
 
     def _complete(self) -> None:
-        from landscape.analysis import store_analysis
-
-        store_analysis(self.path)  # sharpness, curvature, basin into /analysis, in place
+        if self.on_complete is not None:
+            self.on_complete(self.path)  # e.g. the analysis into /analysis, in place
         super()._complete()
 
 
@@ -368,7 +383,7 @@ def _data_sha256(described: Any) -> str | None:
     return value.get("data_sha256") if isinstance(value, dict) else None
 
 
-def read_surface(path: str | Path) -> Surface:
+def read_surface(path: str | Path) -> SurfaceValues:
     """Read a surface file: ours (schema v1) or one of Li et al.'s reference surface files."""
     path = check_input(path, "surface file")
     with _checked(path) as (f, kind):
@@ -391,7 +406,7 @@ def _checked(path: Path) -> Iterator[tuple[h5py.File, str]]:
         raise SurfaceFileError(f"{str(path)!r} is not a readable HDF5 file ({exc})") from None
 
 
-def _read_ours(f: h5py.File, path: Path) -> Surface:
+def _read_ours(f: h5py.File, path: Path) -> SurfaceValues:
     x = read_values(f["xcoordinates"])
     y = read_values(f["ycoordinates"]) if "ycoordinates" in f else None
     values = {
@@ -405,7 +420,7 @@ def _read_ours(f: h5py.File, path: Path) -> Surface:
     landmarks = _read_arrays(f["landmarks"]) if "landmarks" in f else None
     analysis = _read_analysis(f["analysis"]) if "analysis" in f else {}
     repeats = [_read_repeat(repeat_group(f, r)) for r in range(1, repeat_count(f))]
-    return Surface(
+    return SurfaceValues(
         str(path),
         x,
         y,
@@ -510,7 +525,7 @@ def _write_text(ds: h5py.Dataset, text: str) -> None:
     ds[...] = buf
 
 
-def _read_reference(f: h5py.File, path: Path) -> Surface:
+def _read_reference(f: h5py.File, path: Path) -> SurfaceValues:
     """Li et al.'s files: -1 means not computed, accuracy in percent, 2-D in meshgrid(x, y) order."""
     x = np.asarray(f["xcoordinates"][()], dtype=np.float64)
     y = np.asarray(f["ycoordinates"][()], dtype=np.float64) if "ycoordinates" in f else None
@@ -537,10 +552,12 @@ def _read_reference(f: h5py.File, path: Path) -> Surface:
     attrs: dict[str, Any] = {"schema": "li2018", "dims": 1 if y is None else 2}
     if "dir_file" in f:
         attrs["dir_file"] = _text(f["dir_file"][()])
-    return Surface(str(path), x, y, values, done, attrs, {"method": "li2018"}, "li2018", notes)
+    return SurfaceValues(
+        str(path), x, y, values, done, attrs, {"method": "li2018"}, "li2018", notes
+    )
 
 
-def stored_config(surface: Surface) -> dict[str, Any] | None:
+def stored_config(surface: SurfaceValues) -> dict[str, Any] | None:
     """The resolved config a landscape surface was made with, as a dict (None for Li's files)."""
     text = surface.attrs.get("config")
     return load_yaml(text) if isinstance(text, str) else None

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from landscape._files import check_output, write_bytes_atomically
+from landscape.diagnostics.activations import ActivationStats
+from landscape.diagnostics.findings import Finding, severity_counts, sort_findings
+from landscape.diagnostics.saturation import Saturation
+from landscape.diagnostics.training import Movement
+from landscape.diagnostics.weights import LayerReport
 from landscape.errors import ConfigError
-from landscape.inspect.activations import ActivationStats
-from landscape.inspect.findings import Finding, severity_counts, sort_findings
-from landscape.inspect.saturation import Saturation
-from landscape.inspect.training import Movement
-from landscape.inspect.weights import LayerReport
 
 SCHEMA = "landscape.inspect"
 SCHEMA_VERSION = 1

@@ -49,9 +49,7 @@ import torch
 from scipy.sparse.linalg import ArpackError, LinearOperator, eigsh
 
 from landscape import grid, params
-from landscape._callable import api_callable
 from landscape._files import Output
-from landscape.compute import ProgressFactory
 from landscape.config import (
     CURVATURE_GRID_POINTS,
     IGNORE_CHOICES,
@@ -66,11 +64,12 @@ from landscape.directions.hessian import MAX_RESTARTS, HessianOperator
 from landscape.engine import eval_mode
 from landscape.errors import CheckpointError, ConfigError, DirectionError, SurfaceFileError
 from landscape.losses import get_loss
+from landscape.runs.surface import ProgressFactory
 from landscape.session import Session, centre_checkpoint, weights_sha256
 from landscape.store import read_surface, stored_config
 from landscape.store.codec import parsed as _json
 from landscape.store.curvature import CurvatureHeader, CurvatureStore, PointCurvature
-from landscape.surface import Surface
+from landscape.store.values import SurfaceValues
 from landscape.trust import from_stored
 
 SEED = 0  # seeds eigsh's start vector
@@ -243,7 +242,7 @@ def _keyed(vectors: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
 # --- the source surface -------------------------------------------------------------------------
 
 
-def read_source(path: str) -> Surface:
+def read_source(path: str) -> SurfaceValues:
     """The surface file, which must be ours: its config is how the model is rebuilt."""
     source = read_surface(path)
     if source.source_format != "landscape" or stored_config(source) is None:
@@ -255,7 +254,7 @@ def read_source(path: str) -> Surface:
     return source
 
 
-def rebuild_config(source: Surface, spec: CurvatureSpec) -> ComputeConfig:
+def rebuild_config(source: SurfaceValues, spec: CurvatureSpec) -> ComputeConfig:
     """The surface's config, at its centre checkpoint, with its directions read from the file.
 
     The stored config is data: a model, data or loss spec in it that runs code is refused
@@ -278,7 +277,9 @@ def rebuild_config(source: Surface, spec: CurvatureSpec) -> ComputeConfig:
     )
 
 
-def curvature_grid(source: Surface, spec: CurvatureSpec) -> tuple[np.ndarray, np.ndarray | None]:
+def curvature_grid(
+    source: SurfaceValues, spec: CurvatureSpec
+) -> tuple[np.ndarray, np.ndarray | None]:
     """The coarse grid: ``spec.x``/``spec.y``, or CURVATURE_GRID_POINTS per axis over the surface's range."""
     if source.dims == 1 and spec.y is not None:
         raise ConfigError(f"{spec.surface!r} is a 1-D surface; drop --y")
@@ -292,7 +293,7 @@ def curvature_grid(source: Surface, spec: CurvatureSpec) -> tuple[np.ndarray, np
     return grid.coordinates(GridSpec(x=axis(spec.x, source.x), y=y))
 
 
-def check_same_weights(source: Surface, prep: Session, checkpoint: str | None) -> None:
+def check_same_weights(source: SurfaceValues, prep: Session, checkpoint: str | None) -> None:
     """Refuse a checkpoint whose weights are not those the surface was computed at."""
     stored = _json(source.attrs.get("weights_sha256"))
     if stored:
@@ -400,6 +401,3 @@ def _top_eigenvalue(
         linear, k=1, which="LA", tol=tol, v0=v0, maxiter=MAX_RESTARTS, return_eigenvectors=False
     )
     return float(values[0])
-
-
-api_callable(__name__, "curvature")  # landscape.curvature(model, data, ...) is the API's curvature

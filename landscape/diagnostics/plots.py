@@ -13,10 +13,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from landscape._files import check_replaceable, replaced_atomically, writable_folder
-from landscape.inspect.activations import ActivationStats
-from landscape.inspect.report import Report
-from landscape.inspect.training import Movement
-from landscape.inspect.weights import Histogram, LayerReport
+from landscape.diagnostics.activations import ActivationStats
+from landscape.diagnostics.report import Report
+from landscape.diagnostics.training import Movement
+from landscape.diagnostics.weights import Histogram, LayerReport
 from landscape.plot.text import plain
 
 PANELS_PER_FIGURE = 30  # 6 columns x 5 rows; more layers go on further pages

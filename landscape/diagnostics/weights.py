@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from landscape.inspect.findings import Finding
+from landscape.diagnostics.findings import Finding
 
 HISTOGRAM_BINS = 40
 ROOT = "(model)"  # the name of the root module's own layer or output

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from landscape._files import staged_into, writable_folder
+from landscape.diagnostics.activations import ActivationStats
+from landscape.diagnostics.weights import Layer
 from landscape.errors import ConfigError
-from landscape.inspect.activations import ActivationStats
-from landscape.inspect.weights import Layer
 
 
 def write_events(

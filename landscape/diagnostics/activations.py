@@ -35,9 +35,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from landscape.diagnostics.findings import Finding
+from landscape.diagnostics.weights import Histogram, histogram_of, layer_name, module_kind
 from landscape.engine.reference import eval_mode, is_jitted
-from landscape.inspect.findings import Finding
-from landscape.inspect.weights import Histogram, histogram_of, layer_name, module_kind
 
 RELU_FUNCTIONS = (
     F.relu,

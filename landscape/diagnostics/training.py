@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from landscape.inspect.findings import Finding
-from landscape.inspect.weights import Layer
+from landscape.diagnostics.findings import Finding
+from landscape.diagnostics.weights import Layer
 
 # A layer did not learn when its final relative change is below STILL_RATIO of the largest
 # layer's: in healthy training every layer moves within an order of magnitude or so of the

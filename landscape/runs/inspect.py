@@ -13,24 +13,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from landscape import __version__
+from landscape import checkpoint_paths as paths
 from landscape.config import InspectConfig, ModelSpec
-from landscape.directions import paths
-from landscape.engine import policies
-from landscape.engine.reference import is_jitted
-from landscape.errors import ConfigError, first_line
-from landscape.inspect.activations import (
+from landscape.diagnostics.activations import (
     ForwardResult,
     dead_unit_findings,
     depth_scale,
     growth_findings,
     run_forward,
 )
-from landscape.inspect.report import Report
-from landscape.inspect.saturation import saturation_findings, softmax_saturation
-from landscape.inspect.training import checkpoint_movement, not_learning_findings
-from landscape.inspect.weights import LayerReport, layer_report, layers_of, symmetry_findings
+from landscape.diagnostics.report import Report
+from landscape.diagnostics.saturation import saturation_findings, softmax_saturation
+from landscape.diagnostics.training import checkpoint_movement, not_learning_findings
+from landscape.diagnostics.weights import LayerReport, layer_report, layers_of, symmetry_findings
+from landscape.engine import policies
+from landscape.engine.reference import is_jitted
+from landscape.errors import ConfigError, first_line
 from landscape.session import Session
+from landscape.version import __version__
 
 SKIPPED_ACTIVATIONS = (
     "dead-units and activation-growth: the model's layers cannot be hooked (a TorchScript or "
@@ -64,7 +64,7 @@ def run_inspect(config: InspectConfig) -> Report:
         report.findings += not_learning_findings(report.checkpoints)
     report.provenance = _provenance(config, model_spec, prep)
     if config.tensorboard:
-        from landscape.inspect.tensorboard import write_events
+        from landscape.diagnostics.tensorboard import write_events
 
         steps = list(zip([str(f) for f in files], states, strict=True)) or [
             (model_spec.checkpoint or f"initialization (seed {config.seed})", prep.centre)

@@ -9,31 +9,21 @@ Per layer: weight and bias statistics and histograms. Checks, each a ``Finding``
 - ``activation-growth`` (activations.py): hidden activation RMS growing layer after layer;
 - ``not-learning`` (training.py): layers that did not move over a series of checkpoints.
 
-``run_inspect(InspectConfig)`` loads everything as ``compute`` does; ``inspect_model(model,
-batches)`` diagnoses a model in memory and leaves it unchanged.
-
-The package itself is callable: ``landscape.inspect(model, data)`` is the Python API's
-``landscape.api.inspect`` (the name serves both the package and the function).
+The run that drives these checks is ``landscape.runs.inspect``: ``run_inspect(InspectConfig)``
+loads everything as a surface run does; ``inspect_model(model, batches)`` diagnoses a model in
+memory and leaves it unchanged. ``landscape.inspect(model, data)`` is the Python API's function.
 """
 
 from __future__ import annotations
 
-from landscape._callable import api_callable
-from landscape.inspect.findings import CHECKS, SEVERITIES, Finding
-from landscape.inspect.report import Report, format_report, write_json
-from landscape.inspect.run import InspectConfig, expand_checkpoints, inspect_model, run_inspect
-
-api_callable(__name__, "inspect")  # landscape.inspect(model, data) is the API's inspect
+from landscape.diagnostics.findings import CHECKS, SEVERITIES, Finding
+from landscape.diagnostics.report import Report, format_report, write_json
 
 __all__ = [
     "CHECKS",
     "SEVERITIES",
     "Finding",
-    "InspectConfig",
     "Report",
-    "expand_checkpoints",
     "format_report",
-    "inspect_model",
-    "run_inspect",
     "write_json",
 ]

@@ -68,7 +68,7 @@ class SweepOutcome:
 
     run: SweepRun
     status: str
-    result: Any = None  # landscape.compute.RunResult, or None when the run was skipped
+    result: Any = None  # landscape.runs.surface.RunResult, or None when the run was skipped
 
 
 # --- expansion ----------------------------------------------------------------------------------
@@ -234,7 +234,7 @@ def status(run: SweepRun) -> str:
     if not path.exists():
         return "new"
     from landscape._files import not_regular
-    from landscape.compute import resume_header
+    from landscape.runs.surface import resume_header
     from landscape.store import check_resumable, done_flags
 
     if not_regular(path):  # a FIFO would block the open for ever; compute refuses these
@@ -293,9 +293,9 @@ def run_sweep(
 
     A file of another config (``conflict``) is refused before anything runs unless ``overwrite``,
     which replaces such files (complete files of this config are still kept). ``progress`` is
-    passed to :func:`landscape.compute.run_compute`; ``log`` gets a line per run as it finishes.
+    passed to :func:`landscape.runs.surface.run_compute`; ``log`` gets a line per run as it finishes.
     """
-    from landscape.compute import run_compute
+    from landscape.runs.surface import run_compute
 
     statuses = [status(run) for run in runs]
     missing = [r for r, s in zip(runs, statuses, strict=True) if s == "missing"]

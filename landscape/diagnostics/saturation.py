@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from landscape.inspect.findings import Finding
+from landscape.diagnostics.findings import Finding
 
 # "Most" outputs saturated: with healthy initializations the share is ~0, with a too-wide one
 # ~1, so the thresholds are not delicate. Measured on MLPs on digits (2 and 3 hidden layers,

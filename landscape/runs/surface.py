@@ -20,7 +20,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from landscape import families, grid, memory, parallel, params
-from landscape._callable import api_callable
 from landscape._files import Output
 from landscape.checkpoint import file_sha256
 from landscape.config import SEEDED_DIRECTIONS, STORE_BY_SEED_BYTES, ComputeConfig
@@ -40,9 +39,9 @@ from landscape.evaluation import (
     numerics,
     repeat_evaluators,
 )
-from landscape.models.sources import task_of
 from landscape.session import Session, centre_checkpoint, random_initialization
 from landscape.store import RunHeader, SurfaceStore, check_resumable, done_flags, pending_points
+from landscape.tasks import task_of
 
 
 class Progress(Protocol):
@@ -409,7 +408,7 @@ def _open_store(
         config, x, y, directions, summarize(directions), prep.checkpoint_sha256, run.extra,
         run.repeats, store_directions=store_mode(config, directions, run.given),
     )  # fmt: skip
-    store = SurfaceStore.open_for_run(output, header)
+    store = SurfaceStore.open_for_run(output, header, on_complete=analyse)
     if choice.done:  # the first points, evaluated while the choice was checked on them
         store.write_block(first[: len(choice.done)], [r.values for r in choice.done])
     return store
@@ -436,10 +435,19 @@ def complete_file(config: ComputeConfig, output: Output, start: float) -> RunRes
         return None
     output.existing(lambda p: check_resumable(p, resume_header(config)))
     # closing the complete file brings its analysis up to date, as every run's close does
-    with SurfaceStore(output.final, h5py.File(output.final, "r"), config.data.split) as store:
+    file = h5py.File(output.final, "r")
+    with SurfaceStore(output.final, file, config.data.split, on_complete=analyse) as store:
         total, nonfinite = store.size, store.nonfinite_count()
     seconds = time.perf_counter() - start
     return RunResult(str(output.final), total, 0, True, nonfinite, seconds, "", {"complete": True})
+
+
+def analyse(path: Path) -> None:
+    """A complete surface file's sharpness, curvature and basin, written into it (``/analysis``)
+    when the store closes it."""
+    from landscape.analysis import store_analysis
+
+    store_analysis(path)
 
 
 def resume_header(config: ComputeConfig) -> RunHeader:
@@ -607,6 +615,3 @@ def _pending_points(
 
     with h5py.File(source, "r") as f:
         return pending_points(f, shape)
-
-
-api_callable(__name__, "compute")  # landscape.compute(model, data, ...) is the API's compute
