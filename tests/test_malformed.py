@@ -208,6 +208,28 @@ def test_malformed_directions_given_to_compute_are_one_error(
     assert says in line and not out.exists()
 
 
+def _directions_tensor_nan(f: h5py.File) -> None:
+    name = next(iter(f["directions/x"]))
+    f[f"directions/x/{name}"][0] = np.nan  # one NaN moves every point, the centre too, to NaN
+
+
+def test_a_non_finite_direction_is_refused_by_compute_and_curvature(
+    tmp_path: Path, made: dict[str, object]
+) -> None:
+    path = tmp_path / "s.h5"
+    shutil.copy(made["full"], path)
+    with h5py.File(path, "r+") as f:
+        _directions_tensor_nan(f)
+    out = tmp_path / "new.h5"
+    for command in (
+        [*made["command"], "--directions", str(path), "--out", str(out)],
+        ["curvature", str(path), "--samples", "8", "--out", str(out), "--quiet"],
+    ):
+        line = one_error_line(*run(*command)[::2])
+        assert "holds NaN or infinite values" in line, line
+        assert not out.exists()
+
+
 @pytest.mark.parametrize("text", ["[1, 2]", '"text"', "null"])
 def test_a_stored_analysis_that_is_not_an_object_is_computed_anew(
     tmp_path: Path, made: dict[str, object], text: str
