@@ -129,6 +129,14 @@ CASES = [
     ("x-huge", "full", _replace("xcoordinates", [-1e308, 0.0, 1e308]), "xcoordinates holds"),
     ("y-inf", "full", _replace("ycoordinates", [-np.inf, 0.0, 1.0]), "ycoordinates holds"),
     ("y-backwards", "full", _replace("ycoordinates", [1.0, 0.0, -1.0]), "not strictly increasing"),
+    # 10^12 coordinates declared in a few KB (chunks never written): refused from the header,
+    # not read whole (8 TB; 10^9 of them took 16 GB before the refusal)
+    (
+        "x-declared-huge",
+        "full",
+        _replace("xcoordinates", None, shape=(10**12,), dtype="f8", chunks=(10**6,)),
+        "declare a grid of 3,000,000,000,000",
+    ),
     ("config-list", "full", _attr("config", "- model\n- data\n"), "config is not a YAML mapping"),
     ("config-bad-yaml", "full", _attr("config", "model: [\n"), "config is not a YAML mapping"),
     ("config-number", "full", _attr("config", 5), "config is missing or not YAML text"),
