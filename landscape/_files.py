@@ -174,6 +174,25 @@ def check_output(out: str | Path, what: str = "--out") -> Path:
     return path
 
 
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"  # the first 8 bytes of an HDF5 file (no user block)
+
+
+def check_not_hdf5(path: Path, what: str) -> None:
+    """Refuse to replace an HDF5 file (a surface or curvature file: hours of compute) with
+    another command's output: ``export --out s.h5 --format csv``, ``inspect --json s.h5`` or
+    ``--slurm s.h5`` typed by mistake replaced the surface. ``path`` is ``check_output``'s."""
+    try:
+        with open(path, "rb") as f:  # a regular file or none (check_output): no FIFO to block on
+            head = f.read(len(HDF5_SIGNATURE))
+    except OSError:  # absent (or unreadable: then not read as ours either)
+        return
+    if head == HDF5_SIGNATURE:
+        raise ConfigError(
+            f"{what} {str(path)!r} is an HDF5 file (a surface or curvature file?), which this "
+            "would replace; choose another name"
+        )
+
+
 def writable_folder(folder: str | Path, what: str = "--out") -> Path:
     """``folder``, created if missing, checked to take new files; ConfigError otherwise."""
     path = Path(folder)

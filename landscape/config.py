@@ -44,6 +44,7 @@ MEMORY_FORMAT_CHOICES = ("auto", "contiguous", "channels-last")
 SEED_RANGE = (-(2**63), 2**64 - 1)  # torch.manual_seed's (numpy's data permutation: from 0)
 THREADS_MAX = 1024  # more intra-op threads than any machine has cores (100,000 crash torch)
 DEFAULT_TEXT_WINDOW = 128  # text: data's tokens per window when data.seq_len is not given
+BN_BATCHES_MAX = 2**63 - 1  # the most batches itertools.islice takes (more: all of them)
 SEEDED_DIRECTIONS = families.SEEDED  # another seed gives other directions
 WEIGHT_DERIVED = families.FROM_WEIGHTS  # built from the weights themselves
 
@@ -179,8 +180,11 @@ class ComputeConfig:
         _check_choice("eval.compile", self.eval.compile, COMPILE_CHOICES)
         _check_choice("eval.fuse", self.eval.fuse, FUSE_CHOICES)
         _check_choice("eval.memory_format", self.eval.memory_format, MEMORY_FORMAT_CHOICES)
-        if self.eval.bn_batches < 1:
-            raise ConfigError(f"eval.bn_batches must be at least 1, got {self.eval.bn_batches}")
+        if not 1 <= self.eval.bn_batches <= BN_BATCHES_MAX:
+            raise ConfigError(
+                f"eval.bn_batches (--bn-batches) must be 1..{BN_BATCHES_MAX}, got "
+                f"{self.eval.bn_batches}"
+            )
         if self.eval.threads is not None and not 1 <= self.eval.threads <= THREADS_MAX:
             raise ConfigError(
                 f"eval.threads (--threads) must be 1..{THREADS_MAX}, got {self.eval.threads}"

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import pickle
 import sys
 import warnings
 from collections.abc import Iterator
@@ -73,10 +74,15 @@ def folder_of(name: str) -> Path:
 def _read_config(folder: Path) -> dict[str, Any]:
     try:
         cfg = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
         raise ConfigError(f"cannot read {str(folder / 'config.json')!r}: {exc}") from None
     if not isinstance(cfg, dict):
         raise ConfigError(f"{str(folder / 'config.json')!r} is not a JSON object")
+    if not isinstance(cfg.get("model_type", ""), str):  # transformers looks it up in its tables
+        raise ConfigError(
+            f'{str(folder / "config.json")!r}: model_type must be a name such as "gpt2", not '
+            f"{json.dumps(cfg['model_type'])[:80]}; save the model with save_pretrained"
+        )
     return cfg
 
 
@@ -100,7 +106,7 @@ def _check_shards(index: Path) -> None:
     transformers would read a ``.bin`` shard it names as a pickle, or skip a missing one."""
     try:
         weight_map = json.loads(index.read_text()).get("weight_map")
-    except (OSError, ValueError, AttributeError) as exc:
+    except (OSError, ValueError, AttributeError, RecursionError) as exc:
         raise ConfigError(f"cannot read {str(index)!r} as a shard index: {exc}") from None
     if not isinstance(weight_map, dict) or not weight_map:
         raise ConfigError(f"{str(index)!r} has no weight_map of tensor names to shard files")
@@ -206,7 +212,13 @@ def load_folder(
                 weights_only=not unsafe_pickle,
                 **_dtype_argument(transformers, dtype or torch.float32),
             )
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+    except pickle.UnpicklingError:  # transformers unpickles .bin files weights_only even so
+        raise ConfigError(
+            f"the pickled weights in {str(folder)!r} hold Python objects besides tensors, which "
+            "transformers does not load; convert them to safetensors"
+        ) from None
+    # TypeError: config.json values of the wrong kind (a list as model_type)
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
         first = first_line(exc)
         raise ConfigError(f"cannot load the model in {str(folder)!r}: {first}") from None
     return prepare(model, task)

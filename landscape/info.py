@@ -646,7 +646,10 @@ def _data_text(described: Any, cfg: dict[str, Any]) -> str:
         except json.JSONDecodeError:
             return described
         n = d.get("n")
-        return f"{_get(cfg, 'data', 'name')} ({_get(cfg, 'data', 'split')} split, {n} samples)"
+        # the data's own record says split null for data of one set (npz:, pt:), whatever --split
+        split = d["split"] if "split" in d else _get(cfg, "data", "split")
+        where = f"{split} split" if split else "one set, no splits"
+        return f"{_get(cfg, 'data', 'name')} ({where}, {n} samples)"
     return str(_get(cfg, "data", "name"))
 
 

@@ -106,6 +106,7 @@ class Serial:
 
 def communicator(workers: int = 1) -> Serial | MPIComm | LocalPool:
     """The run's communicator: MPI ranks under mpiexec, ``workers`` local processes, or one."""
+    check_workers(workers)
     if under_mpi():
         if workers > 1:
             from landscape.errors import ConfigError
@@ -113,6 +114,24 @@ def communicator(workers: int = 1) -> Serial | MPIComm | LocalPool:
             raise ConfigError("use either mpiexec or --workers, not both")
         return MPIComm()
     return LocalPool(workers) if workers > 1 else Serial()
+
+
+# each worker is a Python process holding the model and the data; past a few per core they only
+# queue for the cores, and 100,000 of them exhaust the machine's processes and memory
+WORKERS_PER_CORE = 4
+
+
+def check_workers(workers: int) -> None:
+    """Refuse more local workers than ``WORKERS_PER_CORE`` per CPU core, before any spawns."""
+    cores = os.cpu_count() or 1
+    if workers > WORKERS_PER_CORE * cores:
+        from landscape.errors import ConfigError
+
+        raise ConfigError(
+            f"--workers {workers} is more than {WORKERS_PER_CORE} processes per CPU core "
+            f"({cores} here), which only queue for the cores; use at most "
+            f"{WORKERS_PER_CORE * cores}"
+        )
 
 
 class MPIComm:

@@ -291,6 +291,11 @@ def test_nan_loss_is_stored_and_reported(tmp_path: Path, tiny_npz: Path) -> None
         (["--memory-budget", "-5GB"], 1, "2GB, 512MB or a positive number of bytes"),
         (["--memory-budget", "1e400"], 1, "2GB, 512MB or a positive number of bytes"),
         (["--threads", "1025"], 1, "--threads) must be 1..1024, got 1025"),
+        (
+            ["--bn", "recalibrate", "--bn-batches", str(2**70)],
+            1,
+            f"--bn-batches) must be 1..{2**63 - 1}",
+        ),
     ],
 )
 def test_bad_input_one_line_error(tmp_path, tiny_npz, tiny_mlp_ckpt, args, code, fragment) -> None:

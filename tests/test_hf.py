@@ -474,3 +474,57 @@ def test_an_architecture_that_is_not_a_class_name_is_one_error(
     ])  # fmt: skip
     assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
     assert "architectures must be a list of class names such as" in result.output
+
+
+def _deep_json(depth: int) -> str:
+    return '{"a": ' * depth + "1" + "}" * depth
+
+
+@pytest.mark.parametrize(
+    "craft, expected",
+    [
+        (lambda d: (d / "config.json").write_text(_deep_json(100_000)), "cannot read"),
+        (lambda d: (d / "model.safetensors.index.json").write_text(_deep_json(100_000)),
+         "as a shard index"),
+        (lambda d: (d / "config.json").write_text(json.dumps(
+            {**json.loads((d / "config.json").read_text()), "model_type": ["gpt2"]})),
+         "model_type must be a name"),
+    ],
+    ids=["deep-config", "deep-index", "list-model-type"],
+)  # fmt: skip
+def test_a_crafted_folder_json_is_one_error(
+    tmp_path: Path, token_file: Path, craft, expected: str
+) -> None:
+    folder = saved(gpt2(), tmp_path / "model")
+    craft(folder)
+    result = CliRunner().invoke(main, [
+        "compute", "--model", f"hf:{folder}", "--data", f"tokens:{token_file}", "--x=-1:1:3",
+        "--out", str(tmp_path / "s.h5"),
+    ])  # fmt: skip
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert result.output.startswith("Error: ") and expected in result.output
+    assert not (tmp_path / "s.h5").exists()
+
+
+class _Marker:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def test_a_pickled_folder_of_python_objects_is_one_error_under_unsafe_pickle(
+    tmp_path: Path, token_file: Path
+) -> None:
+    folder = saved(gpt2(), tmp_path / "model")
+    (folder / "model.safetensors").unlink()
+    marker = tmp_path / "ran"
+    torch.save({"x": _Marker(marker)}, folder / "pytorch_model.bin")
+    result = CliRunner().invoke(main, [
+        "compute", "--model", f"hf:{folder}", "--data", f"tokens:{token_file}", "--x=-1:1:3",
+        "--out", str(tmp_path / "s.h5"), "--unsafe-pickle",
+    ])  # fmt: skip
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert "hold Python objects besides tensors" in result.output
+    assert not marker.exists() and not (tmp_path / "s.h5").exists()

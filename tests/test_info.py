@@ -157,3 +157,23 @@ def test_unknown_attributes_are_shown_raw_and_short() -> None:
     assert "table={2 entries}" in text
     blob = line(text.replace(" " * 13, ""), "blob=")
     assert "..." in blob and "999." in blob and len(blob) < 60
+
+
+def test_data_of_one_set_is_not_called_the_split_asked_for(
+    tmp_path, tiny_npz, tiny_mlp_ckpt
+) -> None:
+    from click.testing import CliRunner
+
+    from landscape.cli import main
+
+    out = tmp_path / "s.h5"
+    result = CliRunner().invoke(main, [
+        "compute", "--model", "mlp", "--model-arg", "in_features=6", "--model-arg", "hidden=8",
+        "--model-arg", "num_classes=3", "--checkpoint", str(tiny_mlp_ckpt), "--data",
+        f"npz:{tiny_npz}", "--split", "test", "--x=-1:1:3", "--out", str(out), "--quiet",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    info = CliRunner().invoke(main, ["info", str(out)])
+    assert info.exit_code == 0, info.output
+    # the npz file holds one set: the whole of it was evaluated, not a test split
+    assert line(info.stdout, "data:").endswith("(one set, no splits, 40 samples)"), info.stdout

@@ -129,6 +129,14 @@ CASES = [
     ("x-huge", "full", _replace("xcoordinates", [-1e308, 0.0, 1e308]), "xcoordinates holds"),
     ("y-inf", "full", _replace("ycoordinates", [-np.inf, 0.0, 1.0]), "ycoordinates holds"),
     ("y-backwards", "full", _replace("ycoordinates", [1.0, 0.0, -1.0]), "not strictly increasing"),
+    # 10^12 coordinates declared in a few KB (chunks never written): refused from the header,
+    # not read whole (8 TB; 10^9 of them took 16 GB before the refusal)
+    (
+        "x-declared-huge",
+        "full",
+        _replace("xcoordinates", None, shape=(10**12,), dtype="f8", chunks=(10**6,)),
+        "declare a grid of 3,000,000,000,000",
+    ),
     ("config-list", "full", _attr("config", "- model\n- data\n"), "config is not a YAML mapping"),
     ("config-bad-yaml", "full", _attr("config", "model: [\n"), "config is not a YAML mapping"),
     ("config-number", "full", _attr("config", 5), "config is missing or not YAML text"),
@@ -206,6 +214,28 @@ def test_malformed_directions_given_to_compute_are_one_error(
     out = tmp_path / "new.h5"
     line = one_error_line(*run(*made["command"], "--directions", str(path), "--out", str(out))[::2])
     assert says in line and not out.exists()
+
+
+def _directions_tensor_nan(f: h5py.File) -> None:
+    name = next(iter(f["directions/x"]))
+    f[f"directions/x/{name}"][0] = np.nan  # one NaN moves every point, the centre too, to NaN
+
+
+def test_a_non_finite_direction_is_refused_by_compute_and_curvature(
+    tmp_path: Path, made: dict[str, object]
+) -> None:
+    path = tmp_path / "s.h5"
+    shutil.copy(made["full"], path)
+    with h5py.File(path, "r+") as f:
+        _directions_tensor_nan(f)
+    out = tmp_path / "new.h5"
+    for command in (
+        [*made["command"], "--directions", str(path), "--out", str(out)],
+        ["curvature", str(path), "--samples", "8", "--out", str(out), "--quiet"],
+    ):
+        line = one_error_line(*run(*command)[::2])
+        assert "holds NaN or infinite values" in line, line
+        assert not out.exists()
 
 
 @pytest.mark.parametrize("text", ["[1, 2]", '"text"', "null"])

@@ -95,6 +95,20 @@ def test_a_failing_worker_names_its_error(
     assert "Traceback" not in result.stderr
 
 
+def test_more_workers_than_the_cores_can_take_are_refused_before_any_spawns(
+    tmp_path: Path, tiny_npz: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # on a machine of one core 5 workers are beyond the bound (--workers 100000 spawned until the
+    # machine ran out of processes); the stand-in core count keeps the test from spawning
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    result = CliRunner().invoke(main, args(tmp_path, tiny_npz, "w.h5", "--workers", "5"))
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.output
+    assert (
+        result.stderr.startswith("Error: --workers 5 is more than") and "at most 4" in result.stderr
+    )
+    assert not (tmp_path / "w.h5").exists()
+
+
 def test_serial_runs_never_import_mpi4py(tmp_path: Path, tiny_npz: Path) -> None:
     code = (
         "import sys; from landscape.cli import main; "

@@ -896,6 +896,33 @@ def test_outputs_that_are_not_regular_files_are_refused(
     assert not (tmp_path / "sweep_configs").exists()
 
 
+def test_a_surface_named_as_another_commands_output_is_not_replaced(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    surface = tmp_path / "s.h5"
+    code, _, err = run("compute", *MLP, "--checkpoint", str(tiny_mlp_ckpt), "--data",
+                       f"npz:{tiny_npz}", "--x=-1:1:3", "--out", str(surface), "--quiet")  # fmt: skip
+    assert code == 0, err
+    other = tmp_path / "other.h5"  # a second surface, named by mistake as an output
+    shutil.copy(surface, other)
+    before = other.read_bytes()
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "model": {"name": "mlp", "args": {"in_features": 6, "hidden": 8, "num_classes": 3}},
+        "data": {"name": f"npz:{tiny_npz}"}, "grid": {"x": "-1:1:3"},
+        "out": str(tmp_path / "run.h5"), "sweep": {"direction.seed": [0, 1]},
+    }))  # fmt: skip
+    for command in (
+        ["export", str(surface), "--out", str(other), "--format", "csv"],
+        [*inspect_args(tiny_npz, tiny_mlp_ckpt), "--json", str(other)],
+        ["sweep", str(sweep), "--slurm", str(other)],
+    ):
+        line = one_error_line(*run(*command)[::2])
+        assert "other.h5' is an HDF5 file (a surface or curvature file?)" in line, line
+        assert other.read_bytes() == before, command
+    assert not (tmp_path / "sweep_configs").exists()
+
+
 def test_plot_files_are_not_written_through_links_or_fifos(
     tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
 ) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from landscape._files import check_output, write_bytes_atomically
+from landscape._files import check_not_hdf5, check_output, write_bytes_atomically
 from landscape.diagnostics.activations import ActivationStats
 from landscape.diagnostics.findings import Finding, severity_counts, sort_findings
 from landscape.diagnostics.saturation import Saturation
@@ -116,6 +116,7 @@ def write_json(report: Report, path: str | Path) -> Path:
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         target = check_output(path, "--json")  # a regular file or none: never a FIFO or device
+        check_not_hdf5(target, "--json")
         write_bytes_atomically(target, (text + "\n").encode())
     except OSError as exc:
         raise ConfigError(

@@ -168,18 +168,24 @@ def _is_counter(name: str) -> bool:
 
 
 def _tensor(ds: h5py.Dataset, like: torch.Tensor, name: str, path: str) -> torch.Tensor:
-    arr = np.asarray(ds[()])
-    if arr.dtype.kind not in "fiu":  # text, objects, compounds: not a direction
+    # kind and shape from the dataset's header, before its values are read: a crafted file
+    # declaring billions of elements costs no memory
+    if ds.dtype.kind not in "fiu":  # text, objects, compounds: not a direction
         raise DirectionError(
-            f"{path!r}: direction for {name} holds {arr.dtype}, not numbers; pass a direction "
+            f"{path!r}: direction for {name} holds {ds.dtype}, not numbers; pass a direction "
             "file written by landscape or Li et al.'s code"
         )
-    if tuple(arr.shape) != tuple(like.shape):
+    if tuple(ds.shape) != tuple(like.shape):
         raise DirectionError(
-            f"{path!r}: direction for {name} has shape {tuple(arr.shape)} but the model's tensor "
+            f"{path!r}: direction for {name} has shape {tuple(ds.shape)} but the model's tensor "
             f"has {tuple(like.shape)}; was it made for another --model?"
         )
-    out = torch.from_numpy(arr.astype(np.float32, copy=False)).clone()
+    out = torch.from_numpy(np.asarray(ds[()]).astype(np.float32, copy=False)).clone()
+    if not torch.isfinite(out).all():  # NaN moves every point, the centre too, to NaN
+        raise DirectionError(
+            f"{path!r}: direction for {name} holds NaN or infinite values (or values beyond "
+            "float32's range); restore a copy of the file, or pass other --directions"
+        )
     # in the weight's own dtype when that is a half type (a bfloat16 model's, stored as float32)
     return out.to(like.dtype) if like.dtype in (torch.bfloat16, torch.float16) else out
 

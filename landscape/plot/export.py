@@ -24,7 +24,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from landscape import quantities
-from landscape._files import check_output, os_error_text, write_bytes_atomically
+from landscape._files import check_not_hdf5, check_output, os_error_text, write_bytes_atomically
 from landscape.errors import ConfigError
 from landscape.plot import arrays
 from landscape.plot.figures import is_accuracy, prepare
@@ -80,6 +80,7 @@ def export_surface(
     kind = export_format(out, fmt)
     if out.exists() and out.resolve() == Path(surface.path).resolve():
         raise ConfigError(f"--out {str(out)!r} is the surface file itself; choose another name")
+    check_not_hdf5(out, "--out")  # another surface
     quantity = quantity or default_quantity(surface)
     try:
         write_bytes_atomically(out, _export_bytes(surface, kind, quantity, log))

@@ -33,7 +33,7 @@ from typing import Any
 import h5py
 
 from landscape import families
-from landscape._files import check_output, writable_folder, write_bytes_atomically
+from landscape._files import check_not_hdf5, check_output, writable_folder, write_bytes_atomically
 from landscape.config import (
     ComputeConfig,
     SlurmSpec,
@@ -376,6 +376,7 @@ def write_slurm(
     script = Path(script_path).absolute()
     writable_folder(script.parent, "--slurm")
     script = check_output(script, "--slurm")  # a regular file or none: never a FIFO or device
+    check_not_hdf5(script, "--slurm")
     config_dir = writable_folder(script.parent / "sweep_configs", "--slurm")
     for run in pending:
         write_bytes_atomically(config_dir / f"{run.index:03d}.yaml", _run_yaml(run).encode())

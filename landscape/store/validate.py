@@ -22,6 +22,7 @@ anything else. What it checks, and why:
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ import yaml
 from landscape import quantities
 from landscape.config import MAX_COORDINATE, load_yaml
 from landscape.errors import ConfigError, SurfaceFileError
+from landscape.grid import BYTES_PER_POINT, available_memory
 from landscape.store.codec import decode, text
 from landscape.store.core import read_values
 
@@ -121,10 +123,24 @@ def _check_version(f: h5py.File, where: str) -> None:
 
 def _grid_shape(f: h5py.File, where: str) -> tuple[int, ...]:
     """The grid's shape from the checked coordinates: ``(nx,)`` or ``(nx, ny)``."""
-    x = _coordinates(f, "xcoordinates", where)
-    if "ycoordinates" not in f:
-        return (len(x),)
-    return (len(x), len(_coordinates(f, "ycoordinates", where)))
+    names = ["xcoordinates", "ycoordinates"] if "ycoordinates" in f else ["xcoordinates"]
+    _check_fits([_member(f, n, h5py.Dataset, where) for n in names], where)
+    return tuple(len(_coordinates(f, n, where)) for n in names)
+
+
+def _check_fits(axes: list[h5py.Dataset], where: str) -> None:
+    """Refuse, from the datasets' headers, a grid whose values would not fit in memory: a
+    crafted file declaring 10^9 coordinates (a few KB on disk, its chunks never written) was
+    read whole, 16 GB, before any check on its length."""
+    points = math.prod(int(ds.size) for ds in axes)
+    have = available_memory()
+    if have is not None and points * BYTES_PER_POINT > have:
+        raise _bad(
+            where,
+            "the coordinates",
+            f"declare a grid of {points:,} points, more than the {have / 2**30:.1f} GiB of "
+            "memory available can hold",
+        )
 
 
 def _coordinates(f: h5py.File, name: str, where: str) -> np.ndarray:
