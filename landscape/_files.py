@@ -147,14 +147,19 @@ def check_replaceable(path: Path) -> None:
 def check_output(out: str | Path, what: str = "--out") -> Path:
     """``out`` as a path this process can create or replace; ConfigError naming the problem.
 
-    A symbolic link the user names is followed: the file it leads to is the output (returned),
-    so an atomic replacement replaces that file and keeps the link."""
+    A symbolic link is refused, not followed: a link planted where an output goes (``s.h5 ->
+    ~/.bashrc`` in a shared folder) would make the command replace a file that is not its own.
+    A user who means the link's file names it. Links among the folders above are followed."""
     if not str(out).strip():
         raise ConfigError(f"{what} is empty; give the file to write, e.g. {what} results/s.h5")
     path = Path(out)
     if path.is_symlink():
-        path = Path(os.path.realpath(path))
-    kind = not_regular(path, follow=False)  # still a link after realpath: a loop
+        target = os.path.realpath(path)
+        raise ConfigError(
+            f"{what} {str(out)!r} is a symbolic link (to {target!r}); nothing is written through "
+            f"a link: give the file's own path ({what} {target}) or another name"
+        )
+    kind = not_regular(path, follow=False)
     if kind is not None:
         raise ConfigError(f"{what} {str(out)!r} is {kind}, not a file; choose a file path")
     folder = path.parent

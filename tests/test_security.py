@@ -965,14 +965,35 @@ def test_the_lock_is_on_the_file_whatever_its_name(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.rglob(".*")) == []
 
 
-def test_overwrite_through_a_symbolic_link_replaces_its_file(
+def test_an_output_that_is_a_symbolic_link_is_refused_not_followed(
     tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
 ) -> None:
+    """A link planted where an output goes leads to a file that is not ours: every command that
+    writes a named output refuses it and leaves the link's file as it was; a linked folder is
+    followed."""
     path = surface(tmp_path, tiny_npz, tiny_mlp_ckpt)
-    link = tmp_path / "latest.h5"
-    link.symlink_to(path.name)
-    surface(tmp_path, tiny_npz, tiny_mlp_ckpt, "latest.h5", "--seed", "7", "--overwrite")
-    assert link.is_symlink() and read_surface(path).attrs["seed"] == 7
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not landscape's")
+    before = {p: p.read_bytes() for p in (path, victim)}
+    for name, target in (("latest.h5", path.name), ("planted.h5", victim.name),
+                         ("planted.csv", victim.name), ("dangling.h5", "nowhere.h5")):  # fmt: skip
+        (tmp_path / name).symlink_to(target)
+    computes = (("latest.h5", "--overwrite"), ("planted.h5", "--overwrite"), ("dangling.h5",))
+    runs = [
+        ["compute", *MLP, "--checkpoint", str(tiny_mlp_ckpt), "--data", f"npz:{tiny_npz}",
+         "--x=-1:1:3", "--y=-1:1:3", "--out", str(tmp_path / name), *extra]
+        for name, *extra in computes
+    ]  # fmt: skip
+    runs.append(["export", str(path), "--out", str(tmp_path / "planted.csv")])
+    for command in runs:
+        code, _, err = run(*command)
+        assert "is a symbolic link" in one_error_line(code, err)
+    assert {p: p.read_bytes() for p in before} == before
+    assert not (tmp_path / "nowhere.h5").exists()
+    (tmp_path / "real").mkdir()
+    (tmp_path / "linked").symlink_to("real")
+    surface(tmp_path / "linked", tiny_npz, tiny_mlp_ckpt)
+    assert (tmp_path / "real" / "s.h5").is_file()
 
 
 @pytest.mark.slow
@@ -988,7 +1009,7 @@ def test_a_second_overwrite_through_a_link_is_refused(
     first = subprocess.Popen(slow_compute(slow_model, tiny_npz, out, *big, "--seed", "1"))
     try:
         wait_for(lambda: points_done(tmp_path / ".s.h5.partial") >= 1)
-        for other, said in ((soft, f"pid {first.pid} on "), (hard, "by another name")):
+        for other, said in ((soft, "is a symbolic link"), (hard, "by another name")):
             second = subprocess.run(slow_compute(slow_model, tiny_npz, other, *big, "--seed", "2"),
                                     capture_output=True, text=True)  # fmt: skip
             assert said in one_error_line(second.returncode, second.stderr)
