@@ -16,28 +16,11 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
 import landscape
-from landscape.cli import main
 from landscape.errors import SurfaceFileError
 from landscape.models import build_model
-
-MLP = ["--model", "mlp", "--model-arg", "in_features=6", "--model-arg", "hidden=8",
-       "--model-arg", "num_classes=3"]  # fmt: skip
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args))
-    return result.exit_code, result.stdout, result.stderr
-
-
-def one_error_line(code: int, stderr: str) -> str:
-    """The command failed with exactly one ``Error: ...`` line and no traceback."""
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert code == 1, stderr
-    assert len(lines) == 1 and lines[0].startswith("Error: "), stderr
-    return lines[0]
+from tests.test_security import MLP, one_error_line, run
 
 
 @pytest.fixture(scope="module")
