@@ -766,7 +766,13 @@ def curvature(
 @click.option("--vmax", type=float, help="Highest value on the colour scale / contour levels.")
 @click.option("--levels", type=click.IntRange(min=2), help="Number of contour levels [30].")
 @click.option("--format", "fmt", default="png", show_default=True, help="png, pdf or svg.")
-@click.option("--dpi", type=click.IntRange(min=30), default=150, show_default=True)
+@click.option(
+    "--dpi",
+    type=int,
+    default=150,
+    show_default=True,
+    help="Resolution of png files, dots per inch.",
+)
 @_library_errors
 def plot(
     surface_files: tuple[str, ...],

@@ -1036,9 +1036,11 @@ def test_plot_levels_and_dpi_are_bounded(tmp_path: Path, tiny_npz: Path, tiny_ml
     path = surface(tmp_path, tiny_npz, tiny_mlp_ckpt)
     plots = tmp_path / "plots"
     for flag, said in (("--levels", "levels must be between 2 and 1,000, got 10,000,000"),
-                       ("--dpi", "dpi must be between 1 and 1,200, got 10,000,000")):  # fmt: skip
+                       ("--dpi", "dpi must be between 30 and 1,200, got 10,000,000")):  # fmt: skip
         done = limited([*LANDSCAPE, "plot", str(path), "--out", str(plots), flag, "10000000"])
         assert said in one_error_line(done.returncode, done.stderr)
+    code, _, err = run("plot", str(path), "--out", str(plots), "--dpi", "10")  # the lower bound
+    assert "dpi must be between 30 and 1,200, got 10" in one_error_line(code, err)
     assert not any(plots.iterdir())  # refused before the first figure
 
 

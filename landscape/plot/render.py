@@ -44,6 +44,7 @@ def check_choice(name: str, given: Iterable[str], choices: tuple[str, ...]) -> l
     return picked
 
 
+MIN_DPI = 30  # below it a figure's labels are unreadable
 MAX_DPI = 1200  # a 6.4 x 4.8 inch figure at 1200 dpi is 44 M pixels (177 MB)
 
 
@@ -223,8 +224,8 @@ def render_all(
 def save_figures(jobs: list[tuple[Path, Callable[[], Figure]]], dpi: int) -> list[Path]:
     """Save each job's figure at its path; every path is checked first, so a FIFO, a device or
     a symbolic link under one of the names stops the command before any figure is drawn."""
-    if not 1 <= dpi <= MAX_DPI:  # the canvas is (inches x dpi)^2 pixels, allocated whole
-        raise ConfigError(f"dpi must be between 1 and {MAX_DPI:,}, got {dpi:,}")
+    if not MIN_DPI <= dpi <= MAX_DPI:  # the canvas is (inches x dpi)^2 pixels, allocated whole
+        raise ConfigError(f"dpi must be between {MIN_DPI} and {MAX_DPI:,}, got {dpi:,}")
     for path, _ in jobs:
         check_replaceable(path)
     return [save_figure(make, path, dpi) for path, make in jobs]
