@@ -425,7 +425,13 @@ def loss_function(loss: str | LossFn, task: str | None = None) -> LossFn:
 
 def check_label_range(data: EvalData, y: torch.Tensor, logits: torch.Tensor, name: str) -> None:
     """Class labels must index the model's outputs: name both ranges when they do not."""
-    if y.is_floating_point() or logits.ndim < 2:
+    if y.is_floating_point() and y.ndim == logits.ndim - 1:  # one number a sample: a class
+        raise DataError(
+            f"data {name!r} holds its class labels as floating-point numbers ({y.dtype}); "
+            "cross-entropy takes class indices: save the labels as integers (numpy: "
+            "y.astype('int64')), or give --loss mse for regression targets"
+        )
+    if y.is_floating_point() or logits.ndim < 2:  # per-class targets (probabilities)
         return
     labels = data.tensors("cpu")[1]  # the whole set's labels, not only the probe batch's
     lo, hi, classes = int(labels.min()), int(labels.max()), int(logits.shape[1])

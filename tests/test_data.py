@@ -512,3 +512,16 @@ def test_complex_data_is_refused_not_cast_to_real(tmp_path, which):
     np.savez(tmp_path / "c.npz", **arrays)
     with pytest.raises(DataError, match=f"{which} is complex[0-9]+; .* drop the imaginary part"):
         load_data(DataSpec(f"npz:{tmp_path / 'c.npz'}"))
+
+
+def test_class_labels_saved_as_floats_are_one_error_naming_the_fix(tmp_path: Path) -> None:
+    """numpy's default float labels (0., 1., 2.) reached torch's cross-entropy, which read them as
+    class probabilities and failed with a shape error the message blamed on --loss."""
+    from tests.test_security import MLP, one_error_line, run
+
+    x = np.random.default_rng(0).normal(size=(12, 6)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(12) % 3 * 1.0)
+    code, _, err = run("compute", *MLP, "--data", f"npz:{tmp_path / 'd.npz'}", "--x=-1:1:3",
+                       "--out", str(tmp_path / "s.h5"))  # fmt: skip
+    assert "save the labels as integers" in one_error_line(code, err)
+    assert not (tmp_path / "s.h5").exists()
