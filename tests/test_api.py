@@ -229,6 +229,8 @@ def test_inspect_and_curvature_on_objects(tiny_npz: Path, tiny_mlp_ckpt: Path) -
         model, data, s, x=(-1, 1, 2), y=(-1, 1, 2), samples=20, progress=False
     )
     assert curv.done.all() and np.isfinite(curv.maps["ratio"]).all()
+    text = repr(curv)  # a few lines, not every array
+    assert len(text.splitlines()) == 3 and "4 of 4 points computed" in text and "array" not in text
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         other = build_model("mlp", ARGS)  # another initialization: not the surface's weights

@@ -109,6 +109,20 @@ class CurvatureMap(OnGrid):
         """Points done whose eigenvalues are NaN (no convergence, or a non-finite loss)."""
         return int(np.sum(self.done & ~np.isfinite(self.maps["lambda_max"])))
 
+    def __repr__(self) -> str:
+        """A few lines, as for a surface: the grid, what is computed, the ratio's range
+        (``.maps`` holds the arrays)."""
+        grid = " x ".join(str(n) for n in self.shape)
+        lines = [
+            f"<landscape curvature map {self.path}>",
+            f"grid {grid}: {int(self.done.sum())} of {self.done.size} points computed, "
+            f"{self.failed} failed",
+        ]
+        ratio = self.maps["ratio"][self.done & np.isfinite(self.maps["ratio"])]
+        if ratio.size:
+            lines.append(f"|λmin/λmax|: {ratio.min():.3g} to {ratio.max():.3g}")
+        return "\n".join(lines)
+
 
 class CurvatureStore(RunFile):
     """An open curvature file that a run writes points into."""
