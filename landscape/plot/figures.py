@@ -99,7 +99,7 @@ def check_computed(surface: SurfaceValues, quantity: str) -> np.ndarray:
     return raw
 
 
-def _positive_floor(raw: np.ndarray) -> float:
+def positive_floor(raw: np.ndarray) -> float:
     """Smallest positive finite value, the stand-in for losses <= 0 under a log scale."""
     positive = raw[np.isfinite(raw) & (raw > 0)]
     return float(positive.min()) if positive.size else 1e-12
@@ -139,7 +139,7 @@ def prepare(
     if is_accuracy(quantity):
         raw = raw * 100.0
     label = f"{quantity} (%)" if is_accuracy(quantity) else quantity
-    floor = _positive_floor(raw) if floor is None else float(floor)
+    floor = positive_floor(raw) if floor is None else float(floor)
     if log:
         raw = _to_log(raw, floor)
         vmin = None if vmin is None else float(_to_log(vmin, floor))
@@ -265,7 +265,7 @@ def area_levels(prep: Prepared, count: int, values: np.ndarray | None = None) ->
 def quantity_floor(surface: SurfaceValues, quantity: str) -> float:
     """The log-scale stand-in for values <= 0: the smallest positive value, in plotted units."""
     raw = check_computed(surface, quantity)
-    return _positive_floor(raw * 100.0 if is_accuracy(quantity) else raw)
+    return positive_floor(raw * 100.0 if is_accuracy(quantity) else raw)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,7 +280,7 @@ def require_dims(surface: SurfaceValues, dims: int, what: str) -> None:
         )
 
 
-def _title(quantity: str, scale: str, surface: SurfaceValues, kind: str = "") -> str:
+def figure_title(quantity: str, scale: str, surface: SurfaceValues, kind: str = "") -> str:
     """``train_loss, filled contour (log scale)`` over ``mlp on digits (train), filter-norm
     directions``: the quantity, the figure and the scale, then what the surface is of, each
     named once."""
@@ -597,7 +597,7 @@ def draw_error_band(
         return
     lower, upper = y - 2 * se, y + 2 * se
     if log:
-        lower = np.maximum(lower, _positive_floor(y))
+        lower = np.maximum(lower, positive_floor(y))
     band = ax.fill_between(
         np.asarray(surface.x, dtype=float), lower, upper, color=line.get_color(), alpha=0.18,
         lw=0, label=f"{line.get_label()} ± 2 s.e.",
@@ -762,7 +762,7 @@ def draw_curve(
     if is_accuracy(quantity):
         y = y * 100.0
     if log:
-        floor = _positive_floor(y) if floor is None else floor
+        floor = positive_floor(y) if floor is None else floor
         with np.errstate(invalid="ignore"):
             y = np.where(np.isfinite(y), np.maximum(y, floor), np.nan)
     style = {"marker": ".", **style}
@@ -819,7 +819,7 @@ def curve_1d(
     labels = [h.get_label() for h in handles]
     fig.legend(handles, labels, loc="outside lower center", ncols=4, fontsize="small")
     name = split if split is not None else ", ".join(chosen)
-    ax.set_title(_title(f"{name} loss and accuracy", "log" if log else "linear", surface))
+    ax.set_title(figure_title(f"{name} loss and accuracy", "log" if log else "linear", surface))
     return fig
 
 
@@ -860,7 +860,7 @@ def contour(
     if filled:
         colour_bar(fig, cs, prep, ax=ax)
     kind = "filled contour" if filled else "contour"
-    ax.set_title(_title(prep.label, prep.scale, surface, kind))
+    ax.set_title(figure_title(prep.label, prep.scale, surface, kind))
     return fig
 
 
@@ -879,7 +879,7 @@ def heatmap(
     ax = fig.add_subplot()
     mesh = draw_heatmap(ax, surface, prep)
     colour_bar(fig, mesh, prep, ax=ax)
-    ax.set_title(_title(prep.label, prep.scale, surface, "heat map"))
+    ax.set_title(figure_title(prep.label, prep.scale, surface, "heat map"))
     return fig
 
 
@@ -901,5 +901,5 @@ def surface_3d(
     if prep.clipped_from is not None:
         fig.text(0.01, 0.01, f"z clipped at {prep.text(prep.vmax)} (max {prep.clipped_from:.3g}): "
                  "--vmax to change", fontsize=7, gid="clip-note")  # fmt: skip
-    ax.set_title(_title(prep.label, prep.scale, surface, "3-D surface"))
+    ax.set_title(figure_title(prep.label, prep.scale, surface, "3-D surface"))
     return fig

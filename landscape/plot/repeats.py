@@ -16,12 +16,12 @@ from matplotlib.figure import Figure
 
 from landscape.errors import ConfigError
 from landscape.plot.figures import (
-    _positive_floor,
-    _title,
     colour_bar,
     draw_heatmap,
     draw_landmarks,
+    figure_title,
     is_accuracy,
+    positive_floor,
     prepare,
     require_dims,
 )
@@ -76,7 +76,7 @@ def spread_map(surface: SurfaceValues, quantity: str = "train_loss") -> Figure:
     ax = fig.add_subplot()
     mesh = draw_heatmap(ax, derived, prep)
     colour_bar(fig, mesh, prep, ax=ax)
-    ax.set_title(_title(prep.label, prep.scale, derived, "heat map"))
+    ax.set_title(figure_title(prep.label, prep.scale, derived, "heat map"))
     return fig
 
 
@@ -100,7 +100,7 @@ def repeat_curves(
     mean, std = surface.repeat_mean_std(q)
     lower, upper = mean - std, mean + std
     if log:
-        floor = _positive_floor(stack)
+        floor = positive_floor(stack)
         lower, stack = np.maximum(lower, floor), np.where(~(stack <= 0), stack, floor)  # NaN stays
     x = np.asarray(surface.x, dtype=float)
     seeds = [surface.attrs.get("seed", 0), *(r.seed for r in surface.repeats)]
@@ -121,5 +121,5 @@ def repeat_curves(
     ax.set_ylabel("loss" + (" (log scale)" if log else ""))
     ax.legend(loc="best", fontsize="small", framealpha=0.7)
     title_surface = replace(surface, direction_attrs=_relabelled(surface, f"{R} seeds"))
-    ax.set_title(_title(q, "log" if log else "linear", title_surface, "over seeds"))
+    ax.set_title(figure_title(q, "log" if log else "linear", title_surface, "over seeds"))
     return fig
