@@ -15,7 +15,9 @@ training batches for ``--bn recalibrate`` (``train_data``).
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
+import os
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -328,6 +330,23 @@ def same_weights(a: str, b: str, unsafe_pickle: bool = False) -> bool:
     sha256), or else the same tensors once loaded (another format, a wrapper, prefixes)."""
     if Path(a).resolve() == Path(b).resolve():
         return True
+    return _same_content(_identity(a), _identity(b), unsafe_pickle)
+
+
+def _identity(path: str) -> tuple[str, int, int]:
+    """A file as the content comparison's cache knows it: a rewritten file is another key."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return path, -1, -1  # reading it raises the checkpoint's own error (not cached)
+    return str(Path(path).resolve()), st.st_size, st.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=8)  # a run asks for its centre several times: hash and load once
+def _same_content(
+    key_a: tuple[str, int, int], key_b: tuple[str, int, int], unsafe_pickle: bool
+) -> bool:
+    a, b = key_a[0], key_b[0]
     if checkpoint.file_sha256(a) == checkpoint.file_sha256(b):
         return True
     one, two = (checkpoint.load_state_dict(p, unsafe_pickle=unsafe_pickle) for p in (a, b))
