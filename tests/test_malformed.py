@@ -142,6 +142,15 @@ CASES = [
 ]
 
 
+def damaged_copy(folder: Path, source: Path, damage: Callable[[h5py.File], None]) -> Path:
+    """A copy of a real surface as ``folder/s.h5``, damaged by ``damage`` through h5py."""
+    path = folder / "s.h5"
+    shutil.copy(source, path)
+    with h5py.File(path, "r+") as f:
+        damage(f)
+    return path
+
+
 @pytest.mark.parametrize(
     ("store", "damage", "says"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
 )
@@ -152,10 +161,7 @@ def test_every_reader_refuses_a_malformed_file_in_one_line(
     damage: Callable[[h5py.File], None],
     says: str,
 ) -> None:
-    path = tmp_path / "s.h5"
-    shutil.copy(made[store], path)
-    with h5py.File(path, "r+") as f:
-        damage(f)
+    path = damaged_copy(tmp_path, made[store], damage)
     before = path.read_bytes()
     commands = {
         "info": ["info", str(path)],
@@ -190,10 +196,7 @@ def test_malformed_directions_given_to_compute_are_one_error(
     damage: Callable[[h5py.File], None],
     says: str,
 ) -> None:
-    path = tmp_path / "s.h5"
-    shutil.copy(made[store], path)
-    with h5py.File(path, "r+") as f:
-        damage(f)
+    path = damaged_copy(tmp_path, made[store], damage)
     out = tmp_path / "new.h5"
     line = one_error_line(*run(*made["command"], "--directions", str(path), "--out", str(out))[::2])
     assert says in line and not out.exists()

@@ -60,6 +60,17 @@ def surface(tmp_path: Path, npz: Path, ckpt: Path, name: str = "s.h5", *extra: s
     return out
 
 
+def two_run_sweep(tmp_path: Path, npz: Path) -> Path:
+    """A sweep file of two tiny runs (seeds 0 and 1) over ``npz``."""
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "model": {"name": "mlp", "args": {"in_features": 6, "hidden": 8, "num_classes": 3}},
+        "data": {"name": f"npz:{npz}"}, "grid": {"x": "-1:1:3"},
+        "out": str(tmp_path / "run.h5"), "sweep": {"direction.seed": [0, 1]},
+    }))  # fmt: skip
+    return sweep
+
+
 def set_stored_config(path: Path, change) -> None:
     with h5py.File(path, "r+") as f:
         cfg = yaml.safe_load(f.attrs["config"])
@@ -877,12 +888,7 @@ def test_outputs_that_are_not_regular_files_are_refused(
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     targets = [fifo, *filter(None, [device_node(tmp_path / "null")])]
-    sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(yaml.safe_dump({
-        "model": {"name": "mlp", "args": {"in_features": 6, "hidden": 8, "num_classes": 3}},
-        "data": {"name": f"npz:{tiny_npz}"}, "grid": {"x": "-1:1:3"},
-        "out": str(tmp_path / "run.h5"), "sweep": {"direction.seed": [0, 1]},
-    }))  # fmt: skip
+    sweep = two_run_sweep(tmp_path, tiny_npz)
     for target in targets:
         kind = "a FIFO (named pipe)" if target == fifo else "a character device"
         line = one_error_line(*run(*inspect_args(tiny_npz, tiny_mlp_ckpt),
@@ -906,12 +912,7 @@ def test_a_surface_named_as_another_commands_output_is_not_replaced(
     other = tmp_path / "other.h5"  # a second surface, named by mistake as an output
     shutil.copy(surface, other)
     before = other.read_bytes()
-    sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(yaml.safe_dump({
-        "model": {"name": "mlp", "args": {"in_features": 6, "hidden": 8, "num_classes": 3}},
-        "data": {"name": f"npz:{tiny_npz}"}, "grid": {"x": "-1:1:3"},
-        "out": str(tmp_path / "run.h5"), "sweep": {"direction.seed": [0, 1]},
-    }))  # fmt: skip
+    sweep = two_run_sweep(tmp_path, tiny_npz)
     for command in (
         ["export", str(surface), "--out", str(other), "--format", "csv"],
         [*inspect_args(tiny_npz, tiny_mlp_ckpt), "--json", str(other)],
