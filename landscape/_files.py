@@ -7,8 +7,8 @@ never through a file that is not ours.
   ``staged_into``: the same for writers that name their files themselves.
 - ``check_output`` / ``check_input``: refuse paths that are not (or cannot become) regular files
   before any work starts: an empty name, a folder, a FIFO (opening one blocks for ever), a device
-  node (``--overwrite`` would replace it), an unwritable folder or file. A symbolic link the user
-  names is followed to its file.
+  node (``--overwrite`` would replace it), an unwritable folder or file, and an output named as
+  a symbolic link (a link planted there would lead to a file that is not ours).
 - ``OutputLock``: an exclusive ``flock`` on ``.NAME.lock`` beside the output (opened with
   ``O_NOFOLLOW``: a link planted there is refused) and a lock on the output file's identity
   (device, inode) while a run writes it, so a second run on the same file, by whatever name, is
@@ -249,8 +249,9 @@ class OutputBusy(SurfaceFileError):
 class OutputLock:
     """The locks a run holds while it writes ``target``, so that a second run is refused.
 
-    - an exclusive ``flock`` on ``.NAME.lock`` beside the target (the file a symbolic link the
-      user named leads to): this holds before the target exists, and its text names the holder;
+    - an exclusive ``flock`` on ``.NAME.lock`` beside the target (beside the file a symbolic
+      link leads to, given one; commands never are: ``check_output`` refuses them): this holds
+      before the target exists, and its text names the holder;
     - an exclusive open-file-description lock (``F_OFD_SETLK``) on each file the run writes, once
       it exists: a lock on the file's identity (device, inode), so a run reaching the same file
       by another name (a hard link, a bind mount) is refused too. It does not meet HDF5's own
