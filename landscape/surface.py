@@ -50,7 +50,8 @@ class Surface(SurfaceValues):
     def __repr__(self) -> str:
         from landscape.info import summary_lines
 
-        return "\n".join([f"<landscape.Surface {self.path}>", *summary_lines(self)])
+        where = "in memory: .save(path) writes it" if self.image is not None else self.path
+        return "\n".join([f"<landscape.Surface {where}>", *summary_lines(self)])
 
     def _repr_html_(self) -> str:
         """Jupyter's view: the summary and a small filled contour of the loss."""
