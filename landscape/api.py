@@ -264,9 +264,8 @@ def hessian(
         top_k=k, which=which, tol=tol, max_restarts=max_restarts, trace=trace,
         trace_samples=trace_samples, density=density, lanczos_steps=lanczos_steps,
         density_runs=density_runs, sigma2=sigma2, density_points=density_points,
-        per_layer=per_layer, samples=samples, graph=graph,
-        params=(params,) if isinstance(params, str) else tuple(params),
-        exclude=(exclude,) if isinstance(exclude, str) else tuple(exclude), seed=seed,
+        per_layer=per_layer, samples=samples, graph=graph, params=_globs(params),
+        exclude=_globs(exclude), seed=seed,
     )  # fmt: skip
     session = Session.from_objects(
         model, data, loss=loss, device=device, max_samples=max_samples, data_seed=data_seed
@@ -282,6 +281,11 @@ def hessian(
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+def _globs(value: Sequence[str] | str) -> tuple[str, ...]:
+    """``params=``/``exclude=``: one glob or several."""
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def _axis(value: Axis) -> str:

@@ -159,24 +159,22 @@ class SpectrumOperator(HessianOperator):
 
     def _plan(self, model: torch.nn.Module, asked: str) -> GraphPlan:
         """Measure (CUDA) or estimate one chunk's graph; keep all of them if the plan says so."""
-        chunks = list(self._chunks())
-        x, y = chunks[0]
+        chunks = sum(1 for _ in self._chunks())
+        x, y = next(iter(self._chunks()))
         measured = self.device.type == "cuda"
         if measured:
             before = torch.cuda.memory_allocated(self.device)
             first = self._gradient(x, y)
             per_chunk = torch.cuda.memory_allocated(self.device) - before
+            del first  # rebuilt below with the others when kept
         else:
-            first = None
             grads_bytes = 2 * sum(w.numel() * w.element_size() for w in self.leaves)
             per_chunk = GRAPH_FACTOR * activation_bytes(model, x, len(x)) + grads_bytes
         free = available_bytes(self.device)
-        plan = GraphPlan("recompute", asked, len(chunks), int(per_chunk), measured, free)
-        keep = asked == "reuse" or (asked == "auto" and plan.fits)
-        if keep:
-            rest = [self._gradient(cx, cy) for cx, cy in chunks[1 if first is not None else 0 :]]
-            self.graphs = ([first] if first is not None else []) + rest
-            plan = GraphPlan("reuse", asked, len(chunks), int(per_chunk), measured, free)
+        plan = GraphPlan("recompute", asked, chunks, int(per_chunk), measured, free)
+        if asked == "reuse" or (asked == "auto" and plan.fits):
+            self.graphs = [self._gradient(cx, cy) for cx, cy in self._chunks()]
+            plan = GraphPlan("reuse", asked, chunks, int(per_chunk), measured, free)
         return plan
 
 
