@@ -900,7 +900,8 @@ def info(
     fit_radius: float | None,
     as_json: bool,
 ) -> None:
-    """Print a surface (or curvature) file's grid, completion, extremes, analysis and provenance.
+    """Print a surface (or curvature) file's grid, completion, extremes, analysis and provenance;
+    a spectrum file's eigenvalues, trace and density (``landscape hessian``).
 
     The analysis of each loss: ε-sharpness at the centre (Keskar et al. 2017), curvature from a
     quadratic fit, basin width at a loss threshold and the grid minimum. It is stored in the file
@@ -918,6 +919,13 @@ def info(
 
     if is_curvature_file(surface_file):
         click.echo(format_curvature_info(read_curvature(surface_file)))
+        return
+    from landscape.store.spectrum import is_spectrum_file
+
+    if is_spectrum_file(surface_file):  # a `landscape hessian` file: its summary
+        from landscape.runs.hessian import Spectrum
+
+        click.echo(repr(Spectrum.read(surface_file)))
         return
 
     chosen: dict[str, Any] = {"epsilon": epsilon, "fit_radius": fit_radius}

@@ -262,6 +262,8 @@ def test_cli_hessian_as_a_subprocess(tmp_path: Path, tiny_npz: Path, tiny_mlp_ck
     assert sorted(p.name for p in plots.iterdir()) == [
         "spectrum_density.png", "spectrum_eigenvalues.png", "spectrum_layers.png"
     ]  # fmt: skip
+    code, text, _ = run("info", str(out))
+    assert code == 0 and "top eigenvalues:" in text and "gradient graphs:" in text
     # the same numbers as the API on the same weights and data
     from landscape.models import build_model
 
