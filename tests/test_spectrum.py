@@ -5,6 +5,7 @@ measured from the loss alone."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -308,3 +309,21 @@ def test_cli_refuses_an_existing_output(tmp_path, tiny_npz, tiny_mlp_ckpt) -> No
     status, _, stderr = run("hessian", *args, "--trace", "none", "--top-k", "1")
     assert_one_line_error(status, stderr, 1, "exists")
     assert out.read_bytes() == b"precious"
+
+
+@pytest.mark.slow
+def test_the_hessian_bench_reports_both_sides(tmp_path: Path) -> None:
+    bench = Path(__file__).resolve().parents[1] / "scripts" / "bench_hessian.py"
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, str(bench), "--samples", "100", "--train-steps", "20", "--products", "2",
+         "--threads", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    row = json.loads(out.read_text())
+    assert row["truth"]["trace_se"] == 0.0  # summed exactly: n ≤ EXACT_TRACE_MAX
+    assert [r["tol"] for r in row["landscape"]["eigen"]] == [1e-2, 1e-3, 1e-4]
+    assert row["landscape"]["eigen"][-1]["rel_error"] < 1e-6
+    assert set(row["landscape"]["trace"]) == {"hutchinson", "hutch++"}
+    assert row["hvp"]["reuse"]["per_product"] > 0 and "reuse" in row["hvp"]["reuse"]["plan"]
