@@ -18,6 +18,8 @@ Gaussian of variance σ²:
 
 Σ_k τ_k = 1 (U is orthogonal), so φ̂ integrates to 1, and its first moment Σ_k τ_k θ_k = α_1 =
 q_1ᵀ H q_1, whose mean is trace(H)/n. The grid spans the nodes plus ``MARGIN`` and 5σ on each side.
+Full reorthogonalization keeps the m basis vectors: m·n float64 (100 steps over ResNet-20's 0.27 M
+parameters: 216 MB), on the CPU.
 """
 
 from __future__ import annotations
