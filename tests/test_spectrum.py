@@ -197,6 +197,17 @@ def test_auto_keeps_graphs_that_fit_and_says_so(mlp_case) -> None:
     assert "reuse (they fit)" in s.provenance["graph_text"]
 
 
+def test_auto_rebuilds_graphs_that_do_not_fit(mlp_case, monkeypatch) -> None:
+    import landscape.spectrum.operator as operator
+
+    monkeypatch.setattr(operator, "GRAPH_SHARE", 1e-12)  # no graph fits in so little
+    model, data, h = mlp_case
+    s = landscape.hessian(model, data, k=1, trace="none", tol=1e-10, device="cpu")
+    assert s.provenance["graph"]["mode"] == "recompute"
+    assert "recompute (they do not fit)" in s.provenance["graph_text"]
+    np.testing.assert_allclose(s.eigenvalues[0], np.linalg.eigvalsh(h)[-1], rtol=1e-8)
+
+
 def test_random_directions_mean_curvature_is_trace_over_n(mlp_case) -> None:
     """No oracle: for d uniform on the unit sphere E[dᵀHd] = trace(H)/n; dᵀHd is measured from
     the loss alone, (L(θ + εd) − 2L(θ) + L(θ − εd)) / ε², over many Gaussian directions."""
