@@ -2,8 +2,9 @@
 
 The Python API (``landscape.api``, imported on first use so that the command line starts fast):
 ``compute(model, data, ...)`` → a :class:`Surface`, ``load(path)``, ``inspect(model, data)``,
-``curvature(model, data, surface)``: plain functions (the runs behind them live in
-``landscape.runs``, the diagnostics in ``landscape.diagnostics``).
+``curvature(model, data, surface)``, ``hessian(model, data)`` → a :class:`Spectrum`: plain
+functions (the runs behind them live in ``landscape.runs``, the diagnostics in
+``landscape.diagnostics``).
 
 Importing the package and calling the API change nothing in the caller's process (matplotlib's
 backend, the garbage collector, the allocator, ``os.environ``, torch's threads and flags):
@@ -17,11 +18,21 @@ from typing import Any
 from landscape.tuning import tune_process
 from landscape.version import __version__
 
-__all__ = ["Surface", "__version__", "compute", "curvature", "inspect", "load", "tune_process"]
+__all__ = [
+    "Spectrum",
+    "Surface",
+    "__version__",
+    "compute",
+    "curvature",
+    "hessian",
+    "inspect",
+    "load",
+    "tune_process",
+]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("compute", "curvature", "inspect", "load"):  # the API's functions
+    if name in ("compute", "curvature", "hessian", "inspect", "load"):  # the API's functions
         from landscape import api
 
         return getattr(api, name)
@@ -29,4 +40,8 @@ def __getattr__(name: str) -> Any:
         from landscape.surface import Surface
 
         return Surface
+    if name == "Spectrum":
+        from landscape.runs.hessian import Spectrum
+
+        return Spectrum
     raise AttributeError(f"module 'landscape' has no attribute {name!r}")

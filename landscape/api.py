@@ -46,6 +46,7 @@ from landscape.errors import ConfigError
 from landscape.evaluation import Run
 from landscape.grid import Grid
 from landscape.session import Session
+from landscape.spectrum.settings import SpectrumSettings
 from landscape.surface import Surface
 
 Axis = tuple[float, float, int] | str
@@ -264,7 +265,74 @@ def _surface_file(surface: Surface | str | Path) -> Any:
     return str(surface)
 
 
+def hessian(
+    model: torch.nn.Module,
+    data: Any,
+    *,
+    k: int = SpectrumSettings.top_k,
+    which: str = SpectrumSettings.which,
+    tol: float = SpectrumSettings.tol,
+    max_restarts: int = SpectrumSettings.max_restarts,
+    trace: str = SpectrumSettings.trace,
+    trace_samples: int = SpectrumSettings.trace_samples,
+    density: bool = SpectrumSettings.density,
+    lanczos_steps: int = SpectrumSettings.lanczos_steps,
+    density_runs: int = SpectrumSettings.density_runs,
+    sigma2: float = SpectrumSettings.sigma2,
+    density_points: int = SpectrumSettings.density_points,
+    per_layer: bool = SpectrumSettings.per_layer,
+    samples: int | None = SpectrumSettings.samples,
+    graph: str = SpectrumSettings.graph,
+    params: Sequence[str] | str = (),
+    exclude: Sequence[str] | str = (),
+    seed: int = SpectrumSettings.seed,
+    loss: Any = EvalSpec.loss,
+    device: str = EvalSpec.device,
+    batch_size: int = DataSpec.batch_size,
+    max_samples: int | None = DataSpec.max_samples,
+    data_seed: int = DataSpec.seed,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+) -> Any:
+    """The Hessian spectrum of ``model``'s mean loss on ``data`` at its weights, as
+    ``landscape hessian`` computes it: the ``k`` largest (``which="top"``), smallest
+    (``"bottom"``) or both (``"extreme"``) eigenvalues with their eigenvectors, the trace
+    (``trace="hutchinson"``, ``"hutch++"`` or ``"none"``, over ``trace_samples`` products, with its
+    standard error), the spectral density (``density=True``: SLQ, ``lanczos_steps`` steps x
+    ``density_runs`` starts) and, with ``per_layer``, each module's block. H is over the
+    parameter tensors ``params`` selects (globs; all by default) less ``exclude``, for the mean
+    loss over a seeded subset of ``samples`` samples (None: all). Returns a ``Spectrum``
+    (``.eigenvalues``, ``.eigenvectors``, ``.trace``, ``.density``, ``.save(path)``,
+    ``.plot()``); ``out=`` also writes it there. Defaults and PyHessian's equivalents:
+    ``landscape.spectrum.settings``."""
+    from landscape.runs.hessian import hessian_of
+
+    settings = SpectrumSettings(
+        top_k=k, which=which, tol=tol, max_restarts=max_restarts, trace=trace,
+        trace_samples=trace_samples, density=density, lanczos_steps=lanczos_steps,
+        density_runs=density_runs, sigma2=sigma2, density_points=density_points,
+        per_layer=per_layer, samples=samples, graph=graph, params=_globs(params),
+        exclude=_globs(exclude), seed=seed,
+    )  # fmt: skip
+    session = Session.from_objects(
+        model, data, loss=loss, device=device, max_samples=max_samples, data_seed=data_seed
+    )
+    loss_name = loss if isinstance(loss, str) else f"{IN_MEMORY}{getattr(loss, '__name__', 'loss')}"
+    result = hessian_of(
+        session, settings, model_name=f"{IN_MEMORY}{type(model).__name__}", loss_name=loss_name,
+        batch_size=batch_size,
+    )  # fmt: skip
+    if out is not None:
+        result.save(out, overwrite=overwrite)
+    return result
+
+
 # --- helpers -----------------------------------------------------------------------------------
+
+
+def _globs(value: Sequence[str] | str) -> tuple[str, ...]:
+    """``params=``/``exclude=``: one glob or several."""
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def _axis(value: Axis) -> str:
