@@ -73,13 +73,11 @@ def gudhi_available() -> bool:
     return importlib.util.find_spec("gudhi") is not None
 
 
-def _gudhi() -> Any:
+def require_gudhi() -> Any:
     try:
         import gudhi
     except ImportError:
-        raise MissingExtraError(
-            f"the topology of a surface needs gudhi: {INSTALL_HINT}"
-        ) from None
+        raise MissingExtraError(f"the topology of a surface needs gudhi: {INSTALL_HINT}") from None
     return gudhi
 
 
@@ -266,7 +264,11 @@ class MergeTree:
 
 
 def merge_tree(
-    values: Any, axes: list[Any] | None = None, se: Any | None = None, *, sigmas: float = NOISE_SIGMAS
+    values: Any,
+    axes: list[Any] | None = None,
+    se: Any | None = None,
+    *,
+    sigmas: float = NOISE_SIGMAS,
 ) -> MergeTree:
     """The merge tree of the basins of ``values`` (a 1-D to 5-D grid), by union-find over the
     grid points in increasing order; ``axes`` give the coordinates (default: the indices), ``se``
@@ -341,7 +343,7 @@ def persistence_pairs(values: Any) -> list[tuple[int, float, float]]:
     Points that are not finite are given a value above every finite one and the classes born
     there dropped; a class that only dies there never dies in the finite sublevel sets (inf).
     """
-    gudhi = _gudhi()
+    gudhi = require_gudhi()
     f = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(f)
     if not finite.any():
@@ -362,7 +364,11 @@ def persistence_pairs(values: Any) -> list[tuple[int, float, float]]:
 
 
 def topology(
-    values: Any, axes: list[Any] | None = None, se: Any | None = None, *, sigmas: float = NOISE_SIGMAS
+    values: Any,
+    axes: list[Any] | None = None,
+    se: Any | None = None,
+    *,
+    sigmas: float = NOISE_SIGMAS,
 ) -> Topology:
     """The topology of a loss grid (1 to 5 dimensions): gudhi's persistence pairs, the merge tree
     of its basins, SMAD, and which minima stand above the noise of ``se`` (module docstring).
@@ -394,4 +400,3 @@ def topology(
         diagram=tuple(listed),
         diagram_counts=tuple(counts),
     )
-
