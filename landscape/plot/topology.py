@@ -67,7 +67,7 @@ def barcode(surface: SurfaceValues, quantity: str, topo: Topology) -> Figure:
     ax.set_ylim(row - 0.5, -0.5)
     ax.set_yticks([])
     ax.set_xlabel(f"{quantity} (sublevel set f ≤ t)")
-    ax.set_title(figure_title(f"{quantity} persistence barcode", "linear", surface))
+    ax.set_title(figure_title(quantity, "linear", surface, "persistence barcode"))
     return fig
 
 
@@ -128,16 +128,18 @@ def merge_tree(surface: SurfaceValues, quantity: str, topo: Topology) -> Figure:
             ax.plot([x], [end], "s", color="0.3", ms=3)
         ax.plot([x], [m.value], "o", ms=6, mfc=colour if m.significant else "white", mec=colour,
                 gid=f"minimum-{m.id}")  # fmt: skip
-    ax.set_xticks(range(len(column)) if len(column) <= 20 else [])
-    ax.set_xlabel("basins (merge order)")
+    if len(column) <= 20:  # label each branch with its minimum's rank by depth (0: the deepest)
+        ax.set_xticks(list(column.values()), labels=[str(i) for i in column])
+    else:
+        ax.set_xticks([])
+    note = f"{topo.significant_minima} significant of {topo.total_minima} minima"
+    note += f", SMAD {topo.smad:.3g}"
+    if len(topo.minima) < topo.total_minima:
+        note += f"; the {len(topo.minima)} most persistent drawn"
+    ax.set_xlabel(f"minima by depth (0: the deepest)\n{note}")
     ax.set_ylabel(quantity)
     ax.margins(x=0.08)
-    note = (
-        f"{topo.significant_minima} significant of {topo.total_minima} minima; SMAD {topo.smad:.3g}"
-    )
-    ax.text(0.01, 0.99, note, transform=ax.transAxes, ha="left", va="top", fontsize=8,
-            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8})  # fmt: skip
-    ax.set_title(figure_title(f"{quantity} merge tree", "linear", surface))
+    ax.set_title(figure_title(quantity, "linear", surface, "merge tree of the basins"))
     return fig
 
 
