@@ -68,9 +68,11 @@ class MissingExtraError(LandscapeError):
 
 def gudhi_available() -> bool:
     """Whether gudhi can be imported (the ``topology`` extra)."""
-    import importlib.util
-
-    return importlib.util.find_spec("gudhi") is not None
+    try:
+        import gudhi  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def require_gudhi() -> Any:
