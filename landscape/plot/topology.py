@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from landscape.analysis import ANALYSIS_VERSION, surface_topology
 from landscape.plot.figures import figure_title
+from landscape.plot.text import plain
 from landscape.store.values import SurfaceValues
 from landscape.topology import BasinMinimum, Topology
 
@@ -66,7 +67,7 @@ def barcode(surface: SurfaceValues, quantity: str, topo: Topology) -> Figure:
     _barcode_legend(ax, topo)
     ax.set_ylim(row - 0.5, -0.5)
     ax.set_yticks([])
-    ax.set_xlabel(f"{quantity} (sublevel set f ≤ t)")
+    ax.set_xlabel(plain(f"{quantity} (sublevel set f ≤ t)"))
     ax.set_title(figure_title(quantity, "linear", surface, "persistence barcode"))
     return fig
 
@@ -137,7 +138,7 @@ def merge_tree(surface: SurfaceValues, quantity: str, topo: Topology) -> Figure:
     if len(topo.minima) < topo.total_minima:
         note += f"; the {len(topo.minima)} most persistent drawn"
     ax.set_xlabel(f"minima by depth (0: the deepest)\n{note}")
-    ax.set_ylabel(quantity)
+    ax.set_ylabel(plain(quantity))
     ax.margins(x=0.08)
     ax.set_title(figure_title(quantity, "linear", surface, "merge tree of the basins"))
     return fig
