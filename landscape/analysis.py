@@ -43,7 +43,13 @@ import numpy as np
 from landscape import quantities
 from landscape.errors import ConfigError
 from landscape.store.values import SurfaceValues
-from landscape.topology import INSTALL_HINT, MissingExtraError, Topology, gudhi_available, topology
+from landscape.topology import (
+    INSTALL_HINT,
+    MissingExtraError,
+    Topology,
+    grid_topology,
+    gudhi_available,
+)
 
 ANALYSIS_VERSION = 2  # 2: the topology section
 DEFAULT_EPSILON = 0.2
@@ -635,7 +641,7 @@ def surface_topology(surface: SurfaceValues, quantity: str) -> tuple[Topology | 
     bar = quantities.error_of(quantity)
     se = surface.values.get(bar) if bar else None
     try:
-        return topology(surface.values[quantity], _axes(surface), se), ""
+        return grid_topology(surface.values[quantity], _axes(surface), se), ""
     except MissingExtraError:
         return None, TOPOLOGY_NEEDS_GUDHI
 

@@ -365,7 +365,7 @@ def persistence_pairs(values: Any) -> list[tuple[int, float, float]]:
 # --- the summary -------------------------------------------------------------------------------
 
 
-def topology(
+def grid_topology(
     values: Any,
     axes: list[Any] | None = None,
     se: Any | None = None,

@@ -19,9 +19,9 @@ from landscape.errors import ConfigError
 from landscape.surface import Surface
 from landscape.topology import (
     MissingExtraError,
+    grid_topology,
     merge_tree,
     persistence_pairs,
-    topology,
 )
 
 pytest.importorskip("gudhi")
@@ -61,7 +61,7 @@ def h0_pairs_of_gudhi(f: np.ndarray) -> list[tuple[float, float]]:
 def test_a_bowl_has_one_minimum_and_it_is_significant() -> None:
     a, b = np.meshgrid(grid(), grid(), indexing="ij")
     f = 0.5 + 2 * a * a + b * b
-    t = topology(f, [grid(), grid()], np.full(f.shape, 0.01))
+    t = grid_topology(f, [grid(), grid()], np.full(f.shape, 0.01))
     assert (t.total_minima, t.significant_minima) == (1, 1)
     (m,) = t.minima
     assert m.at == (0.0, 0.0) and m.value == 0.5 and m.persistence == math.inf
@@ -73,7 +73,7 @@ def test_a_bowl_has_one_minimum_and_it_is_significant() -> None:
 def test_sums_of_gaussian_wells_give_their_count_positions_and_depths() -> None:
     wells = [((-0.5, -0.5), 1.0), ((0.5, 0.5), 0.6), ((-0.5, 0.5), 0.3)]
     f = gaussian_wells(wells)
-    t = topology(f, [grid(), grid()])
+    t = grid_topology(f, [grid(), grid()])
     assert t.total_minima == 3 == t.significant_minima
     got = sorted(t.minima, key=lambda m: m.id)  # id: rank by depth, as the wells are listed
     for m, ((cx, cy), depth) in zip(got, wells, strict=True):
@@ -90,7 +90,7 @@ def test_sums_of_gaussian_wells_give_their_count_positions_and_depths() -> None:
 def test_double_well_persistence_is_the_saddle_minus_the_shallow_minimum_exactly() -> None:
     x = grid(81, 2.0)  # step 0.05: x = 0, the saddle, is on the grid
     f = double_well(x)
-    t = topology(f, [x])
+    t = grid_topology(f, [x])
     assert t.total_minima == 2
     deep, shallow = sorted(t.minima, key=lambda m: m.id)
     right = x > 0
@@ -110,7 +110,7 @@ def test_double_well_in_two_and_three_dimensions() -> None:
     for dims in (2, 3):
         p = np.meshgrid(*[x] * dims, indexing="ij")
         f = double_well(p[0]) + sum(q * q for q in p[1:])
-        t = topology(f, [x] * dims)
+        t = grid_topology(f, [x] * dims)
         assert t.total_minima == 2 and t.dims == dims
         shallow = max(t.minima, key=lambda m: m.id)
         assert shallow.saddle_at == (0.0,) * dims and shallow.saddle_value == 1.0
@@ -123,7 +123,7 @@ def test_double_well_in_two_and_three_dimensions() -> None:
 def test_a_ring_valley_has_one_loop_in_gudhis_diagram() -> None:
     a, b = np.meshgrid(grid(), grid(), indexing="ij")
     f = (np.hypot(a, b) - 0.6) ** 2 + 0.01 * a  # a circular valley, tilted: one minimum, one loop
-    t = topology(f, [grid(), grid()])
+    t = grid_topology(f, [grid(), grid()])
     loops = [p for p in t.diagram if p[0] == 1]
     assert t.diagram_counts[1] == len(loops) >= 1
     longest = max(loops, key=lambda p: p[2] - p[1])
@@ -139,7 +139,7 @@ def test_a_well_shallower_than_its_noise_is_not_counted(se: float, expected: int
     x = grid(81, 2.0)
     f = double_well(x)
     shallow = 1.0 - f[x > 0].min()  # 0.7452
-    t = topology(f, [x], np.full(f.shape, se))
+    t = grid_topology(f, [x], np.full(f.shape, se))
     noise = 2 * math.sqrt(se**2 + se**2)  # 2·sqrt(se_min² + se_saddle²)
     assert (noise > shallow) == (expected == 1)
     assert (t.total_minima, t.significant_minima, t.se_known) == (2, expected, True)
@@ -152,11 +152,11 @@ def test_the_noise_uses_the_standard_errors_at_the_minimum_and_at_the_saddle() -
     x = grid(81, 2.0)
     f = double_well(x)
     se = np.zeros_like(f)
-    shallow = max(topology(f, [x]).minima, key=lambda m: m.id)
+    shallow = max(grid_topology(f, [x]).minima, key=lambda m: m.id)
     se[40] = 0.35  # at the saddle only: 2·0.35 = 0.70 < 0.7452
-    assert topology(f, [x], se).significant_minima == 2
+    assert grid_topology(f, [x], se).significant_minima == 2
     se[list(x).index(shallow.at[0])] = 0.2  # and at the minimum: 2·sqrt(0.35² + 0.2²) = 0.806
-    assert topology(f, [x], se).significant_minima == 1
+    assert grid_topology(f, [x], se).significant_minima == 1
 
 
 # --- gudhi against the merge tree --------------------------------------------------------------
@@ -205,11 +205,11 @@ def test_smad_by_hand_on_a_small_grid() -> None:
 
 def test_bad_grids_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="1 to 5 dimensions"):
-        topology(np.zeros((2,) * 6))
+        grid_topology(np.zeros((2,) * 6))
     with pytest.raises(ConfigError, match="standard errors"):
-        topology(np.zeros((3, 3)), se=np.zeros(3))
+        grid_topology(np.zeros((3, 3)), se=np.zeros(3))
     with pytest.raises(ConfigError, match="axes"):
-        topology(np.zeros((3, 3)), [np.arange(3), np.arange(4)])
+        grid_topology(np.zeros((3, 3)), [np.arange(3), np.arange(4)])
 
 
 def test_without_gudhi_a_named_error_and_the_analysis_says_what_to_install(
@@ -217,7 +217,7 @@ def test_without_gudhi_a_named_error_and_the_analysis_says_what_to_install(
 ) -> None:
     monkeypatch.setitem(sys.modules, "gudhi", None)  # import gudhi now raises ImportError
     with pytest.raises(MissingExtraError, match=r"pip install 'landscape\[topology\]'"):
-        topology(np.zeros(5))
+        grid_topology(np.zeros(5))
     f = double_well(grid(21, 2.0))
     r = analyse(
         Surface("w.h5", grid(21, 2.0), None, {"train_loss": f}, np.isfinite(f)), "train_loss"
@@ -266,7 +266,7 @@ def test_a_computed_surface_stores_its_topology_and_the_api_returns_it(real_surf
     assert topo == stored  # read from /analysis, as written when the run completed
     assert isinstance(topo["significant_minima"], int)
     assert 1 <= topo["significant_minima"] <= topo["total_minima"] and topo["se_known"] is True
-    direct = topology(s.values["train_loss"], [s.x, s.y], s.values["train_loss_se"])
+    direct = grid_topology(s.values["train_loss"], [s.x, s.y], s.values["train_loss_se"])
     assert topo["total_minima"] == direct.total_minima and topo["smad"] == direct.smad
 
 

@@ -252,7 +252,7 @@ def _jobs_topology(
     surface: SurfaceValues, kinds: list[str], marks: dict[str, Any]
 ) -> list[tuple[str, Callable[[], Figure]]]:
     """Each loss' persistence barcode and merge tree (``{quantity}_barcode``, ``_mergetree``)."""
-    draw = {"barcode": topo_figures.barcode, "mergetree": topo_figures.merge_tree}
+    draw = {"barcode": topo_figures.barcode, "mergetree": topo_figures.merge_tree_figure}
     return [
         (f"{q}_{kind}", lambda q=q, t=t, d=draw[kind]: d(surface, q, t))
         for q, t in marks.items()

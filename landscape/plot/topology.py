@@ -108,7 +108,7 @@ def _tree_order(minima: tuple[BasinMinimum, ...]) -> dict[int, int]:
     return column
 
 
-def merge_tree(surface: SurfaceValues, quantity: str, topo: Topology) -> Figure:
+def merge_tree_figure(surface: SurfaceValues, quantity: str, topo: Topology) -> Figure:
     """The merge tree of the basins as its branch decomposition: each minimum a vertical branch
     from its loss up to the saddle where it merges, joined there by a horizontal edge to the
     branch of the deeper basin that absorbs it; the global minimum's branch runs to the top.
