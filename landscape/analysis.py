@@ -811,12 +811,13 @@ def _minimum_text(m: Minimum) -> list[str]:
 
 
 def _topology_text(t: Topology) -> list[str]:
-    noise = (
-        f"{t.significant_minima} significant (persistence above {t.noise_sigmas:g} s.e.)"
-        if t.se_known
-        else f"{t.significant_minima} (no standard errors stored: none tested against noise)"
-    )
-    lines = [f"basins: {noise} of {t.total_minima} minima"]
+    if t.se_known:
+        head = f"{t.significant_minima} significant of {t.total_minima} minima"
+        lines = [f"basins: {head} (persistence above {t.noise_sigmas:g} s.e.)"]
+    else:
+        lines = [
+            f"basins: {t.total_minima} minima (no standard errors stored: none tested for noise)"
+        ]
     deepest = (
         "none (one basin)" if t.largest_persistence is None else f"{t.largest_persistence:.4g}"
     )

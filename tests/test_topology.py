@@ -316,3 +316,37 @@ def test_plot_kind_barcode_without_gudhi_is_one_line_error(
     assert done.stderr.strip().splitlines() == [
         "Error: the topology of a surface needs gudhi: pip install 'landscape[topology]'"
     ]
+
+
+def test_a_noisy_surface_lists_the_most_persistent_minima_and_fits_the_files_space() -> None:
+    from landscape.store.surface import ANALYSIS_BYTES
+    from landscape.topology import MAX_LISTED
+
+    x = grid(51)
+    f = np.random.default_rng(0).normal(size=(51, 51))  # hundreds of minima
+    s = Surface("n.h5", x, x, {"train_loss": f, "train_loss_se": 0 * f + 0.01}, f == f)
+    r = analyse(s, "train_loss")
+    t = r.topology
+    assert t.total_minima > 300 and len(t.minima) == MAX_LISTED
+    every = merge_tree(f, [x, x], 0 * f + 0.01).minima
+    assert t.significant_minima == sum(m.significant for m in every)
+    cut = sorted((m.persistence for m in every), reverse=True)[MAX_LISTED - 1]
+    assert all(m.persistence >= cut for m in t.minima)  # the most persistent are listed
+    listed = {m.id for m in t.minima}
+    assert all(m.merges_into is None or m.merges_into in listed for m in t.minima)
+    assert len(r.to_json().encode()) < ANALYSIS_BYTES // 2  # stored whole, with room to spare
+
+
+def test_info_says_when_no_standard_errors_were_stored() -> None:
+    from landscape.analysis import format_analysis
+
+    x = grid(41, 2.0)
+    f = double_well(x)
+    lines = format_analysis(
+        analyse(Surface("w.h5", x, None, {"train_loss": f}, f == f), "train_loss")
+    )
+    i = next(k for k, line in enumerate(lines) if line.startswith("topology:"))
+    assert lines[i] == (
+        "topology:    basins: 2 minima (no standard errors stored: none tested for noise)"
+    )
+    assert lines[i + 1].strip().startswith("SMAD ")
