@@ -76,6 +76,7 @@ def gudhi_available() -> bool:
 
 
 def require_gudhi() -> Any:
+    """The gudhi module; MissingExtraError, saying how to install it, when it is not there."""
     try:
         import gudhi
     except ImportError:
@@ -352,7 +353,13 @@ def persistence_pairs(values: Any) -> list[tuple[int, float, float]]:
         return []
     top = float(f[finite].max())
     top += 1.0 + abs(top)
-    cc = gudhi.CubicalComplex(vertices=np.where(finite, f, top))
+    try:
+        cc = gudhi.CubicalComplex(vertices=np.where(finite, f, top))
+    except TypeError:  # gudhi before 3.8 builds cubical complexes from top cells only
+        raise MissingExtraError(
+            f"gudhi {getattr(gudhi, '__version__', '?')} is too old for vertex-valued cubical "
+            f"complexes (3.8 or later): {INSTALL_HINT}"
+        ) from None
     pairs = []
     for dim, (birth, death) in cc.persistence():
         if birth >= top:
