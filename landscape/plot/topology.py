@@ -85,8 +85,9 @@ def _barcode_legend(ax: Axes, topo: Topology) -> None:
     note = f"{topo.significant_minima} significant of {topo.total_minima} minima"
     if len(topo.minima) < topo.total_minima:
         note += f" ({len(topo.minima)} most persistent drawn)"
-    ax.legend(handles=handles, loc="lower right", fontsize="small", title=note,
-              title_fontsize="small", framealpha=0.8)  # fmt: skip
+    # below the panel, where no bar can hide behind it
+    ax.figure.legend(handles=handles, loc="outside lower center", ncols=len(handles),
+                     fontsize="small", title=note, title_fontsize="small")  # fmt: skip
 
 
 def _tree_order(minima: tuple[BasinMinimum, ...]) -> dict[int, int]:
