@@ -37,7 +37,8 @@ loss (``loss_se``, stored by ``landscape compute``).
   surface with one minimum has no branching: SMAD = 0, as in Landscaper. ``smad_normalized``
   divides each gap by the loss range (max − min), Landscaper's ``normalize=True``. Landscaper
   builds its tree with topopy on an empty-region graph of the points; on a regular grid we use
-  the 2·k axis neighbours above.
+  the 2·k axis neighbours above, and our SMAD equals Landscaper 1.3.1's own (topopy 1.0.4, to
+  its float32 precision) on the shared grids of ``tests/test_topology.py``.
 - **Noise.** A minimum is **noise** when its persistence is within ``NOISE_SIGMAS`` (2) standard
   errors of zero: ``persistence ≤ 2·sqrt(se_min² + se_saddle²)``, the standard error of the
   difference ``f(saddle) − f(minimum)`` of two independent means (the s.e. at the minimum and at

@@ -350,3 +350,29 @@ def test_info_says_when_no_standard_errors_were_stored() -> None:
         "topology:    basins: 2 minima (no standard errors stored: none tested for noise)"
     )
     assert lines[i + 1].strip().startswith("SMAD ")
+
+
+# Landscaper's own numbers: LossLandscape.smad() (normalize=False, weighted=False) of Landscaper
+# 1.3.1 run with topopy 1.0.4 and nglpy 1.1.7 on these grids, the loss passed as Landscaper lays it
+# out ([y, x]: it pairs loss.flatten() with np.meshgrid's default "xy" order). topopy computes in
+# float32, hence the tolerance. Both counted one saddle–minimum pair per minimum (45 and 4).
+LANDSCAPER_SMAD = {"noise 15 x 12": (0.7911948342057359, 45), "four wells": (0.6441160812973976, 4)}
+
+
+def test_smad_equals_landscapers_on_shared_grids() -> None:
+    f = np.random.default_rng(7).normal(size=(15, 12))
+    noise = grid_topology(f, [np.linspace(-1, 1, 15), np.linspace(-0.5, 0.5, 12)])
+    x, y = grid(41), grid(31)
+    a, b = np.meshgrid(x, y, indexing="ij")
+    f = 2 + 0.2 * (a**2 + b**2)
+    for (cx, cy), depth in [
+        ((0, 0), 1.5),
+        ((0.6, 0.5), 0.8),
+        ((-0.6, 0.4), 0.5),
+        ((0.6, -0.5), 0.3),
+    ]:
+        f -= depth * np.exp(-((a - cx) ** 2 + (b - cy) ** 2) / (2 * 0.15**2))
+    wells = grid_topology(f, [x, y])
+    for t, name in ((noise, "noise 15 x 12"), (wells, "four wells")):
+        smad, pairs = LANDSCAPER_SMAD[name]
+        assert t.smad == pytest.approx(smad, rel=1e-6) and t.total_minima == pairs, name
