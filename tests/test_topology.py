@@ -376,3 +376,20 @@ def test_smad_equals_landscapers_on_shared_grids() -> None:
     for t, name in ((noise, "noise 15 x 12"), (wells, "four wells")):
         smad, pairs = LANDSCAPER_SMAD[name]
         assert t.smad == pytest.approx(smad, rel=1e-6) and t.total_minima == pairs, name
+
+
+def test_an_analysis_stored_without_gudhi_is_made_anew_once_gudhi_is_there(
+    real_surface: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from landscape.analysis import stored_or_computed
+    from landscape.store import read_surface, write_analysis
+
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "gudhi", None)
+        without = analyse(read_surface(real_surface), "train_loss")
+    assert without.topology is None
+    write_analysis(real_surface, {"train_loss": without.to_json()})
+    s = read_surface(real_surface)
+    assert s.stored_analysis["train_loss"]["topology"] is None
+    result, stored = stored_or_computed(s)["train_loss"]
+    assert not stored and result.topology is not None
