@@ -393,3 +393,21 @@ def test_an_analysis_stored_without_gudhi_is_made_anew_once_gudhi_is_there(
     assert s.stored_analysis["train_loss"]["topology"] is None
     result, stored = stored_or_computed(s)["train_loss"]
     assert not stored and result.topology is not None
+
+
+def test_barcode_of_a_grid_not_computed_is_one_error(tmp_path: Path) -> None:
+    from landscape.errors import SurfaceFileError
+    from landscape.plot.render import render_all
+
+    x = grid(9)
+    f = np.full((9, 9), np.nan)
+    f[4, 4] = 1.0
+    done = np.isfinite(f)
+    with pytest.raises(SurfaceFileError, match="need every point of the grid computed"):
+        render_all(Surface("p.h5", x, x, {"train_loss": f}, done), tmp_path, kinds=["barcode"])
+    assert (
+        analyse(Surface("p.h5", x, x, {"train_loss": f}, done), "train_loss").unavailable[
+            "topology"
+        ]
+        == "1 of 81 points computed: it needs the whole grid"
+    )

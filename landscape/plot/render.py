@@ -225,6 +225,11 @@ def figure_jobs(
     if jobs and surface.repeats:
         jobs += _jobs_repeats(surface, plain, scale_list, vmin, vmax, levels)
     jobs += _jobs_topology(surface, [k for k in picked if k in TOPOLOGY_KINDS], marks)
+    if not jobs and not plain:  # only --kind barcode/mergetree, and no topology to draw
+        raise SurfaceFileError(
+            f"{surface.path}: the barcode and merge tree need every point of the grid computed "
+            "and a finite loss; run landscape compute to the end first"
+        )
     if not jobs:
         raise SurfaceFileError(
             f"{surface.path} has no finite loss or accuracy to plot "
