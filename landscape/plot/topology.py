@@ -35,7 +35,8 @@ def topology_of(surface: SurfaceValues, quantity: str) -> Topology | None:
 def _top(topo: Topology, surface: SurfaceValues, quantity: str) -> float:
     """Where infinite bars and the root branch end: a little above the highest finite loss."""
     f = np.asarray(surface.values[quantity], dtype=float)
-    hi, lo = float(np.nanmax(f)), float(np.nanmin(f))
+    f = f[np.isfinite(f)]
+    hi, lo = float(f.max()), float(f.min())
     return hi + 0.05 * (hi - lo or 1.0)
 
 
