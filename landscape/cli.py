@@ -761,7 +761,7 @@ def curvature(
     "--kind",
     "kinds",
     multiple=True,
-    help="1d, contour, contourf, heatmap, surface3d (repeatable) [all].",
+    help="1d, contour, contourf, heatmap, surface3d, barcode, mergetree (repeatable) [all].",
 )
 @click.option(
     "--log/--linear", "log", default=None, help="Only the log or only the linear scale [both]."
@@ -791,6 +791,10 @@ def plot(
     dpi: int,
 ) -> None:
     """Draw curves, contours, heat maps and 3-D views of surface files.
+
+    With gudhi installed (pip install 'landscape[topology]'), each loss of a complete grid also
+    gets its persistence barcode and the merge tree of its basins, and its significant minima
+    (persistence above 2 standard errors) are marked on the contour plots and 1-D curves.
 
     Reads landscape files and Li et al.'s reference surface files. With --compare, several
     surfaces are drawn side by side on one shared colour scale and level set. A curvature file

@@ -72,9 +72,9 @@ class Surface(SurfaceValues):
 
     def analysis(self, **options: Any) -> dict[str, Any]:
         """The numbers ``landscape info`` prints for every loss, ``{quantity: {"sharpness": ...,
-        "curvature": ..., "basin": ..., "minimum": ..., ...}}``: stored in the file when the run
-        completed, computed anew for other ``options`` (``epsilon``, ``threshold``, ``rise``,
-        ``fit_radius``, as ``AnalysisOptions`` takes them)."""
+        "curvature": ..., "basin": ..., "minimum": ..., "topology": ..., ...}}``: stored in the
+        file when the run completed, computed anew for other ``options`` (``epsilon``,
+        ``threshold``, ``rise``, ``fit_radius``, as ``AnalysisOptions`` takes them)."""
         from landscape.analysis import AnalysisOptions, analysis_report
 
         return analysis_report(self, AnalysisOptions(**options) if options else None)["analysis"]
