@@ -133,7 +133,8 @@ def _direction_spec(
     a record that says so (the file's own directions are read back on resume)."""
     if given:
         return DirectionSpec(name="filter-norm", seed=shared["seed"], file=GIVEN)
-    return DirectionSpec(**shared, **_family_options(options, session))
+    globs = {key: list(shared[key]) for key in ("params", "exclude")}  # lists, as YAML gives
+    return DirectionSpec(**{**shared, **globs}, **_family_options(options, session))
 
 
 def _grid(x: Axis, y: Axis | None) -> Grid:
@@ -411,10 +412,6 @@ def _checkpoints(value: Any, keyword: str, session: Session, to_centre: bool) ->
     if to_centre and (not path or not _holds_centre(path[-1], session)):
         path.append(Weights(session.centre, "model"))
     return path
-
-
-def _globs(value: Sequence[str] | str) -> list[str]:
-    return [value] if isinstance(value, str) else list(value)
 
 
 def _text(path: str | Path | None) -> str | None:
