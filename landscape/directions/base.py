@@ -92,10 +92,15 @@ class DirectionSet:
     attrs: dict[str, Any] = field(default_factory=dict)
     trajectory: dict[str, np.ndarray] | None = None
     landmarks: dict[str, np.ndarray] | None = None
+    # the grid point → coefficients along ``vectors`` when they are not the identity: the kind
+    # of curve (``landscape.curves.chart``) a 1-D surface runs along, on two vectors
+    chart: str | None = None
 
     def to(self, device: torch.device) -> DirectionSet:
         moved = [OrderedDict((k, v.to(device)) for k, v in d.items()) for d in self.vectors]
-        return DirectionSet(self.method, moved, dict(self.attrs), self.trajectory, self.landmarks)
+        return DirectionSet(
+            self.method, moved, dict(self.attrs), self.trajectory, self.landmarks, self.chart
+        )
 
 
 def summarize(ds: DirectionSet) -> dict[str, Any]:
