@@ -9,7 +9,6 @@ import json
 import subprocess
 import sys
 from collections import OrderedDict
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -135,7 +134,7 @@ def test_resume_after_a_kill_gives_the_uninterrupted_curve(pair, digits, tmp_pat
     assert all(torch.equal(on_disk.c[k], whole.c[k]) for k in whole.c)
     # rerunning the finished command returns the curve; other settings are refused
     assert train_curve(pair_of(session, pair[1]), settings, out).losses == whole.losses
-    with pytest.raises(LandscapeError, match="other settings .lr"):
+    with pytest.raises(LandscapeError, match=r"other settings \(lr"):
         train_curve(pair_of(session, pair[1]), TrainSettings(epochs=2, lr=0.2), out)
 
 
@@ -272,12 +271,12 @@ def test_bad_input_is_refused_in_one_line(pair, digits, tmp_path) -> None:
     with pytest.raises(LandscapeError, match="same weights"):
         landscape.connect(pair[0], copy.deepcopy(pair[0]), digits, progress=False)
     # a curve of another pair: the model is not its A
-    net, curve = bn_curve()
+    _, curve = bn_curve()
     torch.manual_seed(9)
     with pytest.raises(LandscapeError, match="starts at other weights"):
         landscape.compute(BNNet(), digits, x=(0, 1, 3), direction="curve", curve=curve,
                           progress=False)  # fmt: skip
-    with pytest.raises(LandscapeError, match="another architecture|shape"):
+    with pytest.raises(LandscapeError, match=r"another architecture|shape"):
         landscape.compute(wide, digits, x=(0, 1, 3), direction="curve", curve=curve,
                           progress=False)  # fmt: skip
     fake = tmp_path / "fake.safetensors"
