@@ -223,7 +223,7 @@ FAMILIES: dict[str, Family] = {
                     "B; 2-D: the plane through A, B and the bend C). The API takes a Curve too.",
                     kind="files",
                     metavar="FILE",
-                    exclusive="the curve's own points",
+                    exclusive="the points of a trained curve",
                 ),
             ),
         ),
