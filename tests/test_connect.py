@@ -115,6 +115,10 @@ def test_resume_after_a_kill_gives_the_uninterrupted_curve(pair, digits, tmp_pat
             after_step=kill_at_7,
         )  # fmt: skip
     assert not out.exists() and (tmp_path / ".c.safetensors.partial").is_file()
+    # the interrupted training is continued only by the same command
+    with pytest.raises(LandscapeError, match=r"interrupted training with other settings \(lr"):
+        other = TrainSettings(epochs=2, batch_size=256, lr=0.3)
+        train_curve(pair_of(Session.from_objects(pair[0], digits), pair[1]), other, out)
     starts: list[int] = []
 
     class Bar:

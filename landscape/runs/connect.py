@@ -83,7 +83,6 @@ class State:
     losses: list[float] = field(default_factory=list)  # mean training loss of each epoch done
     epoch_sum: float = 0.0
     epoch_count: int = 0
-    resumed_at: int = 0  # steps done when this process started
 
 
 # --- the maths of one step ------------------------------------------------------------------
@@ -227,7 +226,6 @@ def _train(
     n = len(pair.session.data)
     steps = steps_per_epoch(n, settings.batch_size)
     done = state.epoch * steps + state.step
-    state.resumed_at = done
     bar = progress(settings.epochs * steps, done) if progress is not None else None
     last_save = time.monotonic()
     try:
