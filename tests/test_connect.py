@@ -263,6 +263,10 @@ def test_the_path_is_drawn_on_the_plane(digits) -> None:
     ax = Figure().add_subplot()
     figures.draw_curve_path(ax, s)
     assert [line.get_gid() for line in ax.lines] == ["curve-path"]
+    along = landscape.compute(
+        net, (x, y), x=(0, 1, 3), direction="curve", curve=curve, progress=False
+    )  # the 1-D surface's axis is the curve's t
+    assert figures.x_label_1d(along) == "t (along the bezier curve, A → B)"
 
 
 def test_bad_input_is_refused_in_one_line(pair, digits, tmp_path) -> None:

@@ -334,6 +334,15 @@ def _grid(surface: SurfaceValues) -> tuple[np.ndarray, np.ndarray]:
     return np.meshgrid(np.asarray(surface.x), np.asarray(surface.y), indexing="ij")
 
 
+def x_label_1d(surface: SurfaceValues) -> str:
+    """A 1-D surface's x axis: a direction's coefficient, or a curve's t (``--direction curve``
+    runs along the curve itself, from A at 0 to B at 1)."""
+    chart = surface.direction_attrs.get("chart")
+    if isinstance(chart, str) and chart:
+        return f"t (along the {chart} curve, A → B)"
+    return "x (direction 1)"
+
+
 def _label_axes(ax: Axes) -> None:
     ax.set_xlabel("x (direction 1)")
     ax.set_ylabel("y (direction 2)")
@@ -840,7 +849,7 @@ def curve_1d(
     ax.set_ylim(bottom=vmin, top=vmax)
     draw_landmarks(ax, surface, color="0.25")
     draw_centre_1d(ax, surface)
-    ax.set_xlabel("x (direction 1)")
+    ax.set_xlabel(x_label_1d(surface))
     ax.set_ylabel("loss" + (" (log scale)" if log else ""), color="tab:blue")
     acc_ax.set_ylabel("accuracy (%)", color="tab:red")
     ax.tick_params(axis="y", colors="tab:blue")
