@@ -283,6 +283,7 @@ def family_options() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
             opt.flag,
             opt.field,
             **{"cls": Setting, **kinds[opt.kind]},
+            **({"type": click.Choice(opt.choices)} if opt.choices else {}),
             key=f"direction.{opt.field}",
             metavar=opt.metavar,
             help=f"{', '.join(names)}: {opt.help}",

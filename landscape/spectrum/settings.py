@@ -25,10 +25,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from landscape import families
 from landscape.config import DataSpec, ModelSpec, check_seed
 from landscape.errors import ConfigError
 
-WHICH_CHOICES = ("top", "bottom", "extreme")
+WHICH_CHOICES = families.EIGEN_ENDS  # as the hessian direction family's --which
 TRACE_CHOICES = ("hutchinson", "hutch++", "none")
 GRAPH_CHOICES = ("auto", "reuse", "recompute")
 
