@@ -3,7 +3,8 @@
 The Python API (``landscape.api``, imported on first use so that the command line starts fast):
 ``compute(model, data, ...)`` → a :class:`Surface`, ``load(path)``, ``inspect(model, data)``,
 ``curvature(model, data, surface)``: plain functions (the runs behind them live in
-``landscape.runs``, the diagnostics in ``landscape.diagnostics``).
+``landscape.runs``, the diagnostics in ``landscape.diagnostics``); ``align(model_a, model_b)``:
+B's hidden units permuted to match A's (``landscape.alignment``).
 
 Importing the package and calling the API change nothing in the caller's process (matplotlib's
 backend, the garbage collector, the allocator, ``os.environ``, torch's threads and flags):
@@ -17,7 +18,9 @@ from typing import Any
 from landscape.tuning import tune_process
 from landscape.version import __version__
 
-__all__ = ["Surface", "__version__", "compute", "curvature", "inspect", "load", "tune_process"]
+__all__ = [
+    "Surface", "__version__", "align", "compute", "curvature", "inspect", "load", "tune_process",
+]  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:
@@ -25,6 +28,10 @@ def __getattr__(name: str) -> Any:
         from landscape import api
 
         return getattr(api, name)
+    if name == "align":  # B permuted to match A (issue 25)
+        from landscape.alignment.matching import align
+
+        return align
     if name == "Surface":
         from landscape.surface import Surface
 

@@ -20,7 +20,7 @@ from contextlib import ExitStack
 import torch
 from torch import nn
 
-from landscape.alignment.spec import PermutationSpec, Permutations, Probe
+from landscape.alignment.spec import Permutations, PermutationSpec, Probe
 from landscape.errors import AlignError
 
 EPS = 1e-12  # a unit that never varies (a dead ReLU) correlates with nothing: 0, not NaN

@@ -33,11 +33,17 @@ def blocks_spec(model: nn.Module) -> PermutationSpec:
         children = dict(module.named_children())
         if _is_conv1d(children.get("c_fc")) and _is_conv1d(children.get("c_proj")):
             _gpt2_mlp(spec, prefix, children)
-        elif all(isinstance(children.get(k), nn.Linear) for k in ("gate_proj", "up_proj", "down_proj")):
+        elif all(
+            isinstance(children.get(k), nn.Linear) for k in ("gate_proj", "up_proj", "down_proj")
+        ):
             _gated_mlp(spec, prefix, children)
-        elif _is_conv1d(children.get("c_attn")) and not getattr(module, "is_cross_attention", False):
+        elif _is_conv1d(children.get("c_attn")) and not getattr(
+            module, "is_cross_attention", False
+        ):
             _gpt2_heads(spec, prefix, module, children)
-        elif all(isinstance(children.get(k), nn.Linear) for k in ("q_proj", "k_proj", "v_proj", "o_proj")):
+        elif all(
+            isinstance(children.get(k), nn.Linear) for k in ("q_proj", "k_proj", "v_proj", "o_proj")
+        ):
             _llama_heads(spec, prefix, module, children)
     if not spec.sizes:
         raise AlignError(

@@ -483,7 +483,7 @@ def trace_spec(model: nn.Module) -> PermutationSpec:
     when it cannot, or when no group is left that is safe to permute."""
     try:
         graph = fx.symbolic_trace(model).graph
-    except Exception as exc:  # noqa: BLE001 - tracing runs the user's forward: any error
+    except Exception as exc:
         raise AlignError(
             f"cannot trace {type(model).__name__} with torch.fx to find its hidden units "
             f"({first_line(exc, 200)}); a forward without data-dependent Python control flow "

@@ -18,7 +18,13 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from landscape.alignment.spec import PermutationSpec, Permutations, identity, permute_tensor, unit_rows
+from landscape.alignment.spec import (
+    Permutations,
+    PermutationSpec,
+    identity,
+    permute_tensor,
+    unit_rows,
+)
 
 MAX_PASSES = 100  # passes over all groups; the total stops rising well before on real networks
 RISE = 1e-12  # a relative rise of the total below this is no rise (rounding)
