@@ -18,9 +18,7 @@ from typing import Any
 
 import click
 
-from landscape import __version__, families, tune_process
-from landscape.alignment import DEFAULT_METHOD as DEFAULT_ALIGN_METHOD
-from landscape.alignment import METHODS as ALIGN_METHODS
+from landscape import __version__, alignment, families, tune_process
 from landscape.config import (
     BN_CHOICES,
     COMPILE_CHOICES,
@@ -1177,8 +1175,8 @@ def inspect(
 )
 @click.option(
     "--method",
-    type=click.Choice(ALIGN_METHODS),
-    default=DEFAULT_ALIGN_METHOD,
+    type=click.Choice(alignment.METHODS),
+    default=alignment.DEFAULT_METHOD,
     show_default=True,
     help="weights: weight matching (no data); activations: correlation of unit activations "
     "on --data.",
@@ -1190,7 +1188,12 @@ def inspect(
     show_default=True,
     help="Order weight matching visits the groups in.",
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option(
+    "--device",
+    default=alignment.DEFAULT_DEVICE,
+    show_default=True,
+    help="--method activations: auto, cpu, cuda, cuda:N or mps.",
+)
 @click.option(
     "--out",
     required=True,

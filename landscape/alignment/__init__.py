@@ -23,8 +23,13 @@ METHODS = ("weights", "activations")
 DEFAULT_METHOD = "weights"
 DEFAULT_BATCH_SIZE = 256  # samples per forward pass of activation matching
 ATTRIBUTE = "alignment"  # the aligned model's attribute holding its Alignment
+DEFAULT_SEED = 0  # seeds the order weight matching visits the groups in
+DEFAULT_DEVICE = "auto"  # where activation matching runs the models
 
-__all__ = ["ATTRIBUTE", "DEFAULT_BATCH_SIZE", "DEFAULT_METHOD", "METHODS", "Alignment", "align"]
+__all__ = [
+    "ATTRIBUTE", "DEFAULT_BATCH_SIZE", "DEFAULT_DEVICE", "DEFAULT_METHOD", "DEFAULT_SEED", "METHODS",
+    "Alignment", "align",
+]  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:

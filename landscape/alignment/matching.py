@@ -14,7 +14,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from landscape.alignment import ATTRIBUTE, DEFAULT_BATCH_SIZE, DEFAULT_METHOD, METHODS
+from landscape.alignment import (
+    ATTRIBUTE,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_DEVICE,
+    DEFAULT_METHOD,
+    DEFAULT_SEED,
+    METHODS,
+)  # fmt: skip
 from landscape.alignment.activations import correlations, match_activations
 from landscape.alignment.blocks import blocks_spec
 from landscape.alignment.graph import trace_spec
@@ -60,9 +67,9 @@ def align(
     data: Any = None,
     method: str = DEFAULT_METHOD,
     *,
-    seed: int = 0,
+    seed: int = DEFAULT_SEED,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    device: str = "cpu",
+    device: str = DEFAULT_DEVICE,
 ) -> nn.Module:
     """A copy of ``model_b`` with its hidden units permuted to match ``model_a``'s; it computes
     what ``model_b`` computes. Neither argument is changed.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from landscape import checkpoint
 from landscape._files import check_input
-from landscape.alignment import DEFAULT_BATCH_SIZE, DEFAULT_METHOD
+from landscape.alignment import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_METHOD, DEFAULT_SEED
 from landscape.alignment.files import check_out, save_aligned
 from landscape.alignment.matching import Alignment, align
 from landscape.config import DataSpec, ModelSpec
@@ -40,8 +40,8 @@ def run_align(
     *,
     data: DataSpec | None = None,
     method: str = DEFAULT_METHOD,
-    seed: int = 0,
-    device: str = "auto",
+    seed: int = DEFAULT_SEED,
+    device: str = DEFAULT_DEVICE,
     overwrite: bool = False,
 ) -> AlignRun:
     """Align ``target`` (B) to the model spec at its checkpoint (A) and write ``out``; ``data``
