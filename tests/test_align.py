@@ -42,7 +42,6 @@ INPUTS = {
     "resnet110": (2, 3, 32, 32),
     "resnet110-noshort": (2, 3, 32, 32),
 }
-SLOW = {"resnet56", "resnet56-noshort", "resnet110", "resnet110-noshort"}
 
 
 def randomized(model: nn.Module, seed: int) -> nn.Module:
@@ -73,6 +72,10 @@ def same_weights(a: nn.Module, b: nn.Module) -> bool:
 
 
 def max_diff(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
+    """max |Δlogit| of two models on ``x``, evaluated in float64 (deep ResNets with random
+    BatchNorm statistics reach logits of 10³, where float32 rounds by 10⁻⁵ itself)."""
+    a, b = (copy.deepcopy(m).double() for m in (a, b))
+    x = x.double() if x.is_floating_point() else x
     with torch.no_grad():
         return float((logits(a(x)) - logits(b(x))).abs().max())
 
@@ -151,9 +154,7 @@ def zoo(name: str, seed: int) -> nn.Module:
     return randomized(build_model(name, {}), seed)
 
 
-CASES = [
-    pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name for name in INPUTS
-] + ["user", "gpt2", "llama"]
+CASES = [*INPUTS, "user", "gpt2", "llama"]
 
 
 def case(name: str, seed: int) -> tuple[nn.Module, torch.Tensor]:
