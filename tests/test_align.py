@@ -389,3 +389,54 @@ def test_command_refuses_a_model_it_cannot_permute(tmp_path: Path) -> None:
     )  # fmt: skip
     assert code == 1 and "Error: cannot permute the hidden units of Mixer" in err
     assert "Tensor.view" in err and "Traceback" not in err
+
+
+def test_command_aligns_an_hf_folder(tmp_path: Path) -> None:
+    """``--model hf:DIR`` without --checkpoint: A is the folder's own weights; B a safetensors
+    state dict of a Llama-shaped model; the aligned file loads into the folder's model."""
+    from safetensors.torch import save_file
+
+    a, b = llama(0), llama(1)
+    a.save_pretrained(tmp_path / "a")
+    save_file({k: v.contiguous() for k, v in b.state_dict().items()}, tmp_path / "b.safetensors")
+    out = tmp_path / "b_aligned.safetensors"
+    code, err = run(
+        "--model", f"hf:{tmp_path / 'a'}", "--target", str(tmp_path / "b.safetensors"),
+        "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    model = llama(2)
+    apply_state_dict(model, load_state_dict(str(out)))
+    assert max_diff(model, b, torch.randint(0, 40, (2, 7))) <= TOL
+    assert "model.layers.0.mlp" in read_alignment(out)["permutations"]
+
+
+def test_sizes_read_off_a_tensor_are_numbers_and_a_transpose_is_not_followed() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c, self.bn = nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8)
+            self.f, self.g = nn.Linear(8 * 6 * 6, 10), nn.Linear(10, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = F.max_pool2d(torch.relu(self.bn(self.c(x))), 1).view(x.shape[0], -1)
+            h = self.f(h) * 2.0 / h.size(1) ** 0.5  # arithmetic on sizes keeps the units
+            return self.g(h.T.T)  # .T: not followed, so f's units stay in place
+
+    spec = permutation_spec(Net())
+    assert spec.sizes == {"c": 8} and spec.axes["f.weight"][1].block == 36
+    assert spec.not_followed == ["builtins.getattr (node getattr_2)"]
+
+
+def test_a_model_fx_cannot_trace_is_refused_in_one_line() -> None:
+    class Branchy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 8), nn.Linear(8, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.a(x)
+            return self.b(h if h.sum() > 0 else -h)  # depends on the data
+
+    with pytest.raises(AlignError, match=r"cannot trace Branchy with torch\.fx"):
+        landscape.align(Branchy(), Branchy())

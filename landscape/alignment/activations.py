@@ -60,7 +60,10 @@ class Moments:
 def unit_samples(x: torch.Tensor, probe: Probe, n: int) -> torch.Tensor:
     """A layer's input as (samples, n, block): units along ``probe.dim``, every other position
     (batch, tokens, pixels) a sample."""
-    x = x.detach().to(torch.float64).movedim(probe.dim, -1)
+    x = x.detach()
+    if x.device.type == "mps":  # no float64 there: the sums are kept on the CPU
+        x = x.cpu()
+    x = x.to(torch.float64).movedim(probe.dim, -1)
     x = x.reshape(-1, probe.repeat, n, probe.block)  # (samples, repeat, n, block)
     return x.transpose(1, 2).reshape(x.shape[0], n, -1)
 

@@ -67,8 +67,9 @@ BINARY_METHODS = {"add", "sub", "mul", "div", "add_", "sub_", "mul_", "div_"}
 REDUCTIONS = {torch.mean, torch.sum, torch.amax, torch.amin, "mean", "sum", "amax", "amin"}
 SOFTMAXES = {F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, "softmax", "log_softmax"}
 SIZE_METHODS = {"size", "dim", "numel"}  # give numbers, not tensors
+SIZE_ATTRIBUTES = {"shape", "ndim", "dtype", "device", "is_cuda"}  # x.shape[0], not x.T
 SCALAR_FUNCTIONS = {operator.add, operator.sub, operator.mul, operator.floordiv, operator.pow,
-                    operator.truediv, operator.getitem, getattr}  # fmt: skip
+                    operator.truediv, operator.getitem}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -296,6 +297,8 @@ class Walk:
         args = [self.value(a) for a in node.args]
         x = args[0] if args and args[0] is not None else Val()
         if node.op == "call_method" and target in SIZE_METHODS:
+            return Val(scalar=True)
+        if target is getattr and argument(node, 1, "name", None) in SIZE_ATTRIBUTES:
             return Val(scalar=True)
         if args and all(a is None or a.scalar for a in args) and target in SCALAR_FUNCTIONS:
             return Val(scalar=True)  # arithmetic on sizes (x.size(0) * 2, x.shape[1])
