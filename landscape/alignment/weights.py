@@ -44,8 +44,9 @@ def cost_matrix(
     for name, dim, ax in spec.touching(group):
         if name not in a:
             continue
-        wa = a[name].detach().to(torch.float64)
-        wb = permute_tensor(b[name].detach().to(torch.float64), spec.axes[name], perms, skip=dim)
+        wa = a[name].detach().cpu().to(torch.float64)
+        wb = b[name].detach().cpu().to(torch.float64)
+        wb = permute_tensor(wb, spec.axes[name], perms, skip=dim)
         cost += unit_rows(wa, dim, ax) @ unit_rows(wb, dim, ax).T  # (n, n)
     return cost
 
@@ -92,8 +93,8 @@ def inner_products(
     products = {}
     for name in spec.axes:
         if name in a:
-            wb = permute_tensor(b[name].detach(), spec.axes[name], perms)
-            products[name] = float((a[name].detach().double() * wb.double()).sum())
+            wb = permute_tensor(b[name].detach().cpu(), spec.axes[name], perms)
+            products[name] = float((a[name].detach().cpu().double() * wb.double()).sum())
     per_group = {
         g: sum(products.get(name, 0.0) for name in {t for t, _, _ in spec.touching(g)})
         for g in spec.sizes

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,13 @@ from landscape.alignment import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_METH
 from landscape.alignment.files import check_out, save_aligned
 from landscape.alignment.matching import Alignment, align
 from landscape.config import DataSpec, ModelSpec
-from landscape.errors import AlignError, ConfigError, DirectionError, SurfaceFileError
+from landscape.errors import (
+    AlignError,
+    ConfigError,
+    DirectionError,
+    LandscapeWarning,
+    SurfaceFileError,
+)
 from landscape.models import sources
 from landscape.session import Session, model_at, state_loader
 
@@ -52,6 +59,12 @@ def run_align(
     if method == "activations" and data is None:
         raise ConfigError("--method activations runs both models on data: give --data")
     evaluation = None
+    if data is not None and method != "activations":
+        warnings.warn(
+            f"--data is not used by --method {method}, which matches weights alone",
+            LandscapeWarning,
+            stacklevel=2,
+        )
     if data is not None and method == "activations":
         session = Session.from_specs(model, data, device=device, seed=seed)
         model_a, sha = session.model, session.checkpoint_sha256
