@@ -440,3 +440,23 @@ def test_a_model_fx_cannot_trace_is_refused_in_one_line() -> None:
 
     with pytest.raises(AlignError, match=r"cannot trace Branchy with torch\.fx"):
         landscape.align(Branchy(), Branchy())
+
+
+def test_a_wrong_group_is_caught_by_the_output_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group that is no symmetry (GPT-2's MLP hidden units without c_proj's rows) makes the
+    aligned model compute something else: refused before anything is returned."""
+    from landscape.alignment import matching
+
+    a, b = gpt2(0), gpt2(1)
+    spec = permutation_spec(a)
+    del spec.axes["transformer.h.0.mlp.c_proj.weight"]
+    monkeypatch.setattr(matching, "permutation_spec", lambda model: spec)
+    with pytest.raises(AlignError, match="computes other outputs than B"):
+        landscape.align(a, b)
+
+
+def test_activation_data_of_the_wrong_shape_is_one_error() -> None:
+    x = torch.randn(8, 5).double()  # float64 inputs are cast; 5 features are not 64
+    for method in ("activations", "weights"):  # weights: the data checks the aligned model
+        with pytest.raises(AlignError, match=r"cannot run on the data \(inputs of shape \(5,\)"):
+            landscape.align(zoo("mlp", 0), zoo("mlp", 1), (x, torch.zeros(8)), method)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -21,13 +21,19 @@ from landscape.alignment import (
     DEFAULT_METHOD,
     DEFAULT_SEED,
     METHODS,
-)  # fmt: skip
+)
 from landscape.alignment.activations import correlations, match_activations
 from landscape.alignment.blocks import blocks_spec
 from landscape.alignment.graph import trace_spec
 from landscape.alignment.spec import Permutations, PermutationSpec, identity, permute_state
 from landscape.alignment.weights import inner_products, match_weights
-from landscape.errors import AlignError
+from landscape.errors import AlignError, first_line
+
+if TYPE_CHECKING:
+    from landscape.data import EvalData
+
+CHECK_TOLERANCE = 1e-4  # |Δoutput| / (1 + max |output|) allowed between B and aligned B
+PROBE_SAMPLES = 8  # samples (or tokens) the aligned model is checked on
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,12 @@ def align(
         raise AlignError(f"unknown alignment method {method!r}; choose one of {', '.join(METHODS)}")
     check_same_architecture(model_a, model_b)
     spec = permutation_spec(model_a)
+    if data is not None:
+        from landscape.data import as_eval_data
+
+        data = as_eval_data(data)  # read once: a stream of batches may not run twice
+        dtype = next((p.dtype for p in model_a.parameters() if p.is_floating_point()), None)
+        data = data.with_inputs_in(dtype) if dtype is not None else data  # float64 arrays
     b_state = model_b.state_dict()
     if method == "weights":
         found = _by_weights(spec, model_a, b_state, seed)
@@ -91,8 +103,61 @@ def align(
     aligned = copy.deepcopy(model_b)
     perms = {g: torch.as_tensor(p) for g, p in found.permutations.items()}
     aligned.load_state_dict(permute_state(b_state, spec, perms))
+    check_function(aligned, model_b, _probe_inputs(model_b, data))
     setattr(aligned, ATTRIBUTE, found)
     return aligned
+
+
+def check_function(aligned: nn.Module, model_b: nn.Module, x: torch.Tensor | None) -> None:
+    """The aligned B must compute what B computes: both run on ``x`` in eval mode (B's flags
+    restored after), their outputs compared; AlignError when they differ by more than float32
+    rounding, which would mean a group that is no symmetry of this model (a block laid out
+    otherwise than ``blocks`` assumes). ``x`` None: nothing to run on (no data, not a
+    transformers model)."""
+    from landscape.engine import eval_mode
+
+    if x is None:
+        return
+    x = x.to(next(model_b.parameters()).device)
+    try:
+        with eval_mode(model_b), eval_mode(aligned), torch.no_grad():
+            ours, theirs = _tensor_of(aligned(x)), _tensor_of(model_b(x))
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise AlignError(
+            f"the models cannot run on the data (inputs of shape {tuple(x.shape[1:])}): "
+            f"{first_line(exc)}; check the data"
+        ) from None
+    if ours is None or theirs is None:
+        return
+    gap = float((ours.float() - theirs.float()).abs().max())
+    scale = 1.0 + float(theirs.float().abs().max())
+    if not gap <= CHECK_TOLERANCE * scale:  # NaN fails too
+        raise AlignError(
+            f"the aligned {type(model_b).__name__} computes other outputs than B (by up to "
+            f"{gap:.3g}): its units are not laid out as landscape assumes; nothing was written"
+        )
+
+
+def _probe_inputs(model: nn.Module, data: EvalData | None) -> torch.Tensor | None:
+    """A few inputs to check the aligned model on: the data's first samples, else random token
+    ids for a transformers model (from a private generator)."""
+    from landscape.hf import is_transformers_model
+
+    if data is not None:
+        return next(iter(data.batches(PROBE_SAMPLES)))[0]
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    if not is_transformers_model(model) or not isinstance(vocab, int):
+        return None
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, vocab, (2, PROBE_SAMPLES), generator=g)
+
+
+def _tensor_of(out: Any) -> torch.Tensor | None:
+    """A forward's output as one tensor: itself, its ``logits``, or a tuple's first."""
+    out = getattr(out, "logits", out)
+    if isinstance(out, tuple | list) and out:
+        out = out[0]
+    return out if isinstance(out, torch.Tensor) else None
 
 
 def permutation_spec(model: nn.Module) -> PermutationSpec:
@@ -143,21 +208,26 @@ def _by_activations(
     spec: PermutationSpec,
     model_a: nn.Module,
     model_b: nn.Module,
-    data: Any,
+    data: EvalData | None,
     batch_size: int,
     device: str,
 ) -> Alignment:
-    from landscape.data import as_eval_data
     from landscape.engine import resolve_device
     from landscape.models import sources
 
     if data is None:
         raise AlignError("method 'activations' needs data to run both models on; pass data")
     where = resolve_device(device)
-    evaluation = as_eval_data(data)
     a, b = (sources.adopt(copy.deepcopy(m)).to(where).eval() for m in (model_a, model_b))
-    batches = (x for x, _ in evaluation.batches(batch_size, where))
-    corr = {g: c.cpu() for g, c in correlations(spec, a, b, batches).items()}
+    batches = (x for x, _ in data.batches(batch_size, where))
+    try:
+        corr = {g: c.cpu() for g, c in correlations(spec, a, b, batches).items()}
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        shape = tuple(data.tensors("cpu")[0].shape[1:])
+        raise AlignError(
+            f"the models cannot run on the data (inputs of shape {shape}): {first_line(exc)}; "
+            "check the data"
+        ) from None
     perms = match_activations(corr, spec)
     units = sum(spec.sizes.values())
     before = {g: float(c.diagonal().mean()) for g, c in corr.items()}
