@@ -244,6 +244,16 @@ def test_arguments_are_left_unchanged() -> None:
         assert all(not sub._forward_pre_hooks for sub in m.modules())
 
 
+def test_a_model_in_training_mode_stays_in_it() -> None:
+    """The output check runs B in eval mode and gives it back in training mode, unchanged."""
+    a, b = gpt2(0), gpt2(1).train()
+    before = copy.deepcopy(b.state_dict())
+    aligned = landscape.align(a, b)
+    assert b.training and all(m.training for m in b.modules())
+    assert all(torch.equal(t, before[k]) for k, t in b.state_dict().items())
+    assert aligned.alignment.summary().startswith("4 permutation groups (4 reordered)")
+
+
 def test_user_model_groups_follow_the_graph() -> None:
     spec = permutation_spec(UserNet())
     # stem, the depthwise conv and the GroupNorm share the stem's channels; fc, ln, back share
@@ -350,11 +360,13 @@ def test_command_aligns_on_activations_of_data(tmp_path: Path) -> None:
 def test_command_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
     ckpt_a, ckpt_b, _ = checkpoints(tmp_path)
     torch.save(build_model("mlp", {}).state_dict(), tmp_path / "mlp.pt")
+    torch.save(build_model("lenet", {"num_classes": 4}).state_dict(), tmp_path / "l4.pt")
     out = tmp_path / "o.safetensors"
     base = ["--model", "lenet", "--checkpoint", str(ckpt_a)]
     cases = [
         ([*base, "--target", str(ckpt_a), "--out", str(out)], "same file as --checkpoint"),
         ([*base, "--target", str(tmp_path / "mlp.pt"), "--out", str(out)], "has no tensor conv1"),
+        ([*base, "--target", str(tmp_path / "l4.pt"), "--out", str(out)], "tensor fc3.weight has"),
         ([*base, "--target", str(tmp_path / "no.pt"), "--out", str(out)], "does not exist"),
         ([*base, "--target", str(ckpt_b), "--out", str(ckpt_b), "--overwrite"], "is the --target"),
         ([*base, "--target", str(ckpt_b), "--out", str(out), "--method", "activations"], "--data"),
