@@ -131,6 +131,37 @@ class UserNet(nn.Module):
         return self.head(h)
 
 
+class ConvNextBlock(nn.Module):
+    """Depthwise conv, channels moved last, LayerNorm, an MLP, a layer scale γ read directly,
+    channels moved back, a residual sum."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.dw = nn.Conv2d(c, c, 7, padding=3, groups=c)
+        self.ln = nn.LayerNorm(c)
+        self.pw1, self.pw2 = nn.Linear(c, 4 * c), nn.Linear(4 * c, c)
+        self.gamma = nn.Parameter(torch.ones(c))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.ln(self.dw(x).permute(0, 2, 3, 1))  # (B, H, W, C)
+        h = self.gamma * self.pw2(F.gelu(self.pw1(h)))
+        return x + h.permute(0, 3, 1, 2)
+
+
+class ConvNext(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 2, stride=2)
+        self.blocks = nn.Sequential(ConvNextBlock(8), ConvNextBlock(8))
+        self.up, self.act = nn.Upsample(scale_factor=2), nn.PReLU(8)
+        self.shift = nn.Parameter(torch.zeros(8, 1, 1))  # broadcast over positions
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(F.pad(self.up(self.blocks(self.stem(x))), (1, 1, 1, 1))) + self.shift
+        return self.head(h.mean((2, 3)))
+
+
 class Mixer(nn.Module):
     """Hidden units reshaped and transposed between two layers: not a permutation of units."""
 
@@ -154,13 +185,16 @@ def zoo(name: str, seed: int) -> nn.Module:
     return randomized(build_model(name, {}), seed)
 
 
-CASES = [*INPUTS, "user", "gpt2", "llama"]
+CASES = [*INPUTS, "user", "convnext", "gpt2", "llama"]
 
 
 def case(name: str, seed: int) -> tuple[nn.Module, torch.Tensor]:
     g = torch.Generator().manual_seed(100 + seed)
     if name == "user":
         return user_net(seed), torch.randn(4, 2, 8, 8, generator=g)
+    if name == "convnext":
+        torch.manual_seed(seed)
+        return randomized(ConvNext(), seed), torch.randn(2, 3, 16, 16, generator=g)
     if name in ("gpt2", "llama"):
         model = gpt2(seed) if name == "gpt2" else llama(seed)
         return model, torch.randint(0, 40, (3, 9), generator=g)
@@ -261,6 +295,14 @@ def test_user_model_groups_follow_the_graph() -> None:
     assert spec.sizes == {"stem": 6, "fc": 12, "inner": 20}
     assert spec.axes["fc.weight"][1].block == 16 and spec.axes["dw.weight"][0].group == "stem"
     assert spec.axes["ln.weight"][0].group == "fc" and spec.axes["back.weight"][0].group == "fc"
+
+
+def test_convnext_blocks_are_one_stream_with_their_layer_scales() -> None:
+    spec = permutation_spec(ConvNext())
+    assert spec.sizes == {"stem": 8, "blocks.0.pw1": 32, "blocks.1.pw1": 32}
+    for tensor in ("blocks.0.gamma", "blocks.1.ln.weight", "act.weight", "shift"):
+        assert spec.axes[tensor][0].group == "stem", tensor
+    assert spec.axes["head.weight"][1].group == "stem" and not spec.not_followed
 
 
 def test_a_model_that_mixes_units_is_refused_naming_the_operation() -> None:

@@ -39,10 +39,29 @@ ELEMENTWISE_MODULES = (
     nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
 )  # fmt: skip
 POOL_MODULES = (
-    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
-)  # fmt: skip
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
+    nn.Upsample,
+    nn.ZeroPad2d,
+    nn.ConstantPad1d,
+    nn.ConstantPad2d,
+    nn.ConstantPad3d,
+    nn.ReflectionPad1d,
+    nn.ReflectionPad2d,
+    nn.ReplicationPad1d,
+    nn.ReplicationPad2d,
+    nn.ReplicationPad3d,
+)  # fmt: skip: each acts on every channel's positions alone
 ELEMENTWISE_FUNCTIONS = {
     F.relu, torch.relu, F.relu6, F.leaky_relu, F.elu, F.selu, F.celu, F.gelu, F.silu, F.mish,
     F.hardtanh, F.hardswish, F.hardsigmoid, F.softplus, torch.tanh, torch.sigmoid, F.tanh,
@@ -56,7 +75,7 @@ ELEMENTWISE_METHODS = {
 POOL_FUNCTIONS = {
     F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
     F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
-    F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d,
+    F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d, F.interpolate,
 }  # fmt: skip
 BINARY_FUNCTIONS = {
     operator.add, operator.sub, operator.mul, operator.truediv, operator.iadd, operator.isub,
@@ -65,6 +84,7 @@ BINARY_FUNCTIONS = {
 }  # fmt: skip
 BINARY_METHODS = {"add", "sub", "mul", "div", "add_", "sub_", "mul_", "div_"}
 REDUCTIONS = {torch.mean, torch.sum, torch.amax, torch.amin, "mean", "sum", "amax", "amin"}
+REORDERS = {"permute", torch.permute, "transpose", torch.transpose}
 SOFTMAXES = {F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, "softmax", "log_softmax"}
 SIZE_METHODS = {"size", "dim", "numel"}  # give numbers, not tensors
 SIZE_ATTRIBUTES = {"shape", "ndim", "dtype", "device", "is_cuda"}  # x.shape[0], not x.T
@@ -84,6 +104,7 @@ class Val:
     dim: int | None = None
     block: int = 1
     scalar: bool = False
+    attr: str | None = None  # read straight off the model (get_attr): a parameter or buffer
 
     def at_last(self) -> bool:
         """Units on the last dimension (where a Linear reads its features)."""
@@ -147,12 +168,14 @@ class Walk:
     """One pass over a traced graph: the groups, the tensor axes bound to them, the probes."""
 
     def __init__(self, model: nn.Module) -> None:
+        self.model = model
         self.modules = dict(model.named_modules())
         self.tensors = set(model.state_dict().keys())
         self.groups = Groups()
         self.bindings: dict[tuple[str, int], tuple[int, int, int]] = {}  # → (group, block, repeat)
         self.probes: list[tuple[int, Probe]] = []
-        self.pinned: list[str] = []  # attributes the graph reads directly (get_attr)
+        self.reads: list[fx.Node] = []  # attributes the graph reads directly (get_attr)
+        self.scaled: set[fx.Node] = set()  # the uses of those that ``affine`` followed
         self.not_followed: list[str] = []
         self.vals: dict[fx.Node, Val] = {}
 
@@ -215,8 +238,9 @@ class Walk:
         if node.op == "placeholder":
             return Val()  # input units: never permuted
         if node.op == "get_attr":
-            self.pinned.append(str(node.target))
-            return Val()
+            self.reads.append(node)
+            t = attribute(self.model, str(node.target))
+            return Val(t.ndim if isinstance(t, torch.Tensor) else None, attr=str(node.target))
         if node.op == "output":
             for v in node_vals(node, self.vals):
                 self.fix(v, None)  # output units: never permuted
@@ -242,8 +266,12 @@ class Walk:
             return self.embedding(node, mod, x)
         if isinstance(mod, nn.Flatten):
             return self.flatten(node, x, mod.start_dim, mod.end_dim)
-        if isinstance(mod, ELEMENTWISE_MODULES):
+        if isinstance(mod, ELEMENTWISE_MODULES) or (
+            isinstance(mod, nn.PReLU) and mod.num_parameters == 1
+        ):
             return x
+        if isinstance(mod, nn.PReLU):  # one slope per channel
+            return self.scale(node, x, x.at_channels())
         if isinstance(mod, POOL_MODULES):
             return self.pool(node, x)
         if isinstance(mod, nn.Softmax | nn.LogSoftmax):
@@ -315,6 +343,10 @@ class Walk:
             return self.view(node, x)
         if target in REDUCTIONS:
             return self.reduce(node, x)
+        if target in REORDERS:
+            return self.reorder(node, x)
+        if target is F.pad:
+            return self.pad(node, x, argument(node, 1, "pad", None))
         if target in SOFTMAXES:
             return self.along(node, x, argument(node, 1, "dim", None))
         return self.unknown(node)
@@ -327,6 +359,10 @@ class Walk:
         if len(tensors) < 2:
             return tensors[0] if tensors else Val(scalar=True)
         a, b = tensors
+        if (a.attr is None) != (b.attr is None) and (a.group is None) != (b.group is None):
+            x, t = (a, b) if b.attr is not None else (b, a)
+            if x.group is not None and t.attr is not None:
+                return self.affine(node, x, t.attr)
         ndim = a.ndim if a.ndim is not None else b.ndim
         if a.group is None and b.group is None:
             return Val(ndim)
@@ -338,6 +374,58 @@ class Walk:
         self.fix(a, why)
         self.fix(b, why)
         return Val(ndim)
+
+    def affine(self, node: fx.Node, x: Val, attr: str) -> Val:
+        """``x ∘ t`` with ``t`` a tensor read off the model and broadcast against ``x`` (a layer
+        scale γ of shape (C,), a shift of shape (C, 1, 1)): the entries of ``t`` along the units
+        of ``x`` are reordered with them; a ``t`` of one entry there needs nothing."""
+        t = attribute(self.model, attr)
+        if (
+            not isinstance(t, torch.Tensor)
+            or (x.ndim is not None and t.ndim > x.ndim)
+            or (x.ndim is None and not x.at_last())
+        ):
+            self.fix(x, describe(node, self.modules))
+            return Val(x.ndim)
+        # broadcasting lines the shapes up from the right: t's axis k meets x's ndim - t.ndim + k
+        axis = t.ndim - 1 if x.ndim is None else (x.dim or 0) - (x.ndim - t.ndim)
+        if axis >= 0 and t.shape[axis] != 1:  # one entry per unit (else one for all of them)
+            n = self.groups.sizes[x.group or 0] * x.block
+            if n == 0 or t.shape[axis] != n or attr not in self.tensors:
+                self.fix(x, describe(node, self.modules))
+                return Val(x.ndim)
+            self.bind(attr, axis, x.group or 0, x.block)
+        self.scaled.add(node)
+        return x
+
+    def reorder(self, node: fx.Node, x: Val) -> Val:
+        """``permute`` / ``transpose``: the units move to another dimension."""
+        name = node.target if isinstance(node.target, str) else node.target.__name__
+        rest = list(node.args[1:])
+        if name == "permute":
+            order = list(rest[0]) if len(rest) == 1 and isinstance(rest[0], tuple | list) else rest
+            order = order or list(node.kwargs.get("dims", ()))
+        elif x.ndim is not None and len(rest) == 2 and all(isinstance(d, int) for d in rest):
+            order = list(range(x.ndim))  # transpose(d0, d1): swap two dimensions
+            i, j = rest[0] % x.ndim, rest[1] % x.ndim
+            order[i], order[j] = order[j], order[i]
+        else:
+            return self.unknown(node)
+        ndim = len(order)
+        if not order or not all(isinstance(o, int) for o in order) or x.ndim not in (None, ndim):
+            return self.unknown(node)
+        if x.group is None:
+            return Val(ndim)
+        new = [o % ndim for o in order].index((x.dim if x.dim is not None else -1) % ndim)
+        return val(ndim, x.group, new, x.block)
+
+    def pad(self, node: fx.Node, x: Val, pad: Any) -> Val:
+        """``F.pad`` pads the last ``len(pad) // 2`` dimensions: fine unless the units' one."""
+        if x.group is None:
+            return x
+        if not isinstance(pad, tuple | list) or x.ndim is None or x.dim >= x.ndim - len(pad) // 2:
+            self.fix(x, describe(node, self.modules))
+        return x
 
     def flatten(self, node: fx.Node, x: Val, start: int, end: int) -> Val:
         """Dimensions ``start..end`` merged into one: units on ``start`` each own a block of the
@@ -428,11 +516,17 @@ class Walk:
         return PermutationSpec(sizes, axes, probes, list(self.not_followed))
 
     def pin_direct_reads(self) -> None:
-        """A tensor the graph reads as an attribute (``F.linear(x, self.w)``) is used in ways
-        the walk does not see: the groups bound to it stay fixed."""
-        for (tensor, _), (g, _, _) in self.bindings.items():
-            if any(tensor == p or tensor.startswith(p + ".") for p in self.pinned):
-                self.fix(Val(group=g), f"direct read of {tensor}")
+        """A tensor the graph reads as an attribute and uses other than ``affine`` follows
+        (``F.linear(x, self.w)``) is used in ways the walk does not see: the groups bound to it
+        stay fixed."""
+        for node in self.reads:
+            users = [u for u in node.users if u not in self.scaled and not self.vals[u].scalar]
+            if not users:
+                continue
+            p = str(node.target)
+            for (tensor, _), (g, _, _) in self.bindings.items():
+                if tensor == p or tensor.startswith(p + "."):
+                    self.fix(Val(group=g), f"direct read of {tensor}")
 
     def tie_aliases(self, model: nn.Module) -> None:
         """One tensor under two names (tied weights): its axes follow one group each."""
@@ -450,6 +544,14 @@ class Walk:
                 for b in bound[1:]:
                     if b is not None and bound[0] is not None:
                         self.tie(bound[0][0], b[0], f"{names[0]} (shared)")
+
+
+def attribute(model: nn.Module, target: str) -> Any:
+    """The object a get_attr node reads: ``model.a.b`` for ``a.b``."""
+    obj: Any = model
+    for part in target.split("."):
+        obj = getattr(obj, part, None)
+    return obj
 
 
 def argument(node: fx.Node, index: int, name: str, default: Any) -> Any:
