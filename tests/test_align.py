@@ -403,6 +403,8 @@ def test_command_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
     ckpt_a, ckpt_b, _ = checkpoints(tmp_path)
     torch.save(build_model("mlp", {}).state_dict(), tmp_path / "mlp.pt")
     torch.save(build_model("lenet", {"num_classes": 4}).state_dict(), tmp_path / "l4.pt")
+    torch.save(build_model("resnet56", {}).state_dict(), tmp_path / "r56.pt")
+    torch.save(build_model("resnet20", {}).state_dict(), tmp_path / "r20.pt")
     out = tmp_path / "o.safetensors"
     base = ["--model", "lenet", "--checkpoint", str(ckpt_a)]
     cases = [
@@ -410,6 +412,19 @@ def test_command_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
         ([*base, "--target", str(tmp_path / "mlp.pt"), "--out", str(out)], "has no tensor conv1"),
         ([*base, "--target", str(tmp_path / "l4.pt"), "--out", str(out)], "tensor fc3.weight has"),
         ([*base, "--target", str(tmp_path / "no.pt"), "--out", str(out)], "does not exist"),
+        (  # resnet56 holds every tensor of resnet20, and more
+            [
+                "--model",
+                "resnet20",
+                "--checkpoint",
+                str(tmp_path / "r20.pt"),
+                "--target",
+                str(tmp_path / "r56.pt"),
+                "--out",
+                str(out),
+            ],
+            "holds tensor layer1.3.conv1.weight, which model A has not",
+        ),
         ([*base, "--target", str(ckpt_b), "--out", str(ckpt_b), "--overwrite"], "is the --target"),
         ([*base, "--target", str(ckpt_b), "--out", str(out), "--method", "activations"], "--data"),
         (

@@ -15,6 +15,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from torch import nn
+
 from landscape import checkpoint
 from landscape._files import check_input
 from landscape.alignment import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_METHOD, DEFAULT_SEED
@@ -73,11 +76,7 @@ def run_align(
         model_a, sha = model_at(model, seed)
     model_a.eval()
     model_b = copy.deepcopy(model_a)
-    try:
-        state = state_loader(model_a.state_dict(), model.unsafe_pickle)(target)
-    except DirectionError as exc:
-        raise AlignError(f"--target: {exc}") from None
-    checkpoint.apply_state_dict(model_b, state)
+    checkpoint.apply_state_dict(model_b, _target_state(model_a, target, model.unsafe_pickle))
     batch = data.batch_size if data is not None else DEFAULT_BATCH_SIZE
     aligned = align(
         model_a, model_b, evaluation, method, seed=seed, batch_size=batch, device=device
@@ -91,6 +90,25 @@ def run_align(
         "target_sha256": checkpoint.file_sha256(target),
     }
     return AlignRun(save_aligned(out, aligned, provenance, overwrite), aligned.alignment)
+
+
+def _target_state(model_a: nn.Module, target: str, unsafe_pickle: bool) -> dict[str, torch.Tensor]:
+    """B's tensors, checked against A's as every second checkpoint is (same names, same shapes:
+    the first difference named), and with no tensor A lacks (a deeper network of the same
+    family holds all of A's tensors and more)."""
+    state = checkpoint.load_state_dict(target, unsafe_pickle=unsafe_pickle)
+    own = model_a.state_dict()
+    try:
+        checked = state_loader(own, unsafe_pickle)(state)
+    except DirectionError as exc:
+        raise AlignError(f"--target {target!r}: {exc}") from None
+    extra = [k for k in state if k not in own and not k.endswith("num_batches_tracked")]
+    if extra:
+        raise AlignError(
+            f"--target {target!r} holds tensor {extra[0]}, which model A has not: the two "
+            "models are of different architectures (check --model and --model-arg)"
+        )
+    return checked
 
 
 def _check_files(model: ModelSpec, target: str, out: str) -> None:
