@@ -1163,8 +1163,10 @@ def inspect(
 @model_and_data_options(
     checkpoint="Weights of model A, which B is aligned to.",
     unset_checkpoint="the weights an hf: folder or saved program carries",
-    samples="--method activations: samples both models run on (a seeded subset).",
-    batch="--method activations: samples per forward pass.",
+    samples="Samples both models run on (a seeded subset): activations are matched on them; "
+    "with either method the aligned B is checked on the first, and a model torch.fx cannot "
+    "trace is traced on them by torch.export.",
+    batch="Samples per forward pass.",
     root=InspectConfig,
 )
 @click.option(

@@ -22,7 +22,9 @@ from click.testing import CliRunner
 from torch import nn
 
 import landscape
+from landscape.alignment.exported import export_spec
 from landscape.alignment.files import read_alignment
+from landscape.alignment.graph import trace_spec
 from landscape.alignment.matching import permutation_spec
 from landscape.alignment.spec import permute_state
 from landscape.checkpoint import apply_state_dict, file_sha256, load_state_dict
@@ -509,6 +511,52 @@ def test_a_model_fx_cannot_trace_is_refused_in_one_line() -> None:
 
     with pytest.raises(AlignError, match=r"cannot trace Branchy with torch\.fx"):
         landscape.align(Branchy(), Branchy())
+    x = (torch.randn(4, 4), torch.zeros(4))  # with data: torch.export, which cannot either
+    with pytest.raises(AlignError, match=r"torch\.export on the data fails too"):
+        landscape.align(Branchy(), Branchy(), x)
+
+
+@pytest.mark.parametrize("name", ["mlp", "lenet", "vgg9", "resnet20", "user", "convnext"])
+def test_torch_export_reads_the_groups_torch_fx_reads(name: str) -> None:
+    """Two walks over two graphs (modules and functions; ATen operators): one answer."""
+    model, x = case(name, 0)
+    by_fx, by_export = trace_spec(model), export_spec(model, x, "")
+    assert by_export.sizes == by_fx.sizes and by_export.axes == by_fx.axes
+    assert {g: set(p) for g, p in by_export.probes.items()} == {
+        g: set(p) for g, p in by_fx.probes.items()
+    }
+
+
+class ShapeBranch(nn.Module):
+    """A branch on the input's shape: torch.fx cannot trace it, torch.export can."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c, self.bn = nn.Conv2d(3, 6, 3), nn.BatchNorm2d(6)
+        self.f, self.ln, self.g = nn.Linear(6 * 6 * 6, 12), nn.LayerNorm(12), nn.Linear(12, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        h = F.relu(self.bn(self.c(x)))
+        return self.g(self.ln(F.gelu(self.f(h.view(h.shape[0], -1)))))
+
+
+def test_a_model_fx_cannot_trace_is_aligned_on_its_exported_graph() -> None:
+    a, b = (randomized(ShapeBranch(), s) for s in (0, 1))
+    x = torch.randn(6, 3, 8, 8)
+    with pytest.raises(AlignError, match=r"give data to trace it with torch\.export"):
+        landscape.align(a, b)
+    for method in ("weights", "activations"):
+        aligned = landscape.align(a, b, (x, torch.zeros(6)), method)
+        assert max_diff(aligned, b, x) <= TOL
+        assert set(aligned.alignment.permutations) == {"c", "f"}
+    twin = copy.deepcopy(a)
+    spec = permutation_spec(a, x)
+    g = torch.Generator().manual_seed(4)
+    perms = {"c": torch.randperm(6, generator=g), "f": torch.randperm(12, generator=g)}
+    twin.load_state_dict(permute_state(a.state_dict(), spec, perms))
+    assert same_weights(landscape.align(a, twin, (x, torch.zeros(6))), a)
 
 
 def test_a_wrong_group_is_caught_by_the_output_check(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -519,7 +567,7 @@ def test_a_wrong_group_is_caught_by_the_output_check(monkeypatch: pytest.MonkeyP
     a, b = gpt2(0), gpt2(1)
     spec = permutation_spec(a)
     del spec.axes["transformer.h.0.mlp.c_proj.weight"]
-    monkeypatch.setattr(matching, "permutation_spec", lambda model: spec)
+    monkeypatch.setattr(matching, "permutation_spec", lambda model, example=None: spec)
     with pytest.raises(AlignError, match="computes other outputs than B"):
         landscape.align(a, b)
 

@@ -210,9 +210,9 @@ class Walk:
             return
         self.bindings[key] = (group, block, 1)
 
-    def consume(self, node: fx.Node, x: Val, dim: int, width: int, axis: int) -> None:
-        """A weighted layer reads ``width`` inputs along ``dim`` (-1: features, 1: channels):
-        its weight's ``axis`` follows the units of ``x``."""
+    def consume(self, node: fx.Node, x: Val, dim: int, width: int, axis: int, name: str) -> None:
+        """The weighted layer ``name`` reads ``width`` inputs along ``dim`` (-1: features, 1:
+        channels): its weight's ``axis`` follows the units of ``x``."""
         if x.group is None:
             return
         n = self.groups.sizes[x.group]
@@ -221,8 +221,8 @@ class Walk:
         if not placed or n * block != width:
             self.fix(x, describe(node, self.modules))
             return
-        self.bind(f"{node.target}.weight", axis, x.group, block)
-        self.probes.append((x.group, Probe(str(node.target), dim, block)))
+        self.bind(f"{name}.weight", axis, x.group, block)
+        self.probes.append((x.group, Probe(name, dim, block)))
 
     def value(self, arg: Any) -> Val | None:
         """The Val of a node argument; None for a constant (a Python number)."""
@@ -278,19 +278,20 @@ class Walk:
             return self.along(node, x, mod.dim)
         return self.unknown(node)
 
-    def linear(self, node: fx.Node, mod: nn.Linear, x: Val) -> Val:
+    def linear(self, node: fx.Node, mod: nn.Linear, x: Val, name: str | None = None) -> Val:
         # y = x Wᵀ + b: W (out, in) reads x's units on axis 1 and makes y's on axis 0
-        self.consume(node, x, -1, mod.in_features, axis=1)
-        g = self.groups.new(mod.out_features, str(node.target))
-        self.bind(f"{node.target}.weight", 0, g)
-        self.bind(f"{node.target}.bias", 0, g)
+        name = name or str(node.target)  # the module's name (a call_module node's target)
+        self.consume(node, x, -1, mod.in_features, 1, name)
+        g = self.groups.new(mod.out_features, name)
+        self.bind(f"{name}.weight", 0, g)
+        self.bind(f"{name}.bias", 0, g)
         return val(x.ndim, g, -1)
 
-    def conv(self, node: fx.Node, mod: nn.Conv2d, x: Val) -> Val:
+    def conv(self, node: fx.Node, mod: nn.Conv2d, x: Val, name: str | None = None) -> Val:
         ndim = len(mod.kernel_size) + 2
-        name = str(node.target)
+        name = name or str(node.target)
         if mod.groups == 1:  # W (out, in, k...): input channels on axis 1, output on axis 0
-            self.consume(node, x, 1, mod.in_channels, axis=1)
+            self.consume(node, x, 1, mod.in_channels, 1, name)
             g = self.groups.new(mod.out_channels, name)
         elif mod.groups == mod.in_channels == mod.out_channels and x.at_channels() and x.block == 1:
             g = x.group  # depthwise: output channel c is input channel c filtered
@@ -303,19 +304,20 @@ class Walk:
         self.bind(f"{name}.bias", 0, g)
         return val(ndim, g, 1)
 
-    def scale(self, node: fx.Node, x: Val, placed: bool) -> Val:
+    def scale(self, node: fx.Node, x: Val, placed: bool, name: str | None = None) -> Val:
         """A normalization with one scale (and shift, and running statistics) per unit."""
         if x.group is not None and placed and x.block == 1:
             for t in NORM_TENSORS:
-                self.bind(f"{node.target}.{t}", 0, x.group)
+                self.bind(f"{name or node.target}.{t}", 0, x.group)
         else:
             self.fix(x, describe(node, self.modules))
         return x
 
-    def embedding(self, node: fx.Node, mod: nn.Embedding, x: Val) -> Val:
+    def embedding(self, node: fx.Node, mod: nn.Embedding, x: Val, name: str | None = None) -> Val:
+        name = name or str(node.target)
         self.fix(x, describe(node, self.modules))  # ids are values, not units
-        g = self.groups.new(mod.embedding_dim, str(node.target))
-        self.bind(f"{node.target}.weight", 1, g)  # W (num, dim): a row per id
+        g = self.groups.new(mod.embedding_dim, name)
+        self.bind(f"{name}.weight", 1, g)  # W (num, dim): a row per id
         return val(x.ndim + 1 if x.ndim is not None else None, g, -1)
 
     # --- functions and methods ------------------------------------------------------------------
@@ -344,7 +346,7 @@ class Walk:
         if target in REDUCTIONS:
             return self.reduce(node, x)
         if target in REORDERS:
-            return self.reorder(node, x)
+            return self.reorder(node, x, target in ("permute", torch.permute))
         if target is F.pad:
             return self.pad(node, x, argument(node, 1, "pad", None))
         if target in SOFTMAXES:
@@ -398,11 +400,10 @@ class Walk:
         self.scaled.add(node)
         return x
 
-    def reorder(self, node: fx.Node, x: Val) -> Val:
-        """``permute`` / ``transpose``: the units move to another dimension."""
-        name = node.target if isinstance(node.target, str) else node.target.__name__
+    def reorder(self, node: fx.Node, x: Val, permute: bool) -> Val:
+        """``permute`` (else ``transpose``): the units move to another dimension."""
         rest = list(node.args[1:])
-        if name == "permute":
+        if permute:
             order = list(rest[0]) if len(rest) == 1 and isinstance(rest[0], tuple | list) else rest
             order = order or list(node.kwargs.get("dims", ()))
         elif x.ndim is not None and len(rest) == 2 and all(isinstance(d, int) for d in rest):
@@ -523,7 +524,7 @@ class Walk:
             users = [u for u in node.users if u not in self.scaled and not self.vals[u].scalar]
             if not users:
                 continue
-            p = str(node.target)
+            p = self.vals[node].attr or str(node.target)
             for (tensor, _), (g, _, _) in self.bindings.items():
                 if tensor == p or tensor.startswith(p + "."):
                     self.fix(Val(group=g), f"direct read of {tensor}")
@@ -575,6 +576,8 @@ def describe(node: fx.Node, modules: dict[str, nn.Module]) -> str:
         return f"module {node.target} ({type(modules[str(node.target)]).__name__})"
     if node.op == "call_method":
         return f"Tensor.{node.target} (node {node.name})"
+    if type(node.target).__name__ == "OpOverload":  # an ATen operator of an exported graph
+        return f"{node.target} (node {node.name})"
     target: Callable[..., Any] | str = node.target  # type: ignore[assignment]
     where = getattr(target, "__module__", None) or ""
     what = getattr(target, "__name__", str(target))
@@ -583,19 +586,27 @@ def describe(node: fx.Node, modules: dict[str, nn.Module]) -> str:
     return f"{where + '.' if where else ''}{what} (node {node.name})"
 
 
+class Untraceable(AlignError):
+    """torch.fx cannot trace the model's forward (data-dependent Python control flow)."""
+
+
 def trace_spec(model: nn.Module) -> PermutationSpec:
-    """The permutation groups of a model that torch.fx can trace; AlignError naming the cause
-    when it cannot, or when no group is left that is safe to permute."""
+    """The permutation groups of a model that torch.fx can trace; Untraceable when it cannot,
+    AlignError when no group is left that is safe to permute."""
     try:
         graph = fx.symbolic_trace(model).graph
-    except Exception as exc:
-        raise AlignError(
+    except Exception as exc:  # tracing runs the user's forward: any error it raises
+        raise Untraceable(
             f"cannot trace {type(model).__name__} with torch.fx to find its hidden units "
-            f"({first_line(exc, 200)}); a forward without data-dependent Python control flow "
-            "traces"
+            f"({first_line(exc, 200)})"
         ) from None
     walk = Walk(model)
     walk.run(graph)
+    return finish(walk, model)
+
+
+def finish(walk: Walk, model: nn.Module) -> PermutationSpec:
+    """The walk's groups; AlignError naming the first operation not followed when none is left."""
     spec = walk.spec(model)
     if not spec.sizes:
         raise AlignError(no_groups_message(type(model).__name__, spec.not_followed))
@@ -615,4 +626,4 @@ def no_groups_message(kind: str, not_followed: list[str]) -> str:
     )
 
 
-__all__ = ["Walk", "trace_spec"]
+__all__ = ["Untraceable", "Val", "Walk", "finish", "trace_spec"]

@@ -24,7 +24,7 @@ from landscape.alignment import (
 )
 from landscape.alignment.activations import correlations, match_activations
 from landscape.alignment.blocks import blocks_spec
-from landscape.alignment.graph import trace_spec
+from landscape.alignment.graph import Untraceable, trace_spec
 from landscape.alignment.spec import Permutations, PermutationSpec, identity, permute_state
 from landscape.alignment.weights import inner_products, match_weights
 from landscape.errors import AlignError, first_line
@@ -81,21 +81,23 @@ def align(
     """A copy of ``model_b`` with its hidden units permuted to match ``model_a``'s; it computes
     what ``model_b`` computes. Neither argument is changed.
 
-    ``method``: ``weights`` (weight matching; no data) or ``activations`` (correlation of unit
-    activations on ``data``: ``(x, y)`` tensors, a Dataset, a DataLoader or batches).
+    ``method``: ``weights`` (weight matching) or ``activations`` (correlation of unit
+    activations on ``data``: ``(x, y)`` tensors, a Dataset, a DataLoader or batches). With
+    ``weights``, ``data`` is optional: its first samples check the result and, for a model
+    torch.fx cannot trace, are what torch.export traces it on.
     ``seed``: the order weight matching visits the groups in. The result's ``alignment``
     attribute is an :class:`Alignment`. AlignError for models of other architectures, or one
     whose units cannot be permuted (naming the operation it could not follow)."""
     if method not in METHODS:
         raise AlignError(f"unknown alignment method {method!r}; choose one of {', '.join(METHODS)}")
     check_same_architecture(model_a, model_b)
-    spec = permutation_spec(model_a)
     if data is not None:
         from landscape.data import as_eval_data
 
         data = as_eval_data(data)  # read once: a stream of batches may not run twice
         dtype = next((p.dtype for p in model_a.parameters() if p.is_floating_point()), None)
         data = data.with_inputs_in(dtype) if dtype is not None else data  # float64 arrays
+    spec = permutation_spec(model_a, _probe_inputs(model_a, data) if data is not None else None)
     b_state = model_b.state_dict()
     if method == "weights":
         found = _by_weights(spec, model_a, b_state, seed)
@@ -163,11 +165,25 @@ def _tensor_of(out: Any) -> torch.Tensor | None:
     return out if isinstance(out, torch.Tensor) else None
 
 
-def permutation_spec(model: nn.Module) -> PermutationSpec:
-    """The model's permutation groups: its blocks for transformers models, else its fx graph."""
+def permutation_spec(model: nn.Module, example: torch.Tensor | None = None) -> PermutationSpec:
+    """The model's permutation groups: its blocks for transformers models, else its fx graph,
+    else (when fx cannot trace it and ``example`` inputs are given) its torch.export graph."""
     from landscape.hf import is_transformers_model
 
-    return blocks_spec(model) if is_transformers_model(model) else trace_spec(model)
+    if is_transformers_model(model):
+        return blocks_spec(model)
+    try:
+        return trace_spec(model)
+    except Untraceable as exc:
+        if example is None:
+            raise AlignError(
+                f"{exc}; give data to trace it with torch.export instead, or write the forward "
+                "without data-dependent Python control flow"
+            ) from None
+        from landscape.alignment.exported import export_spec
+
+        device = next(model.parameters()).device
+        return export_spec(model, example.to(device), str(exc))
 
 
 def check_same_architecture(a: nn.Module, b: nn.Module) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +27,6 @@ from landscape.errors import (
     AlignError,
     ConfigError,
     DirectionError,
-    LandscapeWarning,
     SurfaceFileError,
 )
 from landscape.models import sources
@@ -62,13 +60,7 @@ def run_align(
     if method == "activations" and data is None:
         raise ConfigError("--method activations runs both models on data: give --data")
     evaluation = None
-    if data is not None and method != "activations":
-        warnings.warn(
-            f"--data is not used by --method {method}, which matches weights alone",
-            LandscapeWarning,
-            stacklevel=2,
-        )
-    if data is not None and method == "activations":
+    if data is not None:  # activations: the set both run on; weights: the output check
         session = Session.from_specs(model, data, device=device, seed=seed)
         model_a, sha = session.model, session.checkpoint_sha256
         evaluation = session.data
