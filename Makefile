@@ -13,7 +13,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(TORCH)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,mpi,tensorboard,hf]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,mpi,tensorboard,hf,topology]'
 	touch $@
 
 demo: install          ## train a small MLP on digits, compute its surface, plot into results/demo/

@@ -2,9 +2,10 @@
 
 The Python API (``landscape.api``, imported on first use so that the command line starts fast):
 ``compute(model, data, ...)`` → a :class:`Surface`, ``load(path)``, ``inspect(model, data)``,
-``curvature(model, data, surface)``: plain functions (the runs behind them live in
-``landscape.runs``, the diagnostics in ``landscape.diagnostics``); ``align(model_a, model_b)``:
-B's hidden units permuted to match A's (``landscape.alignment``).
+``curvature(model, data, surface)``, ``hessian(model, data)`` → a :class:`Spectrum`: plain
+functions (the runs behind them live in ``landscape.runs``, the diagnostics in
+``landscape.diagnostics``); ``align(model_a, model_b)``: B's hidden units permuted to match A's
+(``landscape.alignment``).
 
 Importing the package and calling the API change nothing in the caller's process (matplotlib's
 backend, the garbage collector, the allocator, ``os.environ``, torch's threads and flags):
@@ -19,12 +20,21 @@ from landscape.tuning import tune_process
 from landscape.version import __version__
 
 __all__ = [
-    "Surface", "__version__", "align", "compute", "curvature", "inspect", "load", "tune_process",
-]  # fmt: skip
+    "Spectrum",
+    "Surface",
+    "__version__",
+    "align",
+    "compute",
+    "curvature",
+    "hessian",
+    "inspect",
+    "load",
+    "tune_process",
+]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("compute", "curvature", "inspect", "load"):  # the API's functions
+    if name in ("compute", "curvature", "hessian", "inspect", "load"):  # the API's functions
         from landscape import api
 
         return getattr(api, name)
@@ -36,4 +46,8 @@ def __getattr__(name: str) -> Any:
         from landscape.surface import Surface
 
         return Surface
+    if name == "Spectrum":
+        from landscape.runs.hessian import Spectrum
+
+        return Spectrum
     raise AttributeError(f"module 'landscape' has no attribute {name!r}")

@@ -24,6 +24,7 @@ import contextlib
 import datetime as _dt
 import errno
 import fcntl
+import io
 import os
 import re
 import socket
@@ -32,6 +33,7 @@ import struct
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from landscape.errors import ConfigError, SurfaceFileError, first_line
 
@@ -218,8 +220,11 @@ def writable_folder(folder: str | Path, what: str = "--out") -> Path:
     return path
 
 
-def check_input(path: str | Path, what: str) -> Path:
-    """An existing regular file to read; SurfaceFileError naming what it is instead."""
+def check_input(path: str | Path | MemoryFile, what: str) -> Any:
+    """An existing regular file to read (or a ``MemoryFile``, as it is); SurfaceFileError naming
+    what it is instead."""
+    if isinstance(path, MemoryFile):
+        return path
     file = Path(path)
     kind = not_regular(file)
     if kind is not None:
@@ -481,6 +486,50 @@ class Output:
 
     def close(self) -> None:
         self.lock.release()
+
+
+class MemoryFile(io.BytesIO):
+    """A result file that lives in memory only: the bytes of an HDF5 file, which h5py opens as
+    it opens a path (``h5py.File(memory_file, mode)``). What the Python API computes without
+    ``out=`` is kept in one, so that nothing is written anywhere; ``Surface.save`` writes its
+    bytes to a file. ``name``: what readers call it (plot files are named after it)."""
+
+    def __init__(self, name: str = "surface") -> None:
+        super().__init__()
+        self.name = name
+
+    def __str__(self) -> str:
+        return f"<in-memory {self.name}>"
+
+    def replace_with(self, image: bytes | memoryview) -> None:
+        """Make the file ``image`` (a whole HDF5 file's bytes)."""
+        self.seek(0)
+        self.truncate()
+        self.write(image)
+        self.seek(0)
+
+
+class MemoryOutput:
+    """The ``Output`` of a run kept in memory: nothing to resume, lock or rename."""
+
+    overwrite = False
+    resumed = False
+
+    def __init__(self, name: str = "surface") -> None:
+        self.final = self.path = MemoryFile(name)
+
+    def existing(self, check: Callable[[Path], None]) -> None:
+        return None
+
+    def open(self, check: Callable[[Path], None], create: Callable[[MemoryFile], None]) -> Any:
+        create(self.final)
+        return self.final
+
+    def commit(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
 
 
 def _check_ours(partial: Path) -> None:

@@ -24,6 +24,9 @@ coefficients ``a``, ``b``), so with filter-normalized directions ``a = 0.2`` mov
   grid's edge or a point not computed, the true basin may be larger: the numbers are lower bounds
   and are marked so.
 - **minimum**: the lowest computed value, where it is, and its Euclidean distance from the centre.
+- **topology** (``landscape.topology``, needs the ``topology`` extra for gudhi): the basins of the
+  whole grid, their persistence and merge tree, Landscaper's SMAD, and how many minima stand above
+  twice the standard error of the loss (``significant_minima``). It needs every point computed.
 """
 
 from __future__ import annotations
@@ -37,10 +40,18 @@ from typing import Any
 
 import numpy as np
 
+from landscape import quantities
 from landscape.errors import ConfigError
 from landscape.store.values import SurfaceValues
+from landscape.topology import (
+    INSTALL_HINT,
+    MissingExtraError,
+    Topology,
+    grid_topology,
+    gudhi_available,
+)
 
-ANALYSIS_VERSION = 1
+ANALYSIS_VERSION = 2  # 2: the topology section
 DEFAULT_EPSILON = 0.2
 DEFAULT_RISE = 1.0
 FIT_FRACTION = 0.25  # the fit box's half-width as a share of each axis' half-range
@@ -150,6 +161,7 @@ class SurfaceAnalysis:
     curvature: Curvature | None = None
     basin: Basin | None = None
     minimum: Minimum | None = None
+    topology: Topology | None = None
     unavailable: dict[str, str] = field(default_factory=dict)  # section → reason
     notes: list[str] = field(default_factory=list)
 
@@ -190,6 +202,7 @@ _SECTIONS = {
     "curvature": Curvature,
     "basin": Basin,
     "minimum": Minimum,
+    "topology": Topology,
 }
 
 
@@ -212,6 +225,8 @@ def _tuples(obj: Any) -> Any:
 
 
 def _build(kind: type, d: dict[str, Any]) -> Any:
+    if hasattr(kind, "from_dict"):  # nested records (the topology's minima) build themselves
+        return kind.from_dict(d)
     names = {f.name for f in fields(kind)}
     return kind(**{k: _tuples(v) for k, v in d.items() if k in names})
 
@@ -240,7 +255,7 @@ def analyse(
     results: dict[str, Any] = {}
     finite = np.isfinite(f)
     if not finite.any():
-        for name in ("sharpness", "curvature", "basin", "minimum"):
+        for name in ("sharpness", "curvature", "basin", "minimum", "topology"):
             unavailable[name] = "no computed points"
     else:
         results["minimum"] = grid_minimum(axes, f, centre)
@@ -255,6 +270,9 @@ def analyse(
             results["basin"], why = basin(axes, f, centre, options.threshold, options.rise)
             if why:
                 unavailable["basin"] = why
+        results["topology"], why = surface_topology(surface, quantity)
+        if why:
+            unavailable["topology"] = why
     return SurfaceAnalysis(
         quantity,
         len(axes),
@@ -611,6 +629,23 @@ def basin(
     ), ""
 
 
+TOPOLOGY_NEEDS_GUDHI = f"needs gudhi: {INSTALL_HINT}"
+
+
+def surface_topology(surface: SurfaceValues, quantity: str) -> tuple[Topology | None, str]:
+    """The topology of one loss over the whole grid, tested against its stored standard errors;
+    None and the reason when a point is not computed yet or gudhi is not installed."""
+    if not np.all(surface.done):
+        done = int(np.sum(surface.done))
+        return None, f"{done} of {surface.done.size} points computed: it needs the whole grid"
+    bar = quantities.error_of(quantity)
+    se = surface.values.get(bar) if bar else None
+    try:
+        return grid_topology(surface.values[quantity], _axes(surface), se), ""
+    except MissingExtraError:
+        return None, TOPOLOGY_NEEDS_GUDHI
+
+
 def grid_minimum(axes: list[np.ndarray], f: np.ndarray, centre: Centre) -> Minimum:
     """The lowest computed value, its coordinates and its distance from the centre."""
     k = int(np.argmin(np.where(np.isfinite(f), f, np.inf)))
@@ -642,11 +677,17 @@ def stored_or_computed(
         except ValueError:
             kept = None
         computed = int(np.isfinite(surface.values[q]).sum())
-        if kept is not None and kept.options == options and kept.computed == computed:
+        stale = kept is not None and _topology_now_possible(kept)
+        if kept is not None and kept.options == options and kept.computed == computed and not stale:
             out[q] = (kept, True)
         else:
             out[q] = (analyse(surface, q, options), False)
     return out
+
+
+def _topology_now_possible(kept: SurfaceAnalysis) -> bool:
+    """A stored analysis made without gudhi, read where gudhi is now installed."""
+    return kept.unavailable.get("topology") == TOPOLOGY_NEEDS_GUDHI and gudhi_available()
 
 
 def analysis_report(
@@ -696,6 +737,7 @@ def format_analysis(result: SurfaceAnalysis, *, stored: bool = False) -> list[st
         ("curvature", _curvature_text),
         ("basin", _basin_text),
         ("minimum", _minimum_text),
+        ("topology", _topology_text),
     ):
         section = getattr(result, name)
         head = f"{name + ':':<12} "
@@ -766,3 +808,21 @@ def _minimum_text(m: Minimum) -> list[str]:
     if m.below_centre is not None and m.below_centre > 0:
         text += f" ({m.below_centre:.4g} below it)"
     return [text]
+
+
+def _topology_text(t: Topology) -> list[str]:
+    if t.se_known:
+        head = f"{t.significant_minima} significant of {t.total_minima} minima"
+        lines = [f"basins: {head} (persistence above {t.noise_sigmas:g} s.e.)"]
+    else:
+        lines = [
+            f"basins: {t.total_minima} minima (no standard errors stored: none tested for noise)"
+        ]
+    deepest = (
+        "none (one basin)" if t.largest_persistence is None else f"{t.largest_persistence:.4g}"
+    )
+    lines.append(
+        f"SMAD {t.smad:.4g} (Landscaper; {t.smad_normalized:.3g} of the loss range), "
+        f"largest finite persistence {deepest}"
+    )
+    return lines

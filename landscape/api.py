@@ -11,21 +11,24 @@
 Every function takes objects, a model (``nn.Module``) and data (``(x, y)`` tensors or arrays, a
 Dataset, a DataLoader or ``(x, y)`` batches), and runs the same core as the command line
 (``landscape.session``, ``landscape.runs.surface``): an in-memory model gives the surface the CLI
-gives on its checkpoint. The caller's model is never changed. A run writes a surface file as it
-goes: ``out=`` names it (and a rerun resumes it), else it lives in a temporary folder for as long
-as the returned surface does.
+gives on its checkpoint. The caller's model is never changed. With ``out=`` a run writes its surface
+file as it goes (and a rerun resumes it); without, the file is kept in memory and nothing is
+written anywhere (``s.save(path)`` writes it).
 """
 
 from __future__ import annotations
 
-import tempfile
+import inspect as _signatures
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from landscape import families
+from landscape.checkpoint_paths import Weights
 from landscape.config import (
     IN_MEMORY,
     ComputeConfig,
@@ -40,7 +43,10 @@ from landscape.config import (
     parse_axis,
 )
 from landscape.errors import ConfigError
+from landscape.evaluation import Run
+from landscape.grid import Grid
 from landscape.session import Session
+from landscape.spectrum.settings import SpectrumSettings
 from landscape.surface import Surface
 
 Axis = tuple[float, float, int] | str
@@ -56,7 +62,8 @@ DEFAULT_X = _as_tuple(GridSpec.x)  # grid.x as (min, max, num): (-1.0, 1.0, 51)
 
 
 # Every keyword's default is its config field's (config.py), so that the API, the CLI and YAML
-# agree (tests/test_settings.py checks it).
+# agree (tests/test_settings.py checks it); each family's own options come as keywords from its
+# declaration (landscape.families), added to the signature below.
 def compute(
     model: torch.nn.Module,
     data: Any,
@@ -68,11 +75,6 @@ def compute(
     ignore: str = DirectionSpec.ignore,
     norm: str = DirectionSpec.norm,
     directions: Sequence[Mapping[str, torch.Tensor]] | None = None,
-    trajectory: Sequence[Any] | None = None,
-    target: Any = None,
-    states: bool = DirectionSpec.states,
-    hessian_samples: int = DirectionSpec.hessian_samples,
-    orthogonal_to_weights: bool = DirectionSpec.orthogonal_to_weights,
     params: Sequence[str] | str = (),
     exclude: Sequence[str] | str = (),
     store_directions: str = DirectionSpec.store,
@@ -90,69 +92,107 @@ def compute(
     out: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    **family_options: Any,
 ) -> Surface:
-    """The loss surface of ``model`` on ``data`` around its weights θ.
+    """The loss surface of ``model`` on ``data`` around its weights θ, as ``landscape compute``.
 
-    Grids are ``(min, max, num)`` or ``"min:max:num"``; no ``y`` gives a 1-D surface. Families
-    as on the command line (``direction=``, with ``seed``, ``ignore``, ``norm``); or
-    ``directions=[d1, d2]``, dicts parameter name → tensor, to move along given ones;
-    ``trajectory=`` checkpoints saved during training in order (files, state dicts or models;
-    ``model`` itself is the centre, the path's end); ``target=`` B, or ``[B, C]`` in 2-D, for
-    ``direction="interpolate"`` (files, state dicts or models). ``loss``: a name or a callable
-    ``(outputs, targets) -> one loss per sample``. ``bn="recalibrate"`` re-estimates BatchNorm
-    statistics on ``train_data`` (default: ``data``). ``out``: the surface file, written while
-    computing and resumed by a rerun. ``progress``: a tqdm bar. ``params`` / ``exclude``: globs of
-    the parameter tensors the directions move (``"*lora_*"``, ``"model.layers.11.*"``);
-    ``store_directions``: ``auto``, ``full`` or ``seed`` (as ``--store-directions``). A
-    transformers model is fed token ids (``(ids, ids)`` for a causal LM's next-token loss) or
-    pixels, as ``--model hf:DIR`` is.
+    Grids: ``(min, max, num)`` or ``"min:max:num"`` (no ``y``: 1-D). ``direction=`` a family with
+    its options (below; checkpoints as files, state dicts or models), or ``directions=[d1, d2]``
+    (dicts name → tensor). ``loss``: a name or ``(outputs, targets) -> per-sample losses``.
+    ``bn="recalibrate"`` uses ``train_data`` (default ``data``). ``out``: the file, written as it
+    goes and resumed; without it nothing is written (``s.save(path)``). ``params``/``exclude``:
+    globs of the tensors that move. Token ids feed a transformers model, as ``hf:DIR`` does.
     """
     session = Session.from_objects(
-        model,
-        data,
-        loss=loss,
-        device=device,
-        max_samples=max_samples,
-        data_seed=data_seed,
+        model, data, loss=loss, device=device, max_samples=max_samples, data_seed=data_seed,
         train_data=train_data,
-    )
-    with tempfile.TemporaryDirectory(prefix="landscape-states-") as folder:
-        paths = _Paths(Path(folder), session)
-        if directions is not None:  # given: recorded as such, read back from the file on resume
-            spec = DirectionSpec(name="filter-norm", seed=seed, file=GIVEN)
-        else:
-            spec = DirectionSpec(
-                name=direction,
-                seed=seed,
-                ignore=ignore,
-                norm=norm,
-                trajectory=paths.trajectory(trajectory) if trajectory is not None else [],
-                targets=paths.targets(target) if target is not None else [],
-                states=states,
-                hessian_samples=hessian_samples,
-                repeat=repeat,
-                orthogonal_to_weights=orthogonal_to_weights,
-                params=[params] if isinstance(params, str) else list(params),
-                exclude=[exclude] if isinstance(exclude, str) else list(exclude),
-                store=store_directions,
-            )
-        keep = None if out is not None else tempfile.TemporaryDirectory(prefix="landscape-")
-        target = out if keep is None else Path(keep.name) / "surface.h5"
-        config = _config(
-            model, session, spec, loss, x, y, bn, bn_batches, device, engine, dtype, batch_size,
-            max_samples, data_seed, target,
-        )  # fmt: skip
-        from landscape.runs.surface import run_surface
+    )  # fmt: skip
+    shared = {
+        "name": direction, "seed": seed, "ignore": ignore, "norm": norm, "repeat": repeat,
+        "params": _globs(params), "exclude": _globs(exclude), "store": store_directions,
+    }  # fmt: skip
+    spec = _direction_spec(shared, directions is not None, family_options, session)
+    evaluation = EvalSpec(loss=_loss_name(loss), device=device, engine=engine, bn=bn,
+                          bn_batches=bn_batches, dtype=dtype)  # fmt: skip
+    data_spec = DataSpec(str(session.data.describe()["name"]), max_samples=max_samples,
+                         seed=data_seed, batch_size=batch_size)  # fmt: skip
+    grid = _grid(x, y)
+    given = _given_directions(directions, session) if directions is not None else None
+    record = _record(model, spec, grid, evaluation, data_spec, out)
+    run = Run(session, spec, grid, evaluation, batch_size, record, given, _text(out))
+    from landscape.runs.surface import run_surface
 
-        given = _given_directions(directions, session) if directions is not None else None
-        result = run_surface(
-            config,
-            session,
-            overwrite=overwrite,
-            progress=_bar if progress else None,
-            directions=given,
+    result = run_surface(run, overwrite=overwrite, progress=_bar if progress else None)
+    return load(result.path)
+
+
+def _direction_spec(
+    shared: dict[str, Any], given: bool, options: dict[str, Any], session: Session
+) -> DirectionSpec:
+    """The run's direction recipe: the family with its options, or (``given`` directions)
+    a record that says so (the file's own directions are read back on resume)."""
+    if given:
+        return DirectionSpec(name="filter-norm", seed=shared["seed"], file=GIVEN)
+    globs = {key: list(shared[key]) for key in ("params", "exclude")}  # lists, as YAML gives
+    return DirectionSpec(**{**shared, **globs}, **_family_options(options, session))
+
+
+def _grid(x: Axis, y: Axis | None) -> Grid:
+    axes = [parse_axis(_axis(x), "x")] + ([parse_axis(_axis(y), "y")] if y is not None else [])
+    return Grid(tuple(axes))
+
+
+def _loss_name(loss: Any) -> str:
+    """A loss's name for the record: its own, or an object's (provenance only)."""
+    return loss if isinstance(loss, str) else f"{IN_MEMORY}{getattr(loss, '__name__', 'loss')}"
+
+
+def _family_options(given: dict[str, Any], session: Session) -> dict[str, Any]:
+    """The keywords of the families' own options as ``DirectionSpec`` fields: checkpoints held
+    as ``Weights`` (nothing written), a path to the centre ending at the model; an unknown
+    keyword is refused, naming the known ones."""
+    declared = {opt.api_keyword: opt for opt, _ in families.options()}
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise ConfigError(
+            f"compute() got an unexpected keyword {unknown[0]!r}; the families' own options are "
+            f"{', '.join(declared)}"
         )
-    return _attach(load(result.path), keep)
+    fields = {}
+    for keyword, value in given.items():
+        opt = declared[keyword]
+        if opt.kind == "files" and value is not None:
+            value = _checkpoints(value, keyword, session, opt.to_centre)
+        fields[opt.field] = opt.initial if value is None else value
+    return fields
+
+
+def _family_keywords() -> list[_signatures.Parameter]:
+    """The families' options as keyword-only parameters (checkpoint lists default to None)."""
+    return [
+        _signatures.Parameter(
+            opt.api_keyword,
+            _signatures.Parameter.KEYWORD_ONLY,
+            default=None if opt.kind == "files" else opt.initial,
+        )
+        for opt, _ in families.options()
+    ]
+
+
+def _with_family_keywords(function: Any) -> None:
+    """``function``'s signature and docstring with each family option's keyword in the place of
+    ``**family_options`` (``help(landscape.compute)``, a notebook's completion)."""
+    signature = _signatures.signature(function)
+    fixed = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    function.__signature__ = signature.replace(parameters=[*fixed, *_family_keywords()])
+    lines = [
+        f"    ``{opt.api_keyword}`` ({', '.join(names)}): {opt.help}"
+        for opt, names in families.options()
+    ]
+    function.__doc__ += "\n    The families' own options:\n\n" + "\n".join(lines) + "\n"
+
+
+_with_family_keywords(compute)
 
 
 def load(path: str | Path) -> Surface:
@@ -203,21 +243,97 @@ def curvature(
     from landscape.runs.curvature import run_curvature_on
     from landscape.store.curvature import read_curvature
 
-    path = str(surface.path if isinstance(surface, Surface) else surface)
+    source = _surface_file(surface)
     session = Session.from_objects(model, data, loss=loss, device=device)
-    keep = None if out is not None else tempfile.TemporaryDirectory(prefix="landscape-")
-    target = str(out) if out is not None else str(Path(keep.name) / "curvature.h5")
     spec = CurvatureSpec(
-        path, _axis(x) if x is not None else None, _axis(y) if y is not None else None,
-        samples, tol, ignore, out=target,
+        source, _axis(x) if x is not None else None, _axis(y) if y is not None else None,
+        samples, tol, ignore, out=str(out) if out is not None else None,
     )  # fmt: skip
     result = run_curvature_on(
-        spec, session, overwrite=overwrite, progress=_bar if progress else None
+        spec,
+        session,
+        overwrite=overwrite,
+        progress=_bar if progress else None,
+        in_memory=out is None,
     )
-    return _attach(read_curvature(result.path), keep)
+    return read_curvature(result.path)
+
+
+def _surface_file(surface: Surface | str | Path) -> Any:
+    """The file of a surface: its path, or its bytes when it was computed in memory."""
+    if isinstance(surface, Surface):
+        return surface.image if surface.image is not None else surface.path
+    return str(surface)
+
+
+def hessian(
+    model: torch.nn.Module,
+    data: Any,
+    *,
+    k: int = SpectrumSettings.top_k,
+    which: str = SpectrumSettings.which,
+    tol: float = SpectrumSettings.tol,
+    max_restarts: int = SpectrumSettings.max_restarts,
+    trace: str = SpectrumSettings.trace,
+    trace_samples: int = SpectrumSettings.trace_samples,
+    density: bool = SpectrumSettings.density,
+    lanczos_steps: int = SpectrumSettings.lanczos_steps,
+    density_runs: int = SpectrumSettings.density_runs,
+    sigma2: float = SpectrumSettings.sigma2,
+    density_points: int = SpectrumSettings.density_points,
+    per_layer: bool = SpectrumSettings.per_layer,
+    samples: int | None = SpectrumSettings.samples,
+    graph: str = SpectrumSettings.graph,
+    params: Sequence[str] | str = (),
+    exclude: Sequence[str] | str = (),
+    seed: int = SpectrumSettings.seed,
+    loss: Any = EvalSpec.loss,
+    device: str = EvalSpec.device,
+    batch_size: int = DataSpec.batch_size,
+    max_samples: int | None = DataSpec.max_samples,
+    data_seed: int = DataSpec.seed,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+) -> Any:
+    """The Hessian spectrum of ``model``'s mean loss on ``data`` at its weights, as
+    ``landscape hessian`` computes it: the ``k`` largest (``which="top"``), smallest
+    (``"bottom"``) or both (``"extreme"``) eigenvalues with their eigenvectors, the trace
+    (``trace="hutchinson"``, ``"hutch++"`` or ``"none"``, over ``trace_samples`` products, with its
+    standard error), the spectral density (``density=True``: SLQ, ``lanczos_steps`` steps x
+    ``density_runs`` starts) and, with ``per_layer``, each module's block. H is over the
+    parameter tensors ``params`` selects (globs; all by default) less ``exclude``, for the mean
+    loss over a seeded subset of ``samples`` samples (None: all). Returns a ``Spectrum``
+    (``.eigenvalues``, ``.eigenvectors``, ``.trace``, ``.density``, ``.save(path)``,
+    ``.plot()``); ``out=`` also writes it there. Defaults and PyHessian's equivalents:
+    ``landscape.spectrum.settings``."""
+    from landscape.runs.hessian import hessian_of
+
+    settings = SpectrumSettings(
+        top_k=k, which=which, tol=tol, max_restarts=max_restarts, trace=trace,
+        trace_samples=trace_samples, density=density, lanczos_steps=lanczos_steps,
+        density_runs=density_runs, sigma2=sigma2, density_points=density_points,
+        per_layer=per_layer, samples=samples, graph=graph, params=_globs(params),
+        exclude=_globs(exclude), seed=seed,
+    )  # fmt: skip
+    session = Session.from_objects(
+        model, data, loss=loss, device=device, max_samples=max_samples, data_seed=data_seed
+    )
+    loss_name = loss if isinstance(loss, str) else f"{IN_MEMORY}{getattr(loss, '__name__', 'loss')}"
+    result = hessian_of(
+        session, settings, model_name=f"{IN_MEMORY}{type(model).__name__}", loss_name=loss_name,
+        batch_size=batch_size,
+    )  # fmt: skip
+    if out is not None:
+        result.save(out, overwrite=overwrite)
+    return result
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+def _globs(value: Sequence[str] | str) -> tuple[str, ...]:
+    """``params=``/``exclude=``: one glob or several."""
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def _axis(value: Axis) -> str:
@@ -236,41 +352,31 @@ def _axis(value: Axis) -> str:
 GIVEN = "<given tensors>"  # direction.file of a run along given directions
 
 
-def _config(
+def _record(
     model: torch.nn.Module,
-    session: Session,
     spec: DirectionSpec,
-    loss: Any,
-    x: Axis,
-    y: Axis | None,
-    bn: str,
-    bn_batches: int,
-    device: str,
-    engine: str,
-    dtype: str,
-    batch_size: int,
-    max_samples: int | None,
-    data_seed: int,
-    out: str | Path,
+    grid: Grid,
+    evaluation: EvalSpec,
+    data: DataSpec,
+    out: str | Path | None,
 ) -> ComputeConfig:
-    """The config a run records: the objects named as ``in-memory:`` specs (provenance only, never
-    resolved), everything else as the command line would fill it."""
-    loss_name = loss if isinstance(loss, str) else f"{IN_MEMORY}{getattr(loss, '__name__', 'loss')}"
-    data_name = str(session.data.describe()["name"])
+    """The config a run on objects records (provenance, never resolved): the model by its
+    class, checkpoints handed as objects by their labels, the rest as the command line fills it;
+    its checks are the command line's."""
+    labels = {
+        "trajectory": [str(t) for t in spec.trajectory],
+        "targets": [str(t) for t in spec.targets],
+    }
     return ComputeConfig(
         # the weights are the object's own: recorded as such (interpolate starts at them)
         model=ModelSpec(
             name=f"{IN_MEMORY}{type(model).__name__}", checkpoint=f"{IN_MEMORY}weights"
         ),
-        data=DataSpec(
-            name=data_name, max_samples=max_samples, seed=data_seed, batch_size=batch_size
-        ),
-        out=str(out),
-        direction=spec,
-        grid=GridSpec(x=_axis(x), y=_axis(y) if y is not None else None),
-        eval=EvalSpec(
-            loss=loss_name, device=device, engine=engine, bn=bn, bn_batches=bn_batches, dtype=dtype
-        ),
+        data=data,
+        out=str(out) if out is not None else "",
+        direction=replace(spec, **labels),
+        grid=grid.spec(),
+        eval=evaluation,
     )
 
 
@@ -296,37 +402,30 @@ def _given_directions(directions: Sequence[Mapping[str, torch.Tensor]], session:
     return DirectionSet("given", vectors, {"source": "given tensors"})
 
 
-class _Paths:
-    """Checkpoints handed as objects, written as files for the run's directions to read."""
+def _checkpoints(value: Any, keyword: str, session: Session, to_centre: bool) -> list[Any]:
+    """One checkpoint or a list of them: files as they are, objects as ``Weights`` (named
+    ``target B``, ``trajectory 0``, ...); a path to the centre (``to_centre``) ends at the
+    model itself, appended unless the last checkpoint given holds its weights."""
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    names = [f"{keyword} {'BCDEFG'[i] if keyword == 'target' else i}" for i in range(len(items))]
+    path = [_checkpoint(item, name) for item, name in zip(items, names, strict=False)]
+    if to_centre and (not path or not _holds_centre(path[-1], session)):
+        path.append(Weights(session.centre, "model"))
+    return path
 
-    def __init__(self, folder: Path, session: Session) -> None:
-        self.folder, self.session, self.count = folder, session, 0
 
-    def file(self, item: Any, name: str | None = None) -> str:
-        if isinstance(item, (str, Path)):
-            return str(item)
-        state = item.state_dict() if isinstance(item, torch.nn.Module) else dict(item)
-        path = self.folder / (name or f"state_{self.count:03d}.pt")
-        self.count += 1
-        torch.save({k: v.detach().cpu() for k, v in state.items()}, path)
-        return str(path)
+def _text(path: str | Path | None) -> str | None:
+    return str(path) if path is not None else None
 
-    def trajectory(self, items: Sequence[Any]) -> list[str]:
-        """The path in training order, ending at the centre: the model is appended unless the
-        last checkpoint given already holds its weights."""
-        files = [self.file(item) for item in items]
-        if not files or not self._is_centre(files[-1]):
-            centre = {k: v.detach().cpu() for k, v in self.session.centre.items()}
-            files.append(self.file(centre, "model.pt"))
-        return files
 
-    def targets(self, target: Any) -> list[str]:
-        items = list(target) if isinstance(target, (list, tuple)) else [target]
-        return [self.file(item) for item in items]
+def _checkpoint(item: Any, name: str) -> str | Weights:
+    """A file's path, or a state dict / model held as it is (no copy written anywhere)."""
+    return str(item) if isinstance(item, (str, Path)) else Weights(item, name)
 
-    def _is_centre(self, path: str) -> bool:
-        state = self.session.load_state(path)
-        return all(torch.equal(state[k], v.detach().cpu()) for k, v in self.session.centre.items())
+
+def _holds_centre(item: str | Weights, session: Session) -> bool:
+    state = session.load_state(item)
+    return all(torch.equal(state[k], v.detach().cpu()) for k, v in session.centre.items())
 
 
 def _bar(total: int, initial: int) -> Any:
@@ -340,10 +439,3 @@ def _bar(total: int, initial: int) -> Any:
         from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, unit="pt", desc="points", mininterval=0.5)
-
-
-def _attach(result: Any, keep: tempfile.TemporaryDirectory | None) -> Any:
-    """Keep a temporary folder alive as long as the object read from it."""
-    if keep is not None:
-        result._folder = keep  # removed when the object is garbage-collected
-    return result

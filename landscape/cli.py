@@ -45,6 +45,10 @@ from landscape.config import (
 )
 from landscape.errors import ConfigError, LandscapeError, LandscapeWarning
 from landscape.models import sources as model_sources
+from landscape.spectrum.settings import GRAPH_CHOICES as SPECTRUM_GRAPH
+from landscape.spectrum.settings import TRACE_CHOICES as SPECTRUM_TRACE
+from landscape.spectrum.settings import WHICH_CHOICES as SPECTRUM_WHICH
+from landscape.spectrum.settings import HessianConfig
 
 
 def _library_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -757,7 +761,7 @@ def curvature(
     "--kind",
     "kinds",
     multiple=True,
-    help="1d, contour, contourf, heatmap, surface3d (repeatable) [all].",
+    help="1d, contour, contourf, heatmap, surface3d, barcode, mergetree (repeatable) [all].",
 )
 @click.option(
     "--log/--linear", "log", default=None, help="Only the log or only the linear scale [both]."
@@ -787,6 +791,10 @@ def plot(
     dpi: int,
 ) -> None:
     """Draw curves, contours, heat maps and 3-D views of surface files.
+
+    With gudhi installed (pip install 'landscape[topology]'), each loss of a complete grid also
+    gets its persistence barcode and the merge tree of its basins, and its significant minima
+    (persistence above 2 standard errors) are marked on the contour plots and 1-D curves.
 
     Reads landscape files and Li et al.'s reference surface files. With --compare, several
     surfaces are drawn side by side on one shared colour scale and level set. A curvature file
@@ -896,7 +904,8 @@ def info(
     fit_radius: float | None,
     as_json: bool,
 ) -> None:
-    """Print a surface (or curvature) file's grid, completion, extremes, analysis and provenance.
+    """Print a surface (or curvature) file's grid, completion, extremes, analysis and provenance;
+    a spectrum file's eigenvalues, trace and density (``landscape hessian``).
 
     The analysis of each loss: ε-sharpness at the centre (Keskar et al. 2017), curvature from a
     quadratic fit, basin width at a loss threshold and the grid minimum. It is stored in the file
@@ -914,6 +923,13 @@ def info(
 
     if is_curvature_file(surface_file):
         click.echo(format_curvature_info(read_curvature(surface_file)))
+        return
+    from landscape.store.spectrum import is_spectrum_file
+
+    if is_spectrum_file(surface_file):  # a `landscape hessian` file: its summary
+        from landscape.runs.hessian import Spectrum
+
+        click.echo(repr(Spectrum.read(surface_file)))
         return
 
     chosen: dict[str, Any] = {"epsilon": epsilon, "fit_radius": fit_radius}
@@ -1154,6 +1170,205 @@ def inspect(
         )
     if report.has_errors and not no_fail:
         ctx.exit(3)
+
+
+# --- hessian ----------------------------------------------------------------------------------
+
+
+def hessian_setting(*decls: str, **kwargs: Any) -> Callable[..., Any]:
+    """A hessian option: ``decls`` are its flag, its HessianConfig key (``spectrum.top_k``) and,
+    if it differs from the flag, its parameter's name; its default comes from spectrum.settings."""
+    flag, key, *name = decls
+    kwargs.setdefault("cls", Setting)
+    return click.option(flag, *name, key=key, root=HessianConfig, fill=True, **kwargs)
+
+
+@main.command()
+@model_and_data_options(
+    checkpoint="Weights at which the Hessian is taken.",
+    unset_checkpoint="the initialization, seeded by 0",
+    samples="Keep a seeded subset of this many samples of the data (--samples then picks from it).",
+    batch="Samples per batch read (each Hessian pass covers at most 128).",
+    root=HessianConfig,
+    required=True,
+)
+@hessian_setting(
+    "--params",
+    "spectrum.params",
+    "params_globs",
+    multiple=True,
+    metavar="GLOB",
+    help="Take H over the parameter tensors matching this glob (repeatable; all by default).",
+)
+@hessian_setting(
+    "--exclude",
+    "spectrum.exclude",
+    "exclude_globs",
+    multiple=True,
+    metavar="GLOB",
+    help="Leave out the parameter tensors matching this glob (repeatable).",
+)
+@hessian_setting(
+    "--top-k",
+    "spectrum.top_k",
+    type=click.IntRange(min=1),
+    help="Eigenpairs at each end asked for.",
+)
+@hessian_setting(
+    "--which",
+    "spectrum.which",
+    type=click.Choice(SPECTRUM_WHICH),
+    help="The largest eigenvalues, the smallest, or both.",
+)
+@hessian_setting(
+    "--tol",
+    "spectrum.tol",
+    type=float,
+    help="Lanczos (eigsh) tolerance: residual below tol·|λ| (PyHessian's: 1e-3).",
+)
+@hessian_setting(
+    "--max-restarts",
+    "spectrum.max_restarts",
+    type=click.IntRange(min=1),
+    help="Lanczos restarts before giving up.",
+)
+@hessian_setting(
+    "--trace",
+    "spectrum.trace",
+    type=click.Choice(SPECTRUM_TRACE),
+    help="Trace estimator (Rademacher vectors), with its standard error.",
+)
+@hessian_setting(
+    "--trace-samples",
+    "spectrum.trace_samples",
+    type=click.IntRange(min=2),
+    help="Hessian-vector products the trace spends (PyHessian's maxIter: 100).",
+)
+@hessian_setting(
+    "--density/--no-density",
+    "spectrum.density",
+    help="The spectral density by stochastic Lanczos quadrature.",
+)
+@hessian_setting(
+    "--lanczos-steps",
+    "spectrum.lanczos_steps",
+    type=click.IntRange(min=1),
+    help="--density: Lanczos steps per start (PyHessian's iter).",
+)
+@hessian_setting(
+    "--density-runs",
+    "spectrum.density_runs",
+    type=click.IntRange(min=1),
+    help="--density: random starts averaged (PyHessian's n_v).",
+)
+@hessian_setting(
+    "--sigma2",
+    "spectrum.sigma2",
+    type=float,
+    help="--density: Gaussian variance, times max(1, λmax − λmin).",
+)
+@hessian_setting(
+    "--density-points",
+    "spectrum.density_points",
+    type=click.IntRange(min=2),
+    help="--density: grid points.",
+)
+@hessian_setting(
+    "--per-layer/--no-per-layer",
+    "spectrum.per_layer",
+    help="Also each module's block of H: its top eigenvalues and trace.",
+)
+@hessian_setting(
+    "--samples",
+    "spectrum.samples",
+    type=click.IntRange(min=1),
+    help="The Hessian is of the mean loss over a seeded subset of this many samples.",
+    none="all",
+)
+@hessian_setting(
+    "--graph",
+    "spectrum.graph",
+    type=click.Choice(SPECTRUM_GRAPH),
+    help="Keep each chunk's gradient graph between products (reuse), rebuild it "
+    "(recompute), or follow the memory plan (auto).",
+)
+@hessian_setting(
+    "--seed", "spectrum.seed", type=click.IntRange(min=0), help="Seed of the random start vectors."
+)
+@hessian_setting("--loss", "loss", help="cross-entropy, mse or pkg.module:fn.")
+@hessian_setting("--device", "device", help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Spectrum file to write (HDF5).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
+@click.option(
+    "--plot",
+    "plot_dir",
+    type=click.Path(file_okay=False),
+    help="Folder for the figures: eigenvalues, density, per-layer (PNG).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No summary.")
+@_library_errors
+def hessian(
+    model: str, model_args: tuple[str, ...], checkpoint: str | None, adapter: str | None,
+    unsafe_pickle: bool, data: str, split: str, max_samples: int | None, data_seed: int,
+    batch_size: int, seq_len: int | None, tokenizer: str | None, column: str | None,
+    label_column: str | None, params_globs: tuple[str, ...], exclude_globs: tuple[str, ...],
+    top_k: int, which: str, tol: float, max_restarts: int, trace: str, trace_samples: int,
+    density: bool, lanczos_steps: int, density_runs: int, sigma2: float, density_points: int,
+    per_layer: bool, samples: int | None, graph: str, seed: int, loss: str, device: str,
+    out: str | None, overwrite: bool, plot_dir: str | None, quiet: bool,
+) -> None:  # fmt: skip
+    """The Hessian spectrum of the loss at the checkpoint's weights.
+
+    Top (or bottom) eigenvalues and eigenvectors by Lanczos, the trace by Hutchinson or Hutch++
+    with its standard error, the spectral density by stochastic Lanczos quadrature (--density),
+    over all parameters or a --params subset, per module on request (--per-layer).
+
+    \b
+    Example:
+      landscape hessian --model mlp --data digits --top-k 5 --density --out spectrum.h5
+      landscape hessian --model resnet20 --checkpoint r20.t7 --data cifar10:DATA \\
+          --samples 200 --trace hutch++ --density --plot plots/ --out r20_spectrum.h5
+    """
+    from landscape.config import DataSpec, ModelSpec
+    from landscape.models import parse_model_args
+    from landscape.runs.hessian import run_hessian
+    from landscape.spectrum.settings import SpectrumSettings
+
+    config = HessianConfig(
+        model=ModelSpec(
+            model, checkpoint, parse_model_args(list(model_args)), unsafe_pickle, adapter
+        ),
+        data=DataSpec(
+            data, split, max_samples, data_seed, batch_size, seq_len=seq_len,
+            tokenizer=tokenizer, column=column, labels=label_column,
+        ),
+        spectrum=SpectrumSettings(
+            top_k=top_k, which=which, tol=tol, max_restarts=max_restarts, trace=trace,
+            trace_samples=trace_samples, density=density, lanczos_steps=lanczos_steps,
+            density_runs=density_runs, sigma2=sigma2, density_points=density_points,
+            per_layer=per_layer, samples=samples, graph=graph, params=params_globs,
+            exclude=exclude_globs, seed=seed,
+        ),
+        loss=loss,
+        device=device,
+        out=out,
+    )  # fmt: skip
+    if plot_dir:
+        from landscape._files import writable_folder
+
+        writable_folder(plot_dir, "--plot")  # refused before the model is loaded
+    result = run_hessian(config, overwrite=overwrite)
+    if not quiet:
+        for line in result.summary():
+            click.echo(line)
+    if out:
+        click.echo(f"wrote {out}")
+    if plot_dir:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        for path in result.plot(plot_dir):
+            click.echo(f"wrote {path}")
 
 
 # --- align ------------------------------------------------------------------------------------

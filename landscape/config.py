@@ -5,7 +5,8 @@ rejects unknown keys and bad values naming the key, so a typo never silently doe
 Flags are applied over the YAML as dotted overrides (``direction.seed=3``): flags win.
 
 Every setting's default is written once, here, as its dataclass field's default (the runs of
-``compute``, ``inspect``, ``curvature`` and ``sweep --slurm`` alike): the CLI's help and option
+``compute``, ``inspect``, ``curvature`` and ``sweep --slurm`` alike; a direction family's own
+options in their declaration in landscape.families, from which ``DirectionSpec`` is made): the CLI's help and option
 defaults and the Python API's keyword defaults read it (``default_of``), and
 tests/test_settings.py checks that each flag and keyword has its field and agrees with it.
 """
@@ -82,29 +83,17 @@ class DataSpec:
 
 
 @dataclass(frozen=True)
-class DirectionSpec:
-    """How to build the direction pair, or ``file`` to reuse directions stored in an earlier file.
-
-    ``trajectory``: checkpoints saved during training, in order (files, folders or globs; the last
-    is the centre). ``targets``: the checkpoints B (and C) that ``interpolate`` goes to from the
-    model's checkpoint A. ``states``: interpolation moves BN buffers too. ``hessian_samples``: how
-    many evaluation samples the Hessian is taken over. ``repeat``: R surfaces in one file, repeat
-    r along directions drawn with seed ``seed + r`` (random families only).
-    ``orthogonal_to_weights`` (zca, pca): each filter's component along the weights' own filter
-    is removed before normalizing, so the pair does not mostly rescale the weights.
-    """
+class _Directions:
+    """The settings every family shares (``DirectionSpec`` adds each family's own options)."""
 
     name: str = "filter-norm"
     seed: int = 0
     ignore: str = "biasbn"
     norm: str = "filter"
     file: str | None = None
-    trajectory: list[str] = field(default_factory=list)
-    targets: list[str] = field(default_factory=list)
-    states: bool = False
-    hessian_samples: int = 1000
+    # R surfaces in one file, repeat r along directions drawn with seed ``seed + r`` (random
+    # families only)
     repeat: int = 1
-    orthogonal_to_weights: bool = False  # zca, pca: each filter's component along θ removed
     # which tensors the directions move: names matching any ``params`` glob (all when empty) and
     # no ``exclude`` glob, e.g. ``model.layers.11.*``, ``*.self_attn.*``, ``*lora_*``
     params: list[str] = field(default_factory=list)
@@ -112,6 +101,36 @@ class DirectionSpec:
     # how the file keeps the directions: ``full`` (every tensor), ``seed`` (regenerated from the
     # seed on resume; seeded families only), ``auto`` (seed above STORE_BY_SEED_BYTES)
     store: str = "auto"
+
+
+def _option_field(opt: families.Option) -> tuple[str, Any, Any]:
+    """A family option as a dataclass field: its name, type and default (``families.KINDS``)."""
+    kind = families.KINDS[opt.kind]
+    hint = {list: list[str], str: str | None}.get(kind, kind)
+    if kind is list:
+        return opt.field, hint, field(default_factory=list)
+    return opt.field, hint, field(default=opt.initial)
+
+
+# How to build the directions, or ``file`` to reuse those stored in an earlier file: the shared
+# settings and every family's own options, each a field made from its declaration in
+# landscape.families (the field's default, YAML key ``direction.<field>``).
+DirectionSpec = dataclasses.make_dataclass(
+    "DirectionSpec",
+    [_option_field(opt) for opt, _ in families.options()],
+    bases=(_Directions,),
+    frozen=True,
+)
+DirectionSpec.__module__ = (
+    __name__  # pickled by name (to --workers processes): config.DirectionSpec
+)
+DirectionSpec.__doc__ = (
+    "How to build the directions, or ``file`` to reuse directions stored in an earlier file: the "
+    "settings all families share and each family's own options (landscape.families): "
+    + "; ".join(
+        f"``{opt.field}`` ({', '.join(names)}): {opt.help}" for opt, names in families.options()
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -213,19 +232,20 @@ class ComputeConfig:
     def _check_direction_inputs(self) -> None:
         d = self.direction
         _check_repeat(d)
-        if d.hessian_samples < 1:
-            raise ConfigError(
-                f"direction.hessian_samples must be at least 1, got {d.hessian_samples}"
-            )
+        for opt, names in families.options():
+            value = getattr(d, opt.field)
+            if opt.kind == "count" and value < 1:
+                raise ConfigError(
+                    f"direction.{opt.field} ({opt.flag}) must be at least 1, got {value}"
+                )
+            if opt.exclusive and opt.given(value) and d.name not in names and not d.file:
+                raise ConfigError(
+                    f"direction.{opt.field} ({opt.flag}) is for {opt.exclusive} "
+                    f"({', '.join(names)}); {d.name}'s are not, drop it"
+                )
         if d.file:
             return  # directions come from the file; the family's own inputs are not needed
-        family = families.family(d.name)
-        family.check(d, self.dims, bool(self.model.checkpoint))
-        if d.orthogonal_to_weights and not family.from_weights:
-            raise ConfigError(
-                f"direction.orthogonal_to_weights is for the directions derived from the weights "
-                f"({', '.join(WEIGHT_DERIVED)}); {d.name}'s are not, drop it"
-            )
+        families.family(d.name).check(d, self.dims, bool(self.model.checkpoint))
 
     # --- conversion -------------------------------------------------------------------------
 

@@ -1,5 +1,11 @@
-"""Evaluating a run's points: the engine a config asks for, threads and precision, and the loop
-that evaluates shares of points (one repeat after another) and hands their results on.
+"""A surface run as objects (:class:`Run`), and evaluating its points: the engine it asks for,
+threads and precision, and the loop that evaluates shares of points (one repeat after another)
+and hands their results on.
+
+A ``Run`` is what the core computes on: the session (the model at θ, the data, the loss), the
+directions' recipe, the grid and the evaluation settings. The Python API builds one from the
+caller's objects; the CLI, YAML and every MPI rank build one from a config's strings
+(``Run.of_config``). The config is the run's provenance, written to its file once.
 
 Used by rank 0 (``landscape.runs.surface``) and by every other rank or worker
 (``landscape.parallel.worker``) alike, so that all of them evaluate the same way.
@@ -13,17 +19,20 @@ import itertools
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from landscape import grid
-from landscape.config import ComputeConfig, parse_bytes
+from landscape.config import ComputeConfig, DirectionSpec, EvalSpec, parse_bytes
+from landscape.directions import DirectionSet
 from landscape.engine import compile_cache
 from landscape.engine.reference import PointEvaluatorBase, to_channels_last
 from landscape.engine.select import EngineChoice, EngineRequest, choose_engine
 from landscape.errors import ConfigError, DirectionError
+from landscape.grid import Grid
 from landscape.session import Session
 
 FLUSH_SECONDS = 1.0  # a killed run loses at most about this much work
@@ -35,9 +44,53 @@ FLUSH_POINTS = 64
 Done = tuple[int, dict[str, float]]  # an evaluated point: its number and its quantities
 
 
+@dataclass(frozen=True)
+class Run:
+    """One surface computation, resolved into objects.
+
+    ``session``: the model at θ, the data and the loss. ``directions``: how the directions are
+    made (the family, its options, seed, norm, which tensors move; its checkpoint options may
+    hold state dicts and models), unless ``given`` holds them already (the API's
+    ``directions=``). ``grid``: the coefficients, one axis per direction. ``evaluation``: how each
+    point is evaluated; ``batch_size``: samples per forward pass. ``out``: the file written as
+    the run goes (None: kept in memory, no file anywhere). ``record``: the config this run is,
+    as strings: provenance, written to the file once and compared when a file is resumed.
+    """
+
+    session: Session
+    directions: DirectionSpec
+    grid: Grid
+    evaluation: EvalSpec
+    batch_size: int
+    record: ComputeConfig
+    given: DirectionSet | None = None
+    out: str | None = None
+
+    @classmethod
+    def of_config(cls, config: ComputeConfig, local_rank: int = 0, local_size: int = 1) -> Run:
+        """The run a config's strings name: its model, data and loss loaded (the CLI, YAML and
+        every MPI rank)."""
+        return cls(
+            Session.from_config(config, local_rank, local_size),
+            config.direction,
+            Grid.of(config.grid),
+            config.eval,
+            config.data.batch_size,
+            config,
+            out=config.out,
+        )
+
+    @property
+    def dims(self) -> int:
+        return self.grid.dims
+
+    @property
+    def repeat(self) -> int:
+        return self.directions.repeat
+
+
 def engine_for(
-    prep: Session,
-    config: ComputeConfig,
+    run: Run,
     directions: list,
     request: EngineRequest,
     pending: int,
@@ -46,6 +99,7 @@ def engine_for(
     """The evaluator for this process's model, data and directions, as ``request`` asks;
     ``first_points``: the run's first points, on which auto may check its choice (their results
     come back in the choice)."""
+    prep = run.session
     return choose_engine(
         prep.model,
         prep.centre,
@@ -58,13 +112,13 @@ def engine_for(
     )
 
 
-def engine_request(config: ComputeConfig, prep: Session) -> EngineRequest:
-    """The evaluator options the config asks for (BN policy, precision, layout, compile, budget)."""
-    ev = config.eval
+def engine_request(run: Run) -> EngineRequest:
+    """The evaluator options the run asks for (BN policy, precision, layout, compile, budget)."""
+    ev, prep = run.evaluation, run.session
     options: dict[str, Any] = {"bn": ev.bn, "autocast": autocast_dtype(ev.dtype, prep.device)}
     if ev.bn == "recalibrate":
         train = prep.train_data()
-        bs, n = config.data.batch_size, ev.bn_batches
+        bs, n = run.batch_size, ev.bn_batches
         options["train_batches"] = lambda: itertools.islice(train.batches(bs, prep.device), n)
     return EngineRequest(
         engine=ev.engine,
@@ -72,7 +126,7 @@ def engine_request(config: ComputeConfig, prep: Session) -> EngineRequest:
         fuse=ev.fuse,
         memory_format=ev.memory_format,
         memory_budget=parse_bytes(ev.memory_budget),
-        batch_size=config.data.batch_size,
+        batch_size=run.batch_size,
         options=options,
     )
 
@@ -90,12 +144,12 @@ def autocast_dtype(name: str, device: torch.device) -> torch.dtype | None:
 
 
 @contextlib.contextmanager
-def numerics(config: ComputeConfig, device: torch.device, local_size: int = 1) -> Iterator[None]:
+def numerics(settings: EvalSpec, device: torch.device, local_size: int = 1) -> Iterator[None]:
     """Threads, TF32 and inductor's cache folder for the run's duration, restored afterwards.
 
     Processes sharing a machine's CPU split its cores (cores // processes on the node each).
     """
-    with compile_cache.inductor_env(), _threads_and_tf32(config, device, local_size):
+    with compile_cache.inductor_env(), _threads_and_tf32(settings, device, local_size):
         yield
 
 
@@ -105,17 +159,15 @@ def threads_per_rank(local_size: int) -> int:
 
 
 @contextlib.contextmanager
-def _threads_and_tf32(
-    config: ComputeConfig, device: torch.device, local_size: int
-) -> Iterator[None]:
+def _threads_and_tf32(settings: EvalSpec, device: torch.device, local_size: int) -> Iterator[None]:
     threads = torch.get_num_threads()
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    if config.eval.threads:
-        torch.set_num_threads(config.eval.threads)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
     elif local_size > 1 and device.type == "cpu":
         torch.set_num_threads(threads_per_rank(local_size))
     if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = config.eval.tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = settings.tf32
     try:
         yield
     finally:

@@ -4,12 +4,12 @@ A :class:`Family` says where its builder lives (imported on first use), whether 
 are drawn from the seed, whether they come from the weights themselves (so that
 ``orthogonal_to_weights`` applies), which inputs it needs and how a config is checked for them,
 which checkpoint is its centre, which files it reads (so that a sweep can say a run cannot start),
-how many of the evaluation samples it takes over (the Hessian's subset) and its own options (the
-CLI makes a flag of each; YAML sets the same ``direction.<field>``). ``config``, ``session``,
-``compute``, ``sweep`` and the CLI derive their lists, flags and special cases from ``FAMILIES``;
-adding a family is one module with its builder, one entry here and, for each new option, its field
-in ``DirectionSpec`` (YAML and the flags both fill that dataclass; its default there is the one
-the flag's help shows).
+how many of the evaluation samples it takes over (the Hessian's subset) and its own typed options.
+``config``, ``session``, ``compute``, ``sweep`` and the CLI derive their lists, flags and special
+cases from ``FAMILIES``. An option, declared once in its family's entry, becomes the field
+``direction.<field>`` of ``DirectionSpec`` (so a YAML key) with its default, the CLI flag whose
+help shows that default, the keyword of ``landscape.compute`` and a part of ``info``'s directions
+line; adding a family is one module with its builder and one entry here.
 
 This module imports nothing heavy (no torch): the config layer reads it.
 """
@@ -29,19 +29,50 @@ def _no_check(spec: Any, dims: int, has_checkpoint: bool) -> None:
     return None
 
 
+# an option's kind → the type of its field and its default: ``files`` (one or more checkpoints:
+# ``--trajectory A B C``; from the API also state dicts and models), ``flag`` (on when given),
+# ``count`` (an integer ≥ 1, its default given by the option) or ``value`` (a string)
+KINDS: dict[str, type] = {"files": list, "flag": bool, "count": int, "value": str}
+
+
 @dataclass(frozen=True)
 class Option:
-    """One of a family's own settings: the field of ``DirectionConfig`` it fills and its flag.
+    """One of a family's own settings, declared once: the field ``direction.<field>`` it fills
+    (YAML), its flag, its help, its kind (``KINDS``) and its default, and the keyword
+    ``landscape.compute`` takes it by (``keyword``; default: the field's name).
 
-    ``kind``: ``value`` (a string), ``files`` (one or more paths: ``--trajectory A B C``), ``flag``
-    (on when given) or ``count`` (an integer ≥ 1). Families that share a setting declare the same
-    option; the flag's help names them all."""
+    Families that share a setting declare the same option; the flag's help names them all.
+    ``to_centre``: a list of checkpoints that ends at the centre (a trajectory: the API appends
+    the model itself when the last one given is not it). ``exclusive``: what its families' directions
+    are (the reason it is theirs); set for another family, the option is then refused (else it
+    is ignored there, so that a sweep may share it)."""
 
     field: str
     flag: str
     help: str
     kind: str = "value"
     metavar: str | None = None
+    default: Any = None  # files: [], flag: False; count and value: as given here
+    keyword: str | None = None
+    to_centre: bool = False
+    exclusive: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise AssertionError(f"option {self.field}: kind {self.kind!r} is none of {KINDS}")
+
+    @property
+    def initial(self) -> Any:
+        """The field's default: an empty list, off, or the declared value."""
+        return {"files": [], "flag": False}.get(self.kind, self.default)
+
+    @property
+    def api_keyword(self) -> str:
+        return self.keyword or self.field
+
+    def given(self, value: Any) -> bool:
+        """Whether ``value`` is other than the default (a setting the user made)."""
+        return value != self.initial
 
 
 @dataclass(frozen=True)
@@ -94,6 +125,7 @@ _ORTHOGONAL = Option(
     "remove each filter's component along the weights before normalizing (info warns when a "
     "direction is aligned with them).",
     kind="flag",
+    exclusive="the directions derived from the weights",
 )
 
 FAMILIES: dict[str, Family] = {
@@ -140,6 +172,7 @@ FAMILIES: dict[str, Family] = {
                     "last is the centre.",
                     kind="files",
                     metavar="CKPT...",
+                    to_centre=True,
                 ),
             ),
         ),
@@ -157,6 +190,7 @@ FAMILIES: dict[str, Family] = {
                     "through A, B, C.",
                     kind="files",
                     metavar="CKPT...",
+                    keyword="target",
                 ),
                 Option("states", "--states", "move BatchNorm buffers too.", kind="flag"),
             ),
@@ -174,6 +208,7 @@ FAMILIES: dict[str, Family] = {
                     "samples the Hessian is taken over.",
                     kind="count",
                     metavar="N",
+                    default=1000,
                 ),
             ),
         ),

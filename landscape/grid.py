@@ -3,15 +3,68 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
-from landscape.config import GridSpec, parse_axis
+from landscape.config import Axis, GridSpec, parse_axis
 from landscape.errors import ConfigError
 
 # what a run holds in memory per grid point: float64 loss and accuracy and a bool flag, each in
 # the new file's arrays and in its in-memory image, plus the pending list (int64) and reads back
 BYTES_PER_POINT = 64
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The points a run evaluates: one ``Axis`` (``num`` values from ``lo`` to ``hi``) per
+    direction, any number of them; point ``k`` is the ``k``-th of the axes' product in row-major
+    order (``np.unravel_index(k, shape)``). The surface files of this version hold 1 or 2 axes
+    (``xy``); the grid object itself does not care how many."""
+
+    axes: tuple[Axis, ...]
+
+    def __post_init__(self) -> None:
+        if not self.axes:
+            raise ConfigError("a grid needs at least one axis")
+
+    @classmethod
+    def of(cls, spec: GridSpec) -> Grid:
+        """The grid a config's ``MIN:MAX:NUM`` axes name."""
+        x = parse_axis(spec.x, "grid.x")
+        return cls((x,) if spec.y is None else (x, parse_axis(spec.y, "grid.y")))
+
+    @property
+    def dims(self) -> int:
+        return len(self.axes)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(a.num for a in self.axes)
+
+    @property
+    def points(self) -> int:
+        return int(np.prod(self.shape))
+
+    def coordinates(self) -> list[np.ndarray]:
+        """Each axis' values: ``linspace(lo, hi, num)``."""
+        return [np.linspace(a.lo, a.hi, a.num) for a in self.axes]
+
+    def xy(self, repeats: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
+        """The x (and y) coordinates of a 1-D or 2-D grid, once its values (``repeats``
+        surfaces of it) are known to fit in memory."""
+        if self.dims > 2:
+            raise ConfigError(
+                f"surface files hold 1-D and 2-D grids; this one has {self.dims} axes"
+            )
+        check_fits(self.shape[0], self.shape[1] if self.dims == 2 else None, repeats)
+        axes = self.coordinates()
+        return axes[0], (axes[1] if self.dims == 2 else None)
+
+    def spec(self) -> GridSpec:
+        """The config's text of this grid (its provenance in a surface file)."""
+        x, *rest = (f"{a.lo!r}:{a.hi!r}:{a.num}" for a in self.axes)
+        return GridSpec(x=x, y=rest[0] if rest else None)
 
 
 def coordinates(spec: GridSpec, repeats: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
@@ -20,13 +73,7 @@ def coordinates(spec: GridSpec, repeats: int = 1) -> tuple[np.ndarray, np.ndarra
     A grid whose values (``repeats`` surfaces of it) cannot fit in this machine's memory is
     refused before anything is allocated.
     """
-    ax = parse_axis(spec.x, "grid.x")
-    ay = parse_axis(spec.y, "grid.y") if spec.y is not None else None
-    check_fits(ax.num, ay.num if ay else None, repeats)
-    x = np.linspace(ax.lo, ax.hi, ax.num)
-    if ay is None:
-        return x, None
-    return x, np.linspace(ay.lo, ay.hi, ay.num)
+    return Grid.of(spec).xy(repeats)
 
 
 def check_fits(nx: int, ny: int | None, repeats: int = 1) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from landscape import quantities
+from landscape import families, quantities
 from landscape.analysis import (
     AnalysisOptions,
     SurfaceAnalysis,
@@ -232,6 +232,20 @@ _RAW_WIDTH = 90  # unknown attributes are shown raw, cut to this many characters
 _PAD = " " * 13
 
 
+def _option_parts(s: SurfaceValues) -> list[str]:
+    """The family's own options the run set (``families``: each option's declaration), as
+    ``field=value``; checkpoint lists are the sources lines' (below)."""
+    direction = (stored_config(s) or {}).get("direction")
+    if not isinstance(direction, dict) or direction.get("file"):
+        return []
+    parts = []
+    for opt, names in families.options():
+        value = direction.get(opt.field, opt.initial)
+        if direction.get("name") in names and opt.kind != "files" and opt.given(value):
+            parts.append(f"{opt.field}={'on' if value is True else value}")
+    return parts
+
+
 def _direction_lines(s: SurfaceValues) -> list[str]:
     a = s.direction_attrs
     if not a or s.source_format == "li2018":
@@ -240,6 +254,7 @@ def _direction_lines(s: SurfaceValues) -> list[str]:
     for key in ("seed", "ignore", "norm"):
         if key in a:
             parts.append(f"{key}={a[key]}")
+    parts += _option_parts(s)
     line = [f"directions:  {', '.join(parts)}"]
     norms = [
         f"{name}={_num(a[key])}"

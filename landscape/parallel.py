@@ -295,30 +295,30 @@ def worker(config: Any, rank: int, local_rank: int, local_size: int, plan: Any, 
     """A rank other than 0: evaluate its share with rank 0's engine, send results in blocks."""
     import numpy as np
 
-    from landscape import grid
     from landscape.evaluation import (
         FLUSH_POINTS,
         FLUSH_SECONDS,
+        Run,
         engine_for,
         engine_request,
         evaluate_points,
         numerics,
         repeat_evaluators,
     )
-    from landscape.session import Session
 
     try:
-        prep = Session.from_config(config, local_rank, local_size)
+        run = Run.of_config(config, local_rank, local_size)  # the strings resolved, as rank 0's
+        prep = run.session
         # exactly rank 0's weights, whatever this process loaded itself
         for name, t in plan.centre.items():
             prep.centre[name] = t.to(prep.device)
             if name in prep.theta:
                 prep.theta[name] = prep.centre[name]
         vectors = [{k: v.to(prep.device) for k, v in d.items()} for d in plan.directions]
-        x, y = grid.coordinates(config.grid)
-        request = plan.engine.pin(engine_request(config, prep))  # rank 0's choice, not re-timed
-        with numerics(config, prep.device, local_size):  # a compile's first call, as the run
-            choice = engine_for(prep, config, vectors, request, len(plan.shares[rank]))
+        x, y = run.grid.xy()
+        request = plan.engine.pin(engine_request(run))  # rank 0's choice, not re-timed
+        with numerics(run.evaluation, prep.device, local_size):  # a compile's first call
+            choice = engine_for(run, vectors, request, len(plan.shares[rank]))
         along = repeat_evaluators(choice.evaluator, plan.repeats, prep.device)
         pending: list[Any] = []
         last = time.perf_counter()
@@ -330,7 +330,7 @@ def worker(config: Any, rank: int, local_rank: int, local_size: int, plan: Any, 
                 sink.send(Block(rank, pending))
                 pending, last = [], time.perf_counter()
 
-        with numerics(config, prep.device, local_size):
+        with numerics(run.evaluation, prep.device, local_size):
             evaluate_points(along, np.asarray(plan.shares[rank], dtype=np.int64), x, y, emit)
         if pending:
             sink.send(Block(rank, pending))

@@ -28,7 +28,8 @@ from typing import Any
 import torch
 
 from landscape import checkpoint, families, params
-from landscape.config import IN_MEMORY, ComputeConfig, DataSpec, ModelSpec
+from landscape.checkpoint_paths import Weights
+from landscape.config import IN_MEMORY, ComputeConfig, DataSpec, EvalSpec, ModelSpec
 from landscape.data import EvalData, as_eval_data, load_data
 from landscape.engine import ReferenceEvaluator, eval_mode, resolve_device
 from landscape.errors import (
@@ -90,8 +91,8 @@ class Session:
         model: ModelSpec,
         data: DataSpec,
         *,
-        loss: str = "cross-entropy",
-        device: str = "auto",
+        loss: str = EvalSpec.loss,
+        device: str = EvalSpec.device,
         seed: int = 0,
         local_rank: int = 0,
         local_size: int = 1,
@@ -137,10 +138,10 @@ class Session:
         model: torch.nn.Module,
         data: Any,
         *,
-        loss: str | LossFn = "cross-entropy",
-        device: str | torch.device = "auto",
-        max_samples: int | None = None,
-        data_seed: int = 0,
+        loss: str | LossFn = EvalSpec.loss,
+        device: str | torch.device = EvalSpec.device,
+        max_samples: int | None = DataSpec.max_samples,
+        data_seed: int = DataSpec.seed,
         train_data: Any = None,
     ) -> Session:
         """A session on an in-memory model and data: ``data`` is a ``(x, y)`` pair of tensors or
@@ -385,6 +386,8 @@ def state_loader(centre: StateDict, unsafe_pickle: bool = False) -> Callable[[An
 
     def load_state(item: Any) -> StateDict:
         what = _describe(item)
+        if isinstance(item, Weights):  # handed as an object (the Python API): its state or model
+            item = item.state
         try:
             if isinstance(item, torch.nn.Module):
                 state = dict(item.state_dict())
@@ -418,6 +421,8 @@ def state_loader(centre: StateDict, unsafe_pickle: bool = False) -> Callable[[An
 
 
 def _describe(item: Any) -> str:
+    if isinstance(item, Weights):
+        return f"checkpoint {item.name!r}"
     if isinstance(item, torch.nn.Module):
         return f"model {type(item).__name__}"
     if isinstance(item, Mapping):

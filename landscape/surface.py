@@ -50,7 +50,8 @@ class Surface(SurfaceValues):
     def __repr__(self) -> str:
         from landscape.info import summary_lines
 
-        return "\n".join([f"<landscape.Surface {self.path}>", *summary_lines(self)])
+        where = "in memory: .save(path) writes it" if self.image is not None else self.path
+        return "\n".join([f"<landscape.Surface {where}>", *summary_lines(self)])
 
     def _repr_html_(self) -> str:
         """Jupyter's view: the summary and a small filled contour of the loss."""
@@ -71,9 +72,9 @@ class Surface(SurfaceValues):
 
     def analysis(self, **options: Any) -> dict[str, Any]:
         """The numbers ``landscape info`` prints for every loss, ``{quantity: {"sharpness": ...,
-        "curvature": ..., "basin": ..., "minimum": ..., ...}}``: stored in the file when the run
-        completed, computed anew for other ``options`` (``epsilon``, ``threshold``, ``rise``,
-        ``fit_radius``, as ``AnalysisOptions`` takes them)."""
+        "curvature": ..., "basin": ..., "minimum": ..., "topology": ..., ...}}``: stored in the
+        file when the run completed, computed anew for other ``options`` (``epsilon``,
+        ``threshold``, ``rise``, ``fit_radius``, as ``AnalysisOptions`` takes them)."""
         from landscape.analysis import AnalysisOptions, analysis_report
 
         return analysis_report(self, AnalysisOptions(**options) if options else None)["analysis"]

@@ -52,9 +52,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from landscape import _malloc
 from landscape.config import ComputeConfig
+from landscape.evaluation import Run
 from landscape.grid import coordinates as grid_coordinates
 from landscape.runs.surface import directions_for, run_compute
-from landscape.session import Session
 from landscape.store import read_surface
 
 PLAIN_BATCH = 500
@@ -150,8 +150,9 @@ def bench_model(name: str, args: argparse.Namespace, work: Path, peak: float) ->
     )
     # the plain loop's model, data and directions: what `compute` builds from the same config
     torch.manual_seed(0)
-    prep = Session.from_config(config)
-    d1, d2 = directions_for(config, prep, resume_from=None).to(device).vectors
+    run = Run.of_config(config)
+    prep = run.session
+    d1, d2 = directions_for(run, resume_from=None).to(device).vectors
     model = prep.model.to(device)
     x, y = (torch.cat(t).to(device) for t in zip(*prep.data.batches(4096), strict=True))
     theta = OrderedDict((k, v.detach().clone()) for k, v in model.named_parameters())

@@ -226,7 +226,7 @@ def test_grid_without_a_zero_uses_the_nearest_point() -> None:
 def test_nothing_computed_and_too_few_points() -> None:
     x = y = np.linspace(-1, 1, 5)
     r = analyse(as_surface(x, y, np.full((5, 5), np.nan)), "train_loss")
-    assert set(r.unavailable) == {"sharpness", "curvature", "basin", "minimum"}
+    assert set(r.unavailable) == {"sharpness", "curvature", "basin", "minimum", "topology"}
     f = np.full((5, 5), np.nan)
     f[2, :] = C  # one row only: no curvature across it
     r = analyse(as_surface(x, y, f), "train_loss")

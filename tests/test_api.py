@@ -256,3 +256,61 @@ def test_the_cli_refuses_to_rebuild_an_in_memory_run(
     result = CliRunner().invoke(main, ["curvature", s.path])
     assert result.exit_code == 1
     assert "computed on an in-memory model handed to the Python API" in result.stderr
+
+
+NO_FILES = """
+import os, sys, numpy as np, torch
+import landscape
+
+written = []  # every file or folder this process opens for writing, creates or renames
+
+
+def audit(event, args):
+    if event == "open" and args[0] is not None and not isinstance(args[0], int):
+        mode, flags = args[1] or "", args[2] or 0
+        if any(c in mode for c in "wax+") or flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            written.append(str(args[0]))
+    elif event in ("os.mkdir", "os.rename", "os.replace", "shutil.copyfile"):
+        written.append(str(args[0]))
+
+
+sys.addaudithook(audit)
+from landscape.models import build_model
+
+torch.manual_seed(0)
+model = build_model("mlp", {"in_features": 6, "hidden": 8, "num_classes": 3})
+x, y = torch.randn(40, 6), torch.randint(0, 3, (40,))
+later = {k: v + 0.1 for k, v in model.state_dict().items()}  # a checkpoint held as a state dict
+s = landscape.compute(model, (x, y), x=(-1, 1, 3), y=(-1, 1, 3), progress=False)
+t = landscape.compute(model, (x, y), x=(-1, 1, 3), direction="trajectory",
+                      trajectory=[later, model.state_dict()], progress=False)
+b = landscape.compute(model, (x, y), x=(0, 1, 3), direction="interpolate", target=later,
+                      progress=False)
+c = landscape.curvature(model, (x, y), s, x=(-1, 1, 2), y=(-1, 1, 2), samples=20, progress=False)
+assert s.done.all() and t.done.all() and b.done.all() and np.isfinite(c.maps["ratio"]).any()
+assert len(s.directions) == 2 and s.analysis()
+print("labels", list(t.trajectory["labels"]), b.direction_attrs["targets"])
+print("written", [w for w in written if not w.startswith(("/dev/", "/proc/"))])
+s.save(sys.argv[1])
+"""
+
+
+def test_compute_without_out_writes_no_file_anywhere(tmp_path: Path) -> None:
+    """No temporary surface, no checkpoint written for a state dict, no cache: the working
+    folder, TMPDIR, HOME and the cache folder stay empty (until the user saves the surface)."""
+    folders = {name: tmp_path / name for name in ("cwd", "tmp", "home", "cache", "mpl")}
+    for folder in folders.values():
+        folder.mkdir()
+    saved = tmp_path / "saved.h5"
+    env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(folders["tmp"]), "HOME": str(folders["home"]),
+           "XDG_CACHE_HOME": str(folders["cache"]), "MPLCONFIGDIR": str(folders["mpl"]),
+           "PYTHONPATH": str(Path(landscape.__file__).parents[1]),
+           "PYTHONDONTWRITEBYTECODE": "1"}  # Python's own bytecode cache is not ours  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", NO_FILES, str(saved)], cwd=folders["cwd"],
+                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "labels ['trajectory 0', 'trajectory 1'] [\"target B\"]" in done.stdout
+    assert "written []" in done.stdout, done.stdout
+    for name, folder in folders.items():
+        assert not any(folder.rglob("*")), f"{name}: {sorted(folder.rglob('*'))}"
+    assert landscape.load(saved).done.all()  # what save() wrote is a complete surface file

@@ -155,11 +155,11 @@ def test_a_run_leaves_the_environment_as_it_was(cache: Path) -> None:
 
     config = ComputeConfig.from_dict({"model": {"name": "mlp"}, "data": {"name": "digits"},
                                       "out": "s.h5"})  # fmt: skip
-    with numerics(config, torch.device("cpu")):
+    with numerics(config.eval, torch.device("cpu")):
         compile_cache.use_persistent_inductor_cache()  # a run that compiles
         assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(cache / "inductor")
     assert "TORCHINDUCTOR_CACHE_DIR" not in os.environ
-    with numerics(config, torch.device("cpu")):  # the same run's next stage: its folder again
+    with numerics(config.eval, torch.device("cpu")):  # the same run's next stage: its folder again
         assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(cache / "inductor")
     assert "TORCHINDUCTOR_CACHE_DIR" not in os.environ
 

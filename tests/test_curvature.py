@@ -18,7 +18,6 @@ from click.testing import CliRunner
 from torch import nn
 
 from landscape.cli import main
-from landscape.curvature_store import read_curvature
 from landscape.errors import SurfaceFileError
 from landscape.losses import cross_entropy
 from landscape.runs.curvature import (
@@ -29,6 +28,7 @@ from landscape.runs.curvature import (
     read_source,
     run_curvature,
 )
+from landscape.store.curvature import read_curvature
 
 CPU = torch.device("cpu")
 MLP_ARGS = [

@@ -26,24 +26,31 @@ from landscape.engine.select import (
 from landscape.errors import ConfigError
 
 CPU = torch.device("cpu")
+AUTO = {"engine": "auto", "compile": "auto", "fuse": "auto", "memory_format": "auto",
+        "memory_budget": None, "batch_size": 500}  # fmt: skip
+
+
+def asking(**settings) -> EngineRequest:
+    """A request with ``settings`` and auto for the rest."""
+    return EngineRequest(**{**AUTO, **settings})
 
 
 def bench_for(model: torch.nn.Module, shape: tuple[int, ...], **request) -> Bench:
     """The workbench of a tiny case (26 samples, batches of any size)."""
     centre, dirs, batches, _ = case(model, shape)
-    return workbench(model, centre, dirs, batches, ce, EngineRequest(**request))
+    return workbench(model, centre, dirs, batches, ce, asking(**request))
 
 
 def test_the_candidates_are_the_engines_and_layouts_worth_timing() -> None:
     conv, flat = ConvBN(), mlp()
-    auto = EngineRequest()
+    auto = asking()
     # a CPU conv net: one point at a time only (K points per call only add memory traffic)
     assert candidates(conv, auto, CPU) == [("reference", False), ("reference", True)]
     assert candidates(conv, auto, torch.device("cuda")) == [
         ("reference", False), ("reference", True), ("batched", False), ("batched", True)
     ]  # fmt: skip
     assert candidates(flat, auto, CPU) == [("reference", False), ("batched", False)]  # no layout
-    named = EngineRequest(engine="batched", memory_format="channels-last")
+    named = asking(engine="batched", memory_format="channels-last")
     assert candidates(conv, named, CPU) == [("batched", True)]  # what the request names
     scripted = torch.jit.script(mlp())
     assert candidates(scripted, auto, CPU) == [("reference", False)]  # runs in place
@@ -188,7 +195,7 @@ def test_the_compile_is_checked_and_remembered(asked: str, cache: Path) -> None:
     bench.report["compile"] = True
     timed = Timings(("reference", False, 8), per_point=0.05, load=2.0)
     compiled = _Sleeper(0.0, "compiled") if asked == "auto" else _KCall(0.0, "compiled")
-    request = EngineRequest(compile=asked)
+    request = asking(compile=asked)
     points = [(float(i), 0.0) for i in range(10)]
     evaluator, done = check_compile(bench, compiled, timed, "key", request, points)
     assert evaluator is compiled and bench.report["compile"] is True

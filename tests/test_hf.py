@@ -334,15 +334,15 @@ def test_the_memory_plan_is_printed_and_checked(
     assert ok.exit_code == 0, ok.output
     assert any(x.startswith("memory on cpu: weights") for x in ok.output.splitlines())
     from landscape.config import ComputeConfig
+    from landscape.evaluation import Run
     from landscape.runs.surface import memory_plan
-    from landscape.session import Session
 
     config = ComputeConfig.from_dict({
         "model": {"name": f"hf:{folder}"}, "data": {"name": f"tokens:{token_file}"},
         "grid": {"x": "-1:1:3", "y": "-1:1:3"}, "direction": {"params": ["*.mlp.*"]},
         "out": str(tmp_path / "p.h5"),
     })  # fmt: skip
-    plan = memory_plan(config, Session.from_config(config))
+    plan = memory_plan(Run.of_config(config))
     moved = sum(p.numel() * 4 for n, p in model.named_parameters() if ".mlp." in n)
     assert plan.weights >= sum(p.numel() * 4 for p in model.parameters())
     assert (plan.directions, plan.working) == (2 * moved, moved)  # two directions, one copy

@@ -84,7 +84,9 @@ def test_render_all_2d_writes_every_kind_and_scale(tmp_path: Path, fmt: str) -> 
                 assert f"bowl_{q}_{kind}_{scale}.{fmt}" in names
     assert f"bowl_train_acc_contourf_linear.{fmt}" in names
     assert f"bowl_train_acc_heatmap_linear.{fmt}" in names
-    assert len(names) == len(losses) * 4 * 2 + 2
+    for q in losses:  # each loss' topology: persistence barcode and merge tree
+        assert {f"bowl_{q}_barcode.{fmt}", f"bowl_{q}_mergetree.{fmt}"} <= names
+    assert len(names) == len(losses) * (4 * 2 + 2) + 2
     for p in paths:
         assert p.is_file() and p.stat().st_size > 1000
     if fmt == "png":
@@ -96,7 +98,8 @@ def test_render_all_2d_writes_every_kind_and_scale(tmp_path: Path, fmt: str) -> 
 def test_render_all_1d(tmp_path: Path, fmt: str) -> None:
     paths = render_all(parabola(), tmp_path, fmt=fmt, dpi=50)
     assert sorted(p.name for p in paths) == sorted(
-        f"line_{s}_1d_{sc}.{fmt}" for s in ("train", "test") for sc in ("linear", "log")
+        [f"line_{s}_1d_{sc}.{fmt}" for s in ("train", "test") for sc in ("linear", "log")]
+        + [f"line_{s}_loss_{k}.{fmt}" for s in ("train", "test") for k in ("barcode", "mergetree")]
     )
     if fmt == "png":
         for p in paths:
@@ -130,7 +133,15 @@ def test_bad_format_and_kind_are_config_errors(tmp_path: Path) -> None:
         render_all(bowl(), tmp_path, scales=["log2"])
     with pytest.raises(ConfigError, match=r"1-D.*1d"):
         render_all(parabola(), tmp_path, kinds=["contour"])
-    assert set(KINDS) == {"1d", "contour", "contourf", "heatmap", "surface3d"}
+    assert set(KINDS) == {
+        "1d",
+        "contour",
+        "contourf",
+        "heatmap",
+        "surface3d",
+        "barcode",
+        "mergetree",
+    }
 
 
 def test_empty_surface_raises(tmp_path: Path) -> None:

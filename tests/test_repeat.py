@@ -360,6 +360,7 @@ def test_plot_1d_draws_every_seed_and_the_mean_band(
     assert {Path(p).name for p in result.output.split()} == {
         "l_train_1d_linear.png", "l_train_1d_log.png",
         "l_train_1d_linear_mean.png", "l_train_1d_log_mean.png",
+        "l_train_loss_barcode.png", "l_train_loss_mergetree.png",  # repeat 0's topology
     }  # fmt: skip
     s = read_surface(tmp_path / "l.h5")
     ax = repeat_curves(s).axes[0]

@@ -14,17 +14,22 @@ import re
 from typing import Any, get_type_hints
 
 import click
+import numpy as np
 import pytest
+import yaml
 
-from landscape import api, cli
+from landscape import api, cli, families
 from landscape.config import (
     REQUIRED,
     ComputeConfig,
     DataSpec,
+    DirectionSpec,
     InspectConfig,
     default_of,
     parse_axis,
 )
+from landscape.info import summary_lines
+from landscape.store.values import SurfaceValues
 
 # options that steer the command itself, not the run: no setting, by design
 INTERFACE_FLAGS = {
@@ -171,3 +176,30 @@ def test_flag_keys_come_from_the_compute_options() -> None:
     # YAML-only: data.normalize; model.args is set by --model-arg KEY=VALUE
     assert settings - set(cli.FLAG_KEYS.values()) == {"model.args", "data.normalize"}
     assert set(cli.FLAG_KEYS.values()) <= settings
+
+
+@pytest.mark.parametrize(
+    ("option", "names"), [pytest.param(o, n, id=o.field) for o, n in families.options()]
+)
+def test_a_family_option_is_declared_once_and_everything_derives_from_it(
+    option: families.Option, names: tuple[str, ...]
+) -> None:
+    """Each family option's declaration (families.py) is its YAML key with its default, its
+    flag, its ``landscape.compute`` keyword and its part of ``info``'s directions line."""
+    spec_fields = {f.name: f for f in dataclasses.fields(DirectionSpec)}
+    assert option.field in spec_fields  # YAML: direction.<field>
+    assert default_of(f"direction.{option.field}") == option.initial
+    flags = {o: p for p in cli.main.commands["compute"].params for o in p.opts}
+    assert getattr(flags[option.flag], "key", None) == f"direction.{option.field}"
+    keyword = inspect.signature(api.compute).parameters[option.api_keyword]
+    assert keyword.kind is keyword.KEYWORD_ONLY
+    assert _same(keyword.default, option.initial)
+    if option.kind in ("flag", "count"):  # what info's directions line says once it is set
+        value = True if option.kind == "flag" else 7
+        values = SurfaceValues(
+            "s.h5", np.zeros(3), None, {}, np.ones(3, bool),
+            attrs={"config": yaml.safe_dump({"direction": {"name": names[0], option.field: value}})},
+            direction_attrs={"method": names[0]},
+        )  # fmt: skip
+        line = next(x for x in summary_lines(values) if x.startswith("directions:"))
+        assert f"{option.field}={'on' if value is True else value}" in line

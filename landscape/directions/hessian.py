@@ -231,6 +231,9 @@ def _fix_sign(v: np.ndarray) -> np.ndarray:
     return -v if v[np.flatnonzero(big)[0]] < 0 else v
 
 
+fix_sign = _fix_sign  # public: landscape.spectrum signs its eigenvectors by the same rule
+
+
 def unflatten_direction(
     theta: dict[str, torch.Tensor], names: list[str], flat: np.ndarray
 ) -> OrderedDict[str, torch.Tensor]:

@@ -61,17 +61,20 @@ def build_interpolate(ctx: DirectionContext) -> DirectionSet:
     norm_ab = params.global_norm(d1)
     if norm_ab == 0.0:
         raise DirectionError(
-            f"interpolate: target B {targets[0]!r} is identical to the centre A (the --checkpoint) "
+            f"interpolate: target B {str(targets[0])!r} is identical to the centre A (the --checkpoint) "
             "on every tensor; give two different checkpoints"
         )
-    attrs: dict[str, object] = {"targets": list(targets[: ctx.count]), "states": ctx.spec.states}
+    attrs: dict[str, object] = {
+        "targets": [str(t) for t in targets[: ctx.count]],
+        "states": ctx.spec.states,
+    }
     attrs["distance_ab"] = norm_ab
     if ctx.count == 1:
         landmarks = {"names": ["A", "B"], "x": [0.0, 1.0]}
         vectors = [d1]
     else:
         e = _difference(_pick(load(targets[1]), names), a)
-        d2, x_c, y_c = _orthogonalize(e, d1, targets[1])
+        d2, x_c, y_c = _orthogonalize(e, d1, str(targets[1]))
         landmarks = {"names": ["A", "B", "C"], "x": [0.0, 1.0, x_c], "y": [0.0, 0.0, y_c]}
         attrs["distance_ac"] = params.global_norm(e)
         vectors = [d1, d2]

@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 import torch
 
+from landscape._files import MemoryFile
 from landscape.directions.base import LEGACY_SEED, DirectionSet
 from landscape.errors import DirectionError
 
@@ -63,7 +64,7 @@ def load_directions(
     which a reference "states" file follows (default: ``state``'s own order). ``group``: where in
     our files the directions are (``repeats/<r>/directions`` for a repeat of a ``--repeat`` run).
     """
-    if not Path(path).is_file():
+    if not isinstance(path, MemoryFile) and not Path(path).is_file():
         raise DirectionError(f"direction file {path!r} does not exist; check --directions")
     try:
         with h5py.File(path, "r") as f:

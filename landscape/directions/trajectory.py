@@ -35,12 +35,11 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from landscape.checkpoint_paths import expand_checkpoints
+from landscape.checkpoint_paths import Checkpoint, checkpoint_name, expand_checkpoints
 from landscape.directions.base import DirectionContext, DirectionSet, moved_names
 from landscape.engine import ReferenceEvaluator
 from landscape.errors import DirectionError
@@ -71,7 +70,7 @@ def build_trajectory(ctx: DirectionContext) -> DirectionSet:
     # project with the float32 directions as stored, so the path sits exactly where they put it
     coords = [_project(rows, v.to(torch.float32).double()) for v in vecs]
     trajectory: dict[str, np.ndarray] = dict(zip("xy", coords, strict=False))  # no y in 1-D
-    trajectory["labels"] = np.array([p.name for p in paths])
+    trajectory["labels"] = np.array([checkpoint_name(p) for p in paths])
     if losses is not None:
         trajectory["loss"] = np.asarray(losses, dtype=np.float64)
         trajectory["acc"] = np.asarray(accs, dtype=np.float64)
@@ -81,7 +80,7 @@ def build_trajectory(ctx: DirectionContext) -> DirectionSet:
 
 
 def _path_rows(
-    ctx: DirectionContext, paths: list[Path], names: list[str]
+    ctx: DirectionContext, paths: list[Checkpoint], names: list[str]
 ) -> tuple[torch.Tensor, list[float] | None, list[float] | None]:
     """Rows ``flatten(θ_i − θ_n)`` (float32, shape (n+1, P)) and each checkpoint's loss/accuracy.
 
@@ -94,7 +93,7 @@ def _path_rows(
     evaluate = _checkpoint_evaluator(ctx)
     losses, accs = [], []
     for i, path in enumerate(paths):
-        state = centre if i == len(paths) - 1 else load(str(path))
+        state = centre if i == len(paths) - 1 else load(path)
         rows[i] = (_flatten(state, names) - flat_centre).to(torch.float32)
         if evaluate is not None:
             loss, acc = evaluate(state)
@@ -186,7 +185,7 @@ def _project(rows: torch.Tensor, v: torch.Tensor) -> np.ndarray:
 
 def _attrs(
     ctx: DirectionContext,
-    paths: list[Path],
+    paths: list[Checkpoint],
     lam: np.ndarray,
     total: float,
     coords: list[np.ndarray],

@@ -127,14 +127,16 @@ class EngineChoice:
 
 @dataclass
 class EngineRequest:
-    """What the config asks for; ``auto`` lets the selector decide."""
+    """What the run asks for; ``auto`` lets the selector decide. No field has a default here:
+    each setting's default is its config field's (``EvalSpec``, ``DataSpec.batch_size``), which
+    ``evaluation.engine_request`` passes on."""
 
-    engine: str = "auto"  # auto | reference | batched
-    compile: str = "auto"  # auto | on | off
-    fuse: str = "auto"  # auto | on | off: fold BatchNorm on the per-point path (engine.fold)
-    memory_format: str = "auto"  # auto | contiguous | channels-last
-    memory_budget: int | None = None  # bytes for the batched path's activations
-    batch_size: int = 500
+    engine: str  # auto | reference | batched
+    compile: str  # auto | on | off
+    fuse: str  # auto | on | off: fold BatchNorm on the per-point path (engine.fold)
+    memory_format: str  # auto | contiguous | channels-last
+    memory_budget: int | None  # bytes for the batched path's activations; None: auto
+    batch_size: int
     options: dict[str, Any] = field(default_factory=dict)  # bn, train_batches, autocast
     k: int | None = None  # points per batched call; None: from the memory budget
 

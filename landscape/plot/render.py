@@ -3,7 +3,10 @@
 File names: ``{stem}_{quantity}_{kind}_{scale}.{fmt}`` (1-D: ``{stem}_{split}_1d_{scale}``),
 with ``stem`` the surface file's stem. A ``--repeat`` file adds the mean over its seeds, named as
 its own figures with a ``_mean`` suffix (1-D: every seed's curve, the mean and a ±1 std band), and
-per quantity a spread map ``{stem}_{quantity}_heatmap_linear_std``.
+per quantity a spread map ``{stem}_{quantity}_heatmap_linear_std``. Each loss of a complete grid
+adds its topology (``landscape.topology``, with gudhi installed): ``{stem}_{quantity}_barcode``
+and ``{stem}_{quantity}_mergetree``; its significant minima are marked on the contour plots and
+1-D curves.
 """
 
 from __future__ import annotations
@@ -20,13 +23,15 @@ from landscape import quantities
 from landscape._files import check_replaceable, replaced_atomically, writable_folder
 from landscape.errors import ConfigError, SurfaceFileError
 from landscape.plot import figures, repeats
+from landscape.plot import topology as topo_figures
 from landscape.plot.figures import Levels
 from landscape.store.values import SurfaceValues
 
 # the kinds of quantity drawn as maps of their own; an error bar (loss_se) is drawn with its loss
 PLOTTED = ("loss", "acc")
 
-KINDS: tuple[str, ...] = ("1d", "contour", "contourf", "heatmap", "surface3d")
+TOPOLOGY_KINDS: tuple[str, ...] = ("barcode", "mergetree")  # 1-D and 2-D, from the topology
+KINDS: tuple[str, ...] = ("1d", "contour", "contourf", "heatmap", "surface3d", *TOPOLOGY_KINDS)
 FORMATS: tuple[str, ...] = ("png", "pdf", "svg")
 SCALES: tuple[str, ...] = ("linear", "log")
 KINDS_2D: tuple[str, ...] = ("contour", "contourf", "heatmap", "surface3d")
@@ -62,9 +67,15 @@ def has_data(surface: SurfaceValues, quantity: str) -> bool:
 
 
 def _jobs_1d(
-    surface: SurfaceValues, scales: list[str], vmin: float | None, vmax: float | None
+    surface: SurfaceValues,
+    scales: list[str],
+    vmin: float | None,
+    vmax: float | None,
+    marks: dict[str, Any] | None = None,
 ) -> list[tuple[str, Callable[[], Figure]]]:
-    """(file name part, figure maker) for each split's curve in each scale."""
+    """(file name part, figure maker) for each split's curve in each scale; ``marks``: each
+    loss' topology, whose significant minima are marked on the curve."""
+    marks = marks or {}
     jobs = []
     for split in figures.splits(surface):
         q = f"{split}_loss"
@@ -74,7 +85,10 @@ def _jobs_1d(
             log = scale == "log"
 
             def make(s: str = split, lg: bool = log) -> Figure:
-                return figures.curve_1d(surface, s, log=lg, vmin=vmin, vmax=vmax)
+                fig = figures.curve_1d(surface, s, log=lg, vmin=vmin, vmax=vmax)
+                loss = np.asarray(surface.values[f"{s}_loss"], dtype=float)
+                floor = figures.positive_floor(loss) if lg else None
+                return topo_figures.mark_minima(fig, marks.get(f"{s}_loss"), log_floor=floor)
 
             jobs.append((f"{split}_1d_{scale}", make))
     return jobs
@@ -87,8 +101,10 @@ def _jobs_2d(
     vmin: float | None,
     vmax: float | None,
     levels: Levels,
+    marks: dict[str, Any] | None = None,
 ) -> list[tuple[str, Callable[[], Figure]]]:
-    """(file name part, figure maker) for each quantity × kind × scale that applies.
+    """(file name part, figure maker) for each quantity × kind × scale that applies; ``marks``:
+    each loss' topology, whose significant minima the contour plots mark.
 
     ``vmin``/``vmax``/``levels`` are in loss units and apply to losses only; accuracies are
     drawn over their own range, in percent, linear scale.
@@ -103,7 +119,8 @@ def _jobs_2d(
                 continue
             for scale in ["linear"] if acc else scales:
                 rng = {} if acc else {"vmin": vmin, "vmax": vmax}
-                jobs.append((f"{q}_{kind}_{scale}", _maker(surface, q, kind, scale, rng, levels)))
+                make = _maker(surface, q, kind, scale, rng, levels, (marks or {}).get(q))
+                jobs.append((f"{q}_{kind}_{scale}", make))
     return jobs
 
 
@@ -142,14 +159,22 @@ def _jobs_repeats(
 
 
 def _maker(
-    surface: SurfaceValues, q: str, kind: str, scale: str, rng: dict, levels: Levels
+    surface: SurfaceValues,
+    q: str,
+    kind: str,
+    scale: str,
+    rng: dict,
+    levels: Levels,
+    topo: Any = None,
 ) -> Callable[[], Figure]:
-    """A deferred call of the figure function for one 2-D kind."""
+    """A deferred call of the figure function for one 2-D kind (contours: with ``topo``'s
+    significant minima marked)."""
     log = scale == "log"
     if kind in ("contour", "contourf"):
         lv = None if figures.is_accuracy(q) else levels
-        return lambda: figures.contour(
-            surface, q, log=log, levels=lv, filled=kind == "contourf", **rng
+        return lambda: topo_figures.mark_minima(
+            figures.contour(surface, q, log=log, levels=lv, filled=kind == "contourf", **rng),
+            topo,
         )
     if kind == "heatmap":
         return lambda: figures.heatmap(surface, q, log=log, **rng)
@@ -178,6 +203,7 @@ def figure_jobs(
     picked = check_choice("plot kind", KINDS if kinds is None else kinds, KINDS)
     scale_list = check_choice("scale", scales, SCALES)
     applicable = ["1d"] if surface.dims == 1 else list(KINDS_2D)
+    applicable += TOPOLOGY_KINDS
     picked = [k for k in picked if k in applicable]
     if not picked:
         raise ConfigError(
@@ -187,18 +213,56 @@ def figure_jobs(
         raise SurfaceFileError(
             f"{surface.path} has no computed points yet; run landscape compute first"
         )
-    if surface.dims == 1:
-        jobs = _jobs_1d(surface, scale_list, vmin, vmax)
-    else:
-        jobs = _jobs_2d(surface, picked, scale_list, vmin, vmax, levels)
+    marks = _topologies(
+        surface, explicit=kinds is not None and bool(set(picked) & set(TOPOLOGY_KINDS))
+    )
+    plain = [k for k in picked if k not in TOPOLOGY_KINDS]
+    jobs = []
+    if surface.dims == 1 and plain:
+        jobs = _jobs_1d(surface, scale_list, vmin, vmax, marks)
+    elif plain:
+        jobs = _jobs_2d(surface, plain, scale_list, vmin, vmax, levels, marks)
     if jobs and surface.repeats:
-        jobs += _jobs_repeats(surface, picked, scale_list, vmin, vmax, levels)
+        jobs += _jobs_repeats(surface, plain, scale_list, vmin, vmax, levels)
+    jobs += _jobs_topology(surface, [k for k in picked if k in TOPOLOGY_KINDS], marks)
+    if not jobs and not plain:  # only --kind barcode/mergetree, and no topology to draw
+        raise SurfaceFileError(
+            f"{surface.path}: the barcode and merge tree need every point of the grid computed "
+            "and a finite loss; run landscape compute to the end first"
+        )
     if not jobs:
         raise SurfaceFileError(
             f"{surface.path} has no finite loss or accuracy to plot "
             "(every computed value is NaN: did the loss diverge?)"
         )
     return jobs
+
+
+def _topologies(surface: SurfaceValues, *, explicit: bool) -> dict[str, Any]:
+    """Each loss' topology where it can be had; asked for by name (``--kind barcode``) without
+    gudhi: the error that says how to install it."""
+    from landscape.topology import gudhi_available
+
+    if not gudhi_available():
+        if explicit:
+            from landscape.topology import require_gudhi
+
+            require_gudhi()  # raises MissingExtraError with the install line
+        return {}
+    found = {q: topo_figures.topology_of(surface, q) for q in surface.quantities("loss")}
+    return {q: t for q, t in found.items() if t is not None}
+
+
+def _jobs_topology(
+    surface: SurfaceValues, kinds: list[str], marks: dict[str, Any]
+) -> list[tuple[str, Callable[[], Figure]]]:
+    """Each loss' persistence barcode and merge tree (``{quantity}_barcode``, ``_mergetree``)."""
+    draw = {"barcode": topo_figures.barcode, "mergetree": topo_figures.merge_tree_figure}
+    return [
+        (f"{q}_{kind}", lambda q=q, t=t, d=draw[kind]: d(surface, q, t))
+        for q, t in marks.items()
+        for kind in kinds
+    ]
 
 
 def render_all(

@@ -49,7 +49,7 @@ import torch
 from scipy.sparse.linalg import ArpackError, LinearOperator, eigsh
 
 from landscape import grid, params
-from landscape._files import Output
+from landscape._files import MemoryFile, MemoryOutput, Output
 from landscape.config import (
     CURVATURE_GRID_POINTS,
     IGNORE_CHOICES,
@@ -81,7 +81,7 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass
 class CurvatureResult:
-    path: str
+    path: str | MemoryFile  # a MemoryFile when the map was kept in memory
     total: int
     computed: int  # points computed by this run
     resumed: bool
@@ -126,12 +126,15 @@ def run_curvature_on(
     *,
     overwrite: bool = False,
     progress: ProgressFactory | None = None,
+    in_memory: bool = False,
 ) -> CurvatureResult:
     """``run_curvature`` with the surface's model and data given as a loaded ``session`` (the
-    Python API's in-memory objects) instead of rebuilt from the file's config; ``None``: rebuilt."""
+    Python API's in-memory objects) instead of rebuilt from the file's config; ``None``: rebuilt.
+    ``in_memory``: the map is kept in a ``MemoryFile`` (``CurvatureResult.path``), no file."""
     start = time.perf_counter()
     # the output is checked and locked before any work, and held until its last write
-    with contextlib.closing(Output(output_path(spec), overwrite)) as output:
+    output = MemoryOutput("curvature") if in_memory else Output(output_path(spec), overwrite)
+    with contextlib.closing(output):
         plane = load_plane(spec, session)
         with CurvatureStore.open_for_run(output, plane.header) as store:
             pending = store.pending()
@@ -147,9 +150,8 @@ def run_curvature_on(
             resumed = store.resumed
     seconds = time.perf_counter() - start
     device = str(plane.prep.device)
-    return CurvatureResult(
-        str(store.path), total, len(pending), resumed, failed, hvps, seconds, device
-    )
+    path = store.path if in_memory else str(store.path)
+    return CurvatureResult(path, total, len(pending), resumed, failed, hvps, seconds, device)
 
 
 def output_path(spec: CurvatureSpec) -> Path:
@@ -191,7 +193,7 @@ def load_plane(spec: CurvatureSpec, session: Session | None = None) -> Plane:
         "source_fingerprint": source_fingerprint(config),
     }
     provenance = {
-        "source": str(Path(spec.surface).resolve()),
+        "source": _source_name(spec.surface),
         "source_created": source.attrs.get("created", ""),
         "source_config": source.attrs.get("config", ""),
         "checkpoint_sha256": prep.checkpoint_sha256,
@@ -221,6 +223,11 @@ def _compute_points(
         if bar is not None:
             bar.update(1)
     return hvps
+
+
+def _source_name(surface: str | MemoryFile) -> str:
+    """The surface file a map was computed over, for its provenance."""
+    return str(surface) if isinstance(surface, MemoryFile) else str(Path(surface).resolve())
 
 
 def _check_spec(spec: CurvatureSpec) -> None:

@@ -1,12 +1,14 @@
-"""One ``landscape compute`` run: a session (model, data, loss) and a config → directions →
-store → evaluated points.
+"""One surface run: a :class:`~landscape.evaluation.Run` (the session, the directions' recipe,
+the grid, the evaluation settings) → directions → store → evaluated points.
 
-``run_compute(config)`` loads the session from the config's strings (the CLI, YAML, sweeps);
-``run_surface(config, session)`` is the same run on a session built from objects (the Python API).
+``run_surface(run)`` computes a run built from objects (the Python API: into ``run.out``, or in
+memory); ``run_compute(config)`` resolves a config's strings into the same ``Run`` (the CLI,
+YAML, sweeps; sharded under MPI) and computes it with the same code.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -20,9 +22,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from landscape import families, grid, memory, parallel, params
-from landscape._files import Output
+from landscape._files import MemoryFile, MemoryOutput, Output
 from landscape.checkpoint import file_sha256
-from landscape.config import SEEDED_DIRECTIONS, STORE_BY_SEED_BYTES, ComputeConfig
+from landscape.config import SEEDED_DIRECTIONS, STORE_BY_SEED_BYTES, ComputeConfig, DirectionSpec
 from landscape.directions import DirectionContext, DirectionSet, build, load_directions, summarize
 from landscape.directions.base import SEED_DERIVATION, alignment_warning, weight_alignment
 from landscape.directions.io import DirectionsNotStored, fingerprint
@@ -33,6 +35,7 @@ from landscape.evaluation import (
     FLUSH_POINTS,
     FLUSH_SECONDS,
     Done,
+    Run,
     engine_for,
     engine_request,
     evaluate_points,
@@ -54,7 +57,7 @@ ProgressFactory = Callable[[int, int], Progress]  # (total points, points alread
 
 @dataclass
 class RunResult:
-    path: str
+    path: str | MemoryFile  # the surface file; a MemoryFile when the run was kept in memory
     total: int
     computed: int  # points evaluated by this run
     resumed: bool
@@ -69,12 +72,10 @@ class RunResult:
 
 
 def directions_for(
-    config: ComputeConfig,
-    prep: Session,
+    run: Run,
     *,
     resume_from: Path | None,
     repeat: int = 0,
-    given: DirectionSet | None = None,
     derivation: str = SEED_DERIVATION,
 ) -> DirectionSet:
     """The run's directions: read back from the file being resumed, the ``given`` ones (the
@@ -83,24 +84,24 @@ def directions_for(
     Repeat ``r`` of a ``--repeat`` run is built with seed ``direction.seed + r``; a seeded
     family's generator comes from that seed by ``derivation`` (``direction_generator``).
     """
-    count = config.dims
+    prep = run.session
     if resume_from is not None:
         group = f"repeats/{repeat}/directions" if repeat else "directions"
         try:
-            return load_directions(str(resume_from), prep.theta, prep.centre, count, group)
+            return load_directions(str(resume_from), prep.theta, prep.centre, run.dims, group)
         except DirectionsNotStored as kept:
-            return _regenerated(config, prep, resume_from, repeat, kept)
+            return _regenerated(run, resume_from, repeat, kept)
+    spec = run.directions
     if repeat:
-        seed = config.direction.seed + repeat
-        config = replace(config, direction=replace(config.direction, seed=seed))
-    built = given if given is not None else _build_directions(config, prep, derivation)
+        spec = replace(spec, seed=spec.seed + repeat)
+    given = run.given if not repeat else None
+    built = given if given is not None else _build_directions(run, spec, derivation)
     built.attrs.update(weight_alignment(built, prep.centre))  # cos(d, θ), which info reports
     return built
 
 
 def _regenerated(
-    config: ComputeConfig,
-    prep: Session,
+    run: Run,
     source: Path,
     repeat: int,
     kept: DirectionsNotStored,
@@ -108,9 +109,7 @@ def _regenerated(
     """The directions a file keeps as their seed, regenerated with the file's own derivation of
     the generator from the seed (older files: the legacy one) and checked against its
     fingerprint."""
-    built = directions_for(
-        config, prep, resume_from=None, repeat=repeat, derivation=kept.derivation
-    )
+    built = directions_for(run, resume_from=None, repeat=repeat, derivation=kept.derivation)
     if not np.allclose(fingerprint(built.vectors), kept.fingerprint, rtol=1e-9, atol=0):
         raise DirectionError(
             f"{str(source)!r} keeps its directions as their seed, but the directions "
@@ -123,42 +122,41 @@ def _regenerated(
 MEMORY_NOTE_BYTES = 1 << 30  # runs that will need more than this are told their memory plan
 
 
-def memory_plan(config: ComputeConfig, prep: Session) -> memory.MemoryPlan:
+def memory_plan(run: Run) -> memory.MemoryPlan:
     """What the run will hold: its directions over the moved tensors, a working copy, one
     batch's activations (measured at θ on a few real samples) and the file being created."""
-    moved = moved_tensors(config, prep) if not config.direction.file else list(prep.theta)
-    count = config.dims * config.direction.repeat
-    x, _ = next(iter(prep.data.batches(min(config.data.batch_size, 4), prep.device)))
+    prep, spec = run.session, run.directions
+    moved = moved_tensors(spec, prep) if not spec.file else list(prep.theta)
+    count = run.dims * spec.repeat
+    x, _ = next(iter(prep.data.batches(min(run.batch_size, 4), prep.device)))
     with eval_mode(prep.model):
-        batch = min(config.data.batch_size, len(prep.data))
+        batch = min(run.batch_size, len(prep.data))
         acts = memory.activation_bytes(prep.model, x, batch)
     size = sum(prep.theta[n].numel() * prep.theta[n].element_size() for n in moved) * count
-    store = _store_for(config, size, given=False)
-    fam = families.FAMILIES.get(config.direction.name)
-    native = bool(fam and fam.builds_in_weights_dtype) and not config.direction.file
+    store = _store_for(spec, size, given=run.given is not None)
+    fam = families.FAMILIES.get(spec.name)
+    native = bool(fam and fam.builds_in_weights_dtype) and not spec.file and run.given is None
     return memory.plan(prep.centre, moved, count, acts, store, prep.device, native)
 
 
-def store_mode(config: ComputeConfig, directions: DirectionSet, given: bool) -> str:
+def store_mode(run: Run, directions: DirectionSet) -> str:
     """How the file keeps the run's directions (``_store_for`` on their size in bytes)."""
     size = sum(t.numel() * t.element_size() for vec in directions.vectors for t in vec.values())
-    return _store_for(config, size * config.direction.repeat, given)
+    return _store_for(run.directions, size * run.repeat, run.given is not None)
 
 
-def _store_for(config: ComputeConfig, size: int, given: bool) -> str:
+def _store_for(d: DirectionSpec, size: int, given: bool) -> str:
     """``seed`` (regenerated on resume) or ``full``: as asked, or under ``auto`` ``seed`` for a
     seeded family whose directions (``size`` bytes, every repeat) exceed STORE_BY_SEED_BYTES."""
-    d = config.direction
     if d.store != "auto":
         return d.store
     seeded = not given and not d.file and d.name in SEEDED_DIRECTIONS
     return "seed" if seeded and size > STORE_BY_SEED_BYTES else "full"
 
 
-def moved_tensors(config: ComputeConfig, prep: Session) -> list[str]:
+def moved_tensors(d: DirectionSpec, prep: Session) -> list[str]:
     """The parameter tensors the family builds directions on (--params, --exclude); the others
     stay at θ (a direction that does not name a tensor leaves it at the centre)."""
-    d = config.direction
     try:
         names = params.select(list(prep.theta), d.params, d.exclude)
     except ValueError as exc:
@@ -172,30 +170,29 @@ def moved_tensors(config: ComputeConfig, prep: Session) -> list[str]:
 
 
 def _build_directions(
-    config: ComputeConfig, prep: Session, derivation: str = SEED_DERIVATION
+    run: Run, spec: DirectionSpec, derivation: str = SEED_DERIVATION
 ) -> DirectionSet:
-    """The family's directions from the run's weights, data and loss (or --directions FILE);
-    ``derivation``: how a seeded family's generator comes from the seed."""
-    count = config.dims
-    if config.direction.file:
+    """The family's directions (``spec``: the run's, or a repeat's) from the run's weights, data
+    and loss (or --directions FILE); ``derivation``: how a seeded family's generator comes from
+    the seed."""
+    prep, count = run.session, run.dims
+    if spec.file:
         order = list(prep.model.state_dict())  # a reference "states" file's order
-        return load_directions(
-            config.direction.file, prep.theta, prep.centre, count, state_order=order
-        )
+        return load_directions(spec.file, prep.theta, prep.centre, count, state_order=order)
     data = prep.data
-    take = families.family(config.direction.name).subset(config.direction)
+    take = families.family(spec.name).subset(spec)
     if take is not None:  # the family works on a seeded subset (the Hessian's), loaded once
         data = prep.subset(min(take, len(prep.data)))
     ctx = DirectionContext(
         theta=params.Float32View(
-            OrderedDict((k, prep.theta[k].detach().cpu()) for k in moved_tensors(config, prep))
+            OrderedDict((k, prep.theta[k].detach().cpu()) for k in moved_tensors(spec, prep))
         ),
-        spec=config.direction,
+        spec=spec,
         count=count,
         state=OrderedDict((k, v.detach().cpu()) for k, v in prep.centre.items()),
         load_state=prep.load_state,
         model=prep.model,
-        batches=lambda: data.batches(config.data.batch_size, prep.device),
+        batches=lambda: data.batches(run.batch_size, prep.device),
         loss_fn=prep.loss_fn,
         device=prep.device,
         seed_derivation=derivation,
@@ -221,7 +218,8 @@ def run_compute(
     workers: int = 1,
     log: Callable[[str], None] | None = None,
 ) -> RunResult | None:
-    """Compute (or resume) the surface described by ``config`` into ``config.out``.
+    """Compute (or resume) the surface described by ``config`` into ``config.out``: its strings
+    resolved into a ``Run`` (``Run.of_config``) and computed as ``run_surface`` computes one.
 
     Under ``mpiexec -n P`` (or with ``workers`` > 1 local processes) the pending points are
     sharded over the processes and rank 0 writes; ranks other than 0 return None. ``log``
@@ -234,60 +232,77 @@ def run_compute(
             parallel.worker(config, comm.rank, comm.local_rank, comm.local_size, plan, comm)
         return None
     try:
-        return _run_root(config, None, overwrite, progress, comm, log=log)
+        return _run_config(config, overwrite, progress, comm, log)
     finally:
         comm.close()
 
 
 def run_surface(
-    config: ComputeConfig,
-    session: Session,
+    run: Run,
     *,
     overwrite: bool = False,
     progress: ProgressFactory | None = None,
-    directions: DirectionSet | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Compute (or resume) ``config``'s surface on an already loaded ``session``, in this
-    process. ``directions``: given ones instead of the config's family (the Python API's
-    ``directions=``). The config's model and data specs are only recorded, never resolved."""
-    return _run_root(config, session, overwrite, progress, parallel.Serial(), directions)
+    """Compute (or resume) ``run`` in this process: into ``run.out``, or, without one, into a
+    file kept in memory (``RunResult.path`` is then that ``MemoryFile``; nothing is written)."""
+    output = Output(run.out, overwrite) if run.out is not None else MemoryOutput()
+    return _run_root(run, output, progress, parallel.Serial(), log, time.perf_counter())
 
 
-def _run_root(
+def _run_config(
     config: ComputeConfig,
-    session: Session | None,
     overwrite: bool,
     progress: ProgressFactory | None,
     comm: Any,
-    given: DirectionSet | None = None,
-    log: Callable[[str], None] | None = None,
+    log: Callable[[str], None] | None,
 ) -> RunResult:
+    """Rank 0 of a config's run: a complete file is done without loading anything; else the
+    config's model, data and loss are loaded into a ``Run`` and computed."""
     start = time.perf_counter()
     output = None
     try:
         # held from before the first read of the file to its last write: one run per file
         output = Output(config.out, overwrite)
-        axes = grid.coordinates(config.grid, repeats=config.direction.repeat)
-        finished = None if session is not None else complete_file(config, output, start)
+        finished = complete_file(config, output, start)
         if finished is not None:  # nothing to compute: the model and data are never loaded
             comm.broadcast_plan(parallel.Plan([], None, error="complete"))
             output.close()
             return finished
-        prep = session or Session.from_config(config, comm.local_rank, comm.local_size)
-        run = _prepare(config, prep, output, axes, given, log)
-        choice, first = _choose_engine(config, prep, run, axes, comm)
-        store = _open_store(config, prep, output, run, axes, choice, first, comm.size)
-    except (
-        BaseException
-    ) as exc:  # whatever stops rank 0 here, the other ranks must not wait forever
+        run = Run.of_config(config, comm.local_rank, comm.local_size)
+    except BaseException as exc:  # whatever stops rank 0 here, the other ranks must not wait
         if output is not None:
             output.close()
         comm.broadcast_plan(parallel.Plan([], None, error=str(exc) or type(exc).__name__))
         raise
+    checked = functools.partial(_warn_random_initialization, config)
+    return _run_root(run, output, progress, comm, log, start, checked)
+
+
+def _run_root(
+    run: Run,
+    output: Output | MemoryOutput,
+    progress: ProgressFactory | None,
+    comm: Any,
+    log: Callable[[str], None] | None,
+    start: float,
+    checked: Callable[[], None] | None = None,
+) -> RunResult:
+    """Rank 0 of any run: prepared, its engine chosen, its file opened, its points evaluated.
+    ``checked``: called once the run's model, data and loss have passed their checks."""
     try:
-        return _evaluate_run(
-            config, comm, prep, store, choice, run.directions, run.repeats, axes, progress, start
-        )
+        axes = run.grid.xy(repeats=run.repeat)
+        prepared = _prepare(run, output, axes, log)
+        if checked is not None:
+            checked()
+        choice, first = _choose_engine(run, prepared, axes, comm)
+        store = _open_store(run, output, prepared, axes, choice, first, comm.size)
+    except BaseException as exc:  # whatever stops rank 0 here, the other ranks must not wait
+        output.close()
+        comm.broadcast_plan(parallel.Plan([], None, error=str(exc) or type(exc).__name__))
+        raise
+    try:
+        return _evaluate_run(run, comm, store, choice, prepared, axes, progress, start)
     finally:
         output.close()
 
@@ -303,20 +318,17 @@ class _Prepared:
     repeats: list[DirectionSet]
     device_dirs: list[dict[str, Any]]
     extra: dict[str, Any]
-    given: bool
 
 
 def _prepare(
-    config: ComputeConfig,
-    prep: Session,
-    output: Output,
+    run: Run,
+    output: Output | MemoryOutput,
     axes: tuple[np.ndarray, np.ndarray | None],
-    given: DirectionSet | None,
     log: Callable[[str], None] | None,
 ) -> _Prepared:
     """The resumed file checked, the memory plan told and checked, the directions built (or
     read from the file resumed) and probed on the session, before any engine is timed."""
-    x, y = axes
+    prep, (x, y) = run.session, axes
     extra = {
         "data": prep.data.describe(),
         "weights_sha256": prep.weights_sha256,
@@ -324,34 +336,26 @@ def _prepare(
     }
     # the file whose points this run resumes (refused if of another run), read before
     # anything is built: its directions are the run's
-    stub = RunHeader(config, x, y, DirectionSet("", []), {}, prep.checkpoint_sha256, extra)
+    stub = RunHeader(run.record, x, y, DirectionSet("", []), {}, prep.checkpoint_sha256, extra)
     source = output.existing(lambda p: check_resumable(p, stub))
-    memory = memory_plan(config, prep)  # before the directions take their share
+    memory = memory_plan(run)  # before the directions take their share
     if log is not None and (task_of(prep.model) or memory.more > MEMORY_NOTE_BYTES):
         log(memory.text())
     memory.check()
-    directions = directions_for(config, prep, resume_from=source, given=given)
-    repeats = [
-        directions_for(config, prep, resume_from=source, repeat=r)
-        for r in range(1, config.direction.repeat)
-    ]
+    directions = directions_for(run, resume_from=source)
+    repeats = [directions_for(run, resume_from=source, repeat=r) for r in range(1, run.repeat)]
     device_dirs = directions.to(prep.device).vectors
-    prep.probe(
-        device_dirs,
-        config.data.batch_size,
-        (config.model.name, config.data.name, config.eval.loss),
-    )
-    _warn_before_run(config, directions, source)
-    return _Prepared(source, directions, repeats, device_dirs, extra, given is not None)
-
-
-def _warn_before_run(config: ComputeConfig, directions: DirectionSet, source: Path | None) -> None:
-    """A new run's directions aligned with the weights, or no checkpoint given: said once, at
-    the caller of ``run_compute`` / ``run_surface`` (stacklevel 4: past this, ``_prepare`` and
-    ``_run_root``)."""
+    record = run.record
+    prep.probe(device_dirs, run.batch_size, (record.model.name, record.data.name, record.eval.loss))
     aligned = alignment_warning({"method": directions.method, **directions.attrs})
-    if aligned and source is None:
+    if aligned and source is None:  # said once, at the caller of run_compute / run_surface
         warnings.warn(aligned, LandscapeWarning, stacklevel=4)
+    return _Prepared(source, directions, repeats, device_dirs, extra)
+
+
+def _warn_random_initialization(config: ComputeConfig) -> None:
+    """No checkpoint given: the run evaluates the model's seeded initialization; said at
+    ``run_compute`` (stacklevel 4: past this, ``_run_root`` and ``_run_config``)."""
     if random_initialization(config):
         warnings.warn(
             f"no --checkpoint: evaluating a random initialization of {config.model.name!r} "
@@ -362,27 +366,25 @@ def _warn_before_run(config: ComputeConfig, directions: DirectionSet, source: Pa
 
 
 def _choose_engine(
-    config: ComputeConfig,
-    prep: Session,
-    run: _Prepared,
+    run: Run,
+    prepared: _Prepared,
     axes: tuple[np.ndarray, np.ndarray | None],
     comm: Any,
 ) -> tuple[EngineChoice, list[int]]:
     """The engine for this run (``engine_for``), timed, and its first points evaluated, under
     the run's threads and TF32 setting; with the flat indices of those first points."""
     x, y = axes
-    pending = _pending_points(run.source, x, y, config.direction.repeat)
+    pending = _pending_points(prepared.source, x, y, run.repeat)
     # the first points of repeat 0 (the run's own directions), on which auto races candidates;
     # fewer where other ranks wait for rank 0 meanwhile
     per_repeat = len(x) * (1 if y is None else len(y))
     racing = RACE_POINTS if comm.size == 1 else max(2, RACE_POINTS // comm.size)
     first = [int(f) for f in pending[:racing] if f < per_repeat]
-    with numerics(config, prep.device, comm.local_size):
+    with numerics(run.evaluation, run.session.device, comm.local_size):
         choice = engine_for(
-            prep,
-            config,
-            run.device_dirs,
-            _engine_request(config, prep, run.source),
+            run,
+            prepared.device_dirs,
+            _engine_request(run, prepared.source),
             len(pending),
             [grid.point_coords(f, x, y) for f in first],
         )
@@ -390,10 +392,9 @@ def _choose_engine(
 
 
 def _open_store(
-    config: ComputeConfig,
-    prep: Session,
-    output: Output,
-    run: _Prepared,
+    run: Run,
+    output: Output | MemoryOutput,
+    prepared: _Prepared,
     axes: tuple[np.ndarray, np.ndarray | None],
     choice: EngineChoice,
     first: list[int],
@@ -402,11 +403,11 @@ def _open_store(
     """The surface file opened for this run (created, or the one resumed), its header with the
     engine's record, and the first points the choice evaluated written."""
     x, y = axes
-    directions = run.directions
-    run.extra["engine"] = {**choice.report, "processes": processes}
+    directions = prepared.directions
+    prepared.extra["engine"] = {**choice.report, "processes": processes}
     header = RunHeader(
-        config, x, y, directions, summarize(directions), prep.checkpoint_sha256, run.extra,
-        run.repeats, store_directions=store_mode(config, directions, run.given),
+        run.record, x, y, directions, summarize(directions), run.session.checkpoint_sha256,
+        prepared.extra, prepared.repeats, store_directions=store_mode(run, directions),
     )  # fmt: skip
     store = SurfaceStore.open_for_run(output, header, on_complete=analyse)
     if choice.done:  # the first points, evaluated while the choice was checked on them
@@ -461,21 +462,20 @@ def resume_header(config: ComputeConfig) -> RunHeader:
 
 
 def _evaluate_run(
-    config: ComputeConfig,
+    run: Run,
     comm: Any,
-    prep: Session,
     store: SurfaceStore,
     choice: EngineChoice,
-    directions: DirectionSet,
-    repeats: list[DirectionSet],
+    prepared: _Prepared,
     axes: tuple[np.ndarray, np.ndarray | None],
     progress: ProgressFactory | None,
     start: float,
 ) -> RunResult:
     """Rank 0 with the file open: share the pending points out, evaluate its own, write all."""
-    with store, numerics(config, prep.device, comm.local_size):
+    prep = run.session
+    with store, numerics(run.evaluation, prep.device, comm.local_size):
         pending = store.pending()
-        plan = _share_out(config, comm, prep, choice, directions, repeats, pending)
+        plan = _share_out(run, comm, choice, prepared, pending)
         total = store.size  # points over every repeat
         bar = progress(total, total - len(pending)) if progress else None
         eval_start = time.perf_counter()
@@ -490,7 +490,7 @@ def _evaluate_run(
     # closing the complete file wrote its analysis and, under --overwrite, replaced the old one
     seconds = time.perf_counter() - start
     return RunResult(
-        str(store.path),
+        store.path if isinstance(store.path, MemoryFile) else str(store.path),
         total,
         len(pending) + len(choice.done),
         resumed,
@@ -502,17 +502,16 @@ def _evaluate_run(
 
 
 def _share_out(
-    config: ComputeConfig,
+    run: Run,
     comm: Any,
-    prep: Session,
     choice: EngineChoice,
-    directions: DirectionSet,
-    repeats: list[DirectionSet],
+    prepared: _Prepared,
     pending: np.ndarray,
 ) -> parallel.Plan:
     """The pending points split over the ranks, and the plan (their shares, the engine
     settings, the directions and weights they evaluate) sent to the others and the local
     workers started with it; rank 0's own share is the plan's first."""
+    prep, directions, repeats = run.session, prepared.directions, prepared.repeats
     shares = [share.tolist() for share in grid.split_pending(pending, comm.size)]
     many = comm.size > 1  # other ranks get rank 0's directions and weights in the plan
     cpu_dirs = (
@@ -524,7 +523,8 @@ def _share_out(
         shares, choice.settings, directions=cpu_dirs, centre=centre, repeats=repeat_dirs
     )
     comm.broadcast_plan(plan)
-    comm.start(parallel.local_worker, lambda r: (config, r, comm.size, plan))  # local workers only
+    # local workers only; each resolves the run's config into its own Run
+    comm.start(parallel.local_worker, lambda r: (run.record, r, comm.size, plan))
     return plan
 
 
@@ -582,13 +582,13 @@ class _Writer:
         self.block, self.last = [], time.perf_counter()
 
 
-def _engine_request(config: ComputeConfig, prep: Session, source: Path | None) -> EngineRequest:
+def _engine_request(run: Run, source: Path | None) -> EngineRequest:
     """What the config asks of the engine; for a resumed run, the settings its file records
     (engine, layout, batch, points per call, BatchNorm fold, compile) pinned, nothing timed or
     raced again: the race picks by timing, and another layout or path sums in another order, so
     only the same settings give the uninterrupted run's bits. A file without a usable record
     (made before it, or on another device type) is resumed with a fresh choice."""
-    request = engine_request(config, prep)
+    request = engine_request(run)
     if source is None:
         return request
     import h5py
@@ -599,7 +599,7 @@ def _engine_request(config: ComputeConfig, prep: Session, source: Path | None) -
         report = json.loads(text) if isinstance(text, (str, bytes)) else None
     except (ValueError, RecursionError):  # a record that is not JSON: choose afresh
         report = None
-    settings = EngineSettings.recorded(report, prep.device)
+    settings = EngineSettings.recorded(report, run.session.device)
     return request if settings is None else settings.pin(request)
 
 

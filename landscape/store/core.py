@@ -21,7 +21,13 @@ from typing import Any
 import h5py
 import numpy as np
 
-from landscape._files import Output, os_error_text, write_bytes_atomically
+from landscape._files import (
+    MemoryFile,
+    MemoryOutput,
+    Output,
+    os_error_text,
+    write_bytes_atomically,
+)
 from landscape.errors import SurfaceFileError
 from landscape.store.codec import text as _text
 
@@ -53,7 +59,7 @@ class RunFile:
         **kwargs: Any,
     ) -> Any:
         """Resume the file ``check`` accepts, or ``create`` one, and open it for writing."""
-        owned = not isinstance(path, Output)
+        owned = not isinstance(path, (Output, MemoryOutput))
         output = Output(path, overwrite) if owned else path
         try:
             where = output.open(check, create)
@@ -109,6 +115,9 @@ def create_atomically(path: Path, write: Callable[[h5py.File], None]) -> None:
         write(f)
         f.flush()
         image = f.id.get_file_image()
+    if isinstance(path, MemoryFile):  # a run kept in memory (the Python API without out=)
+        path.replace_with(image)
+        return
     try:
         write_bytes_atomically(path, image)
     except OSError as exc:

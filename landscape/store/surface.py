@@ -54,7 +54,7 @@ import numpy as np
 import torch
 
 from landscape import quantities
-from landscape._files import Output, check_input, os_error_text, replaced_atomically
+from landscape._files import MemoryFile, Output, check_input, os_error_text, replaced_atomically
 from landscape.config import ComputeConfig, load_yaml
 from landscape.directions.base import DirectionSet, summarize
 from landscape.errors import SurfaceFileError
@@ -421,7 +421,7 @@ def _read_ours(f: h5py.File, path: Path) -> SurfaceValues:
     analysis = _read_analysis(f["analysis"]) if "analysis" in f else {}
     repeats = [_read_repeat(repeat_group(f, r)) for r in range(1, repeat_count(f))]
     return SurfaceValues(
-        str(path),
+        path.name if isinstance(path, MemoryFile) else str(path),
         x,
         y,
         values,
@@ -434,6 +434,7 @@ def _read_ours(f: h5py.File, path: Path) -> SurfaceValues:
         landmarks,
         stored_analysis=analysis,
         repeats=repeats,
+        image=path if isinstance(path, MemoryFile) else None,
     )
 
 
@@ -499,7 +500,7 @@ def write_analysis(path: str | Path, texts: dict[str, str]) -> None:
     attributes changes metadata, which a kill could leave half-written, so that file is copied,
     changed under a temporary name and renamed into place (a symbolic link: its file).
     """
-    path = Path(path).resolve()
+    path = path if isinstance(path, MemoryFile) else Path(path).resolve()
     with h5py.File(path, "r+") as f:
         group = f.get("analysis")
         if group is not None and all(isinstance(group.get(q), h5py.Dataset) for q in texts):

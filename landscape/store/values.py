@@ -57,6 +57,9 @@ class SurfaceValues(OnGrid):
     stored_analysis: dict[str, Any] = field(default_factory=dict)  # by quantity, /analysis
     # repeats 1..R-1 of a --repeat R file (the surface itself is repeat 0); empty otherwise
     repeats: list[Repeat] = field(default_factory=list)
+    # the file itself when it lives in memory (the Python API without ``out=``); ``path`` then
+    # only names it
+    image: Any = None
     # the whole grid's shape when this is the computed sub-lattice of a partial file (plots)
     partial_of: tuple[int, ...] | None = None
 
@@ -141,7 +144,7 @@ class SurfaceValues(OnGrid):
             return []
         from landscape.store import read_directions
 
-        return read_directions(self.path)
+        return read_directions(self.image if self.image is not None else self.path)
 
     def save(self, path: str) -> str:
         """Write this surface's file to ``path`` (the same file ``landscape compute`` writes;
@@ -151,6 +154,9 @@ class SurfaceValues(OnGrid):
         from landscape._files import check_output, write_bytes_atomically
 
         out = check_output(path, "path")
+        if self.image is not None:  # kept in memory: its bytes are the file
+            write_bytes_atomically(out, self.image.getvalue())
+            return str(out)
         if out.exists() and out.resolve() == Path(self.path).resolve():
             return str(out)
         write_bytes_atomically(out, Path(self.path).read_bytes())

@@ -1,0 +1,247 @@
+"""Benchmark: landscape's Hessian spectrum against PyHessian's algorithm (issue 26, item 4).
+
+    python scripts/bench_hessian.py                          # mlp on 1000 digits, CPU
+    python scripts/bench_hessian.py --model resnet20 --samples 200 --device cuda --json out.json
+
+On one model (trained for ``--train-steps`` full-batch Adam steps on the samples first), one set
+of samples and one device, in one run:
+
+1. the truth: the two top eigenvalues from landscape's Lanczos at tol 1e-10, and the trace
+   exactly, ``Σ_i (H e_i)_i`` from n products, up to ``EXACT_TRACE_MAX`` parameters (else from
+   Hutch++ with ``--truth-products`` products, its standard error printed with it);
+2. PyHessian (``pip install pyhessian``; skipped when absent) at its defaults, on the samples as
+   one batch (its gradient graph built once and reused, its fastest mode): top-2 eigenvalues by
+   power iteration (``maxIter=100, tol=1e-3``) and the Hutchinson trace (``maxIter=100,
+   tol=1e-3``): seconds (graph building included), values, relative errors;
+3. landscape at eigsh tolerances 1e-2, 1e-3, 1e-4: seconds and the largest relative error of the
+   two eigenvalues; "time to equal accuracy" is the first tolerance whose error is at most
+   PyHessian's. The trace with Hutchinson and Hutch++ at the products PyHessian's stop rule
+   spent, each with its standard error;
+4. one Hessian-vector product with the gradient graphs kept (``graph="reuse"``) and rebuilt
+   (``"recompute"``), seconds each (mean of ``--products``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from landscape.config import DataSpec
+from landscape.data import load_data
+from landscape.engine import eval_mode
+from landscape.models import build_model
+from landscape.spectrum.eigen import eigenpairs
+from landscape.spectrum.operator import SpectrumOperator
+from landscape.spectrum.trace import estimate_trace
+
+TOLERANCES = (1e-2, 1e-3, 1e-4)
+EXACT_TRACE_MAX = 20000  # up to this many parameters the true trace is summed from n products
+
+
+def train(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> None:
+    """A few full-batch Adam steps: a trained network's Hessian (a few outliers over a bulk near
+    0), not an initialization's."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    model.zero_grad(set_to_none=True)
+    model.eval()
+
+
+def model_and_data(name: str, samples: int, device: torch.device):
+    """A seeded model and its samples: the mlp on digits, or a ResNet-20 on synthetic CIFAR."""
+    torch.manual_seed(0)
+    model = build_model(name).to(device).eval()
+    if name == "mlp":
+        x, y = load_data(DataSpec("digits", max_samples=samples)).tensors("cpu")
+    else:
+        g = torch.Generator().manual_seed(0)
+        x, y = (
+            torch.randn(samples, 3, 32, 32, generator=g),
+            torch.randint(0, 10, (samples,), generator=g),
+        )
+    return model, x.to(device), y.to(device)
+
+
+def operator(model, x, y, graph: str) -> SpectrumOperator:
+    state = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    state = {k: v.detach() for k, v in state.items()}
+    names = [k for k, _ in model.named_parameters()]
+
+    def loss(o, t):
+        return torch.nn.functional.cross_entropy(o, t, reduction="none")
+
+    return SpectrumOperator(model, state, names, lambda: [(x, y)], loss, x.device, graph)
+
+
+def timed(fn):
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    out = fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - start
+
+
+def truth(model, x, y, products: int) -> dict:
+    with eval_mode(model):
+        op = operator(model, x, y, "auto")
+        eig = eigenpairs(op.matvec, op.n, 2, "top", 1e-10, 1000, 12345)  # a start of its own
+        if op.n <= EXACT_TRACE_MAX:
+            basis = np.zeros(op.n)
+            value = 0.0
+            for i in range(op.n):  # trace(H) = Σ_i e_iᵀ H e_i
+                basis[i] = 1.0
+                value += float(op.matvec(basis)[i])
+                basis[i] = 0.0
+            return {"eigenvalues": eig.values.tolist(), "trace": value, "trace_se": 0.0, "n": op.n}
+        tr = estimate_trace("hutch++", op.matvec, op.n, products, 1)
+    return {"eigenvalues": eig.values.tolist(), "trace": tr.value, "trace_se": tr.se, "n": op.n}
+
+
+def pyhessian_side(model, x, y, true: dict) -> dict | None:
+    try:
+        from pyhessian import hessian as pyhessian_hessian
+    except ImportError:
+        return None
+    criterion = torch.nn.CrossEntropyLoss()
+    cuda = x.device.type == "cuda"
+    comp, build = timed(lambda: pyhessian_hessian(model, criterion, data=(x, y), cuda=cuda))
+    (values, _), eig_s = timed(lambda: comp.eigenvalues(maxIter=100, tol=1e-3, top_n=2))
+    samples, trace_s = timed(lambda: comp.trace(maxIter=100, tol=1e-3))
+    model.zero_grad(set_to_none=True)
+    err = max(abs(v - t) / abs(t) for v, t in zip(values, true["eigenvalues"], strict=True))
+    return {
+        "build_seconds": build, "eigen_seconds": eig_s + build, "eigenvalues": values,
+        "eigen_rel_error": err, "trace_seconds": trace_s + build,
+        "trace": float(np.mean(samples)), "trace_products": len(samples),
+        "trace_se": float(np.std(samples, ddof=1) / np.sqrt(len(samples))) if len(samples) > 1 else None,
+        "trace_rel_error": abs(float(np.mean(samples)) - true["trace"]) / abs(true["trace"]),
+    }  # fmt: skip
+
+
+def landscape_side(model, x, y, true: dict, trace_products: int) -> dict:
+    rows = []
+    for tol in TOLERANCES:
+
+        def run(tol=tol):
+            with eval_mode(model):
+                op = operator(model, x, y, "auto")
+                return eigenpairs(op.matvec, op.n, 2, "top", tol, 1000, 0), op.products
+
+        (eig, products), seconds = timed(run)
+        err = max(abs(v - t) / abs(t) for v, t in zip(eig.values, true["eigenvalues"], strict=True))
+        rows.append({"tol": tol, "seconds": seconds, "products": products,
+                     "eigenvalues": eig.values.tolist(), "rel_error": err})  # fmt: skip
+    traces = {}
+    for method in ("hutchinson", "hutch++"):
+
+        def run_trace(method=method):
+            with eval_mode(model):
+                op = operator(model, x, y, "auto")
+                return estimate_trace(method, op.matvec, op.n, trace_products, 2)
+
+        tr, seconds = timed(run_trace)
+        traces[method] = {"trace": tr.value, "se": tr.se, "seconds": seconds, "products": tr.products,
+                          "rel_error": abs(tr.value - true["trace"]) / abs(true["trace"])}  # fmt: skip
+    return {"eigen": rows, "trace": traces}
+
+
+def hvp_seconds(model, x, y, products: int) -> dict:
+    out = {}
+    v = np.random.default_rng(0).standard_normal(sum(p.numel() for p in model.parameters()))
+    for graph in ("reuse", "recompute"):
+        with eval_mode(model):
+            op, build = timed(lambda g=graph: operator(model, x, y, g))
+            op.matvec(v)  # warm-up
+            _, seconds = timed(lambda op=op: [op.matvec(v) for _ in range(products)])
+        out[graph] = {
+            "build_seconds": build,
+            "per_product": seconds / products,
+            "plan": op.plan.text(),
+        }
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="mlp", choices=["mlp", "resnet20"])
+    parser.add_argument(
+        "--samples", type=int, default=1000, help="samples the Hessian is over [1000]"
+    )
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--truth-products", type=int, default=600, help="Hutch++ products of the true trace"
+    )
+    parser.add_argument("--products", type=int, default=10, help="products timed per HVP mode [10]")
+    parser.add_argument("--train-steps", type=int, default=200, help="Adam steps first [200]")
+    parser.add_argument("--threads", type=int, help="torch threads [torch's default]")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)  # this script's own process
+    device = torch.device(args.device)
+    model, x, y = model_and_data(args.model, args.samples, device)
+    train(model, x, y, args.train_steps)
+    true = truth(model, x, y, args.truth_products)
+    print(
+        f"{args.model} on {args.samples} samples ({device}), {true['n']} parameters, trained "
+        f"{args.train_steps} steps"
+    )
+    print(
+        f"truth: λ1, λ2 = {true['eigenvalues'][0]:.6g}, {true['eigenvalues'][1]:.6g}; trace "
+        f"{true['trace']:.6g} ± {true['trace_se']:.2g} (s.e.; 0: summed exactly)"
+    )
+    py = pyhessian_side(model, x, y, true)
+    if py is None:
+        print("PyHessian: not installed (pip install pyhessian); skipped")
+    else:
+        print(
+            f"PyHessian (one batch, graph reused): top-2 {py['eigen_seconds']:.2f} s, rel error "
+            f"{py['eigen_rel_error']:.1e}; trace {py['trace']:.6g} after {py['trace_products']} "
+            f"products ({py['trace_seconds']:.2f} s), rel error {py['trace_rel_error']:.1e}"
+        )
+    ours = landscape_side(
+        model, x, y, true, py["trace_products"] if py and py["trace_products"] > 5 else 100
+    )
+    for row in ours["eigen"]:
+        print(
+            f"landscape eigsh tol {row['tol']:g}: {row['seconds']:.2f} s, {row['products']} products, "
+            f"rel error {row['rel_error']:.1e}"
+        )
+    if py is not None:
+        equal = next((r for r in ours["eigen"] if r["rel_error"] <= py["eigen_rel_error"]), None)
+        if equal is not None:
+            print(
+                f"time to PyHessian's eigenvalue accuracy: landscape {equal['seconds']:.2f} s "
+                f"(tol {equal['tol']:g}) vs PyHessian {py['eigen_seconds']:.2f} s"
+            )
+    for method, t in ours["trace"].items():
+        print(
+            f"landscape {method}: {t['trace']:.6g} ± {t['se']:.2g} (s.e.) from {t['products']} "
+            f"products, {t['seconds']:.2f} s, rel error {t['rel_error']:.1e}"
+        )
+    hvp = hvp_seconds(model, x, y, args.products)
+    print(
+        f"one Hessian-vector product: graph reused {hvp['reuse']['per_product']:.4f} s, rebuilt "
+        f"{hvp['recompute']['per_product']:.4f} s"
+    )
+    print(hvp["reuse"]["plan"])
+    if args.json:
+        args.json.write_text(json.dumps({"truth": true, "pyhessian": py, "landscape": ours, "hvp": hvp,
+                                         "model": args.model, "samples": args.samples,
+                                         "device": str(device)}, indent=2))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
