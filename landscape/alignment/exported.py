@@ -113,6 +113,8 @@ class ExportWalk(Walk):
             "conv2d": self.conv_op,
             "conv3d": self.conv_op,
             "batch_norm": self.norm_op,
+            "native_batch_norm": self.norm_op,  # older IRs: (out, mean, rstd), out first
+            "_native_batch_norm_legit_no_training": self.norm_op,
             "layer_norm": self.norm_op,
             "group_norm": self.norm_op,
             "embedding": self.embedding_op,
@@ -127,6 +129,9 @@ class ExportWalk(Walk):
         attr = self.value(weight).attr if isinstance(weight, fx.Node) else None
         name = attr.rsplit(".", 1)[0] if attr and attr.endswith(".weight") else None
         if name is None or not isinstance(self.modules.get(name), kinds):
+            return None
+        reads = [self.vals[a].attr for a in node.all_input_nodes if self.vals[a].attr]
+        if not all(r.startswith(name + ".") for r in reads):  # a bias of another module
             return None
         self.scaled.add(node)
         return name
@@ -145,7 +150,8 @@ class ExportWalk(Walk):
 
     def norm_op(self, node: fx.Node, x: Val) -> Val:
         op = node.target.__name__.split(".")[0]  # type: ignore[union-attr]
-        index = {"batch_norm": 1, "layer_norm": 2, "group_norm": 2}[op]
+        op = op if op in ("layer_norm", "group_norm") else "batch_norm"
+        index = {"batch_norm": 1, "layer_norm": 2, "group_norm": 2}[op]  # the weight's position
         kinds: tuple[type, ...] = {
             "batch_norm": CHANNEL_NORMS,
             "layer_norm": (nn.LayerNorm,),
