@@ -4,9 +4,11 @@ The walk follows every value from the input to the output and knows, for each, w
 dimensions holds the units of a group (``Val``). A weighted layer (Linear, Conv) starts a new group
 of its output units and binds its input axis to the group of its input; BatchNorm, LayerNorm and
 biases are reordered with the units they scale; elementwise activations, dropout and pooling keep
-the units where they are; a flatten turns C channels of H x W into C blocks of H * W linear
-inputs; an addition or product of two values ties their groups into one (union-find): a residual
-connection makes the whole stream of a stage one group.
+the units where they are; a permute or transpose moves them to another dimension; a flatten
+turns C channels of H x W into C blocks of H * W linear inputs; a parameter read directly and
+broadcast against them (a layer scale γ) is reordered with them; an addition or product of two
+values ties their groups into one (union-find): a residual connection makes the whole stream of
+a stage one group.
 
 Anything else (a reshape that mixes units, a transpose, a concatenation, an unknown call) makes
 the groups it touches fixed: their units stay where they are, and the operation is recorded. So
