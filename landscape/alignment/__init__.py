@@ -19,12 +19,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from landscape.config import DataSpec, EvalSpec
+
 METHODS = ("weights", "activations")
 DEFAULT_METHOD = "weights"
-DEFAULT_BATCH_SIZE = 256  # samples per forward pass of activation matching
+# samples per forward pass of activation matching: the data's, as every command's
+DEFAULT_BATCH_SIZE = DataSpec.batch_size
 ATTRIBUTE = "alignment"  # the aligned model's attribute holding its Alignment
 DEFAULT_SEED = 0  # seeds the order weight matching visits the groups in
-DEFAULT_DEVICE = "auto"  # where activation matching runs the models
+DEFAULT_DEVICE = EvalSpec.device  # where activation matching runs the models
 
 __all__ = [
     "ATTRIBUTE", "DEFAULT_BATCH_SIZE", "DEFAULT_DEVICE", "DEFAULT_METHOD", "DEFAULT_SEED", "METHODS",
