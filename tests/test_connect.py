@@ -343,3 +343,21 @@ def test_cli_connect_then_compute_along_the_curve(tmp_path, pair, digits) -> Non
     # a local worker evaluates its share along the curve as rank 0 does (the plan's chart)
     for t, got in zip(s.x, s.loss, strict=True):
         assert got == pytest.approx(loss_at(pair[0], curve.at(float(t)), x, y), rel=1e-5)
+
+
+def test_training_a_batchnorm_net_leaves_both_models_as_they_were(digits) -> None:
+    """BatchNorm runs on batch statistics while C trains (train mode at θ(t)); the callers'
+    models keep their weights, running statistics and mode."""
+    x, y = digits[0][:512], digits[1][:512]
+    net_a, curve = bn_curve()
+    net_b = BNNet()
+    net_b.load_state_dict(curve.b)
+    net_a.eval()
+    before = {k: v.clone() for k, v in net_a.state_dict().items()}
+    trained = landscape.connect(net_a, net_b, (x, y), epochs=2, batch_size=64, progress=False)
+    assert not net_a.training and net_b.training
+    assert all(torch.equal(net_a.state_dict()[k], v) for k, v in before.items())
+    assert all(np.isfinite(trained.losses)) and len(trained.losses) == 2
+    # C's running statistics are the midpoint of A's and B's (recalibrate them to evaluate)
+    mean = "bn.running_mean"
+    torch.testing.assert_close(trained.c[mean], (curve.a[mean] + curve.b[mean]) / 2)
