@@ -1578,11 +1578,18 @@ def _steps_bar(total: int, initial: int, *, file: Any = None) -> Any:
 
     stream = file or sys.stderr
     if not stream.isatty():
-        return LineProgress(total, initial, stream)
+        return StepProgress(total, initial, stream)
     return tqdm(
         total=total, initial=initial, unit="step", desc="curve", file=stream,
         dynamic_ncols=True, mininterval=0.5,
     )  # fmt: skip
+
+
+class StepProgress(LineProgress):
+    """``steps 120/441 (27%), 3.1 steps/s, 1m44s left``: a curve's training in a log file."""
+
+    def line(self, now: float) -> str:
+        return super().line(now).replace("points", "steps")
 
 
 # --- sweep ------------------------------------------------------------------------------------
