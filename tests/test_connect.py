@@ -347,14 +347,16 @@ def test_cli_connect_then_compute_along_the_curve(tmp_path, pair, digits) -> Non
 
 def test_training_a_batchnorm_net_leaves_both_models_as_they_were(digits) -> None:
     """BatchNorm runs on batch statistics while C trains (train mode at θ(t)); the callers'
-    models keep their weights, running statistics and mode."""
+    models keep their weights, running statistics and mode, and the process its generator."""
     x, y = digits[0][:512], digits[1][:512]
     net_a, curve = bn_curve()
     net_b = BNNet()
     net_b.load_state_dict(curve.b)
     net_a.eval()
     before = {k: v.clone() for k, v in net_a.state_dict().items()}
+    rng = torch.random.get_rng_state()
     trained = landscape.connect(net_a, net_b, (x, y), epochs=2, batch_size=64, progress=False)
+    assert torch.equal(torch.random.get_rng_state(), rng)  # the draws are the run's own
     assert not net_a.training and net_b.training
     assert all(torch.equal(net_a.state_dict()[k], v) for k, v in before.items())
     assert all(np.isfinite(trained.losses)) and len(trained.losses) == 2
