@@ -25,6 +25,7 @@ Nothing here touches torch: it reads the values a surface file holds.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
@@ -109,12 +110,20 @@ def error_rise(t: np.ndarray, acc: np.ndarray, samples: int | None) -> Rise | st
     return rise(t, e, se)
 
 
-def path_barrier(
-    surface: SurfaceValues, quantity: str, samples: int | None = None
-) -> tuple[Barrier | None, str]:
+def evaluation_samples(surface: SurfaceValues) -> int | None:
+    """The evaluation set's size from the file's data record (for the error's binomial s.e.)."""
+    record = surface.attrs.get("data")
+    try:
+        n = (json.loads(record) if isinstance(record, str) else record or {}).get("n")
+    except (ValueError, AttributeError):
+        return None
+    return int(n) if isinstance(n, int) and n > 0 else None
+
+
+def path_barrier(surface: SurfaceValues, quantity: str) -> tuple[Barrier | None, str]:
     """The barrier of loss ``quantity`` (``train_loss``, ...) along a path surface, and of its
-    split's error where accuracies are stored; None and the reason where it has none.
-    ``samples``: the evaluation set's size, for the error's binomial s.e."""
+    split's error where accuracies are stored (binomial s.e. over the file's evaluation set);
+    None and the reason where it has none."""
     if not is_path(surface):
         method = surface.direction_attrs.get("method", "?")
         return None, (
@@ -132,7 +141,7 @@ def path_barrier(
     split = quantity.removesuffix("_loss")
     acc = surface.values.get(f"{split}_acc")
     if acc is not None and np.isfinite(acc).any():
-        err = error_rise(t, acc, samples)
+        err = error_rise(t, acc, evaluation_samples(surface))
         if not isinstance(err, str):
             extra = {"error": err.value, "error_se": err.se, "error_t": err.t}
     return Barrier(
