@@ -22,8 +22,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from landscape import families, grid, memory, parallel, params
-from landscape.alignment.paths import target_aligner
 from landscape._files import MemoryFile, MemoryOutput, Output
+from landscape.alignment.paths import target_aligner
 from landscape.checkpoint import file_sha256
 from landscape.config import SEEDED_DIRECTIONS, STORE_BY_SEED_BYTES, ComputeConfig, DirectionSpec
 from landscape.directions import DirectionContext, DirectionSet, build, load_directions, summarize
