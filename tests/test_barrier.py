@@ -203,7 +203,7 @@ def test_align_from_yaml_and_refused_elsewhere(tmp_path: Path) -> None:
     }
     d = {"name": "interpolate", "targets": ["b.pt"], "align": "activations"}
     assert ComputeConfig.from_dict({**base, "direction": d}).direction.align == "activations"
-    with pytest.raises(ConfigError, match="direction.align"):
+    with pytest.raises(ConfigError, match=r"direction\.align"):
         ComputeConfig.from_dict({**base, "direction": {**d, "align": "bogus"}})
     with pytest.raises(ConfigError, match=r"--align\) is for the path"):
         ComputeConfig.from_dict({**base, "direction": {"name": "filter-norm", "align": "weights"}})
