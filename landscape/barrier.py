@@ -50,6 +50,7 @@ class Rise:
     end: float  # at B (t = 1)
     se: float | None  # conservative: s(t*) + (1 − t*)·s(A) + t*·s(B); None without errors
     se_independent: float | None  # sqrt of the squares' weighted sum, as if independent
+    points: int = 0  # computed grid points with 0 ≤ t ≤ 1
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def rise(t: np.ndarray, f: np.ndarray, se: np.ndarray | None = None) -> Rise | s
         parts = [w * v for w, v in zip(weights, (s_t, s_a, s_b), strict=True)]
         if all(math.isfinite(p) for p in parts):
             cons, ind = sum(parts), math.sqrt(sum(p * p for p in parts))
-    return Rise(float(g[k]), ts, float(f[inside][k]), fa, fb, cons, ind)
+    return Rise(float(g[k]), ts, float(f[inside][k]), fa, fb, cons, ind, int(inside.sum()))
 
 
 def error_rise(t: np.ndarray, acc: np.ndarray, samples: int | None) -> Rise | str:
@@ -136,7 +137,6 @@ def path_barrier(surface: SurfaceValues, quantity: str) -> tuple[Barrier | None,
     found = rise(t, surface.values[quantity], se)
     if isinstance(found, str):
         return None, found
-    inside = int(np.sum((t >= 0) & (t <= 1) & np.isfinite(surface.values[quantity])))
     extra: dict[str, float | None] = {}
     split = quantity.removesuffix("_loss")
     acc = surface.values.get(f"{split}_acc")
@@ -146,7 +146,7 @@ def path_barrier(surface: SurfaceValues, quantity: str) -> tuple[Barrier | None,
             extra = {"error": err.value, "error_se": err.se, "error_t": err.t}
     return Barrier(
         found.value, found.se, found.t, found.se_independent, found.at_t, found.start,
-        found.end, inside, **extra,
+        found.end, found.points, **extra,
     ), ""  # fmt: skip
 
 

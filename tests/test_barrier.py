@@ -207,3 +207,34 @@ def test_align_from_yaml_and_refused_elsewhere(tmp_path: Path) -> None:
         ComputeConfig.from_dict({**base, "direction": {**d, "align": "bogus"}})
     with pytest.raises(ConfigError, match=r"--align\) is for the path"):
         ComputeConfig.from_dict({**base, "direction": {"name": "filter-norm", "align": "weights"}})
+
+
+def test_bn_recalibrate_re_estimates_the_statistics_along_an_aligned_path() -> None:
+    """A conv net with BatchNorm: --bn recalibrate runs with --align, and at t = 0.5 the
+    re-estimated statistics give another loss than A's frozen ones (REPAIR-style resets)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(60, 1, 4, 4, generator=g)
+    y = (x[:, 0, 0, 0] > 0).long()
+
+    def net(seed: int) -> torch.nn.Module:
+        torch.manual_seed(seed)
+        m = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+            torch.nn.Flatten(), torch.nn.Linear(64, 2),
+        )  # fmt: skip
+        opt = torch.optim.Adam(m.parameters(), lr=0.05)
+        for _ in range(30):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(m(x), y).backward()
+            opt.step()
+        return m.eval()
+
+    a, b = net(0), net(1)
+    kw = {"x": "0:1:3", "direction": "interpolate", "target": b, "align": "weights"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        frozen = landscape.compute(a, (x, y), progress=False, **kw)
+        recal = landscape.compute(a, (x, y), bn="recalibrate", progress=False, **kw)
+    assert np.isfinite(recal.values["train_loss"]).all()
+    assert recal.values["train_loss"][1] != pytest.approx(frozen.values["train_loss"][1], rel=1e-3)
+    assert recal.analysis()["train_loss"]["barrier"] is not None
