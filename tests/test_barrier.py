@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 import warnings
 from pathlib import Path
@@ -151,7 +152,7 @@ def test_align_in_interpolate_equals_the_path_to_the_aligned_model(pair) -> None
         by_option.values["train_loss"], by_hand.values["train_loss"], rtol=1e-6, atol=1e-7
     )
     record = by_option.direction_attrs["alignment"]
-    record = record[0] if isinstance(record, list) else __import__("json").loads(record)[0]
+    record = record[0] if isinstance(record, list) else json.loads(record)[0]
     assert record["method"] == "weights" and record["total_after"] > record["total_before"]
 
 
@@ -181,6 +182,21 @@ def test_aligned_path_to_a_permuted_copy_has_no_barrier(pair) -> None:
         aligned = _path(a, b, align=method).analysis()["train_loss"]["barrier"]
         assert aligned["value"] < 1e-3, method
     assert straight["value"] > 0.1
+
+
+def test_plane_aligns_both_targets(pair) -> None:
+    """--target B C with --align: both are aligned to A, each with its record."""
+    a, b = pair
+    c = _trained(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s = landscape.compute(a, _data(), x="0:1:2", y="0:1:2", direction="interpolate",
+                              target=[b, c], align="weights", progress=False)  # fmt: skip
+    records = s.direction_attrs["alignment"]
+    records = records if isinstance(records, list) else json.loads(records)
+    assert [r["method"] for r in records] == ["weights", "weights"]
+    assert all(r["total_after"] > r["total_before"] for r in records)
+    assert np.isfinite(s.values["train_loss"]).all()
 
 
 def test_other_surfaces_have_no_barrier(pair) -> None:

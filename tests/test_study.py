@@ -120,3 +120,11 @@ def test_study_pair_refuses_a_file_as_its_folder(pair, tmp_path: Path) -> None:
     code, _, err = run("study", "pair", *TINY, "--checkpoint", str(a), "--target", str(b),
                        "--data", f"npz:{data}", "--out", str(tmp_path / "f"))  # fmt: skip
     assert_one_line_error(code, err, 2, "is a file")
+
+
+def test_study_pair_refuses_the_checkpoint_as_its_target(pair, tmp_path: Path) -> None:
+    data, a, _ = pair
+    code, _, err = run("study", "pair", *TINY, "--checkpoint", str(a), "--target", str(a),
+                       "--data", f"npz:{data}", "--out", str(tmp_path / "s"))  # fmt: skip
+    assert_one_line_error(code, err, 1, "is the same file as --checkpoint")
+    assert not list((tmp_path / "s").glob("*.h5"))

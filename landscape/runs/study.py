@@ -20,6 +20,7 @@ followed by ``landscape plot --compare study/path_*.h5``.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,11 @@ class PairStudy:
             )
         if not self.model.checkpoint:
             raise ConfigError("study pair starts at model A: give --checkpoint A (and --target B)")
+        if _same_file(self.model.checkpoint, self.target):
+            raise ConfigError(
+                f"--target {self.target!r} is the same file as --checkpoint; give the checkpoint "
+                "of the second model, B"
+            )
         base = {
             "model": dataclasses.asdict(self.model),
             "data": dataclasses.asdict(self.data),
@@ -82,6 +88,13 @@ class PairStudy:
             config = ComputeConfig.from_dict({**base, "direction": direction, "out": out})
             runs.append(SweepRun(k, config, {"path": name}))
         return runs
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist: the run names the missing file
+        return False
 
 
 @dataclass
