@@ -1578,7 +1578,12 @@ def sweep(
 
 @main.group()
 def study() -> None:
-    """Studies of several networks in one command (complete files are skipped on a rerun)."""
+    """Studies of several networks in one command (complete files are skipped on a rerun).
+
+    \b
+    Example:
+      landscape study pair --model mlp --checkpoint a.pt --target b.pt --data digits --out study
+    """
 
 
 @study.command("pair")
