@@ -67,9 +67,10 @@ def build_interpolate(ctx: DirectionContext) -> DirectionSet:
     d1 = _difference(_pick(load(targets[0]), names), a)
     norm_ab = params.global_norm(d1)
     if norm_ab == 0.0:
+        aligned = " once aligned (it is A with its units reordered)" if records else ""
         raise DirectionError(
             f"interpolate: target B {str(targets[0])!r} is identical to the centre A (the --checkpoint) "
-            "on every tensor; give two different checkpoints"
+            f"on every tensor{aligned}; give two different checkpoints"
         )
     attrs: dict[str, object] = {
         "targets": [str(t) for t in targets[: ctx.count]],
