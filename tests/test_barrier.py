@@ -254,3 +254,11 @@ def test_bn_recalibrate_re_estimates_the_statistics_along_an_aligned_path() -> N
     assert np.isfinite(recal.values["train_loss"]).all()
     assert recal.values["train_loss"][1] != pytest.approx(frozen.values["train_loss"][1], rel=1e-3)
     assert recal.analysis()["train_loss"]["barrier"] is not None
+
+
+def test_an_exact_permuted_copy_once_aligned_is_refused_as_a(pair) -> None:
+    from landscape.errors import DirectionError
+
+    a = pair[0]
+    with pytest.raises(DirectionError, match="once aligned"):
+        _path(a, _permuted_copy(a, noise=0.0), align="weights")
