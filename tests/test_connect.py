@@ -343,6 +343,9 @@ def test_cli_connect_then_compute_along_the_curve(tmp_path, pair, digits) -> Non
     # a local worker evaluates its share along the curve as rank 0 does (the plan's chart)
     for t, got in zip(s.x, s.loss, strict=True):
         assert got == pytest.approx(loss_at(pair[0], curve.at(float(t)), x, y), rel=1e-5)
+    # a curve is a path between two networks: its barrier above the chord A-B is analysed
+    chord = (1 - s.x) * s.loss[0] + s.x * s.loss[-1]
+    assert s.analysis()["train_loss"]["barrier"]["value"] == pytest.approx(max(s.loss - chord))
 
 
 def test_training_a_batchnorm_net_leaves_both_models_as_they_were(digits) -> None:
