@@ -90,8 +90,9 @@ def test_the_notebook_runs_on_this_interpreter(executed: dict) -> None:
 
 @pytest.mark.slow
 def test_plot_shows_every_figure_inline_and_switches_no_backend(executed: dict) -> None:
-    # every figure of `landscape plot`: the loss 4 kinds x 2 scales, the accuracy 2 kinds
-    assert images(executed["plot"]) == 10
+    # every figure of `landscape plot`: the loss 4 kinds x 2 scales, its persistence barcode and
+    # merge tree, the accuracy 2 kinds
+    assert images(executed["plot"]) == 12
     assert images(executed["one-figure"]) == 1  # the loss; accuracies have no 3-D surface
     # the notebook's own pyplot figure, after s.plot(): still inline
     assert "backend module://matplotlib_inline.backend_inline" in texts(executed["pyplot"])
