@@ -39,6 +39,7 @@ from landscape.config import (
     GridSpec,
     InspectConfig,
     ModelSpec,
+    check_grid,
     default_of,
     parse_axis,
 )
@@ -70,6 +71,8 @@ def compute(
     *,
     x: Axis = DEFAULT_X,
     y: Axis | None = GridSpec.y,
+    z: Axis | None = GridSpec.z,
+    axes: Sequence[Axis] | None = GridSpec.axes,
     direction: str = DirectionSpec.name,
     seed: int = DirectionSpec.seed,
     ignore: str = DirectionSpec.ignore,
@@ -96,7 +99,9 @@ def compute(
 ) -> Surface:
     """The loss surface of ``model`` on ``data`` around its weights θ, as ``landscape compute``.
 
-    Grids: ``(min, max, num)`` or ``"min:max:num"`` (no ``y``: 1-D). ``direction=`` a family with
+    Grids: ``(min, max, num)`` or ``"min:max:num"`` (no ``y``: 1-D; ``z``: a third axis; or
+    ``axes=[...]``, one range per direction, up to 5, instead of ``x``/``y``/``z``: ``s.loss``
+    is then shaped by them, ``s.axes`` holds their coordinates). ``direction=`` a family with
     its options (below; checkpoints as files, state dicts or models), or ``directions=[d1, d2]``
     (dicts name → tensor). ``loss``: a name or ``(outputs, targets) -> per-sample losses``.
     ``bn="recalibrate"`` uses ``train_data`` (default ``data``). ``out``: the file, written as it
@@ -116,7 +121,7 @@ def compute(
                           bn_batches=bn_batches, dtype=dtype)  # fmt: skip
     data_spec = DataSpec(str(session.data.describe()["name"]), max_samples=max_samples,
                          seed=data_seed, batch_size=batch_size)  # fmt: skip
-    grid = _grid(x, y)
+    grid = _grid(x, y, z, axes)
     given = _given_directions(directions, session) if directions is not None else None
     record = _record(model, spec, grid, evaluation, data_spec, out)
     run = Run(session, spec, grid, evaluation, batch_size, record, given, _text(out))
@@ -137,9 +142,17 @@ def _direction_spec(
     return DirectionSpec(**{**shared, **globs}, **_family_options(options, session))
 
 
-def _grid(x: Axis, y: Axis | None) -> Grid:
-    axes = [parse_axis(_axis(x), "x")] + ([parse_axis(_axis(y), "y")] if y is not None else [])
-    return Grid(tuple(axes))
+def _grid(x: Axis, y: Axis | None, z: Axis | None, axes: Sequence[Axis] | None) -> Grid:
+    """The grid of ``x`` (``y``, ``z``) or of ``axes``, checked as the config checks a grid."""
+    if axes is not None:
+        if x != DEFAULT_X or y is not None or z is not None:
+            raise ConfigError("compute() takes axes= or x=/y=/z=, not both; drop one")
+        spec = GridSpec(axes=[_axis(a) for a in axes])
+    else:
+        texts = [_axis(a) if a is not None else None for a in (x, y, z)]
+        spec = GridSpec(*texts)
+    check_grid(spec)
+    return Grid.of(spec)
 
 
 def _loss_name(loss: Any) -> str:

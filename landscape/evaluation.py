@@ -178,8 +178,7 @@ def _threads_and_tf32(settings: EvalSpec, device: torch.device, local_size: int)
 def evaluate_points(
     evaluator_for: Callable[[int], PointEvaluatorBase],
     points: np.ndarray,
-    x: np.ndarray,
-    y: np.ndarray | None,
+    axes: Sequence[np.ndarray],
     emit: Callable[[list[Done]], None],
     between: Callable[[], None] | None = None,
 ) -> None:
@@ -187,16 +186,17 @@ def evaluate_points(
     to ``emit``, and call ``between`` after each chunk (rank 0 writes what others sent there).
 
     ``points`` are numbered over every repeat (point k of repeat r is ``r * P + k``); each
-    repeat's points are evaluated in turn by ``evaluator_for(r)``.
+    repeat's points are evaluated in turn by ``evaluator_for(r)``. ``axes``: each grid axis'
+    coordinates (one per direction: a point's coefficients are ``grid.point_coords``).
     """
-    size = len(x) * (1 if y is None else len(y))  # P
+    size = int(np.prod([len(a) for a in axes]))  # P
     for repeat in np.unique(points // size):
         evaluator = evaluator_for(int(repeat))
         mine = points[points // size == repeat]
         chunk = getattr(evaluator, "k", 1)
         for start in range(0, len(mine), chunk):
             flats = [int(f) for f in mine[start : start + chunk]]
-            results = evaluator.evaluate_block([grid.point_coords(f % size, x, y) for f in flats])
+            results = evaluator.evaluate_block([grid.point_coords(f % size, *axes) for f in flats])
             emit([(f, r.values) for f, r in zip(flats, results, strict=True)])
             if between is not None:
                 between()

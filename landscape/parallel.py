@@ -315,7 +315,7 @@ def worker(config: Any, rank: int, local_rank: int, local_size: int, plan: Any, 
             if name in prep.theta:
                 prep.theta[name] = prep.centre[name]
         vectors = [{k: v.to(prep.device) for k, v in d.items()} for d in plan.directions]
-        x, y = run.grid.xy()
+        axes = run.grid.values()
         request = plan.engine.pin(engine_request(run))  # rank 0's choice, not re-timed
         with numerics(run.evaluation, prep.device, local_size):  # a compile's first call
             choice = engine_for(run, vectors, request, len(plan.shares[rank]))
@@ -331,7 +331,7 @@ def worker(config: Any, rank: int, local_rank: int, local_size: int, plan: Any, 
                 pending, last = [], time.perf_counter()
 
         with numerics(run.evaluation, prep.device, local_size):
-            evaluate_points(along, np.asarray(plan.shares[rank], dtype=np.int64), x, y, emit)
+            evaluate_points(along, np.asarray(plan.shares[rank], dtype=np.int64), axes, emit)
         if pending:
             sink.send(Block(rank, pending))
         sink.send(Finished(rank))

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from landscape._files import MemoryFile
+from landscape.config import AXIS_NAMES
 from landscape.directions.base import LEGACY_SEED, DirectionSet
 from landscape.errors import DirectionError
 
@@ -104,10 +105,12 @@ def _read_named(
             derivation.decode() if isinstance(derivation, bytes) else str(derivation),
         )
     vectors = []
-    for axis in "xy"[:count]:
+    for axis in AXIS_NAMES[:count]:
         if axis not in group:
+            held = sum(a in group for a in AXIS_NAMES)
             raise DirectionError(
-                f"{path!r} has no {axis} direction (it is a 1-D surface); use a 2-D file for --y"
+                f"{path!r} has no {axis} direction (it holds {held}); this grid needs {count}: "
+                "use a file of as many directions, or fewer axes"
             )
         sub = group[axis]
         names = list(sub.keys())

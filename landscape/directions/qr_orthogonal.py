@@ -23,6 +23,11 @@ Then every filter is scaled to ``‖θ[k][i]‖`` (``norm=filter``; ``layer``: t
 every filter pair, and the pair as a whole, is orthogonal to float precision, and every filter
 keeps the weight's filter norm. A zero weight filter gives a zero direction filter.
 
+More directions (``count`` = k ≥ 3, an n-D grid): the same with k Gaussians ``G1..Gk`` drawn in
+turn: the joint QR of ``[G1ᵀ ... Gkᵀ]`` when ``k·n_out ≤ m``, else per filter (a filter of
+``m < k`` entries has room for only m orthonormal rows: the later directions are zero there).
+k = 2 is computed exactly as above (its surfaces and files are unchanged).
+
 One direction (``count == 1``) has nothing to be orthogonal to: d1 is the scaled ``G1``, i.e. the
 same vector as filter-norm's d1 for the same seed (no QR). The QR runs in float64 on the CPU;
 the vectors are returned as float32. Stored figures: how many tensors took the joint QR and how
@@ -35,6 +40,7 @@ from collections import OrderedDict
 
 import torch
 
+from landscape.config import AXIS_NAMES
 from landscape.directions.base import (
     DirectionContext,
     DirectionSet,
@@ -69,6 +75,36 @@ def orthonormal_pair(g1: torch.Tensor, g2: torch.Tensor) -> tuple[torch.Tensor, 
     return Q[:, :, 0], Q[:, :, 1], False
 
 
+def orthonormal_rows(gs: list[torch.Tensor]) -> tuple[list[torch.Tensor], bool]:
+    """Orthonormal rows ``d_1..d_k``, each ``(n_out, m)``, from k Gaussians of that shape (k ≥ 3);
+    and whether the joint QR was used."""
+    k, (n, m) = len(gs), gs[0].shape
+    if k * n <= m:
+        # joint: A = [G1ᵀ ... Gkᵀ] (m, k·n) = QR; all k·n rows orthonormal
+        Q = qr_positive(torch.cat([g.T for g in gs], dim=1))  # (m, k·n)
+        return [Q[:, j * n : (j + 1) * n].T for j in range(k)], True
+    # per filter i: [G1[i]ᵀ ... Gk[i]ᵀ] (m, k) = QR, batched; only min(m, k) columns exist
+    Q = qr_positive(torch.stack(gs, dim=2))  # (n, m, min(m, k))
+    return [Q[:, :, j] if j < Q.shape[2] else torch.zeros_like(gs[j]) for j in range(k)], False
+
+
+def orthogonalize_many(
+    theta: dict[str, torch.Tensor], gauss: list[dict[str, torch.Tensor]], ignore: str
+) -> tuple[list[OrderedDict[str, torch.Tensor]], int, int]:
+    """``orthogonalize`` for k ≥ 3 directions: raw orthonormal rows ``[d1..dk]`` for every moved
+    tensor (zeros elsewhere), and how many tensors took the joint and the per-filter QR."""
+    out = [zero_direction(theta) for _ in gauss]
+    joint = per_filter = 0
+    for k in moved_names(theta, ignore):
+        if theta[k].numel() == 0:
+            continue
+        rows, used_joint = orthonormal_rows([as_matrix(g[k]) for g in gauss])
+        for d, q in zip(out, rows, strict=True):
+            d[k] = q.reshape(theta[k].shape)
+        joint, per_filter = joint + used_joint, per_filter + (not used_joint)
+    return out, joint, per_filter
+
+
 def orthogonalize(
     theta: dict[str, torch.Tensor],
     g1: dict[str, torch.Tensor],
@@ -98,10 +134,13 @@ def build_qr_orthogonal(ctx: DirectionContext) -> DirectionSet:
         raw = gauss  # nothing to orthogonalize against: the scaled Gaussian (as filter-norm)
         attrs["qr_note"] = "one direction: the filter-normalized Gaussian G1, no QR"
     else:
-        raw, joint, per_filter = orthogonalize(theta, gauss[0], gauss[1], spec.ignore)
+        if count == 2:
+            raw, joint, per_filter = orthogonalize(theta, gauss[0], gauss[1], spec.ignore)
+        else:
+            raw, joint, per_filter = orthogonalize_many(theta, gauss, spec.ignore)
         attrs.update(qr_joint_tensors=joint, qr_per_filter_tensors=per_filter)
     vectors = []
-    for axis, d in zip("xy"[:count], raw, strict=True):
+    for axis, d in zip(AXIS_NAMES[:count], raw, strict=True):
         d = OrderedDict(
             (k, normalize_direction(d[k], w, norm=spec.norm, ignore=spec.ignore).float())
             for k, w in theta.items()
