@@ -281,9 +281,11 @@ class ComputeConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ComputeConfig:
         grid = data.get("grid") if isinstance(data, dict) else None
-        if isinstance(grid, dict) and grid.get("axes") is not None and grid.get("x") is not None:
+        named = [k for k in ("x", "y", "z") if isinstance(grid, dict) and grid.get(k) is not None]
+        if isinstance(grid, dict) and grid.get("axes") is not None and named:
             raise ConfigError(
-                "grid.axes (--axes) gives every axis; drop grid.x (--x), or drop --axes"
+                f"grid.axes (--axes) gives every axis; drop grid.{named[0]} (--{named[0]}), or "
+                "drop --axes"
             )
         if isinstance(grid, dict) and grid.get("y") is not None and grid.get("x") is None:
             raise ConfigError(
