@@ -59,16 +59,15 @@ def common_dims(surfaces: Sequence[SurfaceValues]) -> int:
     if not surfaces:
         raise ConfigError("compare needs at least one surface file")
     dims = {s.dims for s in surfaces}
+    if max(dims) > 2:
+        raise ConfigError(
+            f"--compare draws 1-D and 2-D surfaces side by side; {max(dims)}-D ones are plotted "
+            "each alone (its planes)"
+        )
     if len(dims) > 1:
         listing = ", ".join(f"{Path(s.path).name} is {s.dims}-D" for s in surfaces)
         raise ConfigError(
-            f"cannot compare surfaces of different dimensions ({listing}); compare files of one "
-            "dimension"
-        )
-    if max(dims) > 2:
-        raise ConfigError(
-            f"--compare draws 1-D and 2-D surfaces side by side; these are {max(dims)}-D: plot "
-            "each alone (its planes)"
+            f"cannot compare 1-D and 2-D surfaces ({listing}); compare files of one dimension"
         )
     return dims.pop()
 
