@@ -104,6 +104,7 @@ def test_a_3d_surface_from_the_cli_equals_the_apis(
     np.testing.assert_allclose(cli.loss, api.loss, rtol=1e-6, atol=1e-7)
     assert [len(a) for a in api.axes] == [5, 5, 3] and len(api.directions) == 3
     np.testing.assert_array_equal(api.axes[2], [-1.0, 0.0, 1.0])
+    assert "3-D 5 x 5 x 3" in repr(api) and "data:image/png" in api._repr_html_()  # x-y slice
     for d_cli, d_api in zip(cli.directions, api.directions, strict=True):
         assert all(torch.equal(d_cli[k], d_api[k]) for k in d_api)
 
@@ -341,3 +342,26 @@ def test_a_projection_is_the_minimum_over_the_other_axes() -> None:
     np.testing.assert_array_equal(plane(s, 0, 2, "min").values["train_loss"], v.min(axis=1))
     np.testing.assert_array_equal(plane(s, 0, 1, "slice").values["train_loss"], v[:, :, 2])
     np.testing.assert_array_equal(plane(s, 1, 2, "slice").values["train_loss"], v[1])
+
+
+def test_a_yaml_4d_grid_with_repeats_computes_tells_and_plots(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    config = tmp_path / "g.yaml"
+    config.write_text('grid:\n  axes: ["-1:1:3", "-1:1:3", "-0.5:0.5:3", "0:1:2"]\n')
+    out = tmp_path / "h.h5"
+    argv = cli_args(tiny_npz, tiny_mlp_ckpt, out, "--config", str(config), "--repeat", "2")
+    code, _, err = run(*argv)
+    assert code == 0, err
+    s = read_surface(out)
+    assert s.shape == (3, 3, 3, 2) and s.repeat_count == 2 and s.repeats[0].done.all()
+    assert len(s.directions) == 4 and s.attrs["schema_version"] == 2
+    code, text, err = run("info", str(out))
+    assert code == 0, err
+    assert "4-D 3 x 3 x 3 x 2" in text and "u in [0, 1] (2 points)" in text and "repeats:" in text
+    code, _, err = run("plot", str(out), "--out", str(tmp_path / "p"), "--kind", "heatmap",
+                       "--linear")  # fmt: skip
+    assert code == 0, err
+    names = {p.name for p in (tmp_path / "p").iterdir()}
+    assert "h_train_loss_heatmap_linear_zu_min.png" in names
+    assert "h_train_loss_heatmap_linear_xy_slice_mean.png" in names

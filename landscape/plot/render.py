@@ -237,15 +237,7 @@ def figure_jobs(
         surface, explicit=kinds is not None and bool(set(picked) & set(TOPOLOGY_KINDS))
     )
     plain = [k for k in picked if k not in TOPOLOGY_KINDS]
-    jobs = []
-    if surface.dims == 1 and plain:
-        jobs = _jobs_1d(surface, scale_list, vmin, vmax, marks)
-    elif surface.dims > 2 and plain:
-        jobs = _jobs_nd(surface, plain, scale_list, vmin, vmax, levels)
-    elif plain:
-        jobs = _jobs_2d(surface, plain, scale_list, vmin, vmax, levels, marks)
-    if jobs and surface.repeats and surface.dims <= 2:
-        jobs += _jobs_repeats(surface, plain, scale_list, vmin, vmax, levels)
+    jobs = _jobs_plain(surface, plain, scale_list, vmin, vmax, levels, marks) if plain else []
     jobs += _jobs_topology(surface, [k for k in picked if k in TOPOLOGY_KINDS], marks)
     if not jobs and not plain:  # only --kind barcode/mergetree, and no topology to draw
         raise SurfaceFileError(
@@ -257,6 +249,32 @@ def figure_jobs(
             f"{surface.path} has no finite loss or accuracy to plot "
             "(every computed value is NaN: did the loss diverge?)"
         )
+    return jobs
+
+
+def _jobs_plain(
+    surface: SurfaceValues,
+    kinds: list[str],
+    scales: list[str],
+    vmin: float | None,
+    vmax: float | None,
+    levels: Levels,
+    marks: dict[str, Any],
+) -> list[tuple[str, Callable[[], Figure]]]:
+    """The curves (1-D), maps (2-D) or planes (n-D) of ``kinds``, and their mean over the
+    seeds of a ``--repeat`` file."""
+    if surface.dims == 1:
+        jobs = _jobs_1d(surface, scales, vmin, vmax, marks)
+    elif surface.dims > 2:
+        jobs = _jobs_nd(surface, kinds, scales, vmin, vmax, levels)
+    else:
+        jobs = _jobs_2d(surface, kinds, scales, vmin, vmax, levels, marks)
+    if jobs and surface.repeats and surface.dims <= 2:
+        jobs += _jobs_repeats(surface, kinds, scales, vmin, vmax, levels)
+    elif jobs and surface.repeats:  # an n-D grid's mean over the seeds, plane by plane
+        mean = repeats.mean_surface(surface)
+        jobs += [(f"{part}_mean", make) for part, make in
+                 _jobs_nd(mean, kinds, scales, vmin, vmax, levels)]  # fmt: skip
     return jobs
 
 
@@ -375,4 +393,6 @@ def preview(surface: SurfaceValues) -> Figure | None:
         return None
     if view.dims == 1:
         return figures.curve_1d(view, quantities.parse(losses[0])[0])
+    if view.dims > 2:  # an n-D grid: its x-y slice through the centre
+        view = ndgrid.plane(view, 0, 1, "slice")
     return figures.contour(view, losses[0], log=True, filled=True)
