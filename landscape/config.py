@@ -234,6 +234,9 @@ class ComputeConfig:
                 f"{self.data.seq_len}"
             )
         check_grid(self.grid)
+        if self.grid.axes is not None and len(self.grid.axes) <= 3:
+            # one grid, one text: --axes A B C is --x A --y B --z C (and resumes its file)
+            object.__setattr__(self, "grid", GridSpec(*self.grid.axes))
 
     @property
     def dims(self) -> int:

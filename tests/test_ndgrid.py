@@ -82,6 +82,8 @@ def test_the_config_takes_z_or_axes_and_leaves_2d_configs_as_they_were() -> None
     assert "z:" not in plane.to_yaml() and "axes" not in plane.to_yaml()
     cube = ComputeConfig.from_dict({**base, "grid": {"x": "-1:1:5", "y": "-1:1:5", "z": "0:1:3"}})
     assert cube.dims == 3 and Grid.of(cube.grid).shape == (5, 5, 3)
+    three = ComputeConfig.from_dict({**base, "grid": {"axes": ["-1:1:5", "-1:1:5", "0:1:3"]}})
+    assert three == cube  # --axes A B C is --x A --y B --z C: one config, one file to resume
     five = ComputeConfig.from_dict({**base, "grid": {"axes": ["-1:1:3"] * 5}})
     assert five.dims == 5 and ComputeConfig.from_yaml(five.to_yaml()) == five  # resumes
     assert Grid.of(GridSpec(axes=["-1:1:3"] * 4)).spec() == GridSpec(axes=["-1.0:1.0:3"] * 4)

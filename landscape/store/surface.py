@@ -81,6 +81,8 @@ from landscape.store.core import (
 )
 from landscape.store.validate import (
     SCHEMA,
+    SCHEMA_VERSION,
+    SCHEMA_VERSION_PLANE,
     check_surface,
     coordinate_names,
     schema_version_for,
@@ -355,8 +357,9 @@ def _write_directions(
 def check_resumable(path: Path, header: RunHeader) -> None:
     """Refuse to resume ``path`` unless it was made by a run of the same config and checkpoint."""
     fix = RESUME_FIX
-    version = schema_version_for(len(header.shape))  # the version this run would write
-    attrs, shape = existing_file(path, SCHEMA, version, "landscape surface", _grid_of)
+    # either version: a file of another grid than this run's is told by its config and shape
+    versions = (SCHEMA_VERSION_PLANE, SCHEMA_VERSION)
+    attrs, shape = existing_file(path, SCHEMA, versions, "landscape surface", _grid_of)
     old = ComputeConfig.from_yaml(_text(attrs["config"]))
     diff = first_difference(old.value_fingerprint(), header.config.value_fingerprint())
     if diff is not None:

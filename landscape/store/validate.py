@@ -56,8 +56,8 @@ ROOT_ATTRS = {
     "dims": "integer", "seed": "integer", "repeats": "integer", "data": "mapping",
 }  # fmt: skip
 DIRECTION_ATTRS = {
-    "method": "text", "stored": "text", "cosine": "number", "norm_x": "number",
-    "norm_y": "number", "cos_theta_x": "number", "cos_theta_y": "number",
+    "method": "text", "stored": "text", "cosine": "number",
+    **{f"{kind}_{axis}": "number" for kind in ("norm", "cos_theta") for axis in AXIS_NAMES},
 }  # fmt: skip
 
 
