@@ -4,7 +4,8 @@ The Python API (``landscape.api``, imported on first use so that the command lin
 ``compute(model, data, ...)`` → a :class:`Surface`, ``load(path)``, ``inspect(model, data)``,
 ``curvature(model, data, surface)``, ``hessian(model, data)`` → a :class:`Spectrum`: plain
 functions (the runs behind them live in ``landscape.runs``, the diagnostics in
-``landscape.diagnostics``).
+``landscape.diagnostics``); ``align(model_a, model_b)``: B's hidden units permuted to match A's
+(``landscape.alignment``).
 
 Importing the package and calling the API change nothing in the caller's process (matplotlib's
 backend, the garbage collector, the allocator, ``os.environ``, torch's threads and flags):
@@ -22,6 +23,7 @@ __all__ = [
     "Spectrum",
     "Surface",
     "__version__",
+    "align",
     "compute",
     "curvature",
     "hessian",
@@ -36,6 +38,10 @@ def __getattr__(name: str) -> Any:
         from landscape import api
 
         return getattr(api, name)
+    if name == "align":  # B permuted to match A (issue 25)
+        from landscape.alignment.matching import align
+
+        return align
     if name == "Surface":
         from landscape.surface import Surface
 

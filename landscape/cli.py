@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from landscape import __version__, families, tune_process
+from landscape import __version__, alignment, families, tune_process
 from landscape.config import (
     BN_CHOICES,
     COMPILE_CHOICES,
@@ -313,6 +313,7 @@ def family_options() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
             opt.flag,
             opt.field,
             **{"cls": Setting, **kinds[opt.kind]},
+            **({"type": click.Choice(opt.choices)} if opt.choices else {}),
             key=f"direction.{opt.field}",
             metavar=opt.metavar,
             help=f"{', '.join(names)}: {opt.help}",
@@ -1410,6 +1411,112 @@ def hessian(
         matplotlib.use("Agg")
         for path in result.plot(plot_dir):
             click.echo(f"wrote {path}")
+
+
+# --- align ------------------------------------------------------------------------------------
+
+
+@main.command()
+@model_and_data_options(
+    checkpoint="Weights of model A, which B is aligned to.",
+    unset_checkpoint="the weights an hf: folder or saved program carries",
+    samples="Samples both models run on (a seeded subset): activations are matched on them; "
+    "with either method the aligned B is checked on the first, and a model torch.fx cannot "
+    "trace is traced on them by torch.export.",
+    batch="Samples per forward pass.",
+    root=InspectConfig,
+)
+@click.option(
+    "--target",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Checkpoint of model B, the one permuted (same architecture as --checkpoint).",
+)
+@click.option(
+    "--method",
+    type=click.Choice(alignment.METHODS),
+    default=alignment.DEFAULT_METHOD,
+    show_default=True,
+    help="weights: weight matching (no data); activations: correlation of unit activations "
+    "on --data.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Order weight matching visits the groups in.",
+)
+@click.option(
+    "--device",
+    default=alignment.DEFAULT_DEVICE,
+    show_default=True,
+    help="--method activations: auto, cpu, cuda, cuda:N or mps.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The aligned checkpoint of B to write (.safetensors; permutations in its header).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@_library_errors
+def align(
+    model: str | None,
+    model_args: tuple[str, ...],
+    checkpoint: str | None,
+    adapter: str | None,
+    unsafe_pickle: bool,
+    data: str | None,
+    split: str,
+    max_samples: int,
+    data_seed: int,
+    batch_size: int,
+    seq_len: int | None,
+    tokenizer: str | None,
+    column: str | None,
+    label_column: str | None,
+    target: str,
+    method: str,
+    seed: int,
+    device: str,
+    out: str,
+    overwrite: bool,
+) -> None:
+    """Permute the hidden units of model B to match model A, keeping what B computes.
+
+    The permutation groups are read off the model's graph (torch.fx: linear and conv layers,
+    BatchNorm, pooling, flatten, residual sums) or, for hf: GPT-2- and Llama-shaped models, off
+    their MLP and attention blocks. --method weights maximizes the inner product of the weights
+    (Git Re-Basin weight matching); --method activations the correlation of unit activations on
+    --data. The aligned B is written as safetensors, loadable with --checkpoint; the
+    permutations, method and both checkpoints' hashes are in its header.
+
+    \b
+    Example:
+      landscape align --model mlp --checkpoint a.pt --target b.pt --out b_aligned.safetensors
+      landscape align --model resnet20 --checkpoint a.t7 --target b.t7 --data cifar10:DATA \\
+          --method activations --out b_aligned.safetensors
+    """
+    from landscape.config import DataSpec, ModelSpec
+    from landscape.models import parse_model_args
+    from landscape.runs.align import run_align
+
+    if not model:
+        raise click.UsageError("Missing option '--model'.")
+    spec = ModelSpec(model, checkpoint, parse_model_args(list(model_args)), unsafe_pickle, adapter)
+    data_spec = None
+    if data:
+        data_spec = DataSpec(
+            data, split, max_samples, data_seed, batch_size, seq_len=seq_len,
+            tokenizer=tokenizer, column=column, labels=label_column,
+        )  # fmt: skip
+    run = run_align(
+        spec, target, out, data=data_spec, method=method, seed=seed, device=device,
+        overwrite=overwrite,
+    )  # fmt: skip
+    click.echo(f"wrote {run.path}: {target} aligned to {checkpoint or model}")
+    click.echo(run.alignment.summary())
 
 
 # --- sweep ------------------------------------------------------------------------------------

@@ -247,6 +247,8 @@ class ComputeConfig:
         _check_repeat(d)
         for opt, names in families.options():
             value = getattr(d, opt.field)
+            if opt.choices is not None:
+                _check_choice(f"direction.{opt.field}", value, opt.choices)
             if opt.kind == "count" and value < 1:
                 raise ConfigError(
                     f"direction.{opt.field} ({opt.flag}) must be at least 1, got {value}"

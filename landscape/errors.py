@@ -38,3 +38,7 @@ class SurfaceFileError(LandscapeError):
 
 class LandscapeWarning(UserWarning):
     """Something the user should know that does not stop the run (the CLI prints ``warning: ...``)."""
+
+
+class AlignError(LandscapeError):
+    """Two models cannot be aligned: other architectures, or units that cannot be permuted."""

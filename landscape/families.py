@@ -53,6 +53,7 @@ class Option:
     kind: str = "value"
     metavar: str | None = None
     default: Any = None  # files: [], flag: False; count and value: as given here
+    choices: tuple[str, ...] | None = None  # a value's allowed strings
     keyword: str | None = None
     to_centre: bool = False
     exclusive: str | None = None
@@ -106,6 +107,17 @@ def _trajectory_centre(spec: Any) -> str | None:
     from landscape.checkpoint_paths import expand_checkpoints
 
     return str(expand_checkpoints(spec.trajectory)[-1]) if spec.trajectory else None
+
+
+EIGEN_ENDS = ("top", "bottom", "extreme")  # the ends of the Hessian's spectrum (--which)
+
+
+def _check_hessian(spec: Any, dims: int, has_checkpoint: bool) -> None:
+    if spec.which == "extreme" and dims != 2:
+        raise ConfigError(
+            "direction hessian --which extreme spans λmax and λmin: it needs a 2-D grid (--y); "
+            "in 1-D use --which top or bottom"
+        )
 
 
 def _check_interpolate(spec: Any, dims: int, has_checkpoint: bool) -> None:
@@ -201,7 +213,17 @@ FAMILIES: dict[str, Family] = {
             "top Hessian eigenvectors from Hessian-vector products",
             subset=lambda spec: spec.hessian_samples,
             seed_note="hessian's eigenvectors depend on the seed only through the eigensolver's start",
+            check=_check_hessian,
             options=(
+                Option(
+                    "which",
+                    "--which",
+                    "the eigenvectors: of the largest eigenvalues (top), the smallest (bottom: "
+                    "the planes that show saddles) or λmax with λmin (extreme, 2-D).",
+                    metavar="|".join(EIGEN_ENDS),
+                    default="top",
+                    choices=EIGEN_ENDS,
+                ),
                 Option(
                     "hessian_samples",
                     "--hessian-samples",

@@ -309,6 +309,12 @@ def _model_at(
     return with_adapter(model), checkpoint.file_sha256(ckpt)
 
 
+def model_at(spec: ModelSpec, seed: int = 0) -> tuple[torch.nn.Module, str]:
+    """The model a spec names at its checkpoint (else its initialization seeded by ``seed``) and
+    the checkpoint file's hash: what a command that needs no data loads (``landscape align``)."""
+    return _model_at(spec, seed)
+
+
 def centre_checkpoint(config: ComputeConfig) -> str | None:
     """The checkpoint at the centre: --checkpoint, or for a trajectory its last checkpoint."""
     d = config.direction

@@ -33,9 +33,9 @@ import torch
 
 from landscape.config import DataSpec
 from landscape.data import load_data
+from landscape.directions.eigen import eigenpairs
 from landscape.engine import eval_mode
 from landscape.models import build_model
-from landscape.spectrum.eigen import eigenpairs
 from landscape.spectrum.operator import SpectrumOperator
 from landscape.spectrum.trace import estimate_trace
 

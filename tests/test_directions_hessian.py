@@ -94,10 +94,15 @@ def dense_eigh(model: nn.Module, ignore: str) -> tuple[np.ndarray, np.ndarray, l
 
 
 def context(
-    model: nn.Module, ignore: str = "biasbn", count: int = 2, batch: int = 7, seed: int = 0
+    model: nn.Module,
+    ignore: str = "biasbn",
+    count: int = 2,
+    batch: int = 7,
+    seed: int = 0,
+    which: str = "top",
 ):
     x, y = data_for(model)
-    spec = DirectionSpec(name="hessian", ignore=ignore, seed=seed, hessian_samples=N)
+    spec = DirectionSpec(name="hessian", ignore=ignore, seed=seed, hessian_samples=N, which=which)
     return DirectionContext(
         theta=OrderedDict((k, v.detach().clone()) for k, v in params.parameters_of(model).items()),
         spec=spec,
@@ -305,3 +310,41 @@ def test_cli_stores_the_eigenvalues(tmp_path: Path, tiny_npz: Path, tiny_mlp_ckp
     info = CliRunner().invoke(main, ["info", str(out)])
     assert info.exit_code == 0, info.output
     assert "hessian" in info.output and "eigenvalues" in info.output
+
+
+@pytest.mark.parametrize(("which", "picks"), [("bottom", [-1, -2]), ("extreme", [0, -1])])
+def test_which_gives_the_smallest_or_both_ends_of_the_dense_spectrum(
+    which: str, picks: list[int]
+) -> None:
+    """--which bottom: the two smallest eigenvalues' eigenvectors (ascending); extreme: λmax's,
+    then λmin's; each against the dense Hessian, on a model with more than the dense solver's
+    parameters so that the Lanczos path with its shift runs."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(4, 7), nn.Tanh(), nn.Linear(7, 3))  # 49 weights move
+    values, vecs, moved = dense_eigh(model, "biasbn")
+    for j in picks:  # a gap beside each picked eigenvalue, so that its eigenvector is defined
+        assert abs(values[j] - values[j + 1 if j >= 0 else j - 1]) > 1e-4
+    ds = build(context(model, which=which))
+    np.testing.assert_allclose(ds.attrs["eigenvalues"], values[picks], rtol=1e-4, atol=1e-6)
+    assert ds.attrs["which"] == which
+    for d, j in zip(ds.vectors, picks, strict=True):
+        assert abs(np.dot(flat(d, moved), vecs[:, j])) > 0.999
+
+
+def test_which_is_checked_and_shown(tmp_path: Path, tiny_npz: Path) -> None:
+    base = ["compute", "--model", "mlp", "--model-arg", "in_features=6", "--model-arg",
+            "hidden=8", "--model-arg", "num_classes=3", "--data", f"npz:{tiny_npz}",
+            "--direction", "hessian", "--hessian-samples", "20", "--quiet"]  # fmt: skip
+    one_d = CliRunner().invoke(main, [*base, "--which", "extreme", "--x=-1:1:3",
+                                      "--out", str(tmp_path / "e.h5")])  # fmt: skip
+    assert one_d.exit_code == 1 and "needs a 2-D grid" in one_d.stderr
+    bad = CliRunner().invoke(main, [*base, "--which", "sideways", "--out", str(tmp_path / "s.h5")])
+    assert bad.exit_code == 2 and "sideways" in bad.stderr
+    out = tmp_path / "b.h5"
+    ok = CliRunner().invoke(main, [*base, "--which", "bottom", "--x=-1:1:3", "--y=-1:1:3",
+                                   "--out", str(out)])  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    info = CliRunner().invoke(main, ["info", str(out)])
+    assert "which=bottom" in info.output
+    values = read_surface(out).direction_attrs["eigenvalues"]
+    assert values[0] <= values[1]  # λn ≤ λn−1

@@ -203,3 +203,28 @@ def test_a_family_option_is_declared_once_and_everything_derives_from_it(
         )  # fmt: skip
         line = next(x for x in summary_lines(values) if x.startswith("directions:"))
         assert f"{option.field}={'on' if value is True else value}" in line
+
+
+# the keywords of landscape.hessian / landscape.align and the flags of their commands, where the
+# names differ (the flag --top-k sets the keyword k)
+SAME_SETTING = {"hessian": {"k": "top_k", "params": "params_globs", "exclude": "exclude_globs"}}
+
+
+@pytest.mark.parametrize("name", ["hessian", "align"])
+def test_the_other_commands_and_their_functions_share_each_default(name: str) -> None:
+    """A setting of ``landscape hessian`` / ``align`` and its keyword of the Python function
+    have one default (each command declares its settings in its own module)."""
+    import landscape
+
+    keywords = inspect.signature(getattr(landscape, name)).parameters
+    flags = {p.name: p for p in cli.main.commands[name].params if isinstance(p, click.Option)}
+    mismatched = []
+    for keyword, param in keywords.items():
+        flag = flags.get(SAME_SETTING.get(name, {}).get(keyword, keyword))
+        if param.default is param.empty or flag is None or flag.multiple:
+            continue
+        if flag.default is getattr(click.core, "UNSET", None):  # required, or the command's own
+            continue
+        if flag.default != param.default:
+            mismatched.append(f"{keyword}: {name}() {param.default!r}, --flag {flag.default!r}")
+    assert mismatched == []

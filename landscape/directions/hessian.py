@@ -9,7 +9,10 @@ in parameter order into one vector of length n; every other tensor (biases and B
     H    = ∇²_w L(w)  at w = θ                   (n × n, symmetric, never formed)
 
 ``d1, d2`` are the unit eigenvectors of the two largest (algebraic) eigenvalues ``λ1 ≥ λ2`` of H:
-the directions of sharpest upward curvature, orthogonal to each other (``⟨d1, d2⟩ = 0``).
+the directions of sharpest upward curvature, orthogonal to each other (``⟨d1, d2⟩ = 0``). With
+``--which bottom`` they are those of the two smallest, ``λn ≤ λn−1`` (negative ones: the
+directions along which θ is a saddle, which random planes hide, Böttcher & Wheeler 2024); with
+``--which extreme`` d1 is λmax's and d2 λmin's (2-D only). ``directions.eigen`` finds them.
 
 H is touched only through Hessian-vector products, by double backward (Pearlmutter's trick):
 
@@ -42,10 +45,10 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
-from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, LinearOperator, eigsh
 from torch.func import functional_call
 
 from landscape.directions.base import DirectionContext, DirectionSet, moved_names, zero_direction
+from landscape.directions.eigen import Eigenpairs, eigenpairs
 from landscape.engine import eval_mode
 from landscape.errors import DirectionError
 
@@ -53,7 +56,6 @@ CHUNK = 128  # samples per double-backward pass: bounds the second-order graph's
 CACHE_BYTES = 1 << 30  # Hessian samples kept on the device between products, up to this size
 TOL = 1e-5  # eigsh: relative accuracy of the Ritz values (float32 products are good to ~1e-6)
 MAX_RESTARTS = 200  # eigsh maxiter: Lanczos restarts, each of about ncv - k products
-SIGN_TIE = 1e-3  # |entries| this close (relatively) to the largest count as tied for the sign
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -70,10 +72,11 @@ def build_hessian(ctx: DirectionContext) -> DirectionSet:
         )
     with eval_mode(model):
         op = HessianOperator(model, ctx.state, names, batches, loss_fn, ctx.device)
-        values, vecs = top_eigenpairs(op, ctx.count, ctx.spec.seed)
-    vectors = [unflatten_direction(ctx.theta, names, vecs[:, j]) for j in range(ctx.count)]
+        pairs = _ends(op, ctx.count, ctx.spec.which, ctx.spec.seed)
+    vectors = [unflatten_direction(ctx.theta, names, pairs.vectors[:, j]) for j in range(ctx.count)]
     attrs = {
-        "eigenvalues": [float(v) for v in values],
+        "which": ctx.spec.which,
+        "eigenvalues": [float(v) for v in pairs.values],
         "hvps": op.products,
         "samples": op.samples,
         "moved_tensors": len(names),
@@ -82,6 +85,15 @@ def build_hessian(ctx: DirectionContext) -> DirectionSet:
         "seed": ctx.spec.seed,
     }
     return DirectionSet("hessian", vectors, attrs)
+
+
+def _ends(op: HessianOperator, count: int, which: str, seed: int) -> Eigenpairs:
+    """The ``count`` eigenpairs the directions are: the largest (``top``: d1 with λ1 ≥ λ2), the
+    smallest (``bottom``: λn ≤ λn−1, the planes that show saddles) or λmax with λmin
+    (``extreme``, 2-D)."""
+    k = 1 if which == "extreme" else count
+    advice = "try more --hessian-samples (a smoother estimate) or a smaller model"
+    return eigenpairs(op.matvec, op.n, k, which, TOL, MAX_RESTARTS, seed, advice)
 
 
 class HessianOperator:
@@ -198,40 +210,6 @@ def _count_and_cache(batches: Callable[[], Iterable[Batch]]) -> tuple[int, list[
         else:
             cache = None
     return n, cache
-
-
-def top_eigenpairs(op: HessianOperator, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` largest eigenvalues (descending) and unit eigenvectors (columns), sign-fixed."""
-    if op.n == k:  # eigsh needs k < n: assemble the (tiny) Hessian from n products instead
-        h = np.stack([op.matvec(e) for e in np.eye(op.n)], axis=1)
-        values, vecs = np.linalg.eigh((h + h.T) / 2)
-    else:
-        linear = LinearOperator((op.n, op.n), matvec=op.matvec, dtype=np.float64)
-        v0 = np.random.default_rng(seed).standard_normal(op.n)
-        try:
-            values, vecs = eigsh(linear, k=k, which="LA", tol=TOL, v0=v0, maxiter=MAX_RESTARTS)
-        except ArpackNoConvergence as exc:
-            raise DirectionError(
-                f"hessian: eigsh found {len(exc.eigenvalues)} of {k} eigenpairs after "
-                f"{op.products} Hessian-vector products; the top eigenvalues may be nearly equal. "
-                "Try more --hessian-samples (a smoother estimate) or a smaller model"
-            ) from None
-        except ArpackError as exc:
-            raise DirectionError(
-                f"hessian: eigsh failed ({exc}); try more --hessian-samples"
-            ) from None
-    order = np.argsort(values)[::-1][:k]
-    return values[order], np.stack([_fix_sign(vecs[:, j]) for j in order], axis=1)
-
-
-def _fix_sign(v: np.ndarray) -> np.ndarray:
-    """Unit norm, and the (first, up to ties) entry of largest magnitude positive: v is defined up to ±."""
-    v = v / np.linalg.norm(v)
-    big = np.abs(v) >= (1 - SIGN_TIE) * np.abs(v).max()
-    return -v if v[np.flatnonzero(big)[0]] < 0 else v
-
-
-fix_sign = _fix_sign  # public: landscape.spectrum signs its eigenvectors by the same rule
 
 
 def unflatten_direction(

@@ -6,7 +6,7 @@ selects (every one by default; buffers never move). From Hessian-vector products
 (``spectrum.operator``) the run gives:
 
 - the ``top_k`` largest and/or smallest eigenvalues with their unit eigenvectors
-  (``spectrum.eigen``: Lanczos via eigsh);
+  (``directions.eigen``: Lanczos via eigsh);
 - ``trace(H)`` by Hutchinson or Hutch++ with its standard error (``spectrum.trace``);
 - the spectral density by stochastic Lanczos quadrature (``spectrum.lanczos``);
 - per module (``per_layer``): the top eigenvalues and trace of its diagonal block of H.
@@ -28,12 +28,12 @@ import torch
 
 from landscape import params
 from landscape._files import check_output
+from landscape.directions.eigen import eigenpairs
 from landscape.directions.hessian import unflatten_direction
 from landscape.engine import eval_mode
 from landscape.errors import ConfigError
 from landscape.plot.spectrum import spectrum_figures, write_figures
 from landscape.session import Session
-from landscape.spectrum.eigen import eigenpairs
 from landscape.spectrum.lanczos import density, slq
 from landscape.spectrum.operator import SpectrumOperator
 from landscape.spectrum.settings import HessianConfig, SpectrumSettings

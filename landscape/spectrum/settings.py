@@ -25,10 +25,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from landscape.config import DataSpec, ModelSpec, check_seed
+from landscape import families
+from landscape.config import DataSpec, DirectionSpec, ModelSpec, check_seed
 from landscape.errors import ConfigError
 
-WHICH_CHOICES = ("top", "bottom", "extreme")
+WHICH_CHOICES = families.EIGEN_ENDS  # as the hessian direction family's --which
 TRACE_CHOICES = ("hutchinson", "hutch++", "none")
 GRAPH_CHOICES = ("auto", "reuse", "recompute")
 
@@ -61,7 +62,7 @@ class SpectrumSettings:
     sigma2: float = 1e-5
     density_points: int = 10000
     per_layer: bool = False
-    samples: int | None = 1000
+    samples: int | None = DirectionSpec.hessian_samples  # as the hessian directions take
     graph: str = "auto"
     params: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()

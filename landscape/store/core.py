@@ -29,6 +29,7 @@ from landscape._files import (
     write_bytes_atomically,
 )
 from landscape.errors import SurfaceFileError
+from landscape.store.codec import decode
 from landscape.store.codec import text as _text
 
 CHUNK_VALUES = 4096  # values per chunk of a checksummed dataset (32 KiB of float64)
@@ -222,6 +223,19 @@ def open_for_reading(path: Path) -> h5py.File:
         if "locking flag" not in str(exc):  # the same process holds it open with the lock
             raise
         return h5py.File(path, "r")
+
+
+def has_schema(path: str | Path, schema: str) -> bool:
+    """Whether ``path`` is a readable HDF5 file of ``schema`` (readers that take several kinds
+    ask this first). Only a regular file is opened: a FIFO would block the open for ever."""
+    if not Path(path).is_file():
+        return False
+    try:
+        with open_for_reading(Path(path)) as f:
+            found = decode(f.attrs.get("schema", ""))
+        return isinstance(found, str) and found == schema  # an array compares elementwise
+    except OSError:
+        return False
 
 
 class DamagedData(OSError):

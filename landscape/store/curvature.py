@@ -40,6 +40,7 @@ from landscape.store.core import (
     create_atomically,
     existing_file,
     first_difference,
+    has_schema,
     open_for_reading,
     read_values,
 )
@@ -238,14 +239,7 @@ def _same_axis(stored: np.ndarray | None, new: np.ndarray | None) -> bool:
 
 def is_curvature_file(path: str | Path) -> bool:
     """True when ``path`` is a readable HDF5 file of the curvature schema (False otherwise)."""
-    if not Path(path).is_file():  # a FIFO would block the open for ever
-        return False
-    try:
-        with open_for_reading(Path(path)) as f:
-            schema = _plain(f.attrs.get("schema", ""))
-        return isinstance(schema, str) and schema == SCHEMA  # an array compares elementwise
-    except OSError:
-        return False
+    return has_schema(path, SCHEMA)
 
 
 def read_curvature(path: str | Path) -> CurvatureMap:

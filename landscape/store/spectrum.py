@@ -31,7 +31,7 @@ import numpy as np
 from landscape._files import Output, check_input
 from landscape.errors import ConfigError, SurfaceFileError
 from landscape.store.codec import encode, parsed, text
-from landscape.store.core import checksummed, create_atomically, read_values
+from landscape.store.core import checksummed, create_atomically, has_schema, read_values
 from landscape.version import __version__
 
 SCHEMA = "landscape.spectrum"
@@ -136,8 +136,4 @@ def _numpy(value: Any) -> np.ndarray:
 
 def is_spectrum_file(path: str | Path) -> bool:
     """Whether ``path`` is a spectrum file (for readers that take several kinds)."""
-    try:
-        with h5py.File(path, "r") as f:
-            return text(f.attrs.get("schema", "")) == SCHEMA
-    except OSError:
-        return False
+    return has_schema(path, SCHEMA)

@@ -1,4 +1,5 @@
-"""The k largest and smallest eigenpairs of H, from Hessian-vector products.
+"""The k largest and smallest eigenpairs of H, from Hessian-vector products: what the hessian
+direction family (``--which``) and the spectrum (``landscape hessian``) both ask for.
 
 ``scipy.sparse.linalg.eigsh`` (implicitly restarted Lanczos, ARPACK) on a float64
 ``LinearOperator``, started from ``v0 ~ N(0, I)`` seeded with ``seed``:
@@ -23,12 +24,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, LinearOperator, eigsh
 
-from landscape.directions.hessian import fix_sign
 from landscape.errors import DirectionError
 
 DENSE_MAX = 20  # up to this many parameters H is assembled and diagonalized
+SIGN_TIE = 1e-3  # |entries| this close (relatively) to the largest count as tied for the sign
 
 MatVec = Callable[[np.ndarray], np.ndarray]
+# what `landscape hessian` can change when Lanczos does not converge
+ADVICE = "raise --max-restarts or --tol, ask for fewer (--top-k), or use more --samples"
 
 
 @dataclass
@@ -41,19 +44,36 @@ class Eigenpairs:
     ends: list[str]
 
 
+def fix_sign(v: np.ndarray) -> np.ndarray:
+    """Unit norm, and the (first, up to ties) entry of largest magnitude positive: v is defined
+    up to ±, and symmetries make exact ties (the two output biases of a 2-class softmax), which
+    rounding must not flip."""
+    v = v / np.linalg.norm(v)
+    big = np.abs(v) >= (1 - SIGN_TIE) * np.abs(v).max()
+    return -v if v[np.flatnonzero(big)[0]] < 0 else v
+
+
 def eigenpairs(
-    matvec: MatVec, n: int, k: int, which: str, tol: float, max_restarts: int, seed: int
+    matvec: MatVec,
+    n: int,
+    k: int,
+    which: str,
+    tol: float,
+    max_restarts: int,
+    seed: int,
+    advice: str = ADVICE,
 ) -> Eigenpairs:
-    """The ``k`` eigenpairs at the ``which`` end(s) of H (``top``, ``bottom`` or ``extreme``)."""
+    """The ``k`` eigenpairs at the ``which`` end(s) of H (``top``, ``bottom`` or ``extreme``);
+    ``advice``: what a user can change when Lanczos does not converge."""
     k = min(k, n)
     if n <= max(DENSE_MAX, k + 1):
         return _dense(matvec, n, k, which)
     top_k = k if which != "bottom" else 1  # bottom alone still needs λmax for its shift
-    top_values, top_vecs = _largest(matvec, n, top_k, tol, max_restarts, seed)
+    top_values, top_vecs = _largest(matvec, n, top_k, tol, max_restarts, seed, advice)
     if which == "top":
         return Eigenpairs(top_values, top_vecs, ["top"] * k)
     shift = float(top_values[0])
-    mu, vecs = _largest(lambda v: shift * v - matvec(v), n, k, tol, max_restarts, seed)
+    mu, vecs = _largest(lambda v: shift * v - matvec(v), n, k, tol, max_restarts, seed, advice)
     bottom = Eigenpairs(shift - mu, vecs, ["bottom"] * k)  # μ descending: λ ascending
     if which == "bottom":
         return bottom
@@ -65,7 +85,7 @@ def eigenpairs(
 
 
 def _largest(
-    matvec: MatVec, n: int, k: int, tol: float, max_restarts: int, seed: int
+    matvec: MatVec, n: int, k: int, tol: float, max_restarts: int, seed: int, advice: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k largest eigenvalues (descending) and their unit, sign-fixed eigenvectors."""
     linear = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
@@ -75,11 +95,10 @@ def _largest(
     except ArpackNoConvergence as exc:
         raise DirectionError(
             f"hessian: Lanczos found {len(exc.eigenvalues)} of {k} eigenpairs within "
-            f"--max-restarts {max_restarts}; the eigenvalues may be nearly equal: raise "
-            "--max-restarts or --tol, or ask for fewer (--top-k)"
+            f"{max_restarts} restarts; the eigenvalues may be nearly equal: {advice}"
         ) from None
     except ArpackError as exc:
-        raise DirectionError(f"hessian: eigsh failed ({exc}); try more --samples") from None
+        raise DirectionError(f"hessian: eigsh failed ({exc}); {advice}") from None
     order = np.argsort(values)[::-1]
     return values[order], np.stack([fix_sign(vecs[:, j]) for j in order], axis=1)
 
