@@ -367,3 +367,18 @@ def test_a_yaml_4d_grid_with_repeats_computes_tells_and_plots(
     names = {p.name for p in (tmp_path / "p").iterdir()}
     assert "h_train_loss_heatmap_linear_zu_min.png" in names
     assert "h_train_loss_heatmap_linear_xy_slice_mean.png" in names
+
+
+def test_directions_reused_from_a_3d_file_give_its_values_and_a_2d_file_is_refused(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    first, again, plane = tmp_path / "a.h5", tmp_path / "b.h5", tmp_path / "p.h5"
+    assert run(*cli_args(tiny_npz, tiny_mlp_ckpt, first, *AXES3, "--seed", "5"))[0] == 0
+    code, _, err = run(*cli_args(tiny_npz, tiny_mlp_ckpt, again, *AXES3, "--directions",
+                                 str(first)))  # fmt: skip
+    assert code == 0, err
+    np.testing.assert_allclose(read_surface(again).loss, read_surface(first).loss, rtol=1e-12)
+    assert run(*cli_args(tiny_npz, tiny_mlp_ckpt, plane, "--x=-1:1:3", "--y=-1:1:3"))[0] == 0
+    code, _, err = run(*cli_args(tiny_npz, tiny_mlp_ckpt, tmp_path / "c.h5", *AXES3,
+                                 "--directions", str(plane)))  # fmt: skip
+    one_line_error(code, err, "has no z direction (it holds 2)")
