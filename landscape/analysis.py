@@ -27,6 +27,9 @@ coefficients ``a``, ``b``), so with filter-normalized directions ``a = 0.2`` mov
 - **topology** (``landscape.topology``, needs the ``topology`` extra for gudhi): the basins of the
   whole grid, their persistence and merge tree, Landscaper's SMAD, and how many minima stand above
   twice the standard error of the loss (``significant_minima``). It needs every point computed.
+- **barrier** (``landscape.barrier``; 1-D paths between two networks only, e.g. ``interpolate``):
+  max over t in [0, 1] of L(t) − [(1 − t)·L(A) + t·L(B)], with its standard error and t*, and the
+  same for the error rate 1 − accuracy.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from landscape import quantities
+from landscape.barrier import Barrier, barrier_text, is_path, path_barrier
 from landscape.config import AXIS_NAMES
 from landscape.errors import ConfigError
 from landscape.store.values import SurfaceValues
@@ -52,7 +56,7 @@ from landscape.topology import (
     gudhi_available,
 )
 
-ANALYSIS_VERSION = 2  # 2: the topology section
+ANALYSIS_VERSION = 3  # 2: the topology section; 3: the barrier section
 DEFAULT_EPSILON = 0.2
 DEFAULT_RISE = 1.0
 FIT_FRACTION = 0.25  # the fit box's half-width as a share of each axis' half-range
@@ -163,6 +167,7 @@ class SurfaceAnalysis:
     basin: Basin | None = None
     minimum: Minimum | None = None
     topology: Topology | None = None
+    barrier: Barrier | None = None  # 1-D paths between two networks only
     unavailable: dict[str, str] = field(default_factory=dict)  # section → reason
     notes: list[str] = field(default_factory=list)
 
@@ -204,6 +209,7 @@ _SECTIONS = {
     "basin": Basin,
     "minimum": Minimum,
     "topology": Topology,
+    "barrier": Barrier,
 }
 
 
@@ -272,6 +278,10 @@ def analyse(
         results["topology"], why = surface_topology(surface, quantity)
         if why:
             unavailable["topology"] = why
+        if is_path(surface):  # the other surfaces have no barrier, and say nothing of it
+            results["barrier"], why = path_barrier(surface, quantity)
+            if why:
+                unavailable["barrier"] = why
     return SurfaceAnalysis(
         quantity,
         len(axes),
@@ -755,8 +765,11 @@ def format_analysis(result: SurfaceAnalysis, *, stored: bool = False) -> list[st
         ("basin", _basin_text),
         ("minimum", _minimum_text),
         ("topology", _topology_text),
+        ("barrier", barrier_text),
     ):
         section = getattr(result, name)
+        if name == "barrier" and section is None and name not in result.unavailable:
+            continue  # not a path: no line at all
         head = f"{name + ':':<12} "
         if section is None:
             lines.append(f"{head}not available ({result.unavailable.get(name, 'no data')})")

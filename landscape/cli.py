@@ -38,6 +38,7 @@ from landscape.config import (
     STORE_CHOICES,
     ComputeConfig,
     CurvatureSpec,
+    EvalSpec,
     InspectConfig,
     SlurmSpec,
     apply_overrides,
@@ -47,6 +48,8 @@ from landscape.config import (
 )
 from landscape.errors import ConfigError, LandscapeError, LandscapeWarning
 from landscape.models import sources as model_sources
+from landscape.runs.study import DEFAULT_X as STUDY_X
+from landscape.runs.study import PATHS as STUDY_PATHS
 from landscape.spectrum.settings import GRAPH_CHOICES as SPECTRUM_GRAPH
 from landscape.spectrum.settings import TRACE_CHOICES as SPECTRUM_TRACE
 from landscape.spectrum.settings import WHICH_CHOICES as SPECTRUM_WHICH
@@ -1609,6 +1612,117 @@ def sweep(
         progress=None if quiet else _progress_bar,
         log=None if quiet else click.echo,
     )
+
+
+# --- study --------------------------------------------------------------------------------------
+
+
+@main.group()
+def study() -> None:
+    """Studies of several networks in one command (complete files are skipped on a rerun).
+
+    \b
+    Example:
+      landscape study pair --model mlp --checkpoint a.pt --target b.pt --data digits --out study
+    """
+
+
+@study.command("pair")
+@model_and_data_options(
+    checkpoint="Weights of model A (t = 0 on every path).",
+    samples="Samples the paths are evaluated on (a seeded subset); activations are matched "
+    "on them too.",
+    batch="Samples per forward pass.",
+    root=InspectConfig,
+    required=True,
+)
+@click.option(
+    "--target",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Checkpoint of model B (t = 1), same architecture as --checkpoint.",
+)
+@click.option("--x", "x", default=STUDY_X, show_default=True, help="The grid along t: MIN:MAX:NUM.")
+@click.option(
+    "--path",
+    "paths",
+    multiple=True,
+    type=click.Choice(tuple(STUDY_PATHS)),
+    help=f"The paths to compute (repeatable) [{', '.join(STUDY_PATHS)}].",
+)
+@click.option(
+    "--bn",
+    type=click.Choice(BN_CHOICES),
+    default=EvalSpec.bn,
+    show_default=True,
+    help="BatchNorm statistics at each point (recalibrate: re-estimated on the data, REPAIR-style).",
+)
+@click.option(
+    "--device", default=EvalSpec.device, show_default=True, help="auto, cpu, cuda, cuda:N or mps."
+)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="The study's folder.")
+@click.option("--overwrite", is_flag=True, help="Replace surface files of another config.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-run lines.")
+@_library_errors
+def study_pair(
+    model: str,
+    model_args: tuple[str, ...],
+    checkpoint: str | None,
+    adapter: str | None,
+    unsafe_pickle: bool,
+    data: str,
+    split: str,
+    max_samples: int | None,
+    data_seed: int,
+    batch_size: int,
+    seq_len: int | None,
+    tokenizer: str | None,
+    column: str | None,
+    label_column: str | None,
+    target: str,
+    x: str,
+    paths: tuple[str, ...],
+    bn: str,
+    device: str,
+    out: str,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """The straight path from A to B and the paths to B aligned to A, with their barriers.
+
+    Computes OUT/straight.h5, OUT/aligned-weights.h5 and OUT/aligned-activations.h5 (1-D
+    interpolate surfaces, the last two with --align), the comparison figures (loss and error
+    against t, +-2 s.e., barriers marked) and OUT/summary.txt. A rerun skips complete files and
+    resumes partial ones.
+
+    \b
+    Example:
+      landscape study pair --model mlp --checkpoint a.pt --target b.pt --data digits --out study
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from landscape.config import DataSpec, ModelSpec
+    from landscape.models import parse_model_args
+    from landscape.runs.study import PairStudy, run_pair
+
+    spec = PairStudy(
+        ModelSpec(model, checkpoint, parse_model_args(list(model_args)), unsafe_pickle, adapter),
+        target,
+        DataSpec(
+            data, split, max_samples, data_seed, batch_size, seq_len=seq_len,
+            tokenizer=tokenizer, column=column, labels=label_column,
+        ),
+        out, x=x, paths=paths or tuple(STUDY_PATHS), bn=bn, device=device,
+    )  # fmt: skip
+    result = run_pair(
+        spec, overwrite=overwrite, progress=None if quiet else _progress_bar,
+        log=None if quiet else click.echo,
+    )  # fmt: skip
+    for path in result.figures:
+        click.echo(f"wrote {path}")
+    click.echo(f"wrote {result.summary}")
+    click.echo(result.text, nl=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -109,6 +109,10 @@ def _trajectory_centre(spec: Any) -> str | None:
     return str(expand_checkpoints(spec.trajectory)[-1]) if spec.trajectory else None
 
 
+# how interpolate's targets are permuted to match the centre first (--align): not at all, or by
+# landscape.alignment's methods (tests check this list against alignment.METHODS)
+ALIGN_CHOICES = ("none", "weights", "activations")
+
 EIGEN_ENDS = ("top", "bottom", "extreme")  # the ends of the Hessian's spectrum (--which)
 
 
@@ -205,6 +209,17 @@ FAMILIES: dict[str, Family] = {
                     keyword="target",
                 ),
                 Option("states", "--states", "move BatchNorm buffers too.", kind="flag"),
+                Option(
+                    "align",
+                    "--align",
+                    "permute the hidden units of each target to match A first (weight matching, "
+                    "or activation matching on the evaluation data), so the path runs to the "
+                    "aligned B: the barrier after alignment.",
+                    metavar="|".join(ALIGN_CHOICES),
+                    default="none",
+                    choices=ALIGN_CHOICES,
+                    exclusive="the path between two checkpoints",
+                ),
             ),
         ),
         Family(

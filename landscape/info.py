@@ -284,7 +284,7 @@ def _direction_lines(s: SurfaceValues) -> list[str]:
             "them on resume"
         )
     used = set(_COMMON_ATTRS) | {f"{k}_{n}" for k in ("norm", "cos_theta") for n in AXIS_NAMES}
-    for section in (_eigen_lines, _explained_lines, _source_lines):
+    for section in (_eigen_lines, _explained_lines, _source_lines, _alignment_lines):
         line.extend(section(a, used))
     line.extend(_landmark_lines(s, used))
     line.extend(_trajectory_lines(s, used))
@@ -401,6 +401,24 @@ def _source_lines(a: dict[str, Any], used: set[str]) -> list[str]:
         else:
             text = f"{len(names)} file{'s' * (len(names) != 1)}: {_few(names)}"
         out.append(f"{'sources:':<12} {text}" + ("" if key == "files" else f" [{key}]"))
+    return out
+
+
+def _alignment_lines(a: dict[str, Any], used: set[str]) -> list[str]:
+    """interpolate --align: per target, the method, the groups reordered and the matched
+    measure before → after (``landscape.alignment.paths.summary_record``)."""
+    records = _parsed(a.get("alignment"))
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        return []
+    used.add("alignment")
+    out = []
+    for point, r in zip("BCDEFG", records, strict=False):
+        text = (
+            f"{point} by {r.get('method')}: {r.get('reordered')} of {r.get('groups')} groups "
+            f"reordered ({r.get('units')} units), {r.get('measure')} "
+            f"{_num(r.get('total_before'))} -> {_num(r.get('total_after'))}"
+        )
+        out.append(f"{'aligned:' if not out else '':<12} {text}")
     return out
 
 

@@ -191,6 +191,7 @@ def test_1d_curves_share_one_axis_with_landmarks() -> None:
 def test_render_compare_1d_files(tmp_path: Path) -> None:
     paths = render_compare([line("a", 0.1, True), line("b", 1.0)], tmp_path, dpi=40)
     assert sorted(p.name for p in paths) == [
+        "compare_paths_train.png",  # interpolate surfaces: paths between two networks
         "compare_train_acc_1d_linear.png",
         "compare_train_loss_1d_linear.png",
         "compare_train_loss_1d_log.png",

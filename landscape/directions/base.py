@@ -46,7 +46,8 @@ class DirectionContext:
     order). ``load_state(path)`` reads another checkpoint of the same architecture (trajectory,
     interpolation targets) as a CPU state dict checked name by name and shape by shape against
     ``state``. ``model``, ``batches`` and ``loss_fn`` are there for families that need the loss
-    itself (hessian): ``batches()`` yields ``(x, y)`` on ``device``.
+    itself (hessian): ``batches()`` yields ``(x, y)`` on ``device``. ``align_target`` permutes
+    an interpolation target's hidden units to match the centre (``--align``).
     """
 
     theta: Mapping[str, torch.Tensor]  # read-only; float32 views of the moved weights
@@ -61,6 +62,9 @@ class DirectionContext:
     # how the seeded families' generator is seeded from ``spec.seed`` (``direction_generator``):
     # a file's own derivation when its seed-kept directions are regenerated on resume
     seed_derivation: str = SEED_DERIVATION
+    # ``align_target(state, method)``: a target's state permuted to match the centre and the
+    # alignment's summary (interpolate --align); given by the run, which holds the data and model
+    align_target: Callable[[Any, str], tuple[Any, dict[str, Any]]] | None = None
 
     def __post_init__(self) -> None:
         if self.state is None:

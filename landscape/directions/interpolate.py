@@ -22,11 +22,18 @@ a = 1 must be B itself (up to float32 rounding), not a rescaled or partial copy 
 ``states`` they also cover the floating-point buffers (BatchNorm running mean and variance), so
 that B's statistics travel with its weights; integer buffers (``num_batches_tracked``) never
 move. The points A, B (and C) are stored as landmarks of the surface.
+
+With ``align`` (``weights`` or ``activations``) each target is first replaced by its copy with
+the hidden units permuted to match A (``landscape.alignment``, through the context's
+``align_target``): the same function, so B's loss is unchanged, but the straight path now runs
+between matched units (Entezari et al. 2022; Ainsworth et al. 2023). Each alignment's summary is
+stored in the ``alignment`` attribute (one record per target).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,15 +61,16 @@ def build_interpolate(ctx: DirectionContext) -> DirectionSet:
             f"interpolate on a {ctx.count}-D grid needs {ctx.count} --target checkpoint(s), "
             f"got {len(targets)}"
         )
-    load = ctx.require("load_state")
+    load, records = _target_loader(ctx)
     names = covered_names(ctx)
     a = _pick(ctx.state, names)
     d1 = _difference(_pick(load(targets[0]), names), a)
     norm_ab = params.global_norm(d1)
     if norm_ab == 0.0:
+        aligned = " once aligned (it is A with its units reordered)" if records else ""
         raise DirectionError(
             f"interpolate: target B {str(targets[0])!r} is identical to the centre A (the --checkpoint) "
-            "on every tensor; give two different checkpoints"
+            f"on every tensor{aligned}; give two different checkpoints"
         )
     attrs: dict[str, object] = {
         "targets": [str(t) for t in targets[: ctx.count]],
@@ -79,8 +87,28 @@ def build_interpolate(ctx: DirectionContext) -> DirectionSet:
         attrs["distance_ac"] = params.global_norm(e)
         vectors = [d1, d2]
     attrs["landmarks"] = landmarks  # stored as JSON
+    if records:
+        attrs["alignment"] = records  # stored as JSON: one summary per target
     arrays = {k: np.asarray(v) for k, v in landmarks.items()}
     return DirectionSet("interpolate", vectors, attrs, landmarks=arrays)
+
+
+def _target_loader(ctx: DirectionContext) -> tuple[Any, list[dict[str, Any]]]:
+    """``load(target)``: the target's checked state, aligned to the centre under ``align``
+    (each alignment's summary appended to the returned list, in target order)."""
+    load = ctx.require("load_state")
+    method = getattr(ctx.spec, "align", "none")
+    records: list[dict[str, Any]] = []
+    if method == "none":
+        return load, records
+    align = ctx.require("align_target")
+
+    def aligned(target: Any) -> OrderedDict[str, torch.Tensor]:
+        state, record = align(load(target), method)
+        records.append({"target": str(target), **record})
+        return state
+
+    return aligned, records
 
 
 def _pick(state: dict[str, torch.Tensor], names: list[str]) -> OrderedDict[str, torch.Tensor]:

@@ -9,6 +9,9 @@ every panel. Each panel keeps its own grid extents, so surfaces on different gri
 2-D surfaces: one panel per surface for contour, contourf, heatmap and surface3d (3-D panels
 share z-limits). 1-D surfaces: the curves overlaid on one axes, sharing the y-axis. Files are
 named ``compare_{quantity}_{kind}_{scale}.{fmt}``.
+When every 1-D surface is a path between two networks (``interpolate``: straight or aligned;
+any family of ``landscape.barrier.PATH_FAMILIES``), ``compare_paths_{split}.{fmt}`` adds loss and
+error against t with ± 2 s.e. bands and the barriers marked (``landscape.plot.paths``).
 """
 
 from __future__ import annotations
@@ -330,5 +333,19 @@ def render_compare(
             f"figure of kind {', '.join(picked)} in scale {', '.join(scale_list)} "
             "(accuracies are drawn in linear scale only)"
         )
+    jobs += _path_jobs(surfaces) if dims == 1 and "1d" in picked else []
     out = writable_folder(out_dir)
     return save_figures([(out / f"compare_{part}.{fmt}", make) for part, make in jobs], dpi)
+
+
+def _path_jobs(surfaces: list[SurfaceValues]) -> list[tuple[str, Callable[[], Figure]]]:
+    """Paths between two networks (every surface one: ``plot.paths``): one figure per split of
+    loss and error against t, bands and barriers marked (``compare_paths_<split>``)."""
+    from landscape.plot.paths import all_paths, path_splits, paths_figure
+
+    if not all_paths(surfaces):
+        return []
+    return [
+        (f"paths_{split}", lambda split=split: paths_figure(surfaces, split))
+        for split in path_splits(surfaces)
+    ]

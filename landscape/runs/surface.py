@@ -23,6 +23,7 @@ import numpy as np
 
 from landscape import families, grid, memory, parallel, params
 from landscape._files import MemoryFile, MemoryOutput, Output
+from landscape.alignment.paths import target_aligner
 from landscape.checkpoint import file_sha256
 from landscape.config import SEEDED_DIRECTIONS, STORE_BY_SEED_BYTES, ComputeConfig, DirectionSpec
 from landscape.directions import DirectionContext, DirectionSet, build, load_directions, summarize
@@ -196,6 +197,10 @@ def _build_directions(
         loss_fn=prep.loss_fn,
         device=prep.device,
         seed_derivation=derivation,
+        # interpolate --align: targets permuted to match the centre, on the run's own data
+        align_target=target_aligner(
+            prep.model, prep.centre, prep.data, batch_size=run.batch_size, device=prep.device
+        ),
     )
     return in_weights_dtype(build(ctx), prep.theta)
 
