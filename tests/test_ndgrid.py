@@ -4,6 +4,7 @@ resume, sharding, the v2 file and its checks, 1-D/2-D files unchanged, plot and 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -382,3 +383,20 @@ def test_directions_reused_from_a_3d_file_give_its_values_and_a_2d_file_is_refus
     code, _, err = run(*cli_args(tiny_npz, tiny_mlp_ckpt, tmp_path / "c.h5", *AXES3,
                                  "--directions", str(plane)))  # fmt: skip
     one_line_error(code, err, "has no z direction (it holds 2)")
+
+
+@pytest.mark.slow
+def test_the_ndgrid_bench_times_both_whole_processes_and_checks_every_point(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "bench.json"
+    bench = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
+    done = subprocess.run(
+        [sys.executable, str(bench), "--ndgrid", "--grid", "3", "--device", "cpu", "--json",
+         str(out)], capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    (row,) = json.loads(out.read_text())
+    assert row["points"] == 27 and row["grid"] == "3x3x3"
+    assert row["ratio"] == pytest.approx(row["loop_wall"] / row["engine_wall"])
+    assert row["max_rel_loss_diff"] <= 1e-6 and "ratio" in done.stdout
