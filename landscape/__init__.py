@@ -2,7 +2,8 @@
 
 The Python API (``landscape.api``, imported on first use so that the command line starts fast):
 ``compute(model, data, ...)`` → a :class:`Surface`, ``load(path)``, ``inspect(model, data)``,
-``curvature(model, data, surface)``, ``hessian(model, data)`` → a :class:`Spectrum`: plain
+``curvature(model, data, surface)``, ``hessian(model, data)`` → a :class:`Spectrum`,
+``connect(model_a, model_b, data)`` → a :class:`Curve` (a trained curve between two networks): plain
 functions (the runs behind them live in ``landscape.runs``, the diagnostics in
 ``landscape.diagnostics``); ``align(model_a, model_b)``: B's hidden units permuted to match A's
 (``landscape.alignment``).
@@ -20,11 +21,13 @@ from landscape.tuning import tune_process
 from landscape.version import __version__
 
 __all__ = [
+    "Curve",
     "Spectrum",
     "Surface",
     "__version__",
     "align",
     "compute",
+    "connect",
     "curvature",
     "hessian",
     "inspect",
@@ -34,7 +37,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("compute", "curvature", "hessian", "inspect", "load"):  # the API's functions
+    if name in ("compute", "connect", "curvature", "hessian", "inspect", "load"):  # the API's
         from landscape import api
 
         return getattr(api, name)
@@ -46,6 +49,10 @@ def __getattr__(name: str) -> Any:
         from landscape.surface import Surface
 
         return Surface
+    if name == "Curve":
+        from landscape.curves import Curve
+
+        return Curve
     if name == "Spectrum":
         from landscape.runs.hessian import Spectrum
 

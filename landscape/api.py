@@ -47,6 +47,7 @@ from landscape.config import (
 from landscape.errors import ConfigError
 from landscape.evaluation import Run
 from landscape.grid import Grid
+from landscape.runs.connect_settings import TrainSettings
 from landscape.session import Session
 from landscape.spectrum.settings import SpectrumSettings
 from landscape.surface import Surface
@@ -291,6 +292,51 @@ def curvature(
     return read_curvature(result.path)
 
 
+def connect(
+    model_a: torch.nn.Module,
+    model_b: Any,
+    data: Any,
+    curve: str = TrainSettings.curve,
+    *,
+    epochs: int = TrainSettings.epochs,
+    lr: float = TrainSettings.lr,
+    momentum: float = TrainSettings.momentum,
+    weight_decay: float = TrainSettings.weight_decay,
+    batch_size: int = TrainSettings.batch_size,
+    seed: int = TrainSettings.seed,
+    loss: Any = EvalSpec.loss,
+    device: str = EvalSpec.device,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Any:
+    """A curve between ``model_a`` (A) and ``model_b`` (B, a model or state dict of the same
+    architecture) through a bend C trained on ``data`` (the training data), as ``landscape
+    connect``: ``curve="bezier"`` or ``"polychain"``, SGD with a fresh t ~ U(0, 1) each step.
+
+    Returns a :class:`landscape.Curve`: ``.a``, ``.b``, ``.c`` (state dicts), ``.kind``,
+    ``.record`` (settings, losses per epoch), ``.at(t)`` (the state at t), ``.save(path)``. With
+    ``out`` the curve file is written (and an interrupted training there is resumed). Neither
+    model is changed. Evaluate it with ``compute(model_a, data, direction="curve", curve=c)``.
+    """
+    from landscape.runs.connect import pair_of, train_curve
+
+    settings = TrainSettings(
+        curve=curve, epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay,
+        batch_size=batch_size, seed=seed,
+    )  # fmt: skip
+    session = Session.from_objects(model_a, data, loss=loss, device=device)
+    pair = pair_of(session, Weights(model_b, "model_b"))
+    bar = _steps_bar if progress else None
+    return train_curve(pair, settings, out, overwrite=overwrite, progress=bar)
+
+
+def _steps_bar(total: int, initial: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", desc="curve", mininterval=0.5)
+
+
 def _surface_file(surface: Surface | str | Path) -> Any:
     """The file of a surface: its path, or its bytes when it was computed in memory."""
     if isinstance(surface, Surface):
@@ -395,9 +441,10 @@ def _record(
     """The config a run on objects records (provenance, never resolved): the model by its
     class, checkpoints handed as objects by their labels, the rest as the command line fills it;
     its checks are the command line's."""
-    labels = {
-        "trajectory": [str(t) for t in spec.trajectory],
-        "targets": [str(t) for t in spec.targets],
+    labels = {  # every family's checkpoint lists (trajectory, targets, curve) by their labels
+        opt.field: [str(t) for t in getattr(spec, opt.field)]
+        for opt, _ in families.options()
+        if opt.kind == "files"
     }
     return ComputeConfig(
         # the weights are the object's own: recorded as such (interpolate starts at them)

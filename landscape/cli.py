@@ -1522,6 +1522,120 @@ def align(
     click.echo(run.alignment.summary())
 
 
+# --- connect ----------------------------------------------------------------------------------
+
+
+def connect_setting(flag: str, key: str, **kwargs: Any) -> Callable[..., Any]:
+    """A connect option: its ConnectConfig key (``train.lr``) gives its default and help."""
+    from landscape.runs.connect_settings import ConnectConfig
+
+    return click.option(flag, cls=Setting, key=key, root=ConnectConfig, fill=True, **kwargs)
+
+
+@main.command()
+@click.option("--model", required=True, help=MODEL_HELP)
+@click.option(
+    "--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
+    help="Keyword argument for the model factory (repeatable).",
+)  # fmt: skip
+@click.option("--checkpoint", required=True, help="A: the curve's first end (t = 0).")
+@click.option("--target", required=True, help="B: the curve's other end (t = 1).")
+@click.option(
+    "--unsafe-pickle", is_flag=True,
+    help="Allow a pickled whole model (runs code from the file: trusted files only).",
+)  # fmt: skip
+@click.option("--data", required=True, help=DATA_HELP + " Its training split trains the bend.")
+@connect_setting(
+    "--curve", "train.curve", type=click.Choice(("bezier", "polychain")),
+    help="Quadratic Bézier through the bend, or the two-segment chain A → C → B.",
+)  # fmt: skip
+@connect_setting(
+    "--epochs", "train.epochs", type=click.IntRange(min=1), help="Passes over the data."
+)
+@connect_setting("--lr", "train.lr", type=float, help="SGD learning rate.")
+@connect_setting("--momentum", "train.momentum", type=float, help="SGD momentum.")
+@connect_setting("--weight-decay", "train.weight_decay", type=float, help="Weight decay on C.")
+@connect_setting(
+    "--batch-size", "train.batch_size", type=click.IntRange(min=1), help="Samples per SGD step."
+)
+@connect_setting(
+    "--seed", "train.seed", type=click.IntRange(min=0),
+    help="Seeds the shuffles, the t drawn at each step and dropout.",
+)  # fmt: skip
+@connect_setting("--loss", "loss", help="cross-entropy, mse or pkg.module:fn.")
+@connect_setting("--device", "device", help="auto, cpu, cuda, cuda:N or mps.")
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False),
+    help="The curve file to write (safetensors: A, B, C and how C was trained).",
+)  # fmt: skip
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out (or its partial run).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+@_library_errors
+def connect(
+    model: str, model_args: tuple[str, ...], checkpoint: str, target: str, unsafe_pickle: bool,
+    data: str, curve: str, epochs: int, lr: float, momentum: float, weight_decay: float,
+    batch_size: int, seed: int, loss: str, device: str, out: str, overwrite: bool, quiet: bool,
+) -> None:  # fmt: skip
+    """Train a low-loss curve between two networks (Garipov et al. 2018).
+
+    The bend C of a quadratic Bézier (or a polychain A → C → B) starts at the midpoint of
+    --checkpoint A and --target B and is trained by SGD on the training data, with a fresh
+    t ~ U(0, 1) at every step (BatchNorm on batch statistics). A killed run resumes where it
+    stopped when the same command is rerun. Evaluate the curve with
+    `compute --direction curve --curve FILE` (add --bn recalibrate for BatchNorm models).
+
+    \b
+    Example:
+      landscape connect --model mlp --checkpoint a.pt --target b.pt --data digits \\
+          --curve bezier --epochs 20 --out ab.curve.safetensors
+      landscape compute --model mlp --checkpoint a.pt --data digits --direction curve \\
+          --curve ab.curve.safetensors --x=0:1:21 --out ab_curve.h5
+    """
+    from landscape.config import DataSpec, ModelSpec
+    from landscape.models import parse_model_args
+    from landscape.runs.connect import run_connect
+    from landscape.runs.connect_settings import ConnectConfig, TrainSettings
+
+    config = ConnectConfig(
+        model=ModelSpec(model, checkpoint, parse_model_args(list(model_args)), unsafe_pickle),
+        data=DataSpec(data, "train"),
+        target=target,
+        out=out,
+        train=TrainSettings(
+            curve=curve, epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay,
+            batch_size=batch_size, seed=seed,
+        ),
+        loss=loss,
+        device=device,
+    )  # fmt: skip
+    bar = None if quiet else _steps_bar
+    result = run_connect(config, overwrite=overwrite, progress=bar)
+    if not quiet:
+        losses = ", ".join(f"{v:.4g}" for v in result.losses)
+        click.echo(f"{result.kind} curve trained; mean training loss per epoch: {losses}")
+    click.echo(f"wrote {out}")
+
+
+def _steps_bar(total: int, initial: int, *, file: Any = None) -> Any:
+    """SGD steps done on stderr: a bar on a terminal, else a line now and then."""
+    from tqdm import tqdm
+
+    stream = file or sys.stderr
+    if not stream.isatty():
+        return StepProgress(total, initial, stream)
+    return tqdm(
+        total=total, initial=initial, unit="step", desc="curve", file=stream,
+        dynamic_ncols=True, mininterval=0.5,
+    )  # fmt: skip
+
+
+class StepProgress(LineProgress):
+    """``steps 120/441 (27%), 3.1 steps/s, 1m44s left``: a curve's training in a log file."""
+
+    def line(self, now: float) -> str:
+        return super().line(now).replace("points", "steps")
+
+
 # --- sweep ------------------------------------------------------------------------------------
 
 

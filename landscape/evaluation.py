@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from landscape import grid
+from landscape import curves, grid
 from landscape.config import ComputeConfig, DirectionSpec, EvalSpec, parse_bytes
 from landscape.directions import DirectionSet
 from landscape.engine import compile_cache
@@ -181,6 +181,7 @@ def evaluate_points(
     axes: Sequence[np.ndarray],
     emit: Callable[[list[Done]], None],
     between: Callable[[], None] | None = None,
+    chart: str | None = None,
 ) -> None:
     """Evaluate points chunk by chunk (K at a time on the batched path), hand each chunk's results
     to ``emit``, and call ``between`` after each chunk (rank 0 writes what others sent there).
@@ -188,7 +189,10 @@ def evaluate_points(
     ``points`` are numbered over every repeat (point k of repeat r is ``r * P + k``); each
     repeat's points are evaluated in turn by ``evaluator_for(r)``. ``axes``: each grid axis'
     coordinates (one per direction: a point's coefficients are ``grid.point_coords``).
+    ``chart``: the kind of curve a 1-D surface runs along (``DirectionSet.chart``): its grid
+    point t is evaluated at the coefficients ``curves.chart(kind)(t)`` along the directions.
     """
+    to_coefficients = curves.chart(chart)
     size = int(np.prod([len(a) for a in axes]))  # P
     for repeat in np.unique(points // size):
         evaluator = evaluator_for(int(repeat))
@@ -196,7 +200,9 @@ def evaluate_points(
         chunk = getattr(evaluator, "k", 1)
         for start in range(0, len(mine), chunk):
             flats = [int(f) for f in mine[start : start + chunk]]
-            results = evaluator.evaluate_block([grid.point_coords(f % size, *axes) for f in flats])
+            results = evaluator.evaluate_block(
+                [to_coefficients(grid.point_coords(f % size, *axes)) for f in flats]
+            )
             emit([(f, r.values) for f, r in zip(flats, results, strict=True)])
             if between is not None:
                 between()

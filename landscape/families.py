@@ -135,6 +135,19 @@ def _check_interpolate(spec: Any, dims: int, has_checkpoint: bool) -> None:
         raise ConfigError("direction interpolate starts at --checkpoint A; give --checkpoint")
 
 
+def _check_curve(spec: Any, dims: int, has_checkpoint: bool) -> None:
+    if len(spec.curve) != 1:
+        raise ConfigError(
+            "direction curve needs the curve file `landscape connect` wrote: --curve FILE "
+            f"(one file, got {len(spec.curve)})"
+        )
+    if not has_checkpoint:
+        raise ConfigError(
+            "direction curve starts at the curve's first end A; give --checkpoint A (the one "
+            "`landscape connect` was given)"
+        )
+
+
 _ORTHOGONAL = Option(
     "orthogonal_to_weights",
     "--orthogonal-to-weights",
@@ -219,6 +232,25 @@ FAMILIES: dict[str, Family] = {
                     default="none",
                     choices=ALIGN_CHOICES,
                     exclusive="the path between two checkpoints",
+                ),
+            ),
+        ),
+        Family(
+            "curve",
+            "landscape.directions.curve:build_curve",
+            "along a curve trained by `landscape connect` (1-D, t in [0, 1]); with --y, the "
+            "plane through its A, B and bend C",
+            check=_check_curve,
+            files=lambda spec: [("curve", str(c)) for c in spec.curve],
+            options=(
+                Option(
+                    "curve",
+                    "--curve",
+                    "the curve file of `landscape connect` (1-D: t=0 is --checkpoint A, t=1 its "
+                    "B; 2-D: the plane through A, B and the bend C). The API takes a Curve too.",
+                    kind="files",
+                    metavar="FILE",
+                    exclusive="the points of a trained curve",
                 ),
             ),
         ),

@@ -78,6 +78,7 @@ class Plan:
     centre: dict[str, Any] | None = None
     # --repeat R: the directions of repeats 1..R-1 (CPU tensors, like ``directions``)
     repeats: list[list[dict[str, Any]]] = field(default_factory=list)
+    chart: str | None = None  # a 1-D surface along a curve: its kind (``DirectionSet.chart``)
 
 
 class Serial:
@@ -331,7 +332,8 @@ def worker(config: Any, rank: int, local_rank: int, local_size: int, plan: Any, 
                 pending, last = [], time.perf_counter()
 
         with numerics(run.evaluation, prep.device, local_size):
-            evaluate_points(along, np.asarray(plan.shares[rank], dtype=np.int64), axes, emit)
+            own = np.asarray(plan.shares[rank], dtype=np.int64)
+            evaluate_points(along, own, axes, emit, chart=plan.chart)
         if pending:
             sink.send(Block(rank, pending))
         sink.send(Finished(rank))

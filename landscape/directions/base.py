@@ -96,10 +96,15 @@ class DirectionSet:
     attrs: dict[str, Any] = field(default_factory=dict)
     trajectory: dict[str, np.ndarray] | None = None
     landmarks: dict[str, np.ndarray] | None = None
+    # the grid point → coefficients along ``vectors`` when they are not the identity: the kind
+    # of curve (``landscape.curves.chart``) a 1-D surface runs along, on two vectors
+    chart: str | None = None
 
     def to(self, device: torch.device) -> DirectionSet:
         moved = [OrderedDict((k, v.to(device)) for k, v in d.items()) for d in self.vectors]
-        return DirectionSet(self.method, moved, dict(self.attrs), self.trajectory, self.landmarks)
+        return DirectionSet(
+            self.method, moved, dict(self.attrs), self.trajectory, self.landmarks, self.chart
+        )
 
 
 def summarize(ds: DirectionSet) -> dict[str, Any]:
@@ -145,7 +150,8 @@ def alignment_warning(attrs: dict[str, Any]) -> str | None:
         for key, name in (("cos_theta_x", "d1"), ("cos_theta_y", "d2"))
         if key in attrs and np.isfinite(float(attrs[key])) and abs(float(attrs[key])) >= ALIGNED
     ]
-    if not aligned:
+    # the directions of a curve join two networks (C − A, B − A): what they are, not a choice
+    if not aligned or attrs.get("method") == "curve":
         return None
     which = " and ".join(f"{name} (cos {value:.2f})" for name, value in aligned)
     verb = "is" if len(aligned) == 1 else "are"

@@ -104,8 +104,10 @@ def _read_named(
             _fingerprint(group.attrs.get("fingerprint")),
             derivation.decode() if isinstance(derivation, bytes) else str(derivation),
         )
+    chart = group.attrs.get("chart")  # a 1-D surface along a curve: two directions, charted
+    chart = chart.decode() if isinstance(chart, bytes) else chart
     vectors = []
-    for axis in AXIS_NAMES[:count]:
+    for axis in AXIS_NAMES[: 2 if chart else count]:
         if axis not in group:
             held = sum(a in group for a in AXIS_NAMES)
             raise DirectionError(
@@ -125,7 +127,10 @@ def _read_named(
         )
     attrs = {k: _plain(v) for k, v in group.attrs.items()}
     method = str(attrs.pop("method", "file"))
-    return DirectionSet(method, vectors, {"source": path, "source_method": method})
+    kept = {"source": path, "source_method": method}
+    if chart:
+        kept["chart"] = str(chart)
+    return DirectionSet(method, vectors, kept, chart=str(chart) if chart else None)
 
 
 def _read_positional(

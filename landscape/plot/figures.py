@@ -334,6 +334,15 @@ def _grid(surface: SurfaceValues) -> tuple[np.ndarray, np.ndarray]:
     return np.meshgrid(np.asarray(surface.x), np.asarray(surface.y), indexing="ij")
 
 
+def x_label_1d(surface: SurfaceValues) -> str:
+    """A 1-D surface's x axis: a direction's coefficient, or a curve's t (``--direction curve``
+    runs along the curve itself, from A at 0 to B at 1)."""
+    chart = surface.direction_attrs.get("chart")
+    if isinstance(chart, str) and chart:
+        return f"t (along the {chart} curve, A → B)"
+    return "x (direction 1)"
+
+
 def _label_axes(ax: Axes) -> None:
     ax.set_xlabel("x (direction 1)")
     ax.set_ylabel("y (direction 2)")
@@ -476,11 +485,41 @@ def draw_trajectory(ax: Axes, surface: SurfaceValues, *, legend: bool = True) ->
 
 
 def draw_overlays(ax: Axes, surface: SurfaceValues, *, legend: bool = True) -> None:
-    """Everything drawn over a 2-D panel: the trained point, the training path, the landmarks."""
+    """Everything drawn over a 2-D panel: the trained point, the training path, a curve's
+    path, the landmarks."""
     if not surface.trajectory:  # a trajectory marks its final checkpoint, the centre, itself
         draw_centre(ax, surface)
     draw_trajectory(ax, surface, legend=legend)
+    draw_curve_path(ax, surface)
     draw_landmarks(ax, surface)
+
+
+def curve_path(surface: SurfaceValues) -> tuple[np.ndarray, np.ndarray] | None:
+    """The path of a curve on its plane (``compute --direction curve`` in 2-D: the directions'
+    attribute ``path``, JSON ``{"t", "x", "y"}``) as x and y arrays; None when there is none or
+    it is malformed."""
+    raw = surface.direction_attrs.get("path")
+    if isinstance(raw, (str, bytes)):
+        try:
+            raw = json.loads(raw)
+        except (ValueError, RecursionError):
+            return None
+    if not isinstance(raw, dict):
+        return None
+    px, py = _floats(raw.get("x")), _floats(raw.get("y"))
+    if px is None or py is None or px.size != py.size or px.size < 2:
+        return None
+    keep = np.isfinite(px) & np.isfinite(py)
+    return px[keep], py[keep]
+
+
+def draw_curve_path(ax: Axes, surface: SurfaceValues) -> None:
+    """A trained curve's path from A to B over the plane through A, B and its bend C."""
+    path = curve_path(surface)
+    if path is None or surface.y is None:
+        return
+    kind = surface.direction_attrs.get("kind", "curve")
+    ax.plot(*path, "-", color="tab:orange", lw=1.8, label=f"{kind} curve", gid="curve-path")
 
 
 def has_centre(surface: SurfaceValues) -> bool:
@@ -810,7 +849,7 @@ def curve_1d(
     ax.set_ylim(bottom=vmin, top=vmax)
     draw_landmarks(ax, surface, color="0.25")
     draw_centre_1d(ax, surface)
-    ax.set_xlabel("x (direction 1)")
+    ax.set_xlabel(x_label_1d(surface))
     ax.set_ylabel("loss" + (" (log scale)" if log else ""), color="tab:blue")
     acc_ax.set_ylabel("accuracy (%)", color="tab:red")
     ax.tick_params(axis="y", colors="tab:blue")

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from landscape import families, grid, memory, parallel, params
+from landscape import curves, families, grid, memory, parallel, params
 from landscape._files import MemoryFile, MemoryOutput, Output
 from landscape.alignment.paths import target_aligner
 from landscape.checkpoint import file_sha256
@@ -384,13 +384,14 @@ def _choose_engine(
     per_repeat = run.grid.points
     racing = RACE_POINTS if comm.size == 1 else max(2, RACE_POINTS // comm.size)
     first = [int(f) for f in pending[:racing] if f < per_repeat]
+    chart = curves.chart(prepared.directions.chart)  # grid point → coefficients (a curve's t)
     with numerics(run.evaluation, run.session.device, comm.local_size):
         choice = engine_for(
             run,
             prepared.device_dirs,
             _engine_request(run, prepared.source),
             len(pending),
-            [grid.point_coords(f, *axes) for f in first],
+            [chart(grid.point_coords(f, *axes)) for f in first],
         )
     return choice, first
 
@@ -531,8 +532,9 @@ def _share_out(
     centre = {k: v.detach().cpu() for k, v in prep.centre.items()} if many else None
     repeat_dirs = [ds.vectors for ds in repeats]  # CPU tensors, moved when their turn comes
     plan = parallel.Plan(
-        shares, choice.settings, directions=cpu_dirs, centre=centre, repeats=repeat_dirs
-    )
+        shares, choice.settings, directions=cpu_dirs, centre=centre, repeats=repeat_dirs,
+        chart=directions.chart,
+    )  # fmt: skip
     comm.broadcast_plan(plan)
     # local workers only; each resolves the run's config into its own Run
     comm.start(parallel.local_worker, lambda r: (run.record, r, comm.size, plan))
@@ -558,7 +560,9 @@ def _evaluate_own(
 
     own = np.asarray(plan.shares[0], dtype=np.int64)
     along = repeat_evaluators(choice.evaluator, plan.repeats, prep.device)
-    evaluate_points(along, own, axes, writer.add, between if comm.size > 1 else None)
+    evaluate_points(
+        along, own, axes, writer.add, between if comm.size > 1 else None, chart=plan.chart
+    )
     writer.flush()
     parallel.collect(comm, writer)
 
