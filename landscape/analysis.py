@@ -45,6 +45,7 @@ import numpy as np
 
 from landscape import quantities
 from landscape.barrier import Barrier, barrier_text, is_path, path_barrier
+from landscape.config import AXIS_NAMES
 from landscape.errors import ConfigError
 from landscape.store.values import SurfaceValues
 from landscape.topology import (
@@ -248,11 +249,9 @@ def analyse(
     if quantity not in surface.values:
         known = ", ".join(surface.values) or "none"
         raise ConfigError(f"{surface.path} has no quantity {quantity!r}; stored: {known}")
-    f = np.asarray(surface.values[quantity], dtype=np.float64)
-    axes = _axes(surface)
+    axes, f, notes = centre_plane(_axes(surface), surface.values[quantity])
     centre = find_centre(axes, f)
     unavailable: dict[str, str] = {}
-    notes: list[str] = []
     if not centre.exact:
         where = _where(centre.at)
         notes.append(
@@ -304,10 +303,28 @@ def analyse_all(
 
 
 def _axes(surface: SurfaceValues) -> list[np.ndarray]:
-    axes = [np.asarray(surface.x, dtype=np.float64)]
-    if surface.y is not None:
-        axes.append(np.asarray(surface.y, dtype=np.float64))
-    return axes
+    """Every axis' coordinates as float64: x (y, and on an n-D grid z, ...)."""
+    return [np.asarray(a, dtype=np.float64) for a in surface.axes]
+
+
+def centre_plane(
+    axes: list[np.ndarray], values: np.ndarray
+) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
+    """The x–y plane of an n-D grid through its centre: every axis beyond y held at its
+    coordinate nearest 0 (sharpness, curvature, basin and minimum are read on it; the topology
+    takes the whole grid); a 1-D or 2-D grid as it is. With a note saying so for n-D."""
+    f = np.asarray(values, dtype=np.float64)
+    if len(axes) <= 2:
+        return axes, f, []
+    held = [int(np.argmin(np.abs(a))) for a in axes[2:]]
+    at = ", ".join(
+        f"{n}={a[i]:.4g}" for n, a, i in zip(AXIS_NAMES[2:], axes[2:], held, strict=False)
+    )
+    note = (
+        f"a {len(axes)}-D grid: sharpness, curvature, basin and minimum are read on the x-y "
+        f"plane through the centre ({at}); the topology on the whole grid"
+    )
+    return axes[:2], f[(slice(None), slice(None), *held)], [note]
 
 
 def _step(axis: np.ndarray) -> float:

@@ -30,6 +30,7 @@ import torch
 from landscape import families
 from landscape.checkpoint_paths import Weights
 from landscape.config import (
+    AXIS_NAMES,
     IN_MEMORY,
     ComputeConfig,
     CurvatureSpec,
@@ -39,6 +40,7 @@ from landscape.config import (
     GridSpec,
     InspectConfig,
     ModelSpec,
+    check_grid,
     default_of,
     parse_axis,
 )
@@ -71,6 +73,8 @@ def compute(
     *,
     x: Axis = DEFAULT_X,
     y: Axis | None = GridSpec.y,
+    z: Axis | None = GridSpec.z,
+    axes: Sequence[Axis] | None = GridSpec.axes,
     direction: str = DirectionSpec.name,
     seed: int = DirectionSpec.seed,
     ignore: str = DirectionSpec.ignore,
@@ -97,12 +101,13 @@ def compute(
 ) -> Surface:
     """The loss surface of ``model`` on ``data`` around its weights θ, as ``landscape compute``.
 
-    Grids: ``(min, max, num)`` or ``"min:max:num"`` (no ``y``: 1-D). ``direction=`` a family with
-    its options (below; checkpoints as files, state dicts or models), or ``directions=[d1, d2]``
-    (dicts name → tensor). ``loss``: a name or ``(outputs, targets) -> per-sample losses``.
-    ``bn="recalibrate"`` uses ``train_data`` (default ``data``). ``out``: the file, written as it
-    goes and resumed; without it nothing is written (``s.save(path)``). ``params``/``exclude``:
-    globs of the tensors that move. Token ids feed a transformers model, as ``hf:DIR`` does.
+    Grids: ``(min, max, num)`` or ``"min:max:num"`` (no ``y``: 1-D; ``z``: 3-D; ``axes=[...]``:
+    k ≤ 5 axes, ``s.axes``). ``direction=`` a family with its options (below; checkpoints as
+    files, state dicts or models), or ``directions=[d1, d2, ...]`` (dicts name → tensor).
+    ``loss``: a name or ``(outputs, targets) -> per-sample losses``. ``bn="recalibrate"`` uses
+    ``train_data`` (default ``data``). ``out``: the file, written as it goes and resumed; without
+    it nothing is written (``s.save(path)``). ``params``/``exclude``: globs of the tensors that
+    move. Token ids feed a transformers model, as ``hf:DIR`` does.
     """
     session = Session.from_objects(
         model, data, loss=loss, device=device, max_samples=max_samples, data_seed=data_seed,
@@ -117,14 +122,33 @@ def compute(
                           bn_batches=bn_batches, dtype=dtype)  # fmt: skip
     data_spec = DataSpec(str(session.data.describe()["name"]), max_samples=max_samples,
                          seed=data_seed, batch_size=batch_size)  # fmt: skip
-    grid = _grid(x, y)
-    given = _given_directions(directions, session) if directions is not None else None
-    record = _record(model, spec, grid, evaluation, data_spec, out)
-    run = Run(session, spec, grid, evaluation, batch_size, record, given, _text(out))
+    run = _run(session, spec, _grid(x, y, z, axes), evaluation, data_spec, model, directions, out)
     from landscape.runs.surface import run_surface
 
     result = run_surface(run, overwrite=overwrite, progress=_bar if progress else None)
     return load(result.path)
+
+
+def _run(
+    session: Session,
+    spec: DirectionSpec,
+    grid: Grid,
+    evaluation: EvalSpec,
+    data: DataSpec,
+    model: torch.nn.Module,
+    directions: Sequence[Mapping[str, torch.Tensor]] | None,
+    out: str | Path | None,
+) -> Run:
+    """The ``Run`` of compute()'s objects: given directions checked against the model, and the
+    record (the config as strings) made."""
+    if directions is not None and len(directions) != grid.dims:
+        raise ConfigError(
+            f"directions= holds {len(directions)} direction(s) but the grid has {grid.dims} "
+            "axes; give one direction per axis"
+        )
+    given = _given_directions(directions, session) if directions is not None else None
+    record = _record(model, spec, grid, evaluation, data, out)
+    return Run(session, spec, grid, evaluation, data.batch_size, record, given, _text(out))
 
 
 def _direction_spec(
@@ -138,9 +162,17 @@ def _direction_spec(
     return DirectionSpec(**{**shared, **globs}, **_family_options(options, session))
 
 
-def _grid(x: Axis, y: Axis | None) -> Grid:
-    axes = [parse_axis(_axis(x), "x")] + ([parse_axis(_axis(y), "y")] if y is not None else [])
-    return Grid(tuple(axes))
+def _grid(x: Axis, y: Axis | None, z: Axis | None, axes: Sequence[Axis] | None) -> Grid:
+    """The grid of ``x`` (``y``, ``z``) or of ``axes``, checked as the config checks a grid."""
+    if axes is not None:
+        if x != DEFAULT_X or y is not None or z is not None:
+            raise ConfigError("compute() takes axes= or x=/y=/z=, not both; drop one")
+        spec = GridSpec(axes=[_axis(a) for a in axes])
+    else:
+        texts = [_axis(a) if a is not None else None for a in (x, y, z)]
+        spec = GridSpec(*texts)
+    check_grid(spec)
+    return Grid.of(spec)
 
 
 def _loss_name(loss: Any) -> str:
@@ -428,11 +460,12 @@ def _record(
 
 
 def _given_directions(directions: Sequence[Mapping[str, torch.Tensor]], session: Session) -> Any:
-    """``[d1]`` or ``[d1, d2]`` as a DirectionSet, checked against the model's tensors."""
+    """``[d1]``, ``[d1, d2]`` or ``[d1, ..., dk]`` as a DirectionSet, checked against the
+    model's tensors."""
     from landscape.directions.base import DirectionSet
 
     vectors = []
-    for axis, d in zip("xy", directions, strict=False):
+    for axis, d in zip(AXIS_NAMES, directions, strict=False):
         vec = OrderedDict()
         for name, t in d.items():
             if name not in session.centre:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 import sys
 import time
 import warnings
@@ -29,6 +30,7 @@ from landscape.config import (
     ENGINE_CHOICES,
     FUSE_CHOICES,
     IGNORE_CHOICES,
+    MAX_AXES,
     MEMORY_FORMAT_CHOICES,
     NORM_CHOICES,
     REQUIRED,
@@ -162,6 +164,34 @@ class FileList(click.Option):
 
 class FileListSetting(FileList, Setting):
     """A FileList option that sets a setting (``key``), as Setting does."""
+
+
+AXIS_TEXT = re.compile(r"^(?!--)[^:]+:[^:]+:[^:]+$")  # MIN:MAX:NUM, a negative MIN included
+
+
+class AxesSetting(Setting):
+    """``--axes A1 A2 ... Ak``: every following argument of the form MIN:MAX:NUM is one more
+    range, even one that starts with ``-`` (``--axes -1:1:21 -1:1:21 -1:1:21``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("multiple", True)
+        super().__init__(*args, **kwargs)
+
+    def add_to_parser(self, parser: Any, ctx: click.Context) -> None:
+        super().add_to_parser(parser, ctx)
+        for name in self.opts:
+            option = parser._long_opt.get(name)
+            if option is not None:
+                option.process = _ranges(option.process)
+
+
+def _ranges(process: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+    def take_ranges(value: Any, state: Any) -> None:
+        process(value, state)
+        while state.rargs and AXIS_TEXT.match(state.rargs[0]):
+            process(state.rargs.pop(0), state)
+
+    return take_ranges
 
 
 def _greedy(process: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
@@ -401,6 +431,17 @@ def build_compute_config(
 @family_options()
 @setting("--x", "grid.x", type=AxisType(), help="x axis as MIN:MAX:NUM.")
 @setting("--y", "grid.y", type=AxisType(), help="y axis as MIN:MAX:NUM; omit for a 1-D surface.")
+@setting("--z", "grid.z", type=AxisType(), help="z axis as MIN:MAX:NUM: a 3-D grid (with --y).")
+@click.option(
+    "--axes",
+    "axes",
+    cls=AxesSetting,
+    key="grid.axes",
+    type=AxisType(),
+    metavar="MIN:MAX:NUM...",
+    help=f"An n-D grid, one range per direction (--axes A1 A2 ... Ak, k <= {MAX_AXES}), instead "
+    "of --x/--y/--z; random families (filter-norm, qr-orthogonal) build the k directions.",
+)
 @setting("--loss", "eval.loss", help="cross-entropy, mse or pkg.module:fn.")
 @setting("--device", "eval.device", help="auto, cpu, cuda, cuda:N or mps.")
 @setting(
@@ -489,7 +530,7 @@ def compute(
     quiet: bool,
     **_: Any,
 ) -> None:
-    """Compute a 1-D or 2-D loss surface around a trained network.
+    """Compute a loss surface around a trained network: 1-D, 2-D, or n-D (--z, --axes).
 
     An existing --out file of the same config is resumed: only missing points are computed.
 

@@ -135,10 +135,22 @@ DirectionSpec.__doc__ = (
 
 @dataclass(frozen=True)
 class GridSpec:
-    """Axes as ``MIN:MAX:NUM``; no ``y`` means a 1-D surface."""
+    """Axes as ``MIN:MAX:NUM``; no ``y`` means a 1-D surface, ``z`` a third axis (3-D). ``axes``:
+    the k ranges of a k-D grid (k ≤ MAX_AXES) in one list, instead of ``x``/``y``/``z``.
+    ``z`` and ``axes`` are left out of the config's text while unset, so a 1-D or 2-D config
+    reads, writes and fingerprints as before they existed (its files resume)."""
 
     x: str = "-1:1:51"
     y: str | None = None
+    z: str | None = None
+    axes: list[str] | None = None
+
+    def ranges(self) -> list[tuple[str, str]]:
+        """Each axis' ``MIN:MAX:NUM`` text with its config key, in axis order."""
+        if self.axes is not None:
+            return [(text, f"grid.axes[{i}]") for i, text in enumerate(self.axes)]
+        named = [(self.x, "grid.x"), (self.y, "grid.y"), (self.z, "grid.z")]
+        return [(text, key) for text, key in named if text is not None]
 
 
 @dataclass(frozen=True)
@@ -221,13 +233,14 @@ class ComputeConfig:
                 f"data.seq_len must be at least 2 (a token and the next one), got "
                 f"{self.data.seq_len}"
             )
-        parse_axis(self.grid.x, "grid.x")
-        if self.grid.y is not None:
-            parse_axis(self.grid.y, "grid.y")
+        check_grid(self.grid)
+        if self.grid.axes is not None and len(self.grid.axes) <= 3:
+            # one grid, one text: --axes A B C is --x A --y B --z C (and resumes its file)
+            object.__setattr__(self, "grid", GridSpec(*self.grid.axes))
 
     @property
     def dims(self) -> int:
-        return 1 if self.grid.y is None else 2
+        return len(self.grid.ranges())
 
     def _check_direction_inputs(self) -> None:
         d = self.direction
@@ -247,6 +260,11 @@ class ComputeConfig:
                 )
         if d.file:
             return  # directions come from the file; the family's own inputs are not needed
+        if self.dims > 2 and d.name not in SEEDED_DIRECTIONS:
+            raise ConfigError(
+                f"direction {d.name} builds 1 or 2 directions, not the {self.dims} of this grid; "
+                f"use {' or '.join(SEEDED_DIRECTIONS)} (any number) or --directions FILE"
+            )
         families.family(d.name).check(d, self.dims, bool(self.model.checkpoint))
 
     # --- conversion -------------------------------------------------------------------------
@@ -254,6 +272,12 @@ class ComputeConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["out"] = d.pop("out")  # groups first, the output last, as in DESIGN §10
+        for key in NEW_GRID_KEYS:  # unset: the text (and fingerprint) of a 1-D/2-D config as ever
+            if d["grid"][key] is None:
+                d["grid"].pop(key)
+        if self.grid.axes is not None:  # axes name every axis; x's default is not one of them
+            d["grid"].pop("x")
+            d["grid"].pop("y")
         return d
 
     def to_yaml(self) -> str:
@@ -262,6 +286,12 @@ class ComputeConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ComputeConfig:
         grid = data.get("grid") if isinstance(data, dict) else None
+        named = [k for k in ("x", "y", "z") if isinstance(grid, dict) and grid.get(k) is not None]
+        if isinstance(grid, dict) and grid.get("axes") is not None and named:
+            raise ConfigError(
+                f"grid.axes (--axes) gives every axis; drop grid.{named[0]} (--{named[0]}), or "
+                "drop --axes"
+            )
         if isinstance(grid, dict) and grid.get("y") is not None and grid.get("x") is None:
             raise ConfigError(
                 "grid.y (--y) is given without grid.x (--x); give both axes, e.g. "
@@ -439,6 +469,31 @@ class Axis:
     lo: float
     hi: float
     num: int
+
+
+MAX_AXES = 5  # a grid's most directions: 21^5 points is already four million evaluations
+# each axis' name in a surface file: /<name>coordinates, /directions/<name> (DESIGN §6)
+AXIS_NAMES = ("x", "y", "z", "u", "v")
+NEW_GRID_KEYS = ("z", "axes")  # grid keys a config's text holds only when set
+
+
+def check_grid(grid: GridSpec) -> None:
+    """Every axis a valid ``MIN:MAX:NUM``; ``z`` only with ``y``; ``axes`` alone (not with
+    ``y``/``z``), 1..MAX_AXES of them."""
+    if grid.axes is not None and (grid.y is not None or grid.z is not None):
+        raise ConfigError(
+            "grid.axes (--axes) gives every axis; drop grid.y/grid.z (--y/--z), or drop --axes"
+        )
+    if grid.z is not None and grid.y is None:
+        raise ConfigError("grid.z (--z) is the third axis; give grid.y (--y) as well")
+    ranges = grid.ranges()
+    if not 1 <= len(ranges) <= MAX_AXES:
+        raise ConfigError(
+            f"a grid has 1 to {MAX_AXES} axes, got {len(ranges)} (--axes takes one MIN:MAX:NUM "
+            "per direction); drop some"
+        )
+    for text, key in ranges:
+        parse_axis(text, key)
 
 
 # the largest |coordinate| of a grid: its squares and fourth powers (the analysis' quadratic fit)

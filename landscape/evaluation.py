@@ -178,8 +178,7 @@ def _threads_and_tf32(settings: EvalSpec, device: torch.device, local_size: int)
 def evaluate_points(
     evaluator_for: Callable[[int], PointEvaluatorBase],
     points: np.ndarray,
-    x: np.ndarray,
-    y: np.ndarray | None,
+    axes: Sequence[np.ndarray],
     emit: Callable[[list[Done]], None],
     between: Callable[[], None] | None = None,
     chart: str | None = None,
@@ -188,12 +187,13 @@ def evaluate_points(
     to ``emit``, and call ``between`` after each chunk (rank 0 writes what others sent there).
 
     ``points`` are numbered over every repeat (point k of repeat r is ``r * P + k``); each
-    repeat's points are evaluated in turn by ``evaluator_for(r)``. ``chart``: the kind of curve a
-    1-D surface runs along (``DirectionSet.chart``): its grid point t is evaluated at the
-    coefficients ``curves.chart(kind)(t)`` along the directions.
+    repeat's points are evaluated in turn by ``evaluator_for(r)``. ``axes``: each grid axis'
+    coordinates (one per direction: a point's coefficients are ``grid.point_coords``).
+    ``chart``: the kind of curve a 1-D surface runs along (``DirectionSet.chart``): its grid
+    point t is evaluated at the coefficients ``curves.chart(kind)(t)`` along the directions.
     """
     to_coefficients = curves.chart(chart)
-    size = len(x) * (1 if y is None else len(y))  # P
+    size = int(np.prod([len(a) for a in axes]))  # P
     for repeat in np.unique(points // size):
         evaluator = evaluator_for(int(repeat))
         mine = points[points // size == repeat]
@@ -201,7 +201,7 @@ def evaluate_points(
         for start in range(0, len(mine), chunk):
             flats = [int(f) for f in mine[start : start + chunk]]
             results = evaluator.evaluate_block(
-                [to_coefficients(grid.point_coords(f % size, x, y)) for f in flats]
+                [to_coefficients(grid.point_coords(f % size, *axes)) for f in flats]
             )
             emit([(f, r.values) for f, r in zip(flats, results, strict=True)])
             if between is not None:

@@ -1,4 +1,5 @@
-"""Grid axes and point indexing. Points are numbered row-major: flat k ↔ (i, j) = divmod(k, ny)."""
+"""Grid axes and point indexing. Points are numbered row-major over the k axes: flat point
+``p`` ↔ ``(i_1, ..., i_k) = np.unravel_index(p, shape)`` (in 2-D, ``(i, j) = divmod(p, ny)``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from landscape.config import Axis, GridSpec, parse_axis
+from landscape.config import MAX_AXES, Axis, GridSpec, parse_axis
 from landscape.errors import ConfigError
 
 # what a run holds in memory per grid point: float64 loss and accuracy and a bool flag, each in
@@ -19,20 +20,22 @@ BYTES_PER_POINT = 64
 class Grid:
     """The points a run evaluates: one ``Axis`` (``num`` values from ``lo`` to ``hi``) per
     direction, any number of them; point ``k`` is the ``k``-th of the axes' product in row-major
-    order (``np.unravel_index(k, shape)``). The surface files of this version hold 1 or 2 axes
-    (``xy``); the grid object itself does not care how many."""
+    order (``np.unravel_index(k, shape)``), 1 to ``MAX_AXES`` axes (surface files of k ≥ 3
+    axes are schema version 2)."""
 
     axes: tuple[Axis, ...]
 
     def __post_init__(self) -> None:
-        if not self.axes:
-            raise ConfigError("a grid needs at least one axis")
+        if not 1 <= len(self.axes) <= MAX_AXES:
+            raise ConfigError(
+                f"a grid has 1 to {MAX_AXES} axes (one per direction), got {len(self.axes)}; "
+                "drop some"
+            )
 
     @classmethod
     def of(cls, spec: GridSpec) -> Grid:
-        """The grid a config's ``MIN:MAX:NUM`` axes name."""
-        x = parse_axis(spec.x, "grid.x")
-        return cls((x,) if spec.y is None else (x, parse_axis(spec.y, "grid.y")))
+        """The grid a config's ``MIN:MAX:NUM`` axes name (``x``, ``y``, ``z`` or ``axes``)."""
+        return cls(tuple(parse_axis(text, key) for text, key in spec.ranges()))
 
     @property
     def dims(self) -> int:
@@ -57,18 +60,27 @@ class Grid:
             raise ConfigError(
                 f"surface files hold 1-D and 2-D grids; this one has {self.dims} axes"
             )
-        check_fits(self.shape[0], self.shape[1] if self.dims == 2 else None, repeats)
-        axes = self.coordinates()
+        axes = self.values(repeats)
         return axes[0], (axes[1] if self.dims == 2 else None)
 
+    def values(self, repeats: int = 1) -> tuple[np.ndarray, ...]:
+        """Every axis' coordinates, once the grid's values (``repeats`` surfaces of it) are
+        known to fit in memory."""
+        check_fits(self.shape, repeats)
+        return tuple(self.coordinates())
+
     def spec(self) -> GridSpec:
-        """The config's text of this grid (its provenance in a surface file)."""
-        x, *rest = (f"{a.lo!r}:{a.hi!r}:{a.num}" for a in self.axes)
-        return GridSpec(x=x, y=rest[0] if rest else None)
+        """The config's text of this grid (its provenance in a surface file): ``x``, ``y``,
+        ``z`` for up to 3 axes, ``axes`` for more."""
+        texts = [f"{a.lo!r}:{a.hi!r}:{a.num}" for a in self.axes]
+        if len(texts) > 3:
+            return GridSpec(axes=texts)
+        return GridSpec(*texts)
 
 
 def coordinates(spec: GridSpec, repeats: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
-    """The x (and y) coordinates of a grid spec: ``linspace(MIN, MAX, NUM)`` per axis.
+    """The x (and y) coordinates of a 1-D or 2-D grid spec: ``linspace(MIN, MAX, NUM)`` per
+    axis (``Grid.of(spec).values()`` for any number of axes).
 
     A grid whose values (``repeats`` surfaces of it) cannot fit in this machine's memory is
     refused before anything is allocated.
@@ -76,19 +88,19 @@ def coordinates(spec: GridSpec, repeats: int = 1) -> tuple[np.ndarray, np.ndarra
     return Grid.of(spec).xy(repeats)
 
 
-def check_fits(nx: int, ny: int | None, repeats: int = 1) -> None:
+def check_fits(shape: tuple[int, ...], repeats: int = 1) -> None:
     """ConfigError when the grid's values would not fit in the memory available now."""
-    points = nx * (ny or 1) * repeats
+    points = int(np.prod(shape, dtype=object)) * repeats  # exact: no int64 overflow
     need = points * BYTES_PER_POINT
     have = available_memory()
     if have is None or need <= have:
         return
-    shape = f"{nx} × {ny}" if ny else f"{nx}"
+    shape_text = " × ".join(str(n) for n in shape)
     times = f", {repeats} repeats" if repeats > 1 else ""
     raise ConfigError(
-        f"the grid ({shape}{times}) has {points:,} points; holding their values takes about "
+        f"the grid ({shape_text}{times}) has {points:,} points; holding their values takes about "
         f"{_bytes(need)} of memory, more than the {_bytes(have)} available; use fewer points "
-        "(NUM in --x MIN:MAX:NUM and --y)"
+        "(NUM in --x MIN:MAX:NUM, --y, --z or --axes)"
     )
 
 
@@ -115,12 +127,12 @@ def _bytes(n: float) -> str:
     return f"{n:.1f} PB"  # pragma: no cover
 
 
-def point_coords(flat: int, x: np.ndarray, y: np.ndarray | None) -> tuple[float, ...]:
-    """The direction coefficients (a,) or (a, b) of flat point index ``flat``."""
-    if y is None:
-        return (float(x[flat]),)
-    i, j = divmod(int(flat), len(y))
-    return (float(x[i]), float(y[j]))
+def point_coords(flat: int, *axes: np.ndarray | None) -> tuple[float, ...]:
+    """The direction coefficients ``(c_1, ..., c_k)`` of flat point index ``flat`` on the grid
+    of the axes' coordinates (a ``None`` axis, a 1-D grid's y, is no axis)."""
+    coords = [a for a in axes if a is not None]
+    index = np.unravel_index(int(flat), tuple(len(a) for a in coords))
+    return tuple(float(a[i]) for a, i in zip(coords, index, strict=True))
 
 
 def split_pending(pending: np.ndarray, parts: int) -> list[np.ndarray]:
@@ -131,8 +143,9 @@ def split_pending(pending: np.ndarray, parts: int) -> list[np.ndarray]:
 # --- coarse-to-fine order ---------------------------------------------------------------------
 # Level ℓ of an axis of n points is the sub-lattice round(k·(n−1) / 2^(ℓ+1)), k = 0..2^(ℓ+1):
 # 3 points (both ends and the middle), then 5, 9, 17, ... until every index is in. A grid point's
-# level is the larger of its two axes' levels; points are computed level by level, so every prefix
-# of a run covers the whole plane (3×3, then 5×5, 9×9, ...) and a long run shows its picture early.
+# level is the largest of its axes' levels; points are computed level by level, so every prefix
+# of a run covers the whole grid (3×3(×3...), then 5×5, 9×9, ...) and a long run shows its picture
+# early.
 
 
 def axis_levels(n: int) -> np.ndarray:
@@ -150,10 +163,10 @@ def axis_levels(n: int) -> np.ndarray:
 
 def point_levels(shape: tuple[int, ...]) -> np.ndarray:
     """Each grid point's level, flat in row-major order."""
-    per_axis = [axis_levels(n) for n in shape]
-    if len(per_axis) == 1:
-        return per_axis[0]
-    return np.maximum.outer(per_axis[0], per_axis[1]).reshape(-1)
+    levels = axis_levels(shape[0])
+    for n in shape[1:]:  # max over the axes, row-major: max.outer grows one axis at a time
+        levels = np.maximum.outer(levels, axis_levels(n))
+    return levels.reshape(-1)
 
 
 def coarse_to_fine(indices: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

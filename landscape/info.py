@@ -17,6 +17,7 @@ from landscape.analysis import (
     format_analysis,
     stored_or_computed,
 )
+from landscape.config import AXIS_NAMES
 from landscape.directions.base import alignment_warning
 from landscape.store import stored_config
 from landscape.store.codec import parsed as _parsed
@@ -78,17 +79,22 @@ def _format_name(s: SurfaceValues) -> str:
 
 
 def _grid_text(s: SurfaceValues) -> str:
-    x = f"x in [{s.x[0]:g}, {s.x[-1]:g}] ({len(s.x)} points)"
-    if s.y is None:
-        return f"1-D, {x}"
-    return f"2-D {len(s.x)} x {len(s.y)}, {x}, y in [{s.y[0]:g}, {s.y[-1]:g}] ({len(s.y)} points)"
+    """``1-D, x in [..]``, ``2-D nx x ny, x in [..], y in [..]`` or ``3-D nx x ny x nz, ...``."""
+    ranges = ", ".join(
+        f"{n} in [{a[0]:g}, {a[-1]:g}] ({len(a)} points)"
+        for n, a in zip(AXIS_NAMES, s.axes, strict=False)
+    )
+    if s.dims == 1:
+        return f"1-D, {ranges}"
+    return f"{s.dims}-D {' x '.join(str(len(a)) for a in s.axes)}, {ranges}"
 
 
 def _where(s: SurfaceValues, flat: int) -> str:
     if s.y is None:
         return f"x={s.x[flat]:g}"
-    i, j = np.unravel_index(flat, s.shape)
-    return f"(x={s.x[i]:g}, y={s.y[j]:g})"
+    index = np.unravel_index(flat, s.shape)
+    at = ", ".join(f"{n}={a[i]:g}" for n, a, i in zip(AXIS_NAMES, s.axes, index, strict=False))
+    return f"({at})"
 
 
 def _extremes(s: SurfaceValues, v: np.ndarray) -> str:
@@ -107,13 +113,10 @@ def _extremes(s: SurfaceValues, v: np.ndarray) -> str:
 
 def _centre_index(s: SurfaceValues) -> int | None:
     """The flat index of the grid point at the origin (the trained weights), if on the grid."""
-    ix = np.flatnonzero(np.isclose(s.x, 0.0, atol=1e-12))
-    if ix.size == 0:
+    zeros = [np.flatnonzero(np.isclose(a, 0.0, atol=1e-12)) for a in s.axes]
+    if any(z.size == 0 for z in zeros):
         return None
-    if s.y is None:
-        return int(ix[0])
-    iy = np.flatnonzero(np.isclose(s.y, 0.0, atol=1e-12))
-    return None if iy.size == 0 else int(np.ravel_multi_index((ix[0], iy[0]), s.shape))
+    return int(np.ravel_multi_index(tuple(int(z[0]) for z in zeros), s.shape))
 
 
 # --- repeats (--repeat R): does a feature survive another random direction? ----------------------
@@ -256,17 +259,17 @@ def _direction_lines(s: SurfaceValues) -> list[str]:
             parts.append(f"{key}={a[key]}")
     parts += _option_parts(s)
     line = [f"directions:  {', '.join(parts)}"]
+    # d1, d2 and on an n-D grid d3.. (norm_z, cos_theta_z, ...), by the axes' names
+    numbered = [(axis, f"d{k}") for k, axis in enumerate(AXIS_NAMES, start=1)]
     norms = [
-        f"{name}={_num(a[key])}"
-        for key, name in (("norm_x", "|d1|"), ("norm_y", "|d2|"))
-        if key in a
+        f"|{name}|={_num(a[f'norm_{axis}'])}" for axis, name in numbered if f"norm_{axis}" in a
     ]
     if "cosine" in a:
         norms.append(f"cos(d1,d2)={_num(a['cosine'], 3)}")
     norms += [
-        f"cos({name},θ)={_num(a[key], 3)}"
-        for key, name in (("cos_theta_x", "d1"), ("cos_theta_y", "d2"))
-        if key in a
+        f"cos({name},θ)={_num(a[f'cos_theta_{axis}'], 3)}"
+        for axis, name in numbered
+        if f"cos_theta_{axis}" in a
     ]
     if norms:
         line.append(f"{_PAD}{', '.join(norms)}")
@@ -280,7 +283,7 @@ def _direction_lines(s: SurfaceValues) -> list[str]:
             f"{_PAD}kept as their seed (--store-directions seed): `landscape compute` regenerates "
             "them on resume"
         )
-    used = set(_COMMON_ATTRS)
+    used = set(_COMMON_ATTRS) | {f"{k}_{n}" for k in ("norm", "cos_theta") for n in AXIS_NAMES}
     for section in (_eigen_lines, _explained_lines, _source_lines, _alignment_lines):
         line.extend(section(a, used))
     line.extend(_landmark_lines(s, used))
@@ -638,7 +641,7 @@ def _noise_lines(surface: SurfaceValues) -> list[str]:
         bar = quantities.error_of(q)
         if bar not in surface.values:
             continue
-        axes = [np.asarray(a) for a in (surface.x, surface.y) if a is not None]
+        axes = [np.asarray(a) for a in surface.axes]
         at = find_centre(axes, np.asarray(surface.values[q])).index
         value, se = float(surface.values[q][at]), float(surface.values[bar][at])
         if not (np.isfinite(value) and np.isfinite(se)):

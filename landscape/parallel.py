@@ -316,7 +316,7 @@ def worker(config: Any, rank: int, local_rank: int, local_size: int, plan: Any, 
             if name in prep.theta:
                 prep.theta[name] = prep.centre[name]
         vectors = [{k: v.to(prep.device) for k, v in d.items()} for d in plan.directions]
-        x, y = run.grid.xy()
+        axes = run.grid.values()
         request = plan.engine.pin(engine_request(run))  # rank 0's choice, not re-timed
         with numerics(run.evaluation, prep.device, local_size):  # a compile's first call
             choice = engine_for(run, vectors, request, len(plan.shares[rank]))
@@ -333,7 +333,7 @@ def worker(config: Any, rank: int, local_rank: int, local_size: int, plan: Any, 
 
         with numerics(run.evaluation, prep.device, local_size):
             own = np.asarray(plan.shares[rank], dtype=np.int64)
-            evaluate_points(along, own, x, y, emit, chart=plan.chart)
+            evaluate_points(along, own, axes, emit, chart=plan.chart)
         if pending:
             sink.send(Block(rank, pending))
         sink.send(Finished(rank))

@@ -4,6 +4,7 @@
     python scripts/bench.py --model resnet20 --grid 21 --samples 2000 --device cuda
     python scripts/bench.py --model gpt2          # tokens/s on a GPT-2 (transformers), see below
     python scripts/bench.py --model whole --samples 1000 --pairs 3 [--grid 21] [--device cuda]
+    python scripts/bench.py --ndgrid [--grid 21]  # a 21³ grid against a per-point clone loop
 
 For each model, in one run and on the same directions and grid:
 1. ``landscape compute`` as a user runs it (``--engine auto``: engine choice, compile and all), timed
@@ -30,6 +31,13 @@ and compile (the limit for an evaluator that calls it as it is), minor faults an
 per side. On a GPU (``--device cuda``) the same comparison adds engine runs on the batched path,
 in bf16 and compiled (``--variants``), each held to its own loss tolerance.
 
+With ``--ndgrid`` (n-D grids): a 3-D grid of ``--grid``³ points (21³ = 9261) of the mlp on
+digits, both sides whole processes, start-up included: ``landscape compute --axes`` against the
+loop Landscaper's grids amount to (``--ndgrid-loop``): at every point every parameter is cloned
+from θ, ``θ + a·d1 + b·d2 + c·d3`` formed in new tensors and loaded into the model
+(``load_state_dict``), then a ``no_grad`` forward over the samples in batches of 500, along the
+directions the engine stored; every point's loss of both sides compared.
+
 4. points/s, achieved GFLOP/s (FLOPs of one forward from ``torch.utils.flop_counter``), the ratio,
    and the share of this machine's matmul peak, measured here on a large float32 matmul (best of
    3). oneDNN's direct convolutions can beat that matmul, so the share can exceed 100%.
@@ -38,6 +46,7 @@ in bf16 and compiled (``--variants``), each held to its own loss tolerance.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import tempfile
@@ -563,7 +572,78 @@ def bench_llm(args: argparse.Namespace, work: Path) -> dict:
     }
 
 
+def ndgrid_loop(surface: str, device_name: str) -> None:
+    """Landscaper's grid as a loop of its own process: the surface's model and data loaded as
+    ``compute`` loads them, then at every grid point (row-major) every parameter re-cloned from
+    θ, moved along the stored directions, loaded into the model, and a no_grad forward."""
+    start = time.perf_counter()
+    with h5py.File(surface, "r") as f:
+        config = ComputeConfig.from_yaml(f.attrs["config"])
+        axes = [f[f"{n}coordinates"][()] for n in "xyz"]
+        dirs = [
+            {k: torch.from_numpy(v[()]) for k, v in f[f"directions/{n}"].items()} for n in "xyz"
+        ]
+    device = torch.device(device_name)
+    prep = Run.of_config(config).session
+    model = prep.model.to(device).eval()
+    x, y = prep.data.tensors(device)
+    theta = {k: p.detach().clone() for k, p in model.named_parameters()}
+    dirs = [{k: v.to(device) for k, v in d.items()} for d in dirs]
+    losses = []
+    with torch.no_grad():
+        for coeffs in itertools.product(*axes):
+            state = {k: t.clone() for k, t in theta.items()}  # every parameter, every point
+            for c, d in zip(coeffs, dirs, strict=True):
+                for k, t in d.items():
+                    state[k] = state[k] + float(c) * t
+            model.load_state_dict(state, strict=False)
+            total = 0.0
+            for s in range(0, len(y), PLAIN_BATCH):
+                out = model(x[s : s + PLAIN_BATCH])
+                total += torch.nn.functional.cross_entropy(
+                    out, y[s : s + PLAIN_BATCH], reduction="sum"
+                ).item()
+            losses.append(total / len(y))
+    print(json.dumps({"losses": losses, "seconds": time.perf_counter() - start}))
+
+
+def bench_ndgrid(args: argparse.Namespace, work: Path) -> dict:
+    """A ``--grid``³ grid (21³ by default) through ``landscape compute --axes`` as a whole
+    process, against ``ndgrid_loop`` as a whole process on the directions it stored."""
+    side = args.grid or 21
+    out = work / "ndgrid.h5"
+    engine = _timed(
+        [sys.executable, "-m", "landscape", "compute", "--model", "mlp", "--data", "digits",
+         "--axes", *[f"-1:1:{side}"] * 3, "--device", args.device, "--engine", args.engine,
+         "--batch-size", str(PLAIN_BATCH), "--out", str(out), "--quiet"]
+    )  # fmt: skip
+    loop = _timed([sys.executable, str(Path(__file__).resolve()), "--ndgrid-loop", str(out),
+                   args.device])  # fmt: skip
+    theirs = np.array(json.loads(loop["stdout"])["losses"])
+    surface = read_surface(out)
+    ours = surface.loss.reshape(-1)  # row-major, as the loop walks the grid
+    diff = np.abs(ours - theirs)
+    with h5py.File(out, "r") as f:
+        report = json.loads(f.attrs["engine"])
+    return {
+        "model": "ndgrid mlp",
+        "device": args.device,
+        "grid": f"{side}x{side}x{side}",
+        "points": int(ours.size),
+        "samples": int(json.loads(surface.attrs["data"])["n"]),
+        "engine": report,
+        "engine_wall": engine["wall"],
+        "loop_wall": loop["wall"],
+        "ratio": loop["wall"] / engine["wall"],
+        "max_abs_loss_diff": float(diff.max()),
+        "max_rel_loss_diff": float(np.max(diff / np.maximum(np.abs(theirs), 1e-12))),
+    }
+
+
 def main() -> int:
+    if len(sys.argv) == 4 and sys.argv[1] == "--ndgrid-loop":  # Landscaper's loop, its own process
+        ndgrid_loop(*sys.argv[2:])
+        return 0
     if len(sys.argv) == 5 and sys.argv[1] == "--plain-hf":  # the plain loop's own process
         plain_hf(*sys.argv[2:])
         return 0
@@ -603,12 +683,28 @@ def main() -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--engine", default="auto", choices=["auto", "reference", "batched"])
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--ndgrid",
+        action="store_true",
+        help="a --grid^3 grid (21^3) against Landscaper's per-point clone loop, whole processes "
+        "(alone unless --model is given too)",
+    )
     args = parser.parse_args()
     peak = matmul_peak_gflops(torch.device(args.device))
     print(f"matmul peak on {args.device}: {peak:.1f} GFLOP/s (float32 2048x2048, measured now)")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.model or ["mlp", "resnet20"]:
+        if args.ndgrid:
+            row = bench_ndgrid(args, Path(tmp))
+            rows.append(row)
+            print(
+                f"ndgrid    {row['grid']} grid ({row['points']} points), mlp on digits: "
+                f"landscape compute {row['engine_wall']:.1f} s (whole process; "
+                f"{row['engine'].get('engine')}, {row['engine'].get('k', 1)} points "
+                f"per call) | per-point clone loop {row['loop_wall']:.1f} s (whole process) | "
+                f"ratio {row['ratio']:.2f}x | max |Δloss| {row['max_abs_loss_diff']:.1e}"
+            )
+        for name in args.model or ([] if args.ndgrid else ["mlp", "resnet20"]):
             if name == "whole":
                 row = bench_whole(args, Path(tmp))
                 rows.append(row)

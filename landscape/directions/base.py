@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from landscape import params
-from landscape.config import WEIGHT_DERIVED, DirectionSpec
+from landscape.config import AXIS_NAMES, WEIGHT_DERIVED, DirectionSpec
 from landscape.errors import DirectionError
 
 # How a seeded family's generator is seeded from its seed: the formula itself is recorded as the
@@ -52,7 +52,7 @@ class DirectionContext:
 
     theta: Mapping[str, torch.Tensor]  # read-only; float32 views of the moved weights
     spec: DirectionSpec
-    count: int  # 1 or 2 directions
+    count: int  # 1 to config.MAX_AXES directions (only the seeded families build more than 2)
     state: OrderedDict[str, torch.Tensor] | None = None
     load_state: Callable[[str], OrderedDict[str, torch.Tensor]] | None = None
     model: torch.nn.Module | None = None
@@ -118,6 +118,8 @@ def summarize(ds: DirectionSet) -> dict[str, Any]:
     if len(ds.vectors) > 1:
         out["norm_y"] = params.global_norm(ds.vectors[1])
         out["cosine"] = params.cosine(ds.vectors[0], ds.vectors[1])
+    for axis, d in zip(AXIS_NAMES[2:], ds.vectors[2:], strict=False):  # an n-D grid's others
+        out[f"norm_{axis}"] = params.global_norm(d)
     out.update(ds.attrs)
     return out
 
@@ -126,14 +128,14 @@ ALIGNED = 0.3  # |cos(d, θ)| from which a direction mostly rescales the weights
 
 
 def weight_alignment(ds: DirectionSet, state: dict[str, torch.Tensor]) -> dict[str, float]:
-    """``cos_theta_x`` (and ``_y``): cos(d, θ) over the tensors each direction moves.
+    """``cos_theta_x`` (and ``_y``, ``_z``, ...): cos(d, θ) over the tensors each direction moves.
 
     A random filter-normalized direction is nearly orthogonal to θ (|cos| ~ 1/sqrt(n)); one
     derived from the weights can be largely aligned with them (zca, pca), and moving along θ
     itself only rescales the weights, which BatchNorm in eval mode turns into an exploding loss.
     """
     out = {}
-    for axis, d in zip("xy", ds.vectors, strict=False):
+    for axis, d in zip(AXIS_NAMES, ds.vectors, strict=False):
         theta = {k: state[k].detach().cpu() for k in d if k in state}
         moved = {k: v.detach().cpu() for k, v in d.items() if k in theta}
         out[f"cos_theta_{axis}"] = params.cosine(moved, theta)

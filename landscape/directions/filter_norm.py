@@ -19,6 +19,7 @@ from collections import OrderedDict
 
 import torch
 
+from landscape.config import AXIS_NAMES
 from landscape.directions.base import (
     DirectionContext,
     DirectionSet,
@@ -74,7 +75,7 @@ def build_filter_norm(ctx: DirectionContext) -> DirectionSet:
     theta, spec, count = ctx.theta, ctx.spec, ctx.count
     gen = direction_generator(spec.seed, ctx.seed_derivation)
     vectors = []
-    for axis in "xy"[:count]:
+    for axis in AXIS_NAMES[:count]:
         # tensor by tensor: the same draws as gaussian_like (one stream, θ's order), but only
         # one raw Gaussian alive at a time, and each result at once in its weight's dtype
         d = OrderedDict()

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from landscape._files import MemoryFile
+from landscape.config import AXIS_NAMES
 from landscape.directions.base import LEGACY_SEED, DirectionSet
 from landscape.errors import DirectionError
 
@@ -106,10 +107,12 @@ def _read_named(
     chart = group.attrs.get("chart")  # a 1-D surface along a curve: two directions, charted
     chart = chart.decode() if isinstance(chart, bytes) else chart
     vectors = []
-    for axis in "xy"[: 2 if chart else count]:
+    for axis in AXIS_NAMES[: 2 if chart else count]:
         if axis not in group:
+            held = sum(a in group for a in AXIS_NAMES)
             raise DirectionError(
-                f"{path!r} has no {axis} direction (it is a 1-D surface); use a 2-D file for --y"
+                f"{path!r} has no {axis} direction (it holds {held}); this grid needs {count}: "
+                "use a file of as many directions, or fewer axes"
             )
         sub = group[axis]
         names = list(sub.keys())

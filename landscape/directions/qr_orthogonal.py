@@ -23,6 +23,14 @@ Then every filter is scaled to ``‖θ[k][i]‖`` (``norm=filter``; ``layer``: t
 every filter pair, and the pair as a whole, is orthogonal to float precision, and every filter
 keeps the weight's filter norm. A zero weight filter gives a zero direction filter.
 
+More directions (``count`` = k ≥ 3, an n-D grid): d1 and d2 exactly as above (so the grid's
+x–y plane through the centre is the 2-D surface of the same seed), then ``G3``, ..., ``Gk``
+(drawn after ``G2``) each made orthonormal to every direction before it, tensor by tensor:
+jointly over all filters where ``j·n_out ≤ m``, else filter by filter (a filter of ``m < j``
+entries has no room: d_j is zero there). Rows orthonormal filter by filter stay orthogonal
+when every direction's filter i is scaled by the same ``‖θ[k][i]‖``, so the k directions are
+pairwise orthogonal.
+
 One direction (``count == 1``) has nothing to be orthogonal to: d1 is the scaled ``G1``, i.e. the
 same vector as filter-norm's d1 for the same seed (no QR). The QR runs in float64 on the CPU;
 the vectors are returned as float32. Stored figures: how many tensors took the joint QR and how
@@ -35,6 +43,7 @@ from collections import OrderedDict
 
 import torch
 
+from landscape.config import AXIS_NAMES
 from landscape.directions.base import (
     DirectionContext,
     DirectionSet,
@@ -69,6 +78,44 @@ def orthonormal_pair(g1: torch.Tensor, g2: torch.Tensor) -> tuple[torch.Tensor, 
     return Q[:, :, 0], Q[:, :, 1], False
 
 
+def next_orthonormal(prev: list[torch.Tensor], g: torch.Tensor) -> torch.Tensor:
+    """Rows ``(n_out, m)`` orthonormal to the orthonormal rows ``prev`` (d_1..d_{j-1}) from the
+    Gaussian ``g``: Gram–Schmidt of ``g`` after them, jointly over every filter where there is
+    room (``j·n_out ≤ m``), else filter by filter; zero where a filter has no room left
+    (``m < j``)."""
+    j, (n, m) = len(prev) + 1, g.shape
+    if j * n <= m:
+        # joint: [d_1ᵀ ... d_{j-1}ᵀ Gᵀ] (m, j·n) = QR; the first (j-1)·n columns are the
+        # previous rows themselves (orthonormal, diag(R) > 0), the last n the new ones
+        Q = qr_positive(torch.cat([p.T for p in prev] + [g.T], dim=1))
+        return Q[:, (j - 1) * n :].T
+    if m < j:
+        return torch.zeros_like(g)  # a filter of m entries holds only m orthonormal rows
+    # per filter i: [d_1[i]ᵀ ... d_{j-1}[i]ᵀ G[i]ᵀ] (m, j) = QR, batched; the last column
+    return qr_positive(torch.stack([*prev, g], dim=2))[:, :, -1]
+
+
+def orthogonalize_more(
+    theta: dict[str, torch.Tensor],
+    raw: list[OrderedDict[str, torch.Tensor]],
+    gauss: list[dict[str, torch.Tensor]],
+    ignore: str,
+) -> list[OrderedDict[str, torch.Tensor]]:
+    """Directions 3..k after the pair ``raw`` (d1, d2 as ``orthogonalize`` made them, so an n-D
+    grid's x–y plane is the 2-D surface of the same seed): each Gaussian ``G_j`` made orthonormal
+    to every direction before it, tensor by tensor (``next_orthonormal``)."""
+    out = list(raw)
+    for g in gauss:
+        d = zero_direction(theta)
+        for k in moved_names(theta, ignore):
+            if theta[k].numel() == 0:
+                continue
+            prev = [as_matrix(p[k]) for p in out]
+            d[k] = next_orthonormal(prev, as_matrix(g[k])).reshape(theta[k].shape)
+        out.append(d)
+    return out
+
+
 def orthogonalize(
     theta: dict[str, torch.Tensor],
     g1: dict[str, torch.Tensor],
@@ -99,9 +146,10 @@ def build_qr_orthogonal(ctx: DirectionContext) -> DirectionSet:
         attrs["qr_note"] = "one direction: the filter-normalized Gaussian G1, no QR"
     else:
         raw, joint, per_filter = orthogonalize(theta, gauss[0], gauss[1], spec.ignore)
+        raw = orthogonalize_more(theta, raw, gauss[2:], spec.ignore)  # an n-D grid's others
         attrs.update(qr_joint_tensors=joint, qr_per_filter_tensors=per_filter)
     vectors = []
-    for axis, d in zip("xy"[:count], raw, strict=True):
+    for axis, d in zip(AXIS_NAMES[:count], raw, strict=True):
         d = OrderedDict(
             (k, normalize_direction(d[k], w, norm=spec.norm, ignore=spec.ignore).float())
             for k, w in theta.items()

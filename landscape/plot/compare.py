@@ -62,6 +62,11 @@ def common_dims(surfaces: Sequence[SurfaceValues]) -> int:
     if not surfaces:
         raise ConfigError("compare needs at least one surface file")
     dims = {s.dims for s in surfaces}
+    if max(dims) > 2:
+        raise ConfigError(
+            f"--compare draws 1-D and 2-D surfaces side by side; {max(dims)}-D ones are plotted "
+            "each alone (its planes)"
+        )
     if len(dims) > 1:
         listing = ", ".join(f"{Path(s.path).name} is {s.dims}-D" for s in surfaces)
         raise ConfigError(

@@ -76,6 +76,11 @@ def export_surface(
     """Write ``surface`` as ``.vtp``, ``.html``, ``.npz`` or ``.csv`` (format from ``fmt`` or
     the extension; ``out`` by default ``default_out``). ``quantity`` and ``log`` choose the
     height of the 3-D views; the arrays hold every quantity as stored."""
+    if surface.dims > 2:
+        raise ConfigError(
+            f"{surface.path} is {surface.dims}-D: export writes 1-D and 2-D surfaces; "
+            "`landscape plot` draws its planes (slices and projections)"
+        )
     out = check_output(default_out(surface.path, fmt) if out is None else out)
     kind = export_format(out, fmt)
     if out.exists() and out.resolve() == Path(surface.path).resolve():

@@ -6,7 +6,9 @@ its own figures with a ``_mean`` suffix (1-D: every seed's curve, the mean and a
 per quantity a spread map ``{stem}_{quantity}_heatmap_linear_std``. Each loss of a complete grid
 adds its topology (``landscape.topology``, with gudhi installed): ``{stem}_{quantity}_barcode``
 and ``{stem}_{quantity}_mergetree``; its significant minima are marked on the contour plots and
-1-D curves.
+1-D curves. An n-D surface (3 to 5 axes) is drawn plane by plane (``landscape.plot.ndgrid``):
+each pair of axes' slice through the centre and projection (the minimum over the other axes),
+``{stem}_{quantity}_{kind}_{scale}_{xz}_{slice|min}``; its topology over the whole grid.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from matplotlib.figure import Figure
 from landscape import quantities
 from landscape._files import check_replaceable, replaced_atomically, writable_folder
 from landscape.errors import ConfigError, SurfaceFileError
-from landscape.plot import figures, repeats
+from landscape.plot import figures, ndgrid, repeats
 from landscape.plot import topology as topo_figures
 from landscape.plot.figures import Levels
 from landscape.store.values import SurfaceValues
@@ -35,6 +37,7 @@ KINDS: tuple[str, ...] = ("1d", "contour", "contourf", "heatmap", "surface3d", *
 FORMATS: tuple[str, ...] = ("png", "pdf", "svg")
 SCALES: tuple[str, ...] = ("linear", "log")
 KINDS_2D: tuple[str, ...] = ("contour", "contourf", "heatmap", "surface3d")
+KINDS_ND: tuple[str, ...] = ("contour", "contourf", "heatmap")  # each plane of an n-D grid
 ACC_KINDS: tuple[str, ...] = ("contourf", "heatmap")  # accuracies: linear scale only
 
 
@@ -124,6 +127,23 @@ def _jobs_2d(
     return jobs
 
 
+def _jobs_nd(
+    surface: SurfaceValues,
+    kinds: list[str],
+    scales: list[str],
+    vmin: float | None,
+    vmax: float | None,
+    levels: Levels,
+) -> list[tuple[str, Callable[[], Figure]]]:
+    """An n-D surface's planes (``ndgrid.planes``: each pair of axes' slice through the centre
+    and projection), each drawn as the 2-D kinds draw a plane, named ``..._{scale}_xz_slice``."""
+    jobs = []
+    for p in ndgrid.planes(surface):
+        for part, make in _jobs_2d(p.surface, kinds, scales, vmin, vmax, levels):
+            jobs.append((f"{part}_{p.name}", lambda p=p, make=make: p.label(make())))
+    return jobs
+
+
 def _jobs_repeats(
     surface: SurfaceValues,
     kinds: list[str],
@@ -202,7 +222,7 @@ def figure_jobs(
     surface = surface.computed_view()  # a partial run: its complete coarse sub-lattice
     picked = check_choice("plot kind", KINDS if kinds is None else kinds, KINDS)
     scale_list = check_choice("scale", scales, SCALES)
-    applicable = ["1d"] if surface.dims == 1 else list(KINDS_2D)
+    applicable = ["1d"] if surface.dims == 1 else list(KINDS_2D if surface.dims == 2 else KINDS_ND)
     applicable += TOPOLOGY_KINDS
     picked = [k for k in picked if k in applicable]
     if not picked:
@@ -217,13 +237,7 @@ def figure_jobs(
         surface, explicit=kinds is not None and bool(set(picked) & set(TOPOLOGY_KINDS))
     )
     plain = [k for k in picked if k not in TOPOLOGY_KINDS]
-    jobs = []
-    if surface.dims == 1 and plain:
-        jobs = _jobs_1d(surface, scale_list, vmin, vmax, marks)
-    elif plain:
-        jobs = _jobs_2d(surface, plain, scale_list, vmin, vmax, levels, marks)
-    if jobs and surface.repeats:
-        jobs += _jobs_repeats(surface, plain, scale_list, vmin, vmax, levels)
+    jobs = _jobs_plain(surface, plain, scale_list, vmin, vmax, levels, marks) if plain else []
     jobs += _jobs_topology(surface, [k for k in picked if k in TOPOLOGY_KINDS], marks)
     if not jobs and not plain:  # only --kind barcode/mergetree, and no topology to draw
         raise SurfaceFileError(
@@ -235,6 +249,32 @@ def figure_jobs(
             f"{surface.path} has no finite loss or accuracy to plot "
             "(every computed value is NaN: did the loss diverge?)"
         )
+    return jobs
+
+
+def _jobs_plain(
+    surface: SurfaceValues,
+    kinds: list[str],
+    scales: list[str],
+    vmin: float | None,
+    vmax: float | None,
+    levels: Levels,
+    marks: dict[str, Any],
+) -> list[tuple[str, Callable[[], Figure]]]:
+    """The curves (1-D), maps (2-D) or planes (n-D) of ``kinds``, and their mean over the
+    seeds of a ``--repeat`` file."""
+    if surface.dims == 1:
+        jobs = _jobs_1d(surface, scales, vmin, vmax, marks)
+    elif surface.dims > 2:
+        jobs = _jobs_nd(surface, kinds, scales, vmin, vmax, levels)
+    else:
+        jobs = _jobs_2d(surface, kinds, scales, vmin, vmax, levels, marks)
+    if jobs and surface.repeats and surface.dims <= 2:
+        jobs += _jobs_repeats(surface, kinds, scales, vmin, vmax, levels)
+    elif jobs and surface.repeats:  # an n-D grid's mean over the seeds, plane by plane
+        mean = repeats.mean_surface(surface)
+        jobs += [(f"{part}_mean", make) for part, make in
+                 _jobs_nd(mean, kinds, scales, vmin, vmax, levels)]  # fmt: skip
     return jobs
 
 
@@ -353,4 +393,6 @@ def preview(surface: SurfaceValues) -> Figure | None:
         return None
     if view.dims == 1:
         return figures.curve_1d(view, quantities.parse(losses[0])[0])
+    if view.dims > 2:  # an n-D grid: its x-y slice through the centre
+        view = ndgrid.plane(view, 0, 1, "slice")
     return figures.contour(view, losses[0], log=True, filled=True)

@@ -290,6 +290,11 @@ def curvature_grid(
     """The coarse grid: ``spec.x``/``spec.y``, or CURVATURE_GRID_POINTS per axis over the surface's range."""
     if source.dims == 1 and spec.y is not None:
         raise ConfigError(f"{spec.surface!r} is a 1-D surface; drop --y")
+    if source.dims > 2:
+        raise ConfigError(
+            f"{spec.surface!r} is {source.dims}-D: curvature maps a 1-D or 2-D surface's grid; "
+            "compute a 2-D surface with the same --seed (its plane is this grid's z=0 slice)"
+        )
 
     def axis(given: str | None, coords: np.ndarray) -> str:
         return (

@@ -296,7 +296,7 @@ def _run_root(
     """Rank 0 of any run: prepared, its engine chosen, its file opened, its points evaluated.
     ``checked``: called once the run's model, data and loss have passed their checks."""
     try:
-        axes = run.grid.xy(repeats=run.repeat)
+        axes = run.grid.values(repeats=run.repeat)
         prepared = _prepare(run, output, axes, log)
         if checked is not None:
             checked()
@@ -328,12 +328,12 @@ class _Prepared:
 def _prepare(
     run: Run,
     output: Output | MemoryOutput,
-    axes: tuple[np.ndarray, np.ndarray | None],
+    axes: tuple[np.ndarray, ...],
     log: Callable[[str], None] | None,
 ) -> _Prepared:
     """The resumed file checked, the memory plan told and checked, the directions built (or
     read from the file resumed) and probed on the session, before any engine is timed."""
-    prep, (x, y) = run.session, axes
+    prep = run.session
     extra = {
         "data": prep.data.describe(),
         "weights_sha256": prep.weights_sha256,
@@ -341,7 +341,7 @@ def _prepare(
     }
     # the file whose points this run resumes (refused if of another run), read before
     # anything is built: its directions are the run's
-    stub = RunHeader(run.record, x, y, DirectionSet("", []), {}, prep.checkpoint_sha256, extra)
+    stub = _header(run.record, axes, DirectionSet("", []), {}, prep.checkpoint_sha256, extra)
     source = output.existing(lambda p: check_resumable(p, stub))
     memory = memory_plan(run)  # before the directions take their share
     if log is not None and (task_of(prep.model) or memory.more > MEMORY_NOTE_BYTES):
@@ -373,16 +373,15 @@ def _warn_random_initialization(config: ComputeConfig) -> None:
 def _choose_engine(
     run: Run,
     prepared: _Prepared,
-    axes: tuple[np.ndarray, np.ndarray | None],
+    axes: tuple[np.ndarray, ...],
     comm: Any,
 ) -> tuple[EngineChoice, list[int]]:
     """The engine for this run (``engine_for``), timed, and its first points evaluated, under
     the run's threads and TF32 setting; with the flat indices of those first points."""
-    x, y = axes
-    pending = _pending_points(prepared.source, x, y, run.repeat)
+    pending = _pending_points(prepared.source, axes, run.repeat)
     # the first points of repeat 0 (the run's own directions), on which auto races candidates;
     # fewer where other ranks wait for rank 0 meanwhile
-    per_repeat = len(x) * (1 if y is None else len(y))
+    per_repeat = run.grid.points
     racing = RACE_POINTS if comm.size == 1 else max(2, RACE_POINTS // comm.size)
     first = [int(f) for f in pending[:racing] if f < per_repeat]
     chart = curves.chart(prepared.directions.chart)  # grid point → coefficients (a curve's t)
@@ -392,7 +391,7 @@ def _choose_engine(
             prepared.device_dirs,
             _engine_request(run, prepared.source),
             len(pending),
-            [chart(grid.point_coords(f, x, y)) for f in first],
+            [chart(grid.point_coords(f, *axes)) for f in first],
         )
     return choice, first
 
@@ -401,18 +400,17 @@ def _open_store(
     run: Run,
     output: Output | MemoryOutput,
     prepared: _Prepared,
-    axes: tuple[np.ndarray, np.ndarray | None],
+    axes: tuple[np.ndarray, ...],
     choice: EngineChoice,
     first: list[int],
     processes: int,
 ) -> SurfaceStore:
     """The surface file opened for this run (created, or the one resumed), its header with the
     engine's record, and the first points the choice evaluated written."""
-    x, y = axes
     directions = prepared.directions
     prepared.extra["engine"] = {**choice.report, "processes": processes}
-    header = RunHeader(
-        run.record, x, y, directions, summarize(directions), run.session.checkpoint_sha256,
+    header = _header(
+        run.record, axes, directions, summarize(directions), run.session.checkpoint_sha256,
         prepared.extra, prepared.repeats, store_directions=store_mode(run, directions),
     )  # fmt: skip
     store = SurfaceStore.open_for_run(output, header, on_complete=analyse)
@@ -462,9 +460,17 @@ def resume_header(config: ComputeConfig) -> RunHeader:
     shape and the centre checkpoint file's hash (a run that loads them checks the weights' and
     samples' own hashes too)."""
     ckpt = centre_checkpoint(config)
-    x, y = grid.coordinates(config.grid)
+    axes = grid.Grid.of(config.grid).values()
     sha = file_sha256(ckpt) if ckpt else ""
-    return RunHeader(config, x, y, DirectionSet("", []), {}, sha, {})
+    return _header(config, axes, DirectionSet("", []), {}, sha, {})
+
+
+def _header(
+    config: ComputeConfig, axes: tuple[np.ndarray, ...], *args: Any, **kw: Any
+) -> RunHeader:
+    """A ``RunHeader`` over ``axes`` (x; x, y; or x, y and the axes beyond them)."""
+    x, y = axes[0], (axes[1] if len(axes) > 1 else None)
+    return RunHeader(config, x, y, *args, beyond=tuple(axes[2:]), **kw)
 
 
 def _evaluate_run(
@@ -473,7 +479,7 @@ def _evaluate_run(
     store: SurfaceStore,
     choice: EngineChoice,
     prepared: _Prepared,
-    axes: tuple[np.ndarray, np.ndarray | None],
+    axes: tuple[np.ndarray, ...],
     progress: ProgressFactory | None,
     start: float,
 ) -> RunResult:
@@ -541,12 +547,11 @@ def _evaluate_own(
     prep: Session,
     choice: EngineChoice,
     plan: parallel.Plan,
-    axes: tuple[np.ndarray, np.ndarray | None],
+    axes: tuple[np.ndarray, ...],
     bar: Progress | None,
 ) -> None:
     """Rank 0's own share evaluated (along every repeat's directions) and written in blocks,
     with the other ranks' blocks collected in between and at the end."""
-    x, y = axes
     writer = _Writer(store, bar, comm.size)
 
     def between() -> None:
@@ -556,7 +561,7 @@ def _evaluate_own(
     own = np.asarray(plan.shares[0], dtype=np.int64)
     along = repeat_evaluators(choice.evaluator, plan.repeats, prep.device)
     evaluate_points(
-        along, own, x, y, writer.add, between if comm.size > 1 else None, chart=plan.chart
+        along, own, axes, writer.add, between if comm.size > 1 else None, chart=plan.chart
     )
     writer.flush()
     parallel.collect(comm, writer)
@@ -612,12 +617,10 @@ def _engine_request(run: Run, source: Path | None) -> EngineRequest:
     return request if settings is None else settings.pin(request)
 
 
-def _pending_points(
-    source: Path | None, x: np.ndarray, y: np.ndarray | None, repeats: int
-) -> np.ndarray:
+def _pending_points(source: Path | None, axes: tuple[np.ndarray, ...], repeats: int) -> np.ndarray:
     """The points this run will evaluate (flat over repeats), in the order it takes them
     (``SurfaceStore.pending``), read-only from the file it resumes, before that file is opened."""
-    shape = (len(x),) if y is None else (len(x), len(y))
+    shape = tuple(len(a) for a in axes)
     if source is None:
         return grid.coarse_to_fine(np.arange(repeats * int(np.prod(shape))), shape)
     import h5py

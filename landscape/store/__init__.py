@@ -26,7 +26,6 @@ from landscape.store.core import (
 from landscape.store.surface import (
     ANALYSIS_BYTES,
     SCHEMA,
-    SCHEMA_VERSION,
     RunHeader,
     SurfaceStore,
     check_resumable,
@@ -39,12 +38,14 @@ from landscape.store.surface import (
     stored_config,
     write_analysis,
 )
+from landscape.store.validate import SCHEMA_VERSION, SCHEMA_VERSION_PLANE
 
 __all__ = [
     "ANALYSIS_BYTES",
     "RESUME_FIX",
     "SCHEMA",
     "SCHEMA_VERSION",
+    "SCHEMA_VERSION_PLANE",
     "DamagedData",
     "RunFile",
     "RunHeader",

@@ -155,10 +155,16 @@ RESUME_FIX = "choose another --out, or pass --overwrite to replace it"
 
 
 def existing_file(
-    path: Path, schema: str, version: int, kind: str, read: Callable[[h5py.File], Any]
+    path: Path,
+    schema: str,
+    version: int | tuple[int, ...],
+    kind: str,
+    read: Callable[[h5py.File], Any],
 ) -> tuple[dict[str, Any], Any]:
-    """The root attributes of an existing ``schema`` file of ``version``, and ``read(file)``;
-    a ``SurfaceFileError`` naming the problem when the file is unreadable or of another kind."""
+    """The root attributes of an existing ``schema`` file of ``version`` (or one of several),
+    and ``read(file)``; a ``SurfaceFileError`` naming the problem when the file is unreadable or
+    of another kind."""
+    versions = (version,) if isinstance(version, int) else version
     try:
         with h5py.File(path, "r") as f:
             attrs, extra = dict(f.attrs), read(f)
@@ -168,10 +174,10 @@ def existing_file(
         ) from None
     if _text(attrs.get("schema", "")) != schema:
         raise SurfaceFileError(f"{str(path)!r} exists and is not a {kind} file; {RESUME_FIX}")
-    if int(attrs.get("schema_version", -1)) != version:
+    if int(attrs.get("schema_version", -1)) not in versions:
         raise SurfaceFileError(
             f"{str(path)!r} has {kind} schema version {attrs.get('schema_version')}, this "
-            f"landscape writes {version}; {RESUME_FIX}"
+            f"landscape writes {' or '.join(map(str, versions))}; {RESUME_FIX}"
         )
     return attrs, extra
 

@@ -1,4 +1,5 @@
-"""The surface file: HDF5, schema ``landscape.surface`` version 1 (DESIGN §6).
+"""The surface file: HDF5, schema ``landscape.surface`` version 1 (1-D and 2-D grids) or 2
+(grids of 3 to 5 axes; DESIGN §6).
 
 Layout::
 
@@ -18,6 +19,11 @@ Layout::
                            (<split>_loss, <split>_acc, done, directions/{x,y}/<name>; attr seed);
                            the top level is repeat 0, so readers that know nothing of repeats
                            read an ordinary surface
+
+Version 2 (k = 3..5 axes, an n-D grid) is version 1 with more axes: /zcoordinates, then
+/ucoordinates and /vcoordinates (``config.AXIS_NAMES``), values, ``done`` and repeats of shape
+(nx, ny, nz[, nu[, nv]]), directions under directions/{x,y,z[,u[,v]]}. 1-D and 2-D files are
+written as version 1, byte for byte the layout they always had, so older readers read them.
 
 Crash safety: a new file is built in memory (HDF5's core driver) and written to a temporary name
 with plain writes, renamed into place only once complete, so a refused or failed run (a full disk
@@ -55,7 +61,7 @@ import torch
 
 from landscape import quantities
 from landscape._files import MemoryFile, Output, check_input, os_error_text, replaced_atomically
-from landscape.config import ComputeConfig, load_yaml
+from landscape.config import AXIS_NAMES, ComputeConfig, load_yaml
 from landscape.directions.base import DirectionSet, summarize
 from landscape.errors import SurfaceFileError
 from landscape.store.codec import decode as _decode
@@ -73,7 +79,14 @@ from landscape.store.core import (
     open_for_reading,
     read_values,
 )
-from landscape.store.validate import SCHEMA, SCHEMA_VERSION, check_surface
+from landscape.store.validate import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    SCHEMA_VERSION_PLANE,
+    check_surface,
+    coordinate_names,
+    schema_version_for,
+)
 from landscape.store.values import Repeat, SurfaceValues
 from landscape.version import __version__
 
@@ -93,10 +106,16 @@ class RunHeader:
     extra: dict[str, Any] = field(default_factory=dict)  # data description, device, ...
     repeats: list[DirectionSet] = field(default_factory=list)  # directions of repeats 1..R-1
     store_directions: str = "full"  # or "seed": only their fingerprint (direction.store)
+    beyond: tuple[np.ndarray, ...] = ()  # the coordinates of axes 3..k of an n-D grid
+
+    @property
+    def axes(self) -> tuple[np.ndarray, ...]:
+        """Every axis' coordinates, x first."""
+        return (self.x,) if self.y is None else (self.x, self.y, *self.beyond)
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return (len(self.x),) if self.y is None else (len(self.x), len(self.y))
+        return tuple(len(a) for a in self.axes)
 
 
 class SurfaceStore(RunFile):
@@ -212,15 +231,16 @@ def _runs(flat: np.ndarray, shape: tuple[int, ...]):
     Yields ``(where, part)``: ``where`` indexes the dataset with a slice (one h5py write per
     run rather than per point), ``part`` the matching slice of the block's values.
     """
-    ny = shape[-1]
+    ny = shape[-1]  # a row: the last axis, the others fixed
     start = 0
     for end in range(1, len(flat) + 1):
         if end < len(flat) and flat[end] == flat[end - 1] + 1 and flat[end] % ny != 0:
             continue
         first = int(flat[start])
-        i, j = divmod(first, ny)
+        row, j = divmod(first, ny)
         span = slice(j, j + end - start)
-        yield ((i, span) if len(shape) == 2 else (span,)), slice(start, end)
+        lead = tuple(int(i) for i in np.unravel_index(row, shape[:-1])) if len(shape) > 1 else ()
+        yield (*lead, span), slice(start, end)
         start = end
 
 
@@ -256,7 +276,7 @@ def _write_header(f: h5py.File, h: RunHeader) -> None:
     f.attrs.update(
         {
             "schema": SCHEMA,
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": schema_version_for(len(h.shape)),
             "config": cfg.to_yaml(),
             "landscape_version": __version__,
             "torch_version": str(torch.__version__),
@@ -270,9 +290,8 @@ def _write_header(f: h5py.File, h: RunHeader) -> None:
     for key, value in h.extra.items():  # numbers as numbers; text and dicts as JSON, as always
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         f.attrs[key] = value if number else json.dumps(value, sort_keys=True, default=str)
-    checksummed(f, "xcoordinates", np.asarray(h.x, dtype=np.float64))
-    if h.y is not None:
-        checksummed(f, "ycoordinates", np.asarray(h.y, dtype=np.float64))
+    for name, coords in zip(coordinate_names(len(h.axes)), h.axes, strict=True):
+        checksummed(f, name, np.asarray(coords, dtype=np.float64))
     _write_points(f, cfg.data.split, h.shape)
     _write_directions(f, h.directions, h.direction_attrs, h.store_directions)
     # room for the analysis of each loss, filled in place once every point is done
@@ -315,7 +334,7 @@ def _write_arrays(group: h5py.Group, arrays: dict[str, Any]) -> None:
 def _write_directions(
     f: h5py.Group, ds: DirectionSet, attrs: dict[str, Any], store: str = "full"
 ) -> None:
-    """The directions' tensors under ``x`` and ``y`` with the family's attributes; ``store="seed"``
+    """The directions' tensors under ``x``, ``y`` (``z``, ...) with the family's attributes; ``store="seed"``
     keeps only a fingerprint (``stored: seed``) that regenerated directions are checked against."""
     group = f.create_group("directions")
     for key, value in attrs.items():
@@ -326,7 +345,7 @@ def _write_directions(
         group.attrs["stored"] = "seed"
         group.attrs["fingerprint"] = json.dumps(fingerprint(ds.vectors))
         return
-    for axis, vec in zip("xy", ds.vectors, strict=False):  # 1 or 2 directions
+    for axis, vec in zip(AXIS_NAMES, ds.vectors, strict=False):  # 1 to MAX_AXES directions
         sub = group.create_group(axis)
         for name, t in vec.items():
             t = t.detach().cpu()
@@ -338,7 +357,9 @@ def _write_directions(
 def check_resumable(path: Path, header: RunHeader) -> None:
     """Refuse to resume ``path`` unless it was made by a run of the same config and checkpoint."""
     fix = RESUME_FIX
-    attrs, shape = existing_file(path, SCHEMA, SCHEMA_VERSION, "landscape surface", _grid_of)
+    # either version: a file of another grid than this run's is told by its config and shape
+    versions = (SCHEMA_VERSION_PLANE, SCHEMA_VERSION)
+    attrs, shape = existing_file(path, SCHEMA, versions, "landscape surface", _grid_of)
     old = ComputeConfig.from_yaml(_text(attrs["config"]))
     diff = first_difference(old.value_fingerprint(), header.config.value_fingerprint())
     if diff is not None:
@@ -384,7 +405,8 @@ def _data_sha256(described: Any) -> str | None:
 
 
 def read_surface(path: str | Path) -> SurfaceValues:
-    """Read a surface file: ours (schema v1) or one of Li et al.'s reference surface files."""
+    """Read a surface file: ours (schema v1 or v2) or one of Li et al.'s reference surface
+    files."""
     path = check_input(path, "surface file")
     with _checked(path) as (f, kind):
         return _read_ours(f, path) if kind == "landscape" else _read_reference(f, path)
@@ -407,8 +429,8 @@ def _checked(path: Path) -> Iterator[tuple[h5py.File, str]]:
 
 
 def _read_ours(f: h5py.File, path: Path) -> SurfaceValues:
-    x = read_values(f["xcoordinates"])
-    y = read_values(f["ycoordinates"]) if "ycoordinates" in f else None
+    names = coordinate_names(len(f["done"].shape))
+    x, y, *beyond = [read_values(f[n]) for n in names] + ([None] if len(names) == 1 else [])
     values = {
         k: read_values(f[k]) for k in f if quantities.is_value(k) and isinstance(f[k], h5py.Dataset)
     }
@@ -435,12 +457,13 @@ def _read_ours(f: h5py.File, path: Path) -> SurfaceValues:
         stored_analysis=analysis,
         repeats=repeats,
         image=path if isinstance(path, MemoryFile) else None,
+        beyond=tuple(beyond),
     )
 
 
 def read_directions(path: str | Path, group: str = "directions") -> list[dict[str, torch.Tensor]]:
-    """The directions of one of our surface files: ``[d1]`` or ``[d1, d2]``, each a dict tensor
-    name → CPU tensor (``group``: ``repeats/<r>/directions`` for a repeat)."""
+    """The directions of one of our surface files: ``[d1]``, ``[d1, d2]`` or ``[d1, ..., dk]``,
+    each a dict tensor name → CPU tensor (``group``: ``repeats/<r>/directions`` for a repeat)."""
     path = check_input(path, "surface file")
     with _checked(path) as (f, _):
         if group not in f:
@@ -450,7 +473,7 @@ def read_directions(path: str | Path, group: str = "directions") -> list[dict[st
                 name: torch.from_numpy(np.array(read_values(ds)))
                 for name, ds in f[group][axis].items()
             }
-            for axis in "xy"
+            for axis in AXIS_NAMES
             if axis in f[group]
         ]
 

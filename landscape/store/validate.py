@@ -8,6 +8,8 @@ anything else. What it checks, and why:
 
 - the schema: known, or absent on a file in Li et al.'s layout (an unknown one read as theirs
   would divide accuracies by 100 and read -1 as "not computed");
+- the axes: x (and y) in version 1; in version 2 (an n-D grid) x, y, z and up to
+  ``MAX_AXES`` in all, named by ``AXIS_NAMES``, each present only after the one before;
 - the coordinates: 1-D real numbers, finite, strictly increasing, at most ``MAX_COORDINATE``
   in size (1e308 overflows every spacing and fit computed from them);
 - every per-point quantity (``<split>_loss``, ...): a real numeric dataset of the grid's shape;
@@ -32,14 +34,15 @@ import numpy as np
 import yaml
 
 from landscape import quantities
-from landscape.config import MAX_COORDINATE, load_yaml
+from landscape.config import AXIS_NAMES, MAX_AXES, MAX_COORDINATE, load_yaml
 from landscape.errors import ConfigError, SurfaceFileError
 from landscape.grid import BYTES_PER_POINT, available_memory
 from landscape.store.codec import decode, text
 from landscape.store.core import read_values
 
 SCHEMA = "landscape.surface"
-SCHEMA_VERSION = 1  # the version this landscape writes and reads up to
+SCHEMA_VERSION = 2  # the version this landscape writes (n-D grids) and reads up to
+SCHEMA_VERSION_PLANE = 1  # 1-D and 2-D grids are written as version 1, as they always were
 MAX_JSON_DEPTH = 64  # our texts nest 4 deep; Python's json recurses once per level
 MAX_TEXT_BYTES = 1 << 20  # an attribute's or analysis' text; ours are a few KiB
 MAX_REPEATS = 10_000
@@ -53,8 +56,8 @@ ROOT_ATTRS = {
     "dims": "integer", "seed": "integer", "repeats": "integer", "data": "mapping",
 }  # fmt: skip
 DIRECTION_ATTRS = {
-    "method": "text", "stored": "text", "cosine": "number", "norm_x": "number",
-    "norm_y": "number", "cos_theta_x": "number", "cos_theta_y": "number",
+    "method": "text", "stored": "text", "cosine": "number",
+    **{f"{kind}_{axis}": "number" for kind in ("norm", "cos_theta") for axis in AXIS_NAMES},
 }  # fmt: skip
 
 
@@ -85,9 +88,20 @@ def _short(value: str, most: int = 60) -> str:
 # --- ours ----------------------------------------------------------------------------------------
 
 
+def schema_version_for(dims: int) -> int:
+    """The version a file of a ``dims``-axis grid is written as: 1 for a line or a plane (as
+    every landscape wrote them, for readers that know only version 1), 2 for n-D."""
+    return SCHEMA_VERSION_PLANE if dims <= 2 else SCHEMA_VERSION
+
+
+def coordinate_names(dims: int) -> list[str]:
+    """The coordinate datasets of a ``dims``-axis grid: ``xcoordinates``, ``ycoordinates``, ..."""
+    return [f"{axis}coordinates" for axis in AXIS_NAMES[:dims]]
+
+
 def _check_ours(f: h5py.File, where: str) -> None:
-    _check_version(f, where)
-    shape = _grid_shape(f, where)
+    version = _check_version(f, where)
+    shape = _grid_shape(f, where, version)
     dims = f.attrs.get("dims")
     if dims is not None and _integer(dims) != len(shape):
         raise _bad(where, "attribute dims", f"is {decode(dims)!r} but the grid has {len(shape)}")
@@ -110,7 +124,7 @@ def _check_ours(f: h5py.File, where: str) -> None:
             _check_arrays(_member(f, name, h5py.Group, where), where, name)
 
 
-def _check_version(f: h5py.File, where: str) -> None:
+def _check_version(f: h5py.File, where: str) -> int:
     version = _integer(f.attrs.get("schema_version"))
     if version is None or version < 1:
         raise _bad(where, "attribute schema_version", "is missing or not a positive integer")
@@ -119,11 +133,27 @@ def _check_version(f: h5py.File, where: str) -> None:
             f"{where!r} has schema version {version}; this landscape reads up to "
             f"{SCHEMA_VERSION}, upgrade landscape"
         )
+    return version
 
 
-def _grid_shape(f: h5py.File, where: str) -> tuple[int, ...]:
-    """The grid's shape from the checked coordinates: ``(nx,)`` or ``(nx, ny)``."""
-    names = ["xcoordinates", "ycoordinates"] if "ycoordinates" in f else ["xcoordinates"]
+def _grid_shape(f: h5py.File, where: str, version: int = SCHEMA_VERSION_PLANE) -> tuple[int, ...]:
+    """The grid's shape from the checked coordinates: ``(nx,)`` or ``(nx, ny)`` in version 1
+    (and Li et al.'s files); ``(nx, ny, nz, ...)``, 3 to ``MAX_AXES`` axes, in version 2."""
+    most = 2 if version == SCHEMA_VERSION_PLANE else MAX_AXES
+    names = []
+    for name in coordinate_names(MAX_AXES):
+        if name not in f:
+            break
+        names.append(name)
+    stray = [n for n in coordinate_names(MAX_AXES)[len(names) :] if n in f]
+    if not names:
+        raise _bad(where, "xcoordinates", "is missing")
+    if stray:
+        raise _bad(where, stray[0], f"is there without {coordinate_names(len(names) + 1)[-1]}")
+    if len(names) > most:
+        raise _bad(where, names[most], f"does not belong in a version-{version} file (1-D or 2-D)")
+    if version > SCHEMA_VERSION_PLANE and len(names) < 3:
+        raise _bad(where, "zcoordinates", f"is missing: a version-{version} file is 3-D or more")
     _check_fits([_member(f, n, h5py.Dataset, where) for n in names], where)
     return tuple(len(_coordinates(f, n, where)) for n in names)
 
@@ -201,7 +231,7 @@ def _check_directions(group: h5py.Group, dims: int, where: str, prefix: str) -> 
     if text(dirs.attrs.get("stored", "full")) == "seed":
         _check_fingerprint(dirs.attrs.get("fingerprint"), dims, where, name)
         return
-    for axis in "xy"[:dims]:
+    for axis in AXIS_NAMES[:dims]:
         if axis not in dirs:
             continue
         for key, ds in _member(dirs, axis, h5py.Group, where, name + "/").items():

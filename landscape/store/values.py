@@ -10,18 +10,25 @@ import numpy as np
 
 
 class OnGrid:
-    """What a value map over the axes ``x`` and ``y`` (None in 1-D) knows of its grid."""
+    """What a value map over the axes ``x`` and ``y`` (None in 1-D), and on an n-D grid the
+    axes ``beyond`` them (z, ...), knows of its grid."""
 
     x: np.ndarray
     y: np.ndarray | None
+    beyond: tuple[np.ndarray, ...] = ()
+
+    @property
+    def axes(self) -> tuple[np.ndarray, ...]:
+        """Every axis' coordinates, x first: ``(x,)``, ``(x, y)`` or ``(x, y, z, ...)``."""
+        return (self.x,) if self.y is None else (self.x, self.y, *self.beyond)
 
     @property
     def dims(self) -> int:
-        return 1 if self.y is None else 2
+        return len(self.axes)
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return (len(self.x),) if self.y is None else (len(self.x), len(self.y))
+        return tuple(len(a) for a in self.axes)
 
 
 @dataclass
@@ -62,6 +69,7 @@ class SurfaceValues(OnGrid):
     image: Any = None
     # the whole grid's shape when this is the computed sub-lattice of a partial file (plots)
     partial_of: tuple[int, ...] | None = None
+    beyond: tuple[np.ndarray, ...] = ()  # axes 3..k of an n-D grid (z, ...); empty in 1-D/2-D
 
     def computed_view(self) -> SurfaceValues:
         """A partial file as far as it is drawable: the finest coarse-to-fine sub-lattice whose
@@ -86,6 +94,7 @@ class SurfaceValues(OnGrid):
             self,
             x=self.x[picks[0]],
             y=None if self.y is None else self.y[picks[1]],
+            beyond=tuple(a[p] for a, p in zip(self.beyond, picks[2:], strict=True)),
             values={q: np.asarray(v)[grid] for q, v in self.values.items()},
             done=self.done[grid],
             notes=[*self.notes, note],
@@ -122,7 +131,8 @@ class SurfaceValues(OnGrid):
 
     @property
     def loss(self) -> np.ndarray:
-        """The loss at every point, shape ``(nx, ny)`` or ``(nx,)`` (NaN where not computed)."""
+        """The loss at every point, shape ``(nx,)``, ``(nx, ny)`` or ``(nx, ny, nz, ...)`` (NaN
+        where not computed)."""
         return self._first("loss")
 
     @property
@@ -138,7 +148,8 @@ class SurfaceValues(OnGrid):
 
     @property
     def directions(self) -> list[dict[str, Any]]:
-        """``[d1]`` or ``[d1, d2]``: each a dict parameter name → tensor, read from the file
+        """``[d1]``, ``[d1, d2]`` or ``[d1, ..., dk]``: each a dict parameter name → tensor, read
+        from the file
         (empty for Li et al.'s surface files, which keep their directions elsewhere)."""
         if self.source_format != "landscape":
             return []
