@@ -5,6 +5,7 @@
     python scripts/bench.py --model gpt2          # tokens/s on a GPT-2 (transformers), see below
     python scripts/bench.py --model whole --samples 1000 --pairs 3 [--grid 21] [--device cuda]
     python scripts/bench.py --ndgrid [--grid 21]  # a 21³ grid against a per-point clone loop
+    python scripts/bench.py --ndgrid --hessian    # both of issue 26's comparisons, in one run
 
 For each model, in one run and on the same directions and grid:
 1. ``landscape compute`` as a user runs it (``--engine auto``: engine choice, compile and all), timed
@@ -689,6 +690,12 @@ def main() -> int:
         help="a --grid^3 grid (21^3) against Landscaper's per-point clone loop, whole processes "
         "(alone unless --model is given too)",
     )
+    parser.add_argument(
+        "--hessian",
+        action="store_true",
+        help="the top eigenvalues and trace against PyHessian's algorithm on the same model, "
+        "samples and tolerance (scripts/bench_hessian.py: the mlp on 1000 digits)",
+    )
     args = parser.parse_args()
     peak = matmul_peak_gflops(torch.device(args.device))
     print(f"matmul peak on {args.device}: {peak:.1f} GFLOP/s (float32 2048x2048, measured now)")
@@ -704,7 +711,12 @@ def main() -> int:
                 f"per call) | per-point clone loop {row['loop_wall']:.1f} s (whole process) | "
                 f"ratio {row['ratio']:.2f}x | max |Δloss| {row['max_abs_loss_diff']:.1e}"
             )
-        for name in args.model or ([] if args.ndgrid else ["mlp", "resnet20"]):
+        if args.hessian:
+            import bench_hessian  # scripts/, beside this file
+
+            rows.append(bench_hessian.bench("mlp", 1000, torch.device(args.device), 600, 10, 200))
+        alone = args.ndgrid or args.hessian
+        for name in args.model or ([] if alone else ["mlp", "resnet20"]):
             if name == "whole":
                 row = bench_whole(args, Path(tmp))
                 rows.append(row)
