@@ -1,0 +1,52 @@
+"""The plane view of a pair study: the loss on the plane through A, B and a curve's bend C.
+
+``compute --direction curve`` with a ``--y`` axis evaluates the plane that ``interpolate``
+builds through three points: A at (0, 0), B at (1, 0), the bend C at its stored landmark
+(x_C, y_C), and the trained curve's path stored with the directions. This figure draws the
+loss there (filled contours, log scale: a basin and a ridge differ by orders of magnitude)
+with the three points, the straight path A → B (the segment y = 0, 0 ≤ x ≤ 1: the straight
+path lies in the plane) and the curved path marked, so a reader sees the ridge the straight
+path crosses and the valley the curve follows. The aligned B is another point, off this plane,
+so its path is not drawn here (the paths figure has it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from landscape.plot import figures
+from landscape.plot.text import plain
+from landscape.store.values import SurfaceValues
+
+PLANE_LEVELS = 25  # filled-contour levels, evenly spaced in log10(loss)
+
+
+def plane_figure(surface: SurfaceValues, quantity: str = "train_loss") -> Figure:
+    """Filled contours of ``quantity`` (log scale) on the A-B-C plane, the points and the
+    straight and curved paths marked."""
+    figures.require_dims(surface, 2, "the plane view")
+    prep = figures.prepare(surface, quantity, log=True)
+    levels = np.linspace(prep.vmin, prep.vmax, PLANE_LEVELS)
+    fig = Figure(figsize=figures.panel_size(surface), layout="constrained")
+    ax = fig.add_subplot()
+    X, Y = np.meshgrid(np.asarray(surface.x), np.asarray(surface.y), indexing="ij")
+    cs = ax.contourf(X, Y, prep.z, levels=levels, cmap=figures.CMAP, extend="both")
+    figures.colour_bar(fig, cs, prep, ax=ax)
+    figures.set_aspect(ax, surface)
+    # the straight path: t·(B − A) is the segment from A = (0, 0) to B = (1, 0)
+    ax.plot([0.0, 1.0], [0.0, 0.0], "--", color="white", lw=1.8, label="straight path",
+            gid="straight-path")  # fmt: skip
+    figures.draw_curve_path(ax, surface)
+    figures.draw_landmarks(ax, surface)
+    ax.set_xlabel("x (A at 0, B at 1)")
+    ax.set_ylabel("y (toward the bend C)")
+    ax.legend(loc="upper right", fontsize="small", framealpha=0.8)
+    kind = surface.direction_attrs.get("kind", "curve")
+    ax.set_title(plain(f"{prep.axis_label} on the plane through A, B and the {kind} bend C"))
+    return fig
+
+
+def plane_marks(surface: SurfaceValues) -> dict[str, tuple[float, float]]:
+    """The named points drawn on the plane, ``{"A": (x, y), "B": ..., "C": ...}``."""
+    return {n: (x, y) for n, x, y in figures.landmark_points(surface) if y is not None}
