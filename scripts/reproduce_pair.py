@@ -75,8 +75,17 @@ SETUPS = {
     "mlp32": Setup("mlp32", "mlp", "digits", {"hidden": 32}),
     "mlp512": Setup("mlp512", "mlp", "digits", {"hidden": 512}),
     "resnet20": Setup(
-        "resnet20", "resnet20", FACTORY, epochs=8, lr=0.05, batch=64, bn="recalibrate",
-        x="-0.2:1.2:15", plane=("-0.2:1.2:11", "auto"), samples=360, curve_epochs=4,
+        "resnet20",
+        "resnet20",
+        FACTORY,
+        epochs=8,
+        lr=0.05,
+        batch=64,
+        bn="recalibrate",
+        x="-0.2:1.2:15",
+        plane=("-0.2:1.2:11", "auto"),
+        samples=360,
+        curve_epochs=4,
     ),  # fmt: skip
 }
 QUICK = Setup(

@@ -24,6 +24,7 @@ from landscape.plot.text import plain
 from landscape.store.surface import stored_config
 from landscape.store.values import SurfaceValues
 
+CURVE_NAMES = {"bezier": "Bézier", "polychain": "polychain"}
 BAND_SE = 2.0  # the band's half-width, in standard errors
 ALIGN_LABELS = {"none": "straight", "weights": "aligned (weights)", "activations": "aligned (activations)"}  # fmt: skip
 
@@ -40,6 +41,8 @@ def path_label(surface: SurfaceValues) -> str:
     name = str(direction.get("name") or surface.direction_attrs.get("method", "?"))
     if name == "interpolate":
         return ALIGN_LABELS.get(str(direction.get("align", "none")), "interpolate")
+    if name == "curve":  # a trained curve: named by its kind (its file is the study's own)
+        return curve_label(surface)
     given = [
         f"{opt.field}={direction[opt.field]}"
         for opt, names in families.options()
@@ -47,6 +50,12 @@ def path_label(surface: SurfaceValues) -> str:
         and opt.given(direction[opt.field])
     ]  # fmt: skip
     return f"{name} ({', '.join(given)})" if given else name
+
+
+def curve_label(surface: SurfaceValues) -> str:
+    """``Bézier curve`` or ``polychain curve``: the kind a curve surface stores."""
+    kind = str(surface.direction_attrs.get("kind", ""))
+    return f"{CURVE_NAMES.get(kind, kind)} curve".strip()
 
 
 def _labels(surfaces: Sequence[SurfaceValues]) -> list[str]:

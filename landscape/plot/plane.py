@@ -13,12 +13,15 @@ so its path is not drawn here (the paths figure has it).
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from landscape.plot import figures
+from landscape.plot.paths import curve_label
 from landscape.plot.text import plain
 from landscape.store.values import SurfaceValues
 
+MAX_STRETCH = 4.0  # beyond this ratio of the axes' spans, y is stretched (and the panel says so)
 PLANE_LEVELS = 25  # filled-contour levels, evenly spaced in log10(loss)
 
 
@@ -28,23 +31,40 @@ def plane_figure(surface: SurfaceValues, quantity: str = "train_loss") -> Figure
     figures.require_dims(surface, 2, "the plane view")
     prep = figures.prepare(surface, quantity, log=True)
     levels = np.linspace(prep.vmin, prep.vmax, PLANE_LEVELS)
-    fig = Figure(figsize=figures.panel_size(surface), layout="constrained")
+    fig = Figure(figsize=(7.0, 5.4), layout="constrained")
     ax = fig.add_subplot()
     X, Y = np.meshgrid(np.asarray(surface.x), np.asarray(surface.y), indexing="ij")
     cs = ax.contourf(X, Y, prep.z, levels=levels, cmap=figures.CMAP, extend="both")
     figures.colour_bar(fig, cs, prep, ax=ax)
-    figures.set_aspect(ax, surface)
+    _aspect(ax, surface)
     # the straight path: t·(B − A) is the segment from A = (0, 0) to B = (1, 0)
     ax.plot([0.0, 1.0], [0.0, 0.0], "--", color="white", lw=1.8, label="straight path",
             gid="straight-path")  # fmt: skip
-    figures.draw_curve_path(ax, surface)
+    path = figures.curve_path(surface)
+    if path is not None:
+        ax.plot(
+            *path, "-", color="tab:orange", lw=1.8, label=curve_label(surface), gid="curve-path"
+        )
     figures.draw_landmarks(ax, surface)
     ax.set_xlabel("x (A at 0, B at 1)")
     ax.set_ylabel("y (toward the bend C)")
     ax.legend(loc="upper right", fontsize="small", framealpha=0.8)
-    kind = surface.direction_attrs.get("kind", "curve")
-    ax.set_title(plain(f"{prep.axis_label} on the plane through A, B and the {kind} bend C"))
+    what = quantity.replace("_", " ")
+    ax.set_title(plain(f"{what} (log scale) on the plane through A, B and the bend C"))
     return fig
+
+
+def _aspect(ax: Axes, surface: SurfaceValues) -> None:
+    """x and y are in one unit (‖B − A‖ = 1): drawn to one scale when their spans are within
+    MAX_STRETCH of each other; else y is stretched and the panel says by how much (a bend
+    close to the line AB would otherwise look far from it)."""
+    stretch = float(np.ptp(surface.x)) / float(np.ptp(surface.y))
+    if 1.0 / MAX_STRETCH <= stretch <= MAX_STRETCH:
+        ax.set_aspect("equal", adjustable="box")
+        return
+    ax.text(0.01, 0.01, f"y stretched {stretch:.2g}x against x", transform=ax.transAxes,
+            fontsize=7, color="0.2", gid="aspect-note",
+            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8})  # fmt: skip
 
 
 def plane_marks(surface: SurfaceValues) -> dict[str, tuple[float, float]]:

@@ -47,7 +47,8 @@ DEFAULT_X = "-0.2:1.2:29"  # t from -0.2 to 1.2 in steps of 0.05: A (t=0) and B 
 DEFAULT_Y = "auto"  # the plane's y axis: auto (from C's height), none (no plane) or MIN:MAX:NUM
 PLANE_X = "-0.2:1.2:29"  # the plane's x axis (A at 0, B at 1)
 PLANE_Y_POINTS = 21  # points along y when --y is auto
-PLANE_Y_MARGIN = 0.3  # auto: y from -0.3·y_C to 1.3·y_C
+PLANE_Y_MARGIN = 0.3  # auto: y from -0.3·h to 1.3·h, h = max(y_C, PLANE_MIN_HEIGHT)
+PLANE_MIN_HEIGHT = 0.05
 CURVE_FILE = "curve.safetensors"
 PLANE_FILE = "plane.h5"
 SUMMARY = "summary.txt"
@@ -120,9 +121,10 @@ class PairStudy:
             direction = {"name": "interpolate", "targets": [self.target], "align": PATHS[name]}
             grid = base["grid"]
             if name == "curve":  # θ(t) is the curve itself on [0, 1]; beyond, an extrapolation
-                direction, grid = {"name": "curve", "curve": [str(self.curve_file)]}, {
-                    "x": unit_part(self.x)
-                }
+                direction, grid = (
+                    {"name": "curve", "curve": [str(self.curve_file)]},
+                    {"x": unit_part(self.x)},
+                )
             out = str(check_output(Path(self.out) / f"{name}.h5"))
             config = ComputeConfig.from_dict(
                 {**base, "grid": grid, "direction": direction, "out": out}
@@ -145,7 +147,7 @@ class PairStudy:
             return self.y
         from landscape.curves import load_curve
 
-        height = max(bend_height(load_curve(self.curve_file)), 0.05)
+        height = max(bend_height(load_curve(self.curve_file)), PLANE_MIN_HEIGHT)
         lo, hi = -PLANE_Y_MARGIN * height, (1 + PLANE_Y_MARGIN) * height
         return f"{lo:.4g}:{hi:.4g}:{PLANE_Y_POINTS}"
 
@@ -269,9 +271,7 @@ def _barrier(surface: Any) -> Barrier | None:
     return None if first is None else first[0].barrier
 
 
-def summary_text(
-    study: PairStudy, barriers: dict[str, Barrier | None], plane: Any = None
-) -> str:
+def summary_text(study: PairStudy, barriers: dict[str, Barrier | None], plane: Any = None) -> str:
     """A few lines: the pair, per path its loss and error barrier ± 1 s.e. and where, and
     where the plane view put C."""
     lines = [
