@@ -48,9 +48,9 @@ from landscape.errors import ConfigError, LandscapeError, LandscapeWarning
 from landscape.models import sources as model_sources
 from landscape.runs.study import DEFAULT_X as STUDY_X
 from landscape.runs.study import DEFAULT_Y as STUDY_Y
-from landscape.runs.study import PairStudy
-from landscape.runs.study import PLANE_X as STUDY_PLANE_X
 from landscape.runs.study import PATHS as STUDY_PATHS
+from landscape.runs.study import PLANE_X as STUDY_PLANE_X
+from landscape.runs.study import PairStudy
 from landscape.spectrum.settings import GRAPH_CHOICES as SPECTRUM_GRAPH
 from landscape.spectrum.settings import TRACE_CHOICES as SPECTRUM_TRACE
 from landscape.spectrum.settings import WHICH_CHOICES as SPECTRUM_WHICH

@@ -65,7 +65,7 @@ class Setup:
     batch: int = 32
     bn: str = "eval"
     x: str = "-0.2:1.2:29"
-    plane: tuple[str, str] = ("-0.2:1.2:29", "auto")
+    plane: tuple[str, int] = ("-0.2:1.2:29", 21)  # the plane's x axis, points along y (auto)
     samples: int | None = None  # evaluation samples (None: the whole split)
     curve_epochs: int = 20
 
@@ -83,14 +83,14 @@ SETUPS = {
         batch=64,
         bn="recalibrate",
         x="-0.2:1.2:15",
-        plane=("-0.2:1.2:11", "auto"),
+        plane=("-0.2:1.2:8", 6),
         samples=360,
         curve_epochs=4,
-    ),  # fmt: skip
+    ),
 }
 QUICK = Setup(
     "mlp32-quick", "mlp", "digits", {"hidden": 32}, epochs=6, x="0:1:6",
-    plane=("0:1:5", "auto"), curve_epochs=2,
+    plane=("0:1:5", 4), curve_epochs=2,
 )  # fmt: skip
 
 
@@ -134,7 +134,7 @@ def study(setup: Setup, out: Path) -> dict[str, Any]:
         DataSpec(setup.data, "train", setup.samples),
         str(out / setup.name / "study"),
         x=setup.x, bn=setup.bn, curve_epochs=setup.curve_epochs,
-        plane_x=setup.plane[0], y=setup.plane[1],
+        plane_x=setup.plane[0], plane_y_points=setup.plane[1],
     )  # fmt: skip
     return run_pair(spec).barriers
 

@@ -65,8 +65,9 @@ def test_study_trains_the_curve_and_draws_it_beside_the_straight_path(study) -> 
 def test_a_rerun_keeps_the_trained_curve_and_skips_every_file(study) -> None:
     out, argv = study
     before = (out / "curve.safetensors").read_bytes()
-    code, text, err = run(*argv[3:], "--quiet")
+    code, text, err = run(*argv[3:])
     assert code == 0, err
+    assert text.count("complete, skipped") == 3  # straight, curve, plane
     assert (out / "curve.safetensors").read_bytes() == before
     assert len(list(out.glob("*.h5"))) == 3  # straight, curve, plane: nothing else computed
 

@@ -71,6 +71,7 @@ class PairStudy:
     curve_epochs: int = TrainSettings.epochs
     y: str = DEFAULT_Y
     plane_x: str = PLANE_X
+    plane_y_points: int = PLANE_Y_POINTS  # along y when ``y`` is auto
 
     @property
     def with_curve(self) -> bool:
@@ -149,7 +150,7 @@ class PairStudy:
 
         height = max(bend_height(load_curve(self.curve_file)), PLANE_MIN_HEIGHT)
         lo, hi = -PLANE_Y_MARGIN * height, (1 + PLANE_Y_MARGIN) * height
-        return f"{lo:.4g}:{hi:.4g}:{PLANE_Y_POINTS}"
+        return f"{lo:.4g}:{hi:.4g}:{self.plane_y_points}"
 
 
 def unit_part(x: str) -> str:
