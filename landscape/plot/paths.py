@@ -1,7 +1,7 @@
 """Paths between two networks on one picture (``plot --compare`` of 1-D path surfaces).
 
 The straight path from A to B, the path to B aligned by weight matching, the one aligned by
-activation matching (and, once a family draws them, connecting curves): each a 1-D surface of a
+activation matching, a trained connecting curve (``Bézier curve``): each a 1-D surface of a
 path family (``landscape.barrier.PATH_FAMILIES``) with t = a, A at t = 0 and B at t = 1. One
 figure per split: the loss (left) and the error rate 1 − accuracy in % (right) against t, each
 path with a band of ± 2 standard errors (the loss's stored ``<split>_loss_se``; the error's

@@ -1,10 +1,16 @@
-"""``landscape study pair``: the straight and aligned paths between two networks, in one command.
+"""``landscape study pair``: the straight, aligned and curved paths between two networks, and
+the plane through them, in one command.
 
-For model A (the model spec at its checkpoint) and a target checkpoint B, the study computes one
-1-D ``interpolate`` surface per path (``PATHS``: the straight path, the path to B aligned by
-weight matching, the path to B aligned by activation matching on the evaluation data), each
-``out/<name>.h5``, then the comparison figures (``plot --compare``: loss and error against t,
-± 2 s.e., barriers marked) and ``out/summary.txt``, the barriers in a few lines.
+For model A (the model spec at its checkpoint) and a target checkpoint B, the study trains a
+connecting curve (``landscape.runs.connect``: a quadratic Bézier or a polychain whose bend C is
+fitted on the data's training split, ``out/curve.safetensors``), then computes one 1-D surface per
+path (``PATHS``: the straight path, the path to B aligned by weight matching, the path to B
+aligned by activation matching on the evaluation data, all ``interpolate``; the trained curve,
+family ``curve``, on the grid's points in [0, 1]), each ``out/<name>.h5``, and the plane through
+A, B and C (``out/plane.h5``, the curve family's 2-D mode; its y axis by default from -0.3 to 1.3
+times C's height over the line AB). Then the comparison figure (``plot --compare``: loss and
+error against t, ± 2 s.e., barriers marked), the plane view (``landscape.plot.plane``) and
+``out/summary.txt``, the barriers in a few lines.
 
 It is a sweep over ``direction.align`` (``runs.sweep``): complete files are skipped and partial
 ones resumed, so a rerun after a kill finishes it. The same study as a YAML sweep::
