@@ -13,7 +13,8 @@ error against t, ± 2 s.e., barriers marked), the plane view (``landscape.plot.p
 ``out/summary.txt``, the barriers in a few lines.
 
 It is a sweep over ``direction.align`` (``runs.sweep``): complete files are skipped and partial
-ones resumed, so a rerun after a kill finishes it. The same study as a YAML sweep::
+ones resumed, so a rerun after a kill finishes it. Its interpolate paths as a YAML sweep (the
+curve is ``landscape connect``, then ``compute --direction curve``, in 1-D and with ``--y``)::
 
     direction: {name: interpolate, targets: [b.pt]}
     grid: {x: "-0.2:1.2:29"}
