@@ -22,6 +22,7 @@ from landscape.plot.text import plain
 from landscape.store.values import SurfaceValues
 
 MAX_STRETCH = 4.0  # beyond this ratio of the axes' spans, y is stretched (and the panel says so)
+FLAT = 0.6  # y's span under this share of x's: the colour bar goes under the panel
 PLANE_LEVELS = 25  # filled-contour levels, evenly spaced in log10(loss)
 
 
@@ -31,11 +32,13 @@ def plane_figure(surface: SurfaceValues, quantity: str = "train_loss") -> Figure
     figures.require_dims(surface, 2, "the plane view")
     prep = figures.prepare(surface, quantity, log=True)
     levels = np.linspace(prep.vmin, prep.vmax, PLANE_LEVELS)
-    fig = Figure(figsize=(7.0, 5.4), layout="constrained")
+    fig = Figure(figsize=_size(surface), layout="constrained")
     ax = fig.add_subplot()
     X, Y = np.meshgrid(np.asarray(surface.x), np.asarray(surface.y), indexing="ij")
     cs = ax.contourf(X, Y, prep.z, levels=levels, cmap=figures.CMAP, extend="both")
-    figures.colour_bar(fig, cs, prep, ax=ax)
+    flat = float(np.ptp(surface.y)) < FLAT * float(np.ptp(surface.x))
+    # a flat panel drawn to scale: the colour bar under it, not beside (it would dwarf it)
+    figures.colour_bar(fig, cs, prep, ax=ax, **({"location": "bottom"} if flat else {}))
     _aspect(ax, surface)
     # the straight path: t·(B − A) is the segment from A = (0, 0) to B = (1, 0)
     ax.plot([0.0, 1.0], [0.0, 0.0], "--", color="white", lw=1.8, label="straight path",
@@ -52,6 +55,14 @@ def plane_figure(surface: SurfaceValues, quantity: str = "train_loss") -> Figure
     what = quantity.replace("_", " ")
     ax.set_title(plain(f"{what} (log scale) on the plane through A, B and the bend C"))
     return fig
+
+
+def _size(surface: SurfaceValues) -> tuple[float, float]:
+    """The figure's size: flatter for a flat plane drawn to scale, so the colour bar fits it."""
+    ratio = float(np.ptp(surface.y)) / float(np.ptp(surface.x))
+    if not 1.0 / MAX_STRETCH <= ratio <= MAX_STRETCH:
+        return (7.0, 5.4)  # y stretched to a square panel
+    return (7.0, min(7.5, max(3.6, 2.6 + 5.0 * ratio)))
 
 
 def _aspect(ax: Axes, surface: SurfaceValues) -> None:
