@@ -49,7 +49,10 @@ from landscape.config import (
 from landscape.errors import ConfigError, LandscapeError, LandscapeWarning
 from landscape.models import sources as model_sources
 from landscape.runs.study import DEFAULT_X as STUDY_X
+from landscape.runs.study import DEFAULT_Y as STUDY_Y
 from landscape.runs.study import PATHS as STUDY_PATHS
+from landscape.runs.study import PLANE_X as STUDY_PLANE_X
+from landscape.runs.study import PairStudy
 from landscape.spectrum.settings import GRAPH_CHOICES as SPECTRUM_GRAPH
 from landscape.spectrum.settings import TRACE_CHOICES as SPECTRUM_TRACE
 from landscape.spectrum.settings import WHICH_CHOICES as SPECTRUM_WHICH
@@ -1772,6 +1775,22 @@ def study() -> None:
     help="BatchNorm statistics at each point (recalibrate: re-estimated on the data, REPAIR-style).",
 )
 @click.option(
+    "--curve", "curve_kind", type=click.Choice(("bezier", "polychain")), default=PairStudy.curve,
+    show_default=True, help="The connecting curve trained for the curve path (landscape connect).",
+)  # fmt: skip
+@click.option(
+    "--curve-epochs", type=click.IntRange(min=1), default=PairStudy.curve_epochs, show_default=True,
+    help="Epochs of SGD on the curve's bend (on the data's training split).",
+)  # fmt: skip
+@click.option(
+    "--y", "y", default=STUDY_Y, show_default=True,
+    help="The plane view's y axis (toward the bend C): MIN:MAX:NUM, auto (from C) or none.",
+)  # fmt: skip
+@click.option(
+    "--plane-x", default=STUDY_PLANE_X, show_default=True,
+    help="The plane view's x axis (A at 0, B at 1): MIN:MAX:NUM.",
+)  # fmt: skip
+@click.option(
     "--device", default=EvalSpec.device, show_default=True, help="auto, cpu, cuda, cuda:N or mps."
 )
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="The study's folder.")
@@ -1797,17 +1816,23 @@ def study_pair(
     x: str,
     paths: tuple[str, ...],
     bn: str,
+    curve_kind: str,
+    curve_epochs: int,
+    y: str,
+    plane_x: str,
     device: str,
     out: str,
     overwrite: bool,
     quiet: bool,
 ) -> None:
-    """The straight path from A to B and the paths to B aligned to A, with their barriers.
+    """The straight, aligned and curved paths from A to B, with their barriers.
 
-    Computes OUT/straight.h5, OUT/aligned-weights.h5 and OUT/aligned-activations.h5 (1-D
-    interpolate surfaces, the last two with --align), the comparison figures (loss and error
-    against t, +-2 s.e., barriers marked) and OUT/summary.txt. A rerun skips complete files and
-    resumes partial ones.
+    Trains a Bézier curve between A and B (OUT/curve.safetensors, as landscape connect does)
+    and computes OUT/straight.h5, OUT/aligned-weights.h5 and OUT/aligned-activations.h5 (1-D
+    interpolate surfaces, the last two with --align), OUT/curve.h5 (along the curve) and
+    OUT/plane.h5 (the plane through A, B and the bend C), the comparison figures (loss and
+    error against t, +-2 s.e., barriers marked), the plane view and OUT/summary.txt. A rerun
+    skips complete files and resumes partial ones (the curve's training too).
 
     \b
     Example:
@@ -1818,7 +1843,7 @@ def study_pair(
     matplotlib.use("Agg")
     from landscape.config import DataSpec, ModelSpec
     from landscape.models import parse_model_args
-    from landscape.runs.study import PairStudy, run_pair
+    from landscape.runs.study import run_pair
 
     spec = PairStudy(
         ModelSpec(model, checkpoint, parse_model_args(list(model_args)), unsafe_pickle, adapter),
@@ -1827,11 +1852,12 @@ def study_pair(
             data, split, max_samples, data_seed, batch_size, seq_len=seq_len,
             tokenizer=tokenizer, column=column, labels=label_column,
         ),
-        out, x=x, paths=paths or tuple(STUDY_PATHS), bn=bn, device=device,
+        out, x=x, paths=paths or tuple(STUDY_PATHS), bn=bn, device=device, curve=curve_kind,
+        curve_epochs=curve_epochs, y=y, plane_x=plane_x,
     )  # fmt: skip
     result = run_pair(
         spec, overwrite=overwrite, progress=None if quiet else _progress_bar,
-        log=None if quiet else click.echo,
+        log=None if quiet else click.echo, curve_progress=None if quiet else _steps_bar,
     )  # fmt: skip
     for path in result.figures:
         click.echo(f"wrote {path}")

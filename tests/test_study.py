@@ -94,11 +94,12 @@ def test_compare_of_other_1d_surfaces_draws_no_paths(pair, tmp_path: Path) -> No
 
 
 def test_study_pair_end_to_end_and_resumed(pair, tmp_path: Path) -> None:
-    """The CLI as a subprocess: three paths, the figures, the summary; a rerun skips them."""
+    """The CLI as a subprocess: the paths, the figures, the summary; a rerun skips them."""
     data, a, b = pair
     out = tmp_path / "study"
     argv = [sys.executable, "-m", "landscape", "study", "pair", *TINY, "--checkpoint", str(a),
-            "--target", str(b), "--data", f"npz:{data}", "--x=0:1:5", "--out", str(out)]  # fmt: skip
+            "--target", str(b), "--data", f"npz:{data}", "--x=0:1:5", "--out", str(out),
+            "--path", "straight", "--path", "aligned-weights", "--path", "aligned-activations"]  # fmt: skip
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     first = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
     assert first.returncode == 0, first.stderr

@@ -1,7 +1,7 @@
 """Paths between two networks on one picture (``plot --compare`` of 1-D path surfaces).
 
 The straight path from A to B, the path to B aligned by weight matching, the one aligned by
-activation matching (and, once a family draws them, connecting curves): each a 1-D surface of a
+activation matching, a trained connecting curve (``Bézier curve``): each a 1-D surface of a
 path family (``landscape.barrier.PATH_FAMILIES``) with t = a, A at t = 0 and B at t = 1. One
 figure per split: the loss (left) and the error rate 1 − accuracy in % (right) against t, each
 path with a band of ± 2 standard errors (the loss's stored ``<split>_loss_se``; the error's
@@ -24,6 +24,7 @@ from landscape.plot.text import plain
 from landscape.store.surface import stored_config
 from landscape.store.values import SurfaceValues
 
+CURVE_NAMES = {"bezier": "Bézier", "polychain": "polychain"}
 BAND_SE = 2.0  # the band's half-width, in standard errors
 ALIGN_LABELS = {"none": "straight", "weights": "aligned (weights)", "activations": "aligned (activations)"}  # fmt: skip
 
@@ -40,6 +41,8 @@ def path_label(surface: SurfaceValues) -> str:
     name = str(direction.get("name") or surface.direction_attrs.get("method", "?"))
     if name == "interpolate":
         return ALIGN_LABELS.get(str(direction.get("align", "none")), "interpolate")
+    if name == "curve":  # a trained curve: named by its kind (its file is the study's own)
+        return curve_label(surface)
     given = [
         f"{opt.field}={direction[opt.field]}"
         for opt, names in families.options()
@@ -47,6 +50,12 @@ def path_label(surface: SurfaceValues) -> str:
         and opt.given(direction[opt.field])
     ]  # fmt: skip
     return f"{name} ({', '.join(given)})" if given else name
+
+
+def curve_label(surface: SurfaceValues) -> str:
+    """``Bézier curve`` or ``polychain curve``: the kind a curve surface stores."""
+    kind = str(surface.direction_attrs.get("kind", ""))
+    return f"{CURVE_NAMES.get(kind, kind)} curve".strip()
 
 
 def _labels(surfaces: Sequence[SurfaceValues]) -> list[str]:
