@@ -101,7 +101,7 @@ def default_out(surface: str | Path) -> Path:
 class Plane:
     """A run's inputs, loaded and checked: the model at θ, the plane, the Hessian's samples."""
 
-    prep: Session
+    session: Session
     vectors: list[dict[str, torch.Tensor]]  # d1 (and d2), on the device
     names: list[str]  # the parameters the Hessian is taken over
     batches: list[Batch]  # the Hessian's samples, on the device
@@ -149,7 +149,7 @@ def run_curvature_on(
             failed = store.failed_count() - failed_before
             resumed = store.resumed
     seconds = time.perf_counter() - start
-    device = str(plane.prep.device)
+    device = str(plane.session.device)
     path = store.path if in_memory else str(store.path)
     return CurvatureResult(path, total, len(pending), resumed, failed, hvps, seconds, device)
 
@@ -169,26 +169,25 @@ def load_plane(spec: CurvatureSpec, session: Session | None = None) -> Plane:
     source = read_source(spec.surface)
     if session is None:
         config = rebuild_config(source, spec)
-        prep = Session.from_config(config)
+        session = Session.from_config(config)
     else:  # the stored config is only read for its settings (batch size, BN policy, names)
         config = ComputeConfig.from_dict(stored_config(source))
-        prep = session
     x, y = curvature_grid(source, spec)
-    check_same_weights(source, prep, config.model.checkpoint)
-    check_bn(config, prep)
-    directions = load_directions(spec.surface, prep.theta, prep.centre, source.dims)
-    vectors = directions.to(prep.device).vectors
-    prep.probe(
+    check_same_weights(source, session, config.model.checkpoint)
+    check_bn(config, session)
+    directions = load_directions(spec.surface, session.theta, session.centre, source.dims)
+    vectors = directions.to(session.device).vectors
+    session.probe(
         vectors, config.data.batch_size, (config.model.name, config.data.name, config.eval.loss)
     )
-    names = moved_names(prep.theta, spec.ignore)
-    data = hessian_data(config, prep, spec.samples)
+    names = moved_names(session.theta, spec.ignore)
+    data = hessian_data(config, session, spec.samples)
     settings = {
         "samples": len(data),
         "tol": float(spec.tol),
         "ignore": spec.ignore,
         "seed": SEED,
-        "weights_sha256": prep.weights_sha256,
+        "weights_sha256": session.weights_sha256,
         "directions_sha256": weights_sha256(_keyed(vectors)),
         "source_fingerprint": source_fingerprint(config),
     }
@@ -196,27 +195,35 @@ def load_plane(spec: CurvatureSpec, session: Session | None = None) -> Plane:
         "source": _source_name(spec.surface),
         "source_created": source.attrs.get("created", ""),
         "source_config": source.attrs.get("config", ""),
-        "checkpoint_sha256": prep.checkpoint_sha256,
+        "checkpoint_sha256": session.checkpoint_sha256,
         "data": data.describe(),
-        "moved_parameters": sum(prep.theta[k].numel() for k in names),
-        "device": str(prep.device),
+        "moved_parameters": sum(session.theta[k].numel() for k in names),
+        "device": str(session.device),
     }
-    batches = list(data.batches(config.data.batch_size, prep.device))  # read once, reused
+    batches = list(data.batches(config.data.batch_size, session.device))  # read once, reused
     header = CurvatureHeader(x, y, settings, provenance)
-    return Plane(prep, vectors, names, batches, get_loss(config.eval.loss), header)
+    return Plane(session, vectors, names, batches, get_loss(config.eval.loss), header)
 
 
 def _compute_points(
     store: CurvatureStore, pending: np.ndarray, plane: Plane, tol: float, bar: Any
 ) -> int:
     """Compute and write the pending points in order; return the Hessian-vector products spent."""
-    prep, h = plane.prep, plane.header
+    session, h = plane.session, plane.header
     hvps = 0
     for flat in pending:
         # the point θ + a·d1 + b·d2, every other tensor (buffers included) as at θ
-        state = params.combine(prep.centre, plane.vectors, grid.point_coords(int(flat), h.x, h.y))
+        state = params.combine(
+            session.centre, plane.vectors, grid.point_coords(int(flat), h.x, h.y)
+        )
         point = point_curvature(
-            prep.model, state, plane.names, lambda: plane.batches, plane.loss_fn, prep.device, tol
+            session.model,
+            state,
+            plane.names,
+            lambda: plane.batches,
+            plane.loss_fn,
+            session.device,
+            tol,
         )
         store.write_point(int(flat), point)
         hvps += point.hvps
@@ -305,14 +312,14 @@ def curvature_grid(
     return grid.coordinates(GridSpec(x=axis(spec.x, source.x), y=y))
 
 
-def check_same_weights(source: SurfaceValues, prep: Session, checkpoint: str | None) -> None:
+def check_same_weights(source: SurfaceValues, session: Session, checkpoint: str | None) -> None:
     """Refuse a checkpoint whose weights are not those the surface was computed at."""
     stored = _json(source.attrs.get("weights_sha256"))
     if stored:
-        same, now = stored == prep.weights_sha256, prep.weights_sha256
+        same, now = stored == session.weights_sha256, session.weights_sha256
     else:  # files without a weights hash: compare the checkpoint file's own hash
         stored = str(source.attrs.get("checkpoint_sha256") or "")
-        same, now = stored == prep.checkpoint_sha256, prep.checkpoint_sha256
+        same, now = stored == session.checkpoint_sha256, session.checkpoint_sha256
     if not same:
         what = f"checkpoint {checkpoint!r}" if checkpoint else "the seeded initialization"
         raise CheckpointError(
@@ -322,9 +329,9 @@ def check_same_weights(source: SurfaceValues, prep: Session, checkpoint: str | N
         )
 
 
-def check_bn(config: ComputeConfig, prep: Session) -> None:
+def check_bn(config: ComputeConfig, session: Session) -> None:
     """The Hessian is taken in eval mode: a BatchNorm model's surface must be ``--bn eval``."""
-    has_bn = any(k.endswith("running_mean") for k in prep.centre)
+    has_bn = any(k.endswith("running_mean") for k in session.centre)
     if has_bn and config.eval.bn != "eval":
         raise ConfigError(
             f"the surface was computed with --bn {config.eval.bn}, but curvature takes the Hessian "
@@ -332,10 +339,10 @@ def check_bn(config: ComputeConfig, prep: Session) -> None:
         )
 
 
-def hessian_data(config: ComputeConfig, prep: Session, samples: int) -> EvalData:
+def hessian_data(config: ComputeConfig, session: Session, samples: int) -> EvalData:
     """The first ``samples`` of the surface's seeded permutation: a subset of its own samples."""
-    n = min(samples, len(prep.data))
-    return prep.subset(n)
+    n = min(samples, len(session.data))
+    return session.subset(n)
 
 
 def source_fingerprint(config: ComputeConfig) -> dict[str, Any]:

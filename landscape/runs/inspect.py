@@ -52,24 +52,24 @@ def run_inspect(config: InspectConfig) -> Report:
     model_spec = config.model
     if files and not model_spec.checkpoint:
         model_spec = dataclasses.replace(model_spec, checkpoint=str(files[-1]))
-    prep = Session.from_specs(model_spec, config.data, device=config.device, seed=config.seed)
-    batches = prep.data.batches(config.data.batch_size, prep.device)
+    session = Session.from_specs(model_spec, config.data, device=config.device, seed=config.seed)
+    batches = session.data.batches(config.data.batch_size, session.device)
     report = inspect_model(
-        prep.model, batches, epsilon=config.epsilon, trained=bool(model_spec.checkpoint)
+        session.model, batches, epsilon=config.epsilon, trained=bool(model_spec.checkpoint)
     )
     states = []
     if files:
-        states = [prep.load_state(str(f)) for f in files]
-        report.checkpoints = checkpoint_movement(layers_of(prep.model), states, files)
+        states = [session.load_state(str(f)) for f in files]
+        report.checkpoints = checkpoint_movement(layers_of(session.model), states, files)
         report.findings += not_learning_findings(report.checkpoints)
-    report.provenance = _provenance(config, model_spec, prep)
+    report.provenance = _provenance(config, model_spec, session)
     if config.tensorboard:
         from landscape.diagnostics.tensorboard import write_events
 
         steps = list(zip([str(f) for f in files], states, strict=True)) or [
-            (model_spec.checkpoint or f"initialization (seed {config.seed})", prep.centre)
+            (model_spec.checkpoint or f"initialization (seed {config.seed})", session.centre)
         ]
-        write_events(config.tensorboard, layers_of(prep.model), steps, report.activations)
+        write_events(config.tensorboard, layers_of(session.model), steps, report.activations)
     return report
 
 
@@ -145,17 +145,17 @@ def expand_checkpoints(items: Iterable[str]) -> list[Path]:
     return paths.expand_checkpoints(list(items), "--checkpoints", ConfigError)
 
 
-def _provenance(config: InspectConfig, model_spec: ModelSpec, prep: Session) -> dict[str, Any]:
+def _provenance(config: InspectConfig, model_spec: ModelSpec, session: Session) -> dict[str, Any]:
     return {
         "model": {
             "name": model_spec.name,
             "args": dict(model_spec.args),
             "checkpoint": model_spec.checkpoint,
-            "checkpoint_sha256": prep.checkpoint_sha256 or None,
+            "checkpoint_sha256": session.checkpoint_sha256 or None,
             "seed": None if model_spec.checkpoint else config.seed,
         },
-        "data": prep.data.describe(),
-        "device": str(prep.device),
+        "data": session.data.describe(),
+        "device": str(session.device),
         "epsilon": config.epsilon,
         "landscape_version": __version__,
         "torch_version": torch.__version__,
