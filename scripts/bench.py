@@ -563,6 +563,111 @@ def bench_llm(args: argparse.Namespace, work: Path) -> dict:
     }
 
 
+# --- compute only what moves (issue 27): split forward against full forward ------------------
+
+MOVING_SEQUENCES, MOVING_SEQ_LEN = 96, 64  # the GPT-2 study's token windows
+MOVING_SAMPLES = 512  # the ResNet-56 study's synthetic CIFAR images
+
+
+def _moving_cases(args: argparse.Namespace, work: Path) -> list[dict]:
+    """The two layer-by-layer studies: a 12-layer GPT-2 built from a config with its last block
+    moving, and a ResNet-56 with its last stage moving; each with its data and model objects."""
+    import transformers
+
+    from landscape import hf
+    from landscape.models import build_model
+
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(vocab_size=1024, n_positions=MOVING_SEQ_LEN, n_embd=128,
+                                  n_layer=12, n_head=4, bos_token_id=0, eos_token_id=0)  # fmt: skip
+    gpt = transformers.GPT2LMHeadModel(cfg).eval()
+    gpt.save_pretrained(work / "gpt2-12")
+    ids = np.random.default_rng(0).integers(0, 1024, size=(MOVING_SEQUENCES, MOVING_SEQ_LEN))
+    np.save(work / "moving_tokens.npy", ids)
+    cifar = _cifar_folder(work / "moving_cifar", args.moving_samples)
+    resnet = build_model("resnet56").eval()
+    torch.save({"state_dict": resnet.state_dict()}, work / "resnet56.pt")
+    return [
+        {"name": "gpt2-12", "params": "transformer.h.11.*", "model": hf.prepare(gpt),
+         "x": torch.from_numpy(ids[:2]),
+         "cmd": ["--model", f"hf:{work / 'gpt2-12'}", "--data", f"tokens:{work / 'moving_tokens.npy'}",
+                 "--batch-size", "32"]},
+        {"name": "resnet56", "params": "layer3.*", "model": resnet, "x": torch.randn(2, 3, 32, 32),
+         "cmd": ["--model", "resnet56", "--checkpoint", str(work / "resnet56.pt"),
+                 "--data", f"cifar10:{cifar}", "--split", "test"]},
+    ]  # fmt: skip
+
+
+def ideal_speedup(model: torch.nn.Module, pattern: str, x: torch.Tensor) -> tuple[float, str]:
+    """Total forward FLOPs over the moved part's (the dependent part of ``engine.split``), on
+    ``x``: what computing only the moved part could gain at best; and how the split was found."""
+    import fnmatch
+
+    from landscape.engine import split
+
+    centre = {k: v.detach() for k, v in [*model.named_parameters(), *model.named_buffers()]}
+    made = split.split_forward(model, {k for k in centre if fnmatch.fnmatchcase(k, pattern)})
+    assert isinstance(made, split.Split), made
+    with torch.inference_mode():
+        frontier = made.static(centre, x)
+        with FlopCounterMode(display=False) as whole:
+            model(x)
+        with FlopCounterMode(display=False) as moved:
+            made.dynamic(centre, frontier)
+    return whole.get_total_flops() / max(1, moved.get_total_flops()), made.how
+
+
+def bench_moving(args: argparse.Namespace, work: Path) -> list[dict]:
+    """``landscape compute`` with the forward split (``--split-forward on``) against the full
+    forward (``off``), each a whole process, in ``--pairs`` interleaved rounds (medians), on the
+    two studies of :func:`_moving_cases`, 5×5 grids; the measured speed-ups (whole process, and
+    a point's seconds from the engine records) against the ideal one, at equal results."""
+    rows = []
+    side = args.grid or 5
+    for case in _moving_cases(args, work):
+        ideal, how = ideal_speedup(case["model"], case["params"], case["x"])
+        walls: dict[str, list[float]] = {"on": [], "off": []}
+        for _ in range(args.pairs):
+            for mode in walls:
+                out = work / f"{case['name']}-{mode}.h5"
+                cmd = [sys.executable, "-m", "landscape", "compute", *case["cmd"],
+                       "--params", case["params"], f"--x=-1:1:{side}", f"--y=-1:1:{side}",
+                       "--split-forward", mode, "--device", args.device, "--out", str(out),
+                       "--overwrite", "--quiet"]  # fmt: skip
+                walls[mode].append(_timed(cmd)["wall"])
+        on, off = (read_surface(work / f"{case['name']}-{m}.h5") for m in ("on", "off"))
+        loss = next(q for q in off.values if q.endswith("_loss"))  # train_loss or test_loss
+        a, b = on.values[loss], off.values[loss]
+        records = {m: _record(s.attrs["engine"]) for m, s in (("on", on), ("off", off))}
+        point = {m: engine_point_seconds(r) for m, r in records.items()}
+        wall = {m: float(np.median(t)) for m, t in walls.items()}
+        rows.append({
+            "model": f"moving {case['name']}", "grid": f"{side}x{side}", "moved": case["params"],
+            "split_path": how, "ideal_speedup": ideal, "split_wall": wall["on"],
+            "full_wall": wall["off"], "whole_speedup": wall["off"] / wall["on"],
+            "point_speedup": point["off"] / point["on"], "engine_on": records["on"],
+            "max_rel_loss_diff": float(np.max(np.abs(a - b) / np.abs(b))), "pairs": args.pairs,
+        })  # fmt: skip
+    return rows
+
+
+def _record(value: object) -> dict:
+    """An engine record as the file holds it (JSON text) or as read (a dict)."""
+    return json.loads(value) if isinstance(value, (str, bytes)) else dict(value)  # type: ignore[arg-type]
+
+
+def _print_moving(row: dict) -> None:
+    print(
+        f"{row['model']:16s} {row['grid']} grid, {row['moved']} moving (split by its "
+        f"{row['split_path']}): split {row['split_wall']:.1f} s vs full forward "
+        f"{row['full_wall']:.1f} s whole process (median of {row['pairs']}): "
+        f"{row['whole_speedup']:.2f}x; a point {row['point_speedup']:.2f}x; ideal (FLOPs) "
+        f"{row['ideal_speedup']:.2f}x: whole {row['whole_speedup'] / row['ideal_speedup']:.2f}, "
+        f"point {row['point_speedup'] / row['ideal_speedup']:.2f} of ideal | max rel |Δloss| "
+        f"{row['max_rel_loss_diff']:.1e}"
+    )
+
+
 def main() -> int:
     if len(sys.argv) == 5 and sys.argv[1] == "--plain-hf":  # the plain loop's own process
         plain_hf(*sys.argv[2:])
@@ -577,8 +682,10 @@ def main() -> int:
     parser.add_argument(
         "--model",
         action="append",
-        choices=["mlp", "resnet20", "gpt2", "whole"],
-        help="repeatable [mlp, resnet20]; whole: resnet20, each side a whole process",
+        choices=["mlp", "resnet20", "gpt2", "whole", "moving"],
+        help="repeatable [mlp, resnet20]; whole: resnet20, each side a whole process; moving: "
+        "a 12-layer GPT-2 and a ResNet-56 with only their last block/stage moving, split vs "
+        "full forward",
     )
     parser.add_argument("--pairs", type=int, default=3, help="whole: interleaved rounds [3]")
     parser.add_argument(
@@ -598,6 +705,10 @@ def main() -> int:
         "--samples", type=int, default=2000, help="synthetic CIFAR samples for resnet20 [2000]"
     )
     parser.add_argument(
+        "--moving-samples", type=int, default=MOVING_SAMPLES,
+        help=f"moving: synthetic CIFAR samples for ResNet-56 [{MOVING_SAMPLES}]",
+    )  # fmt: skip
+    parser.add_argument(
         "--baseline-points", type=int, default=16, help="points the plain loop is timed on [16]"
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -609,6 +720,11 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.model or ["mlp", "resnet20"]:
+            if name == "moving":
+                for row in bench_moving(args, Path(tmp)):
+                    rows.append(row)
+                    _print_moving(row)
+                continue
             if name == "whole":
                 row = bench_whole(args, Path(tmp))
                 rows.append(row)
@@ -670,7 +786,11 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2, default=str))
     bad = [r["model"] for r in rows if r.get("max_abs_loss_diff", 0) > 1e-5]
-    bad += [r["model"] for r in rows if "whole" in r["model"] and r["max_rel_loss_diff"] > 1e-6]
+    bad += [
+        r["model"]
+        for r in rows
+        if ("whole" in r["model"] or "moving" in r["model"]) and r["max_rel_loss_diff"] > 1e-6
+    ]
     bad += [
         f"{r['model']} {key}"
         for r in rows

@@ -237,3 +237,15 @@ def test_cli_flag_and_info(tmp_path: Path, tiny_npz: Path) -> None:
     bad = CliRunner().invoke(main, [*args, "--split-forward", "on", "--bn", "train", "--overwrite"])
     assert bad.exit_code != 0 and "Error: --split on: --bn train" in bad.output
     assert "--split-forward" in CliRunner().invoke(main, ["compute", "--help"]).output
+
+
+def test_auto_keeps_the_full_forward_when_the_static_part_is_small(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    torch.manual_seed(0)
+    model = TwoBranches().eval()
+    x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
+    monkeypatch.setattr(select, "SPLIT_MIN_SHARE", 0.99)
+    r = _choose(model, ["moved.weight"], x, y).report
+    assert r["split"] is False and "too little to save" in r["split_reason"]
+    assert 0 < r["split_static_share"] < 0.99  # the figure the decision weighed

@@ -542,6 +542,8 @@ def _race(
             made[i] = build()
             if not warm:
                 _warm_up(made[i], todo[:1])
+            elif getattr(made[i], "prime", None) is not None:
+                made[i].prime()  # a split's frontiers: once for the run, not part of a point
         start = time.perf_counter()
         done.extend(made[i].evaluate_block(todo[:1]))
         seconds.setdefault(i, []).append(time.perf_counter() - start)
@@ -618,7 +620,7 @@ def _fold(
     return folded.module, {**folded.describe(), "fuse_check": float(f"{diff:.2e}")}
 
 
-SPLIT_MIN_SHARE = 0.1  # auto splits when the static part is at least this share of a forward
+SPLIT_MIN_SHARE = 0.1  # auto splits when the static part has this share of a forward's FLOPs
 
 
 def _split(
@@ -632,7 +634,7 @@ def _split(
     """The forward split at the moved tensors (``engine.split``) for the per-point path when the
     request allows it, it gives the full forward's values on the first samples, its frontiers
     for the whole evaluation set fit the memory budget and (under auto) its static part is at
-    least SPLIT_MIN_SHARE of a forward (a timed probe on the first batch); why not, otherwise.
+    least SPLIT_MIN_SHARE of a forward's FLOPs (``split.probe``); why not, otherwise.
     Under ``--split on`` a reason is an error."""
     from landscape.engine import split
 

@@ -376,9 +376,8 @@ def probe(
 ) -> dict[str, Any]:
     """The split checked and measured on one batch ``x``: ``check``, the largest relative
     difference from the full forward (at θ, at a moved point, at θ again: a frontier value
-    written by the dependent part shows there); ``static_share``, the static part's seconds over
-    the full forward's (the best of two timings each, after a warm-up); the frontier's bytes per
-    sample; what the static part holds."""
+    written by the dependent part shows there); ``static_share``, the static part's FLOPs over the
+    full forward's on one sample (:func:`_flops`); the frontier's bytes per sample; what the static part holds."""
     from landscape.engine.reference import eval_mode
 
     moved = {n: centre[n] + 0.5 * sum(d[n] for d in directions) for n in directions[0]}
@@ -391,28 +390,24 @@ def probe(
             full = functional_call(model, p, (few,)).float()
             diff = (made.dynamic(p, front).float() - full).abs().max()
             check = max(check, float(diff / full.abs().max().clamp_min(1e-30)))
-        static = _best_seconds(lambda: made.static(centre, x))
-        whole = _best_seconds(lambda: functional_call(model, centre, (x,)))
+        static = _flops(lambda: made.static(centre, x[:1]))
+        whole = _flops(lambda: functional_call(model, centre, (x[:1],)))
         front = made.static(centre, x)
     return {
         "check": float(f"{check:.2e}"),
-        "static_share": round(min(1.0, static / max(whole, 1e-12)), 3),
+        "static_share": round(min(1.0, static / max(whole, 1)), 3),
         "frontier_bytes_per_sample": -(-frontier_bytes(front) // max(1, int(x.shape[0]))),
         "static_parts": made.static_nodes,
         **made.figures,
     }
 
 
-def _best_seconds(call: Callable[[], Any], repeats: int = 2) -> float:
-    """The best of ``repeats`` timings of ``call``, after one warm-up call."""
-    import time
+def _flops(call: Callable[[], Any]) -> int:
+    """The floating-point operations ``call`` runs (matmuls and convolutions: the bulk of a
+    forward), as ``torch.utils.flop_counter`` counts them: deterministic, unlike a timing on a
+    shared machine, and cheap on one sample."""
+    from torch.utils.flop_counter import FlopCounterMode
 
-    call()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
+    with FlopCounterMode(display=False) as counter:
         call()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return best
+    return int(counter.get_total_flops())
