@@ -598,7 +598,7 @@ def _split_text(e: dict[str, Any]) -> str:
     frontier) or full, and why (files from before the split say nothing)."""
     if e.get("split") is True:
         share, kept = e.get("split_static_share"), e.get("split_frontier_bytes")
-        figures = [f"static part {share:.0%} of a forward" if isinstance(share, float) else ""]
+        figures = [f"static part {share:.0%} of its FLOPs" if isinstance(share, float) else ""]
         if isinstance(kept, int):
             figures.append(f"frontier {kept / 2**20:.1f} MiB kept")
         how = f" by its {e.get('split_path', 'graph')}"
