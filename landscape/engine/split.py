@@ -392,11 +392,10 @@ def probe(
             check = max(check, float(diff / full.abs().max().clamp_min(1e-30)))
         static = _flops(lambda: made.static(centre, x[:1]))
         whole = _flops(lambda: functional_call(model, centre, (x[:1],)))
-        front = made.static(centre, x)
     return {
         "check": float(f"{check:.2e}"),
         "static_share": round(min(1.0, static / max(whole, 1)), 3),
-        "frontier_bytes_per_sample": -(-frontier_bytes(front) // max(1, int(x.shape[0]))),
+        "frontier_bytes_per_sample": -(-frontier_bytes(front) // max(1, int(few.shape[0]))),
         "static_parts": made.static_nodes,
         **made.figures,
     }
