@@ -601,6 +601,8 @@ def _split_text(e: dict[str, Any]) -> str:
         figures = [f"static part {share:.0%} of its FLOPs" if isinstance(share, float) else ""]
         if isinstance(kept, int):
             figures.append(f"frontier {kept / 2**20:.1f} MiB kept")
+        if e.get("split_fused"):
+            figures.append(f"BatchNorm folded into {e['split_fused']} moved convolutions")
         how = f" by its {e.get('split_path', 'graph')}"
         return (
             f"forward split{how}, static part once per batch ({', '.join(filter(None, figures))})"

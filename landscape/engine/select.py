@@ -261,7 +261,9 @@ def workbench(
     }  # fmt: skip
     report.update(fold_report)
     report.update(split_report)
-    sizes = _batch_sizes(request, device, batch, total)
+    # a split keeps frontiers per batch size and layout: racing several would compute the static
+    # part once per arm, which is what the split saves; the timings alone choose (one size)
+    sizes = [batch] if made is not None else _batch_sizes(request, device, batch, total)
     return Bench(
         model, centre, directions, batches_of, loss_fn, request.options,
         batch=batch, k=k, folded=folded, split=made, total=total, sizes=sizes, report=report,
@@ -319,7 +321,7 @@ def timings(
     first = min(seconds, key=seconds.get)
     one_point = not ENGINES[labels[first][0]].points_per_call
     arms: list[Candidate] = []
-    if first_points and compile != "on" and one_point:
+    if first_points and compile != "on" and one_point and bench.split is None:
         arms = _race_arms(seconds, labels, first, sizes)
     if len(arms) < 2 and one_point:
         arms = []
@@ -640,7 +642,8 @@ def _split(
 
     why, made, figures = _split_refusal(model, request), None, {}
     if why is None:
-        made = split.split_forward(model, set(directions[0]) if directions else set())
+        fold_bn = request.fuse != "off" and has_conv2d(model) and not task_of(model)
+        made = split.split_forward(model, set(directions[0]) if directions else set(), fold_bn)
         why = made if isinstance(made, str) else None
     if why is None:
         x, _ = next(iter(batches()))

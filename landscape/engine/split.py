@@ -56,16 +56,17 @@ class Split:
     figures: dict[str, Any] = field(default_factory=dict)
 
 
-def split_forward(model: nn.Module, moved: set[str]) -> Split | str:
+def split_forward(model: nn.Module, moved: set[str], fold_bn: bool = False) -> Split | str:
     """The model's forward split at the moved tensors (names as in ``model.state_dict()``): by its
-    graph when torch.fx traces it, else by its module tree; a reason when neither can."""
+    graph when torch.fx traces it (``fold_bn``: BatchNorm folded in its dependent part), else by
+    its module tree; a reason when neither can."""
     if not moved:
         return "no tensor moves"
     try:
         traced = fx.symbolic_trace(model)
     except Exception:  # any tracing failure: data-dependent control flow, hooks, ...
         return module_split(model, moved)  # found on the first batch (Unsplittable if none)
-    return graph_split(model, traced, moved)  # a traced graph's answer stands
+    return graph_split(model, traced, moved, fold_bn)  # a traced graph's answer stands
 
 
 # --- graph: torch.fx ------------------------------------------------------------------------
@@ -90,8 +91,11 @@ def _dependent(graph: fx.Graph, owners: set[str]) -> set[fx.Node]:
     return dep
 
 
-def graph_split(model: nn.Module, traced: fx.GraphModule, moved: set[str]) -> Split | str:
-    """The split by the model's torch.fx graph (``traced``), or why there is none."""
+def graph_split(
+    model: nn.Module, traced: fx.GraphModule, moved: set[str], fold_bn: bool = False
+) -> Split | str:
+    """The split by the model's torch.fx graph (``traced``), or why there is none; ``fold_bn``:
+    fold eval-mode BatchNorm in its dependent part (``engine.fold``)."""
     if model._forward_pre_hooks or model._forward_hooks:
         return "torch.fx would drop the model's forward hooks"
     nodes = list(traced.graph.nodes)
@@ -111,6 +115,15 @@ def graph_split(model: nn.Module, traced: fx.GraphModule, moved: set[str]) -> Sp
     static_gm = fx.GraphModule(traced, _static_graph(nodes, dep, frontier))
     dynamic_gm = fx.GraphModule(traced, _dynamic_graph(nodes, dep, frontier))
     mutated = _mutated(frontier, dep)
+    folded = 0
+    if fold_bn:  # the dependent part with BatchNorm folded (engine.fold); frontier values are
+        # its inputs, never a folded call's output, so no folded add writes into one
+        from landscape.engine import fold
+
+        done = fold.fold_batchnorm(dynamic_gm)
+        dynamic_gm, folded = (
+            (done.module, done.chains) if done.module is not None else (dynamic_gm, 0)
+        )
     return Split(
         "graph",
         static=lambda centre, x: functional_call(static_gm, _subset(static_gm, centre), (x,)),
@@ -120,7 +133,7 @@ def graph_split(model: nn.Module, traced: fx.GraphModule, moved: set[str]) -> Sp
             tuple(f.clone() if i in mutated else f for i, f in enumerate(front)),
         ),
         static_nodes=len(computed),
-        figures={"frontier_values": len(frontier)},
+        figures={"frontier_values": len(frontier), "fused": folded},
     )
 
 
