@@ -32,13 +32,18 @@ def _directions(centre: dict, moved: list[str], seed: int = 0) -> list[dict]:
 
 
 def _surfaces(
-    model: nn.Module, moved: list[str], x: torch.Tensor, y: torch.Tensor, loss: str | None
+    model: nn.Module,
+    moved: list[str],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss: str | None,
+    fold_bn: bool = False,
 ):
     """The points' losses with the split and with the full forward, and the split used."""
     centre = _centre(model)
     dirs = _directions(centre, moved)
     batches = lambda: iter([(x[:3], y[:3]), (x[3:], y[3:])])  # noqa: E731
-    made = split.split_forward(model, set(moved))
+    made = split.split_forward(model, set(moved), fold_bn)
     assert isinstance(made, split.Split), made
     args = (model, centre, dirs, batches, get_loss("cross-entropy", loss))
     fast = ReferenceEvaluator(*args, split=made).evaluate_block(POINTS)
@@ -57,16 +62,22 @@ def _close(a: list[float], b: list[float]) -> None:
     assert len(set(np.round(b, 6))) > 1  # the points differ: the moved tensors do move
 
 
-def test_resnet_last_block_moving_gives_the_full_surface() -> None:
+@pytest.mark.parametrize("fold_bn", [False, True])
+def test_resnet_last_block_moving_gives_the_full_surface(fold_bn: bool) -> None:
     from landscape.models.resnet import resnet20
 
     torch.manual_seed(0)
     model = resnet20().eval()
+    for m in model.modules():  # running statistics away from 0 and 1, as after training
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.3, 0.3)
+            m.running_var.uniform_(0.5, 2.0)
     moved = [n for n, _ in model.named_parameters() if n.startswith("layer3.2.")]
     x, y = torch.randn(5, 3, 32, 32), torch.randint(0, 10, (5,))
-    fast, full, made = _surfaces(model, moved, x, y, None)
+    fast, full, made = _surfaces(model, moved, x, y, None, fold_bn)
     _close(fast, full)
     assert made.how == "graph" and made.static_nodes > 50  # everything before layer3.2 once
+    assert made.figures["fused"] == (2 if fold_bn else 0)  # the moved block's conv → BN pairs
 
 
 class TwoBranches(nn.Module):
