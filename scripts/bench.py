@@ -4,6 +4,7 @@
     python scripts/bench.py --model resnet20 --grid 21 --samples 2000 --device cuda
     python scripts/bench.py --model gpt2          # tokens/s on a GPT-2 (transformers), see below
     python scripts/bench.py --model whole --samples 1000 --pairs 3 [--grid 21] [--device cuda]
+    python scripts/bench.py --model moving --pairs 3   # compute only what moves (issue 27)
 
 For each model, in one run and on the same directions and grid:
 1. ``landscape compute`` as a user runs it (``--engine auto``: engine choice, compile and all), timed
@@ -29,6 +30,13 @@ PIL images, batch 128), plus the bare forward of the model as written at its bes
 and compile (the limit for an evaluator that calls it as it is), minor faults and system time
 per side. On a GPU (``--device cuda``) the same comparison adds engine runs on the batched path,
 in bf16 and compiled (``--variants``), each held to its own loss tolerance.
+
+For ``--model moving`` (layer-by-layer studies, 5×5 grids): a 12-layer GPT-2 built from a config
+with only its last block moving (``--params 'transformer.h.11.*'``) and a ResNet-56 with only its
+last stage moving (``--params 'layer3.*'``), ``landscape compute --split-forward on`` against
+``off``, each a whole process, in ``--pairs`` interleaved rounds (medians); beside them the
+evaluation loop's seconds a point with and without the split in this process, and the ideal
+speed-up, total forward FLOPs over the moved part's; the losses must agree to 1e-6 relative.
 
 4. points/s, achieved GFLOP/s (FLOPs of one forward from ``torch.utils.flop_counter``), the ratio,
    and the share of this machine's matmul peak, measured here on a large float32 matmul (best of
