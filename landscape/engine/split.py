@@ -390,7 +390,8 @@ def probe(
     """The split checked and measured on one batch ``x``: ``check``, the largest relative
     difference from the full forward (at θ, at a moved point, at θ again: a frontier value
     written by the dependent part shows there); ``static_share``, the static part's FLOPs over the
-    full forward's on one sample (:func:`_flops`); the frontier's bytes per sample; what the static part holds."""
+    full forward's on one sample (:func:`_flops`: its linear and convolution layers); the
+    frontier's bytes per sample; what the static part holds."""
     from landscape.engine.reference import eval_mode
 
     moved = {n: centre[n] + 0.5 * sum(d[n] for d in directions) for n in directions[0]}
@@ -403,8 +404,8 @@ def probe(
             full = functional_call(model, p, (few,)).float()
             diff = (made.dynamic(p, front).float() - full).abs().max()
             check = max(check, float(diff / full.abs().max().clamp_min(1e-30)))
-        static = _flops(lambda: made.static(centre, x[:1]))
-        whole = _flops(lambda: functional_call(model, centre, (x[:1],)))
+        static = _flops(model, lambda: made.static(centre, x[:1]))
+        whole = _flops(model, lambda: functional_call(model, centre, (x[:1],)))
     return {
         "check": float(f"{check:.2e}"),
         "static_share": round(min(1.0, static / max(whole, 1)), 3),
@@ -414,12 +415,40 @@ def probe(
     }
 
 
-def _flops(call: Callable[[], Any]) -> int:
-    """The floating-point operations ``call`` runs (matmuls and convolutions: the bulk of a
-    forward), as ``torch.utils.flop_counter`` counts them: deterministic, unlike a timing on a
-    shared machine, and cheap on one sample."""
-    from torch.utils.flop_counter import FlopCounterMode
+def _flops(model: nn.Module, call: Callable[[], Any]) -> int:
+    """The multiply-adds (×2) of the layers with weights that ``call`` runs in ``model`` (linear
+    and convolution layers: the bulk of a forward), counted by hooks on its leaf modules:
+    deterministic, unlike a timing on a shared machine, and cheap on one sample.
+    (``torch.utils.flop_counter`` would make a folder for inductor's cache: a library call
+    writes no file.)"""
+    total = [0]
 
-    with FlopCounterMode(display=False) as counter:
+    def hook(m: nn.Module, _args: Any, out: Any) -> None:
+        if isinstance(out, torch.Tensor):
+            total[0] += _layer_flops(m, out)
+
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    try:
         call()
-    return int(counter.get_total_flops())
+    finally:
+        for h in handles:
+            h.remove()
+    return total[0]
+
+
+def _layer_flops(m: nn.Module, out: torch.Tensor) -> int:
+    """2 · products summed per output element: in_features for a linear layer, in_channels/groups ×
+    kernel for a convolution, the input size for a transformers ``Conv1D`` (weight: in × out)."""
+    w = getattr(m, "weight", None)
+    if not isinstance(w, torch.Tensor) or w.ndim < 2 or isinstance(m, nn.Embedding):
+        return 0
+    if isinstance(m, nn.modules.conv._ConvNd):
+        per = w[0].numel()
+    elif isinstance(m, nn.Linear):
+        per = int(w.shape[1])
+    elif w.ndim == 2 and out.shape[-1] == w.shape[1]:
+        per = int(w.shape[0])
+    else:
+        return 0
+    return 2 * out.numel() * per
