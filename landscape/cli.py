@@ -35,6 +35,7 @@ from landscape.config import (
     NORM_CHOICES,
     REQUIRED,
     SPLIT_CHOICES,
+    SPLIT_FORWARD_CHOICES,
     STORE_CHOICES,
     ComputeConfig,
     CurvatureSpec,
@@ -488,6 +489,13 @@ def build_compute_config(
     note="with --engine auto",
     help="Fold eval-mode BatchNorm (and a following add and ReLU) into the convolution before "
     "it, per point; changes rounding only.",
+)
+@setting(
+    "--split-forward",
+    "eval.split_forward",
+    type=click.Choice(SPLIT_FORWARD_CHOICES),
+    help="Compute the part of the forward pass no moved tensor reaches once per batch, and only "
+    "the rest at each point (per-point path; auto: when it pays); changes no value.",
 )
 @setting(
     "--memory-format",

@@ -40,6 +40,7 @@ BN_CHOICES = ("eval", "recalibrate", "train")
 DTYPE_CHOICES = ("float32", "bfloat16", "float16")
 COMPILE_CHOICES = ("auto", "on", "off")
 FUSE_CHOICES = ("auto", "on", "off")
+SPLIT_FORWARD_CHOICES = ("auto", "on", "off")
 MEMORY_FORMAT_CHOICES = ("auto", "contiguous", "channels-last")
 # bounds of the settings a flag or a file can set to anything: what the libraries take
 SEED_RANGE = (-(2**63), 2**64 - 1)  # torch.manual_seed's (numpy's data permutation: from 0)
@@ -164,7 +165,9 @@ class EvalSpec:
     the convolution before it, with a following add and ReLU; auto: on the per-point path that
     ``engine: auto`` picks), ``memory_format``, ``memory_budget`` (bytes
     the batched path may use for activations, e.g. 2GB; auto: half the free GPU memory, 2GB on a
-    CPU) and ``threads`` (intra-op threads; null: PyTorch's default).
+    CPU), ``threads`` (intra-op threads; null: PyTorch's default) and ``split_forward`` (compute the part
+    of the forward pass that no moved tensor reaches once per batch, on the per-point path; auto:
+    when it pays).
     """
 
     loss: str = "cross-entropy"
@@ -179,6 +182,7 @@ class EvalSpec:
     memory_format: str = "auto"
     memory_budget: str | None = None
     threads: int | None = None
+    split_forward: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -210,6 +214,7 @@ class ComputeConfig:
         _check_choice("eval.dtype", self.eval.dtype, DTYPE_CHOICES)
         _check_choice("eval.compile", self.eval.compile, COMPILE_CHOICES)
         _check_choice("eval.fuse", self.eval.fuse, FUSE_CHOICES)
+        _check_choice("eval.split_forward", self.eval.split_forward, SPLIT_FORWARD_CHOICES)
         _check_choice("eval.memory_format", self.eval.memory_format, MEMORY_FORMAT_CHOICES)
         if not 1 <= self.eval.bn_batches <= BN_BATCHES_MAX:
             raise ConfigError(
@@ -325,7 +330,8 @@ class ComputeConfig:
         if self.eval.bn == "eval":  # under train and recalibrate the batches are the statistics
             d["data"].pop("batch_size")
         d["model"].pop("checkpoint")
-        speed = ("device", "engine", "compile", "fuse", "memory_format", "memory_budget", "threads")
+        speed = ("device", "engine", "compile", "fuse", "memory_format", "memory_budget", "threads",
+                 "split_forward")  # fmt: skip
         for key in speed:
             d["eval"].pop(key)
         d["direction"].pop("store")  # how the directions are kept, not which they are

@@ -128,6 +128,7 @@ def engine_request(run: Run) -> EngineRequest:
         memory_budget=parse_bytes(ev.memory_budget),
         batch_size=run.batch_size,
         options=options,
+        split=ev.split_forward,
     )
 
 

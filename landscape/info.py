@@ -567,6 +567,9 @@ def _engine_text(e: Any) -> str:
     if e.get("fused"):
         parts.append(f"BatchNorm folded into {e['fused']} convolutions")
     parts.append("compiled" if e.get("compile") else "eager")
+    split = _split_text(e)
+    if split:
+        parts.append(split)
     if e.get("autocast"):
         parts.append(f"autocast {e['autocast']}")
     if e.get("device"):
@@ -591,6 +594,25 @@ def _engine_text(e: Any) -> str:
         where = str(e.get("device", "this device")).split(":")[0]
         text += f"; a resume on {where} repeats it bit for bit, other paths agree within {rtol:g}"
     return text
+
+
+def _split_text(e: dict[str, Any]) -> str:
+    """Which forward ran at each point: split (how, the static part's share and its kept
+    frontier) or full, and why (files from before the split say nothing)."""
+    if e.get("split") is True:
+        share, kept = e.get("split_static_share"), e.get("split_frontier_bytes")
+        figures = [f"static part {share:.0%} of its FLOPs" if isinstance(share, float) else ""]
+        if isinstance(kept, int):
+            figures.append(f"frontier {kept / 2**20:.1f} MiB kept")
+        if e.get("split_fused"):
+            figures.append(f"BatchNorm folded into {e['split_fused']} moved convolutions")
+        how = f" by its {e.get('split_path', 'graph')}"
+        return (
+            f"forward split{how}, static part once per batch ({', '.join(filter(None, figures))})"
+        )
+    if e.get("split_reason"):
+        return f"full forward at each point ({e['split_reason']})"
+    return ""
 
 
 def _moved_text(s: SurfaceValues) -> str:

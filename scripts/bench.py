@@ -6,6 +6,7 @@
     python scripts/bench.py --model whole --samples 1000 --pairs 3 [--grid 21] [--device cuda]
     python scripts/bench.py --ndgrid [--grid 21]  # a 21³ grid against a per-point clone loop
     python scripts/bench.py --ndgrid --hessian    # both of issue 26's comparisons, in one run
+    python scripts/bench.py --model moving --pairs 3   # compute only what moves (issue 27)
 
 For each model, in one run and on the same directions and grid:
 1. ``landscape compute`` as a user runs it (``--engine auto``: engine choice, compile and all), timed
@@ -37,7 +38,15 @@ digits, both sides whole processes, start-up included: ``landscape compute --axe
 loop Landscaper's grids amount to (``--ndgrid-loop``): at every point every parameter is cloned
 from θ, ``θ + a·d1 + b·d2 + c·d3`` formed in new tensors and loaded into the model
 (``load_state_dict``), then a ``no_grad`` forward over the samples in batches of 500, along the
-directions the engine stored; every point's loss of both sides compared.
+directions the engine stored; every point's loss of both sides compared. ``--hessian`` adds the
+top eigenvalues and trace against PyHessian's algorithm (``scripts/bench_hessian.py``).
+
+For ``--model moving`` (layer-by-layer studies, 5×5 grids): a 12-layer GPT-2 built from a config
+with only its last block moving (``--params 'transformer.h.11.*'``) and a ResNet-56 with only its
+last stage moving (``--params 'layer3.*'``), ``landscape compute --split-forward on`` against
+``off``, each a whole process, in ``--pairs`` interleaved rounds (medians); beside them the
+evaluation loop's seconds a point with and without the split in this process, and the ideal
+speed-up, total forward FLOPs over the moved part's; the losses must agree to 1e-6 relative.
 
 4. points/s, achieved GFLOP/s (FLOPs of one forward from ``torch.utils.flop_counter``), the ratio,
    and the share of this machine's matmul peak, measured here on a large float32 matmul (best of
@@ -641,6 +650,145 @@ def bench_ndgrid(args: argparse.Namespace, work: Path) -> dict:
     }
 
 
+# --- compute only what moves (issue 27): split forward against full forward ------------------
+
+MOVING_SEQUENCES, MOVING_SEQ_LEN = 96, 64  # the GPT-2 study's token windows
+MOVING_SAMPLES = 512  # the ResNet-56 study's synthetic CIFAR images
+
+
+def _moving_cases(args: argparse.Namespace, work: Path) -> list[dict]:
+    """The two layer-by-layer studies: a 12-layer GPT-2 built from a config with its last block
+    moving, and a ResNet-56 with its last stage moving; each with its data and model objects."""
+    import transformers
+
+    from landscape import hf
+    from landscape.models import build_model
+
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(vocab_size=1024, n_positions=MOVING_SEQ_LEN, n_embd=128,
+                                  n_layer=12, n_head=4, bos_token_id=0, eos_token_id=0)  # fmt: skip
+    gpt = transformers.GPT2LMHeadModel(cfg).eval()
+    gpt.save_pretrained(work / "gpt2-12")
+    ids = np.random.default_rng(0).integers(0, 1024, size=(MOVING_SEQUENCES, MOVING_SEQ_LEN))
+    np.save(work / "moving_tokens.npy", ids)
+    cifar = _cifar_folder(work / "moving_cifar", args.moving_samples)
+    resnet = build_model("resnet56").eval()
+    torch.save({"state_dict": resnet.state_dict()}, work / "resnet56.pt")
+    return [
+        {"name": "gpt2-12", "params": "transformer.h.11.*", "model": hf.prepare(gpt),
+         "x": torch.from_numpy(ids[:2]), "task": "causal-lm", "batch": 32,
+         "data": (torch.from_numpy(ids), torch.from_numpy(ids)),
+         "cmd": ["--model", f"hf:{work / 'gpt2-12'}", "--data", f"tokens:{work / 'moving_tokens.npy'}",
+                 "--batch-size", "32"]},
+        {"name": "resnet56", "params": "layer3.*", "model": resnet, "x": torch.randn(2, 3, 32, 32),
+         "batch": 128, "data": (torch.randn(args.moving_samples, 3, 32, 32),
+                                torch.randint(0, 10, (args.moving_samples,))),
+         "cmd": ["--model", "resnet56", "--checkpoint", str(work / "resnet56.pt"),
+                 "--data", f"cifar10:{cifar}", "--split", "test"]},
+    ]  # fmt: skip
+
+
+def split_figures(case: dict) -> dict:
+    """In this process, on the case's model: the ideal speed-up, total forward FLOPs over the
+    moved part's (the dependent part of ``engine.split``, on ``case['x']``), how the split was
+    found, and the per-point evaluator's seconds a point with and without the split on the
+    case's data (``case['data']``: the best of LOOP_POINTS points each, frontiers computed
+    beforehand): the evaluation loop's speed-up, start-up and engine choice left out."""
+    import fnmatch
+
+    from landscape.engine import split
+    from landscape.engine.reference import ReferenceEvaluator
+    from landscape.losses import get_loss
+
+    model, (xs, ys) = case["model"], case["data"]
+    centre = {k: v.detach() for k, v in [*model.named_parameters(), *model.named_buffers()]}
+    moved = [k for k, _ in model.named_parameters() if fnmatch.fnmatchcase(k, case["params"])]
+    made = split.split_forward(model, set(moved))
+    assert isinstance(made, split.Split), made
+    with torch.inference_mode():
+        frontier = made.static(centre, case["x"])
+        with FlopCounterMode(display=False) as whole:
+            model(case["x"])
+        with FlopCounterMode(display=False) as dependent:
+            made.dynamic(centre, frontier)
+    g = torch.Generator().manual_seed(0)
+    dirs = [{n: torch.randn(centre[n].shape, generator=g) for n in moved} for _ in range(2)]
+    b = case["batch"]
+    batches = lambda: ((xs[i : i + b], ys[i : i + b]) for i in range(0, len(ys), b))  # noqa: E731
+    loss = get_loss("cross-entropy", case.get("task"))
+    seconds = {}
+    for name, used in (("split", made), ("full", None)):
+        evaluator = ReferenceEvaluator(model, centre, dirs, batches, loss, split=used)
+        evaluator.evaluate((0.1, 0.1))  # warm-up; the split's frontiers computed here
+        times = []
+        for i in range(LOOP_POINTS):
+            start = time.perf_counter()
+            evaluator.evaluate((0.05 * i, -0.05 * i))
+            times.append(time.perf_counter() - start)
+        seconds[name] = min(times)
+    return {
+        "ideal_speedup": whole.get_total_flops() / max(1, dependent.get_total_flops()),
+        "split_path": made.how,
+        "loop_split_point_seconds": seconds["split"],
+        "loop_full_point_seconds": seconds["full"],
+        "loop_speedup": seconds["full"] / seconds["split"],
+    }
+
+
+LOOP_POINTS = 3
+
+
+def bench_moving(args: argparse.Namespace, work: Path) -> list[dict]:
+    """``landscape compute`` with the forward split (``--split-forward on``) against the full
+    forward (``off``), each a whole process, in ``--pairs`` interleaved rounds (medians), on the
+    two studies of :func:`_moving_cases`, 5×5 grids; the measured speed-ups (whole process, and
+    a point's seconds from the engine records) against the ideal one, at equal results."""
+    rows = []
+    side = args.grid or 5
+    for case in _moving_cases(args, work):
+        figures = split_figures(case)
+        walls: dict[str, list[float]] = {"on": [], "off": []}
+        for _ in range(args.pairs):
+            for mode in walls:
+                out = work / f"{case['name']}-{mode}.h5"
+                cmd = [sys.executable, "-m", "landscape", "compute", *case["cmd"],
+                       "--params", case["params"], f"--x=-1:1:{side}", f"--y=-1:1:{side}",
+                       "--split-forward", mode, "--device", args.device, "--out", str(out),
+                       "--overwrite", "--quiet"]  # fmt: skip
+                walls[mode].append(_timed(cmd)["wall"])
+        on, off = (read_surface(work / f"{case['name']}-{m}.h5") for m in ("on", "off"))
+        loss = next(q for q in off.values if q.endswith("_loss"))  # train_loss or test_loss
+        a, b = on.values[loss], off.values[loss]
+        records = {m: _record(s.attrs["engine"]) for m, s in (("on", on), ("off", off))}
+        wall = {m: float(np.median(t)) for m, t in walls.items()}
+        rows.append({
+            "model": f"moving {case['name']}", "grid": f"{side}x{side}", "moved": case["params"],
+            **figures, "split_wall": wall["on"],
+            "full_wall": wall["off"], "whole_speedup": wall["off"] / wall["on"],
+            "engine_on": records["on"], "engine_off": records["off"],
+            "max_rel_loss_diff": float(np.max(np.abs(a - b) / np.abs(b))), "pairs": args.pairs,
+        })  # fmt: skip
+    return rows
+
+
+def _record(value: object) -> dict:
+    """An engine record as the file holds it (JSON text) or as read (a dict)."""
+    return json.loads(value) if isinstance(value, (str, bytes)) else dict(value)  # type: ignore[arg-type]
+
+
+def _print_moving(row: dict) -> None:
+    print(
+        f"{row['model']:16s} {row['grid']} grid, {row['moved']} moving (split by its "
+        f"{row['split_path']}): split {row['split_wall']:.1f} s vs full forward "
+        f"{row['full_wall']:.1f} s whole process (median of {row['pairs']}): "
+        f"{row['whole_speedup']:.2f}x; evaluation loop {row['loop_full_point_seconds']:.3f} vs "
+        f"{row['loop_split_point_seconds']:.3f} s a point: {row['loop_speedup']:.2f}x; ideal "
+        f"(FLOPs) {row['ideal_speedup']:.2f}x: whole {row['whole_speedup'] / row['ideal_speedup']:.2f}"
+        f", loop {row['loop_speedup'] / row['ideal_speedup']:.2f} of ideal | max rel |Δloss| "
+        f"{row['max_rel_loss_diff']:.1e}"
+    )
+
+
 def main() -> int:
     if len(sys.argv) == 4 and sys.argv[1] == "--ndgrid-loop":  # Landscaper's loop, its own process
         ndgrid_loop(*sys.argv[2:])
@@ -658,8 +806,10 @@ def main() -> int:
     parser.add_argument(
         "--model",
         action="append",
-        choices=["mlp", "resnet20", "gpt2", "whole"],
-        help="repeatable [mlp, resnet20]; whole: resnet20, each side a whole process",
+        choices=["mlp", "resnet20", "gpt2", "whole", "moving"],
+        help="repeatable [mlp, resnet20]; whole: resnet20, each side a whole process; moving: "
+        "a 12-layer GPT-2 and a ResNet-56 with only their last block/stage moving, split vs "
+        "full forward",
     )
     parser.add_argument("--pairs", type=int, default=3, help="whole: interleaved rounds [3]")
     parser.add_argument(
@@ -678,6 +828,10 @@ def main() -> int:
     parser.add_argument(
         "--samples", type=int, default=2000, help="synthetic CIFAR samples for resnet20 [2000]"
     )
+    parser.add_argument(
+        "--moving-samples", type=int, default=MOVING_SAMPLES,
+        help=f"moving: synthetic CIFAR samples for ResNet-56 [{MOVING_SAMPLES}]",
+    )  # fmt: skip
     parser.add_argument(
         "--baseline-points", type=int, default=16, help="points the plain loop is timed on [16]"
     )
@@ -717,6 +871,11 @@ def main() -> int:
             rows.append(bench_hessian.bench("mlp", 1000, torch.device(args.device), 600, 10, 200))
         alone = args.ndgrid or args.hessian
         for name in args.model or ([] if alone else ["mlp", "resnet20"]):
+            if name == "moving":
+                for row in bench_moving(args, Path(tmp)):
+                    rows.append(row)
+                    _print_moving(row)
+                continue
             if name == "whole":
                 row = bench_whole(args, Path(tmp))
                 rows.append(row)
@@ -778,7 +937,11 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2, default=str))
     bad = [r["model"] for r in rows if r.get("max_abs_loss_diff", 0) > 1e-5]
-    bad += [r["model"] for r in rows if "whole" in r["model"] and r["max_rel_loss_diff"] > 1e-6]
+    bad += [
+        r["model"]
+        for r in rows
+        if ("whole" in r["model"] or "moving" in r["model"]) and r["max_rel_loss_diff"] > 1e-6
+    ]
     bad += [
         f"{r['model']} {key}"
         for r in rows

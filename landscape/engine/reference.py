@@ -21,6 +21,7 @@ import copy
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.func import functional_call
@@ -252,14 +253,22 @@ class ReferenceEvaluator(PointEvaluatorBase):
     points_per_call = False
     runs_scripted = True
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: object, split: Any = None, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._work = params.Workspace()  # one working copy of the moved tensors, reused
         self._compiled = None
+        # the forward split at the moved tensors (an ``engine.split.Split``): the static part's
+        # frontier is computed once per batch, at θ, and kept for every point (and every
+        # repeat: ``along`` copies share it)
+        self.split = split if self.bn == "eval" and not is_jitted(self.model) else None
+        self._frontiers: list[list[tuple[object, torch.Tensor]]] = [[]]  # shared by copies
         if self.compile:
+            if self.split is not None:
+                call = self.split.dynamic
+            else:
 
-            def call(point: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-                return functional_call(self.module, point, (x,))
+                def call(point: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+                    return functional_call(self.module, point, (x,))
 
             self._compiled = torch.compile(call, dynamic=False)
 
@@ -269,11 +278,34 @@ class ReferenceEvaluator(PointEvaluatorBase):
         forward = self.forward(point)
         stats = PointStats.zeros(1)
         with eval_mode(self.module), torch.inference_mode(), self.autocast_context():
-            for x, y in self.batches():
+            for x, y in self._inputs():
                 logits = forward(x)[: y.shape[0]]  # padding rows dropped
                 losses, correct = score_batch(self.loss_fn, logits.float(), y, 1)
                 stats.add(losses.detach().cpu(), None if correct is None else correct.cpu())
         return PointResult(stats.values()[0])
+
+    def _inputs(self) -> Iterator[tuple[object, torch.Tensor]]:
+        """What ``forward`` takes, batch by batch: the data, or under a split each batch's
+        frontier, computed at θ on the first point and kept for the others."""
+        if self.split is None:
+            yield from self.batches()
+            return
+        self.prime()
+        yield from self._frontiers[0]
+
+    def prime(self) -> None:
+        """Compute and keep every batch's frontier at θ, unless kept already (a split only)."""
+        kept = self._frontiers[0]
+        if self.split is None or kept:
+            return
+        with eval_mode(self.module), torch.inference_mode(), self.autocast_context():
+            kept.extend((self.split.static(self.centre, x), y) for x, y in self.batches())
+
+    def with_batches(self, batches: Batches) -> PointEvaluatorBase:
+        other = super().with_batches(batches)
+        assert isinstance(other, ReferenceEvaluator)
+        other._frontiers = [[]]  # other data: other frontiers
+        return other
 
     def forward(self, point: dict[str, torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
         """A function ``x → logits`` of the model at ``point`` (call it in eval mode, no grad)."""
@@ -287,10 +319,13 @@ class ReferenceEvaluator(PointEvaluatorBase):
         if self._compiled is not None:
             compiled = self._compiled
             return lambda x: compiled(point, x)
+        if self.split is not None:  # x: a batch's frontier
+            dynamic = self.split.dynamic
+            return lambda x: dynamic(point, x)
         return lambda x: functional_call(self.module, point, (x,))
 
     def evaluate_block(self, points: Sequence[tuple[float, ...]]) -> list[PointResult]:
         return [self.evaluate(p) for p in points]
 
     def describe(self) -> dict[str, object]:
-        return {"engine": self.name, **super().describe()}
+        return {"engine": self.name, **super().describe(), "split": self.split is not None}

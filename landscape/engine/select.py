@@ -87,6 +87,7 @@ class EngineSettings:
     k: int | None  # points per batched call
     batch_size: int
     fused: bool = False  # BatchNorm folded (engine.fold)
+    split: bool = False  # the forward split at the moved tensors (engine.split)
 
     @classmethod
     def recorded(cls, report: Any, device: torch.device) -> EngineSettings | None:
@@ -102,7 +103,8 @@ class EngineSettings:
         flags = [report.get(f) for f in ("compile", "channels_last")]
         if not all(isinstance(f, bool) for f in flags) or not isinstance(report.get("fused"), int):
             return None  # fused: the number of convolutions BatchNorm was folded into
-        return cls(report["engine"], flags[0], flags[1], k, batch, report["fused"] > 0)
+        split = report.get("split") is True  # files from before the split: not split
+        return cls(report["engine"], flags[0], flags[1], k, batch, report["fused"] > 0, split)
 
     def pin(self, request: EngineRequest) -> EngineRequest:
         """``request`` with every choice fixed to these settings: nothing is timed again."""
@@ -114,6 +116,7 @@ class EngineSettings:
             memory_format="channels-last" if self.channels_last else "contiguous",
             k=self.k,
             batch_size=self.batch_size,
+            split="on" if self.split else "off",
         )
 
 
@@ -139,6 +142,9 @@ class EngineRequest:
     batch_size: int
     options: dict[str, Any] = field(default_factory=dict)  # bn, train_batches, autocast
     k: int | None = None  # points per batched call; None: from the memory budget
+    # auto | on | off: compute the static part once per batch (engine.split); callers that build
+    # a request themselves keep the full forward, the run passes EvalSpec.split
+    split: str = "off"
 
 
 Candidate = tuple[str, bool, int]  # engine, channels_last, batch size
@@ -160,6 +166,7 @@ class Bench:
     batch: int  # --batch-size within the memory budget (:func:`batch_and_k`)
     k: int
     folded: torch.nn.Module | None
+    split: Any  # engine.split.Split, or None: the full forward at each point
     total: int  # samples in the evaluation set
     sizes: list[int]  # the batch sizes auto compares (one: none compared)
     report: dict[str, Any]
@@ -176,8 +183,10 @@ class Bench:
         cls = ENGINES[engine]
         if cls.points_per_call:  # K points per call, from the memory budget
             opts["k"] = self.k
-        elif self.folded is not None:  # one point at a time: the BatchNorm-folded model
-            opts["module"] = self.folded
+        else:  # one point at a time: split, or the BatchNorm-folded model
+            opts["split"] = self.split
+            if self.folded is not None:
+                opts["module"] = self.folded
         return cls(self.model, self.centre, self.directions, data, self.loss_fn, **opts)
 
     def build(self, candidate: Candidate, compile: bool = False) -> PointEvaluatorBase:
@@ -244,16 +253,20 @@ def workbench(
     device = next(iter(centre.values())).device
     batch, k = batch_and_k(model, centre, batches_of, request, device)
     batches = batches_of(batch)
-    folded, fold_report = _fold(model, centre, batches, request)
     total = len_of(batches)
+    made, split_report = _split(model, centre, directions, batches, request, total)
+    folded, fold_report = _fold(model, centre, batches, request, made is not None)
     report: dict[str, Any] = {
         "device": str(device), "k": k, "batch_size": batch, "timings": {}, "paths_rtol": PATH_RTOL
     }  # fmt: skip
     report.update(fold_report)
-    sizes = _batch_sizes(request, device, batch, total)
+    report.update(split_report)
+    # a split keeps frontiers per batch size and layout: racing several would compute the static
+    # part once per arm, which is what the split saves; the timings alone choose (one size)
+    sizes = [batch] if made is not None else _batch_sizes(request, device, batch, total)
     return Bench(
         model, centre, directions, batches_of, loss_fn, request.options,
-        batch=batch, k=k, folded=folded, total=total, sizes=sizes, report=report,
+        batch=batch, k=k, folded=folded, split=made, total=total, sizes=sizes, report=report,
     )  # fmt: skip
 
 
@@ -308,7 +321,7 @@ def timings(
     first = min(seconds, key=seconds.get)
     one_point = not ENGINES[labels[first][0]].points_per_call
     arms: list[Candidate] = []
-    if first_points and compile != "on" and one_point:
+    if first_points and compile != "on" and one_point and bench.split is None:
         arms = _race_arms(seconds, labels, first, sizes)
     if len(arms) < 2 and one_point:
         arms = []
@@ -457,9 +470,13 @@ def _choice(
     fused = evaluator.module is bench.folded and bench.folded is not None
     if not fused:
         report.update(fused=0)
+    split = getattr(evaluator, "split", None) is not None
+    report["split"] = split
+    if not split and bench.split is not None:
+        report["split_reason"] = f"the {evaluator.name} engine was faster"
     settings = EngineSettings(
         evaluator.name, bool(report.get("compile")), bool(evaluator.channels_last), bench.k, batch,
-        fused,
+        fused, split,
     )  # fmt: skip
     return EngineChoice(evaluator, report, settings, done)
 
@@ -527,6 +544,8 @@ def _race(
             made[i] = build()
             if not warm:
                 _warm_up(made[i], todo[:1])
+            elif getattr(made[i], "prime", None) is not None:
+                made[i].prime()  # a split's frontiers: once for the run, not part of a point
         start = time.perf_counter()
         done.extend(made[i].evaluate_block(todo[:1]))
         seconds.setdefault(i, []).append(time.perf_counter() - start)
@@ -571,6 +590,7 @@ def _fold(
     centre: dict[str, torch.Tensor],
     batches: Batches,
     request: EngineRequest,
+    split: bool = False,
 ) -> tuple[torch.nn.Module | None, dict[str, Any]]:
     """The BatchNorm-folded model (``engine.fold``) for the per-point path, when the request
     allows it and the fold gives the model's outputs on the first samples; why not, otherwise."""
@@ -584,6 +604,8 @@ def _fold(
         why = "an explicit engine folds BatchNorm only with --fuse on"
     elif bn == "train":
         why = "--bn train normalizes with each batch's statistics"
+    elif split:  # a folded add may write into its addend: a kept frontier value
+        why = "the forward is split at the moved tensors"
     elif not has_conv2d(model):
         why = "no convolution to fold into"
     elif is_jitted(model) or task_of(model) is not None:
@@ -598,6 +620,79 @@ def _fold(
     if not ok:
         return None, {"fused": 0, "fuse_reason": f"the folded model differs by {diff:.1e}"}
     return folded.module, {**folded.describe(), "fuse_check": float(f"{diff:.2e}")}
+
+
+SPLIT_MIN_SHARE = 0.1  # auto splits when the static part has this share of a forward's FLOPs
+
+
+def _split(
+    model: torch.nn.Module,
+    centre: dict[str, torch.Tensor],
+    directions: list[dict[str, torch.Tensor]],
+    batches: Batches,
+    request: EngineRequest,
+    total: int,
+) -> tuple[Any, dict[str, Any]]:
+    """The forward split at the moved tensors (``engine.split``) for the per-point path when the
+    request allows it, it gives the full forward's values on the first samples, its frontiers
+    for the whole evaluation set fit the memory budget and (under auto) its static part is at
+    least SPLIT_MIN_SHARE of a forward's FLOPs (``split.probe``); why not, otherwise.
+    Under ``--split on`` a reason is an error."""
+    from landscape.engine import split
+
+    why, made, figures = _split_refusal(model, request), None, {}
+    if why is None:
+        fold_bn = request.fuse != "off" and has_conv2d(model) and not task_of(model)
+        made = split.split_forward(model, set(directions[0]) if directions else set(), fold_bn)
+        why = made if isinstance(made, str) else None
+    if why is None:
+        x, _ = next(iter(batches()))
+        try:
+            figures = split.probe(model, made, centre, directions, x)
+        except split.Unsplittable as exc:
+            why = str(exc)
+    if why is None:
+        why = _split_verdict(figures, total, request, next(iter(centre.values())).device)
+    if why is None:
+        report = {"split_path": made.how, **{f"split_{k}": v for k, v in figures.items()}}
+        return made, report
+    if request.split == "on":
+        raise ConfigError(f"--split on: {why}; use --split auto or off")
+    return None, {"split_reason": why, **{f"split_{k}": v for k, v in figures.items()}}
+
+
+def _split_refusal(model: torch.nn.Module, request: EngineRequest) -> str | None:
+    """Why the request or the model rules the split out before trying it (None: try it)."""
+    bn = request.options.get("bn", "eval")
+    if request.split == "off":
+        return "--split off"
+    if request.engine != "auto" and ENGINES[request.engine].points_per_call:
+        return "the batched engine computes unmoved layers once per chunk already"
+    if bn != "eval":
+        return f"--bn {bn}: BatchNorm statistics change with each point"
+    if is_jitted(model):
+        return "a TorchScript model cannot be split"
+    return None
+
+
+def _split_verdict(
+    figures: dict[str, Any], total: int, request: EngineRequest, device: torch.device
+) -> str | None:
+    """Why a working split is not used (None: used): its check failed, its frontiers exceed the
+    memory budget (figures recorded), or under auto it would save too little."""
+    if figures["check"] > PATH_RTOL:
+        return f"the split differs from the full forward by {figures['check']:.1e} (relative)"
+    need = figures["frontier_bytes_per_sample"] * total  # every batch's frontier, kept
+    figures["frontier_bytes"] = need
+    budget = memory_budget(request, device)
+    if need > budget:
+        return (
+            f"the frontier of {total} samples needs {need / 2**20:.0f} MiB, over the memory "
+            f"budget of {budget / 2**20:.0f} MiB (--memory-budget)"
+        )
+    if request.split == "auto" and figures["static_share"] < SPLIT_MIN_SHARE:
+        return f"the static part is {figures['static_share']:.0%} of a forward: too little to save"
+    return None
 
 
 def _formats(model: torch.nn.Module, request: EngineRequest) -> list[bool]:
@@ -625,17 +720,21 @@ def batch_and_k(
     """
     if request.k is not None:  # a worker repeats rank 0's choice
         return request.batch_size, request.k
-    budget = request.memory_budget
-    if budget is None:
-        if device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(device)
-            budget = int(free * 0.5)
-        else:
-            budget = DEFAULT_CPU_BUDGET
+    budget = memory_budget(request, device)
     per_sample = activation_bytes_per_sample(model, centre, batches_of(request.batch_size))
     batch = int(max(1, min(request.batch_size, budget // per_sample)))
     k = budget // (per_sample * batch)
     return batch, int(max(1, min(MAX_K, k)))
+
+
+def memory_budget(request: EngineRequest, device: torch.device) -> int:
+    """Bytes --memory-budget gives; auto: half the free GPU memory, DEFAULT_CPU_BUDGET on a CPU."""
+    if request.memory_budget is not None:
+        return request.memory_budget
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * 0.5)
+    return DEFAULT_CPU_BUDGET
 
 
 def activation_bytes_per_sample(
@@ -754,8 +853,11 @@ def _seconds_per_point(evaluator: PointEvaluatorBase, k: int, repeats: int = 1) 
 
 def _warm_up(evaluator: PointEvaluatorBase, points: Sequence[tuple[float, ...]]) -> None:
     """``points`` evaluated on the first batch alone: allocations and lazy inits out of the way
-    of a timing."""
+    of a timing, as are a split's frontiers (computed once, whatever the points)."""
     evaluator.with_batches(_first_batches(evaluator.data, 1)).evaluate_block(points)
+    prime = getattr(evaluator, "prime", None)
+    if prime is not None:  # a split's frontiers, computed once for every point to come
+        prime()
 
 
 def _compile_decision(

@@ -1,0 +1,262 @@
+"""Computing only what moves (landscape.engine.split): the forward pass split at the moved tensors
+gives the full forward's surface (1e-6 relative) on a ResNet with its last block moving, a GPT-2
+with one layer moving, a LoRA adapter and a moved tensor feeding two branches; its static part
+runs once per batch whatever the points; the fallbacks say why; the CLI flag and ``info``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from landscape.cli import main
+from landscape.engine import select, split
+from landscape.engine.reference import ReferenceEvaluator
+from landscape.engine.select import EngineRequest, choose_engine
+from landscape.errors import ConfigError
+from landscape.losses import get_loss
+
+POINTS = [(0.0, 0.0), (0.7, -0.4), (-1.0, 1.0)]
+
+
+def _directions(centre: dict, moved: list[str], seed: int = 0) -> list[dict]:
+    g = torch.Generator().manual_seed(seed)
+    return [{n: torch.randn(centre[n].shape, generator=g) * 0.3 for n in moved} for _ in range(2)]
+
+
+def _surfaces(
+    model: nn.Module,
+    moved: list[str],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss: str | None,
+    fold_bn: bool = False,
+):
+    """The points' losses with the split and with the full forward, and the split used."""
+    centre = _centre(model)
+    dirs = _directions(centre, moved)
+    batches = lambda: iter([(x[:3], y[:3]), (x[3:], y[3:])])  # noqa: E731
+    made = split.split_forward(model, set(moved), fold_bn)
+    assert isinstance(made, split.Split), made
+    args = (model, centre, dirs, batches, get_loss("cross-entropy", loss))
+    fast = ReferenceEvaluator(*args, split=made).evaluate_block(POINTS)
+    full = ReferenceEvaluator(*args).evaluate_block(POINTS)
+    return [r.loss for r in fast], [r.loss for r in full], made
+
+
+def _centre(model: nn.Module) -> dict:
+    """θ as the session holds it: each tensor once (a tied tensor by its first name)."""
+    named = [*model.named_parameters(), *model.named_buffers()]
+    return {k: v.detach().clone() for k, v in named}
+
+
+def _close(a: list[float], b: list[float]) -> None:
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=0)
+    assert len(set(np.round(b, 6))) > 1  # the points differ: the moved tensors do move
+
+
+@pytest.mark.parametrize("fold_bn", [False, True])
+def test_resnet_last_block_moving_gives_the_full_surface(fold_bn: bool) -> None:
+    from landscape.models.resnet import resnet20
+
+    torch.manual_seed(0)
+    model = resnet20().eval()
+    for m in model.modules():  # running statistics away from 0 and 1, as after training
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.3, 0.3)
+            m.running_var.uniform_(0.5, 2.0)
+    moved = [n for n, _ in model.named_parameters() if n.startswith("layer3.2.")]
+    x, y = torch.randn(5, 3, 32, 32), torch.randint(0, 10, (5,))
+    fast, full, made = _surfaces(model, moved, x, y, None, fold_bn)
+    _close(fast, full)
+    assert made.how == "graph" and made.static_nodes > 50  # everything before layer3.2 once
+    assert made.figures["fused"] == (2 if fold_bn else 0)  # the moved block's conv → BN pairs
+
+
+class TwoBranches(nn.Module):
+    """A static stem, then one moved layer whose output feeds two branches, joined with a static
+    skip; the skip reads the stem's output in place (``+=``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 16))
+        self.moved = nn.Linear(16, 16)
+        self.p, self.q, self.skip = nn.Linear(16, 3), nn.Linear(16, 3), nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        a = self.moved(h)
+        h += a  # written in place: the kept frontier must not change
+        return self.p(torch.relu(a)) + self.q(torch.tanh(a) * h) + self.skip(h)
+
+
+def test_a_moved_tensor_feeding_two_branches() -> None:
+    torch.manual_seed(0)
+    model = TwoBranches().eval()
+    x, y = torch.randn(7, 6), torch.randint(0, 3, (7,))
+    fast, full, made = _surfaces(model, ["moved.weight", "moved.bias"], x, y, None)
+    _close(fast, full)
+    assert made.how == "graph"
+
+
+def _gpt2(layers: int = 3):
+    transformers = pytest.importorskip("transformers")
+    from landscape import hf
+
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    cfg = transformers.GPT2Config(
+        n_layer=layers, n_embd=32, n_head=2, vocab_size=64, n_positions=16,
+        bos_token_id=0, eos_token_id=0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return transformers.GPT2LMHeadModel(cfg).eval(), hf
+
+
+def test_gpt2_with_one_layer_moving_splits_on_its_module_tree() -> None:
+    model, hf = _gpt2()
+    model = hf.prepare(model)
+    moved = [n for n, _ in model.named_parameters() if n.startswith("transformer.h.1.")]
+    x = torch.randint(0, 64, (5, 8))
+    fast, full, made = _surfaces(model, moved, x, x, "causal-lm")
+    _close(fast, full)
+    assert made.how == "modules"
+    assert made.figures["replayed"] == "transformer.h.0"  # the embeddings and block 0 once
+
+
+def test_a_lora_adapter_on_one_layer() -> None:
+    peft = pytest.importorskip("peft")
+    model, hf = _gpt2()
+    lora = peft.LoraConfig(r=2, target_modules=["c_attn"], layers_to_transform=[2])
+    wrapped = peft.get_peft_model(model, lora).eval()
+    for n, p in wrapped.named_parameters():
+        if "lora_B" in n:  # away from zero, as after training
+            p.data.normal_(0, 0.1)
+    wrapped = hf.prepare(wrapped, "causal-lm")
+    moved = [n for n, _ in wrapped.named_parameters() if "lora_" in n]
+    x = torch.randint(0, 64, (5, 8))
+    fast, full, made = _surfaces(wrapped, moved, x, x, "causal-lm")
+    _close(fast, full)
+    # the blocks before, and in block 2 the frozen projection, once; from the adapter on each point
+    assert made.figures["first_moved"].endswith("h.2.attn.c_attn.lora_A.default")
+
+
+def test_the_static_part_runs_once_per_batch() -> None:
+    torch.manual_seed(0)
+    model = TwoBranches().eval()
+    calls = []
+    model.stem[0].register_forward_hook(lambda *_: calls.append(1))  # the stem's first layer
+    centre = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    dirs = _directions(centre, ["moved.weight"])
+    x, y = torch.randn(7, 6), torch.randint(0, 3, (7,))
+    batches = lambda: iter([(x[:3], y[:3]), (x[3:], y[3:])])  # noqa: E731
+    made = split.split_forward(model, {"moved.weight"})
+    evaluator = ReferenceEvaluator(
+        model, centre, dirs, batches, get_loss("cross-entropy"), split=made
+    )
+    evaluator.evaluate_block(POINTS)
+    assert len(calls) == 2  # 3 points, 2 batches: the stem once per batch
+    ReferenceEvaluator(model, centre, dirs, batches, get_loss("cross-entropy")).evaluate_block(
+        POINTS
+    )
+    assert len(calls) == 2 + 6  # the full forward: once per batch and point
+
+
+def _request(**kw) -> EngineRequest:
+    base = dict(engine="reference", compile="off", fuse="off", memory_format="contiguous",
+                memory_budget=None, batch_size=4, split="auto")  # fmt: skip
+    return EngineRequest(**{**base, **kw})
+
+
+def _choose(model: nn.Module, moved: list[str], x: torch.Tensor, y: torch.Tensor, **kw):
+    centre = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    dirs = _directions(centre, moved)
+
+    def batches_of(n: int):
+        return lambda: iter([(x[i : i + n], y[i : i + n]) for i in range(0, len(y), n)])
+
+    return choose_engine(
+        model, centre, dirs, batches_of, get_loss("cross-entropy"), _request(**kw), 3
+    )
+
+
+def test_auto_records_the_split_and_its_figures() -> None:
+    torch.manual_seed(0)
+    model = TwoBranches().eval()
+    x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(select, "SPLIT_MIN_SHARE", 0.0)  # the stem is cheap: always pays here
+        choice = _choose(model, ["moved.weight"], x, y)
+    r = choice.report
+    assert r["split"] is True and r["split_path"] == "graph" and r["split_check"] <= 1e-6
+    assert r["split_frontier_bytes"] == 8 * 16 * 4  # one float32 (16,) frontier per sample
+    assert 0 < r["split_static_share"] <= 1 and choice.settings.split
+
+
+@pytest.mark.parametrize(
+    ("kw", "why"),
+    [
+        ({"split": "off"}, "--split off"),
+        ({"options": {"bn": "train"}}, "--bn train"),
+        ({"memory_budget": 100}, "over the memory budget"),
+        ({"engine": "batched"}, "once per chunk"),
+    ],
+)
+def test_fallbacks_say_why(kw: dict, why: str) -> None:
+    torch.manual_seed(0)
+    model = TwoBranches().eval()
+    x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
+    r = _choose(model, ["moved.weight"], x, y, **kw).report
+    assert r["split"] is False and why in r["split_reason"]
+
+
+class Noisy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(6, 6), nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.a(x) + 0.1 * torch.randn_like(x))
+
+
+def test_randomness_and_a_moving_first_layer_keep_the_full_forward() -> None:
+    assert "random" in split.split_forward(Noisy(), {"b.weight"})
+    assert "nothing to compute once" in split.split_forward(TwoBranches(), {"stem.0.weight"})
+    x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
+    with pytest.raises(ConfigError, match="--split on: its forward draws random numbers"):
+        _choose(Noisy(), ["b.weight"], x, y, split="on")
+
+
+def test_cli_flag_and_info(tmp_path: Path, tiny_npz: Path) -> None:
+    out = tmp_path / "s.h5"
+    args = ["compute", "--model", "mlp", "--model-arg", "in_features=6", "--model-arg",
+            "num_classes=3", "--data", f"npz:{tiny_npz}", "--x=-1:1:3", "--engine", "reference",
+            "--params", "layers.4.*", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(main, [*args, "--split-forward", "on"])
+    assert result.exit_code == 0, result.output
+    with h5py.File(out) as f:
+        record = json.loads(f.attrs["engine"])
+    assert record["split"] is True and record["split_path"] == "graph"
+    info = CliRunner().invoke(main, ["info", str(out)])
+    assert "forward split by its graph, static part once per batch" in info.output
+    bad = CliRunner().invoke(main, [*args, "--split-forward", "on", "--bn", "train", "--overwrite"])
+    assert bad.exit_code != 0 and "Error: --split on: --bn train" in bad.output
+    assert "--split-forward" in CliRunner().invoke(main, ["compute", "--help"]).output
+
+
+def test_auto_keeps_the_full_forward_when_the_static_part_is_small(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    torch.manual_seed(0)
+    model = TwoBranches().eval()
+    x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
+    monkeypatch.setattr(select, "SPLIT_MIN_SHARE", 0.99)
+    r = _choose(model, ["moved.weight"], x, y).report
+    assert r["split"] is False and "too little to save" in r["split_reason"]
+    assert 0 < r["split_static_share"] < 0.99  # the figure the decision weighed
