@@ -27,7 +27,7 @@ from landscape.errors import ConfigError
 
 CPU = torch.device("cpu")
 AUTO = {"engine": "auto", "compile": "auto", "fuse": "auto", "memory_format": "auto",
-        "memory_budget": None, "batch_size": 500}  # fmt: skip
+        "memory_budget": None, "batch_size": 500, "split": "off"}  # fmt: skip
 
 
 def asking(**settings) -> EngineRequest:

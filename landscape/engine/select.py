@@ -140,11 +140,9 @@ class EngineRequest:
     memory_format: str  # auto | contiguous | channels-last
     memory_budget: int | None  # bytes for the batched path's activations; None: auto
     batch_size: int
+    split: str  # auto | on | off: compute the static part once per batch (engine.split)
     options: dict[str, Any] = field(default_factory=dict)  # bn, train_batches, autocast
     k: int | None = None  # points per batched call; None: from the memory budget
-    # auto | on | off: compute the static part once per batch (engine.split); callers that build
-    # a request themselves keep the full forward, the run passes EvalSpec.split
-    split: str = "off"
 
 
 Candidate = tuple[str, bool, int]  # engine, channels_last, batch size
