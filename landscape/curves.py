@@ -126,8 +126,10 @@ class Curve:
     def to_bytes(self) -> bytes:
         from safetensors.torch import save
 
+        # each its own copy: C's integer buffers (num_batches_tracked) are A's own tensors, and
+        # safetensors refuses tensors that share memory
         tensors = {
-            f"{prefix}/{k}": state[k].detach().cpu().contiguous()
+            f"{prefix}/{k}": state[k].detach().cpu().clone(memory_format=torch.contiguous_format)
             for prefix, state in (("a", self.a), ("b", self.b), ("c", self.c))
             for k in state
         }

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -366,3 +367,13 @@ def test_training_a_batchnorm_net_leaves_both_models_as_they_were(digits) -> Non
     # C's running statistics are the midpoint of A's and B's (recalibrate them to evaluate)
     mean = "bn.running_mean"
     torch.testing.assert_close(trained.c[mean], (curve.a[mean] + curve.b[mean]) / 2)
+
+
+def test_a_curve_of_batchnorm_nets_saves_and_reads_back(tmp_path: Path) -> None:
+    """C's integer buffers (num_batches_tracked) are A's own tensors: the file still writes
+    (safetensors refuses tensors that share memory) and reads back equal."""
+    _, curve = bn_curve()
+    assert curve.c["bn.num_batches_tracked"] is curve.a["bn.num_batches_tracked"]
+    back = load_curve(curve.save(tmp_path / "bn.safetensors"))
+    for mine, theirs in ((curve.a, back.a), (curve.b, back.b), (curve.c, back.c)):
+        assert all(torch.equal(mine[k], theirs[k]) for k in mine)
