@@ -119,6 +119,18 @@ def make_data(name: str, samples: int, folder: Path) -> tuple[str, dict]:
     return f"npz:{path}", {}
 
 
+def plain_mean_loss(model, x, y) -> float:
+    """The plain loops' loss at one point: cross-entropy summed batch by batch (``PLAIN_BATCH``),
+    over the samples' count."""
+    total = 0.0
+    for s in range(0, len(y), PLAIN_BATCH):
+        out = model(x[s : s + PLAIN_BATCH])
+        total += torch.nn.functional.cross_entropy(
+            out, y[s : s + PLAIN_BATCH], reduction="sum"
+        ).item()
+    return total / len(y)
+
+
 def plain_loop(model, theta, d1, d2, x, y, points, device) -> tuple[list[float], float]:
     """What other tools do: copy each point's weights into the model, then a no_grad forward."""
     model.eval()
@@ -130,13 +142,7 @@ def plain_loop(model, theta, d1, d2, x, y, points, device) -> tuple[list[float],
         for a, b in points:
             for name, p in params.items():
                 p.copy_(theta[name] + a * d1[name] + b * d2[name])
-            total = 0.0
-            for s in range(0, len(y), PLAIN_BATCH):
-                out = model(x[s : s + PLAIN_BATCH])
-                total += torch.nn.functional.cross_entropy(
-                    out, y[s : s + PLAIN_BATCH], reduction="sum"
-                ).item()
-            losses.append(total / len(y))
+            losses.append(plain_mean_loss(model, x, y))
     _sync(device)
     elapsed = time.perf_counter() - start
     for name, p in params.items():  # leave the model as it was
@@ -607,13 +613,7 @@ def ndgrid_loop(surface: str, device_name: str) -> None:
                 for k, t in d.items():
                     state[k] = state[k] + float(c) * t
             model.load_state_dict(state, strict=False)
-            total = 0.0
-            for s in range(0, len(y), PLAIN_BATCH):
-                out = model(x[s : s + PLAIN_BATCH])
-                total += torch.nn.functional.cross_entropy(
-                    out, y[s : s + PLAIN_BATCH], reduction="sum"
-                ).item()
-            losses.append(total / len(y))
+            losses.append(plain_mean_loss(model, x, y))
     print(json.dumps({"losses": losses, "seconds": time.perf_counter() - start}))
 
 
