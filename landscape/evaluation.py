@@ -99,13 +99,13 @@ def engine_for(
     """The evaluator for this process's model, data and directions, as ``request`` asks;
     ``first_points``: the run's first points, on which auto may check its choice (their results
     come back in the choice)."""
-    prep = run.session
+    session = run.session
     return choose_engine(
-        prep.model,
-        prep.centre,
+        session.model,
+        session.centre,
         directions,
-        lambda n: lambda: prep.data.batches(n, prep.device),
-        prep.loss_fn,
+        lambda n: lambda: session.data.batches(n, session.device),
+        session.loss_fn,
         request,
         pending,
         first_points,
@@ -114,12 +114,12 @@ def engine_for(
 
 def engine_request(run: Run) -> EngineRequest:
     """The evaluator options the run asks for (BN policy, precision, layout, compile, budget)."""
-    ev, prep = run.evaluation, run.session
-    options: dict[str, Any] = {"bn": ev.bn, "autocast": autocast_dtype(ev.dtype, prep.device)}
+    ev, session = run.evaluation, run.session
+    options: dict[str, Any] = {"bn": ev.bn, "autocast": autocast_dtype(ev.dtype, session.device)}
     if ev.bn == "recalibrate":
-        train = prep.train_data()
+        train = session.train_data()
         bs, n = run.batch_size, ev.bn_batches
-        options["train_batches"] = lambda: itertools.islice(train.batches(bs, prep.device), n)
+        options["train_batches"] = lambda: itertools.islice(train.batches(bs, session.device), n)
     return EngineRequest(
         engine=ev.engine,
         compile=ev.compile,

@@ -309,18 +309,18 @@ def worker(config: Any, rank: int, local_rank: int, local_size: int, plan: Any, 
 
     try:
         run = Run.of_config(config, local_rank, local_size)  # the strings resolved, as rank 0's
-        prep = run.session
+        session = run.session
         # exactly rank 0's weights, whatever this process loaded itself
         for name, t in plan.centre.items():
-            prep.centre[name] = t.to(prep.device)
-            if name in prep.theta:
-                prep.theta[name] = prep.centre[name]
-        vectors = [{k: v.to(prep.device) for k, v in d.items()} for d in plan.directions]
+            session.centre[name] = t.to(session.device)
+            if name in session.theta:
+                session.theta[name] = session.centre[name]
+        vectors = [{k: v.to(session.device) for k, v in d.items()} for d in plan.directions]
         axes = run.grid.values()
         request = plan.engine.pin(engine_request(run))  # rank 0's choice, not re-timed
-        with numerics(run.evaluation, prep.device, local_size):  # a compile's first call
+        with numerics(run.evaluation, session.device, local_size):  # a compile's first call
             choice = engine_for(run, vectors, request, len(plan.shares[rank]))
-        along = repeat_evaluators(choice.evaluator, plan.repeats, prep.device)
+        along = repeat_evaluators(choice.evaluator, plan.repeats, session.device)
         pending: list[Any] = []
         last = time.perf_counter()
 
@@ -331,7 +331,7 @@ def worker(config: Any, rank: int, local_rank: int, local_size: int, plan: Any, 
                 sink.send(Block(rank, pending))
                 pending, last = [], time.perf_counter()
 
-        with numerics(run.evaluation, prep.device, local_size):
+        with numerics(run.evaluation, session.device, local_size):
             own = np.asarray(plan.shares[rank], dtype=np.int64)
             evaluate_points(along, own, axes, emit, chart=plan.chart)
         if pending:

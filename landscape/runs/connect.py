@@ -124,16 +124,16 @@ class Trainer:
     (``functional_call``: its own weights are never written)."""
 
     def __init__(self, pair: Pair, settings: TrainSettings, state: State) -> None:
-        prep = pair.session
-        self.settings, self.device, self.model = settings, prep.device, prep.model
-        self.names = list(prep.theta)  # the parameters: the tensors C holds and trains
-        self.a = {k: prep.centre[k].detach().float() for k in self.names}
+        session = pair.session
+        self.settings, self.device, self.model = settings, session.device, session.model
+        self.names = list(session.theta)  # the parameters: the tensors C holds and trains
+        self.a = {k: session.centre[k].detach().float() for k in self.names}
         self.b = {k: pair.b[k].to(self.device).float() for k in self.names}
         self.c = {k: state.c[k].to(self.device).float().requires_grad_(True) for k in self.names}
         # buffers ride along at A's values; batch statistics normalize in train mode
-        self.buffers = {k: v.clone() for k, v in prep.centre.items() if k not in prep.theta}
-        self.x, self.y = prep.data.tensors(self.device)
-        self.loss_fn = prep.loss_fn
+        self.buffers = {k: v.clone() for k, v in session.centre.items() if k not in session.theta}
+        self.x, self.y = session.data.tensors(self.device)
+        self.loss_fn = session.loss_fn
         self.opt = torch.optim.SGD(
             list(self.c.values()), lr=settings.lr, momentum=settings.momentum,
             weight_decay=settings.weight_decay,
