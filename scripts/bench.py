@@ -45,8 +45,12 @@ For ``--model moving`` (layer-by-layer studies, 5×5 grids): a 12-layer GPT-2 bu
 with only its last block moving (``--params 'transformer.h.11.*'``) and a ResNet-56 with only its
 last stage moving (``--params 'layer3.*'``), ``landscape compute --split-forward on`` against
 ``off``, each a whole process, in ``--pairs`` interleaved rounds (medians); beside them the
-evaluation loop's seconds a point with and without the split in this process, and the ideal
-speed-up, total forward FLOPs over the moved part's; the losses must agree to 1e-6 relative.
+evaluation loop's seconds a point with and without the split in this process, the ideal
+speed-up, total forward FLOPs over the moved part's (F / M), and the speed-up a run of n points
+can attain, n·F / (S + n·M) with S the static pass's FLOPs (the frontier costs one static pass
+per batch: 6.0× for the GPT-2's F / M = 7.6 on 25 points); the losses must agree to 1e-6
+relative. ``--moving-sequences`` and ``--moving-samples`` size the data (start-up, about 4 s of
+imports and loading, weighs less on more).
 
 4. points/s, achieved GFLOP/s (FLOPs of one forward from ``torch.utils.flop_counter``), the ratio,
    and the share of this machine's matmul peak, measured here on a large float32 matmul (best of
