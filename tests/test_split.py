@@ -269,6 +269,21 @@ def test_the_engine_record_says_split_with_the_batched_engine() -> None:
     assert choice.evaluator.split is not None
 
 
+def test_auto_times_both_engines_with_the_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    split_when_timed = {}
+
+    def seconds(evaluator, k: int, repeats: int = 1) -> float:  # batched "faster", no clock
+        split_when_timed[evaluator.name] = getattr(evaluator, "split", None) is not None
+        return 1.0 if evaluator.name == "reference" else 0.5
+
+    monkeypatch.setattr(select, "_seconds_per_point", seconds)
+    x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
+    choice = _choose(_mlp(), ["4.weight", "4.bias"], x, y, engine="auto")
+    assert split_when_timed == {"reference": True, "batched": True}  # timed alike
+    assert choice.report["engine"] == "batched" and choice.report["split"] is True
+    assert "split_reason" not in choice.report
+
+
 @pytest.mark.parametrize(
     ("kw", "why"),
     [

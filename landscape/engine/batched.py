@@ -11,6 +11,12 @@ under ``ignore=biasbn``, BN buffers) are passed once, unstacked. A last, short c
 K by repeating its last point, so shapes never change and a compiled graph is reused; the padded
 results are dropped.
 
+Under a forward split (``engine.split``: only some tensors move) the vmapped call is the split's
+dependent part, ``vmap(lambda P_k, F: dynamic(P_k, F))`` with the batch's frontier F shared
+(in_dims None) like the data: F is computed once per data batch at θ for the whole run and kept
+(``PointEvaluatorBase.prime``), where vmap over the full forward would compute the unmoved layers
+once per chunk of K points, for every chunk.
+
 This is meant for GPUs, where one small model per call leaves the device idle. On CPUs, vmap over
 convolution weights becomes a grouped convolution, which measured slower than the per-point loop:
 ``--engine auto`` times both and keeps the faster.
