@@ -173,13 +173,13 @@ def test_the_static_part_runs_once_per_batch() -> None:
 MANY_POINTS = [(0.0, 0.0), (0.7, -0.4), (-1.0, 1.0), (0.3, 0.9), (-0.5, -0.2)]
 
 
-def _batched_against_full(model: nn.Module, moved: list[str], x, y, made, k: int = 2):
+def _batched_against_full(model: nn.Module, moved: list[str], x, y, made, loss=None, k: int = 2):
     """The points' losses on the batched engine (K = ``k``: several chunks) with the split, and
     on the per-point engine with the full forward."""
     centre = _centre(model)
     dirs = _directions(centre, moved)
     batches = lambda: iter([(x[:3], y[:3]), (x[3:], y[3:])])  # noqa: E731
-    args = (model, centre, dirs, batches, get_loss("cross-entropy"))
+    args = (model, centre, dirs, batches, get_loss("cross-entropy", loss))
     fast = BatchedEvaluator(*args, split=made, k=k).evaluate_block(MANY_POINTS)
     full = ReferenceEvaluator(*args).evaluate_block(MANY_POINTS)
     return [r.loss for r in fast], [r.loss for r in full]
@@ -257,6 +257,17 @@ def test_auto_records_the_split_and_its_figures() -> None:
     assert r["split"] is True and r["split_path"] == "graph" and r["split_check"] <= 1e-6
     assert r["split_frontier_bytes"] == 8 * 16 * 4  # one float32 (16,) frontier per sample
     assert 0 < r["split_static_share"] <= 1 and choice.settings.split
+
+
+def test_the_batched_engine_takes_the_module_tree_split() -> None:
+    model, hf = _gpt2()
+    model = hf.prepare(model)
+    moved = [n for n, _ in model.named_parameters() if n.startswith("transformer.h.2.")]
+    made = split.split_forward(model, set(moved))
+    assert isinstance(made, split.Split) and made.how == "modules"
+    x = torch.randint(0, 64, (5, 8))
+    fast, full = _batched_against_full(model, moved, x, x, made, "causal-lm")  # replayed, vmapped
+    _close(fast, full)
 
 
 def test_the_engine_record_says_split_with_the_batched_engine() -> None:
