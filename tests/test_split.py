@@ -1,7 +1,8 @@
 """Computing only what moves (landscape.engine.split): the forward pass split at the moved tensors
 gives the full forward's surface (1e-6 relative) on a ResNet with its last block moving, a GPT-2
 with one layer moving, a LoRA adapter and a moved tensor feeding two branches; its static part
-runs once per batch whatever the points; the fallbacks say why; the CLI flag and ``info``."""
+runs once per batch whatever the points, on the batched engine too (once for the whole run, not
+once per chunk of K points); the fallbacks say why; the CLI flag and ``info``."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from torch import nn
 
 from landscape.cli import main
 from landscape.engine import select, split
+from landscape.engine.batched import BatchedEvaluator
 from landscape.engine.reference import ReferenceEvaluator
 from landscape.engine.select import EngineRequest, choose_engine
 from landscape.errors import ConfigError
@@ -168,6 +170,64 @@ def test_the_static_part_runs_once_per_batch() -> None:
     assert len(calls) == 2 + 6  # the full forward: once per batch and point
 
 
+MANY_POINTS = [(0.0, 0.0), (0.7, -0.4), (-1.0, 1.0), (0.3, 0.9), (-0.5, -0.2)]
+
+
+def _batched_against_full(model: nn.Module, moved: list[str], x, y, made, loss=None, k: int = 2):
+    """The points' losses on the batched engine (K = ``k``: several chunks) with the split, and
+    on the per-point engine with the full forward."""
+    centre = _centre(model)
+    dirs = _directions(centre, moved)
+    batches = lambda: iter([(x[:3], y[:3]), (x[3:], y[3:])])  # noqa: E731
+    args = (model, centre, dirs, batches, get_loss("cross-entropy", loss))
+    fast = BatchedEvaluator(*args, split=made, k=k).evaluate_block(MANY_POINTS)
+    full = ReferenceEvaluator(*args).evaluate_block(MANY_POINTS)
+    return [r.loss for r in fast], [r.loss for r in full]
+
+
+def _mlp() -> nn.Sequential:
+    torch.manual_seed(0)
+    layers = [nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 3)]
+    return nn.Sequential(*layers).eval()
+
+
+def test_the_batched_engine_runs_the_static_part_once_per_batch_for_the_run() -> None:
+    model = _mlp()
+    calls = []
+    model[0].register_forward_hook(lambda *_: calls.append(1))  # the first (static) layer
+    x, y = torch.randn(7, 6), torch.randint(0, 3, (7,))
+    made = split.split_forward(model, {"4.weight", "4.bias"})
+    assert isinstance(made, split.Split) and made.how == "graph"
+    calls.clear()
+    fast, full = _batched_against_full(model, ["4.weight", "4.bias"], x, y, made, k=2)
+    _close(fast, full)
+    # 5 points in chunks of 2 (3 chunks), 2 batches: the static part ran 2 times, not 3 × 2;
+    # the full forward of the per-point engine ran the first layer 5 × 2 times
+    assert len(calls) == 2 + 5 * 2
+
+
+@pytest.mark.parametrize("fold_bn", [False, True])
+def test_the_batched_engine_splits_a_conv_net_with_batchnorm(fold_bn: bool) -> None:
+    from landscape.models.resnet import BasicBlock
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), BasicBlock(8, 8),
+        BasicBlock(8, 8), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4),
+    ).eval()  # fmt: skip
+    for m in model.modules():  # running statistics away from 0 and 1, as after training
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.3, 0.3)
+            m.running_var.uniform_(0.5, 2.0)
+    moved = [n for n, _ in model.named_parameters() if n.split(".")[0] in ("4", "7")]
+    x, y = torch.randn(5, 3, 8, 8), torch.randint(0, 4, (5,))
+    made = split.split_forward(model, set(moved), fold_bn)
+    # the last block and the head move; folded, the block's second pair adds the kept shortcut
+    assert isinstance(made, split.Split) and made.figures["fused"] == (2 if fold_bn else 0)
+    fast, full = _batched_against_full(model, moved, x, y, made)
+    _close(fast, full)
+
+
 def _request(**kw) -> EngineRequest:
     base = dict(engine="reference", compile="off", fuse="off", memory_format="contiguous",
                 memory_budget=None, batch_size=4, split="auto")  # fmt: skip
@@ -199,13 +259,48 @@ def test_auto_records_the_split_and_its_figures() -> None:
     assert 0 < r["split_static_share"] <= 1 and choice.settings.split
 
 
+def test_the_batched_engine_takes_the_module_tree_split() -> None:
+    model, hf = _gpt2()
+    model = hf.prepare(model)
+    moved = [n for n, _ in model.named_parameters() if n.startswith("transformer.h.2.")]
+    made = split.split_forward(model, set(moved))
+    assert isinstance(made, split.Split) and made.how == "modules"
+    x = torch.randint(0, 64, (5, 8))
+    fast, full = _batched_against_full(model, moved, x, x, made, "causal-lm")  # replayed, vmapped
+    _close(fast, full)
+
+
+def test_the_engine_record_says_split_with_the_batched_engine() -> None:
+    model = _mlp()
+    x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
+    choice = _choose(model, ["4.weight", "4.bias"], x, y, engine="batched", split="on")
+    r = choice.report
+    assert r["engine"] == "batched" and r["split"] is True and r["split_path"] == "graph"
+    assert choice.settings.engine == "batched" and choice.settings.split
+    assert choice.evaluator.split is not None
+
+
+def test_auto_times_both_engines_with_the_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    split_when_timed = {}
+
+    def seconds(evaluator, k: int, repeats: int = 1) -> float:  # batched "faster", no clock
+        split_when_timed[evaluator.name] = getattr(evaluator, "split", None) is not None
+        return 1.0 if evaluator.name == "reference" else 0.5
+
+    monkeypatch.setattr(select, "_seconds_per_point", seconds)
+    x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
+    choice = _choose(_mlp(), ["4.weight", "4.bias"], x, y, engine="auto")
+    assert split_when_timed == {"reference": True, "batched": True}  # timed alike
+    assert choice.report["engine"] == "batched" and choice.report["split"] is True
+    assert "split_reason" not in choice.report
+
+
 @pytest.mark.parametrize(
     ("kw", "why"),
     [
         ({"split": "off"}, "--split off"),
         ({"options": {"bn": "train"}}, "--bn train"),
         ({"memory_budget": 100}, "over the memory budget"),
-        ({"engine": "batched"}, "once per chunk"),
     ],
 )
 def test_fallbacks_say_why(kw: dict, why: str) -> None:

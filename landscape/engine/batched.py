@@ -11,6 +11,12 @@ under ``ignore=biasbn``, BN buffers) are passed once, unstacked. A last, short c
 K by repeating its last point, so shapes never change and a compiled graph is reused; the padded
 results are dropped.
 
+Under a forward split (``engine.split``: only some tensors move) the vmapped call is the split's
+dependent part, ``vmap(lambda P_k, F: dynamic(P_k, F))`` with the batch's frontier F shared
+(in_dims None) like the data: F is computed once per data batch at θ for the whole run and kept
+(``PointEvaluatorBase.prime``), where vmap over the full forward would compute the unmoved layers
+once per chunk of K points, for every chunk.
+
 This is meant for GPUs, where one small model per call leaves the device idle. On CPUs, vmap over
 convolution weights becomes a grouped convolution, which measured slower than the per-point loop:
 ``--engine auto`` times both and keeps the faster.
@@ -61,7 +67,14 @@ class BatchedEvaluator(PointEvaluatorBase):
         def one(stacked: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
             return functional_call(self.module, (stacked, self.fixed), (x,))
 
-        call = vmap(one, in_dims=(0, None))
+        def dependent(stacked: dict[str, torch.Tensor], frontier: object) -> torch.Tensor:
+            # the split's dependent part at one point, from the batch's frontier at θ
+            assert self.split is not None
+            return self.split.dynamic({**self.fixed, **stacked}, frontier)
+
+        # the frontier, like the data, is shared by the K points (in_dims None): the static
+        # part runs once per batch for the whole run, not once per chunk
+        call = vmap(one if self.split is None else dependent, in_dims=(0, None))
         self._call = torch.compile(call, dynamic=False) if self.compile else call
 
     def stack(self, coords: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
@@ -106,7 +119,7 @@ class BatchedEvaluator(PointEvaluatorBase):
         k = len(chunk)
         stats = PointStats.zeros(k, device)
         with eval_mode(self.module), torch.inference_mode(), self.autocast_context():
-            for x, y in self.batches():
+            for x, y in self._inputs():  # x: a data batch, or under a split its frontier
                 b = int(y.shape[0])
                 logits = self._call(stacked, x)[:, :b].float()  # (K, B, classes), padding dropped
                 flat = logits.reshape(k * b, *logits.shape[2:])

@@ -114,6 +114,13 @@ def _compiling() -> bool:
     return bool(compiler is not None and compiler.is_compiling())
 
 
+def _vmapped() -> bool:
+    """Whether a ``torch.func`` transform is running (the batched engine's ``vmap`` over the
+    split's dependent part): oneDNN's fused kernels have no batching rule."""
+    level = getattr(torch._C._functorch, "maybe_current_level", None)
+    return level is not None and level() is not None
+
+
 def _autocast_on(device_type: str) -> bool:
     try:
         return torch.is_autocast_enabled(device_type)
@@ -131,7 +138,7 @@ def _onednn_fits(
     of the output's shape and layout."""
     if _POINTWISE is None or x.device.type != "cpu" or x.ndim != 4 or torch.is_grad_enabled():
         return False
-    if _compiling():  # traced, the plain ops: inductor fuses them itself
+    if _compiling() or _vmapped():  # traced or vmapped, the plain ops (which vmap batches)
         return False
     if x.dtype != torch.float32 or weight.dtype != torch.float32 or _autocast_on("cpu"):
         return False

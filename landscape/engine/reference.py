@@ -119,7 +119,9 @@ class PointEvaluatorBase:
     ``channels_last`` and ``compile`` change only speed, ``autocast`` (a dtype) the precision of
     the forward pass; the loss is always summed in float64. ``module``: what to call in place of
     the model, with the same parameter and buffer names (the BatchNorm-folded model of
-    ``engine.fold``); not under ``bn train``, whose forward is a private copy.
+    ``engine.fold``); not under ``bn train``, whose forward is a private copy. ``split``: the
+    forward split at the moved tensors (``engine.split``), taken under ``bn eval`` only: each
+    batch's frontier is computed once at θ (:meth:`prime`) and the points run its dependent part.
     """
 
     def __init__(
@@ -136,6 +138,7 @@ class PointEvaluatorBase:
         compile: bool = False,
         autocast: torch.dtype | None = None,
         module: torch.nn.Module | None = None,
+        split: Any = None,
     ) -> None:
         policies.check_policy(model, bn)
         if bn == "recalibrate" and train_batches is None:
@@ -161,6 +164,11 @@ class PointEvaluatorBase:
         else:
             self.module = module if module is not None else model
         self._recal_module = policies.recalibration_model(model) if bn == "recalibrate" else None
+        # the forward split at the moved tensors (an ``engine.split.Split``): the static part's
+        # frontier is computed once per batch, at θ, and kept for every point (and every
+        # repeat: ``along`` copies share it)
+        self.split = split if self.bn == "eval" and not is_jitted(self.model) else None
+        self._frontiers: list[list[tuple[object, torch.Tensor]]] = [[]]  # shared by copies
 
     # --- data ----------------------------------------------------------------------------------
 
@@ -173,6 +181,7 @@ class PointEvaluatorBase:
         """The same evaluator (layout, compiled call, working copy) over other batches."""
         other = copy.copy(self)
         other._batches = batches
+        other._frontiers = [[]]  # other data: other frontiers
         return other
 
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -195,6 +204,25 @@ class PointEvaluatorBase:
             if self.channels_last and x.ndim == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, y
+
+    # --- a split's frontiers (``engine.split``) ----------------------------------------------
+
+    def _inputs(self) -> Iterator[tuple[object, torch.Tensor]]:
+        """What ``forward`` takes, batch by batch: the data, or under a split each batch's
+        frontier, computed at θ on the first point and kept for the others."""
+        if self.split is None:
+            yield from self.batches()
+            return
+        self.prime()
+        yield from self._frontiers[0]
+
+    def prime(self) -> None:
+        """Compute and keep every batch's frontier at θ, unless kept already (a split only)."""
+        kept = self._frontiers[0]
+        if self.split is None or kept:
+            return
+        with eval_mode(self.module), torch.inference_mode(), self.autocast_context():
+            kept.extend((self.split.static(self.centre, x), y) for x, y in self.batches())
 
     # --- one point's tensors -----------------------------------------------------------------
 
@@ -225,6 +253,7 @@ class PointEvaluatorBase:
             "channels_last": self.channels_last,
             "compile": self.compile,
             "autocast": str(self.autocast).replace("torch.", "") if self.autocast else None,
+            "split": self.split is not None,
         }
 
 
@@ -253,15 +282,10 @@ class ReferenceEvaluator(PointEvaluatorBase):
     points_per_call = False
     runs_scripted = True
 
-    def __init__(self, *args: object, split: Any = None, **kwargs: object) -> None:
+    def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._work = params.Workspace()  # one working copy of the moved tensors, reused
         self._compiled = None
-        # the forward split at the moved tensors (an ``engine.split.Split``): the static part's
-        # frontier is computed once per batch, at θ, and kept for every point (and every
-        # repeat: ``along`` copies share it)
-        self.split = split if self.bn == "eval" and not is_jitted(self.model) else None
-        self._frontiers: list[list[tuple[object, torch.Tensor]]] = [[]]  # shared by copies
         if self.compile:
             if self.split is not None:
                 call = self.split.dynamic
@@ -284,29 +308,6 @@ class ReferenceEvaluator(PointEvaluatorBase):
                 stats.add(losses.detach().cpu(), None if correct is None else correct.cpu())
         return PointResult(stats.values()[0])
 
-    def _inputs(self) -> Iterator[tuple[object, torch.Tensor]]:
-        """What ``forward`` takes, batch by batch: the data, or under a split each batch's
-        frontier, computed at θ on the first point and kept for the others."""
-        if self.split is None:
-            yield from self.batches()
-            return
-        self.prime()
-        yield from self._frontiers[0]
-
-    def prime(self) -> None:
-        """Compute and keep every batch's frontier at θ, unless kept already (a split only)."""
-        kept = self._frontiers[0]
-        if self.split is None or kept:
-            return
-        with eval_mode(self.module), torch.inference_mode(), self.autocast_context():
-            kept.extend((self.split.static(self.centre, x), y) for x, y in self.batches())
-
-    def with_batches(self, batches: Batches) -> PointEvaluatorBase:
-        other = super().with_batches(batches)
-        assert isinstance(other, ReferenceEvaluator)
-        other._frontiers = [[]]  # other data: other frontiers
-        return other
-
     def forward(self, point: dict[str, torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
         """A function ``x → logits`` of the model at ``point`` (call it in eval mode, no grad)."""
         if is_jitted(self.model):
@@ -328,4 +329,4 @@ class ReferenceEvaluator(PointEvaluatorBase):
         return [self.evaluate(p) for p in points]
 
     def describe(self) -> dict[str, object]:
-        return {"engine": self.name, **super().describe(), "split": self.split is not None}
+        return {"engine": self.name, **super().describe()}

@@ -179,12 +179,11 @@ class Bench:
         """The evaluator of one path on ``data``."""
         opts = dict(self.options, channels_last=channels_last, compile=compile)
         cls = ENGINES[engine]
+        opts["split"] = self.split  # built once: every engine computes only what moves
         if cls.points_per_call:  # K points per call, from the memory budget
             opts["k"] = self.k
-        else:  # one point at a time: split, or the BatchNorm-folded model
-            opts["split"] = self.split
-            if self.folded is not None:
-                opts["module"] = self.folded
+        elif self.folded is not None:  # one point at a time: the BatchNorm-folded model
+            opts["module"] = self.folded
         return cls(self.model, self.centre, self.directions, data, self.loss_fn, **opts)
 
     def build(self, candidate: Candidate, compile: bool = False) -> PointEvaluatorBase:
@@ -631,7 +630,7 @@ def _split(
     request: EngineRequest,
     total: int,
 ) -> tuple[Any, dict[str, Any]]:
-    """The forward split at the moved tensors (``engine.split``) for the per-point path when the
+    """The forward split at the moved tensors (``engine.split``) for every engine when the
     request allows it, it gives the full forward's values on the first samples, its frontiers
     for the whole evaluation set fit the memory budget and (under auto) its static part is at
     least SPLIT_MIN_SHARE of a forward's FLOPs (``split.probe``); why not, otherwise.
@@ -664,8 +663,6 @@ def _split_refusal(model: torch.nn.Module, request: EngineRequest) -> str | None
     bn = request.options.get("bn", "eval")
     if request.split == "off":
         return "--split off"
-    if request.engine != "auto" and ENGINES[request.engine].points_per_call:
-        return "the batched engine computes unmoved layers once per chunk already"
     if bn != "eval":
         return f"--bn {bn}: BatchNorm statistics change with each point"
     if is_jitted(model):
