@@ -204,7 +204,6 @@ def test_auto_records_the_split_and_its_figures() -> None:
     [
         ({"split": "off"}, "--split off"),
         ({"options": {"bn": "train"}}, "--bn train"),
-        ({"memory_budget": 100}, "over the memory budget"),
         ({"engine": "batched"}, "once per chunk"),
     ],
 )
