@@ -7,6 +7,9 @@ reading beats recomputing, and the memory plan shows the frontier's figure and p
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -99,6 +102,21 @@ def test_a_module_split_frontier_comes_back_from_disk_as_it_went_in(folders: lis
     folder = store.folder
     store.close()
     assert not folder.exists() and folder.name.startswith(frontier.PREFIX)
+
+
+def test_the_folder_goes_at_exit_after_an_exception(tmp_path: Path) -> None:
+    """A store never closed, its process stopped by an error: the folder is gone after exit."""
+    code = (
+        "import torch\nfrom landscape.engine import frontier\n"
+        "store = frontier.FrontierStore(frontier.DISK)\nstore.append((torch.ones(3),))\n"
+        "print(store.folder, flush=True)\nraise RuntimeError(f'stopped {store.folder.exists()}')"
+    )
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 1 and "stopped True" in done.stderr, done.stderr
+    folder = Path(done.stdout.strip())
+    assert folder.parent == tmp_path and folder.name.startswith(frontier.PREFIX)
+    assert not folder.exists()
 
 
 def test_model_outputs_plain_leaves_and_shared_tensors_survive_the_file() -> None:

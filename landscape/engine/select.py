@@ -746,7 +746,8 @@ def frontier_plan(
     try:
         with eval_mode(model), torch.inference_mode():
             need = split.frontier_bytes(made.static(centre, x[:1])) * total
-    except (split.Unsplittable, RuntimeError, ValueError, TypeError, IndexError, AttributeError):
+    except (split.Unsplittable, RuntimeError, ValueError, TypeError, IndexError, KeyError,
+            AttributeError, AssertionError):  # fmt: skip
         return None
     return need, frontier.where(need, memory_budget(request, x.device))
 
