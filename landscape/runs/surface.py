@@ -125,7 +125,8 @@ MEMORY_NOTE_BYTES = 1 << 30  # runs that will need more than this are told their
 
 def memory_plan(run: Run) -> memory.MemoryPlan:
     """What the run will hold: its directions over the moved tensors, a working copy, one
-    batch's activations (measured at θ on a few real samples) and the file being created."""
+    batch's activations (measured at θ on a few real samples), the file being created and a
+    split forward's frontiers, in memory or on disk (:func:`_frontier_plan`)."""
     prep, spec = run.session, run.directions
     moved = moved_tensors(spec, prep) if not spec.file else list(prep.theta)
     count = run.dims * spec.repeat
