@@ -603,7 +603,8 @@ def _split_text(e: dict[str, Any]) -> str:
         share, kept = e.get("split_static_share"), e.get("split_frontier_bytes")
         figures = [f"static part {share:.0%} of its FLOPs" if isinstance(share, float) else ""]
         if isinstance(kept, int):
-            figures.append(f"frontier {kept / 2**20:.1f} MiB kept")
+            where = "on disk" if e.get("split_frontier_store") == "disk" else "kept in memory"
+            figures.append(f"frontier {kept / 2**20:.1f} MiB {where}")
         if e.get("split_fused"):
             figures.append(f"BatchNorm folded into {e['split_fused']} moved convolutions")
         how = f" by its {e.get('split_path', 'graph')}"

@@ -9,7 +9,10 @@ A run holds, besides the model's weights W (already loaded when this is asked):
   output, the largest few live at once) plus, for a language model, the attention scores and the
   logits the loss reads (``B·T·V`` floats, three times: logits, their float32 copy, log-softmax);
 - the file's directions while it is created in memory (HDF5's core driver) and copied out once,
-  twice their float32 size when stored in ``full``, nothing when kept as their seed.
+  twice their float32 size when stored in ``full``, nothing when kept as their seed;
+- when the forward is split at the moved tensors (``engine.split``), the frontiers of the whole
+  evaluation set: in memory when they fit the memory budget, else on disk, where they take no
+  memory (``engine.frontier.where`` decides, for the plan as for the engine).
 
 The estimate errs high: a run told it fits does fit, within the activations' rounding.
 """
@@ -37,11 +40,14 @@ class MemoryPlan:
     file: int
     available: int | None  # free now (the weights already loaded), None when unknown
     device: str
+    frontier: int = 0  # a split forward's kept frontiers (0: no split)
+    frontier_store: str = "memory"  # where they are kept: memory | disk (no memory taken)
 
     @property
     def more(self) -> int:
         """What the run will still allocate beyond the loaded weights, at its peak."""
-        return self.directions + self.working + self.activations + max(self.build, self.file)
+        kept = self.frontier if self.frontier_store == "memory" else 0
+        return self.directions + self.working + self.activations + kept + max(self.build, self.file)
 
     def parts(self) -> list[str]:
         parts = [
@@ -52,6 +58,9 @@ class MemoryPlan:
         ]
         if self.file:
             parts.append(f"file {size(self.file)} while written")
+        if self.frontier:
+            where = "kept in memory" if self.frontier_store == "memory" else "on disk"
+            parts.append(f"frontier {size(self.frontier)} {where}")
         return parts
 
     def text(self) -> str:
@@ -63,9 +72,10 @@ class MemoryPlan:
         """ConfigError when the run cannot fit in what is free, naming the ways to shrink it."""
         if self.available is None or self.more <= self.available:
             return
+        counted = [p for p in self.parts()[1:] if not p.endswith("on disk")]
         raise ConfigError(
             f"this run needs about {size(self.more)} more {self.device} memory than its loaded "
-            f"weights ({', '.join(self.parts()[1:])}), but {size(self.available)} are free; move "
+            f"weights ({', '.join(counted)}), but {size(self.available)} are free; move "
             "fewer tensors (--params), lower --batch-size, keep the directions as their seed "
             "(--store-directions seed), use --dtype bfloat16, or use a bigger machine"
         )
@@ -141,9 +151,11 @@ def plan(
     store: str,
     device: torch.device,
     builds_in_weights_dtype: bool = False,
+    frontier: tuple[int, str] | None = None,
 ) -> MemoryPlan:
     """The plan for ``count`` directions over the ``moved`` tensors of ``centre``;
-    ``builds_in_weights_dtype``: the family never holds float32 copies of half-precision ones."""
+    ``builds_in_weights_dtype``: the family never holds float32 copies of half-precision ones;
+    ``frontier``: a split forward's frontier bytes and where they go (``select.frontier_plan``)."""
     moved_bytes = sum(centre[n].numel() * centre[n].element_size() for n in moved)
     moved_f32 = sum(centre[n].numel() * 4 for n in moved)
     half = any(centre[n].element_size() < 4 for n in moved)
@@ -156,4 +168,6 @@ def plan(
         file=0 if store == "seed" else 2 * count * moved_f32,
         available=available_bytes(device),
         device=str(device),
+        frontier=frontier[0] if frontier else 0,
+        frontier_store=frontier[1] if frontier else "memory",
     )

@@ -300,7 +300,6 @@ def test_auto_times_both_engines_with_the_split(monkeypatch: pytest.MonkeyPatch)
     [
         ({"split": "off"}, "--split off"),
         ({"options": {"bn": "train"}}, "--bn train"),
-        ({"memory_budget": 100}, "over the memory budget"),
     ],
 )
 def test_fallbacks_say_why(kw: dict, why: str) -> None:

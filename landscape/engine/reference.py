@@ -28,6 +28,7 @@ from torch.func import functional_call
 
 from landscape import params
 from landscape.engine import policies
+from landscape.engine.frontier import FrontierStore
 from landscape.errors import ConfigError
 from landscape.losses import score_batch
 from landscape.quantities import PointStats
@@ -165,10 +166,10 @@ class PointEvaluatorBase:
             self.module = module if module is not None else model
         self._recal_module = policies.recalibration_model(model) if bn == "recalibrate" else None
         # the forward split at the moved tensors (an ``engine.split.Split``): the static part's
-        # frontier is computed once per batch, at θ, and kept for every point (and every
-        # repeat: ``along`` copies share it)
+        # frontier is computed once per batch, at θ, and kept (in memory or on disk, as the
+        # split's ``store`` says) for every point (and every repeat: ``along`` copies share it)
         self.split = split if self.bn == "eval" and not is_jitted(self.model) else None
-        self._frontiers: list[list[tuple[object, torch.Tensor]]] = [[]]  # shared by copies
+        self._frontiers: list[FrontierStore] = [self._new_store()]  # shared by copies
 
     # --- data ----------------------------------------------------------------------------------
 
@@ -181,7 +182,7 @@ class PointEvaluatorBase:
         """The same evaluator (layout, compiled call, working copy) over other batches."""
         other = copy.copy(self)
         other._batches = batches
-        other._frontiers = [[]]  # other data: other frontiers
+        other._frontiers = [other._new_store()]  # other data: other frontiers
         return other
 
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -217,12 +218,20 @@ class PointEvaluatorBase:
         yield from self._frontiers[0]
 
     def prime(self) -> None:
-        """Compute and keep every batch's frontier at θ, unless kept already (a split only)."""
+        """Compute and keep every batch's frontier at θ, unless kept already (a split only); a
+        spilled store writes each batch's to disk before the next is computed."""
         kept = self._frontiers[0]
         if self.split is None or kept:
             return
         with eval_mode(self.module), torch.inference_mode(), self.autocast_context():
             kept.extend((self.split.static(self.centre, x), y) for x, y in self.batches())
+
+    def _new_store(self) -> FrontierStore:
+        return FrontierStore(getattr(self.split, "store", "memory"))
+
+    def close(self) -> None:
+        """Forget the kept frontiers and remove a spilled store's folder (copies share them)."""
+        self._frontiers[0].close()
 
     # --- one point's tensors -----------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import torch
 
-from landscape.engine import compile_cache
+from landscape.engine import compile_cache, frontier
 from landscape.engine.reference import (
     Batches,
     PointEvaluatorBase,
@@ -632,8 +632,9 @@ def _split(
 ) -> tuple[Any, dict[str, Any]]:
     """The forward split at the moved tensors (``engine.split``) for every engine when the
     request allows it, it gives the full forward's values on the first samples, its frontiers
-    for the whole evaluation set fit the memory budget and (under auto) its static part is at
-    least SPLIT_MIN_SHARE of a forward's FLOPs (``split.probe``); why not, otherwise.
+    for the whole evaluation set fit the memory budget or can be read back from disk faster
+    than computed (:func:`_spill_verdict`) and (under auto) its static part is at least
+    SPLIT_MIN_SHARE of a forward's FLOPs (``split.probe``); why not, otherwise.
     Under ``--split on`` a reason is an error."""
     from landscape.engine import split
 
@@ -650,7 +651,10 @@ def _split(
             why = str(exc)
     if why is None:
         why = _split_verdict(figures, total, request, next(iter(centre.values())).device)
+    if why is None and figures["frontier_store"] == frontier.DISK:
+        why = _spill_verdict(model, made, centre, x, figures, request)
     if why is None:
+        made.store = figures["frontier_store"]
         report = {"split_path": made.how, **{f"split_{k}": v for k, v in figures.items()}}
         return made, report
     if request.split == "on":
@@ -673,21 +677,76 @@ def _split_refusal(model: torch.nn.Module, request: EngineRequest) -> str | None
 def _split_verdict(
     figures: dict[str, Any], total: int, request: EngineRequest, device: torch.device
 ) -> str | None:
-    """Why a working split is not used (None: used): its check failed, its frontiers exceed the
-    memory budget (figures recorded), or under auto it would save too little."""
+    """Why a working split is not used (None: used): its check failed, or under auto it would
+    save too little. Where its frontiers go (``frontier_store``: within the memory budget in
+    memory, else on disk; ``frontier.where``) is recorded with their bytes."""
     if figures["check"] > PATH_RTOL:
         return f"the split differs from the full forward by {figures['check']:.1e} (relative)"
     need = figures["frontier_bytes_per_sample"] * total  # every batch's frontier, kept
     figures["frontier_bytes"] = need
-    budget = memory_budget(request, device)
-    if need > budget:
-        return (
-            f"the frontier of {total} samples needs {need / 2**20:.0f} MiB, over the memory "
-            f"budget of {budget / 2**20:.0f} MiB (--memory-budget)"
-        )
+    figures["frontier_store"] = frontier.where(need, memory_budget(request, device))
     if request.split == "auto" and figures["static_share"] < SPLIT_MIN_SHARE:
         return f"the static part is {figures['static_share']:.0%} of a forward: too little to save"
     return None
+
+
+def _spill_verdict(
+    model: torch.nn.Module,
+    made: Any,
+    centre: dict[str, torch.Tensor],
+    x: torch.Tensor,
+    figures: dict[str, Any],
+    request: EngineRequest,
+) -> str | None:
+    """Why frontiers over the memory budget are not spilled to disk (None: spilled): they hold
+    what a file cannot keep, or under auto reading the first batch's back is slower than its
+    static pass (both timed once, figures recorded). ``--split on`` spills whatever the times."""
+    device = x.device
+    with eval_mode(model), torch.inference_mode():
+        timed = frontier.timed_spill(lambda: made.static(centre, x), device)
+    need, budget = figures["frontier_bytes"], memory_budget(request, device)
+    over = (
+        f"the frontier of the evaluation set needs {need / 2**20:.0f} MiB, over the memory "
+        f"budget of {budget / 2**20:.0f} MiB (--memory-budget)"
+    )
+    if isinstance(timed, str):
+        return f"{over}, and cannot go to disk: {timed}"
+    figures.update(timed)
+    if request.split == "auto" and timed["read_seconds"] >= timed["static_seconds"]:
+        return (
+            f"{over}, and reading a batch's from disk ({timed['read_seconds']:.3g} s) is no "
+            f"faster than computing it ({timed['static_seconds']:.3g} s)"
+        )
+    return None
+
+
+def frontier_plan(
+    model: torch.nn.Module,
+    centre: dict[str, torch.Tensor],
+    moved: set[str],
+    x: torch.Tensor,
+    total: int,
+    request: EngineRequest,
+) -> tuple[int, str] | None:
+    """For the memory plan, before any engine is timed: the bytes the split's frontiers would
+    take for ``total`` samples (the static pass on one sample of ``x``, times ``total``) and where
+    they would be kept (``frontier.where``, as :func:`_split_verdict` decides); None when the
+    request or the model rules the split out, or the model does not run on ``x`` (the run's own
+    checks say why)."""
+    from landscape.engine import split
+
+    if _split_refusal(model, request) is not None:
+        return None
+    made = split.split_forward(model, moved)
+    if isinstance(made, str):
+        return None
+    try:
+        with eval_mode(model), torch.inference_mode():
+            need = split.frontier_bytes(made.static(centre, x[:1])) * total
+    except (split.Unsplittable, RuntimeError, ValueError, TypeError, IndexError, KeyError,
+            AttributeError, AssertionError):  # fmt: skip
+        return None
+    return need, frontier.where(need, memory_budget(request, x.device))
 
 
 def _formats(model: torch.nn.Module, request: EngineRequest) -> list[bool]:

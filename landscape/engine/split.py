@@ -54,6 +54,7 @@ class Split:
     dynamic: Callable[[Point, Any], torch.Tensor]
     static_nodes: int
     figures: dict[str, Any] = field(default_factory=dict)
+    store: str = "memory"  # where the frontiers are kept: memory | disk (engine.frontier)
 
 
 def split_forward(model: nn.Module, moved: set[str], fold_bn: bool = False) -> Split | str:

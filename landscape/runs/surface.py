@@ -125,7 +125,8 @@ MEMORY_NOTE_BYTES = 1 << 30  # runs that will need more than this are told their
 
 def memory_plan(run: Run) -> memory.MemoryPlan:
     """What the run will hold: its directions over the moved tensors, a working copy, one
-    batch's activations (measured at θ on a few real samples) and the file being created."""
+    batch's activations (measured at θ on a few real samples), the file being created and a
+    split forward's frontiers, in memory or on disk (:func:`_frontier_plan`)."""
     prep, spec = run.session, run.directions
     moved = moved_tensors(spec, prep) if not spec.file else list(prep.theta)
     count = run.dims * spec.repeat
@@ -137,7 +138,20 @@ def memory_plan(run: Run) -> memory.MemoryPlan:
     store = _store_for(spec, size, given=run.given is not None)
     fam = families.FAMILIES.get(spec.name)
     native = bool(fam and fam.builds_in_weights_dtype) and not spec.file and run.given is None
-    return memory.plan(prep.centre, moved, count, acts, store, prep.device, native)
+    front = _frontier_plan(run, moved, x)
+    return memory.plan(prep.centre, moved, count, acts, store, prep.device, native, front)
+
+
+def _frontier_plan(run: Run, moved: list[str], x: Any) -> tuple[int, str] | None:
+    """A split forward's frontiers for the memory plan (``select.frontier_plan``): when the
+    directions move only part of the model and the split is not off."""
+    prep, ev = run.session, run.evaluation
+    if ev.split_forward == "off" or ev.bn != "eval" or len(moved) >= len(prep.theta):
+        return None
+    from landscape.engine.select import frontier_plan
+
+    request = engine_request(run)
+    return frontier_plan(prep.model, dict(prep.centre), set(moved), x, len(prep.data), request)
 
 
 def store_mode(run: Run, directions: DirectionSet) -> str:
@@ -310,6 +324,9 @@ def _run_root(
         return _evaluate_run(run, comm, store, choice, prepared, axes, progress, start)
     finally:
         output.close()
+        close = getattr(choice.evaluator, "close", None)
+        if close is not None:  # a split forward's frontiers spilled to disk: their folder goes
+            close()
 
 
 @dataclass
