@@ -354,3 +354,18 @@ def test_auto_keeps_the_full_forward_when_the_static_part_is_small(
     r = _choose(model, ["moved.weight"], x, y).report
     assert r["split"] is False and "too little to save" in r["split_reason"]
     assert 0 < r["split_static_share"] < 0.99  # the figure the decision weighed
+
+
+def test_the_batched_engine_sizes_k_beside_the_kept_frontiers() -> None:
+    """K points per call are sized from the memory budget; frontiers kept in memory take their
+    share of it first (the budget is not spent twice)."""
+    model = _mlp()
+    x, y = torch.randn(256, 6), torch.randint(0, 3, (256,))
+    on = _choose(model, ["4.weight", "4.bias"], x, y, engine="batched", split="on")
+    need = on.report["split_frontier_bytes"]
+    budget = 2 * need  # half of it the frontiers', half left for K
+    kw = dict(engine="batched", memory_budget=budget)
+    full = _choose(model, ["4.weight", "4.bias"], x, y, split="off", **kw).report["k"]
+    kept = _choose(model, ["4.weight", "4.bias"], x, y, split="on", **kw).report
+    assert kept["split"] is True and kept["split_frontier_store"] == "memory"
+    assert full >= 4 and kept["k"] == full // 2

@@ -252,6 +252,8 @@ def workbench(
     batches = batches_of(batch)
     total = len_of(batches)
     made, split_report = _split(model, centre, directions, batches, request, total)
+    if made is not None and made.store == frontier.MEMORY and request.k is None:
+        k = _k_beside(k, split_report["split_frontier_bytes"], memory_budget(request, device))
     folded, fold_report = _fold(model, centre, batches, request, made is not None)
     report: dict[str, Any] = {
         "device": str(device), "k": k, "batch_size": batch, "timings": {}, "paths_rtol": PATH_RTOL
@@ -265,6 +267,13 @@ def workbench(
         model, centre, directions, batches_of, loss_fn, request.options,
         batch=batch, k=k, folded=folded, split=made, total=total, sizes=sizes, report=report,
     )  # fmt: skip
+
+
+def _k_beside(k: int, kept: int, budget: int) -> int:
+    """The points per batched call when ``kept`` bytes of the budget hold a split's frontiers:
+    K shrinks with the budget left, K' = max(1, K · (budget − kept) / budget), since K was sized
+    from the whole budget (:func:`batch_and_k`: K ∝ budget)."""
+    return max(1, min(k, k * max(0, budget - kept) // max(1, budget)))
 
 
 def candidates(
