@@ -635,7 +635,7 @@ def _split(
     request allows it, it gives the full forward's values on the first samples, its frontiers
     for the whole evaluation set fit the memory budget and (under auto) its static part is at
     least SPLIT_MIN_SHARE of a forward's FLOPs (``split.probe``); why not, otherwise.
-    Under ``--split on`` a reason is an error."""
+    Under ``--split-forward on`` a reason is an error."""
     from landscape.engine import split
 
     why, made, figures = _split_refusal(model, request), None, {}
@@ -655,7 +655,7 @@ def _split(
         report = {"split_path": made.how, **{f"split_{k}": v for k, v in figures.items()}}
         return made, report
     if request.split == "on":
-        raise ConfigError(f"--split on: {why}; use --split auto or off")
+        raise ConfigError(f"--split-forward on: {why}; use --split-forward auto or off")
     return None, {"split_reason": why, **{f"split_{k}": v for k, v in figures.items()}}
 
 
@@ -663,7 +663,7 @@ def _split_refusal(model: torch.nn.Module, request: EngineRequest) -> str | None
     """Why the request or the model rules the split out before trying it (None: try it)."""
     bn = request.options.get("bn", "eval")
     if request.split == "off":
-        return "--split off"
+        return "--split-forward off"
     if request.engine != "auto" and ENGINES[request.engine].points_per_call:
         return "the batched engine computes unmoved layers once per chunk already"
     if bn != "eval":
