@@ -226,6 +226,8 @@ def choose_engine(
     """
     bench = workbench(model, centre, directions, batches_of, loss_fn, request)
     paths = candidates(model, request, bench.device)
+    if bench.split is not None and request.split == "on":  # forced: only the engines taking it
+        paths = [p for p in paths if not ENGINES[p[0]].points_per_call]
     timed = timings(bench, paths, request.compile, pending_points, first_points)
     compile, record = decide_compile(bench, timed, request.compile, pending_points)
     chosen, done = timed.chosen, []
