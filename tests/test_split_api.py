@@ -105,6 +105,52 @@ def test_a_llama_with_a_middle_layer_moving() -> None:
     assert made.static_nodes == 3
 
 
+def test_a_decoder_stack_keeps_one_layer_output() -> None:
+    """Layers 0-2 replayed before the moved layer 3: the split keeps layer 2's output (and the
+    embeddings'), not one per layer; layers 0 and 1 hand on layer 2's, which the next ignores."""
+    from landscape import hf
+
+    model = hf.prepare(_llama(4))
+    moved = [n for n, _ in model.named_parameters() if n.startswith("model.layers.3.")]
+    ids = torch.randint(0, 64, (5, 8))
+    fast, full, made = _surfaces(model, moved, ids, ids, "causal-lm")
+    _close(fast, full)
+    centre = dict(model.named_parameters())
+    kept = made.static(centre, ids)
+    assert sorted(kept) == ["__x__", "model.embed_tokens", "model.layers.2", "model.rotary_emb"]
+    assert made.static_nodes == 5  # replayed: those three, and layers 0 and 1
+
+
+class Skips(nn.Module):
+    """Blocks each feeding the next whose outputs plain code reads too (a skip from each to the
+    head, as in a U-Net's encoder), and a branch on the data, which torch.fx cannot trace."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(6, 6), nn.Tanh()) for _ in range(3))
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for block in self.blocks:
+            x = block(x)
+            skips.append(x)
+        if bool(x.sum() > -1e9):
+            x = x + 2 * skips[0]
+        return self.head(x + skips[1])
+
+
+def test_blocks_whose_outputs_plain_code_reads_are_all_kept() -> None:
+    torch.manual_seed(0)
+    model = Skips().eval()
+    x, y = torch.randn(5, 6), torch.randint(0, 3, (5,))
+    fast, full, made = _surfaces(model, ["head.weight", "head.bias"], x, y, None)
+    _close(fast, full)
+    assert made.how == "modules"
+    kept = made.static(dict(model.named_parameters()), x)
+    assert sorted(kept) == ["__x__", "blocks.0", "blocks.1", "blocks.2"]
+
+
 @pytest.mark.slow  # two compiles: about 10 s each on a CPU
 def test_the_compiled_dynamic_part_gives_the_full_forward(tmp_path: Path, tiny_npz: Path) -> None:
     torch.manual_seed(0)
