@@ -22,8 +22,8 @@ kept, and only ``g`` runs at each grid point. Two ways to find the split:
   the first moved module would start), and at each point a private copy of the model whose
   replayed modules return the recorded outputs runs the rest (the blocks from the first moved one
   on, the final norm, the head, and the plain code between, such as attention masks). Its memory
-  is the replayed modules' outputs, but of a run of consecutive blocks of a ``ModuleList`` (a
-  decoder's layers) only the last one's: each block of the run returns that output, which the
+  is the replayed modules' outputs, but of a run of blocks of a ``ModuleList`` or ``Sequential``
+  each feeding the next (a decoder's layers) only the last one's: each block of the run returns that output, which the
   next replayed block ignores, so that a stack keeps one block's output, not one per block
   (where plain code reads another block's output too, as a U-Net's skips do, the split at θ on
   the first sample differs from the model and every output is kept).
@@ -397,7 +397,7 @@ def _runs_of_blocks(
     of the same list takes next (``fed``, in the call order), the last block of that run:
     ``layers.0`` → ``layers.19`` when layers 0-19 are replayed. The next block is replayed and
     ignores its input, so only the run's last output is kept (plain code that read another
-    would give other logits, which the split's check catches)."""
+    would give other logits: ``_ModuleSplit._agrees`` finds that, and every output is kept)."""
     runs: dict[str, str] = {}
     for a, b in itertools.pairwise(replayed):
         parent, _, i = a.rpartition(".")
