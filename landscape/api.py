@@ -91,6 +91,7 @@ def compute(
     device: str = EvalSpec.device,
     engine: str = EvalSpec.engine,
     dtype: str = EvalSpec.dtype,
+    split_forward: str = EvalSpec.split_forward,
     batch_size: int = DataSpec.batch_size,
     max_samples: int | None = DataSpec.max_samples,
     data_seed: int = DataSpec.seed,
@@ -107,7 +108,8 @@ def compute(
     ``loss``: a name or ``(outputs, targets) -> per-sample losses``. ``bn="recalibrate"`` uses
     ``train_data`` (default ``data``). ``out``: the file, written as it goes and resumed; without
     it nothing is written (``s.save(path)``). ``params``/``exclude``: globs of the tensors that
-    move. Token ids feed a transformers model, as ``hf:DIR`` does.
+    move; ``split_forward`` (auto|on|off): the part of the forward no moved tensor reaches once
+    per batch (the file's engine record says which ran). Token ids feed a transformers model.
     """
     session = Session.from_objects(
         model, data, loss=loss, device=device, max_samples=max_samples, data_seed=data_seed,
@@ -118,11 +120,17 @@ def compute(
         "params": _globs(params), "exclude": _globs(exclude), "store": store_directions,
     }  # fmt: skip
     spec = _direction_spec(shared, directions is not None, family_options, session)
-    evaluation = EvalSpec(loss=_loss_name(loss), device=device, engine=engine, bn=bn,
-                          bn_batches=bn_batches, dtype=dtype)  # fmt: skip
+    evaluation = EvalSpec(loss=_loss_name(loss), device=device, engine=engine, bn=bn, dtype=dtype,
+                          bn_batches=bn_batches, split_forward=split_forward)  # fmt: skip
     data_spec = DataSpec(str(session.data.describe()["name"]), max_samples=max_samples,
                          seed=data_seed, batch_size=batch_size)  # fmt: skip
     run = _run(session, spec, _grid(x, y, z, axes), evaluation, data_spec, model, directions, out)
+    return _surface(run, overwrite, progress)
+
+
+def _surface(run: Run, overwrite: bool, progress: bool) -> Surface:
+    """``run`` computed (its file written as it goes, or kept in memory without ``out``) and
+    read back as the Surface compute() returns."""
     from landscape.runs.surface import run_surface
 
     result = run_surface(run, overwrite=overwrite, progress=_bar if progress else None)

@@ -24,6 +24,7 @@ from landscape.config import (
     ComputeConfig,
     DataSpec,
     DirectionSpec,
+    EvalSpec,
     InspectConfig,
     default_of,
     parse_axis,
@@ -146,6 +147,16 @@ def test_a_default_changed_in_one_place_only_is_caught(monkeypatch: pytest.Monke
     assert flag_problems(stray, set(), fills=False) == [
         "compute --batch-size: no setting (config.py) and not interface-only",
         "compute --seed: help shows ['1', '0'], ComputeConfig.direction.seed is 0",
+    ]
+
+
+def test_split_forward_keyword_follows_its_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``landscape.compute(split_forward=)`` is walked with the others: its default is
+    ``eval.split_forward``'s, as ``--split-forward``'s is."""
+    assert "split_forward" in inspect.signature(api.compute).parameters
+    monkeypatch.setattr(EvalSpec.__dataclass_fields__["split_forward"], "default", "on")
+    assert keyword_problems("compute") == [
+        "compute(split_forward='auto'): eval.split_forward is 'on'"
     ]
 
 

@@ -298,7 +298,7 @@ def test_auto_times_both_engines_with_the_split(monkeypatch: pytest.MonkeyPatch)
 @pytest.mark.parametrize(
     ("kw", "why"),
     [
-        ({"split": "off"}, "--split off"),
+        ({"split": "off"}, "--split-forward off"),
         ({"options": {"bn": "train"}}, "--bn train"),
     ],
 )
@@ -323,7 +323,7 @@ def test_randomness_and_a_moving_first_layer_keep_the_full_forward() -> None:
     assert "random" in split.split_forward(Noisy(), {"b.weight"})
     assert "nothing to compute once" in split.split_forward(TwoBranches(), {"stem.0.weight"})
     x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
-    with pytest.raises(ConfigError, match="--split on: its forward draws random numbers"):
+    with pytest.raises(ConfigError, match="--split-forward on: its forward draws random numbers"):
         _choose(Noisy(), ["b.weight"], x, y, split="on")
 
 
@@ -340,7 +340,7 @@ def test_cli_flag_and_info(tmp_path: Path, tiny_npz: Path) -> None:
     info = CliRunner().invoke(main, ["info", str(out)])
     assert "forward split by its graph, static part once per batch" in info.output
     bad = CliRunner().invoke(main, [*args, "--split-forward", "on", "--bn", "train", "--overwrite"])
-    assert bad.exit_code != 0 and "Error: --split on: --bn train" in bad.output
+    assert bad.exit_code != 0 and "Error: --split-forward on: --bn train" in bad.output
     assert "--split-forward" in CliRunner().invoke(main, ["compute", "--help"]).output
 
 

@@ -644,7 +644,7 @@ def _split(
     for the whole evaluation set fit the memory budget or can be read back from disk faster
     than computed (:func:`_spill_verdict`) and (under auto) its static part is at least
     SPLIT_MIN_SHARE of a forward's FLOPs (``split.probe``); why not, otherwise.
-    Under ``--split on`` a reason is an error."""
+    Under ``--split-forward on`` a reason is an error."""
     from landscape.engine import split
 
     why, made, figures = _split_refusal(model, request), None, {}
@@ -667,7 +667,7 @@ def _split(
         report = {"split_path": made.how, **{f"split_{k}": v for k, v in figures.items()}}
         return made, report
     if request.split == "on":
-        raise ConfigError(f"--split on: {why}; use --split auto or off")
+        raise ConfigError(f"--split-forward on: {why}; use --split-forward auto or off")
     return None, {"split_reason": why, **{f"split_{k}": v for k, v in figures.items()}}
 
 
@@ -675,7 +675,7 @@ def _split_refusal(model: torch.nn.Module, request: EngineRequest) -> str | None
     """Why the request or the model rules the split out before trying it (None: try it)."""
     bn = request.options.get("bn", "eval")
     if request.split == "off":
-        return "--split off"
+        return "--split-forward off"
     if bn != "eval":
         return f"--bn {bn}: BatchNorm statistics change with each point"
     if is_jitted(model):

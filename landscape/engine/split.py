@@ -22,7 +22,11 @@ kept, and only ``g`` runs at each grid point. Two ways to find the split:
   the first moved module would start), and at each point a private copy of the model whose
   replayed modules return the recorded outputs runs the rest (the blocks from the first moved one
   on, the final norm, the head, and the plain code between, such as attention masks). Its memory
-  is every replayed module's output, not only the frontier's.
+  is the replayed modules' outputs, but of a run of blocks of a ``ModuleList`` or ``Sequential``
+  each feeding the next (a decoder's layers) only the last one's: each block of the run returns that output, which the
+  next replayed block ignores, so that a stack keeps one block's output, not one per block
+  (where plain code reads another block's output too, as a U-Net's skips do, the split at θ on
+  the first sample differs from the model and every output is kept).
 
 Either split is checked on the first samples against the full forward, at θ and at a moved
 point, before a run uses it (:func:`agrees`).
@@ -225,27 +229,34 @@ class _Replay(nn.Module):
         return self.outputs[self.path]
 
 
-def _call_order(model: nn.Module, moved: set[str], x: torch.Tensor) -> tuple[list[str], str]:
+def _call_order(
+    model: nn.Module, moved: set[str], x: torch.Tensor
+) -> tuple[list[str], str, set[tuple[str, str]]]:
     """From one probe forward at the model's own tensors: the modules to replay (finished before
     the first module directly holding a moved tensor started, holding none, run once; the
-    outermost of them) and that first moved module's path."""
+    outermost of them), that first moved module's path, and the pairs of consecutive modules to
+    replay where the second's first input is the first's output (a block feeding the next)."""
     paths = {m: p for p, m in model.named_modules()}
     holders = {p.rpartition(".")[0] for p in moved}
     ended: list[str] = []
     calls: dict[str, int] = {}
     first: list[str] = []
+    ins: dict[str, Any] = {}
+    outs: dict[str, Any] = {}
 
-    def pre(m: nn.Module, _args: Any) -> None:
+    def pre(m: nn.Module, args: Any, kwargs: Any) -> None:
         p = paths[m]
         calls[p] = calls.get(p, 0) + 1
+        ins.setdefault(p, _lead(args) if args else _lead(tuple(kwargs.values())))
         if p in holders and not first:
             first.append(p)
 
-    def post(m: nn.Module, _args: Any, _out: Any) -> None:
+    def post(m: nn.Module, _args: Any, out: Any) -> None:
         if not first:
             ended.append(paths[m])
+            outs.setdefault(paths[m], _lead(out))
 
-    handles = [m.register_forward_pre_hook(pre) for m in paths]
+    handles = [m.register_forward_pre_hook(pre, with_kwargs=True) for m in paths]
     handles += [m.register_forward_hook(post) for m in paths]
     try:
         with torch.inference_mode():
@@ -256,7 +267,19 @@ def _call_order(model: nn.Module, moved: set[str], x: torch.Tensor) -> tuple[lis
     owners = _owners(moved)
     static = {p for p in ended if p and p not in owners and calls.get(p) == 1}
     outer = [p for p in ended if p in static and p.rpartition(".")[0] not in static]
-    return outer, (first[0] if first else "")
+    fed = {(a, b) for a, b in itertools.pairwise(outer) if _fed(outs.get(a), ins.get(b))}
+    return outer, (first[0] if first else ""), fed
+
+
+def _lead(value: Any) -> Any:
+    """The first tensor of a module's inputs or output (a tensor, or the first of a tuple)."""
+    while isinstance(value, (tuple, list)) and value:
+        value = value[0]
+    return value if isinstance(value, torch.Tensor) else None
+
+
+def _fed(output: Any, given: Any) -> bool:
+    return output is not None and given is output
 
 
 def _replaced(model: nn.Module, stand_ins: dict[str, nn.Module]) -> nn.Module:
@@ -301,24 +324,44 @@ class _ModuleSplit:
         self.made = made
         return made
 
-    def _prepare(self, x: torch.Tensor) -> None:
-        replayed, self.first = _call_order(self.model, self.moved, x[:1])
+    def _prepare(self, centre: Point, x: torch.Tensor) -> None:
+        replayed, self.first, fed = _call_order(self.model, self.moved, x[:1])
         if not self.first or not replayed:
             raise Unsplittable("the first module to run holds a moved tensor: nothing to reuse")
         self.replayed = replayed
         self.made.static_nodes = len(replayed)
         self.made.figures.update(replayed=replayed[-1], first_moved=self.first)
-        self.private = _replaced(self.model, {p: _Replay(self.outputs, p) for p in replayed})
+        self._stand_in(_runs_of_blocks(self.model, replayed, fed))
+        if len(self.kept) < len(replayed) and not self._agrees(centre, x[:1]):
+            self._stand_in({})  # plain code reads a block's output that a run hands on: keep all
+
+    def _stand_in(self, runs: dict[str, str]) -> None:
+        """The private copy: each replayed module returns its recorded output, a block in a run
+        (:func:`_runs_of_blocks`) the run's last one; ``kept``: the outputs recorded."""
+        assert self.replayed is not None
+        self.kept = [p for p in self.replayed if p not in runs]
+        stand_ins = {p: _Replay(self.outputs, runs.get(p, p)) for p in self.replayed}
+        self.private = _replaced(self.model, stand_ins)
         self.aliases = _aliases(self.model, _names(self.private))
+
+    def _agrees(self, centre: Point, x: torch.Tensor) -> bool:
+        """The split's logits at θ on ``x`` are the model's (1e-6 relative)."""
+        with torch.inference_mode():
+            full = _lead(functional_call(self.model, centre, (x,)))
+            mine = _lead(self.dynamic(centre, self.static(centre, x)))
+        if full is None or mine is None or mine.shape != full.shape:
+            return False
+        diff = (mine.float() - full.float()).abs().max()
+        return bool(diff <= 1e-6 * full.float().abs().max())
 
     def static(self, centre: Point, x: torch.Tensor) -> dict[str, Any]:
         """The replayed modules' outputs on batch ``x`` at θ; the pass stops where the first
         moved module would start."""
         if self.replayed is None:
-            self._prepare(x)
+            self._prepare(centre, x)
         assert self.replayed is not None
         kept: dict[str, Any] = {}
-        wanted = set(self.replayed)
+        wanted = set(self.kept)
 
         def record(m: nn.Module, _a: Any, out: Any) -> None:
             kept[paths[m]] = out
@@ -346,6 +389,26 @@ class _ModuleSplit:
         for name, others in self.aliases.items():  # a tied tensor named by its replayed twin
             given.update((name, point[o]) for o in others[:1] if name not in given and o in point)
         return functional_call(self.private, given, (frontier["__x__"],))
+
+
+def _runs_of_blocks(
+    model: nn.Module, replayed: list[str], fed: set[tuple[str, str]]
+) -> dict[str, str]:
+    """For each replayed block of a ``ModuleList`` or ``Sequential`` whose output the next block
+    of the same list takes next (``fed``, in the call order), the last block of that run:
+    ``layers.0`` → ``layers.19`` when layers 0-19 are replayed. The next block is replayed and
+    ignores its input, so only the run's last output is kept (plain code that read another
+    would give other logits: ``_ModuleSplit._agrees`` finds that, and every output is kept)."""
+    runs: dict[str, str] = {}
+    for a, b in itertools.pairwise(replayed):
+        parent, _, i = a.rpartition(".")
+        other, _, j = b.rpartition(".")
+        stack = isinstance(model.get_submodule(parent), (nn.ModuleList, nn.Sequential))
+        if (a, b) in fed and parent == other and stack and i.isdigit() and j.isdigit():
+            runs[a] = b
+    for a in reversed(list(runs)):  # to the last block of each run
+        runs[a] = runs.get(runs[a], runs[a])
+    return runs
 
 
 def _aliases(model: nn.Module, kept: set[str]) -> dict[str, list[str]]:
