@@ -22,11 +22,12 @@ kept, and only ``g`` runs at each grid point. Two ways to find the split:
   the first moved module would start), and at each point a private copy of the model whose
   replayed modules return the recorded outputs runs the rest (the blocks from the first moved one
   on, the final norm, the head, and the plain code between, such as attention masks). Its memory
-  is the replayed modules' outputs, but of a run of blocks of a ``ModuleList`` or ``Sequential``
-  each feeding the next (a decoder's layers) only the last one's: each block of the run returns that output, which the
-  next replayed block ignores, so that a stack keeps one block's output, not one per block
-  (where plain code reads another block's output too, as a U-Net's skips do, the split at θ on
-  the first sample differs from the model and every output is kept).
+  is the replayed modules' outputs, but of a run of blocks of a ``ModuleList`` or
+  ``Sequential`` each feeding the next (a decoder's layers) only the last one's: each block of
+  the run returns that output, which the next replayed block ignores, so that a stack keeps one
+  block's output, not one per block (where plain code reads another block's output too, as a
+  U-Net's skips do, the split at θ on the first sample differs from the model and every output
+  is kept).
 
 Either split is checked on the first samples against the full forward, at θ and at a moved
 point, before a run uses it (:func:`agrees`).
