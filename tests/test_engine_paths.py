@@ -197,6 +197,9 @@ class _Sleeper:
     def with_batches(self, _batches):
         return self
 
+    def first_batch(self):
+        return self
+
     def evaluate_block(self, points):
         import time
 

@@ -369,3 +369,26 @@ def test_the_batched_engine_sizes_k_beside_the_kept_frontiers() -> None:
     kept = _choose(model, ["4.weight", "4.bias"], x, y, split="on", **kw).report
     assert kept["split"] is True and kept["split_frontier_store"] == "memory"
     assert full >= 4 and kept["k"] == full // 2
+
+
+def test_timing_a_candidate_computes_each_frontier_once() -> None:
+    """A candidate's warm-up reads the frontier its timing keeps: the static part runs once per
+    timed batch, not once for the warm-up and again for the timing."""
+    model = _mlp()
+    calls = []
+    model[0].register_forward_hook(lambda *_: calls.append(1))  # the static part's first layer
+    centre = _centre(model)
+    dirs = _directions(centre, ["4.weight", "4.bias"])
+    x, y = torch.randn(7, 6), torch.randint(0, 3, (7,))
+    batches = lambda: iter([(x[:3], y[:3]), (x[3:], y[3:])])  # noqa: E731
+    made = split.split_forward(model, {"4.weight", "4.bias"})
+    evaluator = ReferenceEvaluator(
+        model, centre, dirs, batches, get_loss("cross-entropy"), split=made
+    )
+    before = len(calls)
+    select._seconds_per_point(evaluator, 1, repeats=2)
+    assert len(calls) - before == 2  # two batches, each's frontier once (warm-up included)
+    first = evaluator.first_batch()
+    assert len(first._frontiers[0]) == 1 and len(calls) - before == 2  # shared, not recomputed
+    first.close()  # a copy's close leaves the kept frontiers to their owner
+    assert len(evaluator._frontiers[0]) == 2

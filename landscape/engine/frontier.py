@@ -104,6 +104,13 @@ class FrontierStore:
     def __bool__(self) -> bool:
         return bool(self._items)
 
+    def head(self, n: int) -> FrontierStore:
+        """The first ``n`` batches, shared (not copied) in a store that does not own the folder:
+        closing it forgets them and leaves this store's files in place."""
+        other = FrontierStore(self.place)
+        other._items = self._items[:n]
+        return other
+
     def close(self) -> None:
         """Forget every batch and remove the folder (safe to call twice)."""
         self._items.clear()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -225,6 +226,15 @@ class PointEvaluatorBase:
             return
         with eval_mode(self.module), torch.inference_mode(), self.autocast_context():
             kept.extend((self.split.static(self.centre, x), y) for x, y in self.batches())
+
+    def first_batch(self) -> PointEvaluatorBase:
+        """The same evaluator over its first batch alone (a warm-up); under a split, every
+        batch's frontier is kept first and the copy reads the first one's, computed once."""
+        other = self.with_batches(lambda: itertools.islice(self._batches(), 1))
+        if self.split is not None:
+            self.prime()
+            other._frontiers = [self._frontiers[0].head(1)]
+        return other
 
     def _new_store(self) -> FrontierStore:
         return FrontierStore(getattr(self.split, "store", "memory"))

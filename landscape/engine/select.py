@@ -916,11 +916,9 @@ def _seconds_per_point(evaluator: PointEvaluatorBase, k: int, repeats: int = 1) 
 
 def _warm_up(evaluator: PointEvaluatorBase, points: Sequence[tuple[float, ...]]) -> None:
     """``points`` evaluated on the first batch alone: allocations and lazy inits out of the way
-    of a timing, as are a split's frontiers (computed once, whatever the points)."""
-    evaluator.with_batches(_first_batches(evaluator.data, 1)).evaluate_block(points)
-    prime = getattr(evaluator, "prime", None)
-    if prime is not None:  # a split's frontiers, computed once for every point to come
-        prime()
+    of a timing, as are a split's frontiers (computed once, whatever the points, before the
+    warm-up, which reads the first batch's instead of computing it a second time)."""
+    evaluator.first_batch().evaluate_block(points)
 
 
 def _compile_decision(
