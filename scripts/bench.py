@@ -656,8 +656,8 @@ def bench_ndgrid(args: argparse.Namespace, work: Path) -> dict:
 
 # --- compute only what moves (issue 27): split forward against full forward ------------------
 
-MOVING_SEQUENCES, MOVING_SEQ_LEN = 96, 64  # the GPT-2 study's token windows
-MOVING_SAMPLES = 512  # the ResNet-56 study's synthetic CIFAR images
+MOVING_SEQUENCES, MOVING_SEQ_LEN = 960, 64  # the GPT-2 study's token windows
+MOVING_SAMPLES = 2048  # the ResNet-56 study's synthetic CIFAR images
 
 
 def _moving_cases(args: argparse.Namespace, work: Path) -> list[dict]:

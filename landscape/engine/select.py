@@ -261,8 +261,9 @@ def workbench(
     report.update(fold_report)
     report.update(split_report)
     # a split keeps frontiers per batch size and layout: racing several would compute the static
-    # part once per arm, which is what the split saves; the timings alone choose (one size)
-    sizes = [batch] if made is not None else _batch_sizes(request, device, batch, total)
+    # part once per arm, which is what the split saves; the timings alone choose, each timed on
+    # about TIMING_SAMPLES samples within the selection's budget (:func:`_search_batches`)
+    sizes = _batch_sizes(request, device, batch, total)
     return Bench(
         model, centre, directions, batches_of, loss_fn, request.options,
         batch=batch, k=k, folded=folded, split=made, total=total, sizes=sizes, report=report,
