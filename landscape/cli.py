@@ -495,7 +495,8 @@ def build_compute_config(
     "eval.split_forward",
     type=click.Choice(SPLIT_FORWARD_CHOICES),
     help="Compute the part of the forward pass no moved tensor reaches once per batch, and only "
-    "the rest at each point (per-point path; auto: when it pays); changes no value.",
+    "the rest at each point, its results kept in memory or, over --memory-budget, on disk "
+    "(auto: when it pays; on: always); changes no value.",
 )
 @setting(
     "--memory-format",

@@ -166,7 +166,7 @@ class EvalSpec:
     ``engine: auto`` picks), ``memory_format``, ``memory_budget`` (bytes
     the batched path may use for activations, e.g. 2GB; auto: half the free GPU memory, 2GB on a
     CPU), ``threads`` (intra-op threads; null: PyTorch's default) and ``split_forward`` (compute the part
-    of the forward pass that no moved tensor reaches once per batch, on the per-point path; auto:
+    of the forward pass that no moved tensor reaches once per batch, on either engine; auto:
     when it pays).
     """
 

@@ -386,3 +386,14 @@ def test_info_warns_when_a_direction_is_aligned_with_the_weights(
         main, [*base, "--out", str(tmp_path / "x.h5"), "--orthogonal-to-weights"]
     )
     assert result.exit_code == 1 and "derived from the weights (zca, pca)" in result.stderr
+
+
+def test_paths_between_networks_are_not_warned_about_their_alignment() -> None:
+    """B − A between two networks trained from one initialization points along θ by nature:
+    an interpolation or a curve is what it is, a chosen family is warned."""
+    from landscape.directions.base import alignment_warning
+
+    aligned = {"cos_theta_x": 0.93, "cos_theta_y": 0.1}
+    assert alignment_warning({"method": "pca", **aligned}) is not None
+    assert alignment_warning({"method": "interpolate", **aligned}) is None
+    assert alignment_warning({"method": "curve", **aligned}) is None

@@ -392,3 +392,31 @@ def test_timing_a_candidate_computes_each_frontier_once() -> None:
     assert len(first._frontiers[0]) == 1 and len(calls) - before == 2  # shared, not recomputed
     first.close()  # a copy's close leaves the kept frontiers to their owner
     assert len(evaluator._frontiers[0]) == 2
+
+
+def test_worker_processes_split_and_spill_as_the_serial_run(
+    tmp_path: Path, tiny_npz: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each worker repeats rank 0's split (``EngineSettings.split``) and keeps its own frontiers,
+    spilled under a tiny budget into its own temporary folder, which is gone afterwards: the
+    surface equals the full forward's."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the workers' frontier folders land here
+    base = ["compute", "--model", "mlp", "--model-arg", "in_features=6", "--model-arg",
+            "num_classes=3", "--data", f"npz:{tiny_npz}", "--x=-1:1:5", "--y=-1:1:3",
+            "--engine", "reference", "--params", "layers.4.*", "--quiet"]  # fmt: skip
+    full = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "f.h5"), "--split-forward",
+                                     "off"])  # fmt: skip
+    assert full.exit_code == 0, full.output
+    split_run = [*base, "--out", str(tmp_path / "s.h5"), "--split-forward", "on",
+                 "--memory-budget", "1000", "--workers", "2"]  # fmt: skip
+    result = CliRunner().invoke(main, split_run)
+    assert result.exit_code == 0, result.output
+    with h5py.File(tmp_path / "s.h5") as f:
+        record = json.loads(f.attrs["engine"])
+        fast = f["train_loss"][()]
+    with h5py.File(tmp_path / "f.h5") as f:
+        slow = f["train_loss"][()]
+    assert record["split"] is True and record["split_frontier_store"] == "disk"
+    assert record["processes"] == 2
+    np.testing.assert_allclose(fast, slow, rtol=1e-6, atol=0)
+    assert not list(tmp_path.glob("landscape-frontier-*"))

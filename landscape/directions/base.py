@@ -150,8 +150,9 @@ def alignment_warning(attrs: dict[str, Any]) -> str | None:
         for key, name in (("cos_theta_x", "d1"), ("cos_theta_y", "d2"))
         if key in attrs and np.isfinite(float(attrs[key])) and abs(float(attrs[key])) >= ALIGNED
     ]
-    # the directions of a curve join two networks (C − A, B − A): what they are, not a choice
-    if not aligned or attrs.get("method") == "curve":
+    # the directions of an interpolation or a curve join networks (B − A, C − A): what they
+    # are, not a choice a picture could be read against
+    if not aligned or attrs.get("method") in ("interpolate", "curve"):
         return None
     which = " and ".join(f"{name} (cos {value:.2f})" for name, value in aligned)
     verb = "is" if len(aligned) == 1 else "are"

@@ -85,11 +85,11 @@ def directions_for(
     Repeat ``r`` of a ``--repeat`` run is built with seed ``direction.seed + r``; a seeded
     family's generator comes from that seed by ``derivation`` (``direction_generator``).
     """
-    prep = run.session
+    session = run.session
     if resume_from is not None:
         group = f"repeats/{repeat}/directions" if repeat else "directions"
         try:
-            return load_directions(str(resume_from), prep.theta, prep.centre, run.dims, group)
+            return load_directions(str(resume_from), session.theta, session.centre, run.dims, group)
         except DirectionsNotStored as kept:
             return _regenerated(run, resume_from, repeat, kept)
     spec = run.directions
@@ -97,7 +97,7 @@ def directions_for(
         spec = replace(spec, seed=spec.seed + repeat)
     given = run.given if not repeat else None
     built = given if given is not None else _build_directions(run, spec, derivation)
-    built.attrs.update(weight_alignment(built, prep.centre))  # cos(d, θ), which info reports
+    built.attrs.update(weight_alignment(built, session.centre))  # cos(d, θ), which info reports
     return built
 
 
@@ -127,31 +127,33 @@ def memory_plan(run: Run) -> memory.MemoryPlan:
     """What the run will hold: its directions over the moved tensors, a working copy, one
     batch's activations (measured at θ on a few real samples), the file being created and a
     split forward's frontiers, in memory or on disk (:func:`_frontier_plan`)."""
-    prep, spec = run.session, run.directions
-    moved = moved_tensors(spec, prep) if not spec.file else list(prep.theta)
+    session, spec = run.session, run.directions
+    moved = moved_tensors(spec, session) if not spec.file else list(session.theta)
     count = run.dims * spec.repeat
-    x, _ = next(iter(prep.data.batches(min(run.batch_size, 4), prep.device)))
-    with eval_mode(prep.model):
-        batch = min(run.batch_size, len(prep.data))
-        acts = memory.activation_bytes(prep.model, x, batch)
-    size = sum(prep.theta[n].numel() * prep.theta[n].element_size() for n in moved) * count
+    x, _ = next(iter(session.data.batches(min(run.batch_size, 4), session.device)))
+    with eval_mode(session.model):
+        batch = min(run.batch_size, len(session.data))
+        acts = memory.activation_bytes(session.model, x, batch)
+    size = sum(session.theta[n].numel() * session.theta[n].element_size() for n in moved) * count
     store = _store_for(spec, size, given=run.given is not None)
     fam = families.FAMILIES.get(spec.name)
     native = bool(fam and fam.builds_in_weights_dtype) and not spec.file and run.given is None
     front = _frontier_plan(run, moved, x)
-    return memory.plan(prep.centre, moved, count, acts, store, prep.device, native, front)
+    return memory.plan(session.centre, moved, count, acts, store, session.device, native, front)
 
 
 def _frontier_plan(run: Run, moved: list[str], x: Any) -> tuple[int, str] | None:
     """A split forward's frontiers for the memory plan (``select.frontier_plan``): when the
     directions move only part of the model and the split is not off."""
-    prep, ev = run.session, run.evaluation
-    if ev.split_forward == "off" or ev.bn != "eval" or len(moved) >= len(prep.theta):
+    session, ev = run.session, run.evaluation
+    if ev.split_forward == "off" or ev.bn != "eval" or len(moved) >= len(session.theta):
         return None
     from landscape.engine.select import frontier_plan
 
     request = engine_request(run)
-    return frontier_plan(prep.model, dict(prep.centre), set(moved), x, len(prep.data), request)
+    return frontier_plan(
+        session.model, dict(session.centre), set(moved), x, len(session.data), request
+    )
 
 
 def store_mode(run: Run, directions: DirectionSet) -> str:
@@ -169,11 +171,11 @@ def _store_for(d: DirectionSpec, size: int, given: bool) -> str:
     return "seed" if seeded and size > STORE_BY_SEED_BYTES else "full"
 
 
-def moved_tensors(d: DirectionSpec, prep: Session) -> list[str]:
+def moved_tensors(d: DirectionSpec, session: Session) -> list[str]:
     """The parameter tensors the family builds directions on (--params, --exclude); the others
     stay at θ (a direction that does not name a tensor leaves it at the centre)."""
     try:
-        names = params.select(list(prep.theta), d.params, d.exclude)
+        names = params.select(list(session.theta), d.params, d.exclude)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if not names:
@@ -190,33 +192,37 @@ def _build_directions(
     """The family's directions (``spec``: the run's, or a repeat's) from the run's weights, data
     and loss (or --directions FILE); ``derivation``: how a seeded family's generator comes from
     the seed."""
-    prep, count = run.session, run.dims
+    session, count = run.session, run.dims
     if spec.file:
-        order = list(prep.model.state_dict())  # a reference "states" file's order
-        return load_directions(spec.file, prep.theta, prep.centre, count, state_order=order)
-    data = prep.data
+        order = list(session.model.state_dict())  # a reference "states" file's order
+        return load_directions(spec.file, session.theta, session.centre, count, state_order=order)
+    data = session.data
     take = families.family(spec.name).subset(spec)
     if take is not None:  # the family works on a seeded subset (the Hessian's), loaded once
-        data = prep.subset(min(take, len(prep.data)))
+        data = session.subset(min(take, len(session.data)))
     ctx = DirectionContext(
         theta=params.Float32View(
-            OrderedDict((k, prep.theta[k].detach().cpu()) for k in moved_tensors(spec, prep))
+            OrderedDict((k, session.theta[k].detach().cpu()) for k in moved_tensors(spec, session))
         ),
         spec=spec,
         count=count,
-        state=OrderedDict((k, v.detach().cpu()) for k, v in prep.centre.items()),
-        load_state=prep.load_state,
-        model=prep.model,
-        batches=lambda: data.batches(run.batch_size, prep.device),
-        loss_fn=prep.loss_fn,
-        device=prep.device,
+        state=OrderedDict((k, v.detach().cpu()) for k, v in session.centre.items()),
+        load_state=session.load_state,
+        model=session.model,
+        batches=lambda: data.batches(run.batch_size, session.device),
+        loss_fn=session.loss_fn,
+        device=session.device,
         seed_derivation=derivation,
         # interpolate --align: targets permuted to match the centre, on the run's own data
         align_target=target_aligner(
-            prep.model, prep.centre, prep.data, batch_size=run.batch_size, device=prep.device
+            session.model,
+            session.centre,
+            session.data,
+            batch_size=run.batch_size,
+            device=session.device,
         ),
     )
-    return in_weights_dtype(build(ctx), prep.theta)
+    return in_weights_dtype(build(ctx), session.theta)
 
 
 def in_weights_dtype(ds: DirectionSet, theta: dict) -> DirectionSet:
@@ -350,25 +356,27 @@ def _prepare(
 ) -> _Prepared:
     """The resumed file checked, the memory plan told and checked, the directions built (or
     read from the file resumed) and probed on the session, before any engine is timed."""
-    prep = run.session
+    session = run.session
     extra = {
-        "data": prep.data.describe(),
-        "weights_sha256": prep.weights_sha256,
-        **prep.loss_units(),
+        "data": session.data.describe(),
+        "weights_sha256": session.weights_sha256,
+        **session.loss_units(),
     }
     # the file whose points this run resumes (refused if of another run), read before
     # anything is built: its directions are the run's
-    stub = _header(run.record, axes, DirectionSet("", []), {}, prep.checkpoint_sha256, extra)
+    stub = _header(run.record, axes, DirectionSet("", []), {}, session.checkpoint_sha256, extra)
     source = output.existing(lambda p: check_resumable(p, stub))
     memory = memory_plan(run)  # before the directions take their share
-    if log is not None and (task_of(prep.model) or memory.more > MEMORY_NOTE_BYTES):
+    if log is not None and (task_of(session.model) or memory.more > MEMORY_NOTE_BYTES):
         log(memory.text())
     memory.check()
     directions = directions_for(run, resume_from=source)
     repeats = [directions_for(run, resume_from=source, repeat=r) for r in range(1, run.repeat)]
-    device_dirs = directions.to(prep.device).vectors
+    device_dirs = directions.to(session.device).vectors
     record = run.record
-    prep.probe(device_dirs, run.batch_size, (record.model.name, record.data.name, record.eval.loss))
+    session.probe(
+        device_dirs, run.batch_size, (record.model.name, record.data.name, record.eval.loss)
+    )
     aligned = alignment_warning({"method": directions.method, **directions.attrs})
     if aligned and source is None:  # said once, at the caller of run_compute / run_surface
         warnings.warn(aligned, LandscapeWarning, stacklevel=4)
@@ -501,15 +509,15 @@ def _evaluate_run(
     start: float,
 ) -> RunResult:
     """Rank 0 with the file open: share the pending points out, evaluate its own, write all."""
-    prep = run.session
-    with store, numerics(run.evaluation, prep.device, comm.local_size):
+    session = run.session
+    with store, numerics(run.evaluation, session.device, comm.local_size):
         pending = store.pending()
         plan = _share_out(run, comm, choice, prepared, pending)
         total = store.size  # points over every repeat
         bar = progress(total, total - len(pending)) if progress else None
         eval_start = time.perf_counter()
         try:
-            _evaluate_own(comm, store, prep, choice, plan, axes, bar)
+            _evaluate_own(comm, store, session, choice, plan, axes, bar)
         finally:
             if bar is not None:
                 bar.close()
@@ -525,7 +533,7 @@ def _evaluate_run(
         resumed,
         nonfinite,
         seconds,
-        str(prep.device),
+        str(session.device),
         {"engine": choice.report | {"processes": comm.size}, "eval_seconds": eval_seconds},
     )
 
@@ -540,13 +548,13 @@ def _share_out(
     """The pending points split over the ranks, and the plan (their shares, the engine
     settings, the directions and weights they evaluate) sent to the others and the local
     workers started with it; rank 0's own share is the plan's first."""
-    prep, directions, repeats = run.session, prepared.directions, prepared.repeats
+    session, directions, repeats = run.session, prepared.directions, prepared.repeats
     shares = [share.tolist() for share in grid.split_pending(pending, comm.size)]
     many = comm.size > 1  # other ranks get rank 0's directions and weights in the plan
     cpu_dirs = (
         [{k: v.detach().cpu() for k, v in d.items()} for d in directions.vectors] if many else None
     )
-    centre = {k: v.detach().cpu() for k, v in prep.centre.items()} if many else None
+    centre = {k: v.detach().cpu() for k, v in session.centre.items()} if many else None
     repeat_dirs = [ds.vectors for ds in repeats]  # CPU tensors, moved when their turn comes
     plan = parallel.Plan(
         shares, choice.settings, directions=cpu_dirs, centre=centre, repeats=repeat_dirs,
@@ -561,7 +569,7 @@ def _share_out(
 def _evaluate_own(
     comm: Any,
     store: SurfaceStore,
-    prep: Session,
+    session: Session,
     choice: EngineChoice,
     plan: parallel.Plan,
     axes: tuple[np.ndarray, ...],
@@ -576,7 +584,7 @@ def _evaluate_own(
         parallel.collect(comm, writer, block=False)
 
     own = np.asarray(plan.shares[0], dtype=np.int64)
-    along = repeat_evaluators(choice.evaluator, plan.repeats, prep.device)
+    along = repeat_evaluators(choice.evaluator, plan.repeats, session.device)
     evaluate_points(
         along, own, axes, writer.add, between if comm.size > 1 else None, chart=plan.chart
     )
