@@ -14,6 +14,9 @@ never through a file that is not ours.
   (device, inode) while a run writes it, so a second run on the same file, by whatever name, is
   refused with the holder's pid instead of reading a file in the middle of its creation. The
   kernel drops the locks when their holder dies, so a lock left by a killed run is taken over.
+- ``MemoryFile`` / ``DiskFile`` / ``result_file``: a result file in memory (what the Python API
+  computes without ``out=``) or on disk, asked the same questions (``ResultFile``: its name, its
+  identity for provenance, what h5py opens), so no caller asks which it is.
 - ``os_error_text``: an ``OSError`` (or h5py's, which often carries the errno only in its text)
   as a few words, ``No space left on device``.
 """
@@ -33,7 +36,7 @@ import struct
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from landscape.errors import ConfigError, SurfaceFileError, first_line
 
@@ -220,18 +223,10 @@ def writable_folder(folder: str | Path, what: str = "--out") -> Path:
     return path
 
 
-def check_input(path: str | Path | MemoryFile, what: str) -> Any:
-    """An existing regular file to read (or a ``MemoryFile``, as it is); SurfaceFileError naming
-    what it is instead."""
-    if isinstance(path, MemoryFile):
-        return path
-    file = Path(path)
-    kind = not_regular(file)
-    if kind is not None:
-        raise SurfaceFileError(f"{what} {str(file)!r} is {kind}, not a file; check the path")
-    if not file.is_file():
-        raise SurfaceFileError(f"{what} {str(file)!r} does not exist; check the path")
-    return file
+def check_input(path: str | Path | ResultFile, what: str) -> Any:
+    """An existing regular file to read, as h5py opens it (a ``Path``, or a ``MemoryFile`` as
+    it is); SurfaceFileError naming what it is instead."""
+    return result_file(path).readable(what)
 
 
 def _access_reason(path: Path) -> str:
@@ -507,6 +502,117 @@ class MemoryFile(io.BytesIO):
         self.truncate()
         self.write(image)
         self.seek(0)
+
+    # what readers ask of a result file (``ResultFile``): here, answered without a disk
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+    @property
+    def identity(self) -> str:
+        return str(self)
+
+    @property
+    def image(self) -> MemoryFile:
+        return self
+
+    @property
+    def result_path(self) -> MemoryFile:
+        return self
+
+    def exists(self) -> bool:
+        return True
+
+    def readable(self, what: str) -> MemoryFile:
+        return self
+
+    def resolved(self) -> MemoryFile:
+        return self
+
+
+class DiskFile:
+    """A result file on disk, answering what a ``MemoryFile`` answers (``ResultFile``)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def label(self) -> str:
+        return str(self.path)  # as given: messages and plots name the file the user named
+
+    @property
+    def identity(self) -> str:
+        return str(self.path.resolve())
+
+    @property
+    def image(self) -> None:
+        return None
+
+    @property
+    def result_path(self) -> str:
+        return str(self.path)
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def readable(self, what: str) -> Path:
+        """The path, once it is an existing regular file (a FIFO would block, a device or a
+        folder is not a result file): SurfaceFileError naming what it is instead."""
+        kind = not_regular(self.path)
+        if kind is not None:
+            raise SurfaceFileError(
+                f"{what} {str(self.path)!r} is {kind}, not a file; check the path"
+            )
+        if not self.path.is_file():
+            raise SurfaceFileError(f"{what} {str(self.path)!r} does not exist; check the path")
+        return self.path
+
+    def resolved(self) -> Path:
+        return self.path.resolve()
+
+    def replace_with(self, image: bytes | memoryview) -> None:
+        """Make the file ``image``, whole or not at all (``write_bytes_atomically``)."""
+        write_bytes_atomically(self.path, image)
+
+
+class ResultFile(Protocol):
+    """A result file (surface, curvature map) on disk (``DiskFile``) or in memory
+    (``MemoryFile``): what readers and runs ask of it, so that none of them asks which it is."""
+
+    @property
+    def label(self) -> str:
+        """What readers call it (``SurfaceValues.path``): the path as given, or the name."""
+
+    @property
+    def identity(self) -> str:
+        """What provenance records (a curvature map's ``source``): the resolved path, or
+        ``<in-memory NAME>``."""
+
+    @property
+    def image(self) -> MemoryFile | None:
+        """Its bytes, when they are kept in memory (``Surface.save`` writes them)."""
+
+    @property
+    def result_path(self) -> str | MemoryFile:
+        """What a run hands back (``RunResult.path``): the path string, or the MemoryFile."""
+
+    def exists(self) -> bool:
+        """Whether there is a file to read (a MemoryFile always is one)."""
+
+    def readable(self, what: str) -> Path | MemoryFile:
+        """What h5py opens, once checked to be a regular file to read (``check_input``)."""
+
+    def resolved(self) -> Path | MemoryFile:
+        """What h5py opens, symbolic links followed (a file rewritten in place is the link's)."""
+
+    def replace_with(self, image: bytes | memoryview) -> None:
+        """Make the file ``image`` (a whole HDF5 file's bytes)."""
+
+
+def result_file(path: str | Path | ResultFile) -> ResultFile:
+    """``path`` as a ``ResultFile``: a MemoryFile or DiskFile as it is, a path as a DiskFile."""
+    return path if isinstance(path, (MemoryFile, DiskFile)) else DiskFile(path)
 
 
 class MemoryOutput:

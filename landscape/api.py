@@ -348,7 +348,7 @@ def _steps_bar(total: int, initial: int) -> Any:
 def _surface_file(surface: Surface | str | Path) -> Any:
     """The file of a surface: its path, or its bytes when it was computed in memory."""
     if isinstance(surface, Surface):
-        return surface.image if surface.image is not None else surface.path
+        return surface.file
     return str(surface)
 
 

@@ -238,6 +238,31 @@ def test_inspect_and_curvature_on_objects(tiny_npz: Path, tiny_mlp_ckpt: Path) -
         landscape.curvature(other, data, s, samples=20, progress=False)
 
 
+def test_a_surface_in_memory_and_its_saved_file_give_the_same_provenance(
+    tmp_path: Path, tiny_npz: Path, tiny_mlp_ckpt: Path
+) -> None:
+    """The same surface kept in memory and saved to disk is read alike, and a curvature map
+    over either records the same provenance; only the names differ: the file's path (the
+    in-memory one is named ``surface``), and the map's ``source`` (``<in-memory surface>``, the
+    saved file's resolved path). A map over the in-memory surface can still be written."""
+    model, data = trained(tiny_mlp_ckpt), tensors(tiny_npz)
+    s = landscape.compute(model, data, x=(-1, 1, 3), y=(-1, 1, 3), progress=False)
+    saved = landscape.load(s.save(str(tmp_path / "s.h5")))
+    assert (s.path, saved.path) == ("surface", str(tmp_path / "s.h5"))
+    assert s.image is not None and saved.image is None
+    assert s.attrs == saved.attrs and s.direction_attrs == saved.direction_attrs
+    kw = {"x": (-1, 1, 2), "y": (-1, 1, 2), "samples": 20, "progress": False}
+    from_memory = landscape.curvature(model, data, s, out=tmp_path / "mem_c.h5", **kw)
+    from_disk = landscape.curvature(model, data, saved, **kw)
+    assert (from_memory.path, from_disk.path) == (str(tmp_path / "mem_c.h5"), "curvature")
+    assert from_memory.attrs.pop("source") == "<in-memory surface>"
+    assert from_disk.attrs.pop("source") == str((tmp_path / "s.h5").resolve())
+    for stamp in ("created",):  # when each map was made
+        from_memory.attrs.pop(stamp), from_disk.attrs.pop(stamp)
+    assert from_memory.attrs == from_disk.attrs
+    np.testing.assert_array_equal(from_memory.maps["ratio"], from_disk.maps["ratio"])
+
+
 def test_bad_objects_are_named(tiny_npz: Path, tiny_mlp_ckpt: Path) -> None:
     model, data = trained(tiny_mlp_ckpt), tensors(tiny_npz)
     with pytest.raises(ConfigError, match=r"must be a torch\.nn\.Module"):

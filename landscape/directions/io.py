@@ -13,13 +13,12 @@ evaluates a states direction, and ``num_batches_tracked`` (a counter, not a stat
 from __future__ import annotations
 
 from collections import OrderedDict
-from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
 
-from landscape._files import MemoryFile
+from landscape._files import result_file
 from landscape.config import AXIS_NAMES
 from landscape.directions.base import LEGACY_SEED, DirectionSet
 from landscape.errors import DirectionError
@@ -65,7 +64,7 @@ def load_directions(
     which a reference "states" file follows (default: ``state``'s own order). ``group``: where in
     our files the directions are (``repeats/<r>/directions`` for a repeat of a ``--repeat`` run).
     """
-    if not isinstance(path, MemoryFile) and not Path(path).is_file():
+    if not result_file(path).exists():
         raise DirectionError(f"direction file {path!r} does not exist; check --directions")
     try:
         with h5py.File(path, "r") as f:

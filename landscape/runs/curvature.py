@@ -49,7 +49,7 @@ import torch
 from scipy.sparse.linalg import ArpackError, LinearOperator, eigsh
 
 from landscape import grid, params
-from landscape._files import MemoryFile, MemoryOutput, Output
+from landscape._files import MemoryFile, MemoryOutput, Output, result_file
 from landscape.config import (
     CURVATURE_GRID_POINTS,
     IGNORE_CHOICES,
@@ -150,14 +150,14 @@ def run_curvature_on(
             resumed = store.resumed
     seconds = time.perf_counter() - start
     device = str(plane.session.device)
-    path = store.path if in_memory else str(store.path)
+    path = result_file(store.path).result_path
     return CurvatureResult(path, total, len(pending), resumed, failed, hvps, seconds, device)
 
 
 def output_path(spec: CurvatureSpec) -> Path:
     """``spec.out``, or ``<surface stem>_curvature.h5`` beside the surface; never the surface."""
     out = Path(spec.out) if spec.out is not None else default_out(spec.surface)
-    if str(out).strip() and out.resolve() == Path(spec.surface).resolve():
+    if str(out).strip() and out.resolve() == result_file(spec.surface).resolved():
         raise ConfigError("--out is the surface file itself; choose another --out")
     return out
 
@@ -192,7 +192,7 @@ def load_plane(spec: CurvatureSpec, session: Session | None = None) -> Plane:
         "source_fingerprint": source_fingerprint(config),
     }
     provenance = {
-        "source": _source_name(spec.surface),
+        "source": result_file(spec.surface).identity,
         "source_created": source.attrs.get("created", ""),
         "source_config": source.attrs.get("config", ""),
         "checkpoint_sha256": session.checkpoint_sha256,
@@ -230,11 +230,6 @@ def _compute_points(
         if bar is not None:
             bar.update(1)
     return hvps
-
-
-def _source_name(surface: str | MemoryFile) -> str:
-    """The surface file a map was computed over, for its provenance."""
-    return str(surface) if isinstance(surface, MemoryFile) else str(Path(surface).resolve())
 
 
 def _check_spec(spec: CurvatureSpec) -> None:

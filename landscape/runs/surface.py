@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from landscape import curves, families, grid, memory, parallel, params
-from landscape._files import MemoryFile, MemoryOutput, Output
+from landscape._files import MemoryFile, MemoryOutput, Output, result_file
 from landscape.alignment.paths import target_aligner
 from landscape.checkpoint import file_sha256
 from landscape.config import SEEDED_DIRECTIONS, STORE_BY_SEED_BYTES, ComputeConfig, DirectionSpec
@@ -527,7 +527,7 @@ def _evaluate_run(
     # closing the complete file wrote its analysis and, under --overwrite, replaced the old one
     seconds = time.perf_counter() - start
     return RunResult(
-        store.path if isinstance(store.path, MemoryFile) else str(store.path),
+        result_file(store.path).result_path,
         total,
         len(pending) + len(choice.done),
         resumed,

@@ -21,13 +21,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from landscape._files import (
-    MemoryFile,
-    MemoryOutput,
-    Output,
-    os_error_text,
-    write_bytes_atomically,
-)
+from landscape._files import MemoryFile, MemoryOutput, Output, os_error_text, result_file
 from landscape.errors import SurfaceFileError
 from landscape.store.codec import decode
 from landscape.store.codec import text as _text
@@ -103,24 +97,22 @@ class RunFile:
 _images = itertools.count()
 
 
-def create_atomically(path: Path, write: Callable[[h5py.File], None]) -> None:
+def create_atomically(path: Path | MemoryFile, write: Callable[[h5py.File], None]) -> None:
     """Create ``path`` whole or not at all: ``write`` fills an HDF5 file in memory, whose bytes
     go to a temporary file with plain writes, renamed into place.
 
     HDF5 writing to a disk that fills up fails in its metadata cache (tracebacks, then a crash
     on close); a plain write fails with ENOSPC, the temporary file is removed and ``path`` is
-    as it was. An existing file at ``path`` is replaced only once the new one is complete.
+    as it was. An existing file at ``path`` is replaced only once the new one is complete. A
+    ``MemoryFile`` (a run kept in memory) is made of those bytes instead.
     """
     name = f"landscape-image-{os.getpid()}-{next(_images)}.h5"  # no file: backing_store=False
     with h5py.File(name, "w", driver="core", backing_store=False) as f:
         write(f)
         f.flush()
         image = f.id.get_file_image()
-    if isinstance(path, MemoryFile):  # a run kept in memory (the Python API without out=)
-        path.replace_with(image)
-        return
     try:
-        write_bytes_atomically(path, image)
+        result_file(path).replace_with(image)
     except OSError as exc:
         raise SurfaceFileError(
             f"cannot write {str(path)!r} ({os_error_text(exc)}); nothing was written: free "

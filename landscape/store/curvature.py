@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 import torch
 
-from landscape._files import MemoryFile, Output, check_input, os_error_text
+from landscape._files import Output, check_input, os_error_text, result_file
 from landscape.errors import SurfaceFileError
 from landscape.store.codec import decode as _plain
 from landscape.store.codec import encode as _attr
@@ -259,8 +259,7 @@ def read_curvature(path: str | Path) -> CurvatureMap:
             y = read_values(f["ycoordinates"]) if "ycoordinates" in f else None
             maps = {name: read_values(f[name]) for name in MAPS}
             hvps, done = read_values(f["hvps"]), read_values(f["done"])
-            name = path.name if isinstance(path, MemoryFile) else str(path)
-            return CurvatureMap(name, x, y, maps, hvps, done, attrs)
+            return CurvatureMap(result_file(path).label, x, y, maps, hvps, done, attrs)
     except DamagedData as exc:
         raise SurfaceFileError(
             f"{str(path)!r} is damaged: a block of {exc.name} fails its checksum; restore a "

@@ -60,7 +60,14 @@ import numpy as np
 import torch
 
 from landscape import quantities
-from landscape._files import MemoryFile, Output, check_input, os_error_text, replaced_atomically
+from landscape._files import (
+    MemoryFile,
+    Output,
+    check_input,
+    os_error_text,
+    replaced_atomically,
+    result_file,
+)
 from landscape.config import AXIS_NAMES, ComputeConfig, load_yaml
 from landscape.directions.base import DirectionSet, summarize
 from landscape.errors import SurfaceFileError
@@ -428,7 +435,7 @@ def _checked(path: Path) -> Iterator[tuple[h5py.File, str]]:
         raise SurfaceFileError(f"{str(path)!r} is not a readable HDF5 file ({exc})") from None
 
 
-def _read_ours(f: h5py.File, path: Path) -> SurfaceValues:
+def _read_ours(f: h5py.File, path: Path | MemoryFile) -> SurfaceValues:
     names = coordinate_names(len(f["done"].shape))
     x, y, *beyond = [read_values(f[n]) for n in names] + ([None] if len(names) == 1 else [])
     values = {
@@ -442,8 +449,9 @@ def _read_ours(f: h5py.File, path: Path) -> SurfaceValues:
     landmarks = _read_arrays(f["landmarks"]) if "landmarks" in f else None
     analysis = _read_analysis(f["analysis"]) if "analysis" in f else {}
     repeats = [_read_repeat(repeat_group(f, r)) for r in range(1, repeat_count(f))]
+    file = result_file(path)
     return SurfaceValues(
-        path.name if isinstance(path, MemoryFile) else str(path),
+        file.label,
         x,
         y,
         values,
@@ -456,7 +464,7 @@ def _read_ours(f: h5py.File, path: Path) -> SurfaceValues:
         landmarks,
         stored_analysis=analysis,
         repeats=repeats,
-        image=path if isinstance(path, MemoryFile) else None,
+        image=file.image,
         beyond=tuple(beyond),
     )
 
@@ -513,7 +521,7 @@ def _read_analysis(group: h5py.Group) -> dict[str, Any]:
     return out
 
 
-def write_analysis(path: str | Path, texts: dict[str, str]) -> None:
+def write_analysis(path: str | Path | MemoryFile, texts: dict[str, str]) -> None:
     """Write ``/analysis`` (one JSON text per quantity) into a closed surface file.
 
     Files of this version reserve the space when they are created: the text is written into it
@@ -521,9 +529,10 @@ def write_analysis(path: str | Path, texts: dict[str, str]) -> None:
     text that does not parse, which readers leave out). A text too long for it is not stored
     (``info`` computes it anew). Files of earlier versions have no such space: adding
     attributes changes metadata, which a kill could leave half-written, so that file is copied,
-    changed under a temporary name and renamed into place (a symbolic link: its file).
+    changed under a temporary name and renamed into place (a symbolic link: its file). A
+    ``MemoryFile`` is of this version: written in place.
     """
-    path = path if isinstance(path, MemoryFile) else Path(path).resolve()
+    path = result_file(path).resolved()
     with h5py.File(path, "r+") as f:
         group = f.get("analysis")
         if group is not None and all(isinstance(group.get(q), h5py.Dataset) for q in texts):

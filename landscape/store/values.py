@@ -155,7 +155,12 @@ class SurfaceValues(OnGrid):
             return []
         from landscape.store import read_directions
 
-        return read_directions(self.image if self.image is not None else self.path)
+        return read_directions(self.file)
+
+    @property
+    def file(self) -> Any:
+        """What reads this surface's file again: its ``MemoryFile`` (kept in memory), or its path."""
+        return self.image if self.image is not None else self.path
 
     def save(self, path: str) -> str:
         """Write this surface's file to ``path`` (the same file ``landscape compute`` writes;
