@@ -19,6 +19,7 @@ from landscape.analysis import (
 )
 from landscape.config import AXIS_NAMES
 from landscape.directions.base import alignment_warning
+from landscape.memory import FRONTIER_PLACES
 from landscape.store import stored_config
 from landscape.store.codec import parsed as _parsed
 from landscape.store.curvature import CurvatureMap
@@ -603,7 +604,7 @@ def _split_text(e: dict[str, Any]) -> str:
         share, kept = e.get("split_static_share"), e.get("split_frontier_bytes")
         figures = [f"static part {share:.0%} of its FLOPs" if isinstance(share, float) else ""]
         if isinstance(kept, int):
-            where = "on disk" if e.get("split_frontier_store") == "disk" else "kept in memory"
+            where = FRONTIER_PLACES.get(e.get("split_frontier_store", "memory"), "kept")
             figures.append(f"frontier {kept / 2**20:.1f} MiB {where}")
         if e.get("split_fused"):
             figures.append(f"BatchNorm folded into {e['split_fused']} moved convolutions")

@@ -11,8 +11,9 @@ A run holds, besides the model's weights W (already loaded when this is asked):
 - the file's directions while it is created in memory (HDF5's core driver) and copied out once,
   twice their float32 size when stored in ``full``, nothing when kept as their seed;
 - when the forward is split at the moved tensors (``engine.split``), the frontiers of the whole
-  evaluation set: in memory when they fit the memory budget, else on disk, where they take no
-  memory (``engine.frontier.where`` decides, for the plan as for the engine).
+  evaluation set: in the device's memory when they fit the memory budget, else, from a GPU, in
+  the host's memory when they fit half of what it has free, else on disk; only the first counts
+  here (``engine.frontier.where`` decides, for the plan as for the engine).
 
 The estimate errs high: a run told it fits does fit, within the activations' rounding.
 """
@@ -27,6 +28,9 @@ import torch
 from landscape.errors import ConfigError
 
 GB = 1e9
+# where a split forward's frontiers are kept (``engine.frontier.where``), as the plan and ``info``
+# say it; only "memory" (the run's device) counts against the device's free memory
+FRONTIER_PLACES = {"memory": "kept in memory", "host": "kept in host memory", "disk": "on disk"}
 LIVE_OUTPUTS = 4  # of the per-module outputs, how many an inference forward holds at once
 
 
@@ -41,7 +45,7 @@ class MemoryPlan:
     available: int | None  # free now (the weights already loaded), None when unknown
     device: str
     frontier: int = 0  # a split forward's kept frontiers (0: no split)
-    frontier_store: str = "memory"  # where they are kept: memory | disk (no memory taken)
+    frontier_store: str = "memory"  # where they are kept: memory | host | disk (FRONTIER_PLACES)
 
     @property
     def more(self) -> int:
@@ -59,8 +63,7 @@ class MemoryPlan:
         if self.file:
             parts.append(f"file {size(self.file)} while written")
         if self.frontier:
-            where = "kept in memory" if self.frontier_store == "memory" else "on disk"
-            parts.append(f"frontier {size(self.frontier)} {where}")
+            parts.append(f"frontier {size(self.frontier)} {FRONTIER_PLACES[self.frontier_store]}")
         return parts
 
     def text(self) -> str:
@@ -72,7 +75,8 @@ class MemoryPlan:
         """ConfigError when the run cannot fit in what is free, naming the ways to shrink it."""
         if self.available is None or self.more <= self.available:
             return
-        counted = [p for p in self.parts()[1:] if not p.endswith("on disk")]
+        elsewhere = self.frontier and self.frontier_store != "memory"
+        counted = self.parts()[1 : -1 if elsewhere else None]  # the frontier is the last part
         raise ConfigError(
             f"this run needs about {size(self.more)} more {self.device} memory than its loaded "
             f"weights ({', '.join(counted)}), but {size(self.available)} are free; move "

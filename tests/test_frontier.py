@@ -174,8 +174,8 @@ def test_auto_spills_when_reading_a_batch_beats_computing_it(
     real = frontier.timed_spill
     measured: list[dict] = []
 
-    def timed(compute, device):  # the real measurement, then times set for a sure verdict
-        measured.append(real(compute, device))
+    def timed(compute, device, place):  # the real measurement, then times set for a verdict
+        measured.append(real(compute, device, place))
         return {**measured[-1], "static_seconds": 0.01, "read_seconds": read}
 
     monkeypatch.setattr(select, "SPLIT_MIN_SHARE", 0.0)
@@ -234,3 +234,48 @@ def test_the_memory_plan_shows_the_frontier_and_where_it_goes(
     assert "frontier 0.0 MB on disk" in spilled.text()
     assert kept.more - spilled.more == need  # on disk: no memory counted
     assert _plan(tiny_npz, tmp_path, split_forward="off").frontier == 0
+
+
+def test_a_gpu_run_over_its_budget_keeps_frontiers_in_host_memory_when_they_fit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The one rule: the device's memory within the budget; from a GPU, the host's memory when
+    the frontiers fit half of what it has free; else disk (a CPU run has no host beside it)."""
+    monkeypatch.setattr(frontier, "available_bytes", lambda device: 10_000)
+    gpu, cpu = torch.device("cuda"), torch.device("cpu")
+    assert frontier.where(900, 1000, gpu) == frontier.MEMORY
+    assert frontier.where(4000, 1000, gpu) == frontier.HOST
+    assert frontier.where(6000, 1000, gpu) == frontier.DISK  # over half the host's free memory
+    assert frontier.where(4000, 1000, cpu) == frontier.DISK
+
+
+def test_host_memory_gives_each_batch_back_as_it_went_in() -> None:
+    from transformers.modeling_outputs import BaseModelOutputWithPast
+
+    h = torch.randn(2, 3, 4)
+    theta = h.clone()
+    item = ({"h": BaseModelOutputWithPast(last_hidden_state=h), "n": 3, "__x__": h[0]}, h[:, 0])
+    store = frontier.FrontierStore(frontier.HOST)
+    store.append(item)
+    h.add_(1.0)  # the store keeps a copy: the values at θ, whatever becomes of the batch
+    (back, y), = list(store)  # fmt: skip
+    torch.testing.assert_close(y, theta[:, 0], rtol=0, atol=0)
+    assert isinstance(back["h"], BaseModelOutputWithPast) and back["n"] == 3
+    torch.testing.assert_close(back["h"].last_hidden_state, theta, rtol=0, atol=0)
+    torch.testing.assert_close(back["__x__"], theta[0], rtol=0, atol=0)
+    assert store.nbytes == h.numel() * 4 + h[0].numel() * 4 + h[:, 0].numel() * 4
+    assert store.folder is None  # nothing on disk
+
+
+def test_the_plan_and_info_say_host_memory_and_count_it_off_the_device() -> None:
+    from landscape.info import _split_text
+    from landscape.memory import MemoryPlan
+
+    plan = MemoryPlan(weights=10, directions=20, working=10, activations=30, build=0, file=0,
+                      available=100, device="cuda:0", frontier=10**9,
+                      frontier_store="host")  # fmt: skip
+    assert "frontier 1.00 GB kept in host memory" in plan.text() and plan.more == 60
+    plan.check()  # the frontier is not the GPU's to hold
+    record = {"split": True, "split_static_share": 0.5, "split_frontier_bytes": 2**21,
+              "split_frontier_store": "host", "split_path": "modules"}  # fmt: skip
+    assert "frontier 2.0 MiB kept in host memory" in _split_text(record)

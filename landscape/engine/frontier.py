@@ -1,10 +1,11 @@
-"""Where a split forward's frontiers are kept: in memory, or spilled to disk (issue 27).
+"""Where a split forward's frontiers are kept: in memory, the host's memory, or on disk (issue 27).
 
 The static part of a split forward (``engine.split``) gives each data batch's frontier once, at θ;
-every grid point then reads all of them. They are kept in memory when the whole evaluation set's
-frontiers fit the memory budget (:func:`where`, the one rule the engine and the memory plan
-share); otherwise each batch's frontier is written to a private temporary folder as it is made
-and read back, memory-mapped, at each point:
+every grid point then reads all of them. They are kept in the device's memory when the whole
+evaluation set's frontiers fit the memory budget (:func:`where`, the one rule the engine and the
+memory plan share); from a GPU, over its budget, in the host's memory when they fit HOST_SHARE
+of what it has free (pinned, copied back batch by batch); otherwise each batch's frontier is
+written to a private temporary folder as it is made and read back, memory-mapped, at each point:
 
 - a frontier is a tree (a tuple of values for the graph split; a dict of module outputs for the
   module split, whose values may be tuples or transformers' ``ModelOutput``), flattened with
@@ -16,7 +17,7 @@ and read back, memory-mapped, at each point:
   too (the directory object's finalizer).
 
 Whether reading a batch back pays is measured on the first batch (:func:`timed_spill`): one
-static pass timed against one read of its spilled file.
+static pass timed against one read of its copy, on the host or in its spilled file.
 """
 
 from __future__ import annotations
@@ -32,17 +33,26 @@ import torch
 from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten
 
 from landscape.errors import ConfigError
+from landscape.memory import available_bytes
 
-MEMORY, DISK = "memory", "disk"
+MEMORY, HOST, DISK = "memory", "host", "disk"  # memory.FRONTIER_PLACES says them
+HOST_SHARE = 0.5  # of the host's free memory, what a GPU run's frontiers may take there
 PREFIX = "landscape-frontier-"
 PLAIN = (type(None), bool, int, float, complex, str)  # leaves kept with the tree's structure
 
 
-def where(need: int, budget: int) -> str:
-    """Where ``need`` bytes of frontiers are kept: in memory when they fit the memory budget
-    (bytes, ``select.memory_budget``), else on disk. The engine and the memory plan both ask
-    here."""
-    return MEMORY if need <= budget else DISK
+def where(need: int, budget: int, device: torch.device | None = None) -> str:
+    """Where ``need`` bytes of frontiers are kept: in the device's memory when they fit the
+    memory budget (bytes, ``select.memory_budget``); from a GPU, in the host's memory when they
+    fit HOST_SHARE of what it has free (copied back batch by batch, pinned); else on disk. The
+    engine and the memory plan both ask here."""
+    if need <= budget:
+        return MEMORY
+    if device is not None and device.type == "cuda":
+        free = available_bytes(torch.device("cpu"))
+        if free is not None and need <= HOST_SHARE * free:
+            return HOST
+    return DISK
 
 
 def unspillable(item: Any) -> str | None:
@@ -69,6 +79,36 @@ class _Spilled:
     devices: dict[int, torch.device]
 
 
+@dataclass
+class _Hosted:
+    """One batch in the host's memory (from a GPU run over its budget): its tensors copied to the
+    CPU, pinned where CUDA can pin them, each with the device it goes back to."""
+
+    spec: TreeSpec
+    leaves: list[Any]
+    devices: dict[int, torch.device]
+
+    @classmethod
+    def of(cls, item: Any) -> _Hosted:
+        leaves, spec = tree_flatten(item)
+        devices = {i: t.device for i, t in enumerate(leaves) if _is_tensor(t)}
+        pin = torch.cuda.is_available()
+        kept = [
+            (t.to("cpu", copy=True).pin_memory() if pin else t.to("cpu", copy=True))
+            if i in devices else t
+            for i, t in enumerate(leaves)
+        ]  # fmt: skip
+        return cls(spec, kept, devices)
+
+    def back(self) -> Any:
+        """The batch on its devices again (an asynchronous copy from pinned memory)."""
+        leaves = [
+            t.to(self.devices[i], non_blocking=True) if i in self.devices else t
+            for i, t in enumerate(self.leaves)
+        ]
+        return tree_unflatten(leaves, self.spec)
+
+
 class FrontierStore:
     """Each batch's ``(frontier, y)`` in the order added, kept in memory or (``DISK``) spilled to
     a private temporary folder; read back in the same order by iterating. ``nbytes``: the tensors'
@@ -88,7 +128,11 @@ class FrontierStore:
     def append(self, item: Any) -> None:
         leaves, _ = tree_flatten(item)
         self.nbytes += sum(t.numel() * t.element_size() for t in leaves if _is_tensor(t))
-        self._items.append(self._spill(item) if self.place == DISK else item)
+        if self.place == DISK:
+            item = self._spill(item)
+        elif self.place == HOST:
+            item = _Hosted.of(item)
+        self._items.append(item)
 
     def extend(self, items: Iterable[Any]) -> None:
         for item in items:  # one at a time: a spilled batch leaves memory before the next
@@ -96,7 +140,10 @@ class FrontierStore:
 
     def __iter__(self) -> Iterator[Any]:
         for item in self._items:
-            yield _read(item) if isinstance(item, _Spilled) else item
+            if isinstance(item, _Spilled):
+                yield _read(item)
+            else:
+                yield item.back() if isinstance(item, _Hosted) else item
 
     def __len__(self) -> int:
         return len(self._items)
@@ -185,16 +232,19 @@ def _read(spilled: _Spilled) -> Any:
     return tree_unflatten(leaves, spilled.spec)
 
 
-def timed_spill(compute: Callable[[], Any], device: torch.device) -> dict[str, Any] | str:
-    """One batch's static pass (``compute``) timed against one read of its spilled file: the
-    figures ``static_seconds``, ``read_seconds``; or why the frontier cannot be spilled."""
+def timed_spill(
+    compute: Callable[[], Any], device: torch.device, place: str = DISK
+) -> dict[str, Any] | str:
+    """One batch's static pass (``compute``) timed against one read of it kept at ``place``
+    (its spilled file, or its copy in the host's memory): the figures ``static_seconds``,
+    ``read_seconds``; or why the frontier cannot go to disk."""
     start = _clock(device)
     item = compute()
     static = _clock(device) - start
-    why = unspillable(item)
+    why = unspillable(item) if place == DISK else None
     if why is not None:
         return why
-    store = FrontierStore(DISK)
+    store = FrontierStore(place)
     try:
         store.append(item)
         del item

@@ -661,7 +661,7 @@ def _split(
             why = str(exc)
     if why is None:
         why = _split_verdict(figures, total, request, next(iter(centre.values())).device)
-    if why is None and figures["frontier_store"] == frontier.DISK:
+    if why is None and figures["frontier_store"] != frontier.MEMORY:
         why = _spill_verdict(model, made, centre, x, figures, request)
     if why is None:
         made.store = figures["frontier_store"]
@@ -694,7 +694,7 @@ def _split_verdict(
         return f"the split differs from the full forward by {figures['check']:.1e} (relative)"
     need = figures["frontier_bytes_per_sample"] * total  # every batch's frontier, kept
     figures["frontier_bytes"] = need
-    figures["frontier_store"] = frontier.where(need, memory_budget(request, device))
+    figures["frontier_store"] = frontier.where(need, memory_budget(request, device), device)
     if request.split == "auto" and figures["static_share"] < SPLIT_MIN_SHARE:
         return f"the static part is {figures['static_share']:.0%} of a forward: too little to save"
     return None
@@ -708,12 +708,13 @@ def _spill_verdict(
     figures: dict[str, Any],
     request: EngineRequest,
 ) -> str | None:
-    """Why frontiers over the memory budget are not spilled to disk (None: spilled): they hold
-    what a file cannot keep, or under auto reading the first batch's back is slower than its
-    static pass (both timed once, figures recorded). ``--split on`` spills whatever the times."""
-    device = x.device
+    """Why frontiers over the memory budget are not kept where ``frontier.where`` put them (the
+    host's memory or disk; None: kept there): a file cannot keep what they hold, or under auto
+    reading the first batch's back is slower than its static pass (both timed once, figures
+    recorded). ``--split-forward on`` keeps them there whatever the times."""
+    device, place = x.device, figures["frontier_store"]
     with eval_mode(model), torch.inference_mode():
-        timed = frontier.timed_spill(lambda: made.static(centre, x), device)
+        timed = frontier.timed_spill(lambda: made.static(centre, x), device, place)
     need, budget = figures["frontier_bytes"], memory_budget(request, device)
     over = (
         f"the frontier of the evaluation set needs {need / 2**20:.0f} MiB, over the memory "
@@ -723,8 +724,9 @@ def _spill_verdict(
         return f"{over}, and cannot go to disk: {timed}"
     figures.update(timed)
     if request.split == "auto" and timed["read_seconds"] >= timed["static_seconds"]:
+        source = "from disk" if place == frontier.DISK else "from the host's memory"
         return (
-            f"{over}, and reading a batch's from disk ({timed['read_seconds']:.3g} s) is no "
+            f"{over}, and reading a batch's {source} ({timed['read_seconds']:.3g} s) is no "
             f"faster than computing it ({timed['static_seconds']:.3g} s)"
         )
     return None
@@ -756,7 +758,7 @@ def frontier_plan(
     except (split.Unsplittable, RuntimeError, ValueError, TypeError, IndexError, KeyError,
             AttributeError, AssertionError):  # fmt: skip
         return None
-    return need, frontier.where(need, memory_budget(request, x.device))
+    return need, frontier.where(need, memory_budget(request, x.device), x.device)
 
 
 def _formats(model: torch.nn.Module, request: EngineRequest) -> list[bool]:
