@@ -279,3 +279,23 @@ def test_the_plan_and_info_say_host_memory_and_count_it_off_the_device() -> None
     record = {"split": True, "split_static_share": 0.5, "split_frontier_bytes": 2**21,
               "split_frontier_store": "host", "split_path": "modules"}  # fmt: skip
     assert "frontier 2.0 MiB kept in host memory" in _split_text(record)
+
+
+def test_the_frontier_figure_counts_what_each_batch_holds_whatever_its_samples() -> None:
+    """A batch's frontier may hold values of a fixed size (a position embedding, a mask) beside
+    those that grow with its samples: the figure counts them once per batch, not per sample."""
+    one, many = 5 * 8 * 4 * 2, (5 * 8 * 4) * (1 + 4)  # a (1, 5, 8) table, (n, 5, 8) states
+    assert split.frontier_rates(one, many, 4) == (160, 160)
+    assert split.frontier_need(160, 160, total=10, batch=4) == 10 * 160 + 3 * 160
+    # a GPT-2's replayed frontier, 10 sequences in batches of 4: the figure is the bytes kept
+    model, hf = _gpt2()
+    model = hf.prepare(model)
+    moved = {n for n, _ in model.named_parameters() if n.startswith("transformer.h.2.")}
+    made = split.split_forward(model, moved)
+    centre = _centre(model)
+    x = torch.randint(0, 64, (10, 8))
+    figures = split.probe(model, made, centre, _directions(centre, sorted(moved)), x)
+    rates = figures["frontier_bytes_per_sample"], figures["frontier_bytes_per_batch"]
+    with torch.inference_mode():
+        kept = sum(split.frontier_bytes(made.static(centre, x[i : i + 4])) for i in (0, 4, 8))
+    assert split.frontier_need(*rates, total=10, batch=4) == kept

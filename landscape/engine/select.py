@@ -660,7 +660,7 @@ def _split(
         except split.Unsplittable as exc:
             why = str(exc)
     if why is None:
-        why = _split_verdict(figures, total, request, next(iter(centre.values())).device)
+        why = _split_verdict(figures, (total, int(x.shape[0])), request, x.device)
     if why is None and figures["frontier_store"] != frontier.MEMORY:
         why = _spill_verdict(model, made, centre, x, figures, request)
     if why is None:
@@ -685,14 +685,23 @@ def _split_refusal(model: torch.nn.Module, request: EngineRequest) -> str | None
 
 
 def _split_verdict(
-    figures: dict[str, Any], total: int, request: EngineRequest, device: torch.device
+    figures: dict[str, Any], size: tuple[int, int], request: EngineRequest, device: torch.device
 ) -> str | None:
     """Why a working split is not used (None: used): its check failed, or under auto it would
     save too little. Where its frontiers go (``frontier_store``: within the memory budget in
-    memory, else on disk; ``frontier.where``) is recorded with their bytes."""
+    memory, else in the host's memory or on disk; ``frontier.where``) is recorded with their
+    bytes, for ``size``: the evaluation set's samples and their batch size."""
+    from landscape.engine import split
+
+    total, batch = size
     if figures["check"] > PATH_RTOL:
         return f"the split differs from the full forward by {figures['check']:.1e} (relative)"
-    need = figures["frontier_bytes_per_sample"] * total  # every batch's frontier, kept
+    need = split.frontier_need(  # every batch's frontier, kept
+        figures["frontier_bytes_per_sample"],
+        figures.get("frontier_bytes_per_batch", 0),
+        total,
+        batch,
+    )
     figures["frontier_bytes"] = need
     figures["frontier_store"] = frontier.where(need, memory_budget(request, device), device)
     if request.split == "auto" and figures["static_share"] < SPLIT_MIN_SHARE:
@@ -737,11 +746,12 @@ def frontier_plan(
     centre: dict[str, torch.Tensor],
     moved: set[str],
     x: torch.Tensor,
-    total: int,
+    size: tuple[int, int],
     request: EngineRequest,
 ) -> tuple[int, str] | None:
     """For the memory plan, before any engine is timed: the bytes the split's frontiers would
-    take for ``total`` samples (the static pass on one sample of ``x``, times ``total``) and where
+    take for ``size`` (the evaluation set's samples and their batch size; per sample and per
+    batch from the static pass on one sample and on ``x``: ``split.frontier_rates``) and where
     they would be kept (``frontier.where``, as :func:`_split_verdict` decides); None when the
     request or the model rules the split out, or the model does not run on ``x`` (the run's own
     checks say why)."""
@@ -754,7 +764,9 @@ def frontier_plan(
         return None
     try:
         with eval_mode(model), torch.inference_mode():
-            need = split.frontier_bytes(made.static(centre, x[:1])) * total
+            one = split.frontier_bytes(made.static(centre, x[:1]))
+            rates = split.frontier_rates(one, split.frontier_bytes(made.static(centre, x)), len(x))
+        need = split.frontier_need(*rates, *size)
     except (split.Unsplittable, RuntimeError, ValueError, TypeError, IndexError, KeyError,
             AttributeError, AssertionError):  # fmt: skip
         return None

@@ -442,6 +442,24 @@ def frontier_bytes(frontier: Any) -> int:
     return frontier_bytes(list(values())) if callable(values) else 0
 
 
+def frontier_rates(one: int, many: int, n: int) -> tuple[int, int]:
+    """A frontier's bytes per sample and per batch, from its bytes on one sample (``one``) and on
+    ``n`` samples (``many``): most of it grows with the samples, but a batch may also hold values
+    of its own size whatever its samples (a position embedding, a rotary table, a mask):
+
+        per_sample = (many − one) / (n − 1),    per_batch = one − per_sample
+    """
+    if n < 2:
+        return one, 0
+    per_sample = -(-max(0, many - one) // (n - 1))
+    return per_sample, max(0, one - per_sample)
+
+
+def frontier_need(per_sample: int, per_batch: int, total: int, batch: int) -> int:
+    """Bytes of every batch's frontier, ``total`` samples in batches of ``batch``."""
+    return per_sample * total + per_batch * -(-total // max(1, batch))
+
+
 PROBE_SAMPLES = 8  # the check runs on this many samples
 
 
@@ -456,7 +474,8 @@ def probe(
     difference from the full forward (at θ, at a moved point, at θ again: a frontier value
     written by the dependent part shows there); ``static_share``, the static part's FLOPs over the
     full forward's on one sample (:func:`_flops`: its linear and convolution layers); the
-    frontier's bytes per sample; what the static part holds."""
+    frontier's bytes per sample and per batch (:func:`frontier_rates`); what the static part
+    holds."""
     from landscape.engine.reference import eval_mode
 
     moved = {n: centre[n] + 0.5 * sum(d[n] for d in directions) for n in directions[0]}
@@ -471,10 +490,13 @@ def probe(
             check = max(check, float(diff / full.abs().max().clamp_min(1e-30)))
         static = _flops(model, lambda: made.static(centre, x[:1]))
         whole = _flops(model, lambda: functional_call(model, centre, (x[:1],)))
+        one = frontier_bytes(made.static(centre, x[:1]))
+    per_sample, per_batch = frontier_rates(one, frontier_bytes(front), int(few.shape[0]))
     return {
         "check": float(f"{check:.2e}"),
         "static_share": round(min(1.0, static / max(whole, 1)), 3),
-        "frontier_bytes_per_sample": -(-frontier_bytes(front) // max(1, int(few.shape[0]))),
+        "frontier_bytes_per_sample": per_sample,
+        "frontier_bytes_per_batch": per_batch,
         "static_parts": made.static_nodes,
         **made.figures,
     }

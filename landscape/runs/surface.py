@@ -151,9 +151,9 @@ def _frontier_plan(run: Run, moved: list[str], x: Any) -> tuple[int, str] | None
     from landscape.engine.select import frontier_plan
 
     request = engine_request(run)
-    return frontier_plan(
-        session.model, dict(session.centre), set(moved), x, len(session.data), request
-    )
+    total = len(session.data)
+    size = (total, min(run.batch_size, total))
+    return frontier_plan(session.model, dict(session.centre), set(moved), x, size, request)
 
 
 def store_mode(run: Run, directions: DirectionSet) -> str:
