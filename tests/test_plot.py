@@ -592,3 +592,20 @@ def test_mathtext_in_names_is_drawn_literally(tmp_path: Path, tiny_npz: Path) ->
     # drawn as they are: matplotlib shows "\$" as "$"
     title = contour(read_surface(planes[0]), f"{MATH}_loss").axes[0].get_title()
     assert title.startswith(r"\$\frac{\$_loss, contour") and r"\$\frac{\$ on" in title
+
+
+def test_tick_labels_stay_distinct_on_a_narrow_range() -> None:
+    """Losses within 0.02 of 6.95 (an untrained net, a layer that barely moves the loss): ticks a
+    tenth of the range apart read differently, linear and log; wide ranges keep 3 (2) digits."""
+    import math
+
+    from landscape.plot.figures import Prepared
+
+    z = np.ma.masked_array([0.0])
+    for scale, lo, hi in (("linear", 6.9445, 6.9572), ("log", math.log10(6.9445),
+                                                         math.log10(6.9572))):  # fmt: skip
+        prep = Prepared(z, lo, hi, "train_loss", scale, 0.0)
+        ticks = np.linspace(lo, hi, 11)
+        assert len({prep.text(t) for t in ticks}) == 11, [prep.text(t) for t in ticks]
+    assert Prepared(z, 0.1, 5.0, "train_loss", "linear", 0.0).text(2.5543) == "2.55"
+    assert Prepared(z, -3.0, 1.0, "train_loss", "log", 0.0).text(-2.5) == "0.0032"

@@ -36,6 +36,7 @@ from landscape.store.values import SurfaceValues
 CMAP = "viridis"
 DEFAULT_LEVELS = 30
 MAX_LEVELS = 1000  # contour levels one figure may ask for (each is a set of paths in memory)
+MAX_DIGITS = 8  # significant digits a tick label may need on a narrow range
 
 Levels = int | Sequence[float] | None
 
@@ -58,8 +59,24 @@ class Prepared:
         return f"{self.label} (log scale)" if self.scale == "log" else self.label
 
     def text(self, value: float) -> str:
-        """A plotted value as the quantity's own value: ``10**v`` under log (0.001, not -3)."""
-        return f"{10.0**value:.2g}" if self.scale == "log" else f"{value:.3g}"
+        """A plotted value as the quantity's own value: ``10**v`` under log (0.001, not -3), with
+        the significant digits the range needs (:attr:`digits`)."""
+        shown = 10.0**value if self.scale == "log" else value
+        return f"{shown:.{self.digits}g}"
+
+    @property
+    def digits(self) -> int:
+        """Significant digits that keep ticks a tenth of the range apart distinct: 3 (2 under
+        log) or, on a narrow range, as many as the relative step between such ticks needs,
+        1 + ⌈−log10 r⌉ (6.9512 and 6.9537 for losses within 0.02 of 6.95, not 6.95 twice).
+        Linear: r = (range / 10) / the largest |value|; log: r = ln 10 · (decades / 10)."""
+        base = 2 if self.scale == "log" else 3
+        span = abs(self.vmax - self.vmin) / 10
+        top = max(abs(self.vmin), abs(self.vmax))
+        step = np.log(10) * span if self.scale == "log" else span / top if top else 0.0
+        if not np.isfinite(step) or step <= 0:
+            return base
+        return int(max(base, min(MAX_DIGITS, 1 + np.ceil(-np.log10(step)))))
 
 
 # ---------------------------------------------------------------------------------------------
