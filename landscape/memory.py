@@ -53,7 +53,9 @@ class MemoryPlan:
         kept = self.frontier if self.frontier_store == "memory" else 0
         return self.directions + self.working + self.activations + kept + max(self.build, self.file)
 
-    def parts(self) -> list[str]:
+    def parts(self, on_device: bool = False) -> list[str]:
+        """What the run holds, in words; ``on_device``: only what the device's memory holds (a
+        frontier kept in the host's memory or on disk left out)."""
         parts = [
             f"weights {size(self.weights)} (loaded)",
             f"directions {size(self.directions)}",
@@ -62,7 +64,7 @@ class MemoryPlan:
         ]
         if self.file:
             parts.append(f"file {size(self.file)} while written")
-        if self.frontier:
+        if self.frontier and (self.frontier_store == "memory" or not on_device):
             parts.append(f"frontier {size(self.frontier)} {FRONTIER_PLACES[self.frontier_store]}")
         return parts
 
@@ -75,11 +77,9 @@ class MemoryPlan:
         """ConfigError when the run cannot fit in what is free, naming the ways to shrink it."""
         if self.available is None or self.more <= self.available:
             return
-        elsewhere = self.frontier and self.frontier_store != "memory"
-        counted = self.parts()[1 : -1 if elsewhere else None]  # the frontier is the last part
         raise ConfigError(
             f"this run needs about {size(self.more)} more {self.device} memory than its loaded "
-            f"weights ({', '.join(counted)}), but {size(self.available)} are free; move "
+            f"weights ({', '.join(self.parts(on_device=True)[1:])}), but {size(self.available)} are free; move "
             "fewer tensors (--params), lower --batch-size, keep the directions as their seed "
             "(--store-directions seed), use --dtype bfloat16, or use a bigger machine"
         )

@@ -102,11 +102,18 @@ class _Hosted:
 
     def back(self) -> Any:
         """The batch on its devices again (an asynchronous copy from pinned memory)."""
-        leaves = [
-            t.to(self.devices[i], non_blocking=True) if i in self.devices else t
-            for i, t in enumerate(self.leaves)
-        ]
-        return tree_unflatten(leaves, self.spec)
+        return _rebuilt(self.leaves, self.devices, self.spec, non_blocking=True)
+
+
+def _rebuilt(
+    leaves: list[Any], devices: dict[int, torch.device], spec: TreeSpec, non_blocking: bool = False
+) -> Any:
+    """A batch's tree from its leaves, each tensor back on the device it came from."""
+    return tree_unflatten(
+        [t.to(devices[i], non_blocking=non_blocking) if i in devices else t
+         for i, t in enumerate(leaves)],
+        spec,
+    )  # fmt: skip
 
 
 class FrontierStore:
@@ -226,10 +233,9 @@ def _read(spilled: _Spilled) -> Any:
     with safe_open(str(spilled.path), framework="pt", device=str(first)) as f:
         tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
     leaves = [
-        tensors[leaf].to(spilled.devices[i]) if i in spilled.devices else leaf
-        for i, leaf in enumerate(spilled.leaves)
+        tensors[leaf] if i in spilled.devices else leaf for i, leaf in enumerate(spilled.leaves)
     ]
-    return tree_unflatten(leaves, spilled.spec)
+    return _rebuilt(leaves, spilled.devices, spilled.spec)
 
 
 def timed_spill(

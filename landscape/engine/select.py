@@ -477,10 +477,7 @@ def _choice(
     fused = evaluator.module is bench.folded and bench.folded is not None
     if not fused:
         report.update(fused=0)
-    split = getattr(evaluator, "split", None) is not None
-    report["split"] = split
-    if not split and bench.split is not None:
-        report["split_reason"] = f"the {evaluator.name} engine was faster"
+    split = report["split"]  # every engine takes the bench's split (evaluator.describe)
     settings = EngineSettings(
         evaluator.name, bool(report.get("compile")), bool(evaluator.channels_last), bench.k, batch,
         fused, split,

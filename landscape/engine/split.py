@@ -352,8 +352,7 @@ class _ModuleSplit:
             mine = _lead(self.dynamic(centre, self.static(centre, x)))
         if full is None or mine is None or mine.shape != full.shape:
             return False
-        diff = (mine.float() - full.float()).abs().max()
-        return bool(diff <= 1e-6 * full.float().abs().max())
+        return _relative_difference(mine, full) <= 1e-6
 
     def static(self, centre: Point, x: torch.Tensor) -> dict[str, Any]:
         """The replayed modules' outputs on batch ``x`` at θ; the pass stops where the first
@@ -485,9 +484,8 @@ def probe(
         front = made.static(centre, few)
         check = 0.0
         for p in (centre, point, centre):
-            full = functional_call(model, p, (few,)).float()
-            diff = (made.dynamic(p, front).float() - full).abs().max()
-            check = max(check, float(diff / full.abs().max().clamp_min(1e-30)))
+            full = functional_call(model, p, (few,))
+            check = max(check, _relative_difference(made.dynamic(p, front), full))
         static = _flops(model, lambda: made.static(centre, x[:1]))
         whole = _flops(model, lambda: functional_call(model, centre, (x[:1],)))
         one = frontier_bytes(made.static(centre, x[:1]))
@@ -500,6 +498,12 @@ def probe(
         "static_parts": made.static_nodes,
         **made.figures,
     }
+
+
+def _relative_difference(got: torch.Tensor, want: torch.Tensor) -> float:
+    """max |got − want| / max |want|, in float32 (0/0 read as 0)."""
+    diff = (got.float() - want.float()).abs().max()
+    return float(diff / want.float().abs().max().clamp_min(1e-30))
 
 
 def _flops(model: nn.Module, call: Callable[[], Any]) -> int:

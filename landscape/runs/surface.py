@@ -143,10 +143,10 @@ def memory_plan(run: Run) -> memory.MemoryPlan:
 
 
 def _frontier_plan(run: Run, moved: list[str], x: Any) -> tuple[int, str] | None:
-    """A split forward's frontiers for the memory plan (``select.frontier_plan``): when the
-    directions move only part of the model and the split is not off."""
-    session, ev = run.session, run.evaluation
-    if ev.split_forward == "off" or ev.bn != "eval" or len(moved) >= len(session.theta):
+    """A split forward's frontiers for the memory plan (``select.frontier_plan``, which also
+    says when the request rules the split out): when the directions move only part of the model."""
+    session = run.session
+    if len(moved) >= len(session.theta):
         return None
     from landscape.engine.select import frontier_plan
 
